@@ -1,0 +1,90 @@
+# taskq: PGXS build, plus the two set-up commands of the README
+#
+#   make test   install missing Debian packages, build, install, run every suite
+#   make demo   the same set-up, then a live tour on a throwaway local instance
+#
+# Plain `make`, `make install` and `make installcheck` (against a running
+# server) behave as for any PGXS extension.
+
+EXTENSION = taskq
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" taskq.control)
+
+MODULE_big = taskq
+OBJS = \
+	src/taskq.o \
+	src/uuid7.o \
+	src/util.o \
+	src/options.o \
+	src/push.o \
+	src/pull.o \
+	src/lifecycle.o \
+	src/queue.o
+
+DATA = taskq--$(EXTVERSION).sql
+
+# pg_regress suites: one file per feature, in sql/ and expected/
+REGRESS = \
+	push \
+	options \
+	limits \
+	pull \
+	ack \
+	fail \
+	lease \
+	heartbeat_progress \
+	cancel \
+	queues \
+	dlq \
+	retention \
+	unique \
+	metadata
+REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
+
+# isolation specs: test/isolation/specs/*.spec
+ISOLATION = \
+	pull-concurrent \
+	pull-skip-locked \
+	ack-vs-redelivery
+ISOLATION_OPTS = \
+	--inputdir=$(srcdir)/test/isolation \
+	--outputdir=test/isolation/output_iso \
+	--temp-config=$(srcdir)/test/taskq.conf
+
+# Warnings are defects: -Wall -Wextra here, CI adds -Werror through
+# TASKQ_CFLAGS.  PostgreSQL's own headers cannot be built with
+# -Wunused-parameter (every fmgr function takes fcinfo), -Wsign-compare
+# or -Wmissing-field-initializers, so those three stay off, as in the
+# server's own build.
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers $(TASKQ_CFLAGS)
+
+# Debian ships one pg_config per major version; prefer PostgreSQL 15's.
+PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && \
+	echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# On a fresh machine the server headers are not there yet: `make test`
+# and `make demo` install them first, then re-enter make.
+ifneq ($(wildcard $(PGXS)),)
+ifneq ($(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)/postgres.h),)
+include $(PGXS)
+endif
+endif
+
+.PHONY: test demo deps
+
+# installing into the server's directories needs root
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+deps:
+	@test/setup-deps.sh
+
+test: deps
+	$(MAKE) all
+	$(SUDO) $(MAKE) install
+	test/run-tests.sh --regress "$(REGRESS)" --isolation "$(ISOLATION)"
+
+demo: deps
+	$(MAKE) all
+	$(SUDO) $(MAKE) install
+	test/demo.sh

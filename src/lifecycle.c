@@ -1,0 +1,499 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *		What happens to a job after it was pulled, and to a dead one:
+ *		ack, ack_batch, fail, heartbeat, progress, cancel, redrive.
+ *
+ * Lease fencing: ack, fail, progress and heartbeat act only on an active
+ * job, and, when the caller passes its lease, only while that lease is the
+ * job's current one.  Each is one statement whose WHERE clause carries
+ * these conditions, so the check and the change cannot be separated by a
+ * concurrent re-delivery: whoever locks the row first wins, and the other
+ * finds the conditions false and gets an error that says why
+ * (TaskqRaiseJobConflict).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/uuid.h"
+
+#include "taskq.h"
+
+/* the fencing condition of a job alias j, id $1 and lease parameter */
+#define ACTIVE_UNDER_LEASE(lease) \
+	"j.id = $1 AND j.state = 'active' AND (" lease " IS NULL OR j.lease = " lease ")"
+
+static TaskqPlan ack_plan = {NULL, 3, {UUIDOID, JSONBOID, UUIDOID}};
+static TaskqPlan ack_batch_plan = {NULL, 1, {JSONBOID}};
+static TaskqPlan fail_lock_plan = {
+	"SELECT j.attempts, j.max_attempts, j.backoff FROM taskq.jobs j"
+	" WHERE " ACTIVE_UNDER_LEASE("$2::uuid") " FOR UPDATE",
+	2, {UUIDOID, UUIDOID}
+};
+static TaskqPlan fail_retry_plan = {
+	"UPDATE taskq.jobs j SET state = 'delayed',"
+	" run_at = now() + $2 * interval '1 millisecond',"
+	" lease = NULL, lease_expires_at = NULL, error = $3,"
+	" errors = " TASKQ_ERRORS_APPEND("j", "$3") " WHERE j.id = $1",
+	3, {UUIDOID, INT8OID, TEXTOID}
+};
+static TaskqPlan fail_dead_plan = {NULL, 2, {UUIDOID, TEXTOID}};
+static TaskqPlan heartbeat_plan = {
+	"UPDATE taskq.jobs j"
+	" SET lease_expires_at = now() + j.lease_ms * interval '1 millisecond'"
+	" WHERE " ACTIVE_UNDER_LEASE("$2::uuid") " RETURNING j.lease_expires_at",
+	2, {UUIDOID, UUIDOID}
+};
+static TaskqPlan progress_plan = {
+	"UPDATE taskq.jobs j SET progress = $3, logs = CASE WHEN $4 IS NULL"
+	" THEN j.logs ELSE "
+	TASKQ_HISTORY_APPEND("j.logs",
+						 "jsonb_build_object('at', now(), 'progress', $3, 'message', $4)")
+	" END WHERE " ACTIVE_UNDER_LEASE("$2::uuid"),
+	4, {UUIDOID, UUIDOID, INT4OID, TEXTOID}
+};
+static TaskqPlan cancel_plan = {NULL, 1, {UUIDOID}};
+static TaskqPlan state_plan = {
+	"SELECT state::text FROM taskq.all_jobs WHERE id = $1",
+	1, {UUIDOID}
+};
+static TaskqPlan redrive_plan = {NULL, 1, {UUIDOID}};
+static TaskqPlan redrive_queue_plan = {NULL, 1, {TEXTOID}};
+static TaskqPlan redrive_conflict_plan = {
+	"SELECT l.id, l.unique_key FROM taskq.dead_jobs d JOIN taskq.jobs l"
+	" ON l.queue = d.queue AND l.unique_key = d.unique_key WHERE d.id = $1",
+	1, {UUIDOID}
+};
+
+/* a redriven job starts over: waiting, no attempts, no lease */
+static const TaskqColumnSet redrive_sets[] = {
+	{"state", "'waiting'"},
+	{"attempts", "0"},
+	{"run_at", "now()"},
+	{"lease", "NULL"},
+	{"lease_ms", "NULL"},
+	{"lease_expires_at", "NULL"},
+	{"progress", "0"},
+	{"result", "NULL"},
+	{"started_at", "NULL"},
+	{"finished_at", "NULL"},
+	{NULL, NULL}
+};
+
+/* a result is any JSON value up to TASKQ_MAX_RESULT bytes */
+static void
+check_result(Jsonb *result)
+{
+	if (result != NULL && TaskqJsonbSize(result) > TASKQ_MAX_RESULT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job result is too large"),
+				 errdetail("The result is %d bytes; the limit is %d bytes (1 MB).",
+						   TaskqJsonbSize(result), TASKQ_MAX_RESULT)));
+}
+
+/*
+ * Prepare the plans built by TaskqMoveSql, once per backend.
+ */
+static void
+init_move_plans(void)
+{
+	static const TaskqColumnSet ack_sets[] = {
+		{"state", "'completed'"},
+		{"result", "$2"},
+		{"lease_expires_at", "NULL"},
+		{"finished_at", "now()"},
+		{NULL, NULL}
+	};
+	static const TaskqColumnSet ack_batch_sets[] = {
+		{"state", "'completed'"},
+		{"result", "m.item_result"},
+		{"lease_expires_at", "NULL"},
+		{"finished_at", "now()"},
+		{NULL, NULL}
+	};
+	static const TaskqColumnSet dead_sets[] = {
+		{"state", "'dlq'"},
+		{"error", "$2"},
+		{"errors", TASKQ_ERRORS_APPEND("m", "$2")},
+		{"lease_expires_at", "NULL"},
+		{"finished_at", "now()"},
+		{NULL, NULL}
+	};
+	static const TaskqColumnSet cancel_sets[] = {
+		{"state", "'cancelled'"},
+		{"finished_at", "now()"},
+		{NULL, NULL}
+	};
+
+	if (ack_plan.sql != NULL)
+		return;
+	ack_batch_plan.sql =
+		TaskqMoveSql("jobs", "finished_jobs",
+					 "(SELECT x.id AS item_id, x.result AS item_result,"
+					 " x.lease AS item_lease FROM jsonb_to_recordset($1)"
+					 " AS x(id uuid, result jsonb, lease uuid)) i",
+					 "j.id = i.item_id AND j.state = 'active'"
+					 " AND (i.item_lease IS NULL OR j.lease = i.item_lease)",
+					 ack_batch_sets, NULL);
+	fail_dead_plan.sql =
+		TaskqMoveSql("jobs", "dead_jobs", NULL, "j.id = $1", dead_sets, NULL);
+	cancel_plan.sql =
+		TaskqMoveSql("jobs", "finished_jobs", NULL,
+					 "j.id = $1 AND j.state IN ('waiting', 'delayed', 'blocked')",
+					 cancel_sets, NULL);
+	redrive_plan.sql =
+		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets, NULL);
+
+	/*
+	 * A queue-wide redrive leaves behind a job whose unique key a live job
+	 * holds, and of dead jobs sharing a key it redrives only the newest.
+	 */
+	redrive_queue_plan.sql =
+		TaskqMoveSql("dead_jobs", "jobs", NULL,
+					 "j.queue = $1 AND (j.unique_key IS NULL OR"
+					 " (NOT EXISTS (SELECT 1 FROM taskq.jobs l"
+					 "  WHERE l.queue = j.queue AND l.unique_key = j.unique_key)"
+					 " AND NOT EXISTS (SELECT 1 FROM taskq.dead_jobs d"
+					 "  WHERE d.queue = j.queue AND d.unique_key = j.unique_key"
+					 "  AND d.id > j.id)))",
+					 redrive_sets, NULL);
+	/* last, so that its being set means all are */
+	ack_plan.sql =
+		TaskqMoveSql("jobs", "finished_jobs", NULL,
+					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, NULL);
+}
+
+/*
+ * taskq.ack(id uuid, result jsonb, lease uuid) RETURNS void
+ */
+PG_FUNCTION_INFO_V1(taskq_ack);
+Datum
+taskq_ack(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	bool		nulls[3];
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	for (int i = 0; i < 3; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i);
+	}
+	if (!nulls[1])
+		check_result(PG_GETARG_JSONB_P(1));
+
+	SPI_connect();
+	init_move_plans();
+	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
+		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * taskq.ack_batch(items jsonb) RETURNS int
+ *
+ * Completes every item that is active under the given lease (or under any
+ * lease when none is given) and returns how many it completed; the others
+ * are left as they are.
+ */
+PG_FUNCTION_INFO_V1(taskq_ack_batch);
+Datum
+taskq_ack_batch(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *items;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken r;
+	Datum		values[1];
+	int			n;
+
+	TaskqRequireArg(fcinfo, 0, "items");
+	items = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must be a JSON array"),
+				 errhint("Pass an array of objects with keys \"id\", \"result\" and \"lease\".")));
+
+	/* each item is an object with a string "id" and nothing unknown */
+	it = JsonbIteratorInit(&items->root);
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		JsonbIterator *iit;
+		JsonbValue	k;
+		JsonbValue	iv;
+		bool		has_id = false;
+
+		if (r != WJB_ELEM)
+			continue;
+		if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("each item of items must be a JSON object")));
+		iit = JsonbIteratorInit(v.val.binary.data);
+		while ((r = JsonbIteratorNext(&iit, &k, true)) != WJB_DONE)
+		{
+			if (r != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&iit, &iv, true);
+			if (k.val.string.len == 2 && strncmp(k.val.string.val, "id", 2) == 0)
+			{
+				if (iv.type != jbvString)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("item \"id\" must be a string")));
+				has_id = true;
+			}
+			else if (k.val.string.len == 6 && strncmp(k.val.string.val, "result", 6) == 0)
+				check_result(JsonbValueToJsonb(&iv));
+			else if (k.val.string.len == 5 && strncmp(k.val.string.val, "lease", 5) == 0)
+			{
+				if (iv.type != jbvString && iv.type != jbvNull)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("item \"lease\" must be a string or null")));
+			}
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unrecognized item key \"%.*s\"",
+								k.val.string.len, k.val.string.val),
+						 errhint("Valid keys are: id, result, lease.")));
+		}
+		if (!has_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("item has no \"id\"")));
+	}
+
+	values[0] = JsonbPGetDatum(items);
+	SPI_connect();
+	init_move_plans();
+	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}
+
+/*
+ * taskq.fail(id uuid, error text, lease uuid) RETURNS text
+ *
+ * Retries after the job's backoff while attempts remain ('delayed'), else
+ * moves the job to the dead-letter queue ('dlq').  The error is appended
+ * to the job's error history; text over 10 kB is cut, not rejected.
+ */
+PG_FUNCTION_INFO_V1(taskq_fail);
+Datum
+taskq_fail(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	bool		nulls[3] = {0};
+	text	   *error;
+	int32		attempts;
+	int32		max_attempts;
+	Jsonb	   *backoff;
+	bool		isnull;
+	const char *outcome;
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	TaskqRequireArg(fcinfo, 1, "error");
+	error = TaskqClipText(PG_GETARG_TEXT_PP(1), TASKQ_MAX_ERROR);
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2);
+
+	SPI_connect();
+	init_move_plans();
+	if (TaskqExecute(&fail_lock_plan, values, nulls, false, 1) == 0)
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "fail");
+
+	attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	max_attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull));
+	backoff = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 3, &isnull));
+
+	if (attempts < max_attempts)
+	{
+		values[1] = Int64GetDatum(TaskqBackoffDelay(backoff, attempts));
+		values[2] = PointerGetDatum(error);
+		TaskqExecute(&fail_retry_plan, values, NULL, false, 0);
+		outcome = "delayed";
+	}
+	else
+	{
+		values[1] = PointerGetDatum(error);
+		TaskqExecute(&fail_dead_plan, values, NULL, false, 0);
+		outcome = "dlq";
+	}
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(outcome));
+}
+
+/*
+ * taskq.heartbeat(id uuid, lease uuid) RETURNS timestamptz
+ *
+ * Extends the lease by the length it was granted for; returns the new
+ * expiry.
+ */
+PG_FUNCTION_INFO_V1(taskq_heartbeat);
+Datum
+taskq_heartbeat(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+	bool		nulls[2] = {0};
+	bool		isnull;
+	TimestampTz expires;
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1);
+
+	SPI_connect();
+	if (TaskqExecute(&heartbeat_plan, values, nulls, false, 0) == 0)
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "heartbeat");
+	expires = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1,
+												&isnull));
+	SPI_finish();
+	PG_RETURN_TIMESTAMPTZ(expires);
+}
+
+/*
+ * taskq.progress(id uuid, progress int, message text, lease uuid) RETURNS void
+ *
+ * Progress is clamped to 0..100; a message is appended to the job's log,
+ * which keeps the last TASKQ_MAX_HISTORY entries, each cut to 10 kB.
+ */
+PG_FUNCTION_INFO_V1(taskq_progress);
+Datum
+taskq_progress(PG_FUNCTION_ARGS)
+{
+	Datum		values[4];
+	bool		nulls[4] = {0};
+	int32		progress;
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	TaskqRequireArg(fcinfo, 1, "progress");
+	progress = Max(0, Min(100, PG_GETARG_INT32(1)));
+
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[1] = PG_ARGISNULL(3);
+	values[2] = Int32GetDatum(progress);
+	nulls[3] = PG_ARGISNULL(2);
+	values[3] = nulls[3] ? (Datum) 0 :
+		PointerGetDatum(TaskqClipText(PG_GETARG_TEXT_PP(2), TASKQ_MAX_ERROR));
+
+	SPI_connect();
+	if (TaskqExecute(&progress_plan, values, nulls, false, 0) == 0)
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "report progress of");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * taskq.cancel(id uuid) RETURNS boolean
+ *
+ * Waiting, delayed and blocked jobs become cancelled (true); an unknown id
+ * yields false; a job in any other state is an error naming the state.
+ */
+PG_FUNCTION_INFO_V1(taskq_cancel);
+Datum
+taskq_cancel(PG_FUNCTION_ARGS)
+{
+	Datum		values[1];
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	values[0] = PG_GETARG_DATUM(0);
+
+	SPI_connect();
+	init_move_plans();
+	if (TaskqExecute(&cancel_plan, values, NULL, false, 0) == 0)
+	{
+		char	   *state;
+
+		if (TaskqExecute(&state_plan, values, NULL, true, 1) == 0)
+		{
+			SPI_finish();
+			PG_RETURN_BOOL(false);
+		}
+		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot cancel job \"%s\" in state \"%s\"",
+						TaskqUuidText(values[0]), state),
+				 errdetail("Only waiting, delayed and blocked jobs can be cancelled."),
+				 strcmp(state, "active") == 0 ?
+				 errhint("An active job ends through taskq.ack() or taskq.fail().") : 0));
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * taskq.redrive(id uuid) RETURNS boolean
+ *
+ * Puts a dead job back to waiting with its attempts reset; false when the
+ * id is not in the dead-letter queue.
+ */
+PG_FUNCTION_INFO_V1(taskq_redrive);
+Datum
+taskq_redrive(PG_FUNCTION_ARGS)
+{
+	Datum		values[1];
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	values[0] = PG_GETARG_DATUM(0);
+
+	SPI_connect();
+	init_move_plans();
+	if (TaskqExecute(&redrive_conflict_plan, values, NULL, false, 1) > 0)
+	{
+		bool		isnull;
+		Datum		holder = SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("cannot redrive job \"%s\": its unique key is held by live job \"%s\"",
+						TaskqUuidText(values[0]), TaskqUuidText(holder)),
+				 errdetail("Unique key: \"%s\".",
+						   SPI_getvalue(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 2))));
+	}
+	if (TaskqExecute(&redrive_plan, values, NULL, false, 0) == 0)
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * taskq.redrive_queue(queue text) RETURNS bigint
+ */
+PG_FUNCTION_INFO_V1(taskq_redrive_queue);
+Datum
+taskq_redrive_queue(PG_FUNCTION_ARGS)
+{
+	Datum		values[1];
+	int			n;
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	values[0] = PG_GETARG_DATUM(0);
+
+	SPI_connect();
+	init_move_plans();
+	n = TaskqExecute(&redrive_queue_plan, values, NULL, false, 0);
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}

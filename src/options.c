@@ -1,0 +1,459 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *		Parsing and validation of the jsonb options of taskq.push and
+ *		taskq.create_queue / taskq.alter_queue, and backoff arithmetic.
+ *
+ * Options are strict: an unknown key is an error, so a typo never passes
+ * unnoticed, and each value is checked for its JSON type and range.  All
+ * errors are SQLSTATE 22023 (invalid_parameter_value) and name the option,
+ * except size limits, which are 54000 (program_limit_exceeded).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+#include "taskq.h"
+
+/* ten years: the longest delay or retention an option accepts, in ms */
+#define TASKQ_MAX_INTERVAL_MS	(INT64CONST(10) * 366 * 24 * 3600 * 1000)
+
+/* the built-in backoff policy, also the column default of taskq.queues */
+#define DEFAULT_BACKOFF_DELAY_MS	1000
+#define DEFAULT_BACKOFF_MAX_MS		3600000
+
+/*
+ * The JSON type of a value, as named in error details.
+ */
+static const char *
+json_type_name(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+		default:
+			return "an array";
+	}
+}
+
+/*
+ * Error for an option value of the wrong type or out of range.
+ */
+static void
+bad_option(const char *option, const char *expected, const JsonbValue *v)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for option \"%s\"", option),
+			 errdetail("Expected %s, got %s.", expected, json_type_name(v))));
+}
+
+/*
+ * An integer option within [min, max].
+ */
+static int64
+option_integer(const char *option, const JsonbValue *v, int64 min, int64 max)
+{
+	char	   *s;
+	char	   *dot;
+	char	   *end;
+	int64		result;
+
+	if (v->type != jbvNumeric)
+		bad_option(option, "an integer", v);
+
+	s = DatumGetCString(DirectFunctionCall1(numeric_out,
+											NumericGetDatum(v->val.numeric)));
+	/* numeric_out never uses exponents; "5.00" is integral, "5.5" is not */
+	dot = strchr(s, '.');
+	if (dot)
+	{
+		for (char *p = dot + 1; *p; p++)
+			if (*p != '0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid value for option \"%s\"", option),
+						 errdetail("Expected an integer, got %s.", s)));
+		*dot = '\0';
+	}
+	errno = 0;
+	result = strtoi64(s, &end, 10);
+	if (errno != 0 || *end != '\0' || result < min || result > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("value %s of option \"%s\" is out of range", s, option),
+				 errdetail("Valid values are between " INT64_FORMAT " and " INT64_FORMAT ".",
+						   min, max)));
+	return result;
+}
+
+/*
+ * A string option of 1 to maxbytes bytes.
+ */
+static text *
+option_text(const char *option, const JsonbValue *v, int maxbytes)
+{
+	if (v->type != jbvString)
+		bad_option(option, "a string", v);
+	if (v->val.string.len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must not be empty", option)));
+	if (v->val.string.len > maxbytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("option \"%s\" is too long", option),
+				 errdetail("The value is %d bytes; the limit is %d bytes.",
+						   v->val.string.len, maxbytes)));
+	return cstring_to_text_with_len(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Start iterating over the keys of an options object; errors when the
+ * value is not an object.
+ */
+static JsonbIterator *
+option_object(const char *what, const JsonbValue *v)
+{
+	JsonbIterator *it;
+	JsonbValue	tok;
+
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		bad_option(what, "an object", v);
+	it = JsonbIteratorInit(v->val.binary.data);
+	(void) JsonbIteratorNext(&it, &tok, true);	/* WJB_BEGIN_OBJECT */
+	return it;
+}
+
+/*
+ * Next key and value of an object; false at the end.  Nested containers
+ * come back as jbvBinary.  The key is returned as a palloc'd C string.
+ */
+static bool
+option_next(JsonbIterator **it, char **key, JsonbValue *val)
+{
+	JsonbValue	k;
+	JsonbIteratorToken r;
+
+	while ((r = JsonbIteratorNext(it, &k, true)) != WJB_DONE)
+	{
+		if (r == WJB_KEY)
+		{
+			*key = pnstrdup(k.val.string.val, k.val.string.len);
+			(void) JsonbIteratorNext(it, val, true);	/* WJB_VALUE */
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Error for a key that is not a known option.
+ */
+static void
+unknown_option(const char *what, const char *key, const char *valid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized %s \"%s\"", what, key),
+			 errhint("Valid %ss are: %s.", what, valid)));
+}
+
+/* the root of a jsonb value, as a JsonbValue that option_object accepts */
+static void
+jsonb_root(Jsonb *jb, JsonbValue *v)
+{
+	v->type = jbvBinary;
+	v->val.binary.data = &jb->root;
+	v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+}
+
+/*
+ * Validate a backoff object and return it as jsonb.  Keys left out are
+ * taken from the queue's policy when the job is pushed.
+ */
+static Jsonb *
+parse_backoff(const char *option, const JsonbValue *v)
+{
+	JsonbIterator *it = option_object(option, v);
+	char	   *key;
+	JsonbValue	val;
+
+	while (option_next(&it, &key, &val))
+	{
+		if (strcmp(key, "type") == 0)
+		{
+			if (val.type != jbvString)
+				bad_option("backoff.type", "\"fixed\", \"linear\" or \"exponential\"", &val);
+			if (!((val.val.string.len == 5 && strncmp(val.val.string.val, "fixed", 5) == 0) ||
+				  (val.val.string.len == 6 && strncmp(val.val.string.val, "linear", 6) == 0) ||
+				  (val.val.string.len == 11 && strncmp(val.val.string.val, "exponential", 11) == 0)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid backoff type \"%.*s\"",
+								val.val.string.len, val.val.string.val),
+						 errhint("Valid types are: fixed, linear, exponential.")));
+		}
+		else if (strcmp(key, "delay_ms") == 0)
+			(void) option_integer("backoff.delay_ms", &val, 0, TASKQ_MAX_INTERVAL_MS);
+		else if (strcmp(key, "max_delay_ms") == 0)
+			(void) option_integer("backoff.max_delay_ms", &val, 0, TASKQ_MAX_INTERVAL_MS);
+		else if (strcmp(key, "jitter") == 0)
+		{
+			if (val.type != jbvBool)
+				bad_option("backoff.jitter", "a boolean", &val);
+		}
+		else
+			unknown_option("backoff option", key,
+						   "type, delay_ms, max_delay_ms, jitter");
+	}
+	return JsonbValueToJsonb((JsonbValue *) v);
+}
+
+/*
+ * Parse the options argument of taskq.push.
+ */
+void
+TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
+{
+	JsonbIterator *it;
+	JsonbValue	root;
+	char	   *key;
+	JsonbValue	val;
+
+	memset(opts, 0, sizeof(*opts));
+	if (options == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job options must be a JSON object")));
+
+	jsonb_root(options, &root);
+	it = option_object("options", &root);
+	while (option_next(&it, &key, &val))
+	{
+		if (strcmp(key, "metadata") == 0)
+		{
+			if (val.type == jbvNull)
+				continue;
+			if (val.type != jbvBinary || !JsonContainerIsObject(val.val.binary.data))
+				bad_option("metadata", "an object", &val);
+			opts->metadata = JsonbValueToJsonb(&val);
+			if (TaskqJsonbSize(opts->metadata) > TASKQ_MAX_METADATA)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("job metadata is too large"),
+						 errdetail("The metadata is %d bytes; the limit is %d bytes (64 kB).",
+								   TaskqJsonbSize(opts->metadata), TASKQ_MAX_METADATA)));
+		}
+		else if (strcmp(key, "priority") == 0)
+			opts->priority = (int32) option_integer("priority", &val, PG_INT32_MIN, PG_INT32_MAX);
+		else if (strcmp(key, "delay_ms") == 0 || strcmp(key, "run_at") == 0)
+		{
+			if (opts->has_run_at)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("options \"delay_ms\" and \"run_at\" cannot be used together")));
+			opts->has_run_at = true;
+			if (key[0] == 'd')
+			{
+				int64		ms = option_integer("delay_ms", &val, 0, TASKQ_MAX_INTERVAL_MS);
+
+				opts->run_at = GetCurrentTransactionStartTimestamp() + ms * 1000;
+			}
+			else
+			{
+				char	   *s;
+
+				if (val.type != jbvString)
+					bad_option("run_at", "a timestamp string", &val);
+				s = pnstrdup(val.val.string.val, val.val.string.len);
+				opts->run_at = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																	   CStringGetDatum(s),
+																	   ObjectIdGetDatum(InvalidOid),
+																	   Int32GetDatum(-1)));
+				if (TIMESTAMP_NOT_FINITE(opts->run_at))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"run_at\" must be a finite timestamp")));
+			}
+		}
+		else if (strcmp(key, "timeout_ms") == 0)
+		{
+			opts->has_timeout = true;
+			opts->timeout_ms = (int32) option_integer("timeout_ms", &val, 1, PG_INT32_MAX);
+		}
+		else if (strcmp(key, "max_attempts") == 0)
+		{
+			opts->has_max_attempts = true;
+			opts->max_attempts = (int32) option_integer("max_attempts", &val, 1, TASKQ_MAX_MAX_ATTEMPTS);
+		}
+		else if (strcmp(key, "backoff") == 0)
+			opts->backoff = parse_backoff("backoff", &val);
+		else if (strcmp(key, "unique_key") == 0)
+			opts->unique_key = option_text("unique_key", &val, TASKQ_MAX_UNIQUE_KEY);
+		else if (strcmp(key, "flow_id") == 0)
+			opts->flow_id = option_text("flow_id", &val, TASKQ_MAX_FLOW_ID);
+		else if (strcmp(key, "depends_on") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("option \"depends_on\" is not supported yet"),
+					 errdetail("Job dependencies arrive with DAG flows in a later release.")));
+		else
+			unknown_option("option", key,
+						   "metadata, priority, delay_ms, run_at, timeout_ms, max_attempts, backoff, unique_key, flow_id, depends_on");
+	}
+}
+
+/*
+ * Parse the options argument of taskq.create_queue and taskq.alter_queue.
+ */
+void
+TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
+{
+	JsonbIterator *it;
+	JsonbValue	root;
+	char	   *key;
+	JsonbValue	val;
+
+	memset(opts, 0, sizeof(*opts));
+	if (options == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("queue options must be a JSON object")));
+
+	jsonb_root(options, &root);
+	it = option_object("options", &root);
+	while (option_next(&it, &key, &val))
+	{
+		if (strcmp(key, "timeout_ms") == 0)
+		{
+			opts->has_timeout = true;
+			if (val.type == jbvNull)
+				opts->timeout_null = true;
+			else
+				opts->timeout_ms = (int32) option_integer("timeout_ms", &val, 1, PG_INT32_MAX);
+		}
+		else if (strcmp(key, "max_attempts") == 0)
+		{
+			opts->has_max_attempts = true;
+			opts->max_attempts = (int32) option_integer("max_attempts", &val, 1, TASKQ_MAX_MAX_ATTEMPTS);
+		}
+		else if (strcmp(key, "backoff") == 0)
+			opts->backoff = parse_backoff("backoff", &val);
+		else if (strcmp(key, "retention") == 0)
+		{
+			JsonbIterator *rit = option_object("retention", &val);
+			char	   *rkey;
+			JsonbValue	rval;
+
+			while (option_next(&rit, &rkey, &rval))
+			{
+				if (strcmp(rkey, "completed_ms") == 0)
+				{
+					opts->has_completed_retention = true;
+					opts->completed_retention_ms = option_integer("retention.completed_ms", &rval, 0, TASKQ_MAX_INTERVAL_MS);
+				}
+				else if (strcmp(rkey, "cancelled_ms") == 0)
+				{
+					opts->has_cancelled_retention = true;
+					opts->cancelled_retention_ms = option_integer("retention.cancelled_ms", &rval, 0, TASKQ_MAX_INTERVAL_MS);
+				}
+				else if (strcmp(rkey, "dlq_ms") == 0)
+				{
+					opts->has_dlq_retention = true;
+					opts->dlq_retention_ms = option_integer("retention.dlq_ms", &rval, 0, TASKQ_MAX_INTERVAL_MS);
+				}
+				else
+					unknown_option("retention option", rkey,
+								   "completed_ms, cancelled_ms, dlq_ms");
+			}
+		}
+		else
+			unknown_option("queue option", key,
+						   "timeout_ms, max_attempts, backoff, retention");
+	}
+}
+
+/*
+ * A backoff policy with the keys of over replacing those of base.
+ */
+Jsonb *
+TaskqMergeBackoff(Jsonb *base, Jsonb *over)
+{
+	if (over == NULL)
+		return base;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+											  JsonbPGetDatum(base),
+											  JsonbPGetDatum(over)));
+}
+
+/* an integer key of a stored backoff policy, or its default */
+static int64
+backoff_key(Jsonb *backoff, const char *key, int64 dflt)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&backoff->root, key,
+												 strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvNumeric)
+		return dflt;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8,
+											 NumericGetDatum(v->val.numeric)));
+}
+
+/*
+ * The delay in ms before the retry that follows failed attempt number
+ * attempt (1-based): fixed d, linear d * attempt, exponential
+ * d * 2^(attempt - 1), capped at max_delay_ms; with jitter, a uniformly
+ * random delay between half of that and all of it.
+ */
+int64
+TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
+{
+	JsonbValue *type = getKeyJsonValueFromContainer(&backoff->root, "type", 4, NULL);
+	JsonbValue *jitter = getKeyJsonValueFromContainer(&backoff->root, "jitter", 6, NULL);
+	double		d = (double) backoff_key(backoff, "delay_ms", DEFAULT_BACKOFF_DELAY_MS);
+	double		cap = (double) backoff_key(backoff, "max_delay_ms", DEFAULT_BACKOFF_MAX_MS);
+	TaskqBackoffType kind = TASKQ_BACKOFF_EXPONENTIAL;
+
+	if (type != NULL && type->type == jbvString)
+	{
+		if (type->val.string.len == 5 &&
+			strncmp(type->val.string.val, "fixed", 5) == 0)
+			kind = TASKQ_BACKOFF_FIXED;
+		else if (type->val.string.len == 6 &&
+				 strncmp(type->val.string.val, "linear", 6) == 0)
+			kind = TASKQ_BACKOFF_LINEAR;
+	}
+
+	if (attempt < 1)
+		attempt = 1;
+	if (kind == TASKQ_BACKOFF_LINEAR)
+		d *= attempt;
+	else if (kind == TASKQ_BACKOFF_EXPONENTIAL)
+		d *= pow(2.0, Min(attempt - 1, 1000));
+	if (d > cap)
+		d = cap;
+	if (jitter != NULL && jitter->type == jbvBool && jitter->val.boolean)
+		d = d / 2.0 + pg_prng_double(&pg_global_prng_state) * (d / 2.0);
+	return (int64) d;
+}

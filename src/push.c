@@ -1,0 +1,290 @@
+/*-------------------------------------------------------------------------
+ *
+ * push.c
+ *		taskq.push and taskq.push_batch: enqueue jobs.
+ *
+ * A push validates everything before it writes anything, creates the queue
+ * on first use, and inserts the job with a kept plan.  With a unique_key,
+ * the insert uses ON CONFLICT DO NOTHING against the partial unique index
+ * on live jobs, so two concurrent pushes of the same key yield one job:
+ * the second waits for the first to commit and then returns its id.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/uuid.h"
+
+#include "taskq.h"
+
+#define INSERT_COLUMNS \
+	"INSERT INTO taskq.jobs (id, queue, name, state, priority, data, metadata," \
+	" max_attempts, timeout_ms, backoff, unique_key, flow_id, run_at, created_at)" \
+	" VALUES ($1, $2, $3," \
+	" CASE WHEN $12 > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state," \
+	" $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), now())"
+
+#define INSERT_ARGTYPES \
+	{UUIDOID, TEXTOID, TEXTOID, INT4OID, JSONBOID, JSONBOID, INT4OID, \
+	 INT4OID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+
+static TaskqPlan insert_plan = {INSERT_COLUMNS, 12, INSERT_ARGTYPES};
+static TaskqPlan insert_unique_plan = {
+	INSERT_COLUMNS
+	" ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
+	12, INSERT_ARGTYPES
+};
+static TaskqPlan find_unique_plan = {
+	"SELECT id FROM taskq.jobs WHERE queue = $1 AND unique_key = $2",
+	2, {TEXTOID, TEXTOID}
+};
+
+/*
+ * Check a job's name and data; NULL or JSON null data becomes {}.
+ */
+static Jsonb *
+check_job(text *name, Jsonb *data)
+{
+	int			len = VARSIZE_ANY_EXHDR(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job name must not be empty")));
+	if (len > TASKQ_MAX_JOB_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job name is too long"),
+				 errdetail("The name is %d bytes; the limit is %d bytes.",
+						   len, TASKQ_MAX_JOB_NAME)));
+
+	if (data == NULL || (JB_ROOT_IS_SCALAR(data) &&
+						 JB_ROOT_COUNT(data) == 1 &&
+						 getIthJsonbValueFromContainer(&data->root, 0)->type == jbvNull))
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	if (!JB_ROOT_IS_OBJECT(data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job data must be a JSON object"),
+				 errhint("Wrap other values in an object, as in {\"value\": ...}.")));
+	if (TaskqJsonbSize(data) > TASKQ_MAX_DATA)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job data is too large"),
+				 errdetail("The data is %d bytes; the limit is %d bytes (1 MB).",
+						   TaskqJsonbSize(data), TASKQ_MAX_DATA)));
+	return data;
+}
+
+/*
+ * Validate and insert one job; returns its id, or the id of the live job
+ * that already holds its unique key.  Runs inside SPI_connect.
+ */
+static void
+push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
+		 Jsonb *options, pg_uuid_t *id)
+{
+	TaskqJobOptions opts;
+	Datum		values[12];
+	bool		nulls[12] = {0};
+
+	data = check_job(name, data);
+	TaskqParseJobOptions(options, &opts);
+	TaskqUuid7(id);
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = queue;
+	values[2] = PointerGetDatum(name);
+	values[3] = Int32GetDatum(opts.priority);
+	values[4] = JsonbPGetDatum(data);
+	values[5] = PointerGetDatum(opts.metadata);
+	nulls[5] = opts.metadata == NULL;
+	values[6] = Int32GetDatum(opts.has_max_attempts ? opts.max_attempts : qi->max_attempts);
+	values[7] = Int32GetDatum(opts.timeout_ms);
+	nulls[7] = !opts.has_timeout;
+	values[8] = JsonbPGetDatum(TaskqMergeBackoff(qi->backoff, opts.backoff));
+	values[9] = PointerGetDatum(opts.unique_key);
+	nulls[9] = opts.unique_key == NULL;
+	values[10] = PointerGetDatum(opts.flow_id);
+	nulls[10] = opts.flow_id == NULL;
+	values[11] = TimestampTzGetDatum(opts.run_at);
+	nulls[11] = !opts.has_run_at;
+
+	if (opts.unique_key == NULL)
+	{
+		TaskqExecute(&insert_plan, values, nulls, false, 0);
+		return;
+	}
+
+	/*
+	 * ON CONFLICT DO NOTHING waited for any concurrent holder of the key;
+	 * if the holder finished before we could read it, try again.
+	 */
+	for (;;)
+	{
+		Datum		keyvals[2] = {queue, PointerGetDatum(opts.unique_key)};
+		bool		isnull;
+
+		if (TaskqExecute(&insert_unique_plan, values, nulls, false, 0) > 0)
+			return;
+		if (TaskqExecute(&find_unique_plan, keyvals, NULL, false, 1) > 0)
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull);
+
+			memcpy(id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+			return;
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Look the queue up for a push, creating it on first use; a paused queue
+ * refuses pushes.
+ */
+static void
+push_queue(Datum queue, TaskqQueueInfo *qi)
+{
+	TaskqCheckQueueName(DatumGetTextPP(queue));
+	(void) TaskqLookupQueue(queue, true, qi);
+	if (qi->paused)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("queue \"%s\" is paused", TextDatumGetCString(queue)),
+				 errdetail("A paused queue accepts no new jobs."),
+				 errhint("Resume it with taskq.resume().")));
+}
+
+/*
+ * taskq.push(queue text, name text, data jsonb, options jsonb) RETURNS uuid
+ */
+PG_FUNCTION_INFO_V1(taskq_push);
+Datum
+taskq_push(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	TaskqQueueInfo qi;
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	TaskqRequireArg(fcinfo, 1, "job name");
+
+	SPI_connect();
+	push_queue(PG_GETARG_DATUM(0), &qi);
+	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
+			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
+			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), id);
+	SPI_finish();
+
+	PG_RETURN_UUID_P(id);
+}
+
+/* error context of push_batch: which job of the batch failed */
+static void
+push_batch_context(void *arg)
+{
+	errcontext("job %d of the batch", *(int *) arg);
+}
+
+/*
+ * taskq.push_batch(queue text, jobs jsonb) RETURNS SETOF uuid
+ *
+ * All or nothing: any bad job fails the whole call, and so the whole
+ * transaction.  Ids come back in input order.
+ */
+PG_FUNCTION_INFO_V1(taskq_push_batch);
+Datum
+taskq_push_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb	   *jobs;
+	TaskqQueueInfo qi;
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken r;
+	int			n = 0;
+	ErrorContextCallback errcallback;
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	TaskqRequireArg(fcinfo, 1, "jobs");
+	jobs = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(jobs) || JB_ROOT_IS_SCALAR(jobs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("jobs must be a JSON array"),
+				 errhint("Pass an array of objects with keys \"name\", \"data\" and \"options\".")));
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	SPI_connect();
+	push_queue(PG_GETARG_DATUM(0), &qi);
+
+	errcallback.callback = push_batch_context;
+	errcallback.arg = &n;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	it = JsonbIteratorInit(&jobs->root);
+	while ((r = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		JsonbIterator *jit;
+		JsonbValue	k;
+		JsonbValue	v;
+		text	   *name = NULL;
+		Jsonb	   *data = NULL;
+		Jsonb	   *options = NULL;
+		pg_uuid_t	id;
+		Datum		value;
+		bool		isnull = false;
+
+		if (r != WJB_ELEM)
+			continue;
+		n++;
+		if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("each job of a batch must be a JSON object")));
+
+		jit = JsonbIteratorInit(elem.val.binary.data);
+		while ((r = JsonbIteratorNext(&jit, &k, true)) != WJB_DONE)
+		{
+			if (r != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&jit, &v, true);
+			if (k.val.string.len == 4 && strncmp(k.val.string.val, "name", 4) == 0)
+			{
+				if (v.type != jbvString)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("job name must be a string")));
+				name = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+			}
+			else if (k.val.string.len == 4 && strncmp(k.val.string.val, "data", 4) == 0)
+				data = v.type == jbvNull ? NULL : JsonbValueToJsonb(&v);
+			else if (k.val.string.len == 7 && strncmp(k.val.string.val, "options", 7) == 0)
+				options = v.type == jbvNull ? NULL : JsonbValueToJsonb(&v);
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unrecognized job key \"%.*s\"",
+								k.val.string.len, k.val.string.val),
+						 errhint("Valid keys are: name, data, options.")));
+		}
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("job has no \"name\"")));
+
+		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, &id);
+		value = UUIDPGetDatum(&id);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+
+	error_context_stack = errcallback.previous;
+	SPI_finish();
+	return (Datum) 0;
+}

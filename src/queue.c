@@ -1,0 +1,147 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *		Queues: lookup for push and pull, taskq.create_queue and
+ *		taskq.alter_queue.
+ *
+ * A queue is a row of taskq.queues holding its defaults (lease length,
+ * attempts, backoff, retention) and whether it is paused.  Queues are
+ * created on first push with the column defaults, or explicitly.  Jobs
+ * refer to their queue by name without a foreign key: a foreign key would
+ * make every push share-lock the queue row, which turns into MultiXact
+ * traffic under concurrent producers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+#include "taskq.h"
+
+static TaskqPlan lookup_plan = {
+	"SELECT paused, timeout_ms, max_attempts, backoff FROM taskq.queues WHERE name = $1",
+	1, {TEXTOID}
+};
+static TaskqPlan create_plan = {
+	"INSERT INTO taskq.queues (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+	1, {TEXTOID}
+};
+static TaskqPlan alter_plan = {
+	"UPDATE taskq.queues SET"
+	" timeout_ms = CASE WHEN $2 THEN $3 ELSE timeout_ms END,"
+	" max_attempts = coalesce($4, max_attempts),"
+	" backoff = CASE WHEN $5 IS NULL THEN backoff ELSE backoff || $5 END,"
+	" completed_retention_ms = coalesce($6, completed_retention_ms),"
+	" cancelled_retention_ms = coalesce($7, cancelled_retention_ms),"
+	" dlq_retention_ms = coalesce($8, dlq_retention_ms)"
+	" WHERE name = $1",
+	8, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID}
+};
+
+/*
+ * Read a queue's settings into *qi; false when it does not exist, unless
+ * create is set, in which case it is created with the defaults.  Runs
+ * inside SPI_connect; qi->backoff lives until SPI_finish.
+ */
+bool
+TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
+{
+	Datum		values[1] = {queue};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (TaskqExecute(&lookup_plan, values, NULL, !create, 1) == 0)
+	{
+		if (!create)
+			return false;
+		TaskqExecute(&create_plan, values, NULL, false, 0);
+		if (TaskqExecute(&lookup_plan, values, NULL, false, 1) == 0)
+			elog(ERROR, "taskq: queue vanished right after its creation");
+	}
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	qi->paused = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+	qi->timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 2, &qi->timeout_null));
+	qi->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	qi->backoff = DatumGetJsonbP(SPI_getbinval(tup, desc, 4, &isnull));
+	return true;
+}
+
+/* apply parsed options to an existing queue; false when it does not exist */
+static bool
+apply_queue_options(Datum queue, const TaskqQueueOptions *o)
+{
+	Datum		values[8];
+	bool		nulls[8] = {0};
+
+	values[0] = queue;
+	values[1] = BoolGetDatum(o->has_timeout);
+	values[2] = Int32GetDatum(o->timeout_ms);
+	nulls[2] = !o->has_timeout || o->timeout_null;
+	values[3] = Int32GetDatum(o->max_attempts);
+	nulls[3] = !o->has_max_attempts;
+	values[4] = PointerGetDatum(o->backoff);
+	nulls[4] = o->backoff == NULL;
+	values[5] = Int64GetDatum(o->completed_retention_ms);
+	nulls[5] = !o->has_completed_retention;
+	values[6] = Int64GetDatum(o->cancelled_retention_ms);
+	nulls[6] = !o->has_cancelled_retention;
+	values[7] = Int64GetDatum(o->dlq_retention_ms);
+	nulls[7] = !o->has_dlq_retention;
+	return TaskqExecute(&alter_plan, values, nulls, false, 0) > 0;
+}
+
+/*
+ * taskq.create_queue(name text, options jsonb) RETURNS void
+ */
+PG_FUNCTION_INFO_V1(taskq_create_queue);
+Datum
+taskq_create_queue(PG_FUNCTION_ARGS)
+{
+	TaskqQueueOptions opts;
+	Datum		values[1];
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	TaskqCheckQueueName(PG_GETARG_TEXT_PP(0));
+	TaskqParseQueueOptions(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &opts);
+	values[0] = PG_GETARG_DATUM(0);
+
+	SPI_connect();
+	if (TaskqExecute(&create_plan, values, NULL, false, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("queue \"%s\" already exists", TextDatumGetCString(values[0])),
+				 errhint("Use taskq.alter_queue() to change its options.")));
+	(void) apply_queue_options(values[0], &opts);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * taskq.alter_queue(name text, options jsonb) RETURNS void
+ *
+ * Changes the given options and leaves the others; "timeout_ms": null
+ * goes back to taskq.default_timeout_ms.
+ */
+PG_FUNCTION_INFO_V1(taskq_alter_queue);
+Datum
+taskq_alter_queue(PG_FUNCTION_ARGS)
+{
+	TaskqQueueOptions opts;
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	TaskqRequireArg(fcinfo, 1, "options");
+	TaskqParseQueueOptions(PG_GETARG_JSONB_P(1), &opts);
+
+	SPI_connect();
+	if (!apply_queue_options(PG_GETARG_DATUM(0), &opts))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+	SPI_finish();
+	PG_RETURN_VOID();
+}

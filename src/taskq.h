@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ *
+ * taskq.h
+ *		Shared declarations of the taskq extension.
+ *
+ * taskq keeps jobs in three tables of identical shape:
+ *
+ *	taskq.jobs			live jobs: waiting, delayed, blocked, active
+ *	taskq.finished_jobs	completed and cancelled jobs, kept for retention
+ *	taskq.dead_jobs		the dead-letter queue
+ *
+ * A job changes table with one DELETE ... RETURNING feeding an INSERT (see
+ * TaskqMoveSql), so it is never in two tables nor in none, and a session
+ * that waited on the row lock of a job that moved simply finds nothing.
+ *
+ * Every statement run from C goes through SPI with $n parameters and a
+ * plan prepared once per backend (TaskqPlan).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TASKQ_H
+#define TASKQ_H
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* limits of the public API (README, "Limits") */
+#define TASKQ_MAX_QUEUE_NAME		256
+#define TASKQ_MAX_JOB_NAME			1024
+#define TASKQ_MAX_DATA				(1024 * 1024)
+#define TASKQ_MAX_RESULT			(1024 * 1024)
+#define TASKQ_MAX_METADATA			(64 * 1024)
+#define TASKQ_MAX_UNIQUE_KEY		1024
+#define TASKQ_MAX_FLOW_ID			1024
+#define TASKQ_MAX_ERROR				(10 * 1024)
+#define TASKQ_MAX_MAX_ATTEMPTS		1000
+#define TASKQ_MAX_HISTORY			100	/* kept entries of errors and logs */
+#define TASKQ_RECLAIM_BATCH			1000	/* expired leases reclaimed per pull */
+
+/*
+ * SQL expression: the jsonb array col with entry appended, keeping only the
+ * last TASKQ_MAX_HISTORY entries (error history, progress log).
+ */
+#define TASKQ_HISTORY_APPEND(col, entry) \
+	"(CASE WHEN jsonb_array_length(coalesce(" col ", '[]')) >= " \
+	CppAsString2(TASKQ_MAX_HISTORY) " THEN " col " - 0" \
+	" ELSE coalesce(" col ", '[]') END) || jsonb_build_array(" entry ")"
+
+/* SQL expression: the error history of job alias p with error e appended */
+#define TASKQ_ERRORS_APPEND(p, e) \
+	TASKQ_HISTORY_APPEND(p ".errors", \
+		"jsonb_build_object('attempt', " p ".attempts, 'error', " e ", 'at', now())")
+
+/* GUCs (taskq.c) */
+extern int	taskq_default_timeout_ms;
+
+/* a plan prepared on first use and kept for the life of the backend */
+typedef struct TaskqPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[16];
+	SPIPlanPtr	plan;
+} TaskqPlan;
+
+/* one column of a job row replaced by an expression while a job moves */
+typedef struct TaskqColumnSet
+{
+	const char *column;
+	const char *expr;
+} TaskqColumnSet;
+
+/* backoff policy of a job or a queue */
+typedef enum TaskqBackoffType
+{
+	TASKQ_BACKOFF_FIXED,
+	TASKQ_BACKOFF_LINEAR,
+	TASKQ_BACKOFF_EXPONENTIAL
+} TaskqBackoffType;
+
+/* options of taskq.push, as parsed by TaskqParseJobOptions */
+typedef struct TaskqJobOptions
+{
+	Jsonb	   *metadata;		/* NULL when not given */
+	int32		priority;
+	bool		has_run_at;
+	TimestampTz run_at;			/* from run_at or delay_ms */
+	bool		has_timeout;
+	int32		timeout_ms;
+	bool		has_max_attempts;
+	int32		max_attempts;
+	Jsonb	   *backoff;		/* validated; NULL when not given */
+	text	   *unique_key;		/* NULL when not given */
+	text	   *flow_id;		/* NULL when not given */
+} TaskqJobOptions;
+
+/* options of taskq.create_queue / taskq.alter_queue */
+typedef struct TaskqQueueOptions
+{
+	bool		has_timeout;
+	bool		timeout_null;	/* "timeout_ms": null resets to the GUC */
+	int32		timeout_ms;
+	bool		has_max_attempts;
+	int32		max_attempts;
+	Jsonb	   *backoff;		/* NULL when not given */
+	bool		has_completed_retention;
+	int64		completed_retention_ms;
+	bool		has_cancelled_retention;
+	int64		cancelled_retention_ms;
+	bool		has_dlq_retention;
+	int64		dlq_retention_ms;
+} TaskqQueueOptions;
+
+/* what push and pull need to know of a queue */
+typedef struct TaskqQueueInfo
+{
+	bool		paused;
+	bool		timeout_null;
+	int32		timeout_ms;
+	int32		max_attempts;
+	Jsonb	   *backoff;
+} TaskqQueueInfo;
+
+/* taskq.c */
+extern void _PG_init(void);
+
+/* uuid7.c */
+extern void TaskqUuid7(pg_uuid_t *uuid);
+extern char *TaskqUuidText(Datum uuid);
+
+/* util.c */
+extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);
+extern int	TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
+						 bool read_only, long count);
+extern char *TaskqMoveSql(const char *from_table, const char *to_table,
+						  const char *using_clause, const char *where_clause,
+						  const TaskqColumnSet *sets, const char *returning);
+extern void TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
+								  const char *action);
+extern text *TaskqClipText(text *t, int maxbytes);
+extern int	TaskqJsonbSize(Jsonb *jb);
+extern void TaskqCheckQueueName(text *queue);
+extern void TaskqRequireArg(FunctionCallInfo fcinfo, int n, const char *argname);
+
+/* options.c */
+extern void TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts);
+extern void TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts);
+extern Jsonb *TaskqMergeBackoff(Jsonb *base, Jsonb *over);
+extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
+
+/* queue.c */
+extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
+
+/* pull.c */
+extern void TaskqReclaimExpired(Datum queue);
+
+#endif							/* TASKQ_H */

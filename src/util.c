@@ -1,0 +1,224 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *		Saved SPI plans, the statement that moves a job between tables,
+ *		and the checks and errors shared by the SQL-callable functions.
+ *
+ * Plans are prepared on first use and kept (SPI_keepplan) for the life of
+ * the backend, so hot paths never plan.  The plan cache replans by itself
+ * when the extension's tables are dropped and created again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "taskq.h"
+
+/* the columns of taskq.jobs, finished_jobs and dead_jobs, in table order */
+static const char *const job_columns[] = {
+	"id", "queue", "name", "state", "priority", "data", "metadata",
+	"attempts", "max_attempts", "timeout_ms", "backoff", "unique_key",
+	"flow_id", "depends_on", "run_at", "lease", "lease_ms",
+	"lease_expires_at", "progress", "logs", "result", "error", "errors",
+	"created_at", "started_at", "finished_at"
+};
+
+/*
+ * Return the kept plan of a statement, preparing it on first use.
+ * Must be called inside SPI_connect.
+ */
+SPIPlanPtr
+TaskqGetPlan(TaskqPlan *plan)
+{
+	if (plan->plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(plan->sql, plan->nargs, plan->argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "taskq: SPI_prepare failed (%s) for: %s",
+				 SPI_result_code_string(SPI_result), plan->sql);
+		SPI_keepplan(p);
+		plan->plan = p;
+	}
+	return plan->plan;
+}
+
+/*
+ * Run a kept statement with its parameters; isnull may be NULL when no
+ * parameter is null.  Returns SPI_processed.
+ */
+int
+TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
+			 bool read_only, long count)
+{
+	char		nulls[lengthof(plan->argtypes)];
+	int			rc;
+
+	Assert(plan->nargs <= lengthof(plan->argtypes));
+	for (int i = 0; i < plan->nargs; i++)
+		nulls[i] = (isnull != NULL && isnull[i]) ? 'n' : ' ';
+
+	rc = SPI_execute_plan(TaskqGetPlan(plan), values, nulls, read_only, count);
+	if (rc < 0)
+		elog(ERROR, "taskq: SPI_execute_plan failed (%s) for: %s",
+			 SPI_result_code_string(rc), plan->sql);
+	return (int) SPI_processed;
+}
+
+/*
+ * Build the statement that moves jobs from one table to another in one
+ * step: DELETE ... RETURNING feeding INSERT ... SELECT.
+ *
+ * The deleted rows are visible as "m" (table alias "j" inside the DELETE);
+ * sets replaces some columns by expressions over m.  using_clause may be
+ * NULL; when given, its columns (alias "i") come out next to j.*, so sets
+ * can use them through "m".  The text is made once per plan, in
+ * TopMemoryContext.
+ */
+char *
+TaskqMoveSql(const char *from_table, const char *to_table,
+			 const char *using_clause, const char *where_clause,
+			 const TaskqColumnSet *sets, const char *returning)
+{
+	StringInfoData buf;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "WITH m AS (DELETE FROM taskq.%s j", from_table);
+	if (using_clause)
+		appendStringInfo(&buf, " USING %s", using_clause);
+	appendStringInfo(&buf, " WHERE %s RETURNING j.*", where_clause);
+	if (using_clause)
+		appendStringInfoString(&buf, ", i.*");
+	appendStringInfo(&buf, ") INSERT INTO taskq.%s (", to_table);
+	for (int i = 0; i < lengthof(job_columns); i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", job_columns[i]);
+	appendStringInfoString(&buf, ") SELECT ");
+	for (int i = 0; i < lengthof(job_columns); i++)
+	{
+		const char *expr = NULL;
+
+		for (const TaskqColumnSet *s = sets; s->column != NULL; s++)
+			if (strcmp(s->column, job_columns[i]) == 0)
+				expr = s->expr;
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (expr)
+			appendStringInfoString(&buf, expr);
+		else
+			appendStringInfo(&buf, "m.%s", job_columns[i]);
+	}
+	appendStringInfoString(&buf, " FROM m");
+	if (returning)
+		appendStringInfo(&buf, " RETURNING %s", returning);
+	MemoryContextSwitchTo(old);
+	return buf.data;
+}
+
+/*
+ * A call that acts on an active job found nothing to act on: say why.
+ *
+ * The job does not exist, or the caller's lease is not the job's current
+ * one (it expired and the job was delivered again, or it finished), or the
+ * job is not active.  Never returns.
+ */
+void
+TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
+					  const char *action)
+{
+	static TaskqPlan plan = {
+		"SELECT state::text, lease FROM taskq.all_jobs WHERE id = $1",
+		1, {UUIDOID}
+	};
+	Datum		values[1] = {id};
+	char	   *state;
+	bool		isnull;
+	Datum		cur;
+
+	if (TaskqExecute(&plan, values, NULL, true, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("job \"%s\" does not exist", TaskqUuidText(id))));
+
+	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	cur = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+						&isnull);
+	if (lease_given &&
+		(isnull || memcmp(DatumGetUUIDP(cur), DatumGetUUIDP(lease),
+						  UUID_LEN) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s job \"%s\": lease %s is not the current lease",
+						action, TaskqUuidText(id), TaskqUuidText(lease)),
+				 errdetail("The job is in state \"%s\"; its lease expired and it was delivered again, or it was finished.",
+						   state),
+				 errhint("Pull the job again to obtain a current lease.")));
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s job \"%s\" because it is not active",
+					action, TaskqUuidText(id)),
+			 errdetail("The job is in state \"%s\".", state)));
+}
+
+/*
+ * Cut a text to at most maxbytes bytes, on a character boundary.
+ */
+text *
+TaskqClipText(text *t, int maxbytes)
+{
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	if (len <= maxbytes)
+		return t;
+	len = pg_mbcliplen(VARDATA_ANY(t), len, maxbytes);
+	return cstring_to_text_with_len(VARDATA_ANY(t), len);
+}
+
+/*
+ * The stored size of a jsonb value in bytes, which is what the size
+ * limits of data, result and metadata measure.
+ */
+int
+TaskqJsonbSize(Jsonb *jb)
+{
+	return VARSIZE(jb) - VARHDRSZ;
+}
+
+/*
+ * A queue name is 1 to TASKQ_MAX_QUEUE_NAME bytes.
+ */
+void
+TaskqCheckQueueName(text *queue)
+{
+	int			len = VARSIZE_ANY_EXHDR(queue);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("queue name must not be empty")));
+	if (len > TASKQ_MAX_QUEUE_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("queue name is too long"),
+				 errdetail("The name is %d bytes; the limit is %d bytes.",
+						   len, TASKQ_MAX_QUEUE_NAME)));
+}
+
+/*
+ * Error unless argument n of a SQL-callable function is given.
+ */
+void
+TaskqRequireArg(FunctionCallInfo fcinfo, int n, const char *argname)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}

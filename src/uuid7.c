@@ -1,0 +1,71 @@
+/*-------------------------------------------------------------------------
+ *
+ * uuid7.c
+ *		UUID version 7 job ids (RFC 9562), generated in C.
+ *
+ * Layout: 48 bits of Unix time in milliseconds, the version (7), 12 bits
+ * of sub-millisecond time (RFC 9562, section 6.2, method 3), the variant,
+ * then 62 random bits.  Within one backend the ids strictly increase even
+ * when the clock stands still or steps back: the 60-bit time stamp is
+ * advanced past the last one handed out.  So ids sort by creation time,
+ * which is what makes "FIFO by id" a meaningful delivery order.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "utils/builtins.h"
+#include "utils/uuid.h"
+
+#include "taskq.h"
+
+/* 60-bit timestamp (ms << 12 | sub-ms fraction) of the last id made here */
+static uint64 last_stamp = 0;
+
+/*
+ * Fill *uuid with a fresh, time-ordered version 7 UUID.
+ */
+void
+TaskqUuid7(pg_uuid_t *uuid)
+{
+	struct timespec ts;
+	uint64		ms;
+	uint64		frac;
+	uint64		stamp;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64) ts.tv_sec * 1000 + (uint64) ts.tv_nsec / 1000000;
+	frac = ((uint64) (ts.tv_nsec % 1000000) * 4096) / 1000000;
+	stamp = (ms << 12) | frac;
+	if (stamp <= last_stamp)
+		stamp = last_stamp + 1;
+	last_stamp = stamp;
+
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values for a job id")));
+
+	ms = stamp >> 12;
+	frac = stamp & 0xFFF;
+	uuid->data[0] = (unsigned char) (ms >> 40);
+	uuid->data[1] = (unsigned char) (ms >> 32);
+	uuid->data[2] = (unsigned char) (ms >> 24);
+	uuid->data[3] = (unsigned char) (ms >> 16);
+	uuid->data[4] = (unsigned char) (ms >> 8);
+	uuid->data[5] = (unsigned char) ms;
+	uuid->data[6] = (unsigned char) (0x70 | (frac >> 8));
+	uuid->data[7] = (unsigned char) (frac & 0xFF);
+	uuid->data[8] = (unsigned char) (0x80 | (uuid->data[8] & 0x3F));
+}
+
+/*
+ * The text form of a uuid Datum, for error messages.
+ */
+char *
+TaskqUuidText(Datum uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
+}

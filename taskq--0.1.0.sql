@@ -1,0 +1,443 @@
+/* taskq--0.1.0.sql: install script of taskq 0.1.0 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION taskq" to load this file. \quit
+
+--
+-- Types
+--
+
+CREATE TYPE taskq.job_state AS ENUM (
+    'waiting', 'delayed', 'blocked', 'active', 'completed', 'dlq', 'cancelled'
+);
+COMMENT ON TYPE taskq.job_state IS 'life-cycle state of a taskq job';
+
+CREATE TYPE taskq.leased_job AS (
+    id uuid,
+    lease uuid,
+    queue text,
+    name text,
+    data jsonb,
+    metadata jsonb,
+    priority integer,
+    attempt integer,
+    max_attempts integer,
+    lease_expires_at timestamptz,
+    flow_id text
+);
+COMMENT ON TYPE taskq.leased_job IS 'a job handed to a worker by taskq.pull, with its lease';
+
+--
+-- Tables
+--
+
+CREATE TABLE taskq.queues (
+    name text PRIMARY KEY
+        CHECK (octet_length(name) BETWEEN 1 AND 256),
+    paused boolean NOT NULL DEFAULT false,
+    timeout_ms integer CHECK (timeout_ms > 0),
+    max_attempts integer NOT NULL DEFAULT 3
+        CHECK (max_attempts BETWEEN 1 AND 1000),
+    backoff jsonb NOT NULL
+        DEFAULT '{"type": "exponential", "delay_ms": 1000, "max_delay_ms": 3600000, "jitter": false}',
+    completed_retention_ms bigint NOT NULL DEFAULT 86400000
+        CHECK (completed_retention_ms >= 0),
+    cancelled_retention_ms bigint NOT NULL DEFAULT 86400000
+        CHECK (cancelled_retention_ms >= 0),
+    dlq_retention_ms bigint NOT NULL DEFAULT 604800000
+        CHECK (dlq_retention_ms >= 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE taskq.queues IS 'taskq queues and their defaults';
+
+-- Live jobs: waiting, delayed, blocked and active.  Kept small so that the
+-- pull index stays clean; finished jobs move to finished_jobs, dead ones to
+-- dead_jobs.  The three tables have the same columns in the same order.
+CREATE TABLE taskq.jobs (
+    id uuid NOT NULL,
+    queue text NOT NULL,
+    name text NOT NULL,
+    state taskq.job_state NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    data jsonb NOT NULL,
+    metadata jsonb,
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    timeout_ms integer,
+    backoff jsonb NOT NULL,
+    unique_key text,
+    flow_id text,
+    depends_on uuid[],
+    run_at timestamptz NOT NULL,
+    lease uuid,
+    lease_ms integer,
+    lease_expires_at timestamptz,
+    progress integer NOT NULL DEFAULT 0,
+    logs jsonb,
+    result jsonb,
+    error text,
+    errors jsonb,
+    created_at timestamptz NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    PRIMARY KEY (id),
+    CHECK (state IN ('waiting', 'delayed', 'blocked', 'active'))
+) WITH (fillfactor = 80);
+COMMENT ON TABLE taskq.jobs IS 'live taskq jobs: waiting, delayed, blocked and active';
+
+-- delivery order of runnable jobs
+CREATE INDEX jobs_pull_idx ON taskq.jobs (queue, priority DESC, id)
+    WHERE state = 'waiting';
+-- delayed jobs coming due
+CREATE INDEX jobs_delayed_idx ON taskq.jobs (queue, run_at)
+    WHERE state = 'delayed';
+-- leases coming to expiry
+CREATE INDEX jobs_lease_idx ON taskq.jobs (queue, lease_expires_at)
+    WHERE state = 'active';
+-- one unfinished job per queue and unique key
+CREATE UNIQUE INDEX jobs_unique_key_idx ON taskq.jobs (queue, unique_key)
+    WHERE unique_key IS NOT NULL;
+
+CREATE TABLE taskq.finished_jobs (
+    LIKE taskq.jobs INCLUDING DEFAULTS,
+    PRIMARY KEY (id),
+    CHECK (state IN ('completed', 'cancelled'))
+);
+COMMENT ON TABLE taskq.finished_jobs IS 'completed and cancelled taskq jobs, kept for their queue''s retention';
+CREATE INDEX finished_jobs_retention_idx ON taskq.finished_jobs (queue, finished_at);
+
+CREATE TABLE taskq.dead_jobs (
+    LIKE taskq.jobs INCLUDING DEFAULTS,
+    PRIMARY KEY (id),
+    CHECK (state = 'dlq')
+);
+COMMENT ON TABLE taskq.dead_jobs IS 'the dead-letter queue: jobs that ran out of attempts, with their error history';
+CREATE INDEX dead_jobs_queue_idx ON taskq.dead_jobs (queue, finished_at);
+
+-- pg_dump keeps queues and jobs
+SELECT pg_catalog.pg_extension_config_dump('taskq.queues', '');
+SELECT pg_catalog.pg_extension_config_dump('taskq.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('taskq.finished_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('taskq.dead_jobs', '');
+
+CREATE VIEW taskq.all_jobs AS
+    SELECT * FROM taskq.jobs
+    UNION ALL
+    SELECT * FROM taskq.finished_jobs
+    UNION ALL
+    SELECT * FROM taskq.dead_jobs;
+COMMENT ON VIEW taskq.all_jobs IS 'every taskq job, live, finished or dead';
+
+--
+-- Producing
+--
+
+CREATE FUNCTION taskq.push(queue text, name text, data jsonb DEFAULT '{}',
+                           options jsonb DEFAULT '{}')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'taskq_push'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.push(text, text, jsonb, jsonb) IS 'enqueue a job; returns its id';
+
+CREATE FUNCTION taskq.push_batch(queue text, jobs jsonb)
+RETURNS SETOF uuid
+AS 'MODULE_PATHNAME', 'taskq_push_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.push_batch(text, jsonb) IS 'enqueue an array of jobs, all or nothing; returns their ids in input order';
+
+--
+-- Consuming
+--
+
+CREATE FUNCTION taskq.pull(queue text, count integer DEFAULT 1,
+                           timeout_ms integer DEFAULT NULL)
+RETURNS SETOF taskq.leased_job
+AS 'MODULE_PATHNAME', 'taskq_pull'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.pull(text, integer, integer) IS 'lease at most count runnable jobs of a queue';
+
+CREATE FUNCTION taskq.ack(id uuid, result jsonb DEFAULT NULL, lease uuid DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'taskq_ack'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.ack(uuid, jsonb, uuid) IS 'complete an active job';
+
+CREATE FUNCTION taskq.ack_batch(items jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'taskq_ack_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.ack_batch(jsonb) IS 'complete an array of active jobs; returns how many were completed';
+
+CREATE FUNCTION taskq.fail(id uuid, error text, lease uuid DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'taskq_fail'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.fail(uuid, text, uuid) IS 'fail an active job: retry after backoff (''delayed'') or dead-letter it (''dlq'')';
+
+CREATE FUNCTION taskq.heartbeat(id uuid, lease uuid DEFAULT NULL)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'taskq_heartbeat'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.heartbeat(uuid, uuid) IS 'extend the lease of an active job; returns the new expiry';
+
+CREATE FUNCTION taskq.progress(id uuid, progress integer, message text DEFAULT NULL,
+                               lease uuid DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'taskq_progress'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.progress(uuid, integer, text, uuid) IS 'report progress (0..100) of an active job, with an optional log message';
+
+CREATE FUNCTION taskq.cancel(id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_cancel'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.cancel(uuid) IS 'cancel a waiting, delayed or blocked job';
+
+--
+-- Inspecting jobs
+--
+
+CREATE FUNCTION taskq.get(id uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'id', j.id,
+        'queue', j.queue,
+        'name', j.name,
+        'data', j.data,
+        'metadata', j.metadata,
+        'state', j.state,
+        'priority', j.priority,
+        'attempts', j.attempts,
+        'max_attempts', j.max_attempts,
+        'progress', j.progress,
+        'logs', COALESCE(j.logs, '[]'::jsonb),
+        'result', j.result,
+        'error', j.error,
+        'flow_id', j.flow_id,
+        'depends_on', pg_catalog.to_jsonb(COALESCE(j.depends_on, '{}'::uuid[])),
+        'unique_key', j.unique_key,
+        'run_at', j.run_at,
+        'lease_expires_at', j.lease_expires_at,
+        'created_at', j.created_at,
+        'started_at', j.started_at,
+        'finished_at', j.finished_at)
+    FROM taskq.all_jobs j
+    WHERE j.id = $1
+$$;
+COMMENT ON FUNCTION taskq.get(uuid) IS 'the whole job as jsonb; NULL for an unknown id';
+
+--
+-- Queues
+--
+
+CREATE FUNCTION taskq.create_queue(name text, options jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'taskq_create_queue'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.create_queue(text, jsonb) IS 'create a queue with defaults for timeout_ms, max_attempts, backoff and retention';
+
+CREATE FUNCTION taskq.alter_queue(name text, options jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'taskq_alter_queue'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.alter_queue(text, jsonb) IS 'change some defaults of a queue';
+
+-- error unless the queue exists (used by the queue functions below)
+CREATE FUNCTION taskq.require_queue(queue text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF queue IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM FROM taskq.queues q WHERE q.name = queue;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION taskq.require_queue(text) IS 'raise undefined_object unless the queue exists';
+
+CREATE FUNCTION taskq.drop_queue(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+    PERFORM taskq.require_queue(name);
+    DELETE FROM taskq.jobs j WHERE j.queue = drop_queue.name;
+    DELETE FROM taskq.finished_jobs j WHERE j.queue = drop_queue.name;
+    DELETE FROM taskq.dead_jobs j WHERE j.queue = drop_queue.name;
+    DELETE FROM taskq.queues q WHERE q.name = drop_queue.name;
+END
+$$;
+COMMENT ON FUNCTION taskq.drop_queue(text) IS 'drop a queue and every job in it, live, finished or dead';
+
+CREATE FUNCTION taskq.pause(queue text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+    PERFORM taskq.require_queue(queue);
+    UPDATE taskq.queues q SET paused = true WHERE q.name = pause.queue;
+END
+$$;
+COMMENT ON FUNCTION taskq.pause(text) IS 'pause a queue: pushes are refused and pull returns nothing';
+
+CREATE FUNCTION taskq.resume(queue text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+BEGIN
+    PERFORM taskq.require_queue(queue);
+    UPDATE taskq.queues q SET paused = false WHERE q.name = resume.queue;
+END
+$$;
+COMMENT ON FUNCTION taskq.resume(text) IS 'resume a paused queue';
+
+CREATE FUNCTION taskq.queues()
+RETURNS TABLE (name text, paused boolean, waiting bigint, delayed bigint,
+               blocked bigint, active bigint, completed bigint, dlq bigint,
+               cancelled bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT q.name, q.paused,
+           pg_catalog.count(*) FILTER (WHERE j.state = 'waiting'),
+           pg_catalog.count(*) FILTER (WHERE j.state = 'delayed'),
+           pg_catalog.count(*) FILTER (WHERE j.state = 'blocked'),
+           pg_catalog.count(*) FILTER (WHERE j.state = 'active'),
+           pg_catalog.count(*) FILTER (WHERE j.state = 'completed'),
+           pg_catalog.count(*) FILTER (WHERE j.state = 'dlq'),
+           pg_catalog.count(*) FILTER (WHERE j.state = 'cancelled')
+    FROM taskq.queues q
+    LEFT JOIN taskq.all_jobs j ON j.queue = q.name
+    GROUP BY q.name, q.paused
+    ORDER BY q.name
+$$;
+COMMENT ON FUNCTION taskq.queues() IS 'one row per queue: name, paused and job counts per state';
+
+CREATE FUNCTION taskq.stats(queue text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    counts jsonb;
+    oldest timestamptz;
+BEGIN
+    PERFORM taskq.require_queue(queue);
+    SELECT pg_catalog.jsonb_object_agg(s.state, COALESCE(c.n, 0))
+      INTO counts
+      FROM pg_catalog.unnest(pg_catalog.enum_range(NULL::taskq.job_state)) AS s(state)
+      LEFT JOIN (SELECT j.state, pg_catalog.count(*) AS n
+                   FROM taskq.all_jobs j WHERE j.queue = stats.queue
+                  GROUP BY j.state) c ON c.state = s.state;
+    SELECT pg_catalog.min(j.run_at) INTO oldest
+      FROM taskq.jobs j
+     WHERE j.queue = stats.queue
+       AND (j.state = 'waiting' OR (j.state = 'delayed' AND j.run_at <= pg_catalog.now()));
+    RETURN pg_catalog.jsonb_build_object(
+        'queue', queue,
+        'paused', (SELECT q.paused FROM taskq.queues q WHERE q.name = stats.queue),
+        'counts', counts,
+        'oldest_waiting_age_ms',
+        pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.now() - oldest) * 1000)::bigint);
+END
+$$;
+COMMENT ON FUNCTION taskq.stats(text) IS 'job counts per state of a queue and the age of its oldest runnable job';
+
+CREATE FUNCTION taskq.peek(queue text, count integer DEFAULT 10)
+RETURNS TABLE (id uuid, name text, state taskq.job_state, priority integer,
+               attempts integer, run_at timestamptz, data jsonb, metadata jsonb)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT j.id, j.name, j.state, j.priority, j.attempts, j.run_at, j.data, j.metadata
+    FROM taskq.jobs j
+    WHERE j.queue = $1
+      AND (j.state = 'waiting'
+           OR (j.state = 'delayed' AND j.run_at <= pg_catalog.now())
+           OR (j.state = 'active' AND j.lease_expires_at < pg_catalog.now()
+               AND j.attempts < j.max_attempts))
+    ORDER BY j.priority DESC, j.id
+    LIMIT $2
+$$;
+COMMENT ON FUNCTION taskq.peek(text, integer) IS 'the next jobs pull would deliver, in delivery order, changing nothing';
+
+CREATE FUNCTION taskq.purge(queue text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM taskq.require_queue(queue);
+    DELETE FROM taskq.jobs j
+     WHERE j.queue = purge.queue AND j.state IN ('waiting', 'delayed');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION taskq.purge(text) IS 'remove the waiting and delayed jobs of a queue; returns how many';
+
+--
+-- Dead-letter queue
+--
+
+CREATE FUNCTION taskq.dlq(queue text, count integer DEFAULT 100)
+RETURNS TABLE (id uuid, name text, data jsonb, metadata jsonb, attempts integer,
+               max_attempts integer, error text, errors jsonb,
+               failed_at timestamptz, created_at timestamptz)
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT d.id, d.name, d.data, d.metadata, d.attempts, d.max_attempts,
+           d.error, COALESCE(d.errors, '[]'::jsonb), d.finished_at, d.created_at
+    FROM taskq.dead_jobs d
+    WHERE d.queue = $1
+    ORDER BY d.finished_at DESC, d.id DESC
+    LIMIT $2
+$$;
+COMMENT ON FUNCTION taskq.dlq(text, integer) IS 'dead jobs of a queue, most recent first, with their last error and error history';
+
+CREATE FUNCTION taskq.redrive(id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_redrive'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.redrive(uuid) IS 'put a dead job back to waiting with its attempts reset';
+
+CREATE FUNCTION taskq.redrive_queue(queue text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'taskq_redrive_queue'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.redrive_queue(text) IS 'put every dead job of a queue back to waiting; returns how many';
+
+--
+-- Retention
+--
+
+CREATE FUNCTION taskq.cleanup()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    n bigint;
+    m bigint;
+BEGIN
+    DELETE FROM taskq.finished_jobs f
+     USING taskq.queues q
+     WHERE f.queue = q.name
+       AND f.finished_at < pg_catalog.now() - CASE f.state
+               WHEN 'completed' THEN q.completed_retention_ms
+               ELSE q.cancelled_retention_ms END * interval '1 millisecond';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM taskq.dead_jobs d
+     USING taskq.queues q
+     WHERE d.queue = q.name
+       AND d.finished_at < pg_catalog.now() - q.dlq_retention_ms * interval '1 millisecond';
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END
+$$;
+COMMENT ON FUNCTION taskq.cleanup() IS 'remove finished and dead jobs older than their queue''s retention; returns how many';

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+#
+# test/demo.sh -- start a throwaway PostgreSQL 15 instance with taskq loaded
+# and walk through the SQL API on it.  The instance is left RUNNING so you
+# can keep playing with it.
+#
+# Usage: test/demo.sh          (normally via `make demo`, after `make install`)
+#
+# The instance lives in ./demo under the project directory:
+#   demo/data           data directory (recreated from scratch on every run)
+#   demo/postgres.log   server log
+#   demo/.s.PGSQL.5499  Unix socket; no TCP (listen_addresses = '')
+# Any demo instance already running there is stopped first.
+#
+# The server refuses to run as root, so when run as root the instance is
+# created and run by the `postgres` OS user, and demo/ is chowned to it.
+# That user must then be able to reach the project directory.
+
+set -euo pipefail
+
+PORT=5499
+
+# The caller's libpq settings (PGHOST, PGPORT, PGOPTIONS, ...) must not
+# interfere; PG_CONFIG is the one we honour.
+while IFS= read -r var; do
+    case "$var" in
+    PG_CONFIG) ;;
+    PG*) unset "$var" ;;
+    esac
+done < <(compgen -e)
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEMO_DIR=$REPO/demo
+DATA=$DEMO_DIR/data
+LOG=$DEMO_DIR/postgres.log
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+if [ ! -x "$PG_CONFIG" ] && ! command -v "$PG_CONFIG" >/dev/null 2>&1; then
+    echo "demo: pg_config not found at $PG_CONFIG (run test/setup-deps.sh)" >&2
+    exit 1
+fi
+BINDIR=$("$PG_CONFIG" --bindir)
+
+# A Unix socket path is limited to 107 bytes.
+if [ $((${#DEMO_DIR} + ${#PORT} + 10)) -gt 107 ]; then
+    echo "demo: $DEMO_DIR is too long a path for a Unix socket directory" >&2
+    exit 1
+fi
+
+# Who owns and runs the instance: ourselves, or postgres when we are root.
+if [ "$(id -u)" -eq 0 ]; then
+    AS_ROOT=1
+    DEMO_USER=postgres
+    if ! id -u "$DEMO_USER" >/dev/null 2>&1; then
+        echo "demo: creating system user $DEMO_USER"
+        useradd --system --user-group --home-dir /var/lib/postgresql \
+            --shell /bin/bash "$DEMO_USER"
+    fi
+else
+    AS_ROOT=0
+    DEMO_USER=$(id -un)
+fi
+
+# Run a command as the instance's owner, from the demo directory.
+as_demo_user() {
+    if [ "$AS_ROOT" -eq 1 ]; then
+        (cd "$DEMO_DIR" && runuser -u "$DEMO_USER" -- "$@")
+    else
+        (cd "$DEMO_DIR" && "$@")
+    fi
+}
+
+# Prefix for the commands printed at the end.
+if [ "$AS_ROOT" -eq 1 ]; then
+    RUN_AS="runuser -u $DEMO_USER -- "
+else
+    RUN_AS=""
+fi
+
+# ---------------------------------------------------------------------------
+# 1. Stop a previous demo instance and start from an empty directory.
+# ---------------------------------------------------------------------------
+mkdir -p "$DEMO_DIR"
+if [ "$AS_ROOT" -eq 1 ]; then
+    chown "$DEMO_USER:$(id -gn "$DEMO_USER")" "$DEMO_DIR"
+    if ! runuser -u "$DEMO_USER" -- test -w "$DEMO_DIR"; then
+        echo "demo: user $DEMO_USER cannot write to $DEMO_DIR;" \
+            "make its parent directories traversable (chmod o+x) or move the project" >&2
+        exit 1
+    fi
+fi
+
+if [ -f "$DATA/postmaster.pid" ] &&
+    as_demo_user "$BINDIR/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+    echo "demo: stopping the running demo instance"
+    as_demo_user "$BINDIR/pg_ctl" -D "$DATA" stop -m fast -w >/dev/null
+fi
+rm -rf "$DATA"
+rm -f "$LOG"
+
+# ---------------------------------------------------------------------------
+# 2. Create, configure and start the instance.
+# ---------------------------------------------------------------------------
+echo "demo: creating instance in $DATA"
+as_demo_user "$BINDIR/initdb" -D "$DATA" -U postgres --auth=trust \
+    --encoding=UTF8 --no-locale >/dev/null
+
+# Single quotes inside a configuration value are doubled.
+sock_dir=${DEMO_DIR//\'/\'\'}
+cat >>"$DATA/postgresql.conf" <<EOF
+
+# ---- added by test/demo.sh ----
+listen_addresses = ''
+unix_socket_directories = '$sock_dir'
+port = $PORT
+shared_preload_libraries = 'taskq'
+EOF
+
+echo "demo: starting server (log: $LOG)"
+if ! as_demo_user "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG" -w start >/dev/null; then
+    echo "demo: the server did not start; end of $LOG:" >&2
+    tail -n 20 "$LOG" >&2 || true
+    exit 1
+fi
+
+# ---------------------------------------------------------------------------
+# 3. The tour.  -e echoes every statement before its result; \echo prints
+#    the headings; ON_ERROR_STOP makes any failure end the script non-zero.
+# ---------------------------------------------------------------------------
+PSQL=("$BINDIR/psql" -X -q -e -v ON_ERROR_STOP=1 -P pager=off
+    -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres)
+
+# How to stop the instance; printed on success and on failure alike.
+stop_hint() {
+    echo "Stop it:"
+    echo "  ${RUN_AS}$BINDIR/pg_ctl -D $DATA stop"
+}
+on_exit() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        echo
+        echo "demo: a step failed (exit $status); the instance is still running."
+        stop_hint
+    fi
+}
+trap on_exit EXIT
+
+as_demo_user "${PSQL[@]}" <<'SQL'
+\echo
+\echo '==== Install the extension (schema taskq) ===================================='
+CREATE EXTENSION taskq;
+
+\echo
+\echo '==== Create a queue: at most 2 attempts, retry immediately (fixed 0 ms backoff)'
+SELECT taskq.create_queue('build', '{"max_attempts": 2, "backoff": {"type": "fixed", "delay_ms": 0}}');
+
+\echo
+\echo '==== Push three jobs with different priorities ==============================='
+SELECT taskq.push('build', 'compile', '{"repo":"acme/app"}', '{"priority":10, "metadata": {"workflow_id": "wf-1"}}');
+SELECT taskq.push('build', 'test', '{"repo":"acme/app", "suite":"unit"}', '{"priority":5, "metadata": {"workflow_id": "wf-1"}}');
+SELECT taskq.push('build', 'package', '{"repo":"acme/app", "format":"tar"}', '{"priority":1, "metadata": {"workflow_id": "wf-1"}}');
+
+\echo
+\echo '==== Queues and what is waiting in "build" ==================================='
+SELECT * FROM taskq.queues();
+SELECT * FROM taskq.peek('build');
+
+\echo
+\echo '==== Pull one job with a 60 s lease, then ack it with a result ==============='
+SELECT id, lease, name, attempt FROM taskq.pull('build', 1, 60000) \gset
+\echo pulled: id=:id name=:name attempt=:attempt lease=:lease
+SELECT taskq.ack(:'id', '{"artifact":"app.tar"}', :'lease');
+SELECT taskq.get(:'id');
+
+\echo
+\echo '==== Pull the next job and fail it: backoff is 0 ms, so it is retried at once'
+\echo '     (the middle-priority job, so it is also the next one pulled whichever'
+\echo '     way priorities sort)'
+SELECT id, lease, name, attempt FROM taskq.pull('build', 1, 60000) \gset
+\echo pulled: id=:id name=:name attempt=:attempt lease=:lease
+\set failed_id :id
+SELECT taskq.fail(:'id', 'compiler crashed', :'lease');
+
+\echo
+\echo '==== Pull it again (attempt 2 of 2) and fail it again: into the dead-letter queue'
+SELECT id, lease, name, attempt FROM taskq.pull('build', 1, 60000) \gset
+\echo pulled: id=:id name=:name attempt=:attempt lease=:lease
+\set ECHO none
+SELECT :'id' = :'failed_id' AS same_job \gset
+\if :same_job
+\else
+DO $$ BEGIN RAISE EXCEPTION 'demo: expected to pull the job that just failed again'; END $$;
+\endif
+\set ECHO queries
+SELECT taskq.fail(:'id', 'compiler crashed', :'lease');
+
+\echo
+\echo '==== The dead-letter queue, redrive the job, queue statistics ================'
+SELECT id, name, attempts, error FROM taskq.dlq('build');
+SELECT taskq.redrive(:'id');
+SELECT taskq.stats('build');
+SQL
+
+# ---------------------------------------------------------------------------
+# 4. Leave the instance running and say how to use and stop it.
+# ---------------------------------------------------------------------------
+cat <<EOF
+
+The demo instance is still running (data: $DATA, log: $LOG).
+
+Connect to it:
+  ${RUN_AS}psql -h $DEMO_DIR -p $PORT -U postgres postgres
+
+EOF
+stop_hint
+if [ "$AS_ROOT" -eq 1 ]; then
+    echo
+    echo "(The server runs as the '$DEMO_USER' OS user; pg_ctl must be run as that user.)"
+fi
