@@ -170,12 +170,11 @@ SELECT * FROM taskq.peek('build');
 SELECT id, lease, name, attempt FROM taskq.pull('build', 1, 60000) \gset
 \echo pulled: id=:id name=:name attempt=:attempt lease=:lease
 SELECT taskq.ack(:'id', '{"artifact":"app.tar"}', :'lease');
-SELECT taskq.get(:'id');
+SELECT jsonb_pretty(taskq.get(:'id'));
 
 \echo
-\echo '==== Pull the next job and fail it: backoff is 0 ms, so it is retried at once'
-\echo '     (the middle-priority job, so it is also the next one pulled whichever'
-\echo '     way priorities sort)'
+\echo '==== Pull the next job (priority 5) and fail it: the backoff is 0 ms, so it'
+\echo '     is runnable again at once'
 SELECT id, lease, name, attempt FROM taskq.pull('build', 1, 60000) \gset
 \echo pulled: id=:id name=:name attempt=:attempt lease=:lease
 \set failed_id :id
@@ -198,7 +197,7 @@ SELECT taskq.fail(:'id', 'compiler crashed', :'lease');
 \echo '==== The dead-letter queue, redrive the job, queue statistics ================'
 SELECT id, name, attempts, error FROM taskq.dlq('build');
 SELECT taskq.redrive(:'id');
-SELECT taskq.stats('build');
+SELECT jsonb_pretty(taskq.stats('build'));
 SQL
 
 # ---------------------------------------------------------------------------
