@@ -279,23 +279,19 @@ COMMENT ON FUNCTION taskq.drop_queue(text) IS 'drop a queue and every job in it,
 
 CREATE FUNCTION taskq.pause(queue text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$
-BEGIN
-    PERFORM taskq.require_queue(queue);
-    UPDATE taskq.queues q SET paused = true WHERE q.name = pause.queue;
-END
+    SELECT taskq.require_queue($1);
+    UPDATE taskq.queues SET paused = true WHERE name = $1;
 $$;
 COMMENT ON FUNCTION taskq.pause(text) IS 'pause a queue: pushes are refused and pull returns nothing';
 
 CREATE FUNCTION taskq.resume(queue text)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$
-BEGIN
-    PERFORM taskq.require_queue(queue);
-    UPDATE taskq.queues q SET paused = false WHERE q.name = resume.queue;
-END
+    SELECT taskq.require_queue($1);
+    UPDATE taskq.queues SET paused = false WHERE name = $1;
 $$;
 COMMENT ON FUNCTION taskq.resume(text) IS 'resume a paused queue';
 

@@ -420,7 +420,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 	{
 		char	   *state;
 
-		if (TaskqExecute(&state_plan, values, NULL, true, 1) == 0)
+		if (TaskqExecute(&state_plan, values, NULL, false, 1) == 0)
 		{
 			SPI_finish();
 			PG_RETURN_BOOL(false);

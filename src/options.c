@@ -175,13 +175,25 @@ unknown_option(const char *what, const char *key, const char *valid)
 			 errhint("Valid %ss are: %s.", what, valid)));
 }
 
-/* the root of a jsonb value, as a JsonbValue that option_object accepts */
-static void
-jsonb_root(Jsonb *jb, JsonbValue *v)
+/*
+ * Start iterating over a whole options argument; NULL when it is SQL NULL.
+ * what names the argument in the error when it is not an object.
+ */
+static JsonbIterator *
+options_begin(Jsonb *options, const char *what)
 {
-	v->type = jbvBinary;
-	v->val.binary.data = &jb->root;
-	v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	JsonbValue	root;
+
+	if (options == NULL)
+		return NULL;
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what)));
+	root.type = jbvBinary;
+	root.val.binary.data = &options->root;
+	root.val.binary.len = VARSIZE(options) - VARHDRSZ;
+	return option_object(what, &root);
 }
 
 /*
@@ -233,21 +245,12 @@ void
 TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 {
 	JsonbIterator *it;
-	JsonbValue	root;
 	char	   *key;
 	JsonbValue	val;
 
 	memset(opts, 0, sizeof(*opts));
-	if (options == NULL)
-		return;
-	if (!JB_ROOT_IS_OBJECT(options))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("job options must be a JSON object")));
-
-	jsonb_root(options, &root);
-	it = option_object("options", &root);
-	while (option_next(&it, &key, &val))
+	it = options_begin(options, "job options");
+	while (it != NULL && option_next(&it, &key, &val))
 	{
 		if (strcmp(key, "metadata") == 0)
 		{
@@ -329,21 +332,12 @@ void
 TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 {
 	JsonbIterator *it;
-	JsonbValue	root;
 	char	   *key;
 	JsonbValue	val;
 
 	memset(opts, 0, sizeof(*opts));
-	if (options == NULL)
-		return;
-	if (!JB_ROOT_IS_OBJECT(options))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("queue options must be a JSON object")));
-
-	jsonb_root(options, &root);
-	it = option_object("options", &root);
-	while (option_next(&it, &key, &val))
+	it = options_begin(options, "queue options");
+	while (it != NULL && option_next(&it, &key, &val))
 	{
 		if (strcmp(key, "timeout_ms") == 0)
 		{

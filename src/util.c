@@ -126,7 +126,9 @@ TaskqMoveSql(const char *from_table, const char *to_table,
  *
  * The job does not exist, or the caller's lease is not the job's current
  * one (it expired and the job was delivered again, or it finished), or the
- * job is not active.  Never returns.
+ * job is not active.  Never returns.  The lookup takes a fresh snapshot
+ * (not read-only), so it sees the change that made the caller's statement
+ * find nothing, even when that statement had to wait for it.
  */
 void
 TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
@@ -141,7 +143,7 @@ TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
 	bool		isnull;
 	Datum		cur;
 
-	if (TaskqExecute(&plan, values, NULL, true, 1) == 0)
+	if (TaskqExecute(&plan, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("job \"%s\" does not exist", TaskqUuidText(id))));
