@@ -263,6 +263,23 @@ END
 $$;
 COMMENT ON FUNCTION taskq.require_queue(text) IS 'raise undefined_object unless the queue exists';
 
+-- error unless a row count argument is at least 1
+CREATE FUNCTION taskq.require_count(count integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF count IS NULL THEN
+        RAISE EXCEPTION 'count must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    ELSIF count < 1 THEN
+        RAISE EXCEPTION 'count must be at least 1, not %', count
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION taskq.require_count(integer) IS 'raise invalid_parameter_value unless count is at least 1';
+
 CREATE FUNCTION taskq.drop_queue(name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -348,17 +365,22 @@ COMMENT ON FUNCTION taskq.stats(text) IS 'job counts per state of a queue and th
 CREATE FUNCTION taskq.peek(queue text, count integer DEFAULT 10)
 RETURNS TABLE (id uuid, name text, state taskq.job_state, priority integer,
                attempts integer, run_at timestamptz, data jsonb, metadata jsonb)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+BEGIN
+    PERFORM taskq.require_queue(peek.queue);
+    PERFORM taskq.require_count(peek.count);
+    RETURN QUERY
     SELECT j.id, j.name, j.state, j.priority, j.attempts, j.run_at, j.data, j.metadata
     FROM taskq.jobs j
-    WHERE j.queue = $1
+    WHERE j.queue = peek.queue
       AND (j.state = 'waiting'
            OR (j.state = 'delayed' AND j.run_at <= pg_catalog.now())
            OR (j.state = 'active' AND j.lease_expires_at < pg_catalog.now()
                AND j.attempts < j.max_attempts))
     ORDER BY j.priority DESC, j.id
-    LIMIT $2
+    LIMIT peek.count;
+END
 $$;
 COMMENT ON FUNCTION taskq.peek(text, integer) IS 'the next jobs pull would deliver, in delivery order, changing nothing';
 
@@ -386,14 +408,19 @@ CREATE FUNCTION taskq.dlq(queue text, count integer DEFAULT 100)
 RETURNS TABLE (id uuid, name text, data jsonb, metadata jsonb, attempts integer,
                max_attempts integer, error text, errors jsonb,
                failed_at timestamptz, created_at timestamptz)
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+BEGIN
+    PERFORM taskq.require_queue(dlq.queue);
+    PERFORM taskq.require_count(dlq.count);
+    RETURN QUERY
     SELECT d.id, d.name, d.data, d.metadata, d.attempts, d.max_attempts,
            d.error, COALESCE(d.errors, '[]'::jsonb), d.finished_at, d.created_at
     FROM taskq.dead_jobs d
-    WHERE d.queue = $1
+    WHERE d.queue = dlq.queue
     ORDER BY d.finished_at DESC, d.id DESC
-    LIMIT $2
+    LIMIT dlq.count;
+END
 $$;
 COMMENT ON FUNCTION taskq.dlq(text, integer) IS 'dead jobs of a queue, most recent first, with their last error and error history';
 

@@ -133,9 +133,10 @@ init_move_plans(void)
 		return;
 	ack_batch_plan.sql =
 		TaskqMoveSql("jobs", "finished_jobs",
-					 "(SELECT x.id AS item_id, x.result AS item_result,"
-					 " x.lease AS item_lease FROM jsonb_to_recordset($1)"
-					 " AS x(id uuid, result jsonb, lease uuid)) i",
+					 "(SELECT (x.item ->> 'id')::uuid AS item_id,"
+					 " x.item -> 'result' AS item_result,"
+					 " (x.item ->> 'lease')::uuid AS item_lease"
+					 " FROM jsonb_array_elements($1) AS x(item)) i",
 					 "j.id = i.item_id AND j.state = 'active'"
 					 " AND (i.item_lease IS NULL OR j.lease = i.item_lease)",
 					 ack_batch_sets, NULL);
@@ -487,11 +488,16 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 {
 	Datum		values[1];
 	int			n;
+	TaskqQueueInfo qi;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	values[0] = PG_GETARG_DATUM(0);
 
 	SPI_connect();
+	if (!TaskqLookupQueue(values[0], false, &qi))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", TextDatumGetCString(values[0]))));
 	init_move_plans();
 	n = TaskqExecute(&redrive_queue_plan, values, NULL, false, 0);
 	SPI_finish();

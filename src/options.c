@@ -176,7 +176,8 @@ unknown_option(const char *what, const char *key, const char *valid)
 }
 
 /*
- * Start iterating over a whole options argument; NULL when it is SQL NULL.
+ * Start iterating over a whole options argument; NULL when it is SQL NULL
+ * or JSON null, which mean no options.
  * what names the argument in the error when it is not an object.
  */
 static JsonbIterator *
@@ -184,7 +185,9 @@ options_begin(Jsonb *options, const char *what)
 {
 	JsonbValue	root;
 
-	if (options == NULL)
+	if (options == NULL ||
+		(JB_ROOT_IS_SCALAR(options) &&
+		 getIthJsonbValueFromContainer(&options->root, 0)->type == jbvNull))
 		return NULL;
 	if (!JB_ROOT_IS_OBJECT(options))
 		ereport(ERROR,

@@ -158,7 +158,7 @@ TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot %s job \"%s\": lease %s is not the current lease",
 						action, TaskqUuidText(id), TaskqUuidText(lease)),
-				 errdetail("The job is in state \"%s\"; its lease expired and it was delivered again, or it was finished.",
+				 errdetail("The job is now in state \"%s\"; the lease expired or the job finished.",
 						   state),
 				 errhint("Pull the job again to obtain a current lease.")));
 

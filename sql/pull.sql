@@ -1,0 +1,168 @@
+-- taskq.pull: delivery order, leased_job columns, delays, reclaim of
+-- expired leases, paused and unknown queues, argument errors
+CREATE EXTENSION taskq;
+
+--
+-- delivery order: priority DESC, then FIFO by id; pushed in an order that
+-- differs from the delivery order
+--
+SELECT taskq.push('q', 'a', '{"n": 1}') AS a \gset
+SELECT taskq.push('q', 'b', '{"n": 2}', '{"priority": 5, "metadata": {"m": "b"}}') AS b \gset
+SELECT taskq.push('q', 'c', '{"n": 3}', '{"max_attempts": 7}') AS c \gset
+SELECT taskq.push('q', 'd', '{"n": 4}', '{"priority": 10, "flow_id": "flow-d"}') AS d \gset
+SELECT taskq.push('q', 'e', '{"n": 5}', '{"priority": 5}') AS e \gset
+SELECT taskq.push('q', 'f', '{"n": 6}', '{"priority": -1}') AS f \gset
+
+-- at most count jobs; every column of taskq.leased_job; the lease expiry
+-- is now() + timeout_ms (compared inside the transaction)
+BEGIN;
+CREATE TEMP TABLE p1 AS
+    SELECT * FROM taskq.pull('q', 3, 60000) WITH ORDINALITY AS p;
+SELECT ordinality,
+       CASE id WHEN :'a' THEN 'a' WHEN :'b' THEN 'b' WHEN :'c' THEN 'c'
+               WHEN :'d' THEN 'd' WHEN :'e' THEN 'e' WHEN :'f' THEN 'f' END AS id_of,
+       name, queue, data, metadata, priority, attempt, max_attempts, flow_id,
+       lease IS NOT NULL AS has_lease,
+       lease_expires_at = now() + interval '60 seconds' AS expiry_is_now_plus_60s
+FROM p1 ORDER BY ordinality;
+SELECT count(*) AS delivered, count(DISTINCT lease) AS distinct_leases FROM p1;
+-- the table agrees: active, lease and expiry as handed out, attempts 1,
+-- started_at set
+SELECT j.name, j.state, j.attempts, j.lease = p.lease AS same_lease,
+       j.lease_expires_at = p.lease_expires_at AS same_expiry,
+       j.lease_ms, j.started_at = now() AS started_now
+FROM p1 p JOIN taskq.jobs j USING (id) ORDER BY p.ordinality;
+COMMIT;
+-- the others are untouched
+SELECT name, state, attempts, lease IS NULL AS no_lease, started_at IS NULL AS not_started
+FROM taskq.jobs WHERE id NOT IN (SELECT id FROM p1) ORDER BY id;
+
+-- a second pull does not deliver the same jobs again: the rest, in order,
+-- with the default lease length (taskq.default_timeout_ms = 30000)
+BEGIN;
+CREATE TEMP TABLE p2 AS
+    SELECT * FROM taskq.pull('q', 10) WITH ORDINALITY AS p;
+SELECT ordinality, name, priority, attempt, max_attempts,
+       lease_expires_at = now() + interval '30 seconds' AS expiry_is_now_plus_30s
+FROM p2 ORDER BY ordinality;
+COMMIT;
+SELECT count(*) AS delivered_twice FROM p1 JOIN p2 USING (id);
+SELECT count(DISTINCT lease) AS distinct_leases FROM (SELECT lease FROM p1 UNION ALL SELECT lease FROM p2) s;
+-- nothing left to deliver
+SELECT count(*) AS rows FROM taskq.pull('q', 10);
+SELECT state, count(*) FROM taskq.jobs WHERE queue = 'q' GROUP BY state;
+
+--
+-- lease length: argument, else the job's timeout_ms, else the queue's,
+-- else taskq.default_timeout_ms
+--
+SELECT taskq.create_queue('tq', '{"timeout_ms": 45000}');
+SELECT taskq.push('tq', 'job-timeout', '{}', '{"timeout_ms": 5000}') AS t1 \gset
+SELECT taskq.push('tq', 'queue-timeout') AS t2 \gset
+SELECT taskq.push('tq', 'arg-timeout', '{}', '{"timeout_ms": 5000}') AS t3 \gset
+BEGIN;
+SELECT name, lease_expires_at - now() AS lease_length FROM taskq.pull('tq', 2);
+SELECT name, lease_expires_at - now() AS lease_length FROM taskq.pull('tq', 1, 1500);
+COMMIT;
+SELECT name, lease_ms FROM taskq.jobs WHERE queue = 'tq' ORDER BY id;
+
+--
+-- count NULL means 1
+--
+SELECT count(taskq.push('cnt', 'x' || g)) AS pushed FROM generate_series(1, 3) g;
+SELECT name FROM taskq.pull('cnt', NULL);
+SELECT count(*) AS waiting FROM taskq.jobs WHERE queue = 'cnt' AND state = 'waiting';
+
+--
+-- empty and unknown queues: no rows; an unknown queue is not created
+--
+SELECT taskq.create_queue('empty');
+SELECT count(*) AS rows FROM taskq.pull('empty', 5);
+SELECT count(*) AS rows FROM taskq.pull('no-such-queue', 5);
+SELECT count(*) AS queue_created FROM taskq.queues WHERE name = 'no-such-queue';
+
+--
+-- argument errors (nothing is delivered)
+--
+SELECT * FROM taskq.pull('cnt', 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull('cnt', -5);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull('cnt', 1, 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull('cnt', 1, -1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull(NULL, 1, 1000);
+\echo :LAST_ERROR_SQLSTATE
+SELECT state, count(*) FROM taskq.jobs WHERE queue = 'cnt' GROUP BY state ORDER BY state;
+
+--
+-- delayed jobs are not delivered before run_at, and are once due
+--
+SELECT taskq.push('dq', 'later', '{}', '{"delay_ms": 60000}') AS later \gset
+SELECT taskq.push('dq', 'later-at', '{}',
+                  jsonb_build_object('run_at', now() + interval '1 hour')) AS later_at \gset
+SELECT name, state FROM taskq.jobs WHERE queue = 'dq' ORDER BY id;
+SELECT count(*) AS rows FROM taskq.pull('dq', 10);
+SELECT name, state FROM taskq.jobs WHERE queue = 'dq' ORDER BY id;
+UPDATE taskq.jobs SET run_at = now() - interval '1 second' WHERE id = :'later';
+SELECT id = :'later' AS is_later, name, attempt FROM taskq.pull('dq', 10);
+SELECT name, state FROM taskq.jobs WHERE queue = 'dq' ORDER BY id;
+-- a due delayed job is delivered in priority/FIFO order with waiting ones
+UPDATE taskq.jobs SET run_at = now() - interval '1 second' WHERE id = :'later_at';
+SELECT taskq.push('dq', 'now') AS now_job \gset
+SELECT name FROM taskq.pull('dq', 10);
+
+--
+-- a pull reclaims expired leases: attempts left -> delivered again, the
+-- attempt counted, a new lease, 'lease expired' in the error history
+--
+SELECT taskq.push('rq', 'flaky', '{"k": 1}', '{"max_attempts": 2}') AS r \gset
+SELECT lease AS r_lease1, attempt FROM taskq.pull('rq') \gset
+SELECT :attempt AS first_attempt;
+UPDATE taskq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :'r';
+SELECT id = :'r' AS same_job, lease <> :'r_lease1' AS new_lease, attempt, max_attempts
+FROM taskq.pull('rq') \gset
+SELECT :'same_job' AS same_job, :'new_lease' AS new_lease, :attempt AS attempt, :max_attempts AS max_attempts;
+SELECT state, attempts, error, jsonb_path_query_array(errors, '$[*].attempt') AS error_attempts,
+       jsonb_path_query_array(errors, '$[*].error') AS error_texts,
+       (errors -> 0 ->> 'at')::timestamptz <= now() AS at_set
+FROM taskq.jobs WHERE id = :'r';
+-- a lease that has not expired yet is not reclaimed
+SELECT count(*) AS rows FROM taskq.pull('rq');
+SELECT state, attempts FROM taskq.jobs WHERE id = :'r';
+
+--
+-- expired lease with attempts exhausted: moved to the DLQ by pull, with
+-- error 'lease expired', and not delivered
+--
+UPDATE taskq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :'r';
+SELECT count(*) AS rows FROM taskq.pull('rq');
+SELECT count(*) AS live FROM taskq.jobs WHERE id = :'r';
+SELECT state, attempts, error, lease_expires_at IS NULL AS no_expiry,
+       finished_at <= now() AS finished,
+       jsonb_path_query_array(errors, '$[*].attempt') AS error_attempts,
+       jsonb_path_query_array(errors, '$[*].error') AS error_texts,
+       data
+FROM taskq.dead_jobs WHERE id = :'r';
+-- a single-attempt job straight to the DLQ, next to a runnable one
+SELECT taskq.push('rq2', 'once', '{}', '{"max_attempts": 1}') AS once \gset
+SELECT count(*) FROM taskq.pull('rq2');
+UPDATE taskq.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :'once';
+SELECT taskq.push('rq2', 'other') AS other \gset
+SELECT name, attempt FROM taskq.pull('rq2', 10);
+SELECT state, error, attempts FROM taskq.dead_jobs WHERE id = :'once';
+
+--
+-- a paused queue delivers nothing (and changes nothing); resumed, it does
+--
+SELECT taskq.push('pq', 'p1') AS p1 \gset
+SELECT taskq.pause('pq');
+SELECT count(*) AS rows FROM taskq.pull('pq', 10);
+SELECT state, attempts FROM taskq.jobs WHERE id = :'p1';
+SELECT taskq.resume('pq');
+SELECT name, attempt FROM taskq.pull('pq', 10);
+
+DROP EXTENSION taskq;
