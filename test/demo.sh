@@ -18,16 +18,12 @@
 
 set -euo pipefail
 
+# shellcheck source=test/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+clear_pg_env
+
 PORT=5499
 
-# The caller's libpq settings (PGHOST, PGPORT, PGOPTIONS, ...) must not
-# interfere; PG_CONFIG is the one we honour.
-while IFS= read -r var; do
-    case "$var" in
-    PG_CONFIG) ;;
-    PG*) unset "$var" ;;
-    esac
-done < <(compgen -e)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEMO_DIR=$REPO/demo
@@ -48,26 +44,12 @@ if [ $((${#DEMO_DIR} + ${#PORT} + 10)) -gt 107 ]; then
 fi
 
 # Who owns and runs the instance: ourselves, or postgres when we are root.
-if [ "$(id -u)" -eq 0 ]; then
-    AS_ROOT=1
-    DEMO_USER=postgres
-    if ! id -u "$DEMO_USER" >/dev/null 2>&1; then
-        echo "demo: creating system user $DEMO_USER"
-        useradd --system --user-group --home-dir /var/lib/postgresql \
-            --shell /bin/bash "$DEMO_USER"
-    fi
-else
-    AS_ROOT=0
-    DEMO_USER=$(id -un)
-fi
+server_user demo
+DEMO_USER=$SERVER_USER
 
 # Run a command as the instance's owner, from the demo directory.
 as_demo_user() {
-    if [ "$AS_ROOT" -eq 1 ]; then
-        (cd "$DEMO_DIR" && runuser -u "$DEMO_USER" -- "$@")
-    else
-        (cd "$DEMO_DIR" && "$@")
-    fi
+    as_server_user "$DEMO_DIR" "$@"
 }
 
 # Prefix for the commands printed at the end.

@@ -33,6 +33,10 @@
 
 set -euo pipefail
 
+# shellcheck source=test/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+clear_pg_env
+
 usage() {
     sed -n '3,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
@@ -87,14 +91,6 @@ read -r -a ISOLATION_LIST <<<"$ISOLATION_TESTS"
 # Environment
 # ---------------------------------------------------------------------------
 
-# The caller's libpq settings (PGHOST, PGPORT, PGDATABASE, PGUSER, PGOPTIONS,
-# ...) must not leak into the tests.  PG_CONFIG is the one we honour.
-while IFS= read -r var; do
-    case "$var" in
-    PG_CONFIG) ;;
-    PG*) unset "$var" ;;
-    esac
-done < <(compgen -e)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -119,27 +115,12 @@ for tool in "$PG_REGRESS" "$PG_ISOLATION_REGRESS"; do
 done
 
 # Who runs the suites: ourselves, or the postgres OS user when we are root.
-if [ "$(id -u)" -eq 0 ]; then
-    AS_ROOT=1
-    TEST_USER=postgres
-    if ! id -u "$TEST_USER" >/dev/null 2>&1; then
-        echo "run-tests: creating system user $TEST_USER"
-        useradd --system --user-group --home-dir /var/lib/postgresql \
-            --shell /bin/bash "$TEST_USER"
-    fi
-else
-    AS_ROOT=0
-    TEST_USER=$(id -un)
-fi
+server_user run-tests
+TEST_USER=$SERVER_USER
 
-# Run a command as the test user, from the scratch directory (the caller's
-# working directory may not be accessible to that user).
+# Run a command as the test user, from the scratch directory.
 as_test_user() {
-    if [ "$AS_ROOT" -eq 1 ]; then
-        (cd "$SCRATCH" && runuser -u "$TEST_USER" -- "$@")
-    else
-        (cd "$SCRATCH" && "$@")
-    fi
+    as_server_user "$SCRATCH" "$@"
 }
 
 # ---------------------------------------------------------------------------

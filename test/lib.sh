@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# test/lib.sh -- shell helpers shared by run-tests.sh and demo.sh (sourced).
+#
+# PostgreSQL refuses to run as root, so when these scripts run as root the
+# server runs as the `postgres` OS user (created if missing).
+
+# server_user PROG: set AS_ROOT (1 or 0) and SERVER_USER, the OS user that
+# runs the server: postgres when we are root, else ourselves.  PROG names
+# the caller in messages.
+server_user() {
+    if [ "$(id -u)" -eq 0 ]; then
+        AS_ROOT=1
+        SERVER_USER=postgres
+        if ! id -u "$SERVER_USER" >/dev/null 2>&1; then
+            echo "$1: creating system user $SERVER_USER"
+            useradd --system --user-group --home-dir /var/lib/postgresql \
+                --shell /bin/bash "$SERVER_USER"
+        fi
+    else
+        AS_ROOT=0
+        SERVER_USER=$(id -un)
+    fi
+}
+
+# as_server_user DIR CMD [ARGS...]: run CMD from DIR as SERVER_USER (the
+# caller's working directory may not be accessible to that user).
+as_server_user() {
+    local dir=$1
+    shift
+    if [ "$AS_ROOT" -eq 1 ]; then
+        (cd "$dir" && runuser -u "$SERVER_USER" -- "$@")
+    else
+        (cd "$dir" && "$@")
+    fi
+}
+
+# clear_pg_env: the caller's libpq settings (PGHOST, PGPORT, PGDATABASE,
+# PGUSER, PGOPTIONS, ...) must not leak into our instances; PG_CONFIG is
+# the one we honour.
+clear_pg_env() {
+    local var
+    while IFS= read -r var; do
+        case "$var" in
+        PG_CONFIG) ;;
+        PG*) unset "$var" ;;
+        esac
+    done < <(compgen -e)
+}
