@@ -18,7 +18,8 @@ OBJS = \
 	src/push.o \
 	src/pull.o \
 	src/lifecycle.o \
-	src/queue.o
+	src/queue.o \
+	src/dag.o
 
 DATA = taskq--$(EXTVERSION).sql
 

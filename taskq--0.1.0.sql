@@ -23,7 +23,8 @@ CREATE TYPE taskq.leased_job AS (
     attempt integer,
     max_attempts integer,
     lease_expires_at timestamptz,
-    flow_id text
+    flow_id text,
+    parent_results jsonb
 );
 COMMENT ON TYPE taskq.leased_job IS 'a job handed to a worker by taskq.pull, with its lease';
 
@@ -80,6 +81,9 @@ CREATE TABLE taskq.jobs (
     created_at timestamptz NOT NULL,
     started_at timestamptz,
     finished_at timestamptz,
+    pending_parents integer NOT NULL DEFAULT 0,
+    has_children boolean NOT NULL DEFAULT false,
+    dag_depth integer NOT NULL DEFAULT 1,
     PRIMARY KEY (id),
     CHECK (state IN ('waiting', 'delayed', 'blocked', 'active'))
 ) WITH (fillfactor = 80);
@@ -97,6 +101,7 @@ CREATE INDEX jobs_lease_idx ON taskq.jobs (queue, lease_expires_at)
 -- one unfinished job per queue and unique key
 CREATE UNIQUE INDEX jobs_unique_key_idx ON taskq.jobs (queue, unique_key)
     WHERE unique_key IS NOT NULL;
+CREATE INDEX jobs_flow_idx ON taskq.jobs (flow_id) WHERE flow_id IS NOT NULL;
 
 CREATE TABLE taskq.finished_jobs (
     LIKE taskq.jobs INCLUDING DEFAULTS,
@@ -105,6 +110,7 @@ CREATE TABLE taskq.finished_jobs (
 );
 COMMENT ON TABLE taskq.finished_jobs IS 'completed and cancelled taskq jobs, kept for their queue''s retention';
 CREATE INDEX finished_jobs_retention_idx ON taskq.finished_jobs (queue, finished_at);
+CREATE INDEX finished_jobs_flow_idx ON taskq.finished_jobs (flow_id) WHERE flow_id IS NOT NULL;
 
 CREATE TABLE taskq.dead_jobs (
     LIKE taskq.jobs INCLUDING DEFAULTS,
@@ -113,12 +119,24 @@ CREATE TABLE taskq.dead_jobs (
 );
 COMMENT ON TABLE taskq.dead_jobs IS 'the dead-letter queue: jobs that ran out of attempts, with their error history';
 CREATE INDEX dead_jobs_queue_idx ON taskq.dead_jobs (queue, finished_at);
+CREATE INDEX dead_jobs_flow_idx ON taskq.dead_jobs (flow_id) WHERE flow_id IS NOT NULL;
+
+-- DAG edges from live parents to their children: promotion and cascades
+-- find a parent's children here without scanning blocked jobs.  An edge
+-- goes when its parent finishes.
+CREATE TABLE taskq.job_edges (
+    parent uuid NOT NULL,
+    child uuid NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+COMMENT ON TABLE taskq.job_edges IS 'dependencies of blocked jobs on their unfinished parents';
 
 -- pg_dump keeps queues and jobs
 SELECT pg_catalog.pg_extension_config_dump('taskq.queues', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.finished_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.dead_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('taskq.job_edges', '');
 
 CREATE VIEW taskq.all_jobs AS
     SELECT * FROM taskq.jobs
@@ -192,6 +210,69 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'taskq_cancel'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.cancel(uuid) IS 'cancel a waiting, delayed or blocked job';
+
+--
+-- DAG flows
+--
+
+CREATE FUNCTION taskq.job_finished()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'taskq_job_finished'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.job_finished() IS 'trigger: promote or cascade to the children of a finished job, push its follow-ups and reply';
+
+-- Only jobs with children, follow-ups or a reply_to call the trigger.
+CREATE TRIGGER job_finished
+    AFTER INSERT ON taskq.finished_jobs
+    FOR EACH ROW
+    WHEN (NEW.has_children OR NEW.metadata ? 'follow_ups' OR NEW.metadata ? 'reply_to')
+    EXECUTE FUNCTION taskq.job_finished();
+
+CREATE TRIGGER job_dead
+    AFTER INSERT ON taskq.dead_jobs
+    FOR EACH ROW
+    WHEN (NEW.has_children OR NEW.metadata ? 'reply_to')
+    EXECUTE FUNCTION taskq.job_finished();
+
+CREATE FUNCTION taskq.push_flow(flow jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'taskq_push_flow'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.push_flow(jsonb) IS 'submit a graph of jobs that refer to each other by key, atomically';
+
+-- counts per state of a set of states, every state present
+CREATE FUNCTION taskq.state_counts(states taskq.job_state[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_object_agg(s.state,
+               (SELECT pg_catalog.count(*) FROM pg_catalog.unnest($1) AS x(state)
+                 WHERE x.state = s.state))
+    FROM pg_catalog.unnest(pg_catalog.enum_range(NULL::taskq.job_state)) AS s(state)
+$$;
+COMMENT ON FUNCTION taskq.state_counts(taskq.job_state[]) IS 'a jsonb object counting each job state in an array of states';
+
+CREATE FUNCTION taskq.flow(flow_id text)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'flow_id', $1,
+        'jobs', pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'id', j.id,
+            'name', j.name,
+            'queue', j.queue,
+            'state', j.state,
+            'depends_on', pg_catalog.to_jsonb(COALESCE(j.depends_on, '{}'::uuid[])),
+            'attempts', j.attempts,
+            'error', j.error,
+            'result', j.result) ORDER BY j.id),
+        'counts', taskq.state_counts(pg_catalog.array_agg(j.state)))
+    FROM taskq.all_jobs j
+    WHERE j.flow_id = $1
+    HAVING pg_catalog.count(*) > 0
+$$;
+COMMENT ON FUNCTION taskq.flow(text) IS 'the jobs of a flow with their states and dependencies, and counts per state; NULL for an unknown flow';
 
 --
 -- Inspecting jobs
@@ -342,12 +423,9 @@ DECLARE
     oldest timestamptz;
 BEGIN
     PERFORM taskq.require_queue(queue);
-    SELECT pg_catalog.jsonb_object_agg(s.state, COALESCE(c.n, 0))
+    SELECT taskq.state_counts(COALESCE(pg_catalog.array_agg(j.state), '{}'))
       INTO counts
-      FROM pg_catalog.unnest(pg_catalog.enum_range(NULL::taskq.job_state)) AS s(state)
-      LEFT JOIN (SELECT j.state, pg_catalog.count(*) AS n
-                   FROM taskq.all_jobs j WHERE j.queue = stats.queue
-                  GROUP BY j.state) c ON c.state = s.state;
+      FROM taskq.all_jobs j WHERE j.queue = stats.queue;
     SELECT pg_catalog.min(j.run_at) INTO oldest
       FROM taskq.jobs j
      WHERE j.queue = stats.queue

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/uuid.h"
 
@@ -61,7 +62,25 @@ static TaskqPlan state_plan = {
 	1, {UUIDOID}
 };
 static TaskqPlan redrive_plan = {NULL, 1, {UUIDOID}};
-static TaskqPlan redrive_queue_plan = {NULL, 1, {TEXTOID}};
+static TaskqPlan dead_ids_plan = {
+	"SELECT id FROM taskq.dead_jobs WHERE queue = $1 ORDER BY id",
+	1, {TEXTOID}
+};
+static TaskqPlan dead_parent_plan = {
+	"SELECT p.id, p.state::text FROM taskq.dead_jobs d"
+	" CROSS JOIN LATERAL unnest(d.depends_on) AS u(parent)"
+	" JOIN (SELECT id, state FROM taskq.dead_jobs"
+	"       UNION ALL SELECT id, state FROM taskq.finished_jobs"
+	"       WHERE state = 'cancelled') p ON p.id = u.parent"
+	" WHERE d.id = $1 LIMIT 1",
+	1, {UUIDOID}
+};
+static TaskqPlan rewire_plan = {
+	"UPDATE taskq.jobs SET pending_parents = $2,"
+	" state = CASE WHEN $2 > 0 THEN 'blocked' ELSE state END::taskq.job_state"
+	" WHERE id = $1 RETURNING depends_on",
+	2, {UUIDOID, INT4OID}
+};
 static TaskqPlan redrive_conflict_plan = {
 	"SELECT l.id, l.unique_key FROM taskq.dead_jobs d JOIN taskq.jobs l"
 	" ON l.queue = d.queue AND l.unique_key = d.unique_key WHERE d.id = $1",
@@ -80,6 +99,7 @@ static const TaskqColumnSet redrive_sets[] = {
 	{"result", "NULL"},
 	{"started_at", "NULL"},
 	{"finished_at", "NULL"},
+	{"pending_parents", "0"},
 	{NULL, NULL}
 };
 
@@ -147,21 +167,9 @@ init_move_plans(void)
 					 "j.id = $1 AND j.state IN ('waiting', 'delayed', 'blocked')",
 					 cancel_sets, NULL);
 	redrive_plan.sql =
-		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets, NULL);
+		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets,
+					 "depends_on");
 
-	/*
-	 * A queue-wide redrive leaves behind a job whose unique key a live job
-	 * holds, and of dead jobs sharing a key it redrives only the newest.
-	 */
-	redrive_queue_plan.sql =
-		TaskqMoveSql("dead_jobs", "jobs", NULL,
-					 "j.queue = $1 AND (j.unique_key IS NULL OR"
-					 " (NOT EXISTS (SELECT 1 FROM taskq.jobs l"
-					 "  WHERE l.queue = j.queue AND l.unique_key = j.unique_key)"
-					 " AND NOT EXISTS (SELECT 1 FROM taskq.dead_jobs d"
-					 "  WHERE d.queue = j.queue AND d.unique_key = j.unique_key"
-					 "  AND d.id > j.id)))",
-					 redrive_sets, NULL);
 	/* last, so that its being set means all are */
 	ack_plan.sql =
 		TaskqMoveSql("jobs", "finished_jobs", NULL,
@@ -439,55 +447,112 @@ taskq_cancel(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(true);
 }
 
+/* what became of a dead job that was to be redriven */
+typedef enum RedriveOutcome
+{
+	REDRIVEN,
+	NOT_DEAD,					/* not in the dead-letter queue */
+	KEY_HELD,					/* a live job holds its unique key */
+	PARENT_DEAD					/* a parent is dead or cancelled */
+} RedriveOutcome;
+
+/*
+ * Put one dead job back: waiting, or blocked when some of its parents have
+ * not completed yet (with edges to them again).  Runs inside SPI_connect
+ * after init_move_plans; *other is the live job holding the key or the
+ * dead parent.
+ */
+static RedriveOutcome
+redrive_one(Datum id, Datum *other, char **detail)
+{
+	Datum		values[2] = {id, (Datum) 0};
+	bool		isnull;
+	Datum		parents;
+
+	if (TaskqExecute(&redrive_conflict_plan, values, NULL, false, 1) > 0)
+	{
+		*other = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*detail = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		return KEY_HELD;
+	}
+	if (TaskqExecute(&dead_parent_plan, values, NULL, false, 1) > 0)
+	{
+		*other = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*detail = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		return PARENT_DEAD;
+	}
+	if (TaskqExecute(&redrive_plan, values, NULL, false, 0) == 0)
+		return NOT_DEAD;
+
+	parents = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(parents);
+		int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		pg_uuid_t  *ids = (pg_uuid_t *) ARR_DATA_PTR(arr);
+		pg_uuid_t  *live;
+		int			depth;
+		int			nlive = TaskqResolveParents(ids, n, &depth, &live);
+
+		values[1] = Int32GetDatum(nlive);
+		TaskqExecute(&rewire_plan, values, NULL, false, 0);
+		if (nlive > 0)
+			TaskqAddEdges(live, nlive, DatumGetUUIDP(id));
+	}
+	return REDRIVEN;
+}
+
 /*
  * taskq.redrive(id uuid) RETURNS boolean
  *
- * Puts a dead job back to waiting with its attempts reset; false when the
- * id is not in the dead-letter queue.
+ * Puts a dead job back with its attempts reset; false when the id is not
+ * in the dead-letter queue.
  */
 PG_FUNCTION_INFO_V1(taskq_redrive);
 Datum
 taskq_redrive(PG_FUNCTION_ARGS)
 {
-	Datum		values[1];
+	Datum		id;
+	Datum		other;
+	char	   *detail;
+	RedriveOutcome outcome;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
-	values[0] = PG_GETARG_DATUM(0);
+	id = PG_GETARG_DATUM(0);
 
 	SPI_connect();
 	init_move_plans();
-	if (TaskqExecute(&redrive_conflict_plan, values, NULL, false, 1) > 0)
-	{
-		bool		isnull;
-		Datum		holder = SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull);
-
+	outcome = redrive_one(id, &other, &detail);
+	if (outcome == KEY_HELD)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
 				 errmsg("cannot redrive job \"%s\": its unique key is held by live job \"%s\"",
-						TaskqUuidText(values[0]), TaskqUuidText(holder)),
-				 errdetail("Unique key: \"%s\".",
-						   SPI_getvalue(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 2))));
-	}
-	if (TaskqExecute(&redrive_plan, values, NULL, false, 0) == 0)
-	{
-		SPI_finish();
-		PG_RETURN_BOOL(false);
-	}
+						TaskqUuidText(id), TaskqUuidText(other)),
+				 errdetail("Unique key: \"%s\".", detail)));
+	if (outcome == PARENT_DEAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot redrive job \"%s\": its parent job \"%s\" is in state \"%s\"",
+						TaskqUuidText(id), TaskqUuidText(other), detail),
+				 errhint("Redrive the parent first.")));
 	SPI_finish();
-	PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(outcome == REDRIVEN);
 }
 
 /*
  * taskq.redrive_queue(queue text) RETURNS bigint
+ *
+ * Redrives the queue's dead jobs oldest first, so that a parent is back
+ * before its children; jobs that redrive() would refuse stay in the DLQ.
  */
 PG_FUNCTION_INFO_V1(taskq_redrive_queue);
 Datum
 taskq_redrive_queue(PG_FUNCTION_ARGS)
 {
 	Datum		values[1];
-	int			n;
+	SPITupleTable *ids;
+	uint64		n;
+	int64		count = 0;
 	TaskqQueueInfo qi;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
@@ -499,7 +564,18 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", TextDatumGetCString(values[0]))));
 	init_move_plans();
-	n = TaskqExecute(&redrive_queue_plan, values, NULL, false, 0);
+	n = TaskqExecute(&dead_ids_plan, values, NULL, false, 0);
+	ids = SPI_tuptable;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		other;
+		char	   *detail;
+
+		if (redrive_one(SPI_getbinval(ids->vals[i], ids->tupdesc, 1, &isnull),
+						&other, &detail) == REDRIVEN)
+			count++;
+	}
 	SPI_finish();
-	PG_RETURN_INT64(n);
+	PG_RETURN_INT64(count);
 }

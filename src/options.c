@@ -19,6 +19,7 @@
 #include "common/pg_prng.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
+#include "utils/uuid.h"
 
 #include "taskq.h"
 
@@ -242,6 +243,51 @@ parse_backoff(const char *option, const JsonbValue *v)
 }
 
 /*
+ * Parse depends_on: an array of job ids, at most TASKQ_MAX_PARENTS of them;
+ * duplicates are dropped.
+ */
+static void
+parse_depends_on(const JsonbValue *v, TaskqJobOptions *opts)
+{
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken r;
+	int			n;
+
+	if (v->type == jbvNull)
+		return;
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		bad_option("depends_on", "an array of job ids", v);
+	n = JsonContainerSize(v->val.binary.data);
+	if (n > TASKQ_MAX_PARENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("option \"depends_on\" lists too many jobs"),
+				 errdetail("It lists %d jobs; the limit is %d.", n, TASKQ_MAX_PARENTS)));
+	opts->depends_on = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	opts->ndepends = 0;
+
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((r = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		pg_uuid_t  *id;
+		bool		dup = false;
+
+		if (r != WJB_ELEM)
+			continue;
+		if (elem.type != jbvString)
+			bad_option("depends_on", "an array of job ids", &elem);
+		id = DatumGetUUIDP(DirectFunctionCall1(uuid_in,
+											   CStringGetDatum(pnstrdup(elem.val.string.val,
+																		elem.val.string.len))));
+		for (int i = 0; i < opts->ndepends && !dup; i++)
+			dup = memcmp(&opts->depends_on[i], id, sizeof(pg_uuid_t)) == 0;
+		if (!dup)
+			opts->depends_on[opts->ndepends++] = *id;
+	}
+}
+
+/*
  * Parse the options argument of taskq.push.
  */
 void
@@ -318,10 +364,7 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 		else if (strcmp(key, "flow_id") == 0)
 			opts->flow_id = option_text("flow_id", &val, TASKQ_MAX_FLOW_ID);
 		else if (strcmp(key, "depends_on") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("option \"depends_on\" is not supported yet"),
-					 errdetail("Job dependencies arrive with DAG flows in a later release.")));
+			parse_depends_on(&val, opts);
 		else
 			unknown_option("option", key,
 						   "metadata, priority, delay_ms, run_at, timeout_ms, max_attempts, backoff, unique_key, flow_id, depends_on");

@@ -14,7 +14,8 @@
  * Then it takes at most count waiting jobs, highest priority first and by
  * id (creation order) within a priority, with FOR UPDATE SKIP LOCKED, so
  * concurrent pullers never wait for each other nor get the same job.  Each
- * becomes active with a fresh lease token and expiry.  All of this is one
+ * becomes active with a fresh lease token and expiry, and a job with
+ * parents carries their results (fan-in).  All of this is one
  * transaction: a pull that aborts hands out nothing.
  *
  * Housekeeping works in batches of TASKQ_RECLAIM_BATCH and skips rows
@@ -65,7 +66,10 @@ static TaskqPlan claim_plan = {
 	" started_at = now()"
 	" FROM c WHERE j.id = c.id"
 	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority,"
-	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id)"
+	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id,"
+	" CASE WHEN j.depends_on IS NOT NULL THEN"
+	"  (SELECT jsonb_object_agg(f.id, f.result) FROM taskq.finished_jobs f"
+	"   WHERE f.id = ANY (j.depends_on)) END)"
 	" SELECT * FROM u ORDER BY priority DESC, id",
 	4, {TEXTOID, INT4OID, INT4OID, INT4OID}
 };
@@ -152,8 +156,8 @@ taskq_pull(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n; i++)
 	{
-		Datum		row[11];
-		bool		rownulls[11];
+		Datum		row[12];
+		bool		rownulls[12];
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 						  row, rownulls);

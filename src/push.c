@@ -23,20 +23,23 @@
 
 #define INSERT_COLUMNS \
 	"INSERT INTO taskq.jobs (id, queue, name, state, priority, data, metadata," \
-	" max_attempts, timeout_ms, backoff, unique_key, flow_id, run_at, created_at)" \
+	" max_attempts, timeout_ms, backoff, unique_key, flow_id, run_at, created_at," \
+	" pending_parents, depends_on, dag_depth)" \
 	" VALUES ($1, $2, $3," \
-	" CASE WHEN $12 > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state," \
-	" $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), now())"
+	" CASE WHEN $13 > 0 THEN 'blocked' WHEN $12 > now() THEN 'delayed'" \
+	" ELSE 'waiting' END::taskq.job_state," \
+	" $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), now(), $13, $14, $15)"
 
 #define INSERT_ARGTYPES \
 	{UUIDOID, TEXTOID, TEXTOID, INT4OID, JSONBOID, JSONBOID, INT4OID, \
-	 INT4OID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+	 INT4OID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, \
+	 UUIDARRAYOID, INT4OID}
 
-static TaskqPlan insert_plan = {INSERT_COLUMNS, 12, INSERT_ARGTYPES};
+static TaskqPlan insert_plan = {INSERT_COLUMNS, 15, INSERT_ARGTYPES};
 static TaskqPlan insert_unique_plan = {
 	INSERT_COLUMNS
 	" ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
-	12, INSERT_ARGTYPES
+	15, INSERT_ARGTYPES
 };
 static TaskqPlan find_unique_plan = {
 	"SELECT id FROM taskq.jobs WHERE queue = $1 AND unique_key = $2",
@@ -81,19 +84,57 @@ check_job(text *name, Jsonb *data)
 }
 
 /*
+ * The parents of a job: its depends_on option and, for flows and
+ * follow-ups, extra parents, without duplicates.
+ */
+static pg_uuid_t *
+job_parents(const TaskqJobOptions *opts, const pg_uuid_t *extra, int nextra,
+			int *n)
+{
+	pg_uuid_t  *all = palloc(sizeof(pg_uuid_t) * Max(opts->ndepends + nextra, 1));
+
+	*n = opts->ndepends;
+	if (opts->ndepends > 0)
+		memcpy(all, opts->depends_on, sizeof(pg_uuid_t) * opts->ndepends);
+	for (int i = 0; i < nextra; i++)
+	{
+		bool		dup = false;
+
+		for (int j = 0; j < *n && !dup; j++)
+			dup = memcmp(&all[j], &extra[i], sizeof(pg_uuid_t)) == 0;
+		if (!dup)
+			all[(*n)++] = extra[i];
+	}
+	return all;
+}
+
+/*
  * Validate and insert one job; returns its id, or the id of the live job
  * that already holds its unique key.  Runs inside SPI_connect.
+ *
+ * A job with parents that are not all completed starts blocked, with an
+ * edge from each unfinished parent (dag.c).
  */
 static void
 push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
-		 Jsonb *options, pg_uuid_t *id)
+		 Jsonb *options, const pg_uuid_t *extra_parents, int nextra,
+		 pg_uuid_t *id)
 {
 	TaskqJobOptions opts;
-	Datum		values[12];
-	bool		nulls[12] = {0};
+	Datum		values[15];
+	bool		nulls[15] = {0};
+	pg_uuid_t  *parents;
+	int			nparents;
+	pg_uuid_t  *live = NULL;
+	int			nlive = 0;
+	int			depth = 1;
 
 	data = check_job(name, data);
 	TaskqParseJobOptions(options, &opts);
+	TaskqCheckMetadata(opts.metadata);
+	parents = job_parents(&opts, extra_parents, nextra, &nparents);
+	if (nparents > 0)
+		nlive = TaskqResolveParents(parents, nparents, &depth, &live);
 	TaskqUuid7(id);
 
 	values[0] = UUIDPGetDatum(id);
@@ -113,34 +154,39 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	nulls[10] = opts.flow_id == NULL;
 	values[11] = TimestampTzGetDatum(opts.run_at);
 	nulls[11] = !opts.has_run_at;
+	values[12] = Int32GetDatum(nlive);
+	values[13] = nparents > 0 ? TaskqUuidArray(parents, nparents) : (Datum) 0;
+	nulls[13] = nparents == 0;
+	values[14] = Int32GetDatum(depth);
 
 	if (opts.unique_key == NULL)
-	{
 		TaskqExecute(&insert_plan, values, nulls, false, 0);
-		return;
-	}
-
-	/*
-	 * ON CONFLICT DO NOTHING waited for any concurrent holder of the key;
-	 * if the holder finished before we could read it, try again.
-	 */
-	for (;;)
+	else
 	{
-		Datum		keyvals[2] = {queue, PointerGetDatum(opts.unique_key)};
-		bool		isnull;
-
-		if (TaskqExecute(&insert_unique_plan, values, nulls, false, 0) > 0)
-			return;
-		if (TaskqExecute(&find_unique_plan, keyvals, NULL, false, 1) > 0)
+		/*
+		 * ON CONFLICT DO NOTHING waited for any concurrent holder of the
+		 * key; if the holder finished before we could read it, try again.
+		 */
+		for (;;)
 		{
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull);
+			Datum		keyvals[2] = {queue, PointerGetDatum(opts.unique_key)};
+			bool		isnull;
 
-			memcpy(id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-			return;
+			if (TaskqExecute(&insert_unique_plan, values, nulls, false, 0) > 0)
+				break;
+			if (TaskqExecute(&find_unique_plan, keyvals, NULL, false, 1) > 0)
+			{
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull);
+
+				memcpy(id, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+				return;
+			}
+			CHECK_FOR_INTERRUPTS();
 		}
-		CHECK_FOR_INTERRUPTS();
 	}
+	if (nlive > 0)
+		TaskqAddEdges(live, nlive, id);
 }
 
 /*
@@ -161,6 +207,20 @@ push_queue(Datum queue, TaskqQueueInfo *qi)
 }
 
 /*
+ * Push one job from C (flows, follow-ups, replies), with parents beyond
+ * those of its options.  Runs inside SPI_connect.
+ */
+void
+TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
+			 const pg_uuid_t *extra_parents, int nextra, pg_uuid_t *id)
+{
+	TaskqQueueInfo qi;
+
+	push_queue(queue, &qi);
+	push_one(queue, &qi, name, data, options, extra_parents, nextra, id);
+}
+
+/*
  * taskq.push(queue text, name text, data jsonb, options jsonb) RETURNS uuid
  */
 PG_FUNCTION_INFO_V1(taskq_push);
@@ -177,7 +237,7 @@ taskq_push(PG_FUNCTION_ARGS)
 	push_queue(PG_GETARG_DATUM(0), &qi);
 	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
 			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
-			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), id);
+			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, id);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);
@@ -279,7 +339,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("job has no \"name\"")));
 
-		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, &id);
+		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, NULL, 0, &id);
 		value = UUIDPGetDatum(&id);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}

@@ -23,6 +23,9 @@ PG_MODULE_MAGIC;
 /* taskq.default_timeout_ms: lease length when neither call, job nor queue sets one */
 int			taskq_default_timeout_ms = 30000;
 
+/* taskq.max_dag_depth: longest chain of jobs a flow may have */
+int			taskq_max_dag_depth = 10;
+
 /*
  * Module load callback: define the settings.
  */
@@ -38,6 +41,17 @@ _PG_init(void)
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("taskq.max_dag_depth",
+							"Sets the longest chain of dependent jobs a flow may have.",
+							"A job without parents is at depth 1; a push that would put a job deeper is refused.",
+							&taskq_max_dag_depth,
+							10,
+							1,
+							1000,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("taskq");

@@ -39,6 +39,9 @@
 #define TASKQ_MAX_MAX_ATTEMPTS		1000
 #define TASKQ_MAX_HISTORY			100	/* kept entries of errors and logs */
 #define TASKQ_RECLAIM_BATCH			1000	/* expired leases reclaimed per pull */
+#define TASKQ_MAX_PARENTS			1000	/* depends_on entries of one job */
+#define TASKQ_MAX_FLOW_KEY			256
+#define TASKQ_MAX_FLOW_JOBS			10000
 
 /*
  * SQL expression: the jsonb array col with entry appended, keeping only the
@@ -56,6 +59,7 @@
 
 /* GUCs (taskq.c) */
 extern int	taskq_default_timeout_ms;
+extern int	taskq_max_dag_depth;
 
 /* a plan prepared on first use and kept for the life of the backend */
 typedef struct TaskqPlan
@@ -95,6 +99,8 @@ typedef struct TaskqJobOptions
 	Jsonb	   *backoff;		/* validated; NULL when not given */
 	text	   *unique_key;		/* NULL when not given */
 	text	   *flow_id;		/* NULL when not given */
+	pg_uuid_t  *depends_on;		/* parents, without duplicates */
+	int			ndepends;
 } TaskqJobOptions;
 
 /* options of taskq.create_queue / taskq.alter_queue */
@@ -153,6 +159,19 @@ extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
 
 /* queue.c */
 extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
+
+/* push.c */
+extern void TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
+						 const pg_uuid_t *extra_parents, int nextra,
+						 pg_uuid_t *id);
+
+/* dag.c */
+extern void TaskqCheckMetadata(Jsonb *metadata);
+extern int	TaskqResolveParents(const pg_uuid_t *parents, int nparents,
+								int *depth, pg_uuid_t **live);
+extern void TaskqAddEdges(const pg_uuid_t *parents, int nparents,
+						  const pg_uuid_t *child);
+extern Datum TaskqUuidArray(const pg_uuid_t *ids, int n);
 
 /* pull.c */
 extern void TaskqReclaimExpired(Datum queue);

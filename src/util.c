@@ -26,7 +26,8 @@ static const char *const job_columns[] = {
 	"attempts", "max_attempts", "timeout_ms", "backoff", "unique_key",
 	"flow_id", "depends_on", "run_at", "lease", "lease_ms",
 	"lease_expires_at", "progress", "logs", "result", "error", "errors",
-	"created_at", "started_at", "finished_at"
+	"created_at", "started_at", "finished_at", "pending_parents",
+	"has_children", "dag_depth"
 };
 
 /*
