@@ -584,6 +584,7 @@ taskq_job_finished(PG_FUNCTION_ARGS)
 {
 	TriggerData *trig = (TriggerData *) fcinfo->context;
 	bool		isnull;
+	Datum		value;
 	Datum		id;
 	text	   *name;
 	char	   *state;
@@ -603,12 +604,10 @@ taskq_job_finished(PG_FUNCTION_ARGS)
 	name = DatumGetTextPP(new_column(trig, "name", &isnull));
 	state = DatumGetCString(DirectFunctionCall1(enum_out, new_column(trig, "state", &isnull)));
 	has_children = DatumGetBool(new_column(trig, "has_children", &isnull));
-	metadata = DatumGetJsonbP(new_column(trig, "metadata", &isnull));
-	if (isnull)
-		metadata = NULL;
-	flow_id = DatumGetTextPP(new_column(trig, "flow_id", &isnull));
-	if (isnull)
-		flow_id = NULL;
+	value = new_column(trig, "metadata", &isnull);
+	metadata = isnull ? NULL : DatumGetJsonbP(value);
+	value = new_column(trig, "flow_id", &isnull);
+	flow_id = isnull ? NULL : DatumGetTextPP(value);
 
 	SPI_connect();
 	if (strcmp(state, "completed") == 0)
