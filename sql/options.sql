@@ -186,11 +186,16 @@ SELECT taskq.push('o', 'x', '{}', '1');
 SELECT taskq.push('o', 'x', '{}', 'null') IS NOT NULL AS accepted;
 
 --
--- depends_on is not supported yet, whatever its value
+-- depends_on: an array of existing job ids (the dag_* files test the rest)
 --
-SELECT taskq.push('o', 'x', '{}', '{"depends_on": []}');
-\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('o', 'x', '{}', '{"depends_on": []}') IS NOT NULL AS no_parents;
 SELECT taskq.push('o', 'x', '{}', '{"depends_on": ["0190a4a4-0000-7000-8000-000000000000"]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('o', 'x', '{}', '{"depends_on": "0190a4a4-0000-7000-8000-000000000000"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('o', 'x', '{}', '{"depends_on": [42]}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('o', 'x', '{}', '{"depends_on": ["not-a-uuid"]}');
 \echo :LAST_ERROR_SQLSTATE
 
 -- none of the failed pushes wrote anything

@@ -102,7 +102,9 @@ SELECT taskq.redrive(:'xid');
 SELECT name, state, attempts FROM taskq.all_jobs WHERE queue = 'x' ORDER BY id;
 SELECT taskq.push('x', 'again', '{}', '{"unique_key": "k"}') = :'xid' AS same_id;
 -- of several dead jobs sharing a key, redrive_queue brings back only the
--- newest, and none while the key is held; jobs without a key always come back
+-- oldest (it redrives oldest first, so that parents come back before their
+-- children), and none while the key is held; jobs without a key always
+-- come back
 SELECT taskq.push('y', 'old', '{}', '{"unique_key": "k", "max_attempts": 1}') AS y1 \gset
 SELECT count(*) FROM taskq.pull('y');
 SELECT taskq.fail(:'y1', 'fatal');
@@ -117,7 +119,7 @@ SELECT name, state FROM taskq.all_jobs WHERE queue = 'y' ORDER BY id;
 SELECT taskq.cancel(:'y4');
 SELECT taskq.redrive_queue('y');
 SELECT name, state FROM taskq.all_jobs WHERE queue = 'y' ORDER BY id;
-SELECT replace(replace(pg_temp.try(format('SELECT taskq.redrive(%L)', :'y1')),
+SELECT replace(replace(pg_temp.try(format('SELECT taskq.redrive(%L)', :'y2')),
                        :'y1', '<old>'), :'y2', '<new>') AS error;
 SELECT name, state FROM taskq.all_jobs WHERE queue = 'y' ORDER BY id;
 
