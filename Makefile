@@ -38,14 +38,21 @@ REGRESS = \
 	dlq \
 	retention \
 	unique \
-	metadata
+	metadata \
+	dag \
+	dag_cascade \
+	dag_flow \
+	dag_followups
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
 
 # isolation specs: test/isolation/specs/*.spec
 ISOLATION = \
 	pull-concurrent \
 	pull-skip-locked \
-	ack-vs-redelivery
+	ack-vs-redelivery \
+	dag-promote-concurrent \
+	dag-cancel-vs-promote \
+	dag-push-vs-ack
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

@@ -365,15 +365,39 @@ CREATE FUNCTION taskq.drop_queue(name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
+DECLARE
+    r record;
 BEGIN
     PERFORM taskq.require_queue(name);
+    -- Children waiting for jobs of this queue, in any queue, are cancelled
+    -- (with their own descendants), as if their parents had been: cancel
+    -- the cancellable parents, and the children of the active ones.
+    FOR r IN SELECT j.id FROM taskq.jobs j
+              WHERE j.queue = drop_queue.name AND j.has_children
+                AND j.state <> 'active'
+              ORDER BY j.id FOR UPDATE
+    LOOP
+        PERFORM taskq.cancel(j.id) FROM taskq.jobs j
+          WHERE j.id = r.id AND j.state IN ('waiting', 'delayed', 'blocked');
+    END LOOP;
+    FOR r IN SELECT e.child FROM taskq.job_edges e
+               JOIN taskq.jobs p ON p.id = e.parent
+              WHERE p.queue = drop_queue.name
+    LOOP
+        PERFORM taskq.cancel(c.id) FROM taskq.jobs c
+          WHERE c.id = r.child AND c.queue <> drop_queue.name
+            AND c.state IN ('waiting', 'delayed', 'blocked');
+    END LOOP;
+    DELETE FROM taskq.job_edges e
+     USING taskq.jobs j
+     WHERE j.queue = drop_queue.name AND (e.parent = j.id OR e.child = j.id);
     DELETE FROM taskq.jobs j WHERE j.queue = drop_queue.name;
     DELETE FROM taskq.finished_jobs j WHERE j.queue = drop_queue.name;
     DELETE FROM taskq.dead_jobs j WHERE j.queue = drop_queue.name;
     DELETE FROM taskq.queues q WHERE q.name = drop_queue.name;
 END
 $$;
-COMMENT ON FUNCTION taskq.drop_queue(text) IS 'drop a queue and every job in it, live, finished or dead';
+COMMENT ON FUNCTION taskq.drop_queue(text) IS 'drop a queue and every job in it, live, finished or dead; children of its jobs in other queues are cancelled';
 
 CREATE FUNCTION taskq.pause(queue text)
 RETURNS void
@@ -467,16 +491,26 @@ RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
+    parents uuid[];
     n bigint;
 BEGIN
     PERFORM taskq.require_queue(queue);
+    -- Jobs with children are cancelled first, which cancels their blocked
+    -- descendants, and then forgotten like the others.
+    SELECT pg_catalog.array_agg(p.id) INTO parents
+      FROM (SELECT j.id FROM taskq.jobs j
+             WHERE j.queue = purge.queue AND j.state IN ('waiting', 'delayed')
+               AND j.has_children
+             FOR UPDATE) p;
+    PERFORM taskq.cancel(p) FROM pg_catalog.unnest(parents) AS p;
+    DELETE FROM taskq.finished_jobs f WHERE f.id = ANY (parents);
     DELETE FROM taskq.jobs j
      WHERE j.queue = purge.queue AND j.state IN ('waiting', 'delayed');
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    RETURN n + COALESCE(pg_catalog.cardinality(parents), 0);
 END
 $$;
-COMMENT ON FUNCTION taskq.purge(text) IS 'remove the waiting and delayed jobs of a queue; returns how many';
+COMMENT ON FUNCTION taskq.purge(text) IS 'remove the waiting and delayed jobs of a queue, cancelling their blocked descendants; returns how many';
 
 --
 -- Dead-letter queue

@@ -22,6 +22,10 @@
  *				to metadata.reply_to;
  *	cancelled	blocked descendants are cancelled.
  *
+ * The trigger acts only on rows that taskq's own statements move
+ * (taskq_statement_depth), so a pg_restore of the tables neither promotes,
+ * cascades nor pushes anything twice.
+ *
  * Cascades recurse through the same trigger: moving a child fires it for
  * the child.  The error recorded on every descendant names the job the
  * cascade started from (cascade_error).
@@ -599,6 +603,10 @@ taskq_job_finished(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("taskq.job_finished() must be an AFTER INSERT row trigger")));
+
+	/* rows restored by pg_restore or inserted by hand are left alone */
+	if (taskq_statement_depth == 0)
+		return PointerGetDatum(NULL);
 
 	id = new_column(trig, "id", &isnull);
 	name = DatumGetTextPP(new_column(trig, "name", &isnull));

@@ -138,6 +138,7 @@ extern void TaskqUuid7(pg_uuid_t *uuid);
 extern char *TaskqUuidText(Datum uuid);
 
 /* util.c */
+extern int	taskq_statement_depth;
 extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);
 extern int	TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 						 bool read_only, long count);

@@ -51,6 +51,13 @@ TaskqGetPlan(TaskqPlan *plan)
 }
 
 /*
+ * How many taskq statements are running in this backend: the DAG trigger
+ * acts only on rows that taskq itself moves, never on rows that a restore
+ * or a hand-written INSERT puts into the tables.
+ */
+int			taskq_statement_depth = 0;
+
+/*
  * Run a kept statement with its parameters; isnull may be NULL when no
  * parameter is null.  Returns SPI_processed.
  */
@@ -65,7 +72,16 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 	for (int i = 0; i < plan->nargs; i++)
 		nulls[i] = (isnull != NULL && isnull[i]) ? 'n' : ' ';
 
-	rc = SPI_execute_plan(TaskqGetPlan(plan), values, nulls, read_only, count);
+	taskq_statement_depth++;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(TaskqGetPlan(plan), values, nulls, read_only, count);
+	}
+	PG_FINALLY();
+	{
+		taskq_statement_depth--;
+	}
+	PG_END_TRY();
 	if (rc < 0)
 		elog(ERROR, "taskq: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), plan->sql);

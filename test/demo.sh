@@ -180,6 +180,37 @@ SELECT taskq.fail(:'id', 'compiler crashed', :'lease');
 SELECT id, name, attempts, error FROM taskq.dlq('build');
 SELECT taskq.redrive(:'id');
 SELECT jsonb_pretty(taskq.stats('build'));
+
+\echo
+\echo '==== A diamond flow: fetch -> (clean, enrich) -> load ========================'
+SELECT taskq.push_flow('{
+  "flow_id": "etl-run-1",
+  "jobs": [
+    {"key": "fetch",  "queue": "etl", "name": "fetch",  "data": {"url": "s3://bucket/in.csv"}},
+    {"key": "clean",  "queue": "etl", "name": "clean",  "depends_on": ["fetch"]},
+    {"key": "enrich", "queue": "etl", "name": "enrich", "depends_on": ["fetch"]},
+    {"key": "load",   "queue": "etl", "name": "load",   "depends_on": ["clean", "enrich"]}
+  ]}') -> 'flow_id' AS flow_id;
+SELECT j->>'name' AS job, j->>'state' AS state
+  FROM jsonb_array_elements(taskq.flow('etl-run-1') -> 'jobs') AS j;
+
+\echo
+\echo '==== A worker pulls what is runnable and acks it, round after round; parents'
+\echo '     completing promote their children, and load sees its parents results'
+WITH p AS (SELECT * FROM taskq.pull('etl', 10))
+SELECT p.name, p.parent_results IS NOT NULL AS has_parent_results,
+       taskq.ack(p.id, jsonb_build_object('step', p.name, 'rows', 100), p.lease) IS NULL AS acked
+  FROM p;
+SELECT j->>'name' AS job, j->>'state' AS state
+  FROM jsonb_array_elements(taskq.flow('etl-run-1') -> 'jobs') AS j;
+WITH p AS (SELECT * FROM taskq.pull('etl', 10))
+SELECT p.name, taskq.ack(p.id, jsonb_build_object('step', p.name, 'rows', 100), p.lease) IS NULL AS acked
+  FROM p;
+WITH p AS (SELECT * FROM taskq.pull('etl', 10))
+SELECT p.name, jsonb_pretty(p.parent_results) AS parent_results,
+       taskq.ack(p.id, '{"loaded": 200}', p.lease) IS NULL AS acked
+  FROM p;
+SELECT taskq.flow('etl-run-1') -> 'counts' AS counts;
 SQL
 
 # ---------------------------------------------------------------------------
