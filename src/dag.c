@@ -22,6 +22,9 @@
  *				to metadata.reply_to;
  *	cancelled	blocked descendants are cancelled.
  *
+ * A job that leaves while still blocked (cancelled, or dead by a cascade)
+ * also loses its own edges from its other, unfinished parents.
+ *
  * The trigger acts only on rows that taskq's own statements move
  * (taskq_statement_depth), so a pg_restore of the tables neither promotes,
  * cascades nor pushes anything twice.
@@ -85,6 +88,10 @@ static TaskqPlan promote_plan = {
 };
 static TaskqPlan drop_edges_plan = {
 	"DELETE FROM taskq.job_edges WHERE parent = $1",
+	1, {UUIDOID}
+};
+static TaskqPlan drop_child_edges_plan = {
+	"DELETE FROM taskq.job_edges WHERE child = $1",
 	1, {UUIDOID}
 };
 static TaskqPlan cascade_dead_plan = {NULL, 2, {UUIDOID, TEXTOID}};
@@ -256,34 +263,29 @@ static void
 read_follow_up(int n, JsonbValue *v, FollowUp *fu)
 {
 	JsonbIterator *it;
-	JsonbValue	k;
 	JsonbValue	val;
-	JsonbIteratorToken r;
+	char	   *key;
 
 	memset(fu, 0, sizeof(*fu));
 	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
 		bad_follow_up(n, "not an object");
 
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((r = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	it = TaskqJsonKeys(v->val.binary.data);
+	while (TaskqJsonKeyNext(&it, &key, &val))
 	{
-		char	   *key;
-
-		if (r != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &val, true);
-		key = pnstrdup(k.val.string.val, k.val.string.len);
-		if (strcmp(key, "queue") == 0 || strcmp(key, "name") == 0 ||
-			strcmp(key, "flow_id") == 0)
+		if (strcmp(key, "queue") == 0 || strcmp(key, "name") == 0)
 		{
 			if (val.type != jbvString)
 				bad_follow_up(n, psprintf("\"%s\" is not a string", key));
 			if (key[0] == 'q')
 				fu->queue = jbv_text(&val);
-			else if (key[0] == 'n')
-				fu->name = jbv_text(&val);
 			else
-				fu->flow_id = jbv_text(&val);
+				fu->name = jbv_text(&val);
+		}
+		else if (strcmp(key, "flow_id") == 0)
+		{
+			if (val.type != jbvNull)
+				fu->flow_id = TaskqOptionText("flow_id", &val, TASKQ_MAX_FLOW_ID);
 		}
 		else if (strcmp(key, "data") == 0 || strcmp(key, "options") == 0 ||
 				 strcmp(key, "metadata") == 0)
@@ -305,19 +307,24 @@ read_follow_up(int n, JsonbValue *v, FollowUp *fu)
 	if (fu->queue == NULL || fu->name == NULL)
 		bad_follow_up(n, "\"queue\" and \"name\" are required");
 	TaskqCheckQueueName(fu->queue);
+	TaskqCheckJobName(fu->name);
+	fu->data = TaskqCheckJobData(fu->data, true);
 }
 
 /*
  * Check the orchestration keys of job metadata when a job is pushed, so
  * that a bad follow-up or reply_to fails the push, not the later ack.
+ * Follow-ups are checked as the pushes they will be, their own metadata
+ * included.  Returns whether there are follow-ups.
  */
-void
+bool
 TaskqCheckMetadata(Jsonb *metadata)
 {
 	JsonbValue *v;
+	int			n = 0;
 
 	if (metadata == NULL)
-		return;
+		return false;
 
 	v = jb_key(&metadata->root, "follow_ups");
 	if (v != NULL && v->type != jbvNull)
@@ -325,7 +332,6 @@ TaskqCheckMetadata(Jsonb *metadata)
 		JsonbIterator *it;
 		JsonbValue	elem;
 		JsonbIteratorToken r;
-		int			n = 0;
 
 		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
 			ereport(ERROR,
@@ -341,6 +347,7 @@ TaskqCheckMetadata(Jsonb *metadata)
 				continue;
 			read_follow_up(++n, &elem, &fu);
 			TaskqParseJobOptions(fu.options, &opts);
+			(void) TaskqCheckMetadata(fu.metadata != NULL ? fu.metadata : opts.metadata);
 		}
 	}
 
@@ -353,6 +360,7 @@ TaskqCheckMetadata(Jsonb *metadata)
 					 errmsg("metadata.reply_to must be a queue name")));
 		TaskqCheckQueueName(jbv_text(v));
 	}
+	return n > 0;
 }
 
 /* the JsonbValue of a whole jsonb document, for pushJsonbValue */
@@ -465,7 +473,7 @@ push_follow_ups(pg_uuid_t *parent, Jsonb *metadata, text *flow_id)
 											   JsonbPGetDatum(fu.options),
 											   JsonbPGetDatum(overlay)));
 		TaskqPushJob(PointerGetDatum(fu.queue), fu.name, fu.data, options,
-					 parent, 1, &id);
+					 parent, 1, true, &id);
 	}
 }
 
@@ -506,7 +514,7 @@ push_reply(Datum id, text *name, Jsonb *metadata, bool ok, Jsonb *result,
 	data = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 
 	TaskqPushJob(PointerGetDatum(jbv_text(reply_to)), name, data, NULL,
-				 NULL, 0, &reply_id);
+				 NULL, 0, true, &reply_id);
 }
 
 /*
@@ -635,6 +643,9 @@ taskq_job_finished(PG_FUNCTION_ARGS)
 	{
 		bool		dead = strcmp(state, "dlq") == 0;
 
+		/* a blocked job that gave up waits for its parents no more */
+		if (DatumGetInt32(new_column(trig, "pending_parents", &isnull)) > 0)
+			TaskqExecute(&drop_child_edges_plan, &id, NULL, false, 0);
 		if (has_children)
 			cascade(id, name, dead);
 		if (dead && metadata != NULL)
@@ -687,24 +698,17 @@ static void
 read_flow_job(int n, JsonbValue *v, FlowJob *job)
 {
 	JsonbIterator *it;
-	JsonbValue	k;
 	JsonbValue	val;
-	JsonbIteratorToken r;
+	char	   *key;
 
 	memset(job, 0, sizeof(*job));
 	job->depends_on.type = jbvNull;
 	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
 		bad_flow(psprintf("job %d is not an object", n));
 
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((r = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	it = TaskqJsonKeys(v->val.binary.data);
+	while (TaskqJsonKeyNext(&it, &key, &val))
 	{
-		char	   *key;
-
-		if (r != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &val, true);
-		key = pnstrdup(k.val.string.val, k.val.string.len);
 		if (strcmp(key, "key") == 0 || strcmp(key, "queue") == 0 ||
 			strcmp(key, "name") == 0)
 		{
@@ -859,9 +863,9 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *flow;
 	JsonbIterator *it;
-	JsonbValue	k;
 	JsonbValue	val;
 	JsonbIteratorToken r;
+	char	   *key;
 	JsonbValue *jobsval = NULL;
 	text	   *flow_id = NULL;
 	FlowJob    *jobs;
@@ -877,13 +881,10 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 	if (!JB_ROOT_IS_OBJECT(flow))
 		bad_flow("not a JSON object");
 
-	it = JsonbIteratorInit(&flow->root);
-	while ((r = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	it = TaskqJsonKeys(&flow->root);
+	while (TaskqJsonKeyNext(&it, &key, &val))
 	{
-		if (r != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &val, true);
-		if (k.val.string.len == 7 && strncmp(k.val.string.val, "flow_id", 7) == 0)
+		if (strcmp(key, "flow_id") == 0)
 		{
 			if (val.type == jbvNull)
 				continue;
@@ -893,7 +894,7 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 								  TASKQ_MAX_FLOW_ID));
 			flow_id = jbv_text(&val);
 		}
-		else if (k.val.string.len == 4 && strncmp(k.val.string.val, "jobs", 4) == 0)
+		else if (strcmp(key, "jobs") == 0)
 		{
 			if (val.type != jbvBinary || !JsonContainerIsArray(val.val.binary.data))
 				bad_flow("\"jobs\" must be an array");
@@ -903,8 +904,7 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid flow: unrecognized key \"%.*s\"",
-							k.val.string.len, k.val.string.val),
+					 errmsg("invalid flow: unrecognized key \"%s\"", key),
 					 errhint("Valid keys are: flow_id, jobs.")));
 	}
 	if (jobsval == NULL || JsonContainerSize(jobsval->val.binary.data) == 0)
@@ -925,6 +925,19 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 			i++;
 		}
 	order = order_flow(jobs, n);
+	for (int j = 0; j < n; j++)
+	{
+		JsonbValue *own = jobs[j].options == NULL ? NULL :
+			jb_key(&jobs[j].options->root, "flow_id");
+
+		if (own != NULL && flow_id == NULL)
+			bad_flow(psprintf("job \"%s\" sets a flow_id; set it on the flow instead", jobs[j].key));
+		if (own != NULL && !(own->type == jbvString &&
+							 own->val.string.len == VARSIZE_ANY_EXHDR(flow_id) &&
+							 memcmp(own->val.string.val, VARDATA_ANY(flow_id),
+									own->val.string.len) == 0))
+			bad_flow(psprintf("job \"%s\" sets a flow_id other than the flow's", jobs[j].key));
+	}
 
 	if (flow_id == NULL)
 	{
@@ -945,22 +958,13 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 		Jsonb	   *options = flow_overlay;
 
 		if (job->options != NULL)
-		{
-			JsonbValue *own = jb_key(&job->options->root, "flow_id");
-
-			if (own != NULL && !(own->type == jbvString &&
-								 own->val.string.len == VARSIZE_ANY_EXHDR(flow_id) &&
-								 memcmp(own->val.string.val, VARDATA_ANY(flow_id),
-										own->val.string.len) == 0))
-				bad_flow(psprintf("job \"%s\" sets a flow_id other than the flow's", job->key));
 			options = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
 														 JsonbPGetDatum(job->options),
 														 JsonbPGetDatum(flow_overlay)));
-		}
 		for (int p = 0; p < job->nparents; p++)
 			parents[p] = jobs[job->parents[p]].id;
 		TaskqPushJob(PointerGetDatum(job->queue), job->name, job->data, options,
-					 parents, job->nparents, &job->id);
+					 parents, job->nparents, false, &job->id);
 	}
 	SPI_finish();
 

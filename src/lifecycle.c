@@ -234,7 +234,7 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		JsonbIterator *iit;
-		JsonbValue	k;
+		char	   *key;
 		JsonbValue	iv;
 		bool		has_id = false;
 
@@ -244,13 +244,10 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("each item of items must be a JSON object")));
-		iit = JsonbIteratorInit(v.val.binary.data);
-		while ((r = JsonbIteratorNext(&iit, &k, true)) != WJB_DONE)
+		iit = TaskqJsonKeys(v.val.binary.data);
+		while (TaskqJsonKeyNext(&iit, &key, &iv))
 		{
-			if (r != WJB_KEY)
-				continue;
-			(void) JsonbIteratorNext(&iit, &iv, true);
-			if (k.val.string.len == 2 && strncmp(k.val.string.val, "id", 2) == 0)
+			if (strcmp(key, "id") == 0)
 			{
 				if (iv.type != jbvString)
 					ereport(ERROR,
@@ -258,9 +255,9 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 							 errmsg("item \"id\" must be a string")));
 				has_id = true;
 			}
-			else if (k.val.string.len == 6 && strncmp(k.val.string.val, "result", 6) == 0)
+			else if (strcmp(key, "result") == 0)
 				check_result(JsonbValueToJsonb(&iv));
-			else if (k.val.string.len == 5 && strncmp(k.val.string.val, "lease", 5) == 0)
+			else if (strcmp(key, "lease") == 0)
 			{
 				if (iv.type != jbvString && iv.type != jbvNull)
 					ereport(ERROR,
@@ -270,8 +267,7 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 			else
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unrecognized item key \"%.*s\"",
-								k.val.string.len, k.val.string.val),
+						 errmsg("unrecognized item key \"%s\"", key),
 						 errhint("Valid keys are: id, result, lease.")));
 		}
 		if (!has_id)

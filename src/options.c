@@ -107,8 +107,8 @@ option_integer(const char *option, const JsonbValue *v, int64 min, int64 max)
 /*
  * A string option of 1 to maxbytes bytes.
  */
-static text *
-option_text(const char *option, const JsonbValue *v, int maxbytes)
+text *
+TaskqOptionText(const char *option, const JsonbValue *v, int maxbytes)
 {
 	if (v->type != jbvString)
 		bad_option(option, "a string", v);
@@ -126,18 +126,15 @@ option_text(const char *option, const JsonbValue *v, int maxbytes)
 }
 
 /*
- * Start iterating over the keys of an options object; errors when the
- * value is not an object.
+ * Start iterating over the keys of a JSON object container; see
+ * TaskqJsonKeyNext.
  */
-static JsonbIterator *
-option_object(const char *what, const JsonbValue *v)
+JsonbIterator *
+TaskqJsonKeys(JsonbContainer *object)
 {
-	JsonbIterator *it;
+	JsonbIterator *it = JsonbIteratorInit(object);
 	JsonbValue	tok;
 
-	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		bad_option(what, "an object", v);
-	it = JsonbIteratorInit(v->val.binary.data);
 	(void) JsonbIteratorNext(&it, &tok, true);	/* WJB_BEGIN_OBJECT */
 	return it;
 }
@@ -146,8 +143,8 @@ option_object(const char *what, const JsonbValue *v)
  * Next key and value of an object; false at the end.  Nested containers
  * come back as jbvBinary.  The key is returned as a palloc'd C string.
  */
-static bool
-option_next(JsonbIterator **it, char **key, JsonbValue *val)
+bool
+TaskqJsonKeyNext(JsonbIterator **it, char **key, JsonbValue *val)
 {
 	JsonbValue	k;
 	JsonbIteratorToken r;
@@ -162,6 +159,18 @@ option_next(JsonbIterator **it, char **key, JsonbValue *val)
 		}
 	}
 	return false;
+}
+
+/*
+ * Start iterating over the keys of an options object; errors when the
+ * value is not an object.
+ */
+static JsonbIterator *
+option_object(const char *what, const JsonbValue *v)
+{
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		bad_option(what, "an object", v);
+	return TaskqJsonKeys(v->val.binary.data);
 }
 
 /*
@@ -211,7 +220,7 @@ parse_backoff(const char *option, const JsonbValue *v)
 	char	   *key;
 	JsonbValue	val;
 
-	while (option_next(&it, &key, &val))
+	while (TaskqJsonKeyNext(&it, &key, &val))
 	{
 		if (strcmp(key, "type") == 0)
 		{
@@ -299,7 +308,7 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 
 	memset(opts, 0, sizeof(*opts));
 	it = options_begin(options, "job options");
-	while (it != NULL && option_next(&it, &key, &val))
+	while (it != NULL && TaskqJsonKeyNext(&it, &key, &val))
 	{
 		if (strcmp(key, "metadata") == 0)
 		{
@@ -360,9 +369,9 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 		else if (strcmp(key, "backoff") == 0)
 			opts->backoff = parse_backoff("backoff", &val);
 		else if (strcmp(key, "unique_key") == 0)
-			opts->unique_key = option_text("unique_key", &val, TASKQ_MAX_UNIQUE_KEY);
+			opts->unique_key = TaskqOptionText("unique_key", &val, TASKQ_MAX_UNIQUE_KEY);
 		else if (strcmp(key, "flow_id") == 0)
-			opts->flow_id = option_text("flow_id", &val, TASKQ_MAX_FLOW_ID);
+			opts->flow_id = TaskqOptionText("flow_id", &val, TASKQ_MAX_FLOW_ID);
 		else if (strcmp(key, "depends_on") == 0)
 			parse_depends_on(&val, opts);
 		else
@@ -383,7 +392,7 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 
 	memset(opts, 0, sizeof(*opts));
 	it = options_begin(options, "queue options");
-	while (it != NULL && option_next(&it, &key, &val))
+	while (it != NULL && TaskqJsonKeyNext(&it, &key, &val))
 	{
 		if (strcmp(key, "timeout_ms") == 0)
 		{
@@ -406,7 +415,7 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 			char	   *rkey;
 			JsonbValue	rval;
 
-			while (option_next(&rit, &rkey, &rval))
+			while (TaskqJsonKeyNext(&rit, &rkey, &rval))
 			{
 				if (strcmp(rkey, "completed_ms") == 0)
 				{

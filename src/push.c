@@ -47,10 +47,10 @@ static TaskqPlan find_unique_plan = {
 };
 
 /*
- * Check a job's name and data; NULL or JSON null data becomes {}.
+ * A job name is 1 to TASKQ_MAX_JOB_NAME bytes.
  */
-static Jsonb *
-check_job(text *name, Jsonb *data)
+void
+TaskqCheckJobName(text *name)
 {
 	int			len = VARSIZE_ANY_EXHDR(name);
 
@@ -64,7 +64,15 @@ check_job(text *name, Jsonb *data)
 				 errmsg("job name is too long"),
 				 errdetail("The name is %d bytes; the limit is %d bytes.",
 						   len, TASKQ_MAX_JOB_NAME)));
+}
 
+/*
+ * Check job data and return it; NULL or JSON null data becomes {}.  Data
+ * that taskq builds itself (replies) is exempt from the size limit.
+ */
+Jsonb *
+TaskqCheckJobData(Jsonb *data, bool limit_size)
+{
 	if (data == NULL || (JB_ROOT_IS_SCALAR(data) &&
 						 JB_ROOT_COUNT(data) == 1 &&
 						 getIthJsonbValueFromContainer(&data->root, 0)->type == jbvNull))
@@ -74,7 +82,7 @@ check_job(text *name, Jsonb *data)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("job data must be a JSON object"),
 				 errhint("Wrap other values in an object, as in {\"value\": ...}.")));
-	if (TaskqJsonbSize(data) > TASKQ_MAX_DATA)
+	if (limit_size && TaskqJsonbSize(data) > TASKQ_MAX_DATA)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("job data is too large"),
@@ -118,7 +126,7 @@ job_parents(const TaskqJobOptions *opts, const pg_uuid_t *extra, int nextra,
 static void
 push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 		 Jsonb *options, const pg_uuid_t *extra_parents, int nextra,
-		 pg_uuid_t *id)
+		 bool internal, pg_uuid_t *id)
 {
 	TaskqJobOptions opts;
 	Datum		values[15];
@@ -128,13 +136,20 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	pg_uuid_t  *live = NULL;
 	int			nlive = 0;
 	int			depth = 1;
+	bool		has_follow_ups;
 
-	data = check_job(name, data);
+	TaskqCheckJobName(name);
+	data = TaskqCheckJobData(data, !internal);
 	TaskqParseJobOptions(options, &opts);
-	TaskqCheckMetadata(opts.metadata);
+	has_follow_ups = TaskqCheckMetadata(opts.metadata);
 	parents = job_parents(&opts, extra_parents, nextra, &nparents);
 	if (nparents > 0)
 		nlive = TaskqResolveParents(parents, nparents, &depth, &live);
+	if (has_follow_ups && depth >= taskq_max_dag_depth)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job at depth %d cannot have follow-ups, which would be deeper than taskq.max_dag_depth (%d)",
+						depth, taskq_max_dag_depth)));
 	TaskqUuid7(id);
 
 	values[0] = UUIDPGetDatum(id);
@@ -191,14 +206,15 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 
 /*
  * Look the queue up for a push, creating it on first use; a paused queue
- * refuses pushes.
+ * refuses pushes, except those of taskq itself (follow-ups, replies): a
+ * paused queue keeps what it is sent and delivers nothing.
  */
 static void
-push_queue(Datum queue, TaskqQueueInfo *qi)
+push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
 {
 	TaskqCheckQueueName(DatumGetTextPP(queue));
 	(void) TaskqLookupQueue(queue, true, qi);
-	if (qi->paused)
+	if (qi->paused && !internal)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("queue \"%s\" is paused", TextDatumGetCString(queue)),
@@ -208,16 +224,19 @@ push_queue(Datum queue, TaskqQueueInfo *qi)
 
 /*
  * Push one job from C (flows, follow-ups, replies), with parents beyond
- * those of its options.  Runs inside SPI_connect.
+ * those of its options.  Internal pushes (follow-ups, replies) go to
+ * paused queues too and have no data size limit.  Runs inside SPI_connect.
  */
 void
 TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
-			 const pg_uuid_t *extra_parents, int nextra, pg_uuid_t *id)
+			 const pg_uuid_t *extra_parents, int nextra, bool internal,
+			 pg_uuid_t *id)
 {
 	TaskqQueueInfo qi;
 
-	push_queue(queue, &qi);
-	push_one(queue, &qi, name, data, options, extra_parents, nextra, id);
+	push_queue(queue, &qi, internal);
+	push_one(queue, &qi, name, data, options, extra_parents, nextra,
+			 internal, id);
 }
 
 /*
@@ -234,10 +253,10 @@ taskq_push(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 1, "job name");
 
 	SPI_connect();
-	push_queue(PG_GETARG_DATUM(0), &qi);
+	push_queue(PG_GETARG_DATUM(0), &qi, false);
 	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
 			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
-			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, id);
+			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, false, id);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);
@@ -281,7 +300,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	SPI_connect();
-	push_queue(PG_GETARG_DATUM(0), &qi);
+	push_queue(PG_GETARG_DATUM(0), &qi, false);
 
 	errcallback.callback = push_batch_context;
 	errcallback.arg = &n;
@@ -292,7 +311,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 	while ((r = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 	{
 		JsonbIterator *jit;
-		JsonbValue	k;
+		char	   *key;
 		JsonbValue	v;
 		text	   *name = NULL;
 		Jsonb	   *data = NULL;
@@ -309,13 +328,10 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("each job of a batch must be a JSON object")));
 
-		jit = JsonbIteratorInit(elem.val.binary.data);
-		while ((r = JsonbIteratorNext(&jit, &k, true)) != WJB_DONE)
+		jit = TaskqJsonKeys(elem.val.binary.data);
+		while (TaskqJsonKeyNext(&jit, &key, &v))
 		{
-			if (r != WJB_KEY)
-				continue;
-			(void) JsonbIteratorNext(&jit, &v, true);
-			if (k.val.string.len == 4 && strncmp(k.val.string.val, "name", 4) == 0)
+			if (strcmp(key, "name") == 0)
 			{
 				if (v.type != jbvString)
 					ereport(ERROR,
@@ -323,15 +339,14 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 							 errmsg("job name must be a string")));
 				name = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
 			}
-			else if (k.val.string.len == 4 && strncmp(k.val.string.val, "data", 4) == 0)
+			else if (strcmp(key, "data") == 0)
 				data = v.type == jbvNull ? NULL : JsonbValueToJsonb(&v);
-			else if (k.val.string.len == 7 && strncmp(k.val.string.val, "options", 7) == 0)
+			else if (strcmp(key, "options") == 0)
 				options = v.type == jbvNull ? NULL : JsonbValueToJsonb(&v);
 			else
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unrecognized job key \"%.*s\"",
-								k.val.string.len, k.val.string.val),
+						 errmsg("unrecognized job key \"%s\"", key),
 						 errhint("Valid keys are: name, data, options.")));
 		}
 		if (name == NULL)
@@ -339,7 +354,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("job has no \"name\"")));
 
-		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, NULL, 0, &id);
+		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, NULL, 0, false, &id);
 		value = UUIDPGetDatum(&id);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}

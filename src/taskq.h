@@ -155,6 +155,9 @@ extern void TaskqRequireArg(FunctionCallInfo fcinfo, int n, const char *argname)
 /* options.c */
 extern void TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts);
 extern void TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts);
+extern text *TaskqOptionText(const char *option, const JsonbValue *v, int maxbytes);
+extern JsonbIterator *TaskqJsonKeys(JsonbContainer *object);
+extern bool TaskqJsonKeyNext(JsonbIterator **it, char **key, JsonbValue *val);
 extern Jsonb *TaskqMergeBackoff(Jsonb *base, Jsonb *over);
 extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
 
@@ -164,10 +167,12 @@ extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
 /* push.c */
 extern void TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
 						 const pg_uuid_t *extra_parents, int nextra,
-						 pg_uuid_t *id);
+						 bool internal, pg_uuid_t *id);
+extern void TaskqCheckJobName(text *name);
+extern Jsonb *TaskqCheckJobData(Jsonb *data, bool limit_size);
 
 /* dag.c */
-extern void TaskqCheckMetadata(Jsonb *metadata);
+extern bool TaskqCheckMetadata(Jsonb *metadata);
 extern int	TaskqResolveParents(const pg_uuid_t *parents, int nparents,
 								int *depth, pg_uuid_t **live);
 extern void TaskqAddEdges(const pg_uuid_t *parents, int nparents,

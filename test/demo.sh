@@ -199,16 +199,16 @@ SELECT j->>'name' AS job, j->>'state' AS state
 \echo '     completing promote their children, and load sees its parents results'
 WITH p AS (SELECT * FROM taskq.pull('etl', 10))
 SELECT p.name, p.parent_results IS NOT NULL AS has_parent_results,
-       taskq.ack(p.id, jsonb_build_object('step', p.name, 'rows', 100), p.lease) IS NULL AS acked
+       taskq.ack(p.id, jsonb_build_object('step', p.name, 'rows', 100), p.lease) IS NOT NULL AS acked
   FROM p;
 SELECT j->>'name' AS job, j->>'state' AS state
   FROM jsonb_array_elements(taskq.flow('etl-run-1') -> 'jobs') AS j;
 WITH p AS (SELECT * FROM taskq.pull('etl', 10))
-SELECT p.name, taskq.ack(p.id, jsonb_build_object('step', p.name, 'rows', 100), p.lease) IS NULL AS acked
+SELECT p.name, taskq.ack(p.id, jsonb_build_object('step', p.name, 'rows', 100), p.lease) IS NOT NULL AS acked
   FROM p;
 WITH p AS (SELECT * FROM taskq.pull('etl', 10))
 SELECT p.name, jsonb_pretty(p.parent_results) AS parent_results,
-       taskq.ack(p.id, '{"loaded": 200}', p.lease) IS NULL AS acked
+       taskq.ack(p.id, '{"loaded": 200}', p.lease) IS NOT NULL AS acked
   FROM p;
 SELECT taskq.flow('etl-run-1') -> 'counts' AS counts;
 SQL
