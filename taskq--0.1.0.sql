@@ -95,8 +95,9 @@ CREATE INDEX jobs_pull_idx ON taskq.jobs (queue, priority DESC, id)
 -- delayed jobs coming due
 CREATE INDEX jobs_delayed_idx ON taskq.jobs (queue, run_at)
     WHERE state = 'delayed';
--- leases coming to expiry
-CREATE INDEX jobs_lease_idx ON taskq.jobs (queue, lease_expires_at)
+-- leases coming to expiry, of all queues (the reaper) or of one (pull):
+-- expired leases are few, so one index serves both
+CREATE INDEX jobs_lease_idx ON taskq.jobs (lease_expires_at)
     WHERE state = 'active';
 -- one unfinished job per queue and unique key
 CREATE UNIQUE INDEX jobs_unique_key_idx ON taskq.jobs (queue, unique_key)
@@ -554,27 +555,40 @@ COMMENT ON FUNCTION taskq.redrive_queue(text) IS 'put every dead job of a queue 
 -- Retention
 --
 
-CREATE FUNCTION taskq.cleanup()
+CREATE FUNCTION taskq.cleanup(max_rows integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
     n bigint;
-    m bigint;
+    m bigint := 0;
 BEGIN
+    IF max_rows < 1 THEN
+        RAISE EXCEPTION 'max_rows must be at least 1, not %', max_rows
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     DELETE FROM taskq.finished_jobs f
-     USING taskq.queues q
-     WHERE f.queue = q.name
-       AND f.finished_at < pg_catalog.now() - CASE f.state
-               WHEN 'completed' THEN q.completed_retention_ms
-               ELSE q.cancelled_retention_ms END * interval '1 millisecond';
+     WHERE f.id IN (
+        SELECT o.id FROM taskq.finished_jobs o
+          JOIN taskq.queues q ON q.name = o.queue
+         WHERE o.finished_at < pg_catalog.now() - CASE o.state
+                   WHEN 'completed' THEN q.completed_retention_ms
+                   ELSE q.cancelled_retention_ms END * interval '1 millisecond'
+         LIMIT max_rows);
     GET DIAGNOSTICS n = ROW_COUNT;
-    DELETE FROM taskq.dead_jobs d
-     USING taskq.queues q
-     WHERE d.queue = q.name
-       AND d.finished_at < pg_catalog.now() - q.dlq_retention_ms * interval '1 millisecond';
-    GET DIAGNOSTICS m = ROW_COUNT;
+    IF max_rows IS NULL OR n < max_rows THEN
+        DELETE FROM taskq.dead_jobs d
+         WHERE d.id IN (
+            SELECT o.id FROM taskq.dead_jobs o
+              JOIN taskq.queues q ON q.name = o.queue
+             WHERE o.finished_at < pg_catalog.now() - q.dlq_retention_ms * interval '1 millisecond'
+             LIMIT max_rows - n);
+        GET DIAGNOSTICS m = ROW_COUNT;
+    END IF;
+    DELETE FROM taskq.webhook_deliveries w
+     WHERE w.status IN ('succeeded', 'failed')
+       AND w.created_at < pg_catalog.now() - interval '7 days';
     RETURN n + m;
 END
 $$;
-COMMENT ON FUNCTION taskq.cleanup() IS 'remove finished and dead jobs older than their queue''s retention; returns how many';
+COMMENT ON FUNCTION taskq.cleanup(integer) IS 'remove finished and dead jobs older than their queue''s retention, at most max_rows of them; returns how many';

@@ -19,7 +19,8 @@
  * transaction: a pull that aborts hands out nothing.
  *
  * Housekeeping works in batches of TASKQ_RECLAIM_BATCH and skips rows
- * locked by others, so a pull never waits on another session's job.
+ * locked by others, so a pull never waits on another session's job.  The
+ * background worker's reaper runs the same reclaim over all queues.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,12 +29,14 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "taskq.h"
 
 #define EXPIRED_JOBS(cond) \
-	"SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'active'" \
+	"SELECT id FROM taskq.jobs WHERE ($1::text IS NULL OR queue = $1)" \
+	" AND state = 'active'" \
 	" AND lease_expires_at < now() AND " cond \
 	" ORDER BY lease_expires_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH) \
 	" FOR UPDATE SKIP LOCKED"
@@ -42,7 +45,8 @@ static TaskqPlan reclaim_retry_plan = {
 	"UPDATE taskq.jobs j SET state = 'waiting', lease = NULL,"
 	" lease_expires_at = NULL, error = 'lease expired', errors = "
 	TASKQ_ERRORS_APPEND("j", "'lease expired'")
-	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")",
+	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")"
+	" RETURNING j.id",
 	1, {TEXTOID}
 };
 
@@ -74,14 +78,31 @@ static TaskqPlan claim_plan = {
 	4, {TEXTOID, INT4OID, INT4OID, INT4OID}
 };
 
+/* the ids of the rows a statement returned, as a uuid[] */
+static Datum
+returned_ids(int n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	bool		isnull;
+
+	for (int i = 0; i < n; i++)
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	return PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
+										   TYPALIGN_CHAR));
+}
+
 /*
- * Reclaim the expired leases of a queue (step 1 above).  Runs inside
- * SPI_connect.
+ * Reclaim expired leases (step 1 above), of one queue or, for the reaper,
+ * of all; at most TASKQ_RECLAIM_BATCH of each kind.  Returns how many it
+ * reclaimed.  Runs inside SPI_connect.
  */
-void
-TaskqReclaimExpired(Datum queue)
+int
+TaskqReclaimExpired(Datum queue, bool all_queues)
 {
 	Datum		values[1] = {queue};
+	bool		nulls[1] = {all_queues};
+	int			dead;
+	int			retried;
 
 	if (reclaim_dead_plan.sql == NULL)
 	{
@@ -97,10 +118,15 @@ TaskqReclaimExpired(Datum queue)
 		reclaim_dead_plan.sql =
 			TaskqMoveSql("jobs", "dead_jobs", NULL,
 						 "j.id IN (" EXPIRED_JOBS("attempts >= max_attempts") ")",
-						 sets, NULL);
+						 sets, "id");
 	}
-	TaskqExecute(&reclaim_dead_plan, values, NULL, false, 0);
-	TaskqExecute(&reclaim_retry_plan, values, NULL, false, 0);
+	dead = TaskqExecute(&reclaim_dead_plan, values, nulls, false, 0);
+	if (dead > 0)
+		TaskqEmitEvent("job.dlq", returned_ids(dead));
+	retried = TaskqExecute(&reclaim_retry_plan, values, nulls, false, 0);
+	if (retried > 0)
+		TaskqEmitEvent("job.failed", returned_ids(retried));
+	return dead + retried;
 }
 
 /*
@@ -144,7 +170,7 @@ taskq_pull(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	}
 
-	TaskqReclaimExpired(queue);
+	TaskqReclaimExpired(queue, false);
 	values[0] = queue;
 	TaskqExecute(&promote_plan, values, NULL, false, 0);
 

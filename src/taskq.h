@@ -23,6 +23,8 @@
 
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -60,6 +62,42 @@
 /* GUCs (taskq.c) */
 extern int	taskq_default_timeout_ms;
 extern int	taskq_max_dag_depth;
+extern char *taskq_database_names;
+extern int	taskq_launcher_interval;
+extern int	taskq_reaper_interval;
+extern int	taskq_retention_interval;
+extern bool taskq_webhook_allow_private;
+extern int	taskq_webhook_timeout_ms;
+extern int	taskq_webhook_concurrency;
+
+/* background workers (worker.c) */
+#define TASKQ_MAX_DATABASES		64
+#define TASKQ_WAKE_RING			16
+#define TASKQ_WAKEUP_CHANNEL	"taskq_wakeup"
+#define TASKQ_EVENTS_CHANNEL	"taskq_events"
+
+/* the shared-memory slot of one database's worker */
+typedef struct TaskqDbSlot
+{
+	Oid			dbid;			/* InvalidOid: free */
+	pid_t		pid;			/* the worker, 0 when none runs */
+	Latch	   *latch;			/* the worker's latch, to wake it */
+	bool		no_extension;	/* the worker left: taskq is not installed */
+	TimestampTz stop_until;		/* DROP DATABASE: no restart before */
+	int			nwake;			/* queues with new jobs, to NOTIFY */
+	bool		wake_overflow;	/* more than TASKQ_WAKE_RING of them */
+	char		wake[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
+} TaskqDbSlot;
+
+typedef struct TaskqShared
+{
+	LWLock	   *lock;
+	Latch	   *launcher_latch;
+	bool		launcher_woken;	/* look at the databases again, now */
+	TaskqDbSlot slots[TASKQ_MAX_DATABASES];
+} TaskqShared;
+
+extern TaskqShared *taskq_shared;
 
 /* a plan prepared on first use and kept for the life of the backend */
 typedef struct TaskqPlan
@@ -180,6 +218,23 @@ extern void TaskqAddEdges(const pg_uuid_t *parents, int nparents,
 extern Datum TaskqUuidArray(const pg_uuid_t *ids, int n);
 
 /* pull.c */
-extern void TaskqReclaimExpired(Datum queue);
+extern int	TaskqReclaimExpired(Datum queue, bool all_queues);
+
+/* worker.c */
+extern void TaskqWorkerInit(void);
+extern TaskqDbSlot *TaskqFindSlot(Oid dbid);
+
+/* events.c */
+extern void TaskqEventsInit(void);
+extern void TaskqNoteWakeup(text *queue);
+extern void TaskqNoteWorkerWake(void);
+extern void TaskqEmitEvent(const char *event, Datum ids);
+extern void TaskqEmitEventOne(const char *event, Datum id);
+
+/* delivery.c */
+typedef bool (*TaskqTxnBegin) (const char *activity);
+typedef void (*TaskqTxnEnd) (void);
+extern void TaskqDeliveryInit(void);
+extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end);
 
 #endif							/* TASKQ_H */

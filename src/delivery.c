@@ -1,0 +1,407 @@
+/*-------------------------------------------------------------------------
+ *
+ * delivery.c
+ *		Webhook delivery from the outbox, with libcurl's multi interface,
+ *		inside a database's background worker.
+ *
+ * Each round the worker (1) collects the transfers that finished and
+ * records their outcome, then (2) claims due deliveries (pending, with
+ * next_attempt_at passed) up to taskq.webhook_concurrency in flight,
+ * marking them delivering and counting the attempt, and starts them.  Both
+ * steps are short transactions; no transaction is open while transfers
+ * run, and the worker polls them between its other duties, so a slow or
+ * dead receiver delays neither the reaper nor other receivers.
+ *
+ * A delivery that ends in a 2xx status succeeded.  Anything else (another
+ * status, a timeout, a refused address) is retried after
+ * base_delay_ms * 2^(attempts - 1) until the webhook's max_attempts, then
+ * marked failed and kept.  A crash while delivering leaves rows in state
+ * delivering: the worker puts them back to pending when it starts.
+ *
+ * Format: Standard Webhooks.  webhook-id is the delivery's id, so it is
+ * the same on every retry; webhook-timestamp is the send time in seconds;
+ * webhook-signature is "v1," and the base64 of HMAC-SHA256 over
+ * "id.timestamp.body", keyed by the base64-decoded part of a
+ * "whsec_..." secret, or by the secret's own bytes otherwise.
+ *
+ * SSRF guard: unless taskq.webhook_allow_private is on, the connection is
+ * refused when the resolved address is loopback, private, link-local,
+ * CGNAT, unique-local or unspecified; the check is on the address curl is
+ * about to connect to, so DNS tricks do not get around it.  Redirects are
+ * not followed, proxies from the environment are ignored, and only http
+ * and https are allowed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "common/hmac.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "taskq.h"
+
+/* one transfer in flight */
+typedef struct Delivery
+{
+	char		id[37];			/* the delivery's uuid, as text */
+	CURL	   *curl;
+	struct curl_slist *headers;
+	char	   *body;
+	char		refused[128];	/* why the SSRF guard refused, or "" */
+	char		curl_error[CURL_ERROR_SIZE];
+} Delivery;
+
+static CURLM *multi = NULL;
+static int	in_flight = 0;
+
+/* outcomes waiting to be recorded */
+typedef struct Outcome
+{
+	char		id[37];
+	bool		ok;
+	long		status;
+	char	   *error;
+} Outcome;
+
+static TaskqPlan reset_plan = {
+	"UPDATE taskq.webhook_deliveries SET status = 'pending'"
+	" WHERE status = 'delivering'",
+	0, {InvalidOid}
+};
+static TaskqPlan claim_plan = {
+	"UPDATE taskq.webhook_deliveries d SET status = 'delivering',"
+	" attempts = d.attempts + 1"
+	" FROM taskq.webhooks w"
+	" WHERE d.id IN (SELECT id FROM taskq.webhook_deliveries"
+	"  WHERE status = 'pending' AND next_attempt_at <= now()"
+	"  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+	" AND w.id = d.webhook_id"
+	" RETURNING d.id::text, d.body, w.url, w.secret",
+	1, {INT4OID}
+};
+static TaskqPlan next_due_plan = {
+	"SELECT extract(epoch FROM min(next_attempt_at) - now()) * 1000"
+	" FROM taskq.webhook_deliveries WHERE status = 'pending'",
+	0, {InvalidOid}
+};
+static TaskqPlan record_plan = {
+	"UPDATE taskq.webhook_deliveries d SET"
+	" status = CASE WHEN $2 THEN 'succeeded'"
+	"  WHEN d.attempts >= w.max_attempts THEN 'failed' ELSE 'pending' END,"
+	" last_status = $3, last_error = $4,"
+	" delivered_at = CASE WHEN $2 THEN now() END,"
+	" next_attempt_at = CASE WHEN $2 OR d.attempts >= w.max_attempts"
+	"  THEN d.next_attempt_at"
+	"  ELSE now() + w.base_delay_ms * power(2, d.attempts - 1) * interval '1 millisecond' END"
+	" FROM taskq.webhooks w"
+	" WHERE d.id = $1::uuid AND w.id = d.webhook_id AND d.status = 'delivering'",
+	4, {TEXTOID, BOOLOID, INT4OID, TEXTOID}
+};
+
+/*
+ * Is this address one the SSRF guard refuses?
+ */
+static bool
+address_is_private(const struct sockaddr *sa, char *text, size_t textlen)
+{
+	if (sa->sa_family == AF_INET)
+	{
+		const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+		uint32		a = ntohl(in->sin_addr.s_addr);
+
+		inet_ntop(AF_INET, &in->sin_addr, text, textlen);
+		return (a >> 24) == 0 ||	/* 0.0.0.0/8 */
+			(a >> 24) == 10 ||	/* 10/8 */
+			(a >> 24) == 127 || /* loopback */
+			(a >> 16) == ((169 << 8) | 254) ||	/* link-local */
+			(a >> 20) == ((172 << 4) | 1) ||	/* 172.16/12 */
+			(a >> 16) == ((192 << 8) | 168) ||	/* 192.168/16 */
+			(a >> 22) == ((100 << 2) | 1) ||	/* CGNAT 100.64/10 */
+			a == 0xFFFFFFFF;	/* broadcast */
+	}
+	if (sa->sa_family == AF_INET6)
+	{
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
+		const unsigned char *b = in6->sin6_addr.s6_addr;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, text, textlen);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+		{
+			struct sockaddr_in v4;
+			char		ignored[INET_ADDRSTRLEN];
+
+			memset(&v4, 0, sizeof(v4));
+			v4.sin_family = AF_INET;
+			memcpy(&v4.sin_addr, b + 12, 4);
+			return address_is_private((struct sockaddr *) &v4, ignored, sizeof(ignored));
+		}
+		return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||
+			IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+			(b[0] & 0xFE) == 0xFC ||	/* unique-local fc00::/7 */
+			(b[0] == 0xFE && (b[1] & 0xC0) == 0x80);	/* link-local */
+	}
+	strlcpy(text, "non-IP address", textlen);
+	return true;
+}
+
+/* libcurl opensocket callback: the SSRF guard */
+static curl_socket_t
+open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	Delivery   *d = (Delivery *) clientp;
+	char		text[INET6_ADDRSTRLEN];
+
+	if (!taskq_webhook_allow_private &&
+		address_is_private(&address->addr, text, sizeof(text)))
+	{
+		snprintf(d->refused, sizeof(d->refused),
+				 "refused to connect to private address %s (taskq.webhook_allow_private is off)",
+				 text);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+/* libcurl write callback: the receiver's answer is not kept */
+static size_t
+discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	return size * nmemb;
+}
+
+/*
+ * The signing key of a secret: the decoded base64 of "whsec_<base64>",
+ * else the secret's bytes.
+ */
+static char *
+signing_key(const char *secret, int *keylen)
+{
+	if (strncmp(secret, "whsec_", 6) == 0)
+	{
+		const char *b64 = secret + 6;
+		int			len = strlen(b64);
+		char	   *key = palloc(pg_b64_dec_len(len) + 1);
+
+		*keylen = pg_b64_decode(b64, len, key, pg_b64_dec_len(len));
+		if (*keylen >= 0)
+			return key;
+	}
+	*keylen = strlen(secret);
+	return pstrdup(secret);
+}
+
+/*
+ * The webhook-signature header value for a message.
+ */
+static char *
+signature(const char *secret, const char *id, const char *timestamp,
+		  const char *body)
+{
+	int			keylen;
+	char	   *key = signing_key(secret, &keylen);
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	uint8		mac[PG_SHA256_DIGEST_LENGTH];
+	char		b64[64];
+	int			len;
+
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, (uint8 *) key, keylen) < 0 ||
+		pg_hmac_update(ctx, (uint8 *) id, strlen(id)) < 0 ||
+		pg_hmac_update(ctx, (uint8 *) ".", 1) < 0 ||
+		pg_hmac_update(ctx, (uint8 *) timestamp, strlen(timestamp)) < 0 ||
+		pg_hmac_update(ctx, (uint8 *) ".", 1) < 0 ||
+		pg_hmac_update(ctx, (uint8 *) body, strlen(body)) < 0 ||
+		pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
+		elog(ERROR, "taskq: could not compute a webhook signature");
+	pg_hmac_free(ctx);
+	len = pg_b64_encode((char *) mac, sizeof(mac), b64, sizeof(b64) - 1);
+	b64[len] = '\0';
+	return psprintf("webhook-signature: v1,%s", b64);
+}
+
+/* start one transfer */
+static void
+start_delivery(const char *id, const char *body, const char *url,
+			   const char *secret)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	Delivery   *d = palloc0(sizeof(Delivery));
+	char		ts[32];
+
+	strlcpy(d->id, id, sizeof(d->id));
+	d->body = pstrdup(body);
+	snprintf(ts, sizeof(ts), INT64_FORMAT, (int64) time(NULL));
+
+	d->headers = curl_slist_append(d->headers, "Content-Type: application/json");
+	d->headers = curl_slist_append(d->headers, "User-Agent: taskq/" TASKQ_VERSION);
+	d->headers = curl_slist_append(d->headers, psprintf("webhook-id: %s", id));
+	d->headers = curl_slist_append(d->headers, psprintf("webhook-timestamp: %s", ts));
+	d->headers = curl_slist_append(d->headers, signature(secret, id, ts, body));
+	d->headers = curl_slist_append(d->headers, "Expect:");
+
+	d->curl = curl_easy_init();
+	curl_easy_setopt(d->curl, CURLOPT_URL, url);
+	curl_easy_setopt(d->curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, d->body);
+	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(d->body));
+	curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, d->headers);
+	curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, (long) taskq_webhook_timeout_ms);
+	curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, (long) taskq_webhook_timeout_ms);
+	curl_easy_setopt(d->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(d->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(d->curl, CURLOPT_PROXY, "");
+	curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(d->curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(d->curl, CURLOPT_OPENSOCKETDATA, d);
+	curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(d->curl, CURLOPT_ERRORBUFFER, d->curl_error);
+	curl_easy_setopt(d->curl, CURLOPT_PRIVATE, d);
+	curl_multi_add_handle(multi, d->curl);
+	in_flight++;
+	MemoryContextSwitchTo(old);
+}
+
+/* collect the finished transfers */
+static List *
+finished_deliveries(void)
+{
+	CURLMsg    *msg;
+	int			left;
+	int			running;
+	List	   *outcomes = NIL;
+
+	curl_multi_perform(multi, &running);
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		Delivery   *d;
+		Outcome    *o = palloc0(sizeof(Outcome));
+		long		status = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &d);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+		strlcpy(o->id, d->id, sizeof(o->id));
+		o->status = status;
+		if (msg->data.result != CURLE_OK)
+			o->error = pstrdup(d->refused[0] ? d->refused :
+							   d->curl_error[0] ? d->curl_error :
+							   curl_easy_strerror(msg->data.result));
+		else if (status < 200 || status > 299)
+			o->error = psprintf("HTTP status %ld", status);
+		o->ok = o->error == NULL;
+		outcomes = lappend(outcomes, o);
+
+		curl_multi_remove_handle(multi, d->curl);
+		curl_easy_cleanup(d->curl);
+		curl_slist_free_all(d->headers);
+		pfree(d->body);
+		pfree(d);
+		in_flight--;
+	}
+	return outcomes;
+}
+
+/*
+ * Initialise libcurl, and put back deliveries a crash left in flight.
+ */
+void
+TaskqDeliveryInit(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		elog(ERROR, "taskq: could not initialise libcurl");
+	multi = curl_multi_init();
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	TaskqExecute(&reset_plan, NULL, NULL, false, 0);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+/*
+ * One round of webhook delivery.  Returns how long the worker may sleep
+ * before the next round (ms), or -1 when the extension is gone.
+ */
+long
+TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
+{
+	List	   *outcomes = finished_deliveries();
+	ListCell   *lc;
+	long		sleep_ms = 1000;
+	bool		isnull;
+
+	if (!begin("taskq: delivering webhooks"))
+		return -1;
+
+	foreach(lc, outcomes)
+	{
+		Outcome    *o = lfirst(lc);
+		Datum		values[4];
+		bool		nulls[4] = {0};
+
+		values[0] = CStringGetTextDatum(o->id);
+		values[1] = BoolGetDatum(o->ok);
+		values[2] = Int32GetDatum((int32) o->status);
+		nulls[2] = o->status == 0;
+		values[3] = o->error ? CStringGetTextDatum(o->error) : (Datum) 0;
+		nulls[3] = o->error == NULL;
+		TaskqExecute(&record_plan, values, nulls, false, 0);
+	}
+
+	if (in_flight < taskq_webhook_concurrency)
+	{
+		Datum		limit = Int32GetDatum(taskq_webhook_concurrency - in_flight);
+		int			n = TaskqExecute(&claim_plan, &limit, NULL, false, 0);
+
+		for (int i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			start_delivery(SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2),
+						   SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
+		}
+	}
+
+	/* sleep until the next due delivery, or poll the ones in flight */
+	TaskqExecute(&next_due_plan, NULL, NULL, true, 1);
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			double		ms = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+
+			sleep_ms = ms <= 0 ? 0 : Min((long) ms + 1, 60000);
+		}
+		else
+			sleep_ms = 60000;
+	}
+	end();
+
+	if (in_flight > 0)
+	{
+		int			running;
+
+		curl_multi_perform(multi, &running);
+		sleep_ms = Min(sleep_ms, 20);
+	}
+	return sleep_ms;
+}

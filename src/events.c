@@ -1,0 +1,243 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *		Job events: the webhook outbox, the opt-in taskq_events stream, and
+ *		the coalesced wake-ups, all tied to the committing transaction.
+ *
+ * Outbox: an event (job.pushed, job.completed, ...) becomes one row of
+ * taskq.webhook_deliveries per matching webhook, written by the statement
+ * that follows the job's change, in the same transaction: a crash or a
+ * dead receiver loses nothing.  The payload is built then, so it shows the
+ * job as the event left it.
+ *
+ * Stream: queues created or altered with "notify_events": true also get a
+ * NOTIFY on channel taskq_events per event, payload
+ * {"event", "job_id", "queue", "timestamp"}.  NOTIFY takes a cluster-wide
+ * lock at commit, hence opt-in.
+ *
+ * Most databases have neither webhooks nor such queues: a backend caches
+ * whether any exist, so an event then costs a flag test.  add_webhook,
+ * remove_webhook, create_queue and alter_queue send a relcache
+ * invalidation for taskq.webhooks at commit, which resets every backend's
+ * cache.
+ *
+ * Wake-ups: a push of a runnable job notes its queue; at commit the queue
+ * names go to the database worker's slot and its latch is set.  The worker
+ * sends one NOTIFY taskq_wakeup per queue for however many transactions
+ * pushed to it, so producers never take NOTIFY's lock.  A transaction that
+ * wrote outbox rows wakes the worker the same way, so deliveries start at
+ * once rather than at its next poll.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "taskq.h"
+
+/* -1: unknown, else whether webhooks / event-stream queues exist */
+static int	webhooks_exist = -1;
+static int	streams_exist = -1;
+
+/* what to do at commit */
+static bool wake_worker = false;
+static int	nwake = 0;
+static bool wake_overflow = false;
+static char wake_queues[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
+
+static TaskqPlan outbox_plan = {
+	"INSERT INTO taskq.webhook_deliveries (id, webhook_id, event, job_id, body)"
+	" SELECT gen_random_uuid(), w.id, $2, j.id,"
+	"  jsonb_build_object('type', $2, 'timestamp', now(), 'data',"
+	"   jsonb_build_object('job_id', j.id, 'queue', j.queue, 'name', j.name,"
+	"    'state', j.state, 'flow_id', j.flow_id, 'metadata', j.metadata,"
+	"    'attempts', j.attempts, 'progress', j.progress)"
+	"   || CASE WHEN $2 = 'job.completed' THEN jsonb_build_object('result', j.result)"
+	"      WHEN $2 IN ('job.failed', 'job.dlq') THEN jsonb_build_object('error', j.error)"
+	"      ELSE '{}'::jsonb END)::text"
+	" FROM taskq.all_jobs j"
+	" JOIN taskq.webhooks w ON $2 = ANY (w.events)"
+	"  AND (w.queues IS NULL OR j.queue = ANY (w.queues))"
+	" WHERE j.id = ANY ($1)",
+	2, {UUIDARRAYOID, TEXTOID}
+};
+static TaskqPlan stream_plan = {
+	"SELECT pg_notify('" TASKQ_EVENTS_CHANNEL "', jsonb_build_object('event', $2,"
+	" 'job_id', j.id, 'queue', j.queue, 'timestamp', now())::text)"
+	" FROM taskq.all_jobs j JOIN taskq.queues q ON q.name = j.queue"
+	" WHERE j.id = ANY ($1) AND q.notify_events",
+	2, {UUIDARRAYOID, TEXTOID}
+};
+static TaskqPlan webhooks_exist_plan = {
+	"SELECT EXISTS (SELECT FROM taskq.webhooks),"
+	" EXISTS (SELECT FROM taskq.queues WHERE notify_events)",
+	0, {InvalidOid}
+};
+
+/* relcache callback: any invalidation may be ours, so forget the cache */
+static void
+events_relcache_callback(Datum arg, Oid relid)
+{
+	webhooks_exist = -1;
+	streams_exist = -1;
+}
+
+/* the transaction is over: wake whom it concerns, or forget it all */
+static void
+events_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && (wake_worker || nwake > 0) &&
+		taskq_shared != NULL)
+	{
+		TaskqDbSlot *slot;
+
+		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
+		slot = TaskqFindSlot(MyDatabaseId);
+		if (slot != NULL && slot->pid != 0)
+		{
+			for (int i = 0; i < nwake; i++)
+			{
+				bool		known = false;
+
+				for (int j = 0; j < slot->nwake && !known; j++)
+					known = strcmp(slot->wake[j], wake_queues[i]) == 0;
+				if (known)
+					continue;
+				if (slot->nwake < TASKQ_WAKE_RING)
+					strlcpy(slot->wake[slot->nwake++], wake_queues[i],
+							TASKQ_MAX_QUEUE_NAME + 1);
+				else
+					slot->wake_overflow = true;
+			}
+			if (wake_overflow)
+				slot->wake_overflow = true;
+			if (slot->latch != NULL)
+				SetLatch(slot->latch);
+		}
+		LWLockRelease(taskq_shared->lock);
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		wake_worker = false;
+		nwake = 0;
+		wake_overflow = false;
+	}
+}
+
+/*
+ * Register the callbacks; from _PG_init.
+ */
+void
+TaskqEventsInit(void)
+{
+	CacheRegisterRelcacheCallback(events_relcache_callback, (Datum) 0);
+	RegisterXactCallback(events_xact_callback, NULL);
+}
+
+/*
+ * A runnable job was pushed to queue: wake its listeners after commit.
+ */
+void
+TaskqNoteWakeup(text *queue)
+{
+	int			len = VARSIZE_ANY_EXHDR(queue);
+
+	if (taskq_shared == NULL)
+		return;
+	for (int i = 0; i < nwake; i++)
+		if (strncmp(wake_queues[i], VARDATA_ANY(queue), len) == 0 &&
+			wake_queues[i][len] == '\0')
+			return;
+	if (nwake == TASKQ_WAKE_RING)
+	{
+		wake_overflow = true;
+		return;
+	}
+	memcpy(wake_queues[nwake], VARDATA_ANY(queue), len);
+	wake_queues[nwake][len] = '\0';
+	nwake++;
+}
+
+/*
+ * Wake the database's worker after commit (new outbox rows).
+ */
+void
+TaskqNoteWorkerWake(void)
+{
+	wake_worker = true;
+}
+
+/*
+ * Taskq's subscribers changed (a webhook or a queue's notify_events):
+ * every backend forgets what it cached, at commit.
+ */
+void
+TaskqSubscribersChanged(void)
+{
+	Oid			nsp = get_namespace_oid("taskq", false);
+	Oid			relid = get_relname_relid("webhooks", nsp);
+
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
+}
+
+/* fill the cache; runs inside SPI_connect */
+static void
+load_cache(void)
+{
+	bool		isnull;
+
+	TaskqExecute(&webhooks_exist_plan, NULL, NULL, true, 1);
+	webhooks_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	streams_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+/*
+ * An event happened to the jobs of ids (a uuid[]): write the outbox rows
+ * of the webhooks that want it, and notify the streams.  Runs inside
+ * SPI_connect, after the jobs' change.
+ */
+void
+TaskqEmitEvent(const char *event, Datum ids)
+{
+	Datum		values[2];
+
+	if (webhooks_exist < 0 || streams_exist < 0)
+		load_cache();
+	if (!webhooks_exist && !streams_exist)
+		return;
+
+	values[0] = ids;
+	values[1] = CStringGetTextDatum(event);
+	if (webhooks_exist &&
+		TaskqExecute(&outbox_plan, values, NULL, false, 0) > 0)
+		TaskqNoteWorkerWake();
+	if (streams_exist)
+		TaskqExecute(&stream_plan, values, NULL, false, 0);
+}
+
+/*
+ * TaskqEmitEvent for one job.
+ */
+void
+TaskqEmitEventOne(const char *event, Datum id)
+{
+	if (webhooks_exist == 0 && streams_exist == 0)
+		return;
+	TaskqEmitEvent(event, PointerGetDatum(construct_array(&id, 1, UUIDOID,
+														  UUID_LEN, false,
+														  TYPALIGN_CHAR)));
+}

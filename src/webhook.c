@@ -1,0 +1,240 @@
+/*-------------------------------------------------------------------------
+ *
+ * webhook.c
+ *		Webhook registration: taskq.add_webhook, taskq.remove_webhook and
+ *		taskq.redeliver.  Delivery is in delivery.c, the outbox in events.c.
+ *
+ * A webhook names a URL, the events it wants, optionally the queues, and
+ * a signing secret.  Without a secret, one is generated in the Standard
+ * Webhooks form "whsec_<base64 of 24 random bytes>" and shown by
+ * taskq.webhooks() to the webhook's owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "taskq.h"
+
+static const char *const event_names[] = {
+	"job.pushed", "job.completed", "job.failed", "job.dlq", "job.cancelled",
+	"job.progress"
+};
+
+static TaskqPlan insert_plan = {
+	"INSERT INTO taskq.webhooks (id, url, events, queues, secret, max_attempts,"
+	" base_delay_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	7, {UUIDOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID, INT4OID}
+};
+static TaskqPlan remove_plan = {
+	"WITH d AS (DELETE FROM taskq.webhook_deliveries WHERE webhook_id = $1)"
+	" DELETE FROM taskq.webhooks WHERE id = $1",
+	1, {UUIDOID}
+};
+static TaskqPlan redeliver_plan = {
+	"UPDATE taskq.webhook_deliveries SET status = 'pending', attempts = 0,"
+	" next_attempt_at = now(), last_error = NULL"
+	" WHERE id = $1 AND status <> 'delivering'",
+	1, {UUIDOID}
+};
+
+/* check that url is an absolute http or https URL */
+static void
+check_url(const char *url)
+{
+	CURLU	   *h = curl_url();
+	char	   *scheme = NULL;
+	CURLUcode	rc = curl_url_set(h, CURLUPART_URL, url, 0);
+
+	if (rc == CURLUE_OK)
+		rc = curl_url_get(h, CURLUPART_SCHEME, &scheme, 0);
+	if (rc != CURLUE_OK)
+	{
+		curl_url_cleanup(h);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid webhook URL \"%s\"", url),
+				 errdetail("%s.", curl_url_strerror(rc))));
+	}
+	if (pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0)
+	{
+		curl_free(scheme);
+		curl_url_cleanup(h);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid webhook URL \"%s\"", url),
+				 errdetail("Only http and https URLs can receive webhooks.")));
+	}
+	curl_free(scheme);
+	curl_url_cleanup(h);
+}
+
+/* check that events is a non-empty array of known event names */
+static void
+check_events(ArrayType *events)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(events, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a webhook needs at least one event")));
+	for (int i = 0; i < n; i++)
+	{
+		char	   *e = nulls[i] ? "NULL" : TextDatumGetCString(elems[i]);
+		bool		known = false;
+
+		for (int j = 0; j < lengthof(event_names) && !known; j++)
+			known = !nulls[i] && strcmp(e, event_names[j]) == 0;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown webhook event \"%s\"", e),
+					 errhint("Valid events are: job.pushed, job.completed, job.failed, job.dlq, job.cancelled, job.progress.")));
+	}
+}
+
+/* check that queues is NULL or an array of valid queue names */
+static void
+check_queues(ArrayType *queues)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(queues, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("webhook queue names must not be null")));
+		TaskqCheckQueueName(DatumGetTextPP(elems[i]));
+	}
+}
+
+/* a fresh secret: whsec_ and the base64 of 24 random bytes */
+static text *
+generate_secret(void)
+{
+	uint8		raw[24];
+	char		b64[64];
+	int			len;
+
+	if (!pg_strong_random(raw, sizeof(raw)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a webhook secret")));
+	len = pg_b64_encode((char *) raw, sizeof(raw), b64, sizeof(b64) - 1);
+	b64[len] = '\0';
+	return cstring_to_text(psprintf("whsec_%s", b64));
+}
+
+/*
+ * taskq.add_webhook(url text, events text[], queues text[], secret text,
+ *                   max_attempts int, base_delay_ms int) RETURNS uuid
+ */
+PG_FUNCTION_INFO_V1(taskq_add_webhook);
+Datum
+taskq_add_webhook(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	Datum		values[7];
+	bool		nulls[7] = {0};
+	char	   *url;
+	int32		max_attempts;
+	int32		base_delay_ms;
+
+	TaskqRequireArg(fcinfo, 0, "url");
+	TaskqRequireArg(fcinfo, 1, "events");
+	url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	check_url(url);
+	check_events(PG_GETARG_ARRAYTYPE_P(1));
+	if (!PG_ARGISNULL(2))
+		check_queues(PG_GETARG_ARRAYTYPE_P(2));
+	max_attempts = PG_ARGISNULL(4) ? 4 : PG_GETARG_INT32(4);
+	base_delay_ms = PG_ARGISNULL(5) ? 1000 : PG_GETARG_INT32(5);
+	if (max_attempts < 1 || max_attempts > 100)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be between 1 and 100, not %d", max_attempts)));
+	if (base_delay_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("base_delay_ms must not be negative")));
+	if (!PG_ARGISNULL(3) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(3)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook secret must not be empty")));
+
+	TaskqUuid7(id);
+	values[0] = UUIDPGetDatum(id);
+	values[1] = PG_GETARG_DATUM(0);
+	values[2] = PG_GETARG_DATUM(1);
+	values[3] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[3] = PG_ARGISNULL(2);
+	values[4] = PG_ARGISNULL(3) ? PointerGetDatum(generate_secret()) : PG_GETARG_DATUM(3);
+	values[5] = Int32GetDatum(max_attempts);
+	values[6] = Int32GetDatum(base_delay_ms);
+
+	SPI_connect();
+	TaskqExecute(&insert_plan, values, nulls, false, 0);
+	SPI_finish();
+	TaskqSubscribersChanged();
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * taskq.remove_webhook(id uuid) RETURNS boolean
+ *
+ * Removes the webhook and its deliveries; false for an unknown id.
+ */
+PG_FUNCTION_INFO_V1(taskq_remove_webhook);
+Datum
+taskq_remove_webhook(PG_FUNCTION_ARGS)
+{
+	Datum		id;
+	int			n;
+
+	TaskqRequireArg(fcinfo, 0, "webhook id");
+	id = PG_GETARG_DATUM(0);
+	SPI_connect();
+	n = TaskqExecute(&remove_plan, &id, NULL, false, 0);
+	SPI_finish();
+	TaskqSubscribersChanged();
+	PG_RETURN_BOOL(n > 0);
+}
+
+/*
+ * taskq.redeliver(delivery_id uuid) RETURNS boolean
+ *
+ * Sends a delivery again from scratch (attempts reset); false for an
+ * unknown id or one being delivered right now.
+ */
+PG_FUNCTION_INFO_V1(taskq_redeliver);
+Datum
+taskq_redeliver(PG_FUNCTION_ARGS)
+{
+	Datum		id;
+	int			n;
+
+	TaskqRequireArg(fcinfo, 0, "delivery id");
+	id = PG_GETARG_DATUM(0);
+	SPI_connect();
+	n = TaskqExecute(&redeliver_plan, &id, NULL, false, 0);
+	SPI_finish();
+	if (n > 0)
+		TaskqNoteWorkerWake();
+	PG_RETURN_BOOL(n > 0);
+}
