@@ -19,7 +19,11 @@ OBJS = \
 	src/pull.o \
 	src/lifecycle.o \
 	src/queue.o \
-	src/dag.o
+	src/dag.o \
+	src/events.o \
+	src/webhook.o \
+	src/delivery.o \
+	src/worker.o
 
 DATA = taskq--$(EXTVERSION).sql
 
@@ -63,6 +67,9 @@ ISOLATION_OPTS = \
 # -Wunused-parameter (every fmgr function takes fcinfo), -Wsign-compare
 # or -Wmissing-field-initializers, so those three stay off, as in the
 # server's own build.
+PG_CPPFLAGS = -DTASKQ_VERSION=\"$(EXTVERSION)\"
+SHLIB_LINK = -lcurl
+
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers $(TASKQ_CFLAGS)
 

@@ -47,6 +47,7 @@ CREATE TABLE taskq.queues (
         CHECK (cancelled_retention_ms >= 0),
     dlq_retention_ms bigint NOT NULL DEFAULT 604800000
         CHECK (dlq_retention_ms >= 0),
+    notify_events boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE taskq.queues IS 'taskq queues and their defaults';
@@ -138,6 +139,44 @@ SELECT pg_catalog.pg_extension_config_dump('taskq.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.finished_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.dead_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.job_edges', '');
+
+CREATE TABLE taskq.webhooks (
+    id uuid PRIMARY KEY,
+    url text NOT NULL,
+    events text[] NOT NULL,
+    queues text[],
+    secret text NOT NULL,
+    max_attempts integer NOT NULL DEFAULT 4 CHECK (max_attempts BETWEEN 1 AND 100),
+    base_delay_ms integer NOT NULL DEFAULT 1000 CHECK (base_delay_ms >= 0),
+    owner name NOT NULL DEFAULT current_user,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE taskq.webhooks IS 'webhooks: where job events are delivered, signed with their secret';
+
+-- the outbox: one row per event and webhook, written in the transaction of
+-- the job change; the background worker delivers them
+CREATE TABLE taskq.webhook_deliveries (
+    id uuid PRIMARY KEY,
+    webhook_id uuid NOT NULL,
+    event text NOT NULL,
+    job_id uuid,
+    body text NOT NULL,
+    status text NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'delivering', 'succeeded', 'failed')),
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_status integer,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz
+);
+COMMENT ON TABLE taskq.webhook_deliveries IS 'the webhook outbox: deliveries, pending, in flight, succeeded or failed';
+CREATE INDEX webhook_deliveries_due_idx ON taskq.webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_webhook_idx ON taskq.webhook_deliveries (webhook_id, created_at);
+
+SELECT pg_catalog.pg_extension_config_dump('taskq.webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('taskq.webhook_deliveries', '');
 
 CREATE VIEW taskq.all_jobs AS
     SELECT * FROM taskq.jobs
@@ -550,6 +589,68 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'taskq_redrive_queue'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.redrive_queue(text) IS 'put every dead job of a queue back to waiting; returns how many';
+
+--
+-- Webhooks
+--
+
+CREATE FUNCTION taskq.add_webhook(url text, events text[], queues text[] DEFAULT NULL,
+                                  secret text DEFAULT NULL, max_attempts integer DEFAULT 4,
+                                  base_delay_ms integer DEFAULT 1000)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'taskq_add_webhook'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.add_webhook(text, text[], text[], text, integer, integer) IS 'deliver the given job events (of the given queues, or all) to a URL, signed';
+
+CREATE FUNCTION taskq.remove_webhook(id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_remove_webhook'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.remove_webhook(uuid) IS 'remove a webhook and its deliveries';
+
+CREATE FUNCTION taskq.redeliver(delivery_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_redeliver'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.redeliver(uuid) IS 'deliver a webhook delivery again, attempts reset';
+
+CREATE FUNCTION taskq.webhooks()
+RETURNS TABLE (id uuid, url text, events text[], queues text[], secret text,
+               max_attempts integer, base_delay_ms integer, owner name,
+               created_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT w.id, w.url, w.events, w.queues,
+           CASE WHEN w.owner = CURRENT_USER
+                  OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                       WHERE r.rolname = CURRENT_USER)
+                THEN w.secret END,
+           w.max_attempts, w.base_delay_ms, w.owner, w.created_at
+    FROM taskq.webhooks w
+    ORDER BY w.created_at, w.id
+$$;
+COMMENT ON FUNCTION taskq.webhooks() IS 'the webhooks; a secret shows only to its owner and superusers';
+
+CREATE FUNCTION taskq.deliveries(webhook uuid DEFAULT NULL, count integer DEFAULT 100)
+RETURNS TABLE (id uuid, webhook_id uuid, event text, job_id uuid, status text,
+               attempts integer, last_status integer, last_error text,
+               next_attempt_at timestamptz, created_at timestamptz,
+               delivered_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM taskq.require_count(deliveries.count);
+    RETURN QUERY
+    SELECT d.id, d.webhook_id, d.event, d.job_id, d.status, d.attempts,
+           d.last_status, d.last_error, d.next_attempt_at, d.created_at,
+           d.delivered_at
+    FROM taskq.webhook_deliveries d
+    WHERE deliveries.webhook IS NULL OR d.webhook_id = deliveries.webhook
+    ORDER BY d.created_at DESC, d.id DESC
+    LIMIT deliveries.count;
+END
+$$;
+COMMENT ON FUNCTION taskq.deliveries(uuid, integer) IS 'webhook deliveries, most recent first, with status, attempts, last HTTP status and error';
 
 --
 -- Retention

@@ -83,7 +83,8 @@ static TaskqPlan promote_plan = {
 	" UPDATE taskq.jobs j SET pending_parents = j.pending_parents - 1,"
 	" state = CASE WHEN j.pending_parents > 1 THEN 'blocked'"
 	" WHEN j.run_at > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state"
-	" FROM e WHERE j.id = e.child AND j.state = 'blocked'",
+	" FROM e WHERE j.id = e.child AND j.state = 'blocked'"
+	" RETURNING j.queue, j.state = 'waiting'",
 	1, {UUIDOID}
 };
 static TaskqPlan drop_edges_plan = {
@@ -549,7 +550,7 @@ cascade(Datum id, text *name, bool dead)
 
 		plan->sql = TaskqMoveSql("jobs", dead ? "dead_jobs" : "finished_jobs",
 								 NULL, where, dead ? dead_sets : cancel_sets,
-								 NULL);
+								 "id");
 	}
 
 	if (outermost)
@@ -562,7 +563,10 @@ cascade(Datum id, text *name, bool dead)
 	values[1] = CStringGetTextDatum(cascade_error);
 	PG_TRY();
 	{
-		TaskqExecute(plan, values, NULL, false, 0);
+		int			n = TaskqExecute(plan, values, NULL, false, 0);
+
+		if (n > 0)
+			TaskqEmitEvent(dead ? "job.dlq" : "job.cancelled", TaskqReturnedIds(n));
 		TaskqExecute(&drop_edges_plan, values, NULL, false, 0);
 	}
 	PG_FINALLY();
@@ -629,7 +633,17 @@ taskq_job_finished(PG_FUNCTION_ARGS)
 	if (strcmp(state, "completed") == 0)
 	{
 		if (has_children)
-			TaskqExecute(&promote_plan, &id, NULL, false, 0);
+		{
+			int			n = TaskqExecute(&promote_plan, &id, NULL, false, 0);
+
+			/* children that became runnable wake their queues' workers */
+			for (int i = 0; i < n; i++)
+				if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+											   SPI_tuptable->tupdesc, 2, &isnull)))
+					TaskqNoteWakeup(DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc,
+																 1, &isnull)));
+		}
 		if (metadata != NULL)
 		{
 			Datum		result = new_column(trig, "result", &isnull);

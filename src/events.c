@@ -50,6 +50,7 @@ static int	webhooks_exist = -1;
 static int	streams_exist = -1;
 
 /* what to do at commit */
+static bool wake_launcher = false;
 static bool wake_worker = false;
 static int	nwake = 0;
 static bool wake_overflow = false;
@@ -126,9 +127,18 @@ events_xact_callback(XactEvent event, void *arg)
 		}
 		LWLockRelease(taskq_shared->lock);
 	}
+	if (event == XACT_EVENT_COMMIT && wake_launcher && taskq_shared != NULL)
+	{
+		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
+		taskq_shared->launcher_woken = true;
+		if (taskq_shared->launcher_latch != NULL)
+			SetLatch(taskq_shared->launcher_latch);
+		LWLockRelease(taskq_shared->lock);
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
+		wake_launcher = false;
 		wake_worker = false;
 		nwake = 0;
 		wake_overflow = false;
@@ -167,6 +177,15 @@ TaskqNoteWakeup(text *queue)
 	memcpy(wake_queues[nwake], VARDATA_ANY(queue), len);
 	wake_queues[nwake][len] = '\0';
 	nwake++;
+}
+
+/*
+ * Wake the launcher after commit (CREATE EXTENSION taskq).
+ */
+void
+TaskqNoteLauncherWake(void)
+{
+	wake_launcher = true;
 }
 
 /*

@@ -159,7 +159,7 @@ init_move_plans(void)
 					 " FROM jsonb_array_elements($1) AS x(item)) i",
 					 "j.id = i.item_id AND j.state = 'active'"
 					 " AND (i.item_lease IS NULL OR j.lease = i.item_lease)",
-					 ack_batch_sets, NULL);
+					 ack_batch_sets, "id");
 	fail_dead_plan.sql =
 		TaskqMoveSql("jobs", "dead_jobs", NULL, "j.id = $1", dead_sets, NULL);
 	cancel_plan.sql =
@@ -199,6 +199,7 @@ taskq_ack(PG_FUNCTION_ARGS)
 	init_move_plans();
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
+	TaskqEmitEventOne("job.completed", values[0]);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -280,6 +281,8 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 	SPI_connect();
 	init_move_plans();
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
+	if (n > 0)
+		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }
@@ -329,12 +332,14 @@ taskq_fail(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum(TaskqBackoffDelay(backoff, attempts));
 		values[2] = PointerGetDatum(error);
 		TaskqExecute(&fail_retry_plan, values, NULL, false, 0);
+		TaskqEmitEventOne("job.failed", values[0]);
 		outcome = "delayed";
 	}
 	else
 	{
 		values[1] = PointerGetDatum(error);
 		TaskqExecute(&fail_dead_plan, values, NULL, false, 0);
+		TaskqEmitEventOne("job.dlq", values[0]);
 		outcome = "dlq";
 	}
 	SPI_finish();
@@ -400,6 +405,7 @@ taskq_progress(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (TaskqExecute(&progress_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "report progress of");
+	TaskqEmitEventOne("job.progress", values[0]);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -439,6 +445,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 				 strcmp(state, "active") == 0 ?
 				 errhint("An active job ends through taskq.ack() or taskq.fail().") : 0));
 	}
+	TaskqEmitEventOne("job.cancelled", values[0]);
 	SPI_finish();
 	PG_RETURN_BOOL(true);
 }

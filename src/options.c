@@ -437,9 +437,16 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 								   "completed_ms, cancelled_ms, dlq_ms");
 			}
 		}
+		else if (strcmp(key, "notify_events") == 0)
+		{
+			if (val.type != jbvBool)
+				bad_option("notify_events", "a boolean", &val);
+			opts->has_notify_events = true;
+			opts->notify_events = val.val.boolean;
+		}
 		else
 			unknown_option("queue option", key,
-						   "timeout_ms, max_attempts, backoff, retention");
+						   "timeout_ms, max_attempts, backoff, retention, notify_events");
 	}
 }
 

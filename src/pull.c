@@ -78,19 +78,6 @@ static TaskqPlan claim_plan = {
 	4, {TEXTOID, INT4OID, INT4OID, INT4OID}
 };
 
-/* the ids of the rows a statement returned, as a uuid[] */
-static Datum
-returned_ids(int n)
-{
-	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
-	bool		isnull;
-
-	for (int i = 0; i < n; i++)
-		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-	return PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
-										   TYPALIGN_CHAR));
-}
-
 /*
  * Reclaim expired leases (step 1 above), of one queue or, for the reaper,
  * of all; at most TASKQ_RECLAIM_BATCH of each kind.  Returns how many it
@@ -122,10 +109,10 @@ TaskqReclaimExpired(Datum queue, bool all_queues)
 	}
 	dead = TaskqExecute(&reclaim_dead_plan, values, nulls, false, 0);
 	if (dead > 0)
-		TaskqEmitEvent("job.dlq", returned_ids(dead));
+		TaskqEmitEvent("job.dlq", TaskqReturnedIds(dead));
 	retried = TaskqExecute(&reclaim_retry_plan, values, nulls, false, 0);
 	if (retried > 0)
-		TaskqEmitEvent("job.failed", returned_ids(retried));
+		TaskqEmitEvent("job.failed", TaskqReturnedIds(retried));
 	return dead + retried;
 }
 

@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -202,6 +203,10 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	}
 	if (nlive > 0)
 		TaskqAddEdges(live, nlive, id);
+	TaskqEmitEventOne("job.pushed", UUIDPGetDatum(id));
+	if (nlive == 0 && (!opts.has_run_at ||
+					   opts.run_at <= GetCurrentTransactionStartTimestamp()))
+		TaskqNoteWakeup(DatumGetTextPP(queue));
 }
 
 /*

@@ -35,9 +35,11 @@ static TaskqPlan alter_plan = {
 	" backoff = CASE WHEN $5 IS NULL THEN backoff ELSE backoff || $5 END,"
 	" completed_retention_ms = coalesce($6, completed_retention_ms),"
 	" cancelled_retention_ms = coalesce($7, cancelled_retention_ms),"
-	" dlq_retention_ms = coalesce($8, dlq_retention_ms)"
+	" dlq_retention_ms = coalesce($8, dlq_retention_ms),"
+	" notify_events = coalesce($9, notify_events)"
 	" WHERE name = $1",
-	8, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID}
+	9, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
+	BOOLOID}
 };
 
 /*
@@ -75,8 +77,8 @@ TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
 static bool
 apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 {
-	Datum		values[8];
-	bool		nulls[8] = {0};
+	Datum		values[9];
+	bool		nulls[9] = {0};
 
 	values[0] = queue;
 	values[1] = BoolGetDatum(o->has_timeout);
@@ -92,6 +94,10 @@ apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 	nulls[6] = !o->has_cancelled_retention;
 	values[7] = Int64GetDatum(o->dlq_retention_ms);
 	nulls[7] = !o->has_dlq_retention;
+	values[8] = BoolGetDatum(o->notify_events);
+	nulls[8] = !o->has_notify_events;
+	if (o->has_notify_events)
+		TaskqSubscribersChanged();
 	return TaskqExecute(&alter_plan, values, nulls, false, 0) > 0;
 }
 

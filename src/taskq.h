@@ -156,6 +156,8 @@ typedef struct TaskqQueueOptions
 	int64		cancelled_retention_ms;
 	bool		has_dlq_retention;
 	int64		dlq_retention_ms;
+	bool		has_notify_events;
+	bool		notify_events;
 } TaskqQueueOptions;
 
 /* what push and pull need to know of a queue */
@@ -189,6 +191,7 @@ extern text *TaskqClipText(text *t, int maxbytes);
 extern int	TaskqJsonbSize(Jsonb *jb);
 extern void TaskqCheckQueueName(text *queue);
 extern void TaskqRequireArg(FunctionCallInfo fcinfo, int n, const char *argname);
+extern Datum TaskqReturnedIds(int n);
 
 /* options.c */
 extern void TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts);
@@ -228,6 +231,8 @@ extern TaskqDbSlot *TaskqFindSlot(Oid dbid);
 extern void TaskqEventsInit(void);
 extern void TaskqNoteWakeup(text *queue);
 extern void TaskqNoteWorkerWake(void);
+extern void TaskqNoteLauncherWake(void);
+extern void TaskqSubscribersChanged(void);
 extern void TaskqEmitEvent(const char *event, Datum ids);
 extern void TaskqEmitEventOne(const char *event, Datum id);
 

@@ -15,6 +15,7 @@
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -240,4 +241,20 @@ TaskqRequireArg(FunctionCallInfo fcinfo, int n, const char *argname)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * The first column of the rows the last statement returned, job ids, as
+ * a uuid[] Datum.
+ */
+Datum
+TaskqReturnedIds(int n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	bool		isnull;
+
+	for (int i = 0; i < n; i++)
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	return PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
+										   TYPALIGN_CHAR));
 }

@@ -35,12 +35,14 @@
 #include <unistd.h>
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -137,7 +139,8 @@ TaskqFindSlot(Oid dbid)
 /*
  * ProcessUtility hook: before DROP DATABASE, stop that database's worker,
  * which would otherwise make the drop fail as "being accessed by other
- * users", and keep the launcher from starting it again meanwhile.
+ * users", and keep the launcher from starting it again meanwhile; after
+ * CREATE EXTENSION taskq commits, wake the launcher.
  */
 static void
 taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -175,6 +178,11 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 			}
 		}
 	}
+
+	/* a new taskq database: the launcher starts its worker at commit */
+	if (IsA(pstmt->utilityStmt, CreateExtensionStmt) &&
+		strcmp(((CreateExtensionStmt *) pstmt->utilityStmt)->extname, "taskq") == 0)
+		TaskqNoteLauncherWake();
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,

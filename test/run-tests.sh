@@ -153,6 +153,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The TAP tests' webhook receiver (Node.js) needs its npm packages.
+if compgen -G "$REPO/test/t/*.pl" >/dev/null && [ -x "$REPO/test/webhook-receiver/install.sh" ]; then
+    "$REPO/test/webhook-receiver/install.sh"
+fi
+
 for dir in sql expected test; do
     if [ -d "$REPO/$dir" ]; then
         cp -R "$REPO/$dir" "$SCRATCH/"
@@ -270,7 +275,7 @@ fi
 # TESTDIR is where tmp_check/ (logs, node data) goes, PG_REGRESS is the
 # installed pg_regress, the installed binaries come first in PATH and the
 # PostgreSQL::Test modules are found through PERL5LIB.  TEMP_CONFIG makes
-# PostgreSQL::Test::Cluster append test/taskq.conf to every node's config.
+# PostgreSQL::Test::Cluster append test/tap.conf to every node's config.
 # ---------------------------------------------------------------------------
 shopt -s nullglob
 TAP_FILES=("$SCRATCH"/test/t/*.pl)
@@ -285,8 +290,8 @@ if [ "${#TAP_FILES[@]}" -gt 0 ]; then
         TESTDIR="$SCRATCH/tap"
         TESTDATADIR="$SCRATCH/tap/tmp_check"
     )
-    if [ -f "$SCRATCH/test/taskq.conf" ]; then
-        tap_env+=(TEMP_CONFIG="$SCRATCH/test/taskq.conf")
+    if [ -f "$SCRATCH/test/tap.conf" ]; then
+        tap_env+=(TEMP_CONFIG="$SCRATCH/test/tap.conf")
     fi
     mkdir -p "$SCRATCH/tap/tmp_check"
     [ "$AS_ROOT" -eq 0 ] || chown -R "$TEST_USER:$(id -gn "$TEST_USER")" "$SCRATCH/tap"
