@@ -96,6 +96,8 @@ listen_addresses = ''
 unix_socket_directories = '$sock_dir'
 port = $PORT
 shared_preload_libraries = 'taskq'
+# the demo's webhook receiver listens on 127.0.0.1
+taskq.webhook_allow_private = on
 EOF
 
 echo "demo: starting server (log: $LOG)"
@@ -214,7 +216,54 @@ SELECT taskq.flow('etl-run-1') -> 'counts' AS counts;
 SQL
 
 # ---------------------------------------------------------------------------
-# 4. Leave the instance running and say how to use and stop it.
+# 4. A webhook: a local receiver (test/webhook-receiver, which checks the
+#    Standard Webhooks signature with the standardwebhooks npm package) gets
+#    the events of a job, signed.
+# ---------------------------------------------------------------------------
+"$REPO/test/webhook-receiver/install.sh" >/dev/null
+WH_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+WH_LOG=$DEMO_DIR/webhooks.log
+rm -f "$WH_LOG"
+coproc RECEIVER { exec node "$REPO/test/webhook-receiver/receiver.js" --port 0 \
+    --secret "$WH_SECRET" --log "$WH_LOG"; }
+read -r _ WH_PORT <&"${RECEIVER[0]}"
+stop_receiver() { kill "$RECEIVER_PID" 2>/dev/null || true; }
+trap 'stop_receiver; on_exit' EXIT
+
+as_demo_user "${PSQL[@]}" -v url="http://127.0.0.1:$WH_PORT/hooks/taskq" -v secret="$WH_SECRET" <<'SQL'
+\echo
+\echo '==== Webhooks: a receiver on 127.0.0.1 gets job events, signed ==============='
+SELECT taskq.add_webhook(:'url', ARRAY['job.pushed', 'job.completed'], ARRAY['deploy'], :'secret') AS webhook_id;
+SELECT taskq.push('deploy', 'release', '{"version": "1.2.3"}') AS id \gset
+SELECT taskq.ack(id, '{"url": "https://app.example.com"}', lease) IS NOT NULL AS acked
+  FROM taskq.pull('deploy');
+\echo '(the background worker delivers them from the outbox right after commit)'
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN NOT EXISTS (SELECT FROM taskq.webhook_deliveries WHERE status <> 'succeeded');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT event, status, attempts, last_status FROM taskq.deliveries() ORDER BY created_at;
+SQL
+echo
+echo "What the receiver got (verified: the signature checked out):"
+for _ in $(seq 1 50); do
+    [ "$(wc -l < "$WH_LOG" 2>/dev/null || echo 0)" -ge 2 ] && break
+    sleep 0.1
+done
+node -e '
+for (const line of require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n")) {
+  const r = JSON.parse(line);
+  console.log(`  ${r.body.type}  webhook-id=${r.id}  verified=${r.verified}`);
+  console.log(`    webhook-signature: ${r.signature}`);
+}' "$WH_LOG"
+stop_receiver
+
+# ---------------------------------------------------------------------------
+# 5. Leave the instance running and say how to use and stop it.
 # ---------------------------------------------------------------------------
 cat <<EOF
 
