@@ -319,6 +319,15 @@ finished_deliveries(void)
 }
 
 /*
+ * Are transfers in flight?
+ */
+bool
+TaskqDeliveriesInFlight(void)
+{
+	return in_flight > 0;
+}
+
+/*
  * Initialise libcurl, and put back deliveries a crash left in flight.
  */
 void

@@ -93,7 +93,12 @@ events_relcache_callback(Datum arg, Oid relid)
 	streams_exist = -1;
 }
 
-/* the transaction is over: wake whom it concerns, or forget it all */
+/*
+ * The transaction is over: hand its wake-ups to the database's worker, or
+ * forget them.  The worker's latch is set only when this transaction gave
+ * it something it did not already have to do, so that under a stream of
+ * commits the worker wakes once per round, not once per commit.
+ */
 static void
 events_xact_callback(XactEvent event, void *arg)
 {
@@ -101,6 +106,7 @@ events_xact_callback(XactEvent event, void *arg)
 		taskq_shared != NULL)
 	{
 		TaskqDbSlot *slot;
+		bool		news = false;
 
 		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
 		slot = TaskqFindSlot(MyDatabaseId);
@@ -108,7 +114,7 @@ events_xact_callback(XactEvent event, void *arg)
 		{
 			for (int i = 0; i < nwake; i++)
 			{
-				bool		known = false;
+				bool		known = slot->wake_overflow;
 
 				for (int j = 0; j < slot->nwake && !known; j++)
 					known = strcmp(slot->wake[j], wake_queues[i]) == 0;
@@ -119,10 +125,19 @@ events_xact_callback(XactEvent event, void *arg)
 							TASKQ_MAX_QUEUE_NAME + 1);
 				else
 					slot->wake_overflow = true;
+				news = true;
 			}
-			if (wake_overflow)
+			if (wake_overflow && !slot->wake_overflow)
+			{
 				slot->wake_overflow = true;
-			if (slot->latch != NULL)
+				news = true;
+			}
+			if (wake_worker && !slot->deliveries_pending)
+			{
+				slot->deliveries_pending = true;
+				news = true;
+			}
+			if (news && slot->latch != NULL)
 				SetLatch(slot->latch);
 		}
 		LWLockRelease(taskq_shared->lock);

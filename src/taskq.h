@@ -86,6 +86,7 @@ typedef struct TaskqDbSlot
 	TimestampTz stop_until;		/* DROP DATABASE: no restart before */
 	int			nwake;			/* queues with new jobs, to NOTIFY */
 	bool		wake_overflow;	/* more than TASKQ_WAKE_RING of them */
+	bool		deliveries_pending; /* new outbox rows since the last round */
 	char		wake[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
 } TaskqDbSlot;
 
@@ -240,6 +241,7 @@ extern void TaskqEmitEventOne(const char *event, Datum id);
 typedef bool (*TaskqTxnBegin) (const char *activity);
 typedef void (*TaskqTxnEnd) (void);
 extern void TaskqDeliveryInit(void);
+extern bool TaskqDeliveriesInFlight(void);
 extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end);
 
 #endif							/* TASKQ_H */

@@ -69,6 +69,8 @@
 #define NO_EXTENSION_PAUSE_MS	(60 * 1000)
 /* how long a dropped database's worker is kept from restarting */
 #define DROPDB_PAUSE_MS			(30 * 1000)
+/* shortest time between two rounds of wake-up notifications */
+#define WAKEUP_ROUND_MS			2
 /* rows per retention batch */
 #define RETENTION_BATCH			10000
 
@@ -540,8 +542,11 @@ worker_cleanup(void)
 	} while (n >= RETENTION_BATCH);
 }
 
-/* send the coalesced wake-ups: one NOTIFY per queue that got new jobs */
-static void
+/*
+ * Send the coalesced wake-ups: one NOTIFY per queue that got new jobs.
+ * Returns whether there were any.
+ */
+static bool
 worker_wakeups(void)
 {
 	char		queues[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
@@ -557,7 +562,7 @@ worker_wakeups(void)
 	LWLockRelease(taskq_shared->lock);
 
 	if (n == 0 && !overflow)
-		return;
+		return false;
 	if (!worker_begin("taskq: sending wake-ups"))
 		worker_no_extension();
 	for (int i = 0; i < n; i++)
@@ -565,6 +570,7 @@ worker_wakeups(void)
 	if (overflow)
 		Async_Notify(TASKQ_WAKEUP_CHANNEL, "");
 	worker_end();
+	return true;
 }
 
 /*
@@ -576,6 +582,8 @@ taskq_worker_main(Datum arg)
 	Oid			dbid = DatumGetObjectId(arg);
 	TimestampTz next_reap = 0;
 	TimestampTz next_cleanup = 0;
+	TimestampTz next_delivery = 0;
+	TimestampTz next_wakeups = 0;
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -601,6 +609,7 @@ taskq_worker_main(Datum arg)
 	{
 		TimestampTz now;
 		long		timeout;
+		bool		deliveries;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -611,7 +620,17 @@ taskq_worker_main(Datum arg)
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 
-		worker_wakeups();
+		/*
+		 * Wake-ups at most every WAKEUP_ROUND_MS: under a stream of pushes
+		 * one NOTIFY per queue covers all the commits of a round, and the
+		 * worker does not spend a core on notifying.
+		 */
+		now = GetCurrentTimestamp();
+		if (now >= next_wakeups)
+		{
+			if (worker_wakeups())
+				next_wakeups = now + (TimestampTz) WAKEUP_ROUND_MS * 1000;
+		}
 
 		now = GetCurrentTimestamp();
 		if (now >= next_reap)
@@ -626,14 +645,31 @@ taskq_worker_main(Datum arg)
 		}
 		MemoryContextSwitchTo(loop_cxt);
 
-		/* webhooks: start due deliveries, move those in flight along */
-		timeout = TaskqDeliverWebhooks(worker_begin, worker_end);
-		if (timeout < 0)
-			worker_no_extension();
+		/*
+		 * Webhooks: when new outbox rows were committed, when deliveries are
+		 * in flight or one comes due, start what is due and move the others
+		 * along.
+		 */
+		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
+		deliveries = my_slot->deliveries_pending;
+		my_slot->deliveries_pending = false;
+		LWLockRelease(taskq_shared->lock);
+		now = GetCurrentTimestamp();
+		if (deliveries || TaskqDeliveriesInFlight() || now >= next_delivery)
+		{
+			long		sleep_ms = TaskqDeliverWebhooks(worker_begin, worker_end);
+
+			if (sleep_ms < 0)
+				worker_no_extension();
+			next_delivery = GetCurrentTimestamp() + (TimestampTz) sleep_ms * 1000;
+		}
 
 		now = GetCurrentTimestamp();
+		timeout = Max(0, (next_delivery - now) / 1000);
 		timeout = Min(timeout, Max(0, (next_reap - now) / 1000));
 		timeout = Min(timeout, Max(0, (next_cleanup - now) / 1000));
+		if (now < next_wakeups)
+			timeout = Min(timeout, Max(0, (next_wakeups - now) / 1000));
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(timeout, 1),
