@@ -46,7 +46,8 @@ REGRESS = \
 	dag \
 	dag_cascade \
 	dag_flow \
-	dag_followups
+	dag_followups \
+	webhooks
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
 
 # isolation specs: test/isolation/specs/*.spec

@@ -4,6 +4,16 @@
 \echo Use "CREATE EXTENSION taskq" to load this file. \quit
 
 --
+-- Ids
+--
+
+CREATE FUNCTION taskq.uuid7()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'taskq_uuid7'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq.uuid7() IS 'a new UUID version 7 (time-ordered), as taskq uses for ids';
+
+--
 -- Types
 --
 
@@ -614,22 +624,29 @@ AS 'MODULE_PATHNAME', 'taskq_redeliver'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.redeliver(uuid) IS 'deliver a webhook delivery again, attempts reset';
 
+CREATE FUNCTION taskq.can_see_webhook_secret(owner name)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_can_see_webhook_secret'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION taskq.can_see_webhook_secret(name) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a superuser';
+
+-- SECURITY DEFINER, so that roles allowed to list webhooks need no access
+-- to the table, which holds the secrets
 CREATE FUNCTION taskq.webhooks()
 RETURNS TABLE (id uuid, url text, events text[], queues text[], secret text,
                max_attempts integer, base_delay_ms integer, owner name,
                created_at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT w.id, w.url, w.events, w.queues,
-           CASE WHEN w.owner = CURRENT_USER
-                  OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r
-                       WHERE r.rolname = CURRENT_USER)
-                THEN w.secret END,
+           CASE WHEN taskq.can_see_webhook_secret(w.owner) THEN w.secret END,
            w.max_attempts, w.base_delay_ms, w.owner, w.created_at
     FROM taskq.webhooks w
     ORDER BY w.created_at, w.id
 $$;
 COMMENT ON FUNCTION taskq.webhooks() IS 'the webhooks; a secret shows only to its owner and superusers';
+REVOKE EXECUTE ON FUNCTION taskq.webhooks() FROM PUBLIC;
 
 CREATE FUNCTION taskq.deliveries(webhook uuid DEFAULT NULL, count integer DEFAULT 100)
 RETURNS TABLE (id uuid, webhook_id uuid, event text, job_id uuid, status text,
@@ -688,7 +705,7 @@ BEGIN
     END IF;
     DELETE FROM taskq.webhook_deliveries w
      WHERE w.status IN ('succeeded', 'failed')
-       AND w.created_at < pg_catalog.now() - interval '7 days';
+       AND COALESCE(w.delivered_at, w.next_attempt_at) < pg_catalog.now() - interval '7 days';
     RETURN n + m;
 END
 $$;

@@ -42,6 +42,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "taskq.h"
 
@@ -58,7 +59,7 @@ static char wake_queues[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
 
 static TaskqPlan outbox_plan = {
 	"INSERT INTO taskq.webhook_deliveries (id, webhook_id, event, job_id, body)"
-	" SELECT gen_random_uuid(), w.id, $2, j.id,"
+	" SELECT taskq.uuid7(), w.id, $2, j.id,"
 	"  jsonb_build_object('type', $2, 'timestamp', now(), 'data',"
 	"   jsonb_build_object('job_id', j.id, 'queue', j.queue, 'name', j.name,"
 	"    'state', j.state, 'flow_id', j.flow_id, 'metadata', j.metadata,"
@@ -226,13 +227,24 @@ TaskqSubscribersChanged(void)
 		CacheInvalidateRelcacheByRelid(relid);
 }
 
-/* fill the cache; runs inside SPI_connect */
+/*
+ * Fill the cache; runs inside SPI_connect.  It reads with the latest
+ * snapshot, not the transaction's: a REPEATABLE READ transaction that
+ * started before a webhook was added must not cache "no webhooks" for the
+ * transactions that follow it.
+ */
 static void
 load_cache(void)
 {
 	bool		isnull;
+	int			rc;
 
-	TaskqExecute(&webhooks_exist_plan, NULL, NULL, true, 1);
+	rc = SPI_execute_snapshot(TaskqGetPlan(&webhooks_exist_plan), NULL, NULL,
+							  GetLatestSnapshot(), InvalidSnapshot,
+							  true, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "taskq: could not read the webhooks (%s)",
+			 SPI_result_code_string(rc));
 	webhooks_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 1, &isnull));
 	streams_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],

@@ -16,6 +16,7 @@
 
 #include <time.h>
 
+#include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/uuid.h"
 
@@ -68,4 +69,18 @@ char *
 TaskqUuidText(Datum uuid)
 {
 	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
+}
+
+/*
+ * taskq.uuid7() RETURNS uuid: a fresh time-ordered id, for SQL that needs
+ * one (webhook deliveries) and for users.
+ */
+PG_FUNCTION_INFO_V1(taskq_uuid7);
+Datum
+taskq_uuid7(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+	TaskqUuid7(uuid);
+	PG_RETURN_UUID_P(uuid);
 }

@@ -21,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "miscadmin.h"
 
 #include "taskq.h"
 
@@ -41,7 +42,8 @@ static TaskqPlan remove_plan = {
 };
 static TaskqPlan redeliver_plan = {
 	"UPDATE taskq.webhook_deliveries SET status = 'pending', attempts = 0,"
-	" next_attempt_at = now(), last_error = NULL"
+	" next_attempt_at = now(), last_error = NULL, last_status = NULL,"
+	" delivered_at = NULL"
 	" WHERE id = $1 AND status <> 'delivering'",
 	1, {UUIDOID}
 };
@@ -85,6 +87,10 @@ check_events(ArrayType *events)
 	bool	   *nulls;
 	int			n;
 
+	if (ARR_NDIM(events) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook events must be a one-dimensional array")));
 	deconstruct_array(events, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (n == 0)
 		ereport(ERROR,
@@ -92,11 +98,16 @@ check_events(ArrayType *events)
 				 errmsg("a webhook needs at least one event")));
 	for (int i = 0; i < n; i++)
 	{
-		char	   *e = nulls[i] ? "NULL" : TextDatumGetCString(elems[i]);
+		char	   *e;
 		bool		known = false;
 
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("webhook events must not be null")));
+		e = TextDatumGetCString(elems[i]);
 		for (int j = 0; j < lengthof(event_names) && !known; j++)
-			known = !nulls[i] && strcmp(e, event_names[j]) == 0;
+			known = strcmp(e, event_names[j]) == 0;
 		if (!known)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -113,7 +124,16 @@ check_queues(ArrayType *queues)
 	bool	   *nulls;
 	int			n;
 
+	if (ARR_NDIM(queues) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook queues must be a one-dimensional array")));
 	deconstruct_array(queues, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook queues must not be an empty array"),
+				 errhint("Pass NULL for every queue.")));
 	for (int i = 0; i < n; i++)
 	{
 		if (nulls[i])
@@ -237,4 +257,24 @@ taskq_redeliver(PG_FUNCTION_ARGS)
 	if (n > 0)
 		TaskqNoteWorkerWake();
 	PG_RETURN_BOOL(n > 0);
+}
+
+/*
+ * taskq.can_see_webhook_secret(owner name) RETURNS boolean
+ *
+ * Whether the role calling taskq.webhooks() may see the secret of a webhook
+ * of that owner: the owner and superusers may.  It asks for the outer role
+ * (the session's, after SET ROLE), not the one a SECURITY DEFINER function
+ * runs as.
+ */
+PG_FUNCTION_INFO_V1(taskq_can_see_webhook_secret);
+Datum
+taskq_can_see_webhook_secret(PG_FUNCTION_ARGS)
+{
+	Oid			outer = GetOuterUserId();
+
+	if (superuser_arg(outer))
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(strcmp(NameStr(*PG_GETARG_NAME(0)),
+						  GetUserNameFromId(outer, false)) == 0);
 }

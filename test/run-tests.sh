@@ -4,11 +4,14 @@
 # instances and exit non-zero if anything fails.
 #
 # Usage:
-#   test/run-tests.sh [--regress "a b c"] [--isolation "x y"] [--keep]
+#   test/run-tests.sh [--regress "a b c"] [--isolation "x y"] [--tap "001_x"]
+#                     [--no-tap] [--keep]
 #
 #   --regress LIST     pg_regress tests: sql/NAME.sql, expected/NAME.out
 #   --isolation LIST   isolation specs: test/isolation/specs/NAME.spec,
 #                      test/isolation/expected/NAME.out
+#   --tap LIST         only these TAP tests: test/t/NAME.pl (default: all)
+#   --no-tap           no TAP tests
 #   --keep             keep the scratch directory even when all tests pass
 #
 # An empty (or omitted) list skips that phase.  TAP tests (test/t/*.pl) run
@@ -38,7 +41,7 @@ set -euo pipefail
 clear_pg_env
 
 usage() {
-    sed -n '3,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------
@@ -47,6 +50,7 @@ usage() {
 REGRESS_TESTS=""
 ISOLATION_TESTS=""
 KEEP=0
+TAP_TESTS=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --regress)
@@ -69,6 +73,15 @@ while [ $# -gt 0 ]; do
         ;;
     --keep)
         KEEP=1
+        shift
+        ;;
+    --tap)
+        [ $# -ge 2 ] || { echo "run-tests: --tap needs a value" >&2; exit 2; }
+        TAP_TESTS=$2
+        shift 2
+        ;;
+    --no-tap)
+        TAP_TESTS=none
         shift
         ;;
     -h | --help)
@@ -278,7 +291,16 @@ fi
 # PostgreSQL::Test::Cluster append test/tap.conf to every node's config.
 # ---------------------------------------------------------------------------
 shopt -s nullglob
-TAP_FILES=("$SCRATCH"/test/t/*.pl)
+if [ "$TAP_TESTS" = none ]; then
+    TAP_FILES=()
+elif [ -n "$TAP_TESTS" ]; then
+    TAP_FILES=()
+    for t in $TAP_TESTS; do
+        TAP_FILES+=("$SCRATCH/test/t/$t.pl")
+    done
+else
+    TAP_FILES=("$SCRATCH"/test/t/*.pl)
+fi
 shopt -u nullglob
 if [ "${#TAP_FILES[@]}" -gt 0 ]; then
     echo "=== tap: ${#TAP_FILES[*]} scripts ==="
