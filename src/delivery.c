@@ -27,7 +27,9 @@
  * SSRF guard: unless taskq.webhook_allow_private is on, the connection is
  * refused when the resolved address is loopback, private, link-local,
  * CGNAT, unique-local or unspecified; the check is on the address curl is
- * about to connect to, so DNS tricks do not get around it.  Redirects are
+ * about to connect to, so DNS tricks do not get around it, and again
+ * before each request, so a pooled connection opened while private
+ * addresses were allowed is not reused once they are not.  Redirects are
  * not followed, proxies from the environment are ignored, and only http
  * and https are allowed.
  *
@@ -178,6 +180,36 @@ open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 	return socket(address->family, address->socktype, address->protocol);
 }
 
+/*
+ * libcurl pre-request callback: the SSRF guard again, for a connection
+ * reused from the pool, which open_socket did not see (it may have been
+ * opened while private addresses were allowed).
+ */
+static int
+before_request(void *clientp, char *primary_ip, char *local_ip,
+			   int primary_port, int local_port)
+{
+	Delivery   *d = (Delivery *) clientp;
+	struct sockaddr_storage ss;
+	char		text[INET6_ADDRSTRLEN];
+
+	if (taskq_webhook_allow_private)
+		return CURL_PREREQFUNC_OK;
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	if (address_is_private((struct sockaddr *) &ss, text, sizeof(text)))
+	{
+		snprintf(d->refused, sizeof(d->refused),
+				 "refused to connect to private address %s (taskq.webhook_allow_private is off)",
+				 primary_ip);
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
 /* libcurl write callback: the receiver's answer is not kept */
 static size_t
 discard(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -269,6 +301,8 @@ start_delivery(const char *id, const char *body, const char *url,
 	curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(d->curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(d->curl, CURLOPT_OPENSOCKETDATA, d);
+	curl_easy_setopt(d->curl, CURLOPT_PREREQFUNCTION, before_request);
+	curl_easy_setopt(d->curl, CURLOPT_PREREQDATA, d);
 	curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, discard);
 	curl_easy_setopt(d->curl, CURLOPT_ERRORBUFFER, d->curl_error);
 	curl_easy_setopt(d->curl, CURLOPT_PRIVATE, d);
@@ -393,7 +427,8 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 	}
 
 	/* sleep until the next due delivery, or poll the ones in flight */
-	TaskqExecute(&next_due_plan, NULL, NULL, true, 1);
+	/* not read-only: it must see the outcomes recorded just above */
+	TaskqExecute(&next_due_plan, NULL, NULL, false, 1);
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 

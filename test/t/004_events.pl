@@ -1,0 +1,288 @@
+
+# Copyright (c) taskq contributors
+#
+# 004_events.pl -- real-time signals: the coalesced wake-ups the worker
+# sends on channel taskq_wakeup (one per queue for however many pushes, none
+# for delayed or blocked jobs, one when a DAG child is promoted), and the
+# opt-in per-queue event stream on channel taskq_events.
+#
+# A long-lived psql session LISTENs; psql prints the notifications it got
+# after each command it runs, so the test sends "SELECT 1;" while polling.
+# Absence is asserted after a barrier: a push to a fresh queue whose
+# wake-up (or event) must arrive after every notification of the earlier
+# commits, since notifications are delivered in commit order.
+
+use strict;
+use warnings;
+
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(usleep time);
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# ---------------------------------------------------------------------------
+# A long-lived psql session reading commands from a pipe
+# ---------------------------------------------------------------------------
+
+{
+
+	package Session;
+
+	use Time::HiRes qw(usleep time);
+
+	sub new
+	{
+		my ($class, $node, $db, @channels) = @_;
+		my $self = bless { in => '', out => '', err => '', n => 0, notes => [] },
+		  $class;
+		$self->{h} = IPC::Run::start(
+			[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db) ],
+			'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err});
+		$self->run("LISTEN $_;") for @channels;
+		return $self;
+	}
+
+	# run SQL, wait for it to finish; returns its output lines (not the
+	# notifications, which are collected in {notes})
+	sub run
+	{
+		my ($self, $sql) = @_;
+		my $n = ++$self->{n};
+		my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+		$self->{in} .= "$sql\n\\echo __session_done_$n\n";
+		while ($self->{out} !~ /^__session_done_$n$/m)
+		{
+			$self->{h}->pump_nb;
+			die "psql session exited: $self->{err}" unless $self->{h}->pumpable;
+			die "psql session timed out" if time() > $deadline;
+			usleep(10_000);
+		}
+		die "psql session error: $self->{err}" if $self->{err} ne '';
+		my @lines;
+		for my $line (split /\n/, $self->{out})
+		{
+			if ($line =~
+				/^Asynchronous notification "([^"]*)" with payload "(.*)" received from server process with PID (\d+)\.$/
+			  )
+			{
+				push @{ $self->{notes} },
+				  { channel => $1, payload => $2, pid => $3 };
+			}
+			elsif ($line =~
+				/^Asynchronous notification "([^"]*)" received from server process with PID (\d+)\.$/
+			  )
+			{
+				push @{ $self->{notes} },
+				  { channel => $1, payload => '', pid => $2 };
+			}
+			elsif ($line ne "__session_done_$n")
+			{
+				push @lines, $line;
+			}
+		}
+		$self->{out} = '';
+		return join("\n", @lines);
+	}
+
+	# notifications of a channel (and payload, when given) seen so far
+	sub notes
+	{
+		my ($self, $channel, $payload) = @_;
+		return grep {
+			$_->{channel} eq $channel
+			  && (!defined $payload || $_->{payload} eq $payload)
+		} @{ $self->{notes} };
+	}
+
+	# poll until at least $min notifications of channel/payload are seen;
+	# false on timeout
+	sub wait_for
+	{
+		my ($self, $channel, $payload, $min) = @_;
+		$min //= 1;
+		my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+		while (1)
+		{
+			$self->run('SELECT 1;');
+			return 1 if $self->notes($channel, $payload) >= $min;
+			return 0 if time() > $deadline;
+			usleep(20_000);
+		}
+	}
+
+	sub quit
+	{
+		my ($self) = @_;
+		$self->{in} .= "\\q\n";
+		$self->{h}->finish;
+		return;
+	}
+}
+
+# ---------------------------------------------------------------------------
+# The node
+# ---------------------------------------------------------------------------
+
+my $node = PostgreSQL::Test::Cluster->new('events');
+$node->init;
+$node->append_conf('postgresql.conf', "taskq.launcher_interval = 1\n");
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION taskq');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres'"
+	),
+	'the taskq worker runs in database postgres');
+my $worker_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres'"
+);
+
+sub psql
+{
+	my ($sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+my $wake = Session->new($node, 'postgres', 'taskq_wakeup');
+
+# every wake-up of earlier commits has arrived once this one has
+my $barrier_n = 0;
+
+sub wakeup_barrier
+{
+	my $q = 'barrier_' . ++$barrier_n;
+	psql("SELECT taskq.push('$q', 'b')");
+	ok($wake->wait_for('taskq_wakeup', $q), "barrier: wake-up for $q");
+	return;
+}
+
+# ---------------------------------------------------------------------------
+# Coalesced wake-ups
+# ---------------------------------------------------------------------------
+
+# 50 pushes to q1 in one transaction, then one push to q2
+psql("BEGIN;\n"
+	  . join('', map { "SELECT taskq.push('q1', 'j$_');\n" } 1 .. 50)
+	  . "COMMIT;");
+psql(q{SELECT taskq.push('q2', 'k')});
+ok($wake->wait_for('taskq_wakeup', 'q1'), 'wake-up for q1');
+ok($wake->wait_for('taskq_wakeup', 'q2'), 'wake-up for q2');
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'q1')), 1,
+	'50 pushes in one transaction: ONE q1 wake-up, not 50');
+is(scalar($wake->notes('taskq_wakeup', 'q2')), 1, 'one q2 wake-up');
+is(psql(q{SELECT waiting FROM taskq.queues() WHERE name = 'q1'}), '50', 'the 50 jobs are waiting');
+is_deeply([ map { $_->{pid} } $wake->notes('taskq_wakeup', 'q1') ], [$worker_pid],
+	'the wake-up is sent by the taskq worker, not by the producer');
+is_deeply([ grep { $_->{payload} eq '' } $wake->notes('taskq_wakeup') ], [],
+	'no "check all queues" wake-up for a few queues');
+
+# several transactions in quick succession
+my $ntx = 10;
+psql(join('', map { "SELECT taskq.push('q3', 'm$_');\n" } 1 .. $ntx));
+ok($wake->wait_for('taskq_wakeup', 'q3'), 'wake-up for q3');
+wakeup_barrier();
+my $n_q3 = scalar($wake->notes('taskq_wakeup', 'q3'));
+cmp_ok($n_q3, '>=', 1, "$ntx transactions: at least one q3 wake-up");
+cmp_ok($n_q3, '<=', $ntx, "$ntx transactions: at most $ntx q3 wake-ups ($n_q3)");
+
+# a delayed job is not runnable: no wake-up at push
+psql(q{SELECT taskq.push('q4', 'later', '{}', '{"delay_ms": 600000}')});
+psql(q{SELECT taskq.push('q4', 'later too', '{}', '{"run_at": "2999-01-01T00:00:00Z"}')});
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'q4')), 0, 'delayed jobs: no wake-up at push');
+is(psql(q{SELECT delayed FROM taskq.queues() WHERE name = 'q4'}), '2', 'both jobs delayed');
+
+# a transaction rolled back wakes nobody
+psql(q{BEGIN; SELECT taskq.push('q5', 'gone'); ROLLBACK;});
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'q5')), 0, 'rolled back push: no wake-up');
+
+# a blocked DAG child wakes its queue when its parent's ack promotes it
+my $parent = psql(q{SELECT taskq.push('dag_parent', 'parent')});
+my $child = psql(
+	qq{SELECT taskq.push('dag_child', 'child', '{}', '{"depends_on": ["$parent"]}')});
+is(psql("SELECT taskq.get('$child')->>'state'"), 'blocked', 'child blocked');
+ok($wake->wait_for('taskq_wakeup', 'dag_parent'), 'wake-up for the parent queue');
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'dag_child')), 0,
+	'pushing a blocked child wakes nobody');
+my ($pulled, $lease) = split /\|/, psql(q{SELECT id, lease FROM taskq.pull('dag_parent')});
+is($pulled, $parent, 'parent pulled');
+psql("SELECT taskq.ack('$parent', NULL, '$lease')");
+is(psql("SELECT taskq.get('$child')->>'state'"), 'waiting', 'child promoted to waiting');
+ok($wake->wait_for('taskq_wakeup', 'dag_child'), "the parent's ack wakes the child's queue");
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'dag_child')), 1, 'exactly one wake-up for the child queue');
+
+# ---------------------------------------------------------------------------
+# The opt-in event stream: taskq_events
+# ---------------------------------------------------------------------------
+
+my $events = Session->new($node, 'postgres', 'taskq_events');
+
+# the stream's payloads, decoded
+sub stream
+{
+	return map { decode_json($_->{payload}) } $events->notes('taskq_events');
+}
+
+psql(q{SELECT taskq.create_queue('ev', '{"notify_events": true}')});
+psql(q{SELECT taskq.create_queue('noev', '{}')});
+
+# a job of a queue without the option, then one of a queue with it
+my $noev_job = psql(q{SELECT taskq.push('noev', 'quiet')});
+($pulled, $lease) = split /\|/, psql(q{SELECT id, lease FROM taskq.pull('noev')});
+psql("SELECT taskq.ack('$noev_job', NULL, '$lease')");
+
+my $ev_job = psql(q{SELECT taskq.push('ev', 'loud')});
+($pulled, $lease) = split /\|/, psql(q{SELECT id, lease FROM taskq.pull('ev')});
+is($pulled, $ev_job, 'ev job pulled');
+psql("SELECT taskq.ack('$ev_job', '{\"r\": 1}', '$lease')");
+
+ok($events->wait_for('taskq_events', undef, 2), 'events arrive on taskq_events');
+my @ev = stream();
+is_deeply([ map { [ $_->{event}, $_->{job_id}, $_->{queue} ] } @ev ],
+	[ [ 'job.pushed', $ev_job, 'ev' ], [ 'job.completed', $ev_job, 'ev' ] ],
+	'push and ack of the ev job, in order, and nothing for queue noev');
+for my $e (@ev)
+{
+	is_deeply([ sort keys %$e ], [qw(event job_id queue timestamp)],
+		"$e->{event}: payload keys event, job_id, queue, timestamp");
+	like($e->{timestamp}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/, "$e->{event}: timestamp");
+}
+
+# a long-lived producer session: turning the option on elsewhere reaches it
+my $producer = Session->new($node, 'postgres');
+$producer->run(q{SELECT taskq.push('noev', 'before');});
+psql(q{SELECT taskq.alter_queue('noev', '{"notify_events": true}')});
+my $on_job = $producer->run(q{SELECT taskq.push('noev', 'after');});
+ok($events->wait_for('taskq_events', undef, 3), 'event after alter_queue turned notify_events on');
+@ev = stream();
+is_deeply([ map { [ $_->{event}, $_->{job_id}, $_->{queue} ] } @ev[ 2 .. $#ev ] ],
+	[ [ 'job.pushed', $on_job, 'noev' ] ],
+	'notify_events turned on by alter_queue: the push is streamed (and the earlier one was not)');
+
+psql(q{SELECT taskq.alter_queue('noev', '{"notify_events": false}')});
+$producer->run(q{SELECT taskq.push('noev', 'off again');});
+my $marker = $producer->run(q{SELECT taskq.push('ev', 'marker');});
+ok($events->wait_for('taskq_events', undef, 4), 'marker event');
+@ev = stream();
+is_deeply([ map { [ $_->{event}, $_->{job_id}, $_->{queue} ] } @ev[ 3 .. $#ev ] ],
+	[ [ 'job.pushed', $marker, 'ev' ] ],
+	'notify_events turned off again: nothing for noev');
+
+# the wake-up channel carries no events, the event channel no wake-ups
+is_deeply([ grep { $_->{channel} ne 'taskq_wakeup' } @{ $wake->{notes} } ], [],
+	'taskq_wakeup listener got only wake-ups');
+is_deeply([ grep { $_->{channel} ne 'taskq_events' } @{ $events->{notes} } ], [],
+	'taskq_events listener got only events');
+
+$producer->quit;
+$events->quit;
+$wake->quit;
+$node->stop;
+done_testing();
