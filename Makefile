@@ -87,7 +87,22 @@ include $(PGXS)
 endif
 endif
 
-.PHONY: test demo deps
+# the command-line tool (src/cli, a PGXS sub-make of its own)
+ifneq ($(wildcard $(PGXS)),)
+all: cli
+install: install-cli
+clean: clean-cli
+endif
+cli:
+	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG)
+install-cli: cli
+	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) install
+	@# Debian does not put PostgreSQL's bindir on the PATH
+	@if [ -w /usr/local/bin ]; then ln -sf "$$($(PG_CONFIG) --bindir)/taskq" /usr/local/bin/taskq; fi
+clean-cli:
+	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) clean
+
+.PHONY: test demo deps cli install-cli clean-cli
 
 # installing into the server's directories needs root
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)

@@ -263,7 +263,54 @@ for (const line of require("fs").readFileSync(process.argv[1], "utf8").trim().sp
 stop_receiver
 
 # ---------------------------------------------------------------------------
-# 5. Leave the instance running and say how to use and stop it.
+# 5. The command-line tool: two workers run a small DAG flow, and we watch
+#    it live until it completes.
+# ---------------------------------------------------------------------------
+TASKQ_BIN=$BINDIR/taskq
+CONN="host=$DEMO_DIR port=$PORT user=postgres dbname=postgres"
+echo
+echo "==== The taskq command-line tool: queues, then two workers on a DAG flow ====="
+echo "\$ taskq queues"
+"$TASKQ_BIN" -d "$CONN" queues
+as_demo_user "${PSQL[@]}" <<'SQL'
+SELECT taskq.push_flow('{
+  "flow_id": "ci-run-7",
+  "jobs": [
+    {"key": "checkout", "queue": "ci", "name": "checkout"},
+    {"key": "unit",     "queue": "ci", "name": "unit-tests",  "depends_on": ["checkout"]},
+    {"key": "lint",     "queue": "ci", "name": "lint",        "depends_on": ["checkout"]},
+    {"key": "e2e",      "queue": "ci", "name": "e2e-tests",   "depends_on": ["checkout"]},
+    {"key": "package",  "queue": "ci", "name": "package",     "depends_on": ["unit", "lint", "e2e"]}
+  ]}') -> 'flow_id' AS flow_id;
+SQL
+HANDLER='sleep 1; printf "{\"step\": \"%s\", \"attempt\": %s}" "$TASKQ_JOB_NAME" "$TASKQ_ATTEMPT"'
+echo "\$ taskq worker --queue ci --concurrency 2 -- sh -c '$HANDLER'   (twice)"
+WORKER_PIDS=()
+for w in 1 2; do
+    "$TASKQ_BIN" -d "$CONN" worker --queue ci --concurrency 2 -- sh -c "$HANDLER" \
+        2> "$DEMO_DIR/worker$w.log" &
+    WORKER_PIDS+=($!)
+done
+stop_workers() { kill -TERM "${WORKER_PIDS[@]}" 2>/dev/null || true; wait "${WORKER_PIDS[@]}" 2>/dev/null || true; }
+trap 'stop_workers; on_exit' EXIT
+for tick in $(seq 1 60); do
+    line=$(as_demo_user "$BINDIR/psql" -X -At -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres -c \
+        "SELECT format('blocked=%s waiting=%s active=%s completed=%s', c->>'blocked', c->>'waiting', c->>'active', c->>'completed')
+           FROM (SELECT taskq.flow('ci-run-7')->'counts' AS c) x")
+    printf '  t=%2d.%ds  %s\n' $((tick / 2)) $((tick % 2 * 5)) "$line"
+    case "$line" in *completed=5*) break ;; esac
+    sleep 0.5
+done
+stop_workers
+echo
+echo "\$ taskq flow ci-run-7"
+"$TASKQ_BIN" -d "$CONN" flow ci-run-7
+echo
+echo "The workers' log (one line per job):"
+cat "$DEMO_DIR"/worker1.log "$DEMO_DIR"/worker2.log | sed 's/^/  /'
+
+# ---------------------------------------------------------------------------
+# 6. Leave the instance running and say how to use and stop it.
 # ---------------------------------------------------------------------------
 cat <<EOF
 

@@ -1,0 +1,313 @@
+/*-------------------------------------------------------------------------
+ *
+ * main.c
+ *		The taskq command-line tool: command-line parsing, connection and
+ *		error reporting shared by every subcommand.
+ *
+ * Usage: taskq [-d CONNSTR] [--json] SUBCOMMAND [ARGS...]
+ *
+ * The connection follows libpq's conventions: -d/--dbname takes a
+ * conninfo string or a URI (expanded by PQconnectdbParams), and whatever
+ * it does not say comes from the PG* environment variables and the
+ * service and password files.  Nothing here ever prints a password:
+ * connection failures print libpq's message, which never contains it.
+ *
+ * Exit statuses: 0 success, 1 an error (a server or SQL error prints its
+ * message and SQLSTATE to stderr), 2 a usage error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres_fe.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <time.h>
+
+#include "taskq.h"
+
+CommonOptions common;
+const char *progname = "taskq";
+
+typedef struct Subcommand
+{
+	const char *name;
+	int			(*fn) (int argc, char **argv);
+	const char *summary;
+} Subcommand;
+
+static const Subcommand subcommands[] = {
+	{"queues", cmd_queues, "list queues with their job counts"},
+	{"stats", cmd_stats, "counts and oldest waiting age of a queue"},
+	{"peek", cmd_peek, "the jobs the next pulls would deliver"},
+	{"get", cmd_get, "show one job"},
+	{"flow", cmd_flow, "show the jobs of a DAG flow"},
+	{"dlq", cmd_dlq, "list the dead-letter queue of a queue"},
+	{"redrive", cmd_redrive, "put dead jobs back to waiting"},
+	{"purge", cmd_purge, "remove the waiting and delayed jobs of a queue"},
+	{"pause", cmd_pause, "stop deliveries from a queue"},
+	{"resume", cmd_resume, "resume deliveries from a queue"},
+	{"push", cmd_push, "push a job and print its id"},
+	{"webhooks", cmd_webhooks, "list webhooks"},
+	{"watch", cmd_watch, "live view of queue counts and throughput"},
+	{"worker", cmd_worker, "run a command for each job of some queues"},
+	{NULL, NULL, NULL}
+};
+
+static void
+usage(FILE *out)
+{
+	const Subcommand *sc;
+
+	fprintf(out,
+			"%s: inspect taskq queues and run workers\n\n"
+			"Usage:\n"
+			"  %s [-d CONNSTR] [--json] SUBCOMMAND [ARGS...]\n\n"
+			"Subcommands:\n", progname, progname);
+	for (sc = subcommands; sc->name; sc++)
+		fprintf(out, "  %-10s %s\n", sc->name, sc->summary);
+	fprintf(out,
+			"\nOptions (accepted before or after the subcommand):\n"
+			"  -d, --dbname=CONNSTR  database to connect to (conninfo string or URI);\n"
+			"                        PGHOST, PGPORT, PGDATABASE, PGUSER, ... apply too\n"
+			"      --json            JSON output for scripts\n"
+			"  -h, --help            show help (\"%s SUBCOMMAND --help\" for a subcommand)\n"
+			"  -V, --version         show the version\n\n"
+			"Exit status: 0 success, 1 error, 2 usage error.\n", progname);
+}
+
+/*
+ * usage_error: report a command-line mistake and exit with status 2.
+ */
+void
+usage_error(const char *cmd, const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry \"%s%s%s --help\" for more information.\n",
+			progname, cmd ? " " : "", cmd ? cmd : "");
+	exit(EXIT_USAGE);
+}
+
+/*
+ * fatal: report an error and exit with status 1.
+ */
+void
+fatal(const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "%s: error: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_ERROR);
+}
+
+/*
+ * log_message: one line on stderr, prefixed with the time (for the worker).
+ */
+void
+log_message(const char *fmt,...)
+{
+	va_list		ap;
+	struct timespec ts;
+	struct tm	tm;
+	char		buf[64];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03d %s: ", buf, (int) (ts.tv_nsec / 1000000),
+			progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/*
+ * common_option: handle an option every subcommand accepts; false if c is
+ * not one of them.  Option codes: 'd' for --dbname, 'J' for --json.
+ */
+bool
+common_option(int c, const char *arg)
+{
+	switch (c)
+	{
+		case 'd':
+			common.dbname = arg;
+			return true;
+		case 'J':
+			common.json = true;
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * connect_db: connect with -d and the PG* environment.  On failure either
+ * exit with status 1 or, for the worker's reconnection loop, print the
+ * reason and return NULL.
+ */
+PGconn *
+connect_db(bool exit_on_failure)
+{
+	const char *keywords[3];
+	const char *values[3];
+	PGconn	   *conn;
+	int			n = 0;
+
+	if (common.dbname)
+	{
+		keywords[n] = "dbname";
+		values[n] = common.dbname;
+		n++;
+	}
+	keywords[n] = "fallback_application_name";
+	values[n] = "taskq";
+	n++;
+	keywords[n] = NULL;
+	values[n] = NULL;
+
+	conn = PQconnectdbParams(keywords, values, 1);
+	if (conn == NULL)
+	{
+		if (exit_on_failure)
+			fatal("out of memory");
+		log_message("could not connect: out of memory");
+		return NULL;
+	}
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *msg = pg_strdup(PQerrorMessage(conn));
+		size_t		len = strlen(msg);
+
+		while (len > 0 && msg[len - 1] == '\n')
+			msg[--len] = '\0';
+		PQfinish(conn);
+		if (exit_on_failure)
+			fatal("could not connect to the database: %s", msg);
+		log_message("could not connect to the database: %s", msg);
+		free(msg);
+		return NULL;
+	}
+	return conn;
+}
+
+/*
+ * report_result_error: print a failed query's message, SQLSTATE, detail
+ * and hint to stderr.
+ */
+void
+report_result_error(const PGresult *res, PGconn *conn)
+{
+	const char *msg = NULL;
+	const char *sqlstate = NULL;
+	const char *detail = NULL;
+	const char *hint = NULL;
+
+	if (res)
+	{
+		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+		hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	}
+	if (msg == NULL)
+	{
+		char	   *m = pg_strdup(PQerrorMessage(conn));
+		size_t		len = strlen(m);
+
+		while (len > 0 && m[len - 1] == '\n')
+			m[--len] = '\0';
+		fprintf(stderr, "%s: error: %s\n", progname, m);
+		free(m);
+		return;
+	}
+	fprintf(stderr, "%s: error: %s (SQLSTATE %s)\n", progname, msg,
+			sqlstate ? sqlstate : "?????");
+	if (detail)
+		fprintf(stderr, "DETAIL: %s\n", detail);
+	if (hint)
+		fprintf(stderr, "HINT: %s\n", hint);
+}
+
+/*
+ * run_query: run one statement with text parameters; on error report it
+ * and exit with status 1.
+ */
+PGresult *
+run_query(PGconn *conn, const char *sql, int nparams,
+		  const char *const *params)
+{
+	PGresult   *res;
+
+	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK &&
+		PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		report_result_error(res, conn);
+		PQclear(res);
+		PQfinish(conn);
+		exit(EXIT_ERROR);
+	}
+	return res;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{"dbname", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'J'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0}
+	};
+	const Subcommand *sc;
+	int			c;
+
+	/* "+": stop at the subcommand, which parses the rest */
+	while ((c = getopt_long(argc, argv, "+d:hV", long_options, NULL)) != -1)
+	{
+		if (common_option(c, optarg))
+			continue;
+		switch (c)
+		{
+			case 'h':
+				usage(stdout);
+				return EXIT_OK;
+			case 'V':
+				printf("taskq (taskq command-line tool) 0.1.0\n");
+				return EXIT_OK;
+			default:
+				usage_error(NULL, "invalid option");
+		}
+	}
+	if (optind >= argc)
+		usage_error(NULL, "no subcommand given");
+	if (strcmp(argv[optind], "help") == 0)
+	{
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (sc = subcommands; sc->name; sc++)
+	{
+		if (strcmp(sc->name, argv[optind]) == 0)
+		{
+			char	  **subargv = argv + optind;
+			int			subargc = argc - optind;
+
+			optind = 0;			/* glibc: start over with the new argv */
+			return sc->fn(subargc, subargv);
+		}
+	}
+	usage_error(NULL, "unknown subcommand \"%s\"", argv[optind]);
+}

@@ -1,0 +1,209 @@
+# test/t/102_cli_worker.pl -- taskq worker: a worker with --concurrency 4
+# drains 200 jobs through test/cli/handler.sh, some failing (retries, DLQ),
+# one hanging (timeout, re-delivery), some reporting progress; the job's
+# environment; stdout as the result; routing by metadata.engine; wake-ups
+# through LISTEN.
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $handler = abs_path('test/cli/handler.sh');
+ok(-x $handler, 'handler script found');
+
+my $node = PostgreSQL::Test::Cluster->new('cli_worker');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION taskq');
+my $connstr = $node->connstr('postgres');
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+
+# start_worker(LOGNAME, ARGS...): a worker in the background, stderr to a file
+# workers still running when the test ends (a failed assertion, a die) are
+# killed, so that none outlives its server
+my @workers;
+END { $_->kill_kill for grep { $_->pumpable } @workers; }
+
+sub start_worker
+{
+	my ($name, @args) = @_;
+	my $log = "$tmp/$name.log";
+	my $out = '';
+	my $h = IPC::Run::start([ 'taskq', 'worker', '-d', $connstr, @args ],
+		'<', \undef, '>', \$out, '2>', $log);
+	push @workers, $h;
+	return ($h, $log);
+}
+
+sub slurp
+{
+	my $f = shift;
+	open my $fh, '<', $f or return '';
+	local $/;
+	return <$fh>;
+}
+
+sub stop_worker
+{
+	my $h = shift;
+	$h->signal('TERM');
+	$h->finish;
+	return $? >> 8;
+}
+
+# --- 200 jobs, concurrency 4 ---
+my $joblog = "$tmp/jobs.log";
+$ENV{TASKQ_TEST_LOG} = $joblog;
+my $retry = '{"max_attempts": 2, "backoff": {"type": "fixed", "delay_ms": 100}}';
+$node->safe_psql('postgres', qq{
+	SELECT taskq.push('w', 'ok-' || i, jsonb_build_object('i', i), '$retry') FROM generate_series(1, 160) i;
+	SELECT taskq.push('w', 'flaky', jsonb_build_object('i', i), '$retry') FROM generate_series(1, 20) i;
+	SELECT taskq.push('w', 'fail', jsonb_build_object('i', i), '$retry') FROM generate_series(1, 10) i;
+	SELECT taskq.push('w', 'progress', jsonb_build_object('i', i), '$retry') FROM generate_series(1, 5) i;
+	SELECT taskq.push('w', 'text', '{}', '$retry') FROM generate_series(1, 3) i;
+	SELECT taskq.push('w', 'silent', '{}', '$retry');
+	SELECT taskq.push('w', 'hang', '{}',
+		'{"timeout_ms": 2000, "max_attempts": 2, "backoff": {"type": "fixed", "delay_ms": 100}}');
+});
+is($node->safe_psql('postgres', "SELECT count(*) FROM taskq.jobs WHERE queue = 'w'"), 200, '200 jobs pushed');
+
+my ($w, $wlog) = start_worker('w1', '--queue', 'w', '--concurrency', '4', '--batch', '2',
+	'--poll-interval', '1', '--', $handler);
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'w'"),
+	'the worker drained the queue') or diag(slurp($wlog));
+is(stop_worker($w), 0, 'worker exits 0 on SIGTERM');
+
+my %state = split /[|\n]/, $node->safe_psql('postgres',
+	"SELECT state, count(*) FROM taskq.all_jobs WHERE queue = 'w' GROUP BY 1");
+is($state{completed}, 190, '190 jobs completed');
+is($state{dlq}, 10, '10 jobs in the DLQ');
+
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM taskq.all_jobs WHERE queue = 'w' AND name = 'flaky'
+	AND state = 'completed' AND attempts = 2
+	AND errors->0->>'error' = 'handler exited with status 1: flaky failure'}),
+	20, 'flaky jobs: failed once with exit status and stderr, then completed');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM taskq.dead_jobs WHERE queue = 'w' AND name = 'fail' AND attempts = 2
+	AND error = 'handler exited with status 3: something went wrong in attempt 2'}),
+	10, 'failing jobs: retried, then dead with the tail of stderr');
+is($node->safe_psql('postgres', q{
+	SELECT attempts || ' ' || (errors->0->>'error') || ' ' || (result->>'attempt')
+	FROM taskq.all_jobs WHERE queue = 'w' AND name = 'hang'}),
+	'2 timed out after 2000 ms 2', 'hanging job: killed at its timeout, failed, re-delivered and completed');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM taskq.all_jobs WHERE queue = 'w' AND name = 'progress'
+	AND progress = 100 AND logs->0->>'message' = 'half way' AND (logs->0->>'progress')::int = 50}),
+	5, 'progress lines became taskq.progress calls');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM taskq.all_jobs WHERE queue = 'w' AND name LIKE 'ok-%'
+	AND result->>'job' = id::text AND (result->'input'->>'i')::int = substr(name, 4)::int}),
+	160, 'JSON stdout is the result; the data came on stdin');
+is($node->safe_psql('postgres', q{
+	SELECT DISTINCT result::text FROM taskq.all_jobs WHERE queue = 'w' AND name = 'text'}),
+	'{"stdout": "hello from text\n"}', 'non-JSON stdout: {"stdout": ...}');
+is($node->safe_psql('postgres', q{
+	SELECT result IS NULL FROM taskq.all_jobs WHERE queue = 'w' AND name = 'silent'}),
+	't', 'empty stdout: no result');
+
+# each job ran once per attempt: no job ran twice at the same attempt
+my %runs;
+for (split /\n/, slurp($joblog))
+{
+	my ($id, $name, $attempt, $what) = split / /;
+	$runs{"$id $attempt"}++ if $what eq 'start';
+}
+is(scalar(grep { $_ > 1 } values %runs), 0, 'no job attempt ran twice');
+is(scalar(keys %runs), 160 + 40 + 20 + 5 + 3 + 1 + 2, 'one run per attempt');
+
+# one log line per attempt, with id, queue, name, outcome and duration
+my $log = slurp($wlog);
+my @lines = ($log =~ /^.* job \S+ queue=w name=\S+ attempt=\d\/\d outcome=.* duration=\d+ms$/mg);
+is(scalar @lines, 231, 'one log line per attempt');
+like($log, qr/name=fail attempt=2\/2 outcome=dlq \(exit status 3\)/, 'log: dlq outcome');
+like($log, qr/name=hang attempt=1\/2 outcome=retry \(timed out after 2000 ms\)/, 'log: timeout outcome');
+
+# --- the job's environment ---
+my $parent = $node->safe_psql('postgres', q{SELECT taskq.push_flow('{"flow_id": "f1", "jobs": [
+	{"key": "p", "queue": "env", "name": "ok"},
+	{"key": "c", "queue": "env", "name": "env", "depends_on": ["p"],
+	 "options": {"metadata": {"engine": "sh", "k": 1}}}]}')});
+($w, $wlog) = start_worker('w2', '--queue', 'env', '--', $handler);
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'env'"),
+	'env jobs done') or diag(slurp($wlog));
+is(stop_worker($w), 0, 'worker stopped');
+my $env = decode_json($node->safe_psql('postgres',
+	"SELECT result FROM taskq.all_jobs WHERE queue = 'env' AND name = 'env'"));
+my $pid = $node->safe_psql('postgres', "SELECT id FROM taskq.all_jobs WHERE queue = 'env' AND name = 'ok'");
+is($env->{queue}, 'env', 'TASKQ_QUEUE');
+is($env->{name}, 'env', 'TASKQ_JOB_NAME');
+is($env->{attempt}, '1', 'TASKQ_ATTEMPT');
+is($env->{max_attempts}, '3', 'TASKQ_MAX_ATTEMPTS');
+is_deeply($env->{metadata}, { engine => 'sh', k => 1 }, 'TASKQ_METADATA');
+is($env->{parent_results}{$pid}{job}, $pid, 'TASKQ_PARENT_RESULTS: the parent\'s result');
+is($env->{progress_fd}, '3', 'TASKQ_PROGRESS_FD');
+like($env->{id}, qr/^[0-9a-f-]{36}$/, 'TASKQ_JOB_ID');
+
+# --- routing by metadata.engine ---
+$node->safe_psql('postgres', q{
+	SELECT taskq.push('r', 'ok', '{}', '{"metadata": {"engine": "py"}, "max_attempts": 1}');
+	SELECT taskq.push('r', 'ok', '{}', '{"metadata": {"engine": "rb"}, "max_attempts": 1}');
+	SELECT taskq.push('r', 'ok', '{}', '{"max_attempts": 1}');
+});
+($w, $wlog) = start_worker('w3', '--queue', 'r', '--handler', "py=$handler");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'r'"),
+	'routed jobs done') or diag(slurp($wlog));
+is(stop_worker($w), 0, 'worker stopped');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(coalesce(metadata->>'engine', '-') || ' ' || state || ' ' || coalesce(error, ''), ', '
+	                  ORDER BY metadata->>'engine' NULLS FIRST)
+	FROM taskq.all_jobs WHERE queue = 'r'}),
+	'- dlq no default command for a job without metadata.engine, '
+	. 'py completed , rb dlq no handler for engine "rb" and no default command',
+	'routing: the engine\'s handler, else a clear error');
+
+# with a default command, unknown engines go to it
+$node->safe_psql('postgres', q{
+	SELECT taskq.push('r2', 'text', '{}', '{"metadata": {"engine": "py"}}');
+	SELECT taskq.push('r2', 'ok', '{}', '{"metadata": {"engine": "rb"}}');
+});
+($w, $wlog) = start_worker('w4', '--queue', 'r2', '--handler', "py=/bin/echo {\"engine\":\"py\"}",
+	'--', $handler);
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'r2'"),
+	'r2 done') or diag(slurp($wlog));
+is(stop_worker($w), 0, 'worker stopped');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(metadata->>'engine' || ' ' || (result ? 'engine')::text || ' ' || (result ? 'job')::text, ', '
+	                  ORDER BY metadata->>'engine')
+	FROM taskq.all_jobs WHERE queue = 'r2' AND state = 'completed'}),
+	'py true false, rb false true', 'routing: the handler, else the default command');
+
+# --- wake-ups: with a one-hour fallback poll, only LISTEN can pick a job up ---
+($w, $wlog) = start_worker('w5', '--queue', 'idle', '--poll-interval', '3600', '--', $handler);
+$node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_stat_activity WHERE state = 'idle' AND query LIKE '%taskq.pull%'")
+	or diag(slurp($wlog));
+sleep 1;	# let the worker's first pull (an empty queue) pass
+$node->safe_psql('postgres', "SELECT taskq.push('idle', 'ok')");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM taskq.finished_jobs WHERE queue = 'idle'"),
+	'a job pushed to an idle worker is picked up through the wake-up') or diag(slurp($wlog));
+is(stop_worker($w), 0, 'worker stopped');
+
+# --- usage errors ---
+my ($o, $e) = ('', '');
+IPC::Run::run([ 'taskq', 'worker', '-d', $connstr, '--', $handler ], '>', \$o, '2>', \$e);
+is($? >> 8, 2, 'worker without --queue: exit 2');
+IPC::Run::run([ 'taskq', 'worker', '-d', $connstr, '--queue', 'x' ], '>', \$o, '2>', \$e);
+is($? >> 8, 2, 'worker without a command: exit 2');
+IPC::Run::run([ 'taskq', 'worker', '-d', $connstr, '--queue', 'x', '--concurrency', '0', '--', 'true' ],
+	'>', \$o, '2>', \$e);
+is($? >> 8, 2, 'worker with --concurrency 0: exit 2');
+
+$node->stop;
+done_testing();
