@@ -228,6 +228,7 @@ typedef struct LauncherDb
 	char		name[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
 	TimestampTz not_before;		/* no restart before */
+	TimestampTz started_at;		/* when its worker was last started */
 	bool		seen;
 } LauncherDb;
 
@@ -272,6 +273,8 @@ start_db_worker(LauncherDb *db)
 	worker.bgw_main_arg = ObjectIdGetDatum(db->dbid);
 	worker.bgw_notify_pid = MyProcPid;
 
+	db->started_at = GetCurrentTimestamp();
+	db->not_before = 0;
 	if (!RegisterDynamicBackgroundWorker(&worker, &db->handle))
 	{
 		db->handle = NULL;
@@ -289,6 +292,7 @@ taskq_launcher_main(Datum arg)
 {
 	LauncherDb *dbs = palloc0(sizeof(LauncherDb) * TASKQ_MAX_DATABASES);
 	int			ndbs = 0;
+	TimestampTz last_woken = 0;
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -324,6 +328,8 @@ taskq_launcher_main(Datum arg)
 		woken = taskq_shared->launcher_woken;
 		taskq_shared->launcher_woken = false;
 		LWLockRelease(taskq_shared->lock);
+		if (woken)
+			last_woken = GetCurrentTimestamp();
 
 		for (int i = 0; i < ndbs; i++)
 			dbs[i].seen = false;
@@ -383,6 +389,12 @@ taskq_launcher_main(Datum arg)
 			/* it stopped: was it for lack of the extension, or a drop? */
 			LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
 			slot = TaskqFindSlot(db->dbid);
+			if (slot != NULL && slot->pid != 0)
+			{
+				/* a worker runs that this launcher did not start: keep it */
+				LWLockRelease(taskq_shared->lock);
+				continue;
+			}
 			if (slot != NULL)
 			{
 				if (slot->no_extension)
@@ -395,7 +407,13 @@ taskq_launcher_main(Datum arg)
 			}
 			LWLockRelease(taskq_shared->lock);
 
-			if (now >= db->not_before || (woken && (slot == NULL || slot->stop_until <= now)))
+			/*
+			 * A CREATE EXTENSION taskq committed since this worker started
+			 * (maybe while it was finding no extension): try again now.
+			 */
+			if (now >= db->not_before ||
+				(last_woken >= db->started_at &&
+				 (slot == NULL || slot->stop_until <= now)))
 				start_db_worker(db);
 		}
 
@@ -435,6 +453,13 @@ worker_attach(Oid dbid)
 {
 	LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
 	my_slot = TaskqFindSlot(dbid);
+	if (my_slot != NULL && my_slot->pid != 0 && my_slot->pid != MyProcPid)
+	{
+		/* the database has a worker already (a restarted launcher's) */
+		LWLockRelease(taskq_shared->lock);
+		my_slot = NULL;
+		proc_exit(0);
+	}
 	if (my_slot == NULL)
 		my_slot = TaskqFindSlot(InvalidOid);
 	if (my_slot == NULL)
@@ -585,6 +610,7 @@ taskq_worker_main(Datum arg)
 	TimestampTz next_delivery = 0;
 	TimestampTz next_wakeups = 0;
 	MemoryContext loop_cxt;
+	char	   *dbname;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -595,6 +621,7 @@ taskq_worker_main(Datum arg)
 
 	/* not installed here: leave, and let the launcher know */
 	StartTransactionCommand();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dbid));
 	if (!OidIsValid(get_extension_oid("taskq", true)))
 	{
 		CommitTransactionCommand();
@@ -616,6 +643,13 @@ taskq_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* taskq.database_names may no longer list us */
+			if (!database_wanted(dbname))
+				proc_exit(0);
+			/* the intervals may have changed: reckon from now */
+			next_reap = 0;
+			next_cleanup = Min(next_cleanup, GetCurrentTimestamp() +
+							   (TimestampTz) taskq_retention_interval * 1000000);
 		}
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
