@@ -20,40 +20,25 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
+use TaskqTest qw(new_node workers_sql worker_pid wait_worker);
+
 # a short launcher interval keeps the test quick; the reaper runs often;
 # PostgreSQL::Test::Cluster turns restart_after_crash off, the SIGKILL test
 # needs it on; at DEBUG1 the postmaster logs each start and end of a
 # background worker (by its name, "taskq worker for database NAME")
-$node->append_conf(
-	'postgresql.conf', q{
+my $node = new_node(
+	'worker', conf => q{
 taskq.launcher_interval = 1
 taskq.reaper_interval = 200ms
 restart_after_crash = on
 log_min_messages = debug1
 });
-$node->start;
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
 
-# the condition "database $db has exactly $n taskq workers"
-sub workers_sql
-{
-	my ($db, $n) = @_;
-	return "SELECT count(*) = $n FROM pg_stat_activity"
-	  . " WHERE backend_type = 'taskq worker' AND datname = '$db'";
-}
-
-# wait until $db has exactly one worker; returns its pid
-sub wait_worker
-{
-	my ($db, $what) = @_;
-	ok($node->poll_query_until('postgres', workers_sql($db, 1)), $what);
-	return worker_pid($db);
-}
+# workers_sql, worker_pid, wait_worker: see TaskqTest
 
 # wait until $db has no worker
 sub wait_no_worker
@@ -63,22 +48,18 @@ sub wait_no_worker
 }
 
 # wait until the server log, from $offset on, shows that a worker of $db
-# has ended (DEBUG1)
+# has ended (DEBUG1); a test of its own, which fails rather than dies when
+# that never comes
 sub wait_worker_exit
 {
-	my ($db, $offset) = @_;
-	$node->wait_for_log(
-		qr/DEBUG:  unregistering background worker "taskq worker for database $db"/,
-		$offset);
-}
-
-# the pid of $db's worker ('' if none)
-sub worker_pid
-{
-	my ($db) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity"
-		  . " WHERE backend_type = 'taskq worker' AND datname = '$db'");
+	my ($db, $offset, $what) = @_;
+	my $seen = eval {
+		$node->wait_for_log(
+			qr/DEBUG:  unregistering background worker "taskq worker for database $db"/,
+			$offset);
+		1;
+	};
+	ok($seen, $what // "a worker of $db has come and gone");
 }
 
 # the pid of the launcher ('' if none)
@@ -152,15 +133,14 @@ ok( $node->poll_query_until(
 my $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE DATABASE db1');
 $node->safe_psql('postgres', 'CREATE DATABASE db2');
-wait_worker_exit('db1', $log_offset);
-wait_worker_exit('db2', $log_offset);
-pass('db1 and db2 got a worker, which left: no taskq there yet');
+wait_worker_exit('db1', $log_offset, 'db1 got a worker, which left: no taskq there yet');
+wait_worker_exit('db2', $log_offset, 'db2 got a worker, which left: no taskq there yet');
 
 $node->safe_psql('db1', 'CREATE EXTENSION taskq');
 $node->safe_psql('db2', 'CREATE EXTENSION taskq');
 
-my $db1_pid = wait_worker('db1', 'CREATE EXTENSION: db1 gets a taskq worker');
-my $db2_pid = wait_worker('db2', 'CREATE EXTENSION: db2 gets a taskq worker');
+my $db1_pid = wait_worker($node, 'db1', 'CREATE EXTENSION: db1 gets a taskq worker');
+my $db2_pid = wait_worker($node, 'db2', 'CREATE EXTENSION: db2 gets a taskq worker');
 
 is( $node->safe_psql(
 		'postgres',
@@ -183,8 +163,8 @@ for my $db ('db1', 'db2')
 
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE DATABASE db3');
-wait_worker_exit('db3', $log_offset);
-pass('the launcher tried a worker in db3, which has no taskq; it left');
+wait_worker_exit('db3', $log_offset,
+	'the launcher tried a worker in db3, which has no taskq; it left');
 wait_no_worker('db3', 'db3 has no worker');
 
 # ---------------------------------------------------------------------------
@@ -206,22 +186,18 @@ ok( $node->poll_query_until(
 for my $mark ('scan1', 'scan2')
 {
 	$node->safe_psql('postgres', "CREATE DATABASE $mark");
-	wait_worker_exit($mark, $log_offset);
+	wait_worker_exit($mark, $log_offset, "launcher scan marked by database $mark");
 }
 my $log = slurp_file($node->logfile, $log_offset);
 like(
 	$log,
 	qr/DEBUG:  registering background worker "taskq worker for database db2"/,
 	"db2's worker was started again within two launcher scans");
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity"
-		  . " WHERE backend_type = 'taskq worker' AND datname = 'db2'"
-		  . " AND pid <> " . ($db2_pid || 0)),
+ok($node->poll_query_until('postgres', workers_sql('db2', 1, $db2_pid || 0)),
 	"db2's worker runs again, a new process");
-$db2_pid = worker_pid('db2');
-is(worker_pid('db1'), $db1_pid, "db1's worker is untouched");
-is(worker_pid('db3'), '',       'db3 still has no worker');
+$db2_pid = worker_pid($node, 'db2');
+is(worker_pid($node, 'db1'), $db1_pid, "db1's worker is untouched");
+is(worker_pid($node, 'db3'), '',       'db3 still has no worker');
 
 # those scans came after db3's worker left, and must not have started it again
 $log = slurp_file($node->logfile);
@@ -238,11 +214,11 @@ $node->safe_psql('postgres', 'DROP DATABASE scan2');
 
 set_and_reload('taskq.database_names' => 'db1');
 wait_no_worker('db2', "taskq.database_names = 'db1': db2's worker stops");
-is(worker_pid('db1'), $db1_pid, "db1's worker keeps running");
+is(worker_pid($node, 'db1'), $db1_pid, "db1's worker keeps running");
 
 set_and_reload('taskq.database_names' => undef);
-$db2_pid = wait_worker('db2', 'taskq.database_names reset: db2 gets its worker back');
-is(worker_pid('db1'), $db1_pid, "db1's worker still the same process");
+$db2_pid = wait_worker($node, 'db2', 'taskq.database_names reset: db2 gets its worker back');
+is(worker_pid($node, 'db1'), $db1_pid, "db1's worker still the same process");
 
 # ---------------------------------------------------------------------------
 # DROP EXTENSION is not blocked by the worker, which leaves; CREATE EXTENSION
@@ -261,10 +237,10 @@ my ($ret, $stdout, $stderr) = $node->psql('db2',
 is($ret, 0, 'DROP EXTENSION taskq succeeds while the worker runs')
   or diag("stderr: $stderr");
 wait_no_worker('db2', "db2's worker leaves after DROP EXTENSION");
-is(worker_pid('db1'), $db1_pid, "db1's worker is untouched");
+is(worker_pid($node, 'db1'), $db1_pid, "db1's worker is untouched");
 
 $node->safe_psql('db2', 'CREATE EXTENSION taskq');
-$db2_pid = wait_worker('db2',
+$db2_pid = wait_worker($node, 'db2',
 	'CREATE EXTENSION brings the worker back (the launcher is woken)');
 
 # and it works: it reaps
@@ -283,7 +259,7 @@ $db2_pid = wait_worker('db2',
 is($ret, 0, 'DROP DATABASE of a database with a running worker succeeds')
   or diag("stderr: $stderr");
 wait_no_worker('db2', 'no worker for the dropped database');
-is(worker_pid('db1'), $db1_pid, "db1's worker is untouched");
+is(worker_pid($node, 'db1'), $db1_pid, "db1's worker is untouched");
 
 set_and_reload('taskq.launcher_interval' => undef);
 
@@ -300,9 +276,9 @@ set_and_reload('taskq.launcher_interval' => undef);
 # worker by the 60 s pause; this order keeps that race out of this part.
 $log_offset = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE DATABASE db4');
-wait_worker_exit('db4', $log_offset);
+wait_worker_exit('db4', $log_offset, 'db4 got a worker, which left: no taskq there yet');
 $node->safe_psql('db4', 'CREATE EXTENSION taskq');
-my $db4_pid = wait_worker('db4', 'db4 gets a taskq worker');
+my $db4_pid = wait_worker($node, 'db4', 'db4 gets a taskq worker');
 
 # committed before the crash, and still active when it happens
 my $crash_job = $node->safe_psql('db1', "SELECT taskq.push('crash', 'survivor')");
@@ -325,18 +301,10 @@ ok( $node->poll_query_until(
 		"SELECT count(*) = 1 FROM pg_stat_activity"
 		  . " WHERE backend_type = 'taskq launcher' AND pid <> " . ($old_launcher || 0)),
 	'a new launcher runs');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity"
-		  . " WHERE backend_type = 'taskq worker' AND datname = 'db1'"
-		  . " AND pid <> " . ($db1_pid || 0)),
+ok($node->poll_query_until('postgres', workers_sql('db1', 1, $db1_pid || 0)),
 	"db1's worker comes back, a new process");
-$db1_pid = worker_pid('db1');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity"
-		  . " WHERE backend_type = 'taskq worker' AND datname = 'db4'"
-		  . " AND pid <> " . ($db4_pid || 0)),
+$db1_pid = worker_pid($node, 'db1');
+ok($node->poll_query_until('postgres', workers_sql('db4', 1, $db4_pid || 0)),
 	"db4's worker comes back too");
 
 is( $node->safe_psql(

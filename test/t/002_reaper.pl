@@ -24,16 +24,15 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('reaper');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
+use TaskqTest qw(new_node wait_worker);
+
+my $node = new_node(
+	'reaper', conf => q{
 taskq.launcher_interval = 1
 taskq.reaper_interval = 200ms
 taskq.retention_interval = 1s
 log_min_messages = debug1
 });
-$node->start;
 
 # The launcher's first worker in database postgres finds no taskq and
 # leaves; CREATE EXTENSION then wakes the launcher.  (Waiting for that exit,
@@ -42,11 +41,7 @@ $node->start;
 $node->wait_for_log(
 	qr/DEBUG:  unregistering background worker "taskq worker for database postgres"/);
 $node->safe_psql('postgres', 'CREATE EXTENSION taskq');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity"
-		  . " WHERE backend_type = 'taskq worker' AND datname = 'postgres'"),
-	'the database has its taskq worker');
+wait_worker($node, 'postgres', 'the database has its taskq worker');
 
 # a webhook for the events of the reaper, on the queues of the reaper tests,
 # that no delivery can reach: loopback is refused while

@@ -25,84 +25,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $receiver_js = "$FindBin::Bin/../webhook-receiver/receiver.js";
+use TaskqTest qw(new_node workers_sql worker_pid wait_worker start_receiver
+  stop_receiver log_entries);
+
 my $json = JSON::PP->new->canonical;
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
-
-# ---------------------------------------------------------------------------
-# The receiver: node receiver.js, started and stopped with IPC::Run
-# ---------------------------------------------------------------------------
-
-my %receivers;    # name => { h, port, secret, log, out, err }
-
-sub start_receiver
-{
-	my ($name, %o) = @_;
-	my $r = {
-		port => $o{port} // 0,
-		secret => $o{secret},
-		log => $o{log},
-		out => '',
-		err => '',
-	};
-	my @cmd = (
-		'node', $receiver_js,
-		'--host', '127.0.0.1',
-		'--port', $r->{port},
-		'--secret', $r->{secret},
-		'--log', $r->{log},
-		@{ $o{args} // [] });
-	$r->{h} = IPC::Run::start(\@cmd, '<', \undef, '>', \$r->{out},
-		'2>', \$r->{err});
-	my $deadline = time() + $timeout;
-	while ($r->{out} !~ /^listening (\d+)$/m)
-	{
-		$r->{h}->pump_nb;
-		die "receiver $name exited: $r->{err}" unless $r->{h}->pumpable;
-		die "receiver $name did not start in time: $r->{err}"
-		  if time() > $deadline;
-		usleep(20_000);
-	}
-	$r->{out} =~ /^listening (\d+)$/m;
-	$r->{port} = $1;
-	$receivers{$name} = $r;
-	note "receiver $name listening on port $r->{port} (@{ $o{args} // [] })";
-	return $r->{port};
-}
-
-sub stop_receiver
-{
-	my ($name) = @_;
-	my $r = delete $receivers{$name} or return;
-	$r->{h}->kill_kill(grace => 5);
-	note "receiver $name stopped";
-	return;
-}
-
-END
-{
-	my $status = $?;
-	stop_receiver($_) for keys %receivers;
-	$? = $status;
-}
-
-# the complete JSON lines of a receiver log, optionally of one URL path
-sub log_entries
-{
-	my ($file, $path) = @_;
-	my @entries;
-	open(my $fh, '<', $file) or return ();
-	local $/;
-	my $text = <$fh>;
-	close($fh);
-	for my $line (split /\n/, $text =~ s/[^\n]*\z//r)
-	{
-		next if $line eq '';
-		my $e = decode_json($line);
-		push @entries, $e if !defined $path || $e->{path} eq $path;
-	}
-	return @entries;
-}
 
 # entries grouped by webhook-id
 sub by_id
@@ -113,96 +40,12 @@ sub by_id
 }
 
 # ---------------------------------------------------------------------------
-# A LISTEN session (psql reading from a pipe), used as a barrier that
-# proves the worker ran whole rounds of its loop after a reload
-# ---------------------------------------------------------------------------
-
-{
-
-	package Listener;
-
-	use Time::HiRes qw(usleep time);
-
-	sub new
-	{
-		my ($class, $node, $db, @channels) = @_;
-		my $self = bless { in => '', out => '', err => '', n => 0, notes => [] },
-		  $class;
-		$self->{h} = IPC::Run::start(
-			[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db) ],
-			'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err});
-		$self->run("LISTEN $_;") for @channels;
-		return $self;
-	}
-
-	# run one command, wait for it, collect the notifications psql printed
-	sub run
-	{
-		my ($self, $sql) = @_;
-		my $n = ++$self->{n};
-		my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-		$self->{in} .= "$sql\n\\echo __listener_done_$n\n";
-		while ($self->{out} !~ /^__listener_done_$n$/m)
-		{
-			$self->{h}->pump_nb;
-			die "listener psql exited: $self->{err}" unless $self->{h}->pumpable;
-			die "listener psql timed out" if time() > $deadline;
-			usleep(10_000);
-		}
-		for my $line (split /\n/, $self->{out})
-		{
-			if ($line =~
-				/^Asynchronous notification "([^"]*)" with payload "(.*)" received from server process with PID (\d+)\.$/
-			  )
-			{
-				push @{ $self->{notes} },
-				  { channel => $1, payload => $2, pid => $3 };
-			}
-			elsif ($line =~
-				/^Asynchronous notification "([^"]*)" received from server process with PID (\d+)\.$/
-			  )
-			{
-				push @{ $self->{notes} },
-				  { channel => $1, payload => '', pid => $2 };
-			}
-		}
-		$self->{out} = '';
-		return;
-	}
-
-	# poll (SELECT 1) until cond(notes) holds; false on timeout
-	sub wait_for
-	{
-		my ($self, $cond) = @_;
-		my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-		while (1)
-		{
-			$self->run('SELECT 1;');
-			return 1 if $cond->($self->{notes});
-			return 0 if time() > $deadline;
-			usleep(50_000);
-		}
-	}
-
-	sub quit
-	{
-		my ($self) = @_;
-		$self->{in} .= "\\q\n";
-		$self->{h}->finish;
-		return;
-	}
-}
-
-# ---------------------------------------------------------------------------
 # The node
 # ---------------------------------------------------------------------------
 
-my $node = PostgreSQL::Test::Cluster->new('webhooks');
-$node->init;
 # restart_after_crash: the worker is killed with SIGKILL below
-$node->append_conf('postgresql.conf',
-	"taskq.launcher_interval = 1\nrestart_after_crash = on\n");
-$node->start;
+my $node = new_node('webhooks',
+	conf => "taskq.launcher_interval = 1\nrestart_after_crash = on\n");
 # set with ALTER SYSTEM, so that ALTER SYSTEM RESET turns it off again for
 # the SSRF part; the restart makes every process start with it on
 $node->safe_psql('postgres', 'ALTER SYSTEM SET taskq.webhook_allow_private = on');
@@ -215,18 +58,7 @@ sub psql
 	return $node->safe_psql('postgres', $sql);
 }
 
-sub worker_pid
-{
-	return psql(
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres'"
-	);
-}
-
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres'"
-	),
-	'the taskq worker runs in database postgres');
+wait_worker($node, 'postgres', 'the taskq worker runs in database postgres');
 is(psql('SHOW taskq.webhook_allow_private'), 'on', 'private addresses allowed for the test');
 
 # deliveries of a webhook (or all), oldest first, as Perl structures
@@ -240,6 +72,14 @@ sub deliveries
 				"SELECT coalesce(json_agg(d ORDER BY d.created_at, d.id), '[]') FROM taskq.deliveries($arg, 100000) d"
 			))
 	};
+}
+
+# the deliveries of a webhook (deliveries order) that are for one of @jobs
+sub job_deliveries
+{
+	my ($webhook, @jobs) = @_;
+	my %wanted = map { $_ => 1 } @jobs;
+	return grep { $wanted{ $_->{job_id} } } deliveries($webhook);
 }
 
 # wait until every delivery (of a webhook, or all) has succeeded
@@ -473,10 +313,7 @@ ok( $node->poll_query_until(
 		 WHERE job_id = ANY ($outage_in) AND status = 'pending' AND attempts >= 2
 		   AND last_error IS NOT NULL AND last_status IS NULL"),
 	'receiver down: the 4 deliveries are retried (pending, attempts >= 2, last_error set)');
-my @outage_d = grep {
-	my $j = $_->{job_id};
-	grep { $_ eq $j } @outage_jobs
-} deliveries($wh_main);
+my @outage_d = job_deliveries($wh_main, @outage_jobs);
 note "outage error: $outage_d[0]{last_error}";
 like($outage_d[0]{last_error}, qr/connect|refused/i, 'last_error says the connection failed');
 ok($outage_d[0]{next_attempt_at} gt $outage_d[0]{created_at}, 'next attempt scheduled later');
@@ -484,10 +321,7 @@ ok($outage_d[0]{next_attempt_at} gt $outage_d[0]{created_at}, 'next attempt sche
 start_receiver('r1', port => $port1, secret => $secret, log => $log1);
 wait_delivered($wh_main, 'after the receiver came back');
 $got = by_id(log_entries($log1, '/main'));
-@outage_d = grep {
-	my $j = $_->{job_id};
-	grep { $_ eq $j } @outage_jobs
-} deliveries($wh_main);
+@outage_d = job_deliveries($wh_main, @outage_jobs);
 is(scalar(@outage_d), 4, 'outage: 4 deliveries');
 for my $d (@outage_d)
 {
@@ -569,10 +403,7 @@ $node->restart;
 start_receiver('r1', port => $port1, secret => $secret, log => $log1);
 wait_delivered($wh_main, 'after a server restart');
 $got = by_id(log_entries($log1, '/main'));
-my @restart_d = grep {
-	my $j = $_->{job_id};
-	grep { $_ eq $j } @restart_jobs
-} deliveries($wh_main);
+my @restart_d = job_deliveries($wh_main, @restart_jobs);
 is(scalar(@restart_d), 3, 'restart: 3 deliveries');
 for my $d (@restart_d)
 {
@@ -592,7 +423,7 @@ ok( $node->poll_query_until(
 		'postgres', "SELECT count(*) >= 1 FROM taskq.deliveries('$wh_main', 100000)
 		 WHERE job_id = ANY ($crash_in) AND status = 'delivering'"),
 	'crash: deliveries in flight');
-my $old_worker = worker_pid();
+my $old_worker = worker_pid($node, 'postgres');
 ok($old_worker =~ /^\d+$/, "worker pid $old_worker");
 my $log_offset = -s $node->logfile;
 is(kill('KILL', $old_worker), 1, 'worker killed with SIGKILL');
@@ -601,17 +432,11 @@ start_receiver('r1', port => $port1, secret => $secret, log => $log1);
 # the postmaster restarts every process; wait for that before polling
 $node->wait_for_log(qr/\(PID $old_worker\) was terminated by signal 9/, $log_offset);
 $node->wait_for_log(qr/database system is ready to accept connections/, $log_offset);
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres' AND pid <> $old_worker"
-	),
+ok($node->poll_query_until('postgres', workers_sql('postgres', 1, $old_worker)),
 	'crash: a new worker runs');
 wait_delivered($wh_main, 'after the worker was killed');
 $got = by_id(log_entries($log1, '/main'));
-my @crash_d = grep {
-	my $j = $_->{job_id};
-	grep { $_ eq $j } @crash_jobs
-} deliveries($wh_main);
+my @crash_d = job_deliveries($wh_main, @crash_jobs);
 is(scalar(@crash_d), 3, 'crash: 3 deliveries');
 for my $d (@crash_d)
 {
@@ -696,7 +521,7 @@ ok( $node->poll_query_until('postgres',
 # The postmaster has signalled the worker by now.  Two wake-up round trips
 # prove the worker began a new round of its loop (where it reloads its
 # configuration) after that signal, before the deliveries below are claimed.
-my $listener = Listener->new($node, 'postgres', 'taskq_wakeup');
+my $listener = TaskqTest::Session->new($node, 'postgres', 'taskq_wakeup');
 my $barrier_n = 0;
 
 sub worker_barrier
@@ -705,8 +530,7 @@ sub worker_barrier
 	{
 		my $q = 'barrier_' . ++$barrier_n;
 		psql("SELECT taskq.push('$q', 'b')");
-		$listener->wait_for(
-			sub { grep { $_->{channel} eq 'taskq_wakeup' && $_->{payload} eq $q } @{ $_[0] } })
+		$listener->wait_for('taskq_wakeup', $q)
 		  or die "no wake-up for $q";
 	}
 	return;

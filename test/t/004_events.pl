@@ -15,130 +15,24 @@
 use strict;
 use warnings;
 
-use IPC::Run;
 use JSON::PP;
-use Time::HiRes qw(usleep time);
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# ---------------------------------------------------------------------------
-# A long-lived psql session reading commands from a pipe
-# ---------------------------------------------------------------------------
-
-{
-
-	package Session;
-
-	use Time::HiRes qw(usleep time);
-
-	sub new
-	{
-		my ($class, $node, $db, @channels) = @_;
-		my $self = bless { in => '', out => '', err => '', n => 0, notes => [] },
-		  $class;
-		$self->{h} = IPC::Run::start(
-			[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr($db) ],
-			'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err});
-		$self->run("LISTEN $_;") for @channels;
-		return $self;
-	}
-
-	# run SQL, wait for it to finish; returns its output lines (not the
-	# notifications, which are collected in {notes})
-	sub run
-	{
-		my ($self, $sql) = @_;
-		my $n = ++$self->{n};
-		my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-		$self->{in} .= "$sql\n\\echo __session_done_$n\n";
-		while ($self->{out} !~ /^__session_done_$n$/m)
-		{
-			$self->{h}->pump_nb;
-			die "psql session exited: $self->{err}" unless $self->{h}->pumpable;
-			die "psql session timed out" if time() > $deadline;
-			usleep(10_000);
-		}
-		die "psql session error: $self->{err}" if $self->{err} ne '';
-		my @lines;
-		for my $line (split /\n/, $self->{out})
-		{
-			if ($line =~
-				/^Asynchronous notification "([^"]*)" with payload "(.*)" received from server process with PID (\d+)\.$/
-			  )
-			{
-				push @{ $self->{notes} },
-				  { channel => $1, payload => $2, pid => $3 };
-			}
-			elsif ($line =~
-				/^Asynchronous notification "([^"]*)" received from server process with PID (\d+)\.$/
-			  )
-			{
-				push @{ $self->{notes} },
-				  { channel => $1, payload => '', pid => $2 };
-			}
-			elsif ($line ne "__session_done_$n")
-			{
-				push @lines, $line;
-			}
-		}
-		$self->{out} = '';
-		return join("\n", @lines);
-	}
-
-	# notifications of a channel (and payload, when given) seen so far
-	sub notes
-	{
-		my ($self, $channel, $payload) = @_;
-		return grep {
-			$_->{channel} eq $channel
-			  && (!defined $payload || $_->{payload} eq $payload)
-		} @{ $self->{notes} };
-	}
-
-	# poll until at least $min notifications of channel/payload are seen;
-	# false on timeout
-	sub wait_for
-	{
-		my ($self, $channel, $payload, $min) = @_;
-		$min //= 1;
-		my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-		while (1)
-		{
-			$self->run('SELECT 1;');
-			return 1 if $self->notes($channel, $payload) >= $min;
-			return 0 if time() > $deadline;
-			usleep(20_000);
-		}
-	}
-
-	sub quit
-	{
-		my ($self) = @_;
-		$self->{in} .= "\\q\n";
-		$self->{h}->finish;
-		return;
-	}
-}
+use TaskqTest qw(new_node wait_worker);
 
 # ---------------------------------------------------------------------------
-# The node
+# The node; long-lived psql sessions (TaskqTest::Session) reading commands
+# from a pipe
 # ---------------------------------------------------------------------------
 
-my $node = PostgreSQL::Test::Cluster->new('events');
-$node->init;
-$node->append_conf('postgresql.conf', "taskq.launcher_interval = 1\n");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION taskq');
-ok( $node->poll_query_until(
-		'postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres'"
-	),
-	'the taskq worker runs in database postgres');
-my $worker_pid = $node->safe_psql('postgres',
-	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = 'postgres'"
-);
+my $node = new_node('events',
+	conf => "taskq.launcher_interval = 1\n",
+	extension => 1);
+my $worker_pid =
+  wait_worker($node, 'postgres', 'the taskq worker runs in database postgres');
 
 sub psql
 {
@@ -146,7 +40,7 @@ sub psql
 	return $node->safe_psql('postgres', $sql);
 }
 
-my $wake = Session->new($node, 'postgres', 'taskq_wakeup');
+my $wake = TaskqTest::Session->new($node, 'postgres', 'taskq_wakeup');
 
 # every wake-up of earlier commits has arrived once this one has
 my $barrier_n = 0;
@@ -222,7 +116,7 @@ is(scalar($wake->notes('taskq_wakeup', 'dag_child')), 1, 'exactly one wake-up fo
 # The opt-in event stream: taskq_events
 # ---------------------------------------------------------------------------
 
-my $events = Session->new($node, 'postgres', 'taskq_events');
+my $events = TaskqTest::Session->new($node, 'postgres', 'taskq_events');
 
 # the stream's payloads, decoded
 sub stream
@@ -256,7 +150,7 @@ for my $e (@ev)
 }
 
 # a long-lived producer session: turning the option on elsewhere reaches it
-my $producer = Session->new($node, 'postgres');
+my $producer = TaskqTest::Session->new($node, 'postgres');
 $producer->run(q{SELECT taskq.push('noev', 'before');});
 psql(q{SELECT taskq.alter_queue('noev', '{"notify_events": true}')});
 my $on_job = $producer->run(q{SELECT taskq.push('noev', 'after');});

@@ -11,10 +11,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('cli_admin');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION taskq');
+use TaskqTest qw(new_node);
+
+my $node = new_node('cli_admin', extension => 1);
 my $connstr = $node->connstr('postgres');
 
 # tq(ARGS...) runs taskq -d CONNSTR ARGS, stdin not a terminal; returns

@@ -13,48 +13,14 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use TaskqTest qw(new_node start_worker stop_worker slurp);
+
 my $handler = abs_path('test/cli/handler.sh');
 ok(-x $handler, 'handler script found');
 
-my $node = PostgreSQL::Test::Cluster->new('cli_worker');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION taskq');
+my $node = new_node('cli_worker', extension => 1);
 my $connstr = $node->connstr('postgres');
 my $tmp = PostgreSQL::Test::Utils::tempdir;
-
-# start_worker(LOGNAME, ARGS...): a worker in the background, stderr to a file
-# workers still running when the test ends (a failed assertion, a die) are
-# killed, so that none outlives its server
-my @workers;
-END { $_->kill_kill for grep { $_->pumpable } @workers; }
-
-sub start_worker
-{
-	my ($name, @args) = @_;
-	my $log = "$tmp/$name.log";
-	my $out = '';
-	my $h = IPC::Run::start([ 'taskq', 'worker', '-d', $connstr, @args ],
-		'<', \undef, '>', \$out, '2>', $log);
-	push @workers, $h;
-	return ($h, $log);
-}
-
-sub slurp
-{
-	my $f = shift;
-	open my $fh, '<', $f or return '';
-	local $/;
-	return <$fh>;
-}
-
-sub stop_worker
-{
-	my $h = shift;
-	$h->signal('TERM');
-	$h->finish;
-	return $? >> 8;
-}
 
 # --- 200 jobs, concurrency 4 ---
 my $joblog = "$tmp/jobs.log";
@@ -72,7 +38,7 @@ $node->safe_psql('postgres', qq{
 });
 is($node->safe_psql('postgres', "SELECT count(*) FROM taskq.jobs WHERE queue = 'w'"), 200, '200 jobs pushed');
 
-my ($w, $wlog) = start_worker('w1', '--queue', 'w', '--concurrency', '4', '--batch', '2',
+my ($w, $wlog) = start_worker($connstr, $tmp, 'w1', '--queue', 'w', '--concurrency', '4', '--batch', '2',
 	'--poll-interval', '1', '--', $handler);
 ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'w'"),
 	'the worker drained the queue') or diag(slurp($wlog));
@@ -133,7 +99,7 @@ my $parent = $node->safe_psql('postgres', q{SELECT taskq.push_flow('{"flow_id": 
 	{"key": "p", "queue": "env", "name": "ok"},
 	{"key": "c", "queue": "env", "name": "env", "depends_on": ["p"],
 	 "options": {"metadata": {"engine": "sh", "k": 1}}}]}')});
-($w, $wlog) = start_worker('w2', '--queue', 'env', '--', $handler);
+($w, $wlog) = start_worker($connstr, $tmp, 'w2', '--queue', 'env', '--', $handler);
 ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'env'"),
 	'env jobs done') or diag(slurp($wlog));
 is(stop_worker($w), 0, 'worker stopped');
@@ -155,7 +121,7 @@ $node->safe_psql('postgres', q{
 	SELECT taskq.push('r', 'ok', '{}', '{"metadata": {"engine": "rb"}, "max_attempts": 1}');
 	SELECT taskq.push('r', 'ok', '{}', '{"max_attempts": 1}');
 });
-($w, $wlog) = start_worker('w3', '--queue', 'r', '--handler', "py=$handler");
+($w, $wlog) = start_worker($connstr, $tmp, 'w3', '--queue', 'r', '--handler', "py=$handler");
 ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'r'"),
 	'routed jobs done') or diag(slurp($wlog));
 is(stop_worker($w), 0, 'worker stopped');
@@ -172,7 +138,7 @@ $node->safe_psql('postgres', q{
 	SELECT taskq.push('r2', 'text', '{}', '{"metadata": {"engine": "py"}}');
 	SELECT taskq.push('r2', 'ok', '{}', '{"metadata": {"engine": "rb"}}');
 });
-($w, $wlog) = start_worker('w4', '--queue', 'r2', '--handler', "py=/bin/echo {\"engine\":\"py\"}",
+($w, $wlog) = start_worker($connstr, $tmp, 'w4', '--queue', 'r2', '--handler', "py=/bin/echo {\"engine\":\"py\"}",
 	'--', $handler);
 ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'r2'"),
 	'r2 done') or diag(slurp($wlog));
@@ -184,7 +150,7 @@ is($node->safe_psql('postgres', q{
 	'py true false, rb false true', 'routing: the handler, else the default command');
 
 # --- wake-ups: with a one-hour fallback poll, only LISTEN can pick a job up ---
-($w, $wlog) = start_worker('w5', '--queue', 'idle', '--poll-interval', '3600', '--', $handler);
+($w, $wlog) = start_worker($connstr, $tmp, 'w5', '--queue', 'idle', '--poll-interval', '3600', '--', $handler);
 $node->poll_query_until('postgres',
 	"SELECT count(*) > 0 FROM pg_stat_activity WHERE state = 'idle' AND query LIKE '%taskq.pull%'")
 	or diag(slurp($wlog));

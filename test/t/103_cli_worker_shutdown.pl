@@ -7,45 +7,19 @@ use strict;
 use warnings;
 
 use Cwd qw(abs_path);
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use TaskqTest qw(new_node start_worker stop_worker slurp);
+
 my $handler = abs_path('test/cli/handler.sh');
 
-my $node = PostgreSQL::Test::Cluster->new('cli_shutdown');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION taskq');
+my $node = new_node('cli_shutdown', extension => 1);
 my $connstr = $node->connstr('postgres');
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $joblog = "$tmp/jobs.log";
 $ENV{TASKQ_TEST_LOG} = $joblog;
-
-# workers still running when the test ends (a failed assertion, a die) are
-# killed, so that none outlives its server
-my @workers;
-END { $_->kill_kill for grep { $_->pumpable } @workers; }
-
-sub start_worker
-{
-	my ($name, @args) = @_;
-	my $log = "$tmp/$name.log";
-	my $out = '';
-	my $h = IPC::Run::start([ 'taskq', 'worker', '-d', $connstr, @args ],
-		'<', \undef, '>', \$out, '2>', $log);
-	push @workers, $h;
-	return ($h, $log);
-}
-
-sub slurp
-{
-	my $f = shift;
-	open my $fh, '<', $f or return '';
-	local $/;
-	return <$fh>;
-}
 
 sub count_runs
 {
@@ -61,16 +35,14 @@ sub count_runs
 # --- SIGTERM: running jobs finish, nothing more is pulled ---
 $node->safe_psql('postgres',
 	"SELECT taskq.push('s', 'sleep-2', jsonb_build_object('i', i)) FROM generate_series(1, 8) i");
-my ($w, $wlog) = start_worker('w1', '--queue', 's', '--concurrency', '4', '--', $handler);
+my ($w, $wlog) = start_worker($connstr, $tmp, 'w1', '--queue', 's', '--concurrency', '4', '--', $handler);
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 4 FROM taskq.jobs WHERE queue = 's' AND state = 'active'"),
 	'four jobs running');
 # wait until the four handlers have started (not just been leased)
 $node->poll_query_until('postgres', 'SELECT true')
   until (() = slurp($joblog) =~ / start$/mg) >= 4;
-$w->signal('TERM');
-$w->finish;
-is($? >> 8, 0, 'worker exits 0 after a graceful shutdown');
+is(stop_worker($w), 0, 'worker exits 0 after a graceful shutdown');
 my %state = split /[|\n]/, $node->safe_psql('postgres',
 	"SELECT state, count(*) FROM taskq.all_jobs WHERE queue = 's' GROUP BY 1");
 is($state{completed}, 4, 'the four running jobs finished and were acked');
@@ -83,13 +55,11 @@ like(slurp($wlog), qr/shutting down: waiting up to 30 s for 4 running job\(s\)/,
 # --- --shutdown-timeout: jobs still running are failed back ---
 $node->safe_psql('postgres', q{SELECT taskq.purge('s');
 	SELECT taskq.push('t', 'hang', '{}', '{"backoff": {"type": "fixed", "delay_ms": 100}}') FROM generate_series(1, 2)});
-($w, $wlog) = start_worker('w2', '--queue', 't', '--concurrency', '2', '--shutdown-timeout', '1',
+($w, $wlog) = start_worker($connstr, $tmp, 'w2', '--queue', 't', '--concurrency', '2', '--shutdown-timeout', '1',
 	'--', $handler);
 $node->poll_query_until('postgres', 'SELECT true')
   until (() = slurp($joblog) =~ / hang 1 start$/mg) >= 2;
-$w->signal('TERM');
-$w->finish;
-is($? >> 8, 0, 'worker exits 0 after the shutdown timeout');
+is(stop_worker($w), 0, 'worker exits 0 after the shutdown timeout');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM taskq.jobs WHERE queue = 't' AND state IN ('waiting', 'delayed')
 	AND attempts = 1 AND error = 'worker shutting down'}),
@@ -99,7 +69,7 @@ like(slurp($wlog), qr/name=hang attempt=1\/3 outcome=retry \(worker shutting dow
 # --- a second signal exits at once ---
 unlink $joblog;
 $node->safe_psql('postgres', q{SELECT taskq.push('t2', 'hang') FROM generate_series(1, 2)});
-($w, $wlog) = start_worker('w3', '--queue', 't2', '--concurrency', '2', '--', $handler);
+($w, $wlog) = start_worker($connstr, $tmp, 'w3', '--queue', 't2', '--concurrency', '2', '--', $handler);
 $node->poll_query_until('postgres', 'SELECT true')
   until (() = slurp($joblog) =~ / hang 1 start$/mg) >= 2;
 $w->signal('TERM');
@@ -117,9 +87,9 @@ is($node->safe_psql('postgres',
 unlink $joblog;
 $node->safe_psql('postgres',
 	"SELECT taskq.push('r', 'sleep-0.3', jsonb_build_object('i', i)) FROM generate_series(1, 40) i");
-my ($w1, $log1) = start_worker('r1', '--queue', 'r', '--concurrency', '4', '--poll-interval', '1',
+my ($w1, $log1) = start_worker($connstr, $tmp, 'r1', '--queue', 'r', '--concurrency', '4', '--poll-interval', '1',
 	'--', $handler);
-my ($w2, $log2) = start_worker('r2', '--queue', 'r', '--concurrency', '4', '--poll-interval', '1',
+my ($w2, $log2) = start_worker($connstr, $tmp, 'r2', '--queue', 'r', '--concurrency', '4', '--poll-interval', '1',
 	'--', $handler);
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) >= 8 FROM taskq.finished_jobs WHERE queue = 'r'"), 'workers are busy');
@@ -138,9 +108,7 @@ is($node->safe_psql('postgres',
 	40, 'every job completed on its first attempt');
 for my $h ($w1, $w2)
 {
-	$h->signal('TERM');
-	$h->finish;
-	is($? >> 8, 0, 'worker exits 0');
+	is(stop_worker($h), 0, 'worker exits 0');
 }
 
 $node->stop;
