@@ -36,19 +36,19 @@ typedef struct Subcommand
 } Subcommand;
 
 static const Subcommand subcommands[] = {
-	{"queues", cmd_queues, "list queues with their job counts"},
-	{"stats", cmd_stats, "counts and oldest waiting age of a queue"},
-	{"peek", cmd_peek, "the jobs the next pulls would deliver"},
-	{"get", cmd_get, "show one job"},
-	{"flow", cmd_flow, "show the jobs of a DAG flow"},
-	{"dlq", cmd_dlq, "list the dead-letter queue of a queue"},
-	{"redrive", cmd_redrive, "put dead jobs back to waiting"},
-	{"purge", cmd_purge, "remove the waiting and delayed jobs of a queue"},
-	{"pause", cmd_pause, "stop deliveries from a queue"},
-	{"resume", cmd_resume, "resume deliveries from a queue"},
-	{"push", cmd_push, "push a job and print its id"},
-	{"webhooks", cmd_webhooks, "list webhooks"},
-	{"watch", cmd_watch, "live view of queue counts and throughput"},
+	{"queues", run_command, "list queues with their job counts"},
+	{"stats", run_command, "counts and oldest waiting age of a queue"},
+	{"peek", run_command, "the jobs the next pulls would deliver"},
+	{"get", run_command, "show one job"},
+	{"flow", run_command, "show the jobs of a DAG flow"},
+	{"dlq", run_command, "list the dead-letter queue of a queue"},
+	{"redrive", run_command, "put dead jobs back to waiting"},
+	{"purge", run_command, "remove the waiting and delayed jobs of a queue"},
+	{"pause", run_command, "stop deliveries from a queue"},
+	{"resume", run_command, "resume deliveries from a queue"},
+	{"push", run_command, "push a job and print its id"},
+	{"webhooks", run_command, "list webhooks"},
+	{"watch", run_command, "live view of queue counts and throughput"},
 	{"worker", cmd_worker, "run a command for each job of some queues"},
 	{NULL, NULL, NULL}
 };

@@ -52,20 +52,8 @@ extern void print_rows(PGconn *conn, const char *sql, int nparams,
 					   const char *const *params);
 extern int	utf8_width(const char *s, int len);
 
-/* commands.c */
-extern int	cmd_queues(int argc, char **argv);
-extern int	cmd_stats(int argc, char **argv);
-extern int	cmd_peek(int argc, char **argv);
-extern int	cmd_get(int argc, char **argv);
-extern int	cmd_flow(int argc, char **argv);
-extern int	cmd_dlq(int argc, char **argv);
-extern int	cmd_redrive(int argc, char **argv);
-extern int	cmd_purge(int argc, char **argv);
-extern int	cmd_pause(int argc, char **argv);
-extern int	cmd_resume(int argc, char **argv);
-extern int	cmd_push(int argc, char **argv);
-extern int	cmd_webhooks(int argc, char **argv);
-extern int	cmd_watch(int argc, char **argv);
+/* commands.c: every subcommand but worker (argv[0] names it) */
+extern int	run_command(int argc, char **argv);
 
 /* worker.c */
 extern int	cmd_worker(int argc, char **argv);
