@@ -21,9 +21,10 @@
  * A worker works in short transactions, each in worker_spi's sequence, and
  * holds none while it waits or talks to webhook receivers.  It checks at
  * each round that the extension still exists, so DROP EXTENSION waits at
- * most for one round's transaction.  DROP DATABASE stops the database's
- * worker first (a ProcessUtility hook) and keeps the launcher from
- * restarting it for a while.
+ * most for one round's transaction.  DROP DATABASE, ALTER DATABASE ...
+ * RENAME and CREATE DATABASE ... TEMPLATE stop the database's worker first
+ * (a ProcessUtility hook) and keep the launcher from restarting it for a
+ * while.
  *
  * Locking: TaskqShared->lock (an LWLock) guards the slots.
  *
@@ -44,6 +45,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -69,6 +71,8 @@
 #define NO_EXTENSION_PAUSE_MS	(60 * 1000)
 /* how long a dropped database's worker is kept from restarting */
 #define DROPDB_PAUSE_MS			(30 * 1000)
+/* ... and that of a database being renamed or copied */
+#define COPYDB_PAUSE_MS			(5 * 1000)
 /* shortest time between two rounds of wake-up notifications */
 #define WAKEUP_ROUND_MS			2
 /* rows per retention batch */
@@ -139,10 +143,44 @@ TaskqFindSlot(Oid dbid)
 }
 
 /*
- * ProcessUtility hook: before DROP DATABASE, stop that database's worker,
- * which would otherwise make the drop fail as "being accessed by other
- * users", and keep the launcher from starting it again meanwhile; after
- * CREATE EXTENSION taskq commits, wake the launcher.
+ * Stop the worker of a database about to be dropped, renamed or copied,
+ * which would otherwise make that fail as "being accessed by other users",
+ * and keep the launcher from starting it again for a while.
+ */
+static void
+stop_db_worker(const char *dbname, int pause_ms)
+{
+	Oid			dbid = get_database_oid(dbname, true);
+	TimestampTz until;
+
+	if (!OidIsValid(dbid))
+		return;
+	until = GetCurrentTimestamp() + (TimestampTz) pause_ms * 1000;
+	for (int tries = 0; tries < 100; tries++)
+	{
+		TaskqDbSlot *slot;
+		pid_t		pid = 0;
+
+		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
+		slot = TaskqFindSlot(dbid);
+		if (slot != NULL)
+		{
+			slot->stop_until = until;
+			pid = slot->pid;
+		}
+		LWLockRelease(taskq_shared->lock);
+		if (pid == 0)
+			break;
+		kill(pid, SIGTERM);
+		pg_usleep(50 * 1000);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * ProcessUtility hook: before DROP DATABASE, ALTER DATABASE ... RENAME and
+ * CREATE DATABASE ... TEMPLATE, stop the database's worker (see
+ * stop_db_worker); after CREATE EXTENSION taskq commits, wake the launcher.
  */
 static void
 taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -150,33 +188,25 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  ParamListInfo params, QueryEnvironment *queryEnv,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
-	if (taskq_shared != NULL && IsA(pstmt->utilityStmt, DropdbStmt))
+	if (taskq_shared != NULL)
 	{
-		DropdbStmt *stmt = (DropdbStmt *) pstmt->utilityStmt;
-		Oid			dbid = get_database_oid(stmt->dbname, true);
+		Node	   *stmt = pstmt->utilityStmt;
 
-		if (OidIsValid(dbid))
+		if (IsA(stmt, DropdbStmt))
+			stop_db_worker(((DropdbStmt *) stmt)->dbname, DROPDB_PAUSE_MS);
+		else if (IsA(stmt, RenameStmt) &&
+				 ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
+			stop_db_worker(((RenameStmt *) stmt)->subname, COPYDB_PAUSE_MS);
+		else if (IsA(stmt, CreatedbStmt))
 		{
-			TimestampTz until = GetCurrentTimestamp() + (TimestampTz) DROPDB_PAUSE_MS * 1000;
+			ListCell   *lc;
 
-			for (int tries = 0; tries < 100; tries++)
+			foreach(lc, ((CreatedbStmt *) stmt)->options)
 			{
-				TaskqDbSlot *slot;
-				pid_t		pid = 0;
+				DefElem    *opt = lfirst(lc);
 
-				LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
-				slot = TaskqFindSlot(dbid);
-				if (slot != NULL)
-				{
-					slot->stop_until = until;
-					pid = slot->pid;
-				}
-				LWLockRelease(taskq_shared->lock);
-				if (pid == 0)
-					break;
-				kill(pid, SIGTERM);
-				pg_usleep(50 * 1000);
-				CHECK_FOR_INTERRUPTS();
+				if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+					stop_db_worker(defGetString(opt), COPYDB_PAUSE_MS);
 			}
 		}
 	}
@@ -261,6 +291,8 @@ static void
 start_db_worker(LauncherDb *db)
 {
 	BackgroundWorker worker;
+	MemoryContext old_cxt;
+	bool		registered;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -275,7 +307,14 @@ start_db_worker(LauncherDb *db)
 
 	db->started_at = GetCurrentTimestamp();
 	db->not_before = 0;
-	if (!RegisterDynamicBackgroundWorker(&worker, &db->handle))
+	if (db->handle != NULL)
+		pfree(db->handle);
+	db->handle = NULL;
+	/* the handle outlives this loop round: not in the loop's context */
+	old_cxt = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &db->handle);
+	MemoryContextSwitchTo(old_cxt);
+	if (!registered)
 	{
 		db->handle = NULL;
 		ereport(LOG,
@@ -379,6 +418,8 @@ taskq_launcher_main(Datum arg)
 			{
 				if (running)
 					TerminateBackgroundWorker(db->handle);
+				if (db->handle != NULL)
+					pfree(db->handle);
 				db->dbid = InvalidOid;
 				db->handle = NULL;
 				continue;

@@ -280,6 +280,23 @@ wait_worker_exit('db4', $log_offset, 'db4 got a worker, which left: no taskq the
 $node->safe_psql('db4', 'CREATE EXTENSION taskq');
 my $db4_pid = wait_worker($node, 'db4', 'db4 gets a taskq worker');
 
+# CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME of a database
+# whose worker runs: the worker steps aside, and comes back
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	"SET statement_timeout = '20s'; CREATE DATABASE db4copy TEMPLATE db4;");
+is($ret, 0, 'CREATE DATABASE ... TEMPLATE of a database with a running worker succeeds')
+  or diag("stderr: $stderr");
+wait_worker($node, 'db4copy', 'the copy gets a worker of its own');
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	"SET statement_timeout = '20s'; ALTER DATABASE db4copy RENAME TO db4renamed;");
+is($ret, 0, 'ALTER DATABASE ... RENAME of a database with a running worker succeeds')
+  or diag("stderr: $stderr");
+wait_worker($node, 'db4renamed', 'the renamed database gets its worker back');
+($ret, $stdout, $stderr) = $node->psql('postgres',
+	"SET statement_timeout = '20s'; DROP DATABASE db4renamed;");
+is($ret, 0, 'the renamed copy can be dropped') or diag("stderr: $stderr");
+$db4_pid = wait_worker($node, 'db4', "db4's worker is back after the copy");
+
 # committed before the crash, and still active when it happens
 my $crash_job = $node->safe_psql('db1', "SELECT taskq.push('crash', 'survivor')");
 is( $node->safe_psql(
