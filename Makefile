@@ -47,7 +47,8 @@ REGRESS = \
 	dag_cascade \
 	dag_flow \
 	dag_followups \
-	webhooks
+	webhooks \
+	schedules
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
 
 # isolation specs: test/isolation/specs/*.spec

@@ -710,3 +710,205 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq.cleanup(integer) IS 'remove finished and dead jobs older than their queue''s retention, at most max_rows of them; returns how many';
+
+--
+-- Schedules
+--
+
+-- Recurring pushes run by pg_cron, which taskq does not require: pg_cron
+-- may be missing when taskq is created, so these functions reach cron.*
+-- only through EXECUTE (values passed with USING or quoted with %L), and
+-- fail with a clear error while pg_cron is absent.  taskq keeps each
+-- schedule's definition here, so that listing it parses no SQL; the pg_cron
+-- job is named 'taskq:' || name and belongs to the role that scheduled it.
+CREATE TABLE taskq.schedules (
+    name text PRIMARY KEY
+        CHECK (octet_length(name) BETWEEN 1 AND 57),
+    cron text NOT NULL,
+    queue text NOT NULL,
+    job_name text NOT NULL,
+    data jsonb NOT NULL,
+    options jsonb NOT NULL,
+    owner name NOT NULL DEFAULT current_user,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE taskq.schedules IS 'recurring pushes run by pg_cron: the definition of each taskq schedule';
+SELECT pg_catalog.pg_extension_config_dump('taskq.schedules', '');
+
+-- error unless pg_cron is installed in this database
+CREATE FUNCTION taskq.require_pg_cron(caller text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% needs the pg_cron extension', caller
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'Extension "pg_cron" is not installed in this database.',
+                  HINT = 'Install the package postgresql-15-cron, add pg_cron to shared_preload_libraries, '
+                         'set cron.database_name to this database, restart the server and run CREATE EXTENSION pg_cron.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION taskq.require_pg_cron(text) IS 'raise undefined_object unless extension pg_cron is installed in this database';
+
+-- error unless the calling role owns the schedule, if it exists: pg_cron
+-- keeps one job of a name per role, taskq one schedule per name
+CREATE FUNCTION taskq.require_schedule_owner(name text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    o name;
+BEGIN
+    SELECT s.owner INTO o FROM taskq.schedules s WHERE s.name = require_schedule_owner.name;
+    IF FOUND AND o <> current_user THEN
+        RAISE EXCEPTION 'schedule "%" belongs to role "%"', name, o
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Change it as that role (SET ROLE), or choose another name.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION taskq.require_schedule_owner(text) IS 'raise insufficient_privilege when the schedule exists and belongs to another role';
+
+CREATE FUNCTION taskq.schedule(name text, cron text, queue text, job_name text,
+                               data jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    command text;
+    jobid bigint;
+BEGIN
+    PERFORM taskq.require_pg_cron('taskq.schedule');
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'schedule name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    ELSIF name = '' THEN
+        RAISE EXCEPTION 'schedule name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF pg_catalog.octet_length(name) > 57 THEN
+        RAISE EXCEPTION 'schedule name is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = pg_catalog.format('The name is %s bytes; the limit is 57 bytes, so that the pg_cron job name "taskq:<name>" fits in 63.',
+                                             pg_catalog.octet_length(name));
+    END IF;
+    IF cron IS NULL THEN
+        RAISE EXCEPTION 'cron schedule must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the checks of push, so that a schedule does not fail at every run
+    IF queue IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    ELSIF queue = '' THEN
+        RAISE EXCEPTION 'queue name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF pg_catalog.octet_length(queue) > 256 THEN
+        RAISE EXCEPTION 'queue name is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = pg_catalog.format('The name is %s bytes; the limit is 256 bytes.',
+                                             pg_catalog.octet_length(queue));
+    END IF;
+    IF job_name IS NULL THEN
+        RAISE EXCEPTION 'job name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    ELSIF job_name = '' THEN
+        RAISE EXCEPTION 'job name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF pg_catalog.octet_length(job_name) > 1024 THEN
+        RAISE EXCEPTION 'job name is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = pg_catalog.format('The name is %s bytes; the limit is 1024 bytes.',
+                                             pg_catalog.octet_length(job_name));
+    END IF;
+    -- as in push, NULL and JSON null mean {}
+    IF data IS NULL OR data = 'null'::jsonb THEN
+        data := '{}';
+    END IF;
+    IF pg_catalog.jsonb_typeof(data) <> 'object' THEN
+        RAISE EXCEPTION 'job data must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Wrap other values in an object, as in {"value": ...}.';
+    END IF;
+    -- the size push measures: the jsonb as parsed from the command's literal
+    IF pg_catalog.pg_column_size(data::text::jsonb) - 4 > 1048576 THEN
+        RAISE EXCEPTION 'job data is too large'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = pg_catalog.format('The data is %s bytes; the limit is 1048576 bytes (1 MB).',
+                                             pg_catalog.pg_column_size(data::text::jsonb) - 4);
+    END IF;
+    IF options IS NULL OR options = 'null'::jsonb THEN
+        options := '{}';
+    END IF;
+    IF pg_catalog.jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'job options must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM taskq.require_schedule_owner(name);
+
+    command := pg_catalog.format('SELECT taskq.push(%L, %L, %L::jsonb, %L::jsonb)',
+                                 queue, job_name, data, options);
+    -- pg_cron checks the cron expression (invalid_parameter_value) and
+    -- replaces its job of that name, if any
+    EXECUTE 'SELECT cron.schedule($1, $2, $3)'
+        INTO jobid
+        USING 'taskq:' || name, cron, command;
+
+    INSERT INTO taskq.schedules AS s (name, cron, queue, job_name, data, options)
+    VALUES (schedule.name, schedule.cron, schedule.queue, schedule.job_name,
+            schedule.data, schedule.options)
+    ON CONFLICT ON CONSTRAINT schedules_pkey DO UPDATE
+       SET cron = EXCLUDED.cron, queue = EXCLUDED.queue,
+           job_name = EXCLUDED.job_name, data = EXCLUDED.data,
+           options = EXCLUDED.options;
+    RETURN jobid;
+END
+$$;
+COMMENT ON FUNCTION taskq.schedule(text, text, text, text, jsonb, jsonb) IS 'push a job on a cron schedule, through pg_cron; replaces a schedule of the same name; returns the pg_cron job id';
+
+CREATE FUNCTION taskq.unschedule(name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    found_cron boolean;
+BEGIN
+    PERFORM taskq.require_pg_cron('taskq.unschedule');
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'schedule name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM taskq.require_schedule_owner(name);
+    -- the pg_cron job goes even without its taskq row (left by a DROP
+    -- EXTENSION taskq), so that this cleans up after one
+    EXECUTE 'SELECT EXISTS (SELECT FROM cron.job j WHERE j.jobname = $1 AND j.username = current_user)'
+        INTO found_cron
+        USING 'taskq:' || name;
+    IF found_cron THEN
+        EXECUTE 'SELECT cron.unschedule($1::text)' USING 'taskq:' || name;
+    END IF;
+    DELETE FROM taskq.schedules s WHERE s.name = unschedule.name;
+    RETURN found_cron OR FOUND;
+END
+$$;
+COMMENT ON FUNCTION taskq.unschedule(text) IS 'remove a schedule and its pg_cron job; false when there is none of that name';
+
+CREATE FUNCTION taskq.schedules()
+RETURNS TABLE (name text, cron text, queue text, job_name text, data jsonb,
+               options jsonb, active boolean, jobid bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM taskq.require_pg_cron('taskq.schedules');
+    -- cron.job shows each role its own jobs only: jobid and active are
+    -- NULL for the schedules of other roles
+    RETURN QUERY EXECUTE
+        'SELECT s.name, s.cron, s.queue, s.job_name, s.data, s.options, j.active, j.jobid
+           FROM taskq.schedules s
+           LEFT JOIN cron.job j ON j.jobname = ''taskq:'' || s.name AND j.username = s.owner
+          ORDER BY s.name';
+END
+$$;
+COMMENT ON FUNCTION taskq.schedules() IS 'the schedules: definition, and the pg_cron job id and whether it is active';
