@@ -735,6 +735,13 @@ CREATE TABLE taskq.schedules (
 COMMENT ON TABLE taskq.schedules IS 'recurring pushes run by pg_cron: the definition of each taskq schedule';
 SELECT pg_catalog.pg_extension_config_dump('taskq.schedules', '');
 
+CREATE FUNCTION taskq.check_job(queue text, name text, data jsonb DEFAULT '{}',
+                                options jsonb DEFAULT '{}')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'taskq_check_job'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq.check_job(text, text, jsonb, jsonb) IS 'make every check of push without pushing; returns the data as push would store it';
+
 -- error unless pg_cron is installed in this database
 CREATE FUNCTION taskq.require_pg_cron(caller text)
 RETURNS void
@@ -798,53 +805,11 @@ BEGIN
         RAISE EXCEPTION 'cron schedule must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    -- the checks of push, so that a schedule does not fail at every run
-    IF queue IS NULL THEN
-        RAISE EXCEPTION 'queue name must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    ELSIF queue = '' THEN
-        RAISE EXCEPTION 'queue name must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    ELSIF pg_catalog.octet_length(queue) > 256 THEN
-        RAISE EXCEPTION 'queue name is too long'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = pg_catalog.format('The name is %s bytes; the limit is 256 bytes.',
-                                             pg_catalog.octet_length(queue));
-    END IF;
-    IF job_name IS NULL THEN
-        RAISE EXCEPTION 'job name must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    ELSIF job_name = '' THEN
-        RAISE EXCEPTION 'job name must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    ELSIF pg_catalog.octet_length(job_name) > 1024 THEN
-        RAISE EXCEPTION 'job name is too long'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = pg_catalog.format('The name is %s bytes; the limit is 1024 bytes.',
-                                             pg_catalog.octet_length(job_name));
-    END IF;
-    -- as in push, NULL and JSON null mean {}
-    IF data IS NULL OR data = 'null'::jsonb THEN
-        data := '{}';
-    END IF;
-    IF pg_catalog.jsonb_typeof(data) <> 'object' THEN
-        RAISE EXCEPTION 'job data must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Wrap other values in an object, as in {"value": ...}.';
-    END IF;
-    -- the size push measures: the jsonb as parsed from the command's literal
-    IF pg_catalog.pg_column_size(data::text::jsonb) - 4 > 1048576 THEN
-        RAISE EXCEPTION 'job data is too large'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = pg_catalog.format('The data is %s bytes; the limit is 1048576 bytes (1 MB).',
-                                             pg_catalog.pg_column_size(data::text::jsonb) - 4);
-    END IF;
+    -- the checks of push, so that a schedule does not fail at every run;
+    -- as in push, NULL and JSON null data and options mean {}
+    data := taskq.check_job(queue, job_name, data, options);
     IF options IS NULL OR options = 'null'::jsonb THEN
         options := '{}';
-    END IF;
-    IF pg_catalog.jsonb_typeof(options) <> 'object' THEN
-        RAISE EXCEPTION 'job options must be a JSON object'
-            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM taskq.require_schedule_owner(name);
 

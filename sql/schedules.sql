@@ -56,6 +56,11 @@ SELECT taskq.schedule('bad', '0 3 * * *', 'q', 'j', '"text"');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.schedule('bad', '0 3 * * *', 'q', 'j', '{}', '[]');
 \echo :LAST_ERROR_SQLSTATE
+-- option keys and values are checked as push checks them, up front
+SELECT taskq.schedule('bad', '0 3 * * *', 'q', 'j', '{}', '{"prority": 1}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.schedule('bad', '0 3 * * *', 'q', 'j', '{}', '{"max_attempts": 0}');
+\echo :LAST_ERROR_SQLSTATE
 SELECT taskq.schedule('bad', 'every day', 'q', 'j');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.schedule('bad', '61 * * * *', 'q', 'j');

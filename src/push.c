@@ -245,6 +245,31 @@ TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
 }
 
 /*
+ * taskq.check_job(queue text, name text, data jsonb, options jsonb)
+ * RETURNS jsonb
+ *
+ * Every check a push makes of its arguments, without pushing (for pushes
+ * that run later, such as schedules); returns the data as push would store
+ * it ({} for NULL or JSON null).
+ */
+PG_FUNCTION_INFO_V1(taskq_check_job);
+Datum
+taskq_check_job(PG_FUNCTION_ARGS)
+{
+	TaskqJobOptions opts;
+	Jsonb	   *data;
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	TaskqRequireArg(fcinfo, 1, "job name");
+	TaskqCheckQueueName(PG_GETARG_TEXT_PP(0));
+	TaskqCheckJobName(PG_GETARG_TEXT_PP(1));
+	data = TaskqCheckJobData(PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true);
+	TaskqParseJobOptions(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &opts);
+	(void) TaskqCheckMetadata(opts.metadata);
+	PG_RETURN_JSONB_P(data);
+}
+
+/*
  * taskq.push(queue text, name text, data jsonb, options jsonb) RETURNS uuid
  */
 PG_FUNCTION_INFO_V1(taskq_push);
