@@ -106,6 +106,7 @@ typedef struct TaskqPlan
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[16];
+	bool		generic;		/* always the generic plan (hot paths) */
 	SPIPlanPtr	plan;
 } TaskqPlan;
 
