@@ -156,6 +156,7 @@ taskq_pull(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {0};
 	int			n;
+	TaskqContext cxt;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -174,11 +175,12 @@ taskq_pull(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PULL);
 	values[0] = queue;
 	if (TaskqExecute(&check_plan, values, NULL, false, 1) == 0)
 	{
-		SPI_finish();
+		TaskqFinish(&cxt);
 		return (Datum) 0;		/* unknown queue */
 	}
 	else
@@ -194,7 +196,7 @@ taskq_pull(PG_FUNCTION_ARGS)
 	}
 	if (paused)
 	{
-		SPI_finish();
+		TaskqFinish(&cxt);
 		return (Datum) 0;
 	}
 
@@ -218,6 +220,6 @@ taskq_pull(PG_FUNCTION_ARGS)
 						  row, rownulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rownulls);
 	}
-	SPI_finish();
+	TaskqFinish(&cxt);
 	return (Datum) 0;
 }
