@@ -11,9 +11,10 @@
  *	   else to the dead-letter queue, both with the error "lease expired";
  *	2. delayed jobs whose run_at has come become waiting.
  *
- * One statement reads the queue's settings and whether either kind of
- * housekeeping has anything to do (two index probes), so that a pull in
- * the steady state runs two statements: that check and the claim.
+ * The queue's settings come from this backend's queue cache (acl.c); one
+ * statement probes whether either kind of housekeeping has anything to do
+ * (two index probes), so that a pull in the steady state runs two
+ * statements: that check and the claim.
  *
  * Then it takes at most count waiting jobs, highest priority first and by
  * id (creation order) within a priority, with FOR UPDATE SKIP LOCKED, so
@@ -56,14 +57,12 @@ static TaskqPlan reclaim_retry_plan = {
 
 static TaskqPlan reclaim_dead_plan = {NULL, 1, {TEXTOID}, true};
 
-/* the queue's settings, and whether housekeeping has anything to do */
+/* whether housekeeping has anything to do: two index probes */
 static TaskqPlan check_plan = {
-	"SELECT q.paused, q.timeout_ms,"
-	" EXISTS (SELECT FROM taskq.jobs WHERE state = 'active'"
+	"SELECT EXISTS (SELECT FROM taskq.jobs WHERE state = 'active'"
 	"  AND lease_expires_at < now() AND queue = $1),"
 	" EXISTS (SELECT FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
-	"  AND run_at <= now())"
-	" FROM taskq.queues q WHERE q.name = $1",
+	"  AND run_at <= now())",
 	1, {TEXTOID}, true
 };
 
@@ -79,10 +78,12 @@ static TaskqPlan promote_plan = {
  * The claim.  The jobs to take are found by the pull index and locked
  * first, then updated by id through the primary key: an = ANY (ARRAY(...))
  * rather than a join, which a generic plan would size by guess (and hash
- * the whole table for).
+ * the whole table for).  The statement is kept small, since setting up
+ * its executor is a good part of a pull: rows are put in delivery order
+ * and parents' results added (fan-in) in C, only when needed.
  */
 static TaskqPlan claim_plan = {
-	"WITH u AS (UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1,"
+	"UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1,"
 	" lease = gen_random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4),"
 	" lease_expires_at = now() + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond',"
 	" started_at = now()"
@@ -90,13 +91,42 @@ static TaskqPlan claim_plan = {
 	"  SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
 	"  ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED))"
 	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority,"
-	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id,"
-	" CASE WHEN j.depends_on IS NOT NULL THEN"
-	"  (SELECT jsonb_object_agg(f.id, f.result) FROM taskq.finished_jobs f"
-	"   WHERE f.id = ANY (j.depends_on)) END)"
-	" SELECT * FROM u ORDER BY priority DESC, id",
+	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id, j.depends_on",
 	4, {TEXTOID, INT4OID, INT4OID, INT4OID}, true
 };
+
+/* the results of a job's parents, by parent id */
+static TaskqPlan parent_results_plan = {
+	"SELECT jsonb_object_agg(f.id, f.result) FROM taskq.finished_jobs f"
+	" WHERE f.id = ANY ($1)",
+	1, {UUIDARRAYOID}, true
+};
+
+/* columns of a claimed row, and of taskq.leased_job */
+#define CLAIM_PRIORITY		6
+#define CLAIM_DEPENDS_ON	11
+#define CLAIM_COLUMNS		12
+
+typedef struct ClaimedJob
+{
+	Datum		values[CLAIM_COLUMNS];
+	bool		nulls[CLAIM_COLUMNS];
+} ClaimedJob;
+
+/* delivery order: priority, highest first, then id (creation order) */
+static int
+claimed_cmp(const void *a, const void *b)
+{
+	const ClaimedJob *x = a;
+	const ClaimedJob *y = b;
+	int32		px = DatumGetInt32(x->values[CLAIM_PRIORITY]);
+	int32		py = DatumGetInt32(y->values[CLAIM_PRIORITY]);
+
+	if (px != py)
+		return px > py ? -1 : 1;
+	return memcmp(DatumGetUUIDP(x->values[0]), DatumGetUUIDP(y->values[0]),
+				  UUID_LEN);
+}
 
 /*
  * Reclaim expired leases (step 1 above), of one queue or, for the reaper,
@@ -148,14 +178,15 @@ taskq_pull(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		queue;
 	int32		count;
-	bool		paused;
-	Datum		timeout;
-	bool		timeout_null;
+	TaskqQueueInfo qi;
 	bool		expired;
 	bool		due;
+	bool		isnull;
 	Datum		values[4];
 	bool		nulls[4] = {0};
 	int			n;
+	ClaimedJob *jobs;
+	SPITupleTable *claimed;
 	TaskqContext cxt;
 
 	if (PG_ARGISNULL(0))
@@ -177,29 +208,18 @@ taskq_pull(PG_FUNCTION_ARGS)
 
 	TaskqConnect(&cxt);
 	TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PULL);
-	values[0] = queue;
-	if (TaskqExecute(&check_plan, values, NULL, false, 1) == 0)
-	{
-		TaskqFinish(&cxt);
-		return (Datum) 0;		/* unknown queue */
-	}
-	else
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		paused = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-		timeout = SPI_getbinval(tup, desc, 2, &timeout_null);
-		expired = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-	}
-	if (paused)
+	if (!TaskqCachedQueue(TextDatumGetCString(queue), false, &qi) || qi.paused)
 	{
 		TaskqFinish(&cxt);
 		return (Datum) 0;
 	}
 
+	values[0] = queue;
+	TaskqExecute(&check_plan, values, NULL, false, 1);
+	expired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 2, &isnull));
 	if (expired)
 		TaskqReclaimExpired(queue, false);
 	if (due)
@@ -208,17 +228,30 @@ taskq_pull(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(count);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2);
-	values[3] = timeout_null ? Int32GetDatum(taskq_default_timeout_ms) : timeout;
+	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout_ms : qi.timeout_ms);
 	n = TaskqExecute(&claim_plan, values, nulls, false, 0);
 
+	jobs = palloc(sizeof(ClaimedJob) * Max(n, 1));
+	claimed = SPI_tuptable;
+	for (int i = 0; i < n; i++)
+		heap_deform_tuple(claimed->vals[i], claimed->tupdesc,
+						  jobs[i].values, jobs[i].nulls);
+	if (n > 1)
+		qsort(jobs, n, sizeof(ClaimedJob), claimed_cmp);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		row[12];
-		bool		rownulls[12];
+		/* depends_on becomes parent_results */
+		if (!jobs[i].nulls[CLAIM_DEPENDS_ON])
+		{
+			Datum		parents = jobs[i].values[CLAIM_DEPENDS_ON];
 
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-						  row, rownulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rownulls);
+			TaskqExecute(&parent_results_plan, &parents, NULL, false, 1);
+			jobs[i].values[CLAIM_DEPENDS_ON] =
+				SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							  &jobs[i].nulls[CLAIM_DEPENDS_ON]);
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 jobs[i].values, jobs[i].nulls);
 	}
 	TaskqFinish(&cxt);
 	return (Datum) 0;
