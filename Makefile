@@ -48,7 +48,8 @@ REGRESS = \
 	dag_flow \
 	dag_followups \
 	webhooks \
-	schedules
+	schedules \
+	api_tokens
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
 
 # isolation specs: test/isolation/specs/*.spec
