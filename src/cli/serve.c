@@ -445,33 +445,39 @@ error_body(const char *code, const char *message, const char *detail,
 }
 
 /*
- * Queue an error response; extra headers come in name/value pairs ending
- * with NULL.
+ * Queue an error response, its message formatted from fmt; a 401 says
+ * WWW-Authenticate, and a 413 or a 503 of a server shutting down closes
+ * the connection.
  */
 static void
 respond_error(Request *req, int status, const char *code, const char *detail,
 			  const char *hint, const char *fmt,...)
 {
-	char		message[1024];
+	char	   *message;
 	char	   *body;
 	va_list		ap;
+	int			len;
 	const char *h[4] = {NULL, NULL, NULL, NULL};
 	int			n = 0;
 
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	message = pg_malloc(len + 1);
+	va_start(ap, fmt);
+	vsnprintf(message, len + 1, fmt, ap);
 	va_end(ap);
 	body = error_body(code, message, detail, hint);
+	free(message);
 	if (status == MHD_HTTP_UNAUTHORIZED)
 	{
 		h[n++] = MHD_HTTP_HEADER_WWW_AUTHENTICATE;
 		h[n++] = strcmp(code, "28P01") == 0 ?
 			"Bearer realm=\"taskq\", error=\"invalid_token\"" : "Bearer realm=\"taskq\"";
 	}
-	else if (status == MHD_HTTP_CONTENT_TOO_LARGE ||
-			 status == MHD_HTTP_SERVICE_UNAVAILABLE)
+	else if (status == MHD_HTTP_CONTENT_TOO_LARGE || strcmp(code, "57P01") == 0)
 	{
-		/* the body may be unread (413); a draining server closes (503) */
+		/* the body may be unread (413); a server shutting down closes */
 		h[n++] = MHD_HTTP_HEADER_CONNECTION;
 		h[n++] = "close";
 	}
@@ -554,7 +560,11 @@ pool_connect(char **err)
 		*err = msg;
 		return NULL;
 	}
-	if (statement_timeout_ms > 0)
+	/*
+	 * The connection serves the requests of several roles: a search_path
+	 * of pg_catalog only, so that no role can put a function of its own in
+	 * the way of another role's statements.
+	 */
 	{
 		char		ms[32];
 		const char *params[1] = {ms};
@@ -562,11 +572,18 @@ pool_connect(char **err)
 
 		snprintf(ms, sizeof(ms), "%d", statement_timeout_ms);
 		res = PQexecParams(conn,
-						   "SELECT pg_catalog.set_config('statement_timeout', $1, false)",
+						   "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),"
+						   " CASE WHEN $1 <> '0'"
+						   " THEN pg_catalog.set_config('statement_timeout', $1, false) END",
 						   1, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
-			*err = pg_strdup(PQerrorMessage(conn));
+			char	   *msg = pg_strdup(PQerrorMessage(conn));
+			size_t		len = strlen(msg);
+
+			while (len > 0 && msg[len - 1] == '\n')
+				msg[--len] = '\0';
+			*err = msg;
 			PQclear(res);
 			PQfinish(conn);
 			return NULL;
@@ -1033,7 +1050,6 @@ dispatch(Request *req)
 {
 	const Route *route = NULL;
 	const Route *r;
-	const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
 	char	   *param = NULL;
 	PQExpBufferData allow;
 	const char *params[MAX_ROUTE_PARAMS];
@@ -1050,7 +1066,7 @@ dispatch(Request *req)
 
 		if (!path_matches(r->path, req->path, &p))
 			continue;
-		if (strcmp(r->method, method) == 0 && route == NULL)
+		if (strcmp(r->method, req->method) == 0 && route == NULL)
 		{
 			route = r;
 			param = p;

@@ -103,7 +103,8 @@ my $n = 0;
 sub curl_args
 {
 	my ($method, $url, %o) = @_;
-	my @cmd = ('curl', '-sS', '--max-time', $timeout, '-X', $method);
+	my @cmd = ('curl', '-sS', '--max-time', $timeout,
+		$method eq 'HEAD' ? ('--head') : ('-X', $method));
 	push @cmd, '-H', "Authorization: Bearer $o{token}" if defined $o{token};
 	push @cmd, '-H', $_ for @{ $o{headers} // [] };
 	push @cmd, '-H', 'Content-Type: application/json', '--data-binary', '@-'
@@ -203,6 +204,10 @@ $r = http('DELETE', "$api/queues/q/jobs", %auth);
 is_error($r, 405, '0A000', qr/method DELETE is not allowed/, 'wrong method');
 is($r->{headers}{allow}, 'POST, GET', 'wrong method: Allow header');
 
+$r = http('HEAD', "$base/healthz");
+is($r->{status}, 405, 'HEAD: not a method of any route (a HEAD of a pull would lease jobs)');
+is($r->{headers}{allow}, 'GET', 'HEAD: Allow: GET');
+
 $r = http('GET', "$api/queues");
 is_error($r, 401, '28000', qr/^missing bearer token$/, 'no token');
 is($r->{headers}{'www-authenticate'}, 'Bearer realm="taskq"', 'no token: WWW-Authenticate');
@@ -239,6 +244,16 @@ like($r->{json}{id}, $uuid_re, 'push: {"id"}');
 my $id1 = $r->{json}{id};
 is(sql("SELECT name || ' ' || (data->>'to') || ' ' || priority FROM taskq.jobs WHERE id = '$id1'"),
 	'send a@example.com 10', 'push: the job is there, with its data and options');
+
+# the pooled connections' search_path is pg_catalog: a function in schema
+# public that would match the gateway's statements better is not called
+sql(q{CREATE FUNCTION public.jsonb_build_object(text, uuid) RETURNS jsonb LANGUAGE sql
+	AS $$ SELECT '{"hijacked": true}'::jsonb $$});
+is(sql(q{SELECT jsonb_build_object('id', gen_random_uuid())}), '{"hijacked": true}',
+	'(a default search_path would call the function in public)');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "safe"}');
+like($r->{json}{id}, $uuid_re, 'a function in schema public is not in the way');
+sql('DROP FUNCTION public.jsonb_build_object(text, uuid)');
 
 $r = http('POST', "$api/queues/emails/jobs", %auth,
 	body => ' [{"name": "b1"}, {"name": "b2", "data": {"n": 2}}]');
