@@ -628,11 +628,11 @@ pool_reconnect(PoolConn *pc, char **err)
 
 /*
  * Take a connection from the pool, waiting up to POOL_WAIT_MS for one to
- * be free, and connect it if it has none.  NULL with *status and *err set
- * when there is none.
+ * be free, and connect it if it has none.  NULL with *code (a SQLSTATE)
+ * and *err set when there is none.
  */
 static PoolConn *
-pool_acquire(int *status, char **err)
+pool_acquire(const char **code, char **err)
 {
 	PoolConn   *pc = NULL;
 	struct timespec deadline;
@@ -659,7 +659,7 @@ pool_acquire(int *status, char **err)
 
 	if (pc == NULL)
 	{
-		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		*code = "53300";		/* too_many_connections */
 		*err = psprintf("no database connection free after %d ms", POOL_WAIT_MS);
 		return NULL;
 	}
@@ -670,7 +670,7 @@ pool_acquire(int *status, char **err)
 		if (!pool_reconnect(pc, &why))
 		{
 			serve_log("could not connect to the database: %s", why);
-			*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+			*code = "08006";	/* connection_failure */
 			*err = psprintf("could not connect to the database: %s", why);
 			free(why);
 			pool_release(pc);
@@ -781,11 +781,12 @@ run_route(Request *req, const Route *route, const char *sql,
 	char	   *value = NULL;
 	int			status;
 	char	   *why;
+	const char *code;
 
-	pc = pool_acquire(&status, &why);
+	pc = pool_acquire(&code, &why);
 	if (pc == NULL)
 	{
-		respond_error(req, status, "08006", NULL, NULL, "%s", why);
+		respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, code, NULL, NULL, "%s", why);
 		free(why);
 		return;
 	}
