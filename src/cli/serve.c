@@ -22,7 +22,10 @@
  * request that takes it.  Every route is one statement, always with $n
  * parameters: request bodies go to the server as text and are parsed
  * there (as jsonb), and the server builds the response's JSON, so that
- * the gateway holds no JSON parser and pastes nothing into SQL.
+ * the gateway holds no JSON parser and pastes nothing into SQL.  The
+ * connections serve every token's role in turn, so they run with
+ * search_path pg_catalog, pg_temp: no role can put a function of its own
+ * in the way of another role's statements.
  *
  * Authentication: "Authorization: Bearer <token>".  Per request, in one
  * transaction: BEGIN; the token's role from taskq.api_token_role (a
@@ -68,7 +71,6 @@
 #define DEFAULT_MAX_BODY	(1024 * 1024 + 64 * 1024)	/* a 1 MB job and
 														 * its envelope */
 #define POOL_WAIT_MS		10000	/* longest wait for a free connection */
-#define MAX_SEGMENTS		8		/* path segments a route can have */
 #define MAX_ROUTE_PARAMS	3
 
 /* configuration */
