@@ -23,7 +23,8 @@ OBJS = \
 	src/events.o \
 	src/webhook.o \
 	src/delivery.o \
-	src/worker.o
+	src/worker.o \
+	src/acl.o
 
 DATA = taskq--$(EXTVERSION).sql
 
@@ -48,6 +49,7 @@ REGRESS = \
 	dag_flow \
 	dag_followups \
 	webhooks \
+	security \
 	schedules \
 	api_tokens
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
@@ -59,7 +61,8 @@ ISOLATION = \
 	ack-vs-redelivery \
 	dag-promote-concurrent \
 	dag-cancel-vs-promote \
-	dag-push-vs-ack
+	dag-push-vs-ack \
+	grant-revoke-cache
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

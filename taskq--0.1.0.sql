@@ -4,6 +4,33 @@
 \echo Use "CREATE EXTENSION taskq" to load this file. \quit
 
 --
+-- Roles
+--
+
+-- Group roles for the three kinds of users (cluster-wide, so they may exist
+-- already, and they stay after DROP EXTENSION).  What each may call is
+-- granted at the end of this script; on which queues, by taskq.grant.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'taskq_admin') THEN
+        CREATE ROLE taskq_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'taskq_producer') THEN
+        CREATE ROLE taskq_producer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'taskq_worker') THEN
+        CREATE ROLE taskq_worker NOLOGIN;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('taskq_admin', 'taskq_producer', 'MEMBER') THEN
+        GRANT taskq_producer TO taskq_admin;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('taskq_admin', 'taskq_worker', 'MEMBER') THEN
+        GRANT taskq_worker TO taskq_admin;
+    END IF;
+END
+$$;
+
+--
 -- Ids
 --
 
@@ -188,6 +215,53 @@ CREATE INDEX webhook_deliveries_webhook_idx ON taskq.webhook_deliveries (webhook
 SELECT pg_catalog.pg_extension_config_dump('taskq.webhooks', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.webhook_deliveries', '');
 
+-- per-queue privileges: push, pull, admin; queue '*' means every queue
+CREATE TABLE taskq.queue_grants (
+    queue text NOT NULL,
+    grantee regrole NOT NULL,
+    privilege text NOT NULL CHECK (privilege IN ('push', 'pull', 'admin')),
+    PRIMARY KEY (queue, grantee, privilege)
+);
+COMMENT ON TABLE taskq.queue_grants IS 'privileges of roles on queues, granted with taskq.grant';
+SELECT pg_catalog.pg_extension_config_dump('taskq.queue_grants', '');
+
+-- every backend caches queue settings and grants: tell them at commit
+CREATE FUNCTION taskq.queues_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'taskq_queues_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION taskq.queues_changed() IS 'trigger: queues or grants changed, so backends forget their queue cache';
+CREATE TRIGGER queues_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.queues
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq.queues_changed();
+CREATE TRIGGER queue_grants_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.queue_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq.queues_changed();
+
+CREATE FUNCTION taskq.grant(queue text, role name, privilege text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.grant(text, name, text) IS 'grant a role push, pull or admin on a queue (''*'': every queue); false when it had it';
+
+CREATE FUNCTION taskq.revoke(queue text, role name, privilege text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_revoke'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.revoke(text, name, text) IS 'revoke what taskq.grant granted; false when there was no such grant';
+
+CREATE FUNCTION taskq.has_queue_privilege(queue text, privilege text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_has_queue_privilege'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq.has_queue_privilege(text, text) IS 'whether the current role has push, pull, admin or any privilege on a queue';
+
+CREATE FUNCTION taskq.require_queue_privilege(queue text, privilege text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_require_queue_privilege'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq.require_queue_privilege(text, text) IS 'raise insufficient_privilege unless the current role has the privilege on the queue';
+
 CREATE VIEW taskq.all_jobs AS
     SELECT * FROM taskq.jobs
     UNION ALL
@@ -307,6 +381,8 @@ COMMENT ON FUNCTION taskq.state_counts(taskq.job_state[]) IS 'a jsonb object cou
 CREATE FUNCTION taskq.flow(flow_id text)
 RETURNS jsonb
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_build_object(
         'flow_id', $1,
@@ -321,10 +397,10 @@ AS $$
             'result', j.result) ORDER BY j.id),
         'counts', taskq.state_counts(pg_catalog.array_agg(j.state)))
     FROM taskq.all_jobs j
-    WHERE j.flow_id = $1
+    WHERE j.flow_id = $1 AND taskq.has_queue_privilege(j.queue, 'any')
     HAVING pg_catalog.count(*) > 0
 $$;
-COMMENT ON FUNCTION taskq.flow(text) IS 'the jobs of a flow with their states and dependencies, and counts per state; NULL for an unknown flow';
+COMMENT ON FUNCTION taskq.flow(text) IS 'the jobs of a flow (of the queues the role may see) with their states and dependencies, and counts per state; NULL for an unknown flow';
 
 --
 -- Inspecting jobs
@@ -333,6 +409,8 @@ COMMENT ON FUNCTION taskq.flow(text) IS 'the jobs of a flow with their states an
 CREATE FUNCTION taskq.get(id uuid)
 RETURNS jsonb
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_build_object(
         'id', j.id,
@@ -357,7 +435,7 @@ AS $$
         'started_at', j.started_at,
         'finished_at', j.finished_at)
     FROM taskq.all_jobs j
-    WHERE j.id = $1
+    WHERE j.id = $1 AND taskq.require_queue_privilege(j.queue, 'any')
 $$;
 COMMENT ON FUNCTION taskq.get(uuid) IS 'the whole job as jsonb; NULL for an unknown id';
 
@@ -416,10 +494,13 @@ COMMENT ON FUNCTION taskq.require_count(integer) IS 'raise invalid_parameter_val
 CREATE FUNCTION taskq.drop_queue(name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
 BEGIN
+    PERFORM taskq.require_queue_privilege(name, 'admin');
     PERFORM taskq.require_queue(name);
     -- Children waiting for jobs of this queue, in any queue, are cancelled
     -- (with their own descendants), as if their parents had been: cancel
@@ -454,7 +535,10 @@ COMMENT ON FUNCTION taskq.drop_queue(text) IS 'drop a queue and every job in it,
 CREATE FUNCTION taskq.pause(queue text)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT taskq.require_queue_privilege($1, 'admin');
     SELECT taskq.require_queue($1);
     UPDATE taskq.queues SET paused = true WHERE name = $1;
 $$;
@@ -463,7 +547,10 @@ COMMENT ON FUNCTION taskq.pause(text) IS 'pause a queue: pushes are refused and 
 CREATE FUNCTION taskq.resume(queue text)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
+    SELECT taskq.require_queue_privilege($1, 'admin');
     SELECT taskq.require_queue($1);
     UPDATE taskq.queues SET paused = false WHERE name = $1;
 $$;
@@ -474,6 +561,8 @@ RETURNS TABLE (name text, paused boolean, waiting bigint, delayed bigint,
                blocked bigint, active bigint, completed bigint, dlq bigint,
                cancelled bigint)
 LANGUAGE sql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT q.name, q.paused,
            pg_catalog.count(*) FILTER (WHERE j.state = 'waiting'),
@@ -485,19 +574,23 @@ AS $$
            pg_catalog.count(*) FILTER (WHERE j.state = 'cancelled')
     FROM taskq.queues q
     LEFT JOIN taskq.all_jobs j ON j.queue = q.name
+    WHERE taskq.has_queue_privilege(q.name, 'any')
     GROUP BY q.name, q.paused
     ORDER BY q.name
 $$;
-COMMENT ON FUNCTION taskq.queues() IS 'one row per queue: name, paused and job counts per state';
+COMMENT ON FUNCTION taskq.queues() IS 'one row per queue the role may see: name, paused and job counts per state';
 
 CREATE FUNCTION taskq.stats(queue text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     counts jsonb;
     oldest timestamptz;
 BEGIN
+    PERFORM taskq.require_queue_privilege(queue, 'any');
     PERFORM taskq.require_queue(queue);
     SELECT taskq.state_counts(COALESCE(pg_catalog.array_agg(j.state), '{}'))
       INTO counts
@@ -520,8 +613,11 @@ CREATE FUNCTION taskq.peek(queue text, count integer DEFAULT 10)
 RETURNS TABLE (id uuid, name text, state taskq.job_state, priority integer,
                attempts integer, run_at timestamptz, data jsonb, metadata jsonb)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM taskq.require_queue_privilege(peek.queue, 'any');
     PERFORM taskq.require_queue(peek.queue);
     PERFORM taskq.require_count(peek.count);
     RETURN QUERY
@@ -541,11 +637,14 @@ COMMENT ON FUNCTION taskq.peek(text, integer) IS 'the next jobs pull would deliv
 CREATE FUNCTION taskq.purge(queue text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     parents uuid[];
     n bigint;
 BEGIN
+    PERFORM taskq.require_queue_privilege(queue, 'admin');
     PERFORM taskq.require_queue(queue);
     -- Jobs with children are cancelled first, which cancels their blocked
     -- descendants, and then forgotten like the others.
@@ -573,8 +672,11 @@ RETURNS TABLE (id uuid, name text, data jsonb, metadata jsonb, attempts integer,
                max_attempts integer, error text, errors jsonb,
                failed_at timestamptz, created_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM taskq.require_queue_privilege(dlq.queue, 'any');
     PERFORM taskq.require_queue(dlq.queue);
     PERFORM taskq.require_count(dlq.count);
     RETURN QUERY
@@ -628,10 +730,9 @@ CREATE FUNCTION taskq.can_see_webhook_secret(owner name)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'taskq_can_see_webhook_secret'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION taskq.can_see_webhook_secret(name) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a superuser';
+COMMENT ON FUNCTION taskq.can_see_webhook_secret(name) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a taskq administrator';
 
--- SECURITY DEFINER, so that roles allowed to list webhooks need no access
--- to the table, which holds the secrets
+-- the caller's own webhooks (every webhook for taskq administrators)
 CREATE FUNCTION taskq.webhooks()
 RETURNS TABLE (id uuid, url text, events text[], queues text[], secret text,
                max_attempts integer, base_delay_ms integer, owner name,
@@ -639,14 +740,13 @@ RETURNS TABLE (id uuid, url text, events text[], queues text[], secret text,
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT w.id, w.url, w.events, w.queues,
-           CASE WHEN taskq.can_see_webhook_secret(w.owner) THEN w.secret END,
+    SELECT w.id, w.url, w.events, w.queues, w.secret,
            w.max_attempts, w.base_delay_ms, w.owner, w.created_at
     FROM taskq.webhooks w
+    WHERE taskq.can_see_webhook_secret(w.owner)
     ORDER BY w.created_at, w.id
 $$;
-COMMENT ON FUNCTION taskq.webhooks() IS 'the webhooks; a secret shows only to its owner and superusers';
-REVOKE EXECUTE ON FUNCTION taskq.webhooks() FROM PUBLIC;
+COMMENT ON FUNCTION taskq.webhooks() IS 'the webhooks of the calling role (all of them for taskq administrators), with their secrets';
 
 CREATE FUNCTION taskq.deliveries(webhook uuid DEFAULT NULL, count integer DEFAULT 100)
 RETURNS TABLE (id uuid, webhook_id uuid, event text, job_id uuid, status text,
@@ -654,6 +754,8 @@ RETURNS TABLE (id uuid, webhook_id uuid, event text, job_id uuid, status text,
                next_attempt_at timestamptz, created_at timestamptz,
                delivered_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM taskq.require_count(deliveries.count);
@@ -662,7 +764,9 @@ BEGIN
            d.last_status, d.last_error, d.next_attempt_at, d.created_at,
            d.delivered_at
     FROM taskq.webhook_deliveries d
-    WHERE deliveries.webhook IS NULL OR d.webhook_id = deliveries.webhook
+    JOIN taskq.webhooks w ON w.id = d.webhook_id
+    WHERE (deliveries.webhook IS NULL OR d.webhook_id = deliveries.webhook)
+      AND taskq.can_see_webhook_secret(w.owner)
     ORDER BY d.created_at DESC, d.id DESC
     LIMIT deliveries.count;
 END
@@ -676,6 +780,8 @@ COMMENT ON FUNCTION taskq.deliveries(uuid, integer) IS 'webhook deliveries, most
 CREATE FUNCTION taskq.cleanup(max_rows integer DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
@@ -808,6 +914,7 @@ BEGIN
     -- the checks of push, so that a schedule does not fail at every run;
     -- as in push, NULL and JSON null data and options mean {}
     data := taskq.check_job(queue, job_name, data, options);
+    PERFORM taskq.require_queue_privilege(queue, 'push');
     IF options IS NULL OR options = 'null'::jsonb THEN
         options := '{}';
     END IF;
@@ -917,8 +1024,9 @@ AS $$
 $$;
 COMMENT ON FUNCTION taskq.calling_role() IS 'the calling role (after SET ROLE), also inside SECURITY DEFINER functions';
 
--- Who may create, list and revoke API tokens: superusers and members of
--- the role taskq_admin, when it exists.  The one place to change that.
+-- Who may create, list and revoke API tokens: superusers and roles with
+-- the privileges of taskq_admin (as for the other administration
+-- functions, TaskqIsAdmin).  The one place to change that.
 CREATE FUNCTION taskq.require_api_token_admin()
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -932,16 +1040,16 @@ BEGIN
     END IF;
     -- pg_has_role fails for a role that does not exist: test that first
     IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = 'taskq_admin') THEN
-        IF pg_catalog.pg_has_role(caller, 'taskq_admin', 'MEMBER') THEN
+        IF pg_catalog.pg_has_role(caller, 'taskq_admin', 'USAGE') THEN
             RETURN;
         END IF;
     END IF;
-    RAISE EXCEPTION 'permission denied to manage api tokens'
+    RAISE EXCEPTION 'permission denied to manage API tokens'
         USING ERRCODE = 'insufficient_privilege',
-              DETAIL = 'Only superusers and members of role "taskq_admin" may create, list and revoke API tokens.';
+              DETAIL = 'Only superusers and members of taskq_admin may manage API tokens.';
 END
 $$;
-COMMENT ON FUNCTION taskq.require_api_token_admin() IS 'raise insufficient_privilege unless the calling role is a superuser or a member of taskq_admin';
+COMMENT ON FUNCTION taskq.require_api_token_admin() IS 'raise insufficient_privilege unless the calling role is a superuser or has the privileges of taskq_admin';
 
 CREATE FUNCTION taskq.create_api_token(role name, note text DEFAULT NULL)
 RETURNS text
@@ -964,7 +1072,7 @@ BEGIN
     END IF;
     IF target.rolsuper AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
                                         WHERE r.rolname = taskq.calling_role() AND r.rolsuper) THEN
-        RAISE EXCEPTION 'permission denied to create an api token for superuser role "%"', target.rolname
+        RAISE EXCEPTION 'permission denied to create an API token for superuser role "%"', target.rolname
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only superusers may create API tokens for superuser roles.';
     END IF;
@@ -1071,3 +1179,50 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq.request_body(text, text[]) IS 'parse the JSON object body of a taskq serve request, refusing unknown keys';
+
+-- The gateway parses the bodies of ack, fail, progress and heartbeat as
+-- the token's role.  Like every taskq function, the others here are not
+-- for PUBLIC (see Privileges below): create_api_token, revoke_api_token
+-- and api_tokens are for taskq_admin, api_token_role for the gateway's
+-- login role, to be granted.
+GRANT EXECUTE ON FUNCTION taskq.request_body(text, text[]) TO taskq_producer, taskq_worker;
+
+--
+-- Privileges
+--
+
+-- Ordinary roles get no privileges on the tables: every function checks
+-- the caller's privileges on the queue, then works as the extension's
+-- owner (SECURITY DEFINER with search_path pinned for the SQL-language
+-- functions; the same, done in C, for the C functions).  The schedule
+-- functions run as the caller, who owns the pg_cron job.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA taskq FROM PUBLIC;
+GRANT USAGE ON SCHEMA taskq TO taskq_admin, taskq_producer, taskq_worker;
+
+GRANT EXECUTE ON FUNCTION
+    taskq.uuid7(), taskq.check_job(text, text, jsonb, jsonb),
+    taskq.has_queue_privilege(text, text), taskq.get(uuid), taskq.flow(text),
+    taskq.queues(), taskq.stats(text), taskq.peek(text, integer),
+    taskq.dlq(text, integer), taskq.webhooks(), taskq.deliveries(uuid, integer),
+    taskq.add_webhook(text, text[], text[], text, integer, integer),
+    taskq.remove_webhook(uuid), taskq.redeliver(uuid)
+    TO taskq_producer, taskq_worker;
+GRANT EXECUTE ON FUNCTION
+    taskq.push(text, text, jsonb, jsonb), taskq.push_batch(text, jsonb),
+    taskq.push_flow(jsonb), taskq.cancel(uuid)
+    TO taskq_producer;
+GRANT EXECUTE ON FUNCTION
+    taskq.pull(text, integer, integer), taskq.ack(uuid, jsonb, uuid),
+    taskq.ack_batch(jsonb), taskq.fail(uuid, text, uuid),
+    taskq.heartbeat(uuid, uuid), taskq.progress(uuid, integer, text, uuid)
+    TO taskq_worker;
+-- the administration of a queue, for roles granted admin on it
+GRANT EXECUTE ON FUNCTION
+    taskq.create_queue(text, jsonb), taskq.alter_queue(text, jsonb),
+    taskq.drop_queue(text), taskq.pause(text), taskq.resume(text),
+    taskq.purge(text), taskq.redrive(uuid), taskq.redrive_queue(text),
+    taskq.grant(text, name, text), taskq.revoke(text, name, text)
+    TO taskq_producer, taskq_worker;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA taskq TO taskq_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA taskq TO taskq_admin;
+GRANT INSERT, UPDATE, DELETE ON taskq.schedules TO taskq_admin;

@@ -46,7 +46,8 @@ SELECT taskq.api_token_role('tq_' || repeat('0', 64)) IS NULL AS unknown,
        taskq.api_token_role(upper(:'t1')) IS NULL AS case_matters;
 
 --
--- who may manage tokens: superusers and members of taskq_admin
+-- who may manage tokens: superusers and members of taskq_admin; PUBLIC
+-- may not even call the functions
 --
 SET ROLE regress_taskq_tok_nobody;
 SELECT taskq.create_api_token('regress_taskq_tok_app');
@@ -59,6 +60,12 @@ SELECT taskq.revoke_api_token(:'t1');
 SELECT taskq.api_token_role(:'t1');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM taskq.api_tokens;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- a role granted EXECUTE is still no administrator
+GRANT EXECUTE ON FUNCTION taskq.create_api_token(name, text) TO regress_taskq_tok_nobody;
+SET ROLE regress_taskq_tok_nobody;
+SELECT taskq.create_api_token('regress_taskq_tok_app');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SET ROLE regress_taskq_tok_admin;
@@ -108,7 +115,7 @@ DROP ROLE regress_taskq_tok_gone;
 -- functions (create_api_token records it as created_by)
 --
 SELECT taskq.calling_role() = session_user AS session_role;
-SET ROLE regress_taskq_tok_nobody;
+SET ROLE regress_taskq_tok_admin;
 SELECT taskq.calling_role();
 RESET ROLE;
 

@@ -97,11 +97,12 @@ $$;
 SELECT queue, name, data, state, priority, max_attempts FROM taskq.all_jobs ORDER BY id;
 
 -- pg_cron keeps one job of a name per role, taskq one schedule per name:
--- another role cannot take a schedule over
+-- another role cannot take a schedule over, even a taskq administrator
+-- (only taskq_admin may call the schedule functions)
 CREATE ROLE taskq_sched_a;
 CREATE ROLE taskq_sched_b;
-GRANT USAGE ON SCHEMA taskq, cron TO taskq_sched_a, taskq_sched_b;
-GRANT SELECT, INSERT, UPDATE, DELETE ON taskq.schedules TO taskq_sched_a, taskq_sched_b;
+GRANT USAGE ON SCHEMA cron TO taskq_sched_a, taskq_sched_b;
+GRANT taskq_admin TO taskq_sched_a, taskq_sched_b;
 SET ROLE taskq_sched_a;
 SELECT taskq.schedule('shared', '0 5 * * *', 'q', 'a') IS NOT NULL AS scheduled;
 SET ROLE taskq_sched_b;
@@ -137,7 +138,7 @@ SELECT taskq.unschedule('hourly');
 SELECT taskq.unschedule('hourly');
 SELECT count(*) FROM cron.job;
 
-REVOKE ALL ON SCHEMA taskq, cron FROM taskq_sched_a, taskq_sched_b;
+REVOKE ALL ON SCHEMA cron FROM taskq_sched_a, taskq_sched_b;
 DROP EXTENSION pg_cron;
 DROP EXTENSION taskq;
 DROP ROLE taskq_sched_a, taskq_sched_b;

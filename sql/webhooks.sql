@@ -173,9 +173,10 @@ FROM taskq.webhooks() WITH ORDINALITY AS w(id, url, events, queues, secret, max_
                                             base_delay_ms, owner, created_at, ord);
 
 --
--- secrets show only to their owner and superusers; webhooks() runs as its
--- owner, so the viewer needs no access to the table (which holds every
--- secret), only EXECUTE, which PUBLIC does not have
+-- webhooks() lists the caller's own webhooks, with their secrets (every
+-- webhook to superusers and taskq_admin); it runs as its owner, so the
+-- viewer needs no access to the table (which holds every secret), only
+-- EXECUTE, which PUBLIC does not have
 --
 CREATE ROLE regress_taskq_hooks_viewer;
 GRANT USAGE ON SCHEMA taskq TO regress_taskq_hooks_viewer;

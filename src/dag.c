@@ -316,10 +316,13 @@ read_follow_up(int n, JsonbValue *v, FollowUp *fu)
  * Check the orchestration keys of job metadata when a job is pushed, so
  * that a bad follow-up or reply_to fails the push, not the later ack.
  * Follow-ups are checked as the pushes they will be, their own metadata
- * included.  Returns whether there are follow-ups.
+ * included; with privileges set, the caller needs push on the queues of
+ * follow-ups and replies (they are pushed later by whoever completes the
+ * job).  Runs inside TaskqConnect when privileges is set.  Returns whether
+ * there are follow-ups.
  */
 bool
-TaskqCheckMetadata(Jsonb *metadata)
+TaskqCheckMetadata(Jsonb *metadata, bool privileges)
 {
 	JsonbValue *v;
 	int			n = 0;
@@ -347,8 +350,11 @@ TaskqCheckMetadata(Jsonb *metadata)
 			if (r != WJB_ELEM)
 				continue;
 			read_follow_up(++n, &elem, &fu);
+			if (privileges)
+				TaskqRequireQueuePrivilege(text_to_cstring(fu.queue), TASKQ_PRIV_PUSH);
 			TaskqParseJobOptions(fu.options, &opts);
-			(void) TaskqCheckMetadata(fu.metadata != NULL ? fu.metadata : opts.metadata);
+			(void) TaskqCheckMetadata(fu.metadata != NULL ? fu.metadata : opts.metadata,
+									  privileges);
 		}
 	}
 
@@ -360,6 +366,8 @@ TaskqCheckMetadata(Jsonb *metadata)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("metadata.reply_to must be a queue name")));
 		TaskqCheckQueueName(jbv_text(v));
+		if (privileges)
+			TaskqRequireQueuePrivilege(text_to_cstring(jbv_text(v)), TASKQ_PRIV_PUSH);
 	}
 	return n > 0;
 }
@@ -889,6 +897,7 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 	Jsonb	   *flow_overlay;
 	JsonbParseState *st = NULL;
 	JsonbValue *result;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "flow");
 	flow = PG_GETARG_JSONB_P(0);
@@ -964,7 +973,7 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 	push_key(&st, "flow_id", string_jsonb(flow_id));
 	flow_overlay = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 
-	SPI_connect();
+	TaskqConnect(&cxt);
 	for (int o = 0; o < n; o++)
 	{
 		FlowJob    *job = &jobs[order[o]];
@@ -980,7 +989,7 @@ taskq_push_flow(PG_FUNCTION_ARGS)
 		TaskqPushJob(PointerGetDatum(job->queue), job->name, job->data, options,
 					 parents, job->nparents, false, &job->id);
 	}
-	SPI_finish();
+	TaskqFinish(&cxt);
 
 	st = NULL;
 	(void) pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);

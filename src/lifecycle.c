@@ -185,6 +185,7 @@ taskq_ack(PG_FUNCTION_ARGS)
 {
 	Datum		values[3];
 	bool		nulls[3];
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
 	for (int i = 0; i < 3; i++)
@@ -195,12 +196,13 @@ taskq_ack(PG_FUNCTION_ARGS)
 	if (!nulls[1])
 		check_result(PG_GETARG_JSONB_P(1));
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
 	init_move_plans();
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
 	TaskqEmitEventOne("job.completed", values[0]);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_VOID();
 }
 
@@ -221,6 +223,7 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 	JsonbIteratorToken r;
 	Datum		values[1];
 	int			n;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "items");
 	items = PG_GETARG_JSONB_P(0);
@@ -278,12 +281,13 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 	}
 
 	values[0] = JsonbPGetDatum(items);
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireItemsPrivilege(values[0], TASKQ_PRIV_PULL);
 	init_move_plans();
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_INT32(n);
 }
 
@@ -306,6 +310,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 	Jsonb	   *backoff;
 	bool		isnull;
 	const char *outcome;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
 	TaskqRequireArg(fcinfo, 1, "error");
@@ -315,7 +320,8 @@ taskq_fail(PG_FUNCTION_ARGS)
 	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[1] = PG_ARGISNULL(2);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
 	init_move_plans();
 	if (TaskqExecute(&fail_lock_plan, values, nulls, false, 1) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "fail");
@@ -342,7 +348,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 		TaskqEmitEventOne("job.dlq", values[0]);
 		outcome = "dlq";
 	}
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
 }
 
@@ -360,19 +366,21 @@ taskq_heartbeat(PG_FUNCTION_ARGS)
 	bool		nulls[2] = {0};
 	bool		isnull;
 	TimestampTz expires;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
 	if (TaskqExecute(&heartbeat_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "heartbeat");
 	expires = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 1,
 												&isnull));
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_TIMESTAMPTZ(expires);
 }
 
@@ -389,6 +397,7 @@ taskq_progress(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {0};
 	int32		progress;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
 	TaskqRequireArg(fcinfo, 1, "progress");
@@ -402,11 +411,12 @@ taskq_progress(PG_FUNCTION_ARGS)
 	values[3] = nulls[3] ? (Datum) 0 :
 		PointerGetDatum(TaskqClipText(PG_GETARG_TEXT_PP(2), TASKQ_MAX_ERROR));
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
 	if (TaskqExecute(&progress_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "report progress of");
 	TaskqEmitEventOne("job.progress", values[0]);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_VOID();
 }
 
@@ -421,11 +431,13 @@ Datum
 taskq_cancel(PG_FUNCTION_ARGS)
 {
 	Datum		values[1];
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
 	values[0] = PG_GETARG_DATUM(0);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PUSH);
 	init_move_plans();
 	if (TaskqExecute(&cancel_plan, values, NULL, false, 0) == 0)
 	{
@@ -433,7 +445,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 
 		if (TaskqExecute(&state_plan, values, NULL, false, 1) == 0)
 		{
-			SPI_finish();
+			TaskqFinish(&cxt);
 			PG_RETURN_BOOL(false);
 		}
 		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -446,7 +458,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 				 errhint("An active job ends through taskq.ack() or taskq.fail().") : 0));
 	}
 	TaskqEmitEventOne("job.cancelled", values[0]);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(true);
 }
 
@@ -519,11 +531,13 @@ taskq_redrive(PG_FUNCTION_ARGS)
 	Datum		other;
 	char	   *detail;
 	RedriveOutcome outcome;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "job id");
 	id = PG_GETARG_DATUM(0);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireJobPrivilege(id, TASKQ_PRIV_ADMIN);
 	init_move_plans();
 	outcome = redrive_one(id, &other, &detail);
 	if (outcome == KEY_HELD)
@@ -538,7 +552,7 @@ taskq_redrive(PG_FUNCTION_ARGS)
 				 errmsg("cannot redrive job \"%s\": its parent job \"%s\" is in state \"%s\"",
 						TaskqUuidText(id), TaskqUuidText(other), detail),
 				 errhint("Redrive the parent first.")));
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(outcome == REDRIVEN);
 }
 
@@ -557,11 +571,13 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 	uint64		n;
 	int64		count = 0;
 	TaskqQueueInfo qi;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	values[0] = PG_GETARG_DATUM(0);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireQueuePrivilege(TextDatumGetCString(values[0]), TASKQ_PRIV_ADMIN);
 	if (!TaskqLookupQueue(values[0], false, &qi))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -579,6 +595,6 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 						&other, &detail) == REDRIVEN)
 			count++;
 	}
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_INT64(count);
 }

@@ -11,6 +11,10 @@
  *	   else to the dead-letter queue, both with the error "lease expired";
  *	2. delayed jobs whose run_at has come become waiting.
  *
+ * One statement reads the queue's settings and whether either kind of
+ * housekeeping has anything to do (two index probes), so that a pull in
+ * the steady state runs two statements: that check and the claim.
+ *
  * Then it takes at most count waiting jobs, highest priority first and by
  * id (creation order) within a priority, with FOR UPDATE SKIP LOCKED, so
  * concurrent pullers never wait for each other nor get the same job.  Each
@@ -47,35 +51,51 @@ static TaskqPlan reclaim_retry_plan = {
 	TASKQ_ERRORS_APPEND("j", "'lease expired'")
 	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")"
 	" RETURNING j.id",
-	1, {TEXTOID}
+	1, {TEXTOID}, true
 };
 
-static TaskqPlan reclaim_dead_plan = {NULL, 1, {TEXTOID}};
+static TaskqPlan reclaim_dead_plan = {NULL, 1, {TEXTOID}, true};
+
+/* the queue's settings, and whether housekeeping has anything to do */
+static TaskqPlan check_plan = {
+	"SELECT q.paused, q.timeout_ms,"
+	" EXISTS (SELECT FROM taskq.jobs WHERE state = 'active'"
+	"  AND lease_expires_at < now() AND queue = $1),"
+	" EXISTS (SELECT FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
+	"  AND run_at <= now())"
+	" FROM taskq.queues q WHERE q.name = $1",
+	1, {TEXTOID}, true
+};
 
 static TaskqPlan promote_plan = {
 	"UPDATE taskq.jobs SET state = 'waiting' WHERE id IN ("
 	" SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
 	" AND run_at <= now() ORDER BY run_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH)
 	" FOR UPDATE SKIP LOCKED)",
-	1, {TEXTOID}
+	1, {TEXTOID}, true
 };
 
+/*
+ * The claim.  The jobs to take are found by the pull index and locked
+ * first, then updated by id through the primary key: an = ANY (ARRAY(...))
+ * rather than a join, which a generic plan would size by guess (and hash
+ * the whole table for).
+ */
 static TaskqPlan claim_plan = {
-	"WITH c AS ("
-	" SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
-	" ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED),"
-	" u AS (UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1,"
+	"WITH u AS (UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1,"
 	" lease = gen_random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4),"
 	" lease_expires_at = now() + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond',"
 	" started_at = now()"
-	" FROM c WHERE j.id = c.id"
+	" WHERE j.id = ANY (ARRAY("
+	"  SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"  ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED))"
 	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority,"
 	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id,"
 	" CASE WHEN j.depends_on IS NOT NULL THEN"
 	"  (SELECT jsonb_object_agg(f.id, f.result) FROM taskq.finished_jobs f"
 	"   WHERE f.id = ANY (j.depends_on)) END)"
 	" SELECT * FROM u ORDER BY priority DESC, id",
-	4, {TEXTOID, INT4OID, INT4OID, INT4OID}
+	4, {TEXTOID, INT4OID, INT4OID, INT4OID}, true
 };
 
 /*
@@ -128,10 +148,15 @@ taskq_pull(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		queue;
 	int32		count;
-	TaskqQueueInfo qi;
+	bool		paused;
+	Datum		timeout;
+	bool		timeout_null;
+	bool		expired;
+	bool		due;
 	Datum		values[4];
 	bool		nulls[4] = {0};
 	int			n;
+	TaskqContext cxt;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -150,21 +175,40 @@ taskq_pull(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	SPI_connect();
-	if (!TaskqLookupQueue(queue, false, &qi) || qi.paused)
+	TaskqConnect(&cxt);
+	TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PULL);
+	values[0] = queue;
+	if (TaskqExecute(&check_plan, values, NULL, false, 1) == 0)
 	{
-		SPI_finish();
+		TaskqFinish(&cxt);
+		return (Datum) 0;		/* unknown queue */
+	}
+	else
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		paused = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		timeout = SPI_getbinval(tup, desc, 2, &timeout_null);
+		expired = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	if (paused)
+	{
+		TaskqFinish(&cxt);
 		return (Datum) 0;
 	}
 
-	TaskqReclaimExpired(queue, false);
-	values[0] = queue;
-	TaskqExecute(&promote_plan, values, NULL, false, 0);
+	if (expired)
+		TaskqReclaimExpired(queue, false);
+	if (due)
+		TaskqExecute(&promote_plan, values, NULL, false, 0);
 
 	values[1] = Int32GetDatum(count);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2);
-	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout_ms : qi.timeout_ms);
+	values[3] = timeout_null ? Int32GetDatum(taskq_default_timeout_ms) : timeout;
 	n = TaskqExecute(&claim_plan, values, nulls, false, 0);
 
 	for (int i = 0; i < n; i++)
@@ -176,6 +220,6 @@ taskq_pull(PG_FUNCTION_ARGS)
 						  row, rownulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, rownulls);
 	}
-	SPI_finish();
+	TaskqFinish(&cxt);
 	return (Datum) 0;
 }

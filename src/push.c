@@ -119,7 +119,7 @@ job_parents(const TaskqJobOptions *opts, const pg_uuid_t *extra, int nextra,
 
 /*
  * Validate and insert one job; returns its id, or the id of the live job
- * that already holds its unique key.  Runs inside SPI_connect.
+ * that already holds its unique key.  Runs inside TaskqConnect.
  *
  * A job with parents that are not all completed starts blocked, with an
  * edge from each unfinished parent (dag.c).
@@ -142,7 +142,7 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	TaskqCheckJobName(name);
 	data = TaskqCheckJobData(data, !internal);
 	TaskqParseJobOptions(options, &opts);
-	has_follow_ups = TaskqCheckMetadata(opts.metadata);
+	has_follow_ups = TaskqCheckMetadata(opts.metadata, !internal);
 	parents = job_parents(&opts, extra_parents, nextra, &nparents);
 	if (nparents > 0)
 		nlive = TaskqResolveParents(parents, nparents, &depth, &live);
@@ -212,12 +212,15 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 /*
  * Look the queue up for a push, creating it on first use; a paused queue
  * refuses pushes, except those of taskq itself (follow-ups, replies): a
- * paused queue keeps what it is sent and delivers nothing.
+ * paused queue keeps what it is sent and delivers nothing.  Pushes from
+ * callers need the push privilege on the queue (then it may be created).
  */
 static void
 push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
 {
 	TaskqCheckQueueName(DatumGetTextPP(queue));
+	if (!internal)
+		TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PUSH);
 	(void) TaskqLookupQueue(queue, true, qi);
 	if (qi->paused && !internal)
 		ereport(ERROR,
@@ -258,6 +261,7 @@ taskq_check_job(PG_FUNCTION_ARGS)
 {
 	TaskqJobOptions opts;
 	Jsonb	   *data;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqRequireArg(fcinfo, 1, "job name");
@@ -265,7 +269,9 @@ taskq_check_job(PG_FUNCTION_ARGS)
 	TaskqCheckJobName(PG_GETARG_TEXT_PP(1));
 	data = TaskqCheckJobData(PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true);
 	TaskqParseJobOptions(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &opts);
-	(void) TaskqCheckMetadata(opts.metadata);
+	TaskqConnect(&cxt);
+	(void) TaskqCheckMetadata(opts.metadata, true);
+	TaskqFinish(&cxt);
 	PG_RETURN_JSONB_P(data);
 }
 
@@ -278,16 +284,17 @@ taskq_push(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 	TaskqQueueInfo qi;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqRequireArg(fcinfo, 1, "job name");
 
-	SPI_connect();
+	TaskqConnect(&cxt);
 	push_queue(PG_GETARG_DATUM(0), &qi, false);
 	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
 			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
 			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, false, id);
-	SPI_finish();
+	TaskqFinish(&cxt);
 
 	PG_RETURN_UUID_P(id);
 }
@@ -317,6 +324,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 	JsonbIteratorToken r;
 	int			n = 0;
 	ErrorContextCallback errcallback;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqRequireArg(fcinfo, 1, "jobs");
@@ -329,7 +337,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
 	push_queue(PG_GETARG_DATUM(0), &qi, false);
 
 	errcallback.callback = push_batch_context;
@@ -390,6 +398,6 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 	}
 
 	error_context_stack = errcallback.previous;
-	SPI_finish();
+	TaskqFinish(&cxt);
 	return (Datum) 0;
 }

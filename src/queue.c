@@ -20,10 +20,6 @@
 
 #include "taskq.h"
 
-static TaskqPlan lookup_plan = {
-	"SELECT paused, timeout_ms, max_attempts, backoff FROM taskq.queues WHERE name = $1",
-	1, {TEXTOID}
-};
 static TaskqPlan create_plan = {
 	"INSERT INTO taskq.queues (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
 	1, {TEXTOID}
@@ -43,33 +39,23 @@ static TaskqPlan alter_plan = {
 };
 
 /*
- * Read a queue's settings into *qi; false when it does not exist, unless
- * create is set, in which case it is created with the defaults.  Runs
- * inside SPI_connect; qi->backoff lives until SPI_finish.
+ * Read a queue's settings into *qi (from this backend's queue cache, see
+ * acl.c); false when it does not exist, unless create is set, in which
+ * case it is created with the defaults.  Runs inside TaskqConnect.
  */
 bool
 TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
 {
+	char	   *name = TextDatumGetCString(queue);
 	Datum		values[1] = {queue};
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
 
-	if (TaskqExecute(&lookup_plan, values, NULL, !create, 1) == 0)
-	{
-		if (!create)
-			return false;
-		TaskqExecute(&create_plan, values, NULL, false, 0);
-		if (TaskqExecute(&lookup_plan, values, NULL, false, 1) == 0)
-			elog(ERROR, "taskq: queue vanished right after its creation");
-	}
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	qi->paused = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-	qi->timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 2, &qi->timeout_null));
-	qi->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	qi->backoff = DatumGetJsonbP(SPI_getbinval(tup, desc, 4, &isnull));
+	if (TaskqCachedQueue(name, false, qi))
+		return true;
+	if (!create)
+		return false;
+	TaskqExecute(&create_plan, values, NULL, false, 0);
+	if (!TaskqCachedQueue(name, true, qi))
+		elog(ERROR, "taskq: queue vanished right after its creation");
 	return true;
 }
 
@@ -110,20 +96,22 @@ taskq_create_queue(PG_FUNCTION_ARGS)
 {
 	TaskqQueueOptions opts;
 	Datum		values[1];
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqCheckQueueName(PG_GETARG_TEXT_PP(0));
 	TaskqParseQueueOptions(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &opts);
 	values[0] = PG_GETARG_DATUM(0);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireQueuePrivilege(TextDatumGetCString(values[0]), TASKQ_PRIV_ADMIN);
 	if (TaskqExecute(&create_plan, values, NULL, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("queue \"%s\" already exists", TextDatumGetCString(values[0])),
 				 errhint("Use taskq.alter_queue() to change its options.")));
 	(void) apply_queue_options(values[0], &opts);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_VOID();
 }
 
@@ -138,16 +126,18 @@ Datum
 taskq_alter_queue(PG_FUNCTION_ARGS)
 {
 	TaskqQueueOptions opts;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqRequireArg(fcinfo, 1, "options");
 	TaskqParseQueueOptions(PG_GETARG_JSONB_P(1), &opts);
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	TaskqRequireQueuePrivilege(text_to_cstring(PG_GETARG_TEXT_PP(0)), TASKQ_PRIV_ADMIN);
 	if (!apply_queue_options(PG_GETARG_DATUM(0), &opts))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(0)))));
-	SPI_finish();
+	TaskqFinish(&cxt);
 	PG_RETURN_VOID();
 }

@@ -106,6 +106,7 @@ typedef struct TaskqPlan
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[16];
+	bool		generic;		/* always the generic plan (hot paths) */
 	SPIPlanPtr	plan;
 } TaskqPlan;
 
@@ -171,6 +172,30 @@ typedef struct TaskqQueueInfo
 	Jsonb	   *backoff;
 } TaskqQueueInfo;
 
+/* queue privileges (acl.c) */
+#define TASKQ_PRIV_PUSH		0x01
+#define TASKQ_PRIV_PULL		0x02
+#define TASKQ_PRIV_ADMIN	0x04
+#define TASKQ_PRIV_ANY		(TASKQ_PRIV_PUSH | TASKQ_PRIV_PULL | TASKQ_PRIV_ADMIN)
+
+/* what TaskqConnect saves of the caller, for TaskqFinish */
+typedef struct TaskqContext
+{
+	Oid			user;
+	int			sec_context;
+} TaskqContext;
+
+/* acl.c */
+extern void TaskqConnect(TaskqContext *cxt);
+extern void TaskqFinish(TaskqContext *cxt);
+extern bool TaskqQueueAllowed(const char *queue, int need);
+extern void TaskqRequireQueuePrivilege(const char *queue, int need);
+extern bool TaskqIsAdmin(Oid role);
+extern void TaskqRequireAdmin(const char *action);
+extern void TaskqRequireJobPrivilege(Datum id, int need);
+extern void TaskqRequireItemsPrivilege(Datum items, int need);
+extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);
+
 /* taskq.c */
 extern void _PG_init(void);
 
@@ -214,7 +239,7 @@ extern void TaskqCheckJobName(text *name);
 extern Jsonb *TaskqCheckJobData(Jsonb *data, bool limit_size);
 
 /* dag.c */
-extern bool TaskqCheckMetadata(Jsonb *metadata);
+extern bool TaskqCheckMetadata(Jsonb *metadata, bool privileges);
 extern int	TaskqResolveParents(const pg_uuid_t *parents, int nparents,
 								int *depth, pg_uuid_t **live);
 extern void TaskqAddEdges(const pg_uuid_t *parents, int nparents,

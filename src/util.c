@@ -5,7 +5,7 @@
  *		and the checks and errors shared by the SQL-callable functions.
  *
  * Plans are prepared on first use and kept (SPI_keepplan) for the life of
- * the backend, so hot paths never plan.  The plan cache replans by itself
+ * the backend; hot-path ones as generic plans, so that they never plan.  The plan cache replans by itself
  * when the extension's tables are dropped and created again.
  *
  *-------------------------------------------------------------------------
@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "nodes/parsenodes.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
@@ -40,7 +41,18 @@ TaskqGetPlan(TaskqPlan *plan)
 {
 	if (plan->plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(plan->sql, plan->nargs, plan->argtypes);
+		SPIPlanPtr	p;
+
+		/*
+		 * A hot-path statement asks for a generic plan: the plan cache would
+		 * otherwise plan it again on every call whenever it guesses the
+		 * generic plan costlier than a custom one (LIMIT $n, queue = $n),
+		 * which was most of the time of a pull.  Such statements are
+		 * written so that their generic plan is the right one whatever the
+		 * parameters (index scans; no joins whose size the planner guesses).
+		 */
+		p = SPI_prepare_cursor(plan->sql, plan->nargs, plan->argtypes,
+							   plan->generic ? CURSOR_OPT_GENERIC_PLAN : 0);
 
 		if (p == NULL)
 			elog(ERROR, "taskq: SPI_prepare failed (%s) for: %s",

@@ -32,12 +32,22 @@ static const char *const event_names[] = {
 
 static TaskqPlan insert_plan = {
 	"INSERT INTO taskq.webhooks (id, url, events, queues, secret, max_attempts,"
-	" base_delay_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-	7, {UUIDOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID, INT4OID}
+	" base_delay_ms, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+	8, {UUIDOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
+	NAMEOID}
 };
 static TaskqPlan remove_plan = {
 	"WITH d AS (DELETE FROM taskq.webhook_deliveries WHERE webhook_id = $1)"
 	" DELETE FROM taskq.webhooks WHERE id = $1",
+	1, {UUIDOID}
+};
+static TaskqPlan webhook_owner_plan = {
+	"SELECT owner FROM taskq.webhooks WHERE id = $1",
+	1, {UUIDOID}
+};
+static TaskqPlan delivery_owner_plan = {
+	"SELECT w.owner FROM taskq.webhook_deliveries d"
+	" JOIN taskq.webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
 	1, {UUIDOID}
 };
 static TaskqPlan redeliver_plan = {
@@ -162,6 +172,46 @@ generate_secret(void)
 }
 
 /*
+ * A webhook sends the events of the queues it names, or of every queue:
+ * the caller needs admin on each named queue, and taskq_admin for all.
+ * Runs inside TaskqConnect.
+ */
+static void
+require_webhook_queues(ArrayType *queues)
+{
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+
+	if (queues == NULL)
+	{
+		TaskqRequireAdmin("add a webhook for every queue");
+		return;
+	}
+	deconstruct_array(queues, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			TaskqRequireQueuePrivilege(TextDatumGetCString(names[i]), TASKQ_PRIV_ADMIN);
+}
+
+/*
+ * Error unless the caller owns the webhook (of the delivery) that plan
+ * finds for id, or is a taskq administrator; nothing for an unknown id.
+ * Runs inside TaskqConnect.
+ */
+static void
+require_owner(TaskqPlan *plan, Datum id, const char *action)
+{
+	char	   *owner;
+
+	if (TaskqExecute(plan, &id, NULL, false, 1) == 0)
+		return;
+	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(owner, GetUserNameFromId(GetOuterUserId(), false)) != 0)
+		TaskqRequireAdmin(action);
+}
+
+/*
  * taskq.add_webhook(url text, events text[], queues text[], secret text,
  *                   max_attempts int, base_delay_ms int) RETURNS uuid
  */
@@ -170,9 +220,10 @@ Datum
 taskq_add_webhook(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	Datum		values[7];
-	bool		nulls[7] = {0};
+	Datum		values[8];
+	bool		nulls[8] = {0};
 	char	   *url;
+	TaskqContext cxt;
 	int32		max_attempts;
 	int32		base_delay_ms;
 
@@ -207,10 +258,13 @@ taskq_add_webhook(PG_FUNCTION_ARGS)
 	values[4] = PG_ARGISNULL(3) ? PointerGetDatum(generate_secret()) : PG_GETARG_DATUM(3);
 	values[5] = Int32GetDatum(max_attempts);
 	values[6] = Int32GetDatum(base_delay_ms);
+	values[7] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
 
-	SPI_connect();
+	TaskqConnect(&cxt);
+	require_webhook_queues(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2));
 	TaskqExecute(&insert_plan, values, nulls, false, 0);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	TaskqSubscribersChanged();
 	PG_RETURN_UUID_P(id);
 }
@@ -226,12 +280,14 @@ taskq_remove_webhook(PG_FUNCTION_ARGS)
 {
 	Datum		id;
 	int			n;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "webhook id");
 	id = PG_GETARG_DATUM(0);
-	SPI_connect();
+	TaskqConnect(&cxt);
+	require_owner(&webhook_owner_plan, id, "remove another role's webhook");
 	n = TaskqExecute(&remove_plan, &id, NULL, false, 0);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	TaskqSubscribersChanged();
 	PG_RETURN_BOOL(n > 0);
 }
@@ -248,12 +304,14 @@ taskq_redeliver(PG_FUNCTION_ARGS)
 {
 	Datum		id;
 	int			n;
+	TaskqContext cxt;
 
 	TaskqRequireArg(fcinfo, 0, "delivery id");
 	id = PG_GETARG_DATUM(0);
-	SPI_connect();
+	TaskqConnect(&cxt);
+	require_owner(&delivery_owner_plan, id, "redeliver another role's webhook delivery");
 	n = TaskqExecute(&redeliver_plan, &id, NULL, false, 0);
-	SPI_finish();
+	TaskqFinish(&cxt);
 	if (n > 0)
 		TaskqNoteWorkerWake();
 	PG_RETURN_BOOL(n > 0);
@@ -273,7 +331,7 @@ taskq_can_see_webhook_secret(PG_FUNCTION_ARGS)
 {
 	Oid			outer = GetOuterUserId();
 
-	if (superuser_arg(outer))
+	if (TaskqIsAdmin(outer))
 		PG_RETURN_BOOL(true);
 	PG_RETURN_BOOL(strcmp(NameStr(*PG_GETARG_NAME(0)),
 						  GetUserNameFromId(outer, false)) == 0);

@@ -750,22 +750,34 @@ free_error(SqlError *e)
 
 /*
  * Whether a queue is paused, asked after a push failed with 55000 (which
- * is also the error of a dead or cancelled parent), as the gateway's own
- * role.  False when that cannot be told.
+ * is also the error of a dead or cancelled parent), in a transaction of
+ * its own as the token's role (a role that may push to a queue may see
+ * it).  False when that cannot be told.
  */
 static bool
-queue_is_paused(PGconn *conn, const char *queue)
+queue_is_paused(PGconn *conn, const char *token, const char *queue)
 {
+	const char *auth_params[1] = {token};
 	const char *params[1] = {queue};
 	PGresult   *res;
-	bool		paused;
+	bool		paused = false;
 
-	res = PQexecParams(conn,
-					   "SELECT q.paused FROM taskq.queues q WHERE q.name = $1",
-					   1, NULL, params, NULL, NULL, 0);
-	paused = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	res = PQexec(conn, "BEGIN");
+	if (result_ok(res))
+	{
+		PQclear(res);
+		res = PQexecParams(conn, auth_sql, 1, NULL, auth_params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			PQclear(res);
+			res = PQexecParams(conn, "SELECT (taskq.stats($1)->>'paused')::boolean",
+							   1, NULL, params, NULL, NULL, 0);
+			paused = PQresultStatus(res) == PGRES_TUPLES_OK &&
+				PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		}
+	}
 	PQclear(res);
+	PQclear(PQexec(conn, "ROLLBACK"));
 	return paused;
 }
 
@@ -873,7 +885,7 @@ run_route(Request *req, const Route *route, const char *sql,
 		status = http_status(err.code);
 		PQclear(PQexec(pc->conn, "ROLLBACK"));
 		if (route->push && strcmp(err.code, "55000") == 0 &&
-			queue_is_paused(pc->conn, params[0]))
+			queue_is_paused(pc->conn, token, params[0]))
 			status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		if (route->metrics && strcmp(err.code, "42883") == 0)
 		{

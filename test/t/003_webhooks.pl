@@ -460,15 +460,12 @@ is_deeply(
 is_deeply([ grep { !$_->{verified} } log_entries($log1) ], [], 'every POST the receiver got verified');
 
 # ---------------------------------------------------------------------------
-# Secrets: visible to the owner and superusers only
+# Secrets: visible to the owner and administrators only
 # ---------------------------------------------------------------------------
 
 psql(
-	q{CREATE ROLE alice LOGIN;
-	  GRANT USAGE ON SCHEMA taskq TO alice;
-	  GRANT INSERT ON taskq.webhooks TO alice;
-	  GRANT EXECUTE ON FUNCTION taskq.webhooks() TO alice;
-	  GRANT EXECUTE ON FUNCTION taskq.add_webhook(text, text[], text[], text, integer, integer) TO alice;});
+	q{CREATE ROLE alice LOGIN IN ROLE taskq_producer;
+	  SELECT taskq.grant('nobody-pushes-here', 'alice', 'admin');});
 
 sub alice
 {
@@ -477,12 +474,12 @@ sub alice
 }
 
 is(alice('SELECT current_user'), 'alice', 'connected as alice');
-is(alice("SELECT secret IS NULL FROM taskq.webhooks() WHERE id = '$wh_main'"),
-	't', "a non-superuser sees a NULL secret for a superuser's webhook");
+is(alice("SELECT count(*) FROM taskq.webhooks() WHERE id = '$wh_main'"),
+	'0', "a non-superuser does not see a superuser's webhook");
 is(psql("SELECT secret FROM taskq.webhooks() WHERE id = '$wh_main'"),
 	$secret, 'the superuser sees it');
-is(psql("SET ROLE alice; SELECT secret IS NULL FROM taskq.webhooks() WHERE id = '$wh_main'"),
-	't', 'a superuser after SET ROLE alice sees NULL too');
+is(psql("SET ROLE alice; SELECT count(*) FROM taskq.webhooks() WHERE id = '$wh_main'"),
+	'0', 'a superuser after SET ROLE alice does not see it either');
 my $wh_alice = alice(
 	q{SELECT taskq.add_webhook('http://127.0.0.1:1/alice', ARRAY['job.dlq'], ARRAY['nobody-pushes-here'])});
 my $alice_secret = alice("SELECT secret FROM taskq.webhooks() WHERE id = '$wh_alice'");

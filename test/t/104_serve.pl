@@ -28,23 +28,24 @@ my $uuid_re = qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 sub sql { return $node->safe_psql('postgres', shift) }
 
-# The gateway logs in as a role of its own, member of the token roles:
-# app may use taskq, outsider has no access to schema taskq, and the
-# gateway is no member of stranger.
+# The gateway logs in as a role of its own (NOINHERIT: it only becomes the
+# token roles), member of the token roles: app produces and works on every
+# queue, producer may only push to emails, outsider is no taskq role at
+# all, and the gateway is no member of stranger.
 sql(q{
-	CREATE ROLE taskq_gateway LOGIN;
+	CREATE ROLE taskq_gateway LOGIN NOINHERIT;
 	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
 	GRANT EXECUTE ON FUNCTION taskq.api_token_role(text) TO taskq_gateway;
-	GRANT SELECT ON taskq.queues TO taskq_gateway;
-	CREATE ROLE app;
-	GRANT USAGE ON SCHEMA taskq TO app;
-	GRANT ALL ON ALL TABLES IN SCHEMA taskq TO app;
-	REVOKE ALL ON taskq.api_tokens FROM app;
+	CREATE ROLE app IN ROLE taskq_producer, taskq_worker;
+	SELECT taskq.grant('*', 'app', 'admin');
+	CREATE ROLE producer IN ROLE taskq_producer;
+	SELECT taskq.grant('emails', 'producer', 'push');
 	CREATE ROLE outsider;
 	CREATE ROLE stranger;
-	GRANT app, outsider TO taskq_gateway;
+	GRANT app, producer, outsider TO taskq_gateway;
 });
 my $token = sql(q{SELECT taskq.create_api_token('app', 'tests')});
+my $producer_token = sql(q{SELECT taskq.create_api_token('producer')});
 my $outsider_token = sql(q{SELECT taskq.create_api_token('outsider')});
 my $stranger_token = sql(q{SELECT taskq.create_api_token('stranger')});
 my $revoked_token = sql(q{SELECT taskq.create_api_token('app', 'to revoke')});
@@ -226,6 +227,13 @@ is_error(http('GET', "$api/queues", token => $revoked_token), 401, '28P01', unde
 is_error(http('POST', "$api/queues/q/jobs", token => $outsider_token, body => '{"name": "x"}'),
 	403, '42501', qr/permission denied for schema taskq/,
 	'a role without privileges on taskq');
+$r = http('POST', "$api/queues/other/jobs", token => $producer_token, body => '{"name": "x"}');
+is_error($r, 403, '42501', qr/^permission denied for queue "other"$/, 'a queue the role has no grant on');
+is($r->{json}{error}{detail}, 'Role "producer" needs the push privilege on it.', '... the detail names the privilege');
+is(http('POST', "$api/queues/emails/jobs", token => $producer_token, body => '{"name": "by producer"}')->{status},
+	201, 'a queue the role may push to');
+is_error(http('GET', "$api/queues/emails/jobs", token => $producer_token),
+	403, '42501', qr/permission denied for function pull/, 'a function the role may not call');
 is_error(http('GET', "$api/queues", token => $stranger_token),
 	500, '42501', qr/permission denied to set role "stranger"/,
 	'a role the gateway cannot become: the gateway is misconfigured');
@@ -322,6 +330,8 @@ is_deeply($r->{json}, { queue => 'emails', paused => JSON::PP::true }, 'pause: {
 is(sql(q{SELECT paused FROM taskq.queues WHERE name = 'emails'}), 't', 'pause: paused');
 $r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x"}');
 is_error($r, 503, '55000', qr/queue "emails" is paused/, 'push to a paused queue');
+is_error(http('POST', "$api/queues/emails/jobs", token => $producer_token, body => '{"name": "x"}'),
+	503, '55000', undef, '... also for a role that may only push to it');
 $r = http('POST', "$api/queues/emails/resume", %auth);
 is($r->{status}, 200, 'resume: 200');
 is_deeply($r->{json}, { queue => 'emails', paused => JSON::PP::false }, 'resume: {"queue", "paused": false}');
@@ -494,9 +504,11 @@ like($r->{json}{id}, $uuid_re, 'webhooks: {"id"}');
 is(sql("SELECT url || ' ' || events::text || ' ' || queues::text || ' ' || max_attempts || ' ' || owner FROM taskq.webhooks WHERE id = '$r->{json}{id}'"),
 	'https://hooks.example.com/taskq {job.dlq,job.completed} {d} 4 app',
 	'webhooks: added, with its defaults, owned by the token\'s role');
-$r = http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.example.com/all", "events": ["job.pushed"], "queues": null, "max_attempts": 2}');
-is(sql("SELECT (queues IS NULL) || ' ' || max_attempts FROM taskq.webhooks WHERE id = '$r->{json}{id}'"),
-	'true 2', 'webhooks: every queue, max_attempts');
+$r = http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.example.com/w", "events": ["job.pushed"], "queues": ["w"], "max_attempts": 2}');
+is(sql("SELECT queues::text || ' ' || max_attempts FROM taskq.webhooks WHERE id = '$r->{json}{id}'"),
+	'{w} 2', 'webhooks: max_attempts');
+is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.example.com/all", "events": ["job.pushed"], "queues": null}'),
+	403, '42501', undef, 'webhooks: for every queue (null) only taskq administrators may');
 is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com"}'),
 	400, '22004', qr/events must not be null/, 'webhooks: no events');
 is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com", "events": ["job.nope"]}'),

@@ -1,0 +1,289 @@
+--
+-- Security: roles, per-queue grants, no table access for ordinary roles,
+-- pinned search_path
+--
+CREATE EXTENSION taskq;
+\set VERBOSITY default
+
+-- the three group roles exist, and taskq_admin has the other two
+SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'taskq\_%' ORDER BY 1;
+SELECT pg_has_role('taskq_admin', 'taskq_producer', 'MEMBER') AS admin_is_producer,
+       pg_has_role('taskq_admin', 'taskq_worker', 'MEMBER') AS admin_is_worker;
+
+-- every SECURITY DEFINER function pins search_path; the C hot paths pin it
+-- themselves (and the schedule functions run as the caller, for pg_cron)
+SELECT count(*) AS security_definer_without_search_path
+FROM pg_proc p
+WHERE p.pronamespace = 'taskq'::regnamespace AND p.prosecdef
+  AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false);
+SELECT p.proname FROM pg_proc p
+WHERE p.pronamespace = 'taskq'::regnamespace AND p.prosecdef
+ORDER BY 1;
+-- PUBLIC may call nothing
+SELECT count(*) AS public_functions
+FROM pg_proc p
+WHERE p.pronamespace = 'taskq'::regnamespace
+  AND has_function_privilege('public', p.oid, 'EXECUTE');
+
+CREATE ROLE regress_producer IN ROLE taskq_producer;
+CREATE ROLE regress_worker IN ROLE taskq_worker;
+CREATE ROLE regress_qadmin IN ROLE taskq_producer, taskq_worker;
+CREATE ROLE regress_outsider;
+
+SELECT taskq.create_queue('a');
+SELECT taskq.create_queue('b');
+SELECT taskq.push('b', 'secret-job', '{"card": "4111"}') AS b_job \gset
+
+--
+-- tables: no access for ordinary roles, even members of the group roles
+--
+SET ROLE regress_producer;
+SELECT count(*) FROM taskq.jobs;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO taskq.queues (name) VALUES ('mine');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE taskq.jobs SET priority = 100;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM taskq.webhooks;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- a role in none of the group roles cannot call anything
+SET ROLE regress_outsider;
+SELECT taskq.push('a', 'x');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+--
+-- push needs the push privilege on the queue
+--
+SET ROLE regress_producer;
+SELECT taskq.push('a', 'j1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.has_queue_privilege('a', 'push') AS can_push_a;
+-- a producer cannot grant itself anything
+SELECT taskq.grant('a', 'regress_producer', 'push');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT taskq.grant('a', 'regress_producer', 'push');
+SELECT taskq.grant('a', 'regress_producer', 'push') AS granted_twice;
+SELECT queue, grantee, privilege FROM taskq.queue_grants ORDER BY 1, 2, 3;
+SET ROLE regress_producer;
+SELECT taskq.has_queue_privilege('a', 'push') AS can_push_a,
+       taskq.has_queue_privilege('a', 'pull') AS can_pull_a,
+       taskq.has_queue_privilege('b', 'any') AS can_see_b;
+SELECT taskq.push('a', 'j1') IS NOT NULL AS pushed;
+SELECT count(*) FROM taskq.push_batch('a', '[{"name": "j2"}, {"name": "j3"}]');
+SELECT taskq.push('b', 'j1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push_batch('b', '[{"name": "j2"}]');
+\echo :LAST_ERROR_SQLSTATE
+-- a flow is all or nothing: one job in a queue without the privilege
+SELECT taskq.push_flow('{"jobs": [{"key": "x", "queue": "a", "name": "x"},
+                                  {"key": "y", "queue": "b", "name": "y", "depends_on": ["x"]}]}');
+\echo :LAST_ERROR_SQLSTATE
+-- follow-ups and replies go to queues the producer may push to
+SELECT taskq.push('a', 'j4', '{}', '{"metadata": {"reply_to": "b"}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('a', 'j4', '{}', '{"metadata": {"follow_ups": [{"queue": "b", "name": "f"}]}}');
+\echo :LAST_ERROR_SQLSTATE
+-- a push to a queue that does not exist creates it only with the privilege
+SELECT taskq.push('new-queue', 'j');
+\echo :LAST_ERROR_SQLSTATE
+-- a producer cannot pull
+SELECT * FROM taskq.pull('a');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT name, count(*) FROM taskq.jobs GROUP BY name ORDER BY 1;
+SELECT count(*) AS new_queue FROM taskq.queues WHERE name = 'new-queue';
+
+--
+-- seeing jobs needs a privilege on their queue
+--
+SET ROLE regress_producer;
+SELECT name FROM taskq.queues();
+SELECT (taskq.stats('a')) -> 'counts' ->> 'waiting' AS waiting_a;
+SELECT taskq.stats('b');
+\echo :LAST_ERROR_SQLSTATE
+SELECT name FROM taskq.peek('a');
+SELECT * FROM taskq.peek('b');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.dlq('b');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.get(:'b_job');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+--
+-- workers: pull, ack, fail, heartbeat and progress need pull
+--
+SET ROLE regress_worker;
+SELECT * FROM taskq.pull('a');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT taskq.grant('a', 'regress_worker', 'pull');
+SET ROLE regress_worker;
+SELECT id AS a_job, lease AS a_lease, name FROM taskq.pull('a') \gset
+\echo :name
+SELECT taskq.heartbeat(:'a_job', :'a_lease') IS NOT NULL AS extended;
+SELECT taskq.progress(:'a_job', 50, 'half', :'a_lease');
+SELECT taskq.ack(:'a_job', '{"ok": true}', :'a_lease');
+SELECT id AS a_job2, lease AS a_lease2 FROM taskq.pull('a') \gset
+SELECT taskq.fail(:'a_job2', 'boom', :'a_lease2');
+-- a worker cannot push, nor touch jobs of other queues
+SELECT taskq.push('a', 'x');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull('b');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT id AS b_active, lease AS b_lease FROM taskq.pull('b') \gset
+SET ROLE regress_worker;
+SELECT taskq.ack(:'b_active', NULL, :'b_lease');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.ack_batch(jsonb_build_array(jsonb_build_object('id', :'b_active')));
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.fail(:'b_active', 'no');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.heartbeat(:'b_active');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.progress(:'b_active', 10);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT name, state FROM taskq.all_jobs WHERE queue = 'b' ORDER BY id;
+
+--
+-- cancel needs push; pause, resume, purge, redrive, alter and drop need admin
+--
+SET ROLE regress_producer;
+SELECT id AS a_waiting FROM taskq.peek('a', 1) \gset
+SELECT taskq.cancel(:'a_waiting');
+SELECT taskq.pause('a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.purge('a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.drop_queue('a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.alter_queue('a', '{"max_attempts": 5}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.redrive_queue('a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.create_queue('c');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.cleanup();
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT taskq.grant('a', 'regress_qadmin', 'admin');
+SET ROLE regress_qadmin;
+-- admin includes push and pull
+SELECT taskq.has_queue_privilege('a', 'push') AS push, taskq.has_queue_privilege('a', 'pull') AS pull;
+SELECT taskq.pause('a');
+SELECT taskq.resume('a');
+SELECT taskq.alter_queue('a', '{"max_attempts": 5}');
+SELECT taskq.redrive_queue('a');
+-- an admin of a queue may grant on it, not on others nor on every queue
+SELECT taskq.grant('a', 'regress_outsider', 'pull');
+SELECT taskq.revoke('a', 'regress_outsider', 'pull');
+SELECT taskq.grant('b', 'regress_qadmin', 'push');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.grant('*', 'regress_qadmin', 'push');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.pause('b');
+\echo :LAST_ERROR_SQLSTATE
+-- a queue may be created by whoever has admin on its name
+SELECT taskq.create_queue('b2');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT taskq.grant('b2', 'regress_qadmin', 'admin');
+SET ROLE regress_qadmin;
+SELECT taskq.create_queue('b2');
+SELECT name FROM taskq.queues();
+RESET ROLE;
+
+--
+-- bad grants
+--
+SELECT taskq.grant('a', 'regress_producer', 'read');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.grant('a', 'regress_nobody', 'push');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.grant(NULL, 'regress_producer', 'push');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.grant('', 'regress_producer', 'push');
+\echo :LAST_ERROR_SQLSTATE
+
+--
+-- '*' covers every queue; revokes take effect at once, in every session
+-- (the grants are cached per backend and invalidated at commit)
+--
+SELECT taskq.grant('*', 'regress_producer', 'push');
+SET ROLE regress_producer;
+SELECT taskq.push('b', 'via-star') IS NOT NULL AS pushed;
+SELECT taskq.push('brand-new', 'via-star') IS NOT NULL AS pushed;
+SELECT name FROM taskq.queues();
+RESET ROLE;
+SELECT taskq.revoke('*', 'regress_producer', 'push');
+SELECT taskq.revoke('*', 'regress_producer', 'push') AS revoked_twice;
+SET ROLE regress_producer;
+SELECT taskq.push('b', 'via-star');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+BEGIN;
+SELECT taskq.revoke('a', 'regress_producer', 'push');
+SET LOCAL ROLE regress_producer;
+SELECT taskq.push('a', 'in-xact');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SET ROLE regress_producer;
+SELECT taskq.push('a', 'after-rollback') IS NOT NULL AS pushed;
+RESET ROLE;
+-- a grant to a group role counts for its members
+CREATE ROLE regress_team;
+GRANT regress_team TO regress_worker;
+SELECT taskq.grant('b', 'regress_team', 'pull');
+SET ROLE regress_worker;
+SELECT count(*) FROM taskq.pull('b', 10);
+RESET ROLE;
+
+--
+-- webhooks: a webhook for some queues needs admin on them, for all of them
+-- taskq_admin; the owner is the calling role; only it (or an
+-- administrator) may remove it
+--
+SET ROLE regress_qadmin;
+SELECT taskq.add_webhook('https://hooks.example.com/a', '{job.completed}', '{a}') AS hook \gset
+SELECT taskq.add_webhook('https://hooks.example.com/all', '{job.completed}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.add_webhook('https://hooks.example.com/b', '{job.completed}', '{b}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT url, owner FROM taskq.webhooks();
+RESET ROLE;
+SELECT url, owner FROM taskq.webhooks w;
+SET ROLE regress_producer;
+SELECT count(*) AS visible_webhooks FROM taskq.webhooks();
+SELECT taskq.remove_webhook(:'hook');
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_qadmin;
+SELECT taskq.remove_webhook(:'hook');
+RESET ROLE;
+
+--
+-- search_path is pinned: a function earlier in the caller's search_path
+-- does not replace the built-in one in taskq's statements
+--
+CREATE SCHEMA regress_evil;
+CREATE FUNCTION regress_evil.now() RETURNS timestamptz
+LANGUAGE sql AS $$ SELECT '2000-01-01 00:00:00+00'::timestamptz $$;
+GRANT USAGE ON SCHEMA regress_evil TO PUBLIC;
+\c
+SET search_path = regress_evil, pg_catalog, public;
+SELECT now() < '2001-01-01' AS evil_now_in_effect;
+SET ROLE regress_qadmin;
+SELECT taskq.push('a', 'pinned') IS NOT NULL AS pushed;
+SELECT lease_expires_at > '2020-01-01' AS real_now FROM taskq.pull('a', 1);
+SELECT (taskq.stats('a') ->> 'oldest_waiting_age_ms')::bigint < 86400000 AS real_now_in_stats;
+RESET ROLE;
+RESET search_path;
+
+DROP SCHEMA regress_evil CASCADE;
+DROP EXTENSION taskq;
+DROP ROLE regress_producer, regress_worker, regress_qadmin, regress_outsider, regress_team;
