@@ -50,7 +50,8 @@ REGRESS = \
 	dag_followups \
 	webhooks \
 	security \
-	schedules
+	schedules \
+	api_tokens
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
 
 # isolation specs: test/isolation/specs/*.spec

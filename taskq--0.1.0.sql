@@ -986,6 +986,208 @@ $$;
 COMMENT ON FUNCTION taskq.schedules() IS 'the schedules: definition, and the pg_cron job id and whether it is active';
 
 --
+-- API tokens (taskq serve)
+--
+
+-- Bearer tokens of the HTTP gateway, `taskq serve`.  A token stands for a
+-- role: for each request the gateway looks the token up and becomes that
+-- role for the request's transaction (set_config('role', ..., true)), so
+-- the role's own privileges apply.  Only the SHA-256 of a token is kept;
+-- the token itself is shown once, by create_api_token.  Revoked tokens
+-- stay, with revoked_at set, and tokens of a dropped role stop working
+-- (role is an OID, so a new role of the same name does not inherit them).
+CREATE TABLE taskq.api_tokens (
+    id uuid PRIMARY KEY DEFAULT taskq.uuid7(),
+    role regrole NOT NULL,
+    token_hash bytea NOT NULL UNIQUE
+        CHECK (octet_length(token_hash) = 32),
+    token_prefix text NOT NULL,
+    note text,
+    created_by name NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
+);
+COMMENT ON TABLE taskq.api_tokens IS 'bearer tokens of taskq serve, each standing for a role; only their SHA-256 is kept';
+SELECT pg_catalog.pg_extension_config_dump('taskq.api_tokens', '');
+
+-- The role calling, also from inside a SECURITY DEFINER function (where
+-- current_user is the function's owner): the role set by SET ROLE, else
+-- the session user.  This is the server's "outer user".
+CREATE FUNCTION taskq.calling_role()
+RETURNS name
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE pg_catalog.current_setting('role')
+           WHEN 'none' THEN session_user
+           ELSE pg_catalog.current_setting('role')::name
+           END
+$$;
+COMMENT ON FUNCTION taskq.calling_role() IS 'the calling role (after SET ROLE), also inside SECURITY DEFINER functions';
+
+-- Who may create, list and revoke API tokens: superusers and roles with
+-- the privileges of taskq_admin (as for the other administration
+-- functions, TaskqIsAdmin).  The one place to change that.
+CREATE FUNCTION taskq.require_api_token_admin()
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    caller name := taskq.calling_role();
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles r
+                WHERE r.rolname = caller AND r.rolsuper) THEN
+        RETURN;
+    END IF;
+    -- pg_has_role fails for a role that does not exist: test that first
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = 'taskq_admin') THEN
+        IF pg_catalog.pg_has_role(caller, 'taskq_admin', 'USAGE') THEN
+            RETURN;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'permission denied to manage API tokens'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = 'Only superusers and members of taskq_admin may manage API tokens.';
+END
+$$;
+COMMENT ON FUNCTION taskq.require_api_token_admin() IS 'raise insufficient_privilege unless the calling role is a superuser or has the privileges of taskq_admin';
+
+CREATE FUNCTION taskq.create_api_token(role name, note text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target pg_catalog.pg_roles;
+    token text;
+BEGIN
+    PERFORM taskq.require_api_token_admin();
+    IF create_api_token.role IS NULL THEN
+        RAISE EXCEPTION 'role must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO target FROM pg_catalog.pg_roles r WHERE r.rolname = create_api_token.role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role "%" does not exist', create_api_token.role
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF target.rolsuper AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                        WHERE r.rolname = taskq.calling_role() AND r.rolsuper) THEN
+        RAISE EXCEPTION 'permission denied to create an API token for superuser role "%"', target.rolname
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only superusers may create API tokens for superuser roles.';
+    END IF;
+    -- 244 random bits: two version 4 UUIDs, from pg_strong_random
+    token := 'tq_' || pg_catalog.encode(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                                        || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 'hex');
+    INSERT INTO taskq.api_tokens (role, token_hash, token_prefix, note, created_by)
+    VALUES (target.oid::regrole,
+            pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8')),
+            pg_catalog.left(token, 11),
+            create_api_token.note,
+            taskq.calling_role());
+    RETURN token;
+END
+$$;
+COMMENT ON FUNCTION taskq.create_api_token(name, text) IS 'a new bearer token of taskq serve standing for a role; shown once, only its hash is kept';
+
+-- by the token itself, or by its id (taskq.api_tokens() lists the ids):
+-- tokens start with "tq_", so the two never look alike
+CREATE FUNCTION taskq.revoke_api_token(token_or_id text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM taskq.require_api_token_admin();
+    IF token_or_id IS NULL THEN
+        RAISE EXCEPTION 'token must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF token_or_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        UPDATE taskq.api_tokens t SET revoked_at = pg_catalog.now()
+         WHERE t.id = token_or_id::uuid AND t.revoked_at IS NULL;
+    ELSE
+        UPDATE taskq.api_tokens t SET revoked_at = pg_catalog.now()
+         WHERE t.token_hash = pg_catalog.sha256(pg_catalog.convert_to(token_or_id, 'UTF8'))
+           AND t.revoked_at IS NULL;
+    END IF;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION taskq.revoke_api_token(text) IS 'revoke an API token, given the token or its id; false when there is no such unrevoked token';
+
+CREATE FUNCTION taskq.api_tokens()
+RETURNS TABLE (id uuid, role name, token_prefix text, note text,
+               created_by name, created_at timestamptz, revoked_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT taskq.require_api_token_admin();
+    SELECT t.id, r.rolname, t.token_prefix, t.note, t.created_by, t.created_at,
+           t.revoked_at
+    FROM taskq.api_tokens t
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = t.role
+    ORDER BY t.created_at, t.id
+$$;
+COMMENT ON FUNCTION taskq.api_tokens() IS 'the API tokens: id, role (NULL once dropped), first characters, note, creator, creation and revocation times';
+
+-- The gateway's look-up: the role of a valid token, NULL for an unknown or
+-- revoked token or a dropped role.  The presented token is compared by its
+-- hash, in SQL, never as text.  Not granted to PUBLIC: the gateway's login
+-- role needs EXECUTE on it.
+CREATE FUNCTION taskq.api_token_role(token text)
+RETURNS name
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.rolname
+    FROM taskq.api_tokens t
+    JOIN pg_catalog.pg_roles r ON r.oid = t.role
+    WHERE t.token_hash = pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8'))
+      AND t.revoked_at IS NULL
+$$;
+COMMENT ON FUNCTION taskq.api_token_role(text) IS 'the role an unrevoked API token stands for, else NULL (used by taskq serve)';
+REVOKE EXECUTE ON FUNCTION taskq.api_token_role(text) FROM PUBLIC;
+
+-- The body of an HTTP request to taskq serve: a JSON object with no keys
+-- but the given ones.  An empty body is {}.  Invalid JSON fails with
+-- 22P02, as the jsonb cast does.
+CREATE FUNCTION taskq.request_body(body text, keys text[])
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    b jsonb;
+    k text;
+BEGIN
+    IF body IS NULL OR body = '' THEN
+        RETURN '{}';
+    END IF;
+    b := body::jsonb;
+    IF pg_catalog.jsonb_typeof(b) <> 'object' THEN
+        RAISE EXCEPTION 'request body must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR k IN SELECT pg_catalog.jsonb_object_keys(b) LOOP
+        IF NOT k = ANY (keys) THEN
+            RAISE EXCEPTION 'unrecognized key "%" in request body', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Valid keys are: ' || pg_catalog.array_to_string(keys, ', ') || '.';
+        END IF;
+    END LOOP;
+    RETURN b;
+END
+$$;
+COMMENT ON FUNCTION taskq.request_body(text, text[]) IS 'parse the JSON object body of a taskq serve request, refusing unknown keys';
+
+-- The gateway parses the bodies of ack, fail, progress and heartbeat as
+-- the token's role.  Like every taskq function, the others here are not
+-- for PUBLIC (see Privileges below): create_api_token, revoke_api_token
+-- and api_tokens are for taskq_admin, api_token_role for the gateway's
+-- login role, to be granted.
+GRANT EXECUTE ON FUNCTION taskq.request_body(text, text[]) TO taskq_producer, taskq_worker;
+
+--
 -- Privileges
 --
 

@@ -176,6 +176,8 @@ for dir in sql expected test; do
         cp -R "$REPO/$dir" "$SCRATCH/"
     fi
 done
+# test/t/104_serve.pl runs the README's HTTP worker example
+cp "$REPO/README.md" "$SCRATCH/"
 mkdir -p "$SCRATCH/regress" "$SCRATCH/isolation" "$SCRATCH/tap"
 if [ "$AS_ROOT" -eq 1 ]; then
     chown -R "$TEST_USER:$(id -gn "$TEST_USER")" "$SCRATCH"

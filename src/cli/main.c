@@ -50,6 +50,7 @@ static const Subcommand subcommands[] = {
 	{"webhooks", run_command, "list webhooks"},
 	{"watch", run_command, "live view of queue counts and throughput"},
 	{"worker", cmd_worker, "run a command for each job of some queues"},
+	{"serve", cmd_serve, "serve the SQL API over HTTP (REST and JSON)"},
 	{NULL, NULL, NULL}
 };
 

@@ -5,8 +5,8 @@
  *
  * The tool is a plain libpq client: main.c parses the command line and
  * connects, output.c prints query results as aligned tables or JSON,
- * commands.c holds the inspection and admin subcommands and worker.c the
- * worker that runs a command per job.
+ * commands.c holds the inspection and admin subcommands, worker.c the
+ * worker that runs a command per job and serve.c the HTTP gateway.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,5 +57,8 @@ extern int	run_command(int argc, char **argv);
 
 /* worker.c */
 extern int	cmd_worker(int argc, char **argv);
+
+/* serve.c */
+extern int	cmd_serve(int argc, char **argv);
 
 #endif							/* TASKQ_CLI_H */

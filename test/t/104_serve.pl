@@ -1,0 +1,714 @@
+# test/t/104_serve.pl -- taskq serve, the HTTP gateway, run as the real
+# binary on 127.0.0.1 against a temporary instance and driven with curl:
+# every route with its status codes and bodies, authentication (no,
+# unknown, revoked token; a role without privileges; a role the gateway
+# cannot become), bad input, oversized bodies, a paused queue, the error
+# mapping, /healthz and /metrics, concurrent clients (pushes counted
+# exactly, pulls never sharing a job), the README's Node.js worker,
+# reconnection after a server restart, and shutdown on SIGTERM (the
+# request in flight finishes; at --shutdown-timeout it is cancelled).
+use strict;
+use warnings;
+
+use IO::Select;
+use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+use TaskqTest qw(new_node slurp);
+
+my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+my $node = new_node('serve', extension => 1);
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $uuid_re = qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+sub sql { return $node->safe_psql('postgres', shift) }
+
+# The gateway logs in as a role of its own (NOINHERIT: it only becomes the
+# token roles), member of the token roles: app produces and works on every
+# queue, producer may only push to emails, outsider is no taskq role at
+# all, and the gateway is no member of stranger.
+sql(q{
+	CREATE ROLE taskq_gateway LOGIN NOINHERIT;
+	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
+	GRANT EXECUTE ON FUNCTION taskq.api_token_role(text) TO taskq_gateway;
+	CREATE ROLE app IN ROLE taskq_producer, taskq_worker;
+	SELECT taskq.grant('*', 'app', 'admin');
+	CREATE ROLE producer IN ROLE taskq_producer;
+	SELECT taskq.grant('emails', 'producer', 'push');
+	CREATE ROLE outsider;
+	CREATE ROLE stranger;
+	GRANT app, producer, outsider TO taskq_gateway;
+});
+my $token = sql(q{SELECT taskq.create_api_token('app', 'tests')});
+my $producer_token = sql(q{SELECT taskq.create_api_token('producer')});
+my $outsider_token = sql(q{SELECT taskq.create_api_token('outsider')});
+my $stranger_token = sql(q{SELECT taskq.create_api_token('stranger')});
+my $revoked_token = sql(q{SELECT taskq.create_api_token('app', 'to revoke')});
+my $gateway = $node->connstr('postgres') . ' user=taskq_gateway';
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+# servers still running when the test ends are killed
+my @servers;
+
+END
+{
+	my $status = $?;
+	$_->kill_kill for grep { $_->pumpable } @servers;
+	$? = $status;
+}
+
+# start_serve(NAME, ARGS...): taskq serve on a free port of 127.0.0.1, its
+# stderr in $tmp/NAME.log; returns (harness, log path, base URL)
+sub start_serve
+{
+	my ($name, @args) = @_;
+	my $log = "$tmp/$name.log";
+	my $h = IPC::Run::start(
+		[ 'taskq', 'serve', '-d', $gateway, '--listen', '127.0.0.1:0', @args ],
+		'<', \undef, '>', "$tmp/$name.out", '2>', $log);
+	push @servers, $h;
+	my $deadline = time() + $timeout;
+	until (slurp($log) =~ m{listening on http://127\.0\.0\.1:(\d+)})
+	{
+		die "taskq serve $name exited: " . slurp($log) unless $h->pumpable;
+		die "taskq serve $name did not start: " . slurp($log) if time() > $deadline;
+		usleep(20_000);
+	}
+	slurp($log) =~ m{listening on http://127\.0\.0\.1:(\d+)};
+	note "taskq serve $name listening on port $1";
+	return ($h, $log, "http://127.0.0.1:$1");
+}
+
+# SIGTERM to a server; its exit status
+sub stop_serve
+{
+	my $h = shift;
+	$h->signal('TERM');
+	$h->finish;
+	return $? >> 8;
+}
+
+my $n = 0;
+
+# curl_args(METHOD, URL, OPTIONS): curl's command line for a request;
+# options: token, body (sent from stdin), file (sent from a file),
+# headers (more -H values)
+sub curl_args
+{
+	my ($method, $url, %o) = @_;
+	my @cmd = ('curl', '-sS', '--max-time', $timeout,
+		$method eq 'HEAD' ? ('--head') : ('-X', $method));
+	push @cmd, '-H', "Authorization: Bearer $o{token}" if defined $o{token};
+	push @cmd, '-H', $_ for @{ $o{headers} // [] };
+	push @cmd, '-H', 'Content-Type: application/json', '--data-binary', '@-'
+	  if defined $o{body};
+	push @cmd, '-H', 'Content-Type: application/json', '--data-binary', "\@$o{file}"
+	  if defined $o{file};
+	return (@cmd, $url);
+}
+
+# http(METHOD, URL, OPTIONS): a request with curl; returns
+# {status, body, json (decoded, if it is JSON), headers (lower-case names,
+# of the final response), rc (curl's exit status), err}
+sub http
+{
+	my ($method, $url, %o) = @_;
+	$n++;
+	my ($hfile, $bfile) = ("$tmp/h$n", "$tmp/b$n");
+	my ($out, $err) = ('', '');
+	my $in = $o{body} // '';
+	IPC::Run::run(
+		[ curl_args($method, $url, %o), '-D', $hfile, '-o', $bfile, '-w', '%{http_code}' ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	my $r = { status => $out + 0, rc => $? >> 8, err => $err, body => slurp($bfile) };
+	my @blocks = split /\r\n\r\n/, slurp($hfile);
+	my %h;
+	for my $line (split /\r\n/, $blocks[-1] // '')
+	{
+		$h{ lc $1 } = $2 if $line =~ /^([^:]+):\s*(.*)$/;
+	}
+	$r->{headers} = \%h;
+	$r->{json} = eval { decode_json($r->{body}) } if $r->{body} =~ /^[\[{]/;
+	unlink $hfile, $bfile;
+	return $r;
+}
+
+# is_error(RESPONSE, STATUS, CODE, MESSAGE_RE, WHAT): an error response
+sub is_error
+{
+	my ($r, $status, $code, $re, $what) = @_;
+	is($r->{status}, $status, "$what: status $status")
+	  or diag("body: $r->{body} $r->{err}");
+	is($r->{json}{error}{code}, $code, "$what: code $code");
+	like($r->{json}{error}{message}, $re, "$what: message") if defined $re;
+	return;
+}
+
+# ---------------------------------------------------------------------------
+# the command line: help, usage errors (2), start-up checks (1)
+# ---------------------------------------------------------------------------
+sub tq
+{
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'taskq', @_ ], '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout($timeout));
+	return ($? >> 8, $out, $err);
+}
+my ($rc, $out, $err) = tq('serve', '--help');
+is($rc, 0, 'serve --help: exit 0');
+like($out, qr/Usage:\n  taskq serve/, 'serve --help: usage');
+like((tq('--help'))[1], qr/^  serve\s+serve the SQL API over HTTP/m, 'taskq --help lists serve');
+($rc, $out, $err) = tq('serve', '--pool', '0');
+is($rc, 2, 'serve --pool 0: exit 2');
+like($err, qr/invalid pool size "0"/, 'serve --pool 0: message');
+($rc, $out, $err) = tq('serve', '--listen', 'localhost');
+is($rc, 2, 'serve --listen without a port: exit 2');
+($rc, $out, $err) = tq('serve', '-d', 'host=/nonexistent port=1', '--listen', '127.0.0.1:0');
+is($rc, 1, 'serve: no database, exit 1');
+like($err, qr/could not connect to the database/, 'serve: no database, message');
+sql('CREATE ROLE taskq_nogrant LOGIN');
+($rc, $out, $err) = tq('serve', '-d', $node->connstr('postgres') . ' user=taskq_nogrant',
+	'--listen', '127.0.0.1:0');
+is($rc, 1, 'serve as a role that may not look tokens up: exit 1');
+like($err, qr/role "taskq_nogrant" may not look up API tokens\nHINT: GRANT USAGE ON SCHEMA taskq TO taskq_nogrant; GRANT EXECUTE ON FUNCTION taskq\.api_token_role\(text\) TO taskq_nogrant;/,
+	'... saying what to grant');
+sql('DROP ROLE taskq_nogrant');
+sql('CREATE DATABASE other');
+($rc, $out, $err) = tq('serve', '-d', $node->connstr('other') . ' user=taskq_gateway',
+	'--listen', '127.0.0.1:0');
+is($rc, 1, 'serve on a database without taskq: exit 1');
+like($err, qr/extension taskq \(with API tokens\) is not installed in database "other"/, '... says so');
+
+my ($serve, $log, $base) = start_serve('main');
+my $api = "$base/api/v1";
+my %auth = (token => $token);
+my $r;
+
+# ---------------------------------------------------------------------------
+# health, routing, authentication
+# ---------------------------------------------------------------------------
+$r = http('GET', "$base/healthz");
+is($r->{status}, 200, 'healthz: 200 without a token');
+is_deeply($r->{json}, { status => 'ok' }, 'healthz: {"status": "ok"}');
+is($r->{headers}{'content-type'}, 'application/json', 'JSON content type');
+
+is_error(http('GET', "$base/nope", %auth), 404, '42883', qr/^no route for GET \/nope$/, 'unknown route');
+is_error(http('GET', "$api/queues/"), 404, '42883', undef, 'trailing slash: no route');
+$r = http('DELETE', "$api/queues/q/jobs", %auth);
+is_error($r, 405, '0A000', qr/method DELETE is not allowed/, 'wrong method');
+is($r->{headers}{allow}, 'POST, GET', 'wrong method: Allow header');
+
+$r = http('HEAD', "$base/healthz");
+is($r->{status}, 405, 'HEAD: not a method of any route (a HEAD of a pull would lease jobs)');
+is($r->{headers}{allow}, 'GET', 'HEAD: Allow: GET');
+
+$r = http('GET', "$api/queues");
+is_error($r, 401, '28000', qr/^missing bearer token$/, 'no token');
+is($r->{headers}{'www-authenticate'}, 'Bearer realm="taskq"', 'no token: WWW-Authenticate');
+$r = http('GET', "$api/queues", token => 'tq_' . ('0' x 64));
+is_error($r, 401, '28P01', qr/^unknown or revoked API token$/, 'unknown token');
+is($r->{headers}{'www-authenticate'}, 'Bearer realm="taskq", error="invalid_token"',
+	'unknown token: WWW-Authenticate names invalid_token');
+is_error(http('GET', "$api/queues", headers => ["Authorization: Basic $token"]),
+	401, '28000', undef, 'not a bearer token');
+is_error(http('GET', "$api/queues", headers => ["Authorization: Bearer t\x{e9}st"]),
+	401, '28P01', undef, 'a token with bytes no token has');
+is(http('GET', "$api/queues", token => $revoked_token)->{status}, 200, 'a token works');
+sql(qq{SELECT taskq.revoke_api_token('$revoked_token')});
+is_error(http('GET', "$api/queues", token => $revoked_token), 401, '28P01', undef,
+	'the same token once revoked');
+is_error(http('POST', "$api/queues/q/jobs", token => $outsider_token, body => '{"name": "x"}'),
+	403, '42501', qr/permission denied for schema taskq/,
+	'a role without privileges on taskq');
+$r = http('POST', "$api/queues/other/jobs", token => $producer_token, body => '{"name": "x"}');
+is_error($r, 403, '42501', qr/^permission denied for queue "other"$/, 'a queue the role has no grant on');
+is($r->{json}{error}{detail}, 'Role "producer" needs the push privilege on it.', '... the detail names the privilege');
+is(http('POST', "$api/queues/emails/jobs", token => $producer_token, body => '{"name": "by producer"}')->{status},
+	201, 'a queue the role may push to');
+is_error(http('GET', "$api/queues/emails/jobs", token => $producer_token),
+	403, '42501', qr/permission denied for function pull/, 'a function the role may not call');
+is_error(http('GET', "$api/queues", token => $stranger_token),
+	500, '42501', qr/permission denied to set role "stranger"/,
+	'a role the gateway cannot become: the gateway is misconfigured');
+like(slurp($log), qr/could not look up an API token: permission denied to set role "stranger"/,
+	'... which it logs');
+unlike(slurp($log), qr/\Q$token\E/, 'tokens are never logged');
+
+# ---------------------------------------------------------------------------
+# push
+# ---------------------------------------------------------------------------
+$r = http('POST', "$api/queues/emails/jobs", %auth,
+	body => '{"name": "send", "data": {"to": "a@example.com"}, "options": {"priority": 10}}');
+is($r->{status}, 201, 'push: 201');
+is($r->{headers}{'content-type'}, 'application/json', 'push: JSON');
+like($r->{json}{id}, $uuid_re, 'push: {"id"}');
+my $id1 = $r->{json}{id};
+is(sql("SELECT name || ' ' || (data->>'to') || ' ' || priority FROM taskq.jobs WHERE id = '$id1'"),
+	'send a@example.com 10', 'push: the job is there, with its data and options');
+
+# the pooled connections' search_path is pg_catalog: a function in schema
+# public that would match the gateway's statements better is not called
+sql(q{CREATE FUNCTION public.jsonb_build_object(text, uuid) RETURNS jsonb LANGUAGE sql
+	AS $$ SELECT '{"hijacked": true}'::jsonb $$});
+is(sql(q{SELECT jsonb_build_object('id', gen_random_uuid())}), '{"hijacked": true}',
+	'(a default search_path would call the function in public)');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "safe"}');
+like($r->{json}{id}, $uuid_re, 'a function in schema public is not in the way');
+sql('DROP FUNCTION public.jsonb_build_object(text, uuid)');
+
+$r = http('POST', "$api/queues/emails/jobs", %auth,
+	body => ' [{"name": "b1"}, {"name": "b2", "data": {"n": 2}}]');
+is($r->{status}, 201, 'push a batch: 201');
+is(scalar @{ $r->{json}{ids} }, 2, 'push a batch: {"ids"} with two ids');
+is(sql("SELECT string_agg(name, ',' ORDER BY array_position(ARRAY['$r->{json}{ids}[0]', '$r->{json}{ids}[1]']::uuid[], id)) FROM taskq.jobs WHERE id IN ('$r->{json}{ids}[0]', '$r->{json}{ids}[1]')"),
+	'b1,b2', 'push a batch: ids in input order');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '[]');
+is($r->{status}, 201, 'push an empty batch: 201');
+is_deeply($r->{json}, { ids => [] }, 'push an empty batch: no ids');
+$r = http('POST', "$base/queues/emails/push", %auth, body => '{"name": "alias"}');
+is($r->{status}, 201, 'POST /queues/{queue}/push: 201');
+is(sql("SELECT name FROM taskq.jobs WHERE id = '$r->{json}{id}'"), 'alias', 'push alias: pushed');
+$r = http('POST', "$api/queues/a%2Fb%20c/jobs", %auth, body => '{"name": "x"}');
+is($r->{status}, 201, 'a percent-encoded queue name');
+is(sql("SELECT queue FROM taskq.jobs WHERE id = '$r->{json}{id}'"), 'a/b c',
+	'... is decoded after the path is split');
+is_error(http('POST', "$api/queues/a%2/jobs", %auth, body => '{"name": "x"}'),
+	400, '22P02', qr/percent-encoding/, 'a bad percent-escape');
+is_error(http('POST', "$api/queues/a%00/jobs", %auth, body => '{"name": "x"}'),
+	400, '22P02', undef, 'an encoded NUL');
+
+my $before = sql('SELECT count(*) FROM taskq.jobs');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "data": '),
+	400, '22P02', qr/invalid input syntax for type json/, 'invalid JSON');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => ''),
+	400, '22P02', undef, 'push without a body');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "opts": {}}');
+is_error($r, 400, '22023', qr/unrecognized job key "opts"/, 'an unknown key');
+is($r->{json}{error}{hint}, 'Valid keys are: name, data, options.', '... with the hint');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"data": {}}'),
+	400, '22023', qr/job has no "name"/, 'no name');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "data": [1]}'),
+	400, '22023', undef, 'data not an object');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "options": {"priority": "high"}}'),
+	400, '22023', undef, 'a bad option');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '[{"name": "ok"}, {"name": ""}]'),
+	400, '22023', undef, 'a batch with a bad job');
+is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "' . ('n' x 2000) . '"}'),
+	413, '54000', qr/job name is too long/, 'a name over its limit');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "k\\"e\\\\y\\u0001": 1}');
+is_error($r, 400, '22023', undef, 'an error naming a key with a quote, a backslash and a control character');
+is($r->{json}{error}{message}, qq{unrecognized job key "k"e\\y\x01"}, '... escaped in the JSON body');
+
+# a body over --max-body (1 MiB + 64 kiB): refused from its Content-Length
+open my $fh, '>', "$tmp/big.json" or die;
+print $fh '{"name": "big", "data": {"s": "' . ('x' x 1_200_000) . '"}}';
+close $fh;
+$r = http('POST', "$api/queues/emails/jobs", %auth, file => "$tmp/big.json");
+is_error($r, 413, '54000', qr/^request body is too large$/, 'a body over --max-body');
+is($r->{json}{error}{detail}, 'The limit is 1114112 bytes.', '... with the limit');
+is($r->{headers}{connection}, 'close', '... and the connection is closed');
+is(sql('SELECT count(*) FROM taskq.jobs'), $before, 'none of the refused pushes pushed anything');
+
+# a job of 1 MB of data is under the limit (and under push's own)
+open $fh, '>', "$tmp/mb.json" or die;
+print $fh '{"name": "mb", "data": {"s": "' . ('x' x 1_000_000) . '"}}';
+close $fh;
+is(http('POST', "$api/queues/big/jobs", %auth, file => "$tmp/mb.json")->{status}, 201,
+	'a job of 1 MB of data');
+
+# a paused queue: 503; another 55000 (a cancelled parent): 409
+$r = http('POST', "$api/queues/emails/pause", %auth);
+is($r->{status}, 200, 'pause: 200');
+is_deeply($r->{json}, { queue => 'emails', paused => JSON::PP::true }, 'pause: {"queue", "paused": true}');
+is(sql(q{SELECT paused FROM taskq.queues WHERE name = 'emails'}), 't', 'pause: paused');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x"}');
+is_error($r, 503, '55000', qr/queue "emails" is paused/, 'push to a paused queue');
+is_error(http('POST', "$api/queues/emails/jobs", token => $producer_token, body => '{"name": "x"}'),
+	503, '55000', undef, '... also for a role that may only push to it');
+$r = http('POST', "$api/queues/emails/resume", %auth);
+is($r->{status}, 200, 'resume: 200');
+is_deeply($r->{json}, { queue => 'emails', paused => JSON::PP::false }, 'resume: {"queue", "paused": false}');
+is(sql(q{SELECT paused FROM taskq.queues WHERE name = 'emails'}), 'f', 'resume: resumed');
+is(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "after"}')->{status}, 201,
+	'push after resume');
+is_error(http('POST', "$api/queues/nope/pause", %auth), 404, '42704', qr/queue "nope" does not exist/, 'pause an unknown queue');
+is_error(http('POST', "$api/queues/nope/resume", %auth), 404, '42704', undef, 'resume an unknown queue');
+my $parent = sql(q{SELECT taskq.push('deps', 'parent')});
+sql(qq{SELECT taskq.cancel('$parent')});
+is_error(http('POST', "$api/queues/deps/jobs", %auth,
+		body => qq({"name": "child", "options": {"depends_on": ["$parent"]}})),
+	409, '55000', qr/cancelled/, 'a 55000 other than a paused queue: 409');
+
+# ---------------------------------------------------------------------------
+# pull, progress, heartbeat, ack, fail, cancel, ack-batch
+# ---------------------------------------------------------------------------
+sql(q{SELECT taskq.create_queue('w', '{"backoff": {"type": "fixed", "delay_ms": 3600000}}'); SELECT taskq.push('w', 'j' || i, jsonb_build_object('i', i), jsonb_build_object('priority', i)) FROM generate_series(1, 6) i});
+$r = http('GET', "$api/queues/w/jobs?count=2&timeout_ms=60000", %auth);
+is($r->{status}, 200, 'pull: 200');
+is(scalar @{ $r->{json} }, 2, 'pull ?count=2: two jobs');
+is_deeply([ map { $_->{name} } @{ $r->{json} } ], [ 'j6', 'j5' ], 'pull: in delivery order');
+is_deeply([ sort keys %{ $r->{json}[0] } ],
+	[ sort qw(id lease queue name data metadata priority attempt max_attempts lease_expires_at flow_id parent_results) ],
+	'pull: the keys of taskq.leased_job');
+is_deeply($r->{json}[0]{data}, { i => 6 }, 'pull: data');
+is($r->{json}[0]{attempt}, 1, 'pull: attempt');
+my ($j6, $j5) = @{ $r->{json} };
+is(sql("SELECT lease_expires_at > now() + interval '50 s' FROM taskq.jobs WHERE id = '$j6->{id}'"),
+	't', 'pull ?timeout_ms: the lease length');
+$r = http('GET', "$api/queues/w/jobs", %auth);
+is(scalar @{ $r->{json} }, 1, 'pull: one job by default');
+my $j4 = $r->{json}[0];
+is_error(http('GET', "$api/queues/w/jobs?count=abc", %auth), 400, '22P02', undef, 'pull ?count=abc');
+is_error(http('GET', "$api/queues/w/jobs?count=0", %auth), 400, '22023', undef, 'pull ?count=0');
+is_error(http('GET', "$api/queues/w/jobs?limit=1", %auth), 400, '22023',
+	qr/unrecognized query parameter "limit"/, 'pull: an unknown query parameter');
+$r = http('GET', "$api/queues/never/jobs", %auth);
+is($r->{status}, 200, 'pull from an unknown queue: 200');
+is($r->{body}, '[]', 'pull from an unknown queue: []');
+
+$r = http('POST', "$api/jobs/$j6->{id}/progress", %auth,
+	body => qq({"progress": 40, "message": "almost half", "lease": "$j6->{lease}"}));
+is($r->{status}, 200, 'progress: 200');
+is_deeply($r->{json}, { id => $j6->{id} }, 'progress: {"id"}');
+is(sql("SELECT progress || ' ' || (logs->-1->>'message') FROM taskq.jobs WHERE id = '$j6->{id}'"),
+	'40 almost half', 'progress: recorded with its message');
+is_error(http('POST', "$api/jobs/$j6->{id}/progress", %auth, body => '{"progress": "lots"}'),
+	400, '22P02', undef, 'progress: not a number');
+is_error(http('POST', "$api/jobs/$j6->{id}/progress", %auth, body => '{}'),
+	400, '22004', undef, 'progress: missing');
+
+$r = http('POST', "$api/jobs/$j6->{id}/heartbeat", %auth, body => qq({"lease": "$j6->{lease}"}));
+is($r->{status}, 200, 'heartbeat: 200');
+is($r->{json}{id}, $j6->{id}, 'heartbeat: id');
+is(sql("SELECT lease_expires_at = '$r->{json}{lease_expires_at}' FROM taskq.jobs WHERE id = '$j6->{id}'"),
+	't', 'heartbeat: the new expiry');
+is_error(http('POST', "$api/jobs/$j6->{id}/heartbeat", %auth, body => q({"lease": "00000000-0000-0000-0000-000000000000"})),
+	409, '55000', undef, 'heartbeat with a lease that is not current');
+
+$r = http('POST', "$api/jobs/$j6->{id}/ack", %auth, body => qq({"lease": "$j6->{lease}", "reslt": 1}));
+is_error($r, 400, '22023', qr/unrecognized key "reslt" in request body/, 'ack: an unknown key');
+is($r->{json}{error}{hint}, 'Valid keys are: lease, result.', 'ack: the hint names the keys');
+is_error(http('POST', "$api/jobs/$j6->{id}/ack", %auth, body => '[1]'),
+	400, '22023', qr/request body must be a JSON object/, 'ack: not an object');
+$r = http('POST', "$api/jobs/$j6->{id}/ack", %auth,
+	body => qq({"lease": "$j6->{lease}", "result": {"sent": true}}));
+is($r->{status}, 200, 'ack: 200');
+is_deeply($r->{json}, { id => $j6->{id}, state => 'completed' }, 'ack: {"id", "state"}');
+is(sql("SELECT state || ' ' || result::text FROM taskq.all_jobs WHERE id = '$j6->{id}'"),
+	'completed {"sent": true}', 'ack: completed with its result');
+is_error(http('POST', "$api/jobs/$j6->{id}/ack", %auth, body => qq({"lease": "$j6->{lease}"})),
+	409, '55000', qr/not active/, 'ack twice: 409');
+is_error(http('POST', "$api/jobs/01a206ad-224a-72f5-a04c-4b4c2dea6f86/ack", %auth),
+	404, '42704', qr/^job "01a206ad-224a-72f5-a04c-4b4c2dea6f86" does not exist$/, 'ack an unknown job');
+is_error(http('POST', "$api/jobs/not-a-uuid/ack", %auth), 400, '22P02', qr/uuid/, 'ack: a malformed id');
+is_error(http('POST', "$api/jobs/$j5->{id}/ack", %auth, body => '{"lease": "nope"}'),
+	400, '22P02', undef, 'ack: a malformed lease');
+is(http('POST', "$api/jobs/$j5->{id}/ack", %auth)->{status}, 200, 'ack without a body (no lease)');
+
+$r = http('POST', "$api/jobs/$j4->{id}/fail", %auth,
+	body => qq({"lease": "$j4->{lease}", "error": "smtp timeout"}));
+is($r->{status}, 200, 'fail: 200');
+is_deeply($r->{json}, { id => $j4->{id}, state => 'delayed' }, 'fail: {"id", "state": "delayed"}');
+is(sql("SELECT state || ' ' || error FROM taskq.jobs WHERE id = '$j4->{id}'"),
+	'delayed smtp timeout', 'fail: delayed with its error');
+is_error(http('POST', "$api/jobs/$j4->{id}/fail", %auth, body => '{}'),
+	400, '22004', undef, 'fail without an error');
+my $once = sql(q{SELECT taskq.push('w1', 'once', '{}', '{"max_attempts": 1}')});
+my $lease = sql(q{SELECT lease FROM taskq.pull('w1')});
+$r = http('POST', "$api/jobs/$once/fail", %auth, body => qq({"lease": "$lease", "error": "fatal"}));
+is_deeply($r->{json}, { id => $once, state => 'dlq' }, 'fail of the last attempt: "dlq"');
+
+my $waiting = sql(q{SELECT id FROM taskq.jobs WHERE queue = 'w' AND state = 'waiting' ORDER BY priority LIMIT 1});
+$r = http('POST', "$api/jobs/$waiting/cancel", %auth);
+is($r->{status}, 200, 'cancel: 200');
+is_deeply($r->{json}, { id => $waiting, state => 'cancelled' }, 'cancel: {"id", "state"}');
+is(sql("SELECT state FROM taskq.all_jobs WHERE id = '$waiting'"), 'cancelled', 'cancel: cancelled');
+is_error(http('POST', "$api/jobs/$waiting/cancel", %auth), 409, '55000', qr/cancelled/, 'cancel a cancelled job');
+is_error(http('POST', "$api/jobs/01a206ad-224a-72f5-a04c-4b4c2dea6f86/cancel", %auth),
+	404, '42704', qr/^job "01a206ad-224a-72f5-a04c-4b4c2dea6f86" does not exist$/, 'cancel an unknown job');
+is_error(http('GET', "$api/jobs/$waiting/cancel", %auth), 405, '0A000', undef, 'GET on a POST route');
+
+$r = http('GET', "$api/queues/w/jobs?count=10", %auth);
+my @items = map { { id => $_->{id}, lease => $_->{lease}, result => { n => $_->{data}{i} } } } @{ $r->{json} };
+is(scalar @items, 2, 'two more jobs pulled');
+push @items, { id => $j6->{id}, lease => $j6->{lease} };    # already completed: not counted
+$r = http('POST', "$api/jobs/ack-batch", %auth, body => encode_json(\@items));
+is($r->{status}, 200, 'ack-batch: 200');
+is_deeply($r->{json}, { acked => 2 }, 'ack-batch: {"acked": 2}');
+is(sql(q{SELECT count(*) FROM taskq.finished_jobs WHERE queue = 'w' AND state = 'completed' AND result ? 'n'}),
+	2, 'ack-batch: completed with their results');
+is_error(http('POST', "$api/jobs/ack-batch", %auth, body => '{"id": 1}'), 400, '22023', undef,
+	'ack-batch: not an array');
+is_error(http('POST', "$api/jobs/ack-batch", %auth, body => '[{"id": 1}]'), 400, '22023',
+	qr/item "id" must be a string/, 'ack-batch: an id that is not a string');
+
+# ---------------------------------------------------------------------------
+# get, flow, queues, stats, dlq, webhooks
+# ---------------------------------------------------------------------------
+$r = http('GET', "$api/jobs/$j6->{id}", %auth);
+is($r->{status}, 200, 'get: 200');
+is($r->{json}{state}, 'completed', 'get: the job, with its state');
+is_deeply($r->{json}{result}, { sent => JSON::PP::true }, 'get: and its result');
+is_deeply($r->{json}, decode_json(sql("SELECT taskq.get('$j6->{id}')")), 'get: what taskq.get returns');
+is_error(http('GET', "$api/jobs/01a206ad-224a-72f5-a04c-4b4c2dea6f86", %auth),
+	404, '42704', qr/^job "01a206ad-224a-72f5-a04c-4b4c2dea6f86" does not exist$/, 'get an unknown job');
+
+sql(q{SELECT taskq.push_flow('{"flow_id": "etl-1", "jobs": [{"key": "a", "queue": "etl", "name": "fetch"}, {"key": "b", "queue": "etl", "name": "load", "depends_on": ["a"]}]}')});
+$r = http('GET', "$api/flows/etl-1", %auth);
+is($r->{status}, 200, 'flow: 200');
+is($r->{json}{flow_id}, 'etl-1', 'flow: flow_id');
+is_deeply([ map { "$_->{name}:$_->{state}" } @{ $r->{json}{jobs} } ], [ 'fetch:waiting', 'load:blocked' ],
+	'flow: its jobs and their states');
+is_error(http('GET', "$api/flows/nope", %auth), 404, '42704', qr/^flow "nope" does not exist$/, 'an unknown flow');
+
+$r = http('GET', "$api/queues", %auth);
+is($r->{status}, 200, 'queues: 200');
+is_deeply([ map { $_->{name} } @{ $r->{json} } ],
+	[ split /\n/, sql('SELECT name FROM taskq.queues() ORDER BY name') ], 'queues: every queue, by name');
+my ($wq) = grep { $_->{name} eq 'w' } @{ $r->{json} };
+is_deeply($wq, { name => 'w', paused => JSON::PP::false, waiting => 0, delayed => 1, blocked => 0,
+	active => 0, completed => 4, dlq => 0, cancelled => 1 }, 'queues: the counts of a queue');
+
+$r = http('GET', "$api/queues/w/stats", %auth);
+is($r->{status}, 200, 'stats: 200');
+is($r->{json}{queue}, 'w', 'stats: queue');
+is($r->{json}{counts}{completed}, 4, 'stats: counts');
+ok(exists $r->{json}{oldest_waiting_age_ms}, 'stats: oldest_waiting_age_ms');
+is_error(http('GET', "$api/queues/nope/stats", %auth), 404, '42704', qr/queue "nope" does not exist/, 'stats of an unknown queue');
+
+sql(q{SELECT taskq.push('d', 'dead' || i, '{}', '{"max_attempts": 1}') FROM generate_series(1, 3) i;
+	SELECT taskq.fail(id, 'boom ' || name, lease) FROM taskq.pull('d', 3)});
+$r = http('GET', "$api/queues/d/dlq", %auth);
+is($r->{status}, 200, 'dlq: 200');
+is(scalar @{ $r->{json} }, 3, 'dlq: the dead jobs');
+is_deeply([ sort keys %{ $r->{json}[0] } ],
+	[ sort qw(id name data metadata attempts max_attempts error errors failed_at created_at) ],
+	'dlq: the columns of taskq.dlq');
+is_deeply([ map { $_->{name} } @{ $r->{json} } ],
+	[ split /\n/, sql(q{SELECT name FROM taskq.dlq('d')}) ], 'dlq: in the order of taskq.dlq');
+is($r->{json}[0]{error}, "boom $r->{json}[0]{name}", 'dlq: the error');
+is(scalar @{ http('GET', "$api/queues/d/dlq?count=1", %auth)->{json} }, 1, 'dlq ?count=1');
+is_error(http('GET', "$api/queues/nope/dlq", %auth), 404, '42704', undef, 'dlq of an unknown queue');
+
+$r = http('POST', "$api/webhooks", %auth,
+	body => '{"url": "https://hooks.example.com/taskq", "events": ["job.dlq", "job.completed"], "queues": ["d"], "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}');
+is($r->{status}, 201, 'webhooks: 201');
+like($r->{json}{id}, $uuid_re, 'webhooks: {"id"}');
+is(sql("SELECT url || ' ' || events::text || ' ' || queues::text || ' ' || max_attempts || ' ' || owner FROM taskq.webhooks WHERE id = '$r->{json}{id}'"),
+	'https://hooks.example.com/taskq {job.dlq,job.completed} {d} 4 app',
+	'webhooks: added, with its defaults, owned by the token\'s role');
+$r = http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.example.com/w", "events": ["job.pushed"], "queues": ["w"], "max_attempts": 2}');
+is(sql("SELECT queues::text || ' ' || max_attempts FROM taskq.webhooks WHERE id = '$r->{json}{id}'"),
+	'{w} 2', 'webhooks: max_attempts');
+is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.example.com/all", "events": ["job.pushed"], "queues": null}'),
+	403, '42501', undef, 'webhooks: for every queue (null) only taskq administrators may');
+is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com"}'),
+	400, '22004', qr/events must not be null/, 'webhooks: no events');
+is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com", "events": ["job.nope"]}'),
+	400, '22023', qr/unknown webhook event/, 'webhooks: an unknown event');
+is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com", "events": "job.dlq"}'),
+	400, '22023', undef, 'webhooks: events not an array');
+
+# ---------------------------------------------------------------------------
+# metrics: taskq.metrics() as Prometheus text, or 501 while it does not
+# exist (it comes with another change)
+# ---------------------------------------------------------------------------
+my $has_metrics = sql(q{SELECT to_regprocedure('taskq.metrics()') IS NOT NULL}) eq 't';
+$r = http('GET', "$base/metrics");
+if ($has_metrics)
+{
+	is($r->{status}, 200, 'metrics: 200 without a token');
+	is($r->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8', 'metrics: Prometheus text');
+}
+else
+{
+	is_error($r, 501, '42883', qr/no taskq\.metrics\(\)/, 'metrics without taskq.metrics()');
+}
+
+# ---------------------------------------------------------------------------
+# a second server: --metrics-token, a small --max-body, --timeout, --quiet
+# ---------------------------------------------------------------------------
+my ($serve2, $log2, $base2) = start_serve('small', '--metrics-token', 's3cret', '--max-body', '1000',
+	'--timeout', '1', '--quiet', '--pool', '1');
+is_error(http('GET', "$base2/metrics"), 401, '28000', undef, '--metrics-token: none given');
+is_error(http('GET', "$base2/metrics", token => 'wrong'), 401, '28P01', undef, '--metrics-token: a wrong one');
+$r = http('GET', "$base2/metrics", token => 's3cret');
+is($r->{status}, $has_metrics ? 200 : 501, '--metrics-token: the right one');
+is(http('GET', "$base2/healthz")->{status}, 200, 'healthz needs no token');
+$before = sql('SELECT count(*) FROM taskq.all_jobs');
+$r = http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x", "data": {"s": "' . ('y' x 1000) . '"}}');
+is_error($r, 413, '54000', undef, '--max-body 1000: a larger body');
+is($r->{json}{error}{detail}, 'The limit is 1000 bytes.', '--max-body: the limit in the detail');
+is(http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x", "data": {"s": "' . ('y' x 900) . '"}}')->{status},
+	201, '--max-body 1000: a smaller body');
+$r = http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x", "data": {"s": "' . ('y' x 2000) . '"}}',
+	headers => ['Transfer-Encoding: chunked']);
+isnt($r->{status}, 201, 'a chunked body over --max-body is not pushed');
+is(sql(q{SELECT count(*) FROM taskq.all_jobs WHERE queue = 'small'}), 1, '... only the small job was');
+
+# --timeout: a connection that stalls in its request is closed
+my $sock = IO::Socket::INET->new(PeerAddr => $base2 =~ s{^http://}{}r, Proto => 'tcp')
+  or die "connect: $!";
+print $sock "POST /api/v1/queues/small/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"na";
+$sock->flush;
+my $closed = 0;
+my $sel = IO::Select->new($sock);
+my $deadline = time() + $timeout;
+while (!$closed && time() < $deadline)
+{
+	next unless $sel->can_read(1);
+	my $got = '';
+	$closed = 1 if !sysread($sock, $got, 4096);
+}
+ok($closed, '--timeout: a stalled request is closed by the server');
+close $sock;
+unlike(slurp($log2), qr{GET /healthz 200}, '--quiet: no line per request');
+
+is(stop_serve($serve2), 0, 'the second server stops with status 0');
+
+# ---------------------------------------------------------------------------
+# concurrent clients: 8 loops of 50 pushes, then 8 loops pulling until
+# nothing is left
+# ---------------------------------------------------------------------------
+$ENV{TASKQ_URL} = $api;
+$ENV{TASKQ_TOKEN} = $token;
+# (background processes write to files: a harness's scalars are only
+# filled while it is pumped)
+my @loops;
+for my $c (1 .. 8)
+{
+	my $out = "$tmp/push$c.out";
+	my $script = qq{for i in \$(seq 50); do
+	  curl -sS -o /dev/null -w '%{http_code}\\n' -H "Authorization: Bearer \$TASKQ_TOKEN" \\
+	    -H 'Content-Type: application/json' \\
+	    -d "{\\"name\\": \\"c$c\\", \\"data\\": {\\"i\\": \$i}}" "\$TASKQ_URL/queues/cq/jobs"
+	done};
+	push @loops, [ IPC::Run::start([ 'bash', '-c', $script ], '<', \undef, '>', $out), $out ];
+}
+my @codes;
+for (@loops)
+{
+	$_->[0]->finish;
+	push @codes, split /\n/, slurp($_->[1]);
+}
+is(scalar @codes, 400, '8 clients pushed 50 jobs each');
+is(scalar(grep { $_ eq '201' } @codes), 400, 'every push: 201');
+is(sql(q{SELECT count(*) || ' ' || count(DISTINCT data->>'i' || name) FROM taskq.jobs WHERE queue = 'cq'}),
+	'400 400', 'exactly 400 jobs, all different');
+
+@loops = ();
+for my $c (1 .. 8)
+{
+	my $out = "$tmp/pull$c.out";
+	my $script = q{while :; do
+	  out=$(curl -sS -H "Authorization: Bearer $TASKQ_TOKEN" "$TASKQ_URL/queues/cq/jobs?count=5") || exit 1
+	  [ "$out" = "[]" ] && break
+	  printf '%s\n' "$out"
+	done};
+	push @loops, [ IPC::Run::start([ 'bash', '-c', $script ], '<', \undef, '>', $out), $out ];
+}
+my %seen;
+my $dups = 0;
+my $pulled = 0;
+for (@loops)
+{
+	$_->[0]->finish;
+	for my $line (split /\n/, slurp($_->[1]))
+	{
+		for my $job (@{ decode_json($line) })
+		{
+			$pulled++;
+			$dups++ if $seen{ $job->{id} }++;
+		}
+	}
+}
+is($pulled, 400, '8 concurrent pullers got 400 jobs in all');
+is($dups, 0, 'no job was pulled twice');
+is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'cq' AND state = 'active'}), 400,
+	'all 400 are active');
+
+# ---------------------------------------------------------------------------
+# the README's worker in Node.js
+# ---------------------------------------------------------------------------
+my $readme = slurp('README.md');
+my ($worker_js) = $readme =~ /^### A worker in another language\n.*?^```js\n(.*?)^```$/ms;
+ok(defined $worker_js, 'the README has a Node.js worker');
+open $fh, '>', "$tmp/worker.mjs" or die;
+print $fh $worker_js // '';
+close $fh;
+sql(q{SELECT taskq.push('mail', 'send', jsonb_build_object('to', 'u' || i || '@example.com')) FROM generate_series(1, 3) i;
+	SELECT taskq.push('mail', 'send', '{}')});
+$ENV{TASKQ_URL} = $base;
+my $werr = "$tmp/worker.err";
+my $worker = IPC::Run::start([ 'node', "$tmp/worker.mjs", 'mail' ], '<', \undef, '>', "$tmp/worker.out",
+	'2>', $werr);
+push @servers, $worker;
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 3 FROM taskq.finished_jobs WHERE queue = 'mail' AND state = 'completed'}),
+	'the README worker acked the three jobs with a recipient') or diag(slurp($werr));
+is(sql(q{SELECT string_agg(result->>'sent_to', ',' ORDER BY result->>'sent_to') FROM taskq.finished_jobs WHERE queue = 'mail'}),
+	'u1@example.com,u2@example.com,u3@example.com', '... with their results');
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM taskq.all_jobs WHERE queue = 'mail' AND error = 'Error: no recipient'}),
+	'... and failed the one without') or diag(slurp($werr));
+$worker->kill_kill;
+
+# ---------------------------------------------------------------------------
+# a server restart: the pooled connections are broken, and reconnected
+# ---------------------------------------------------------------------------
+$node->restart;
+is(http('GET', "$base/healthz")->{status}, 200, 'after a server restart: healthz 200');
+$r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "after restart"}');
+is($r->{status}, 201, 'after a server restart: push 201');
+is(sql("SELECT name FROM taskq.jobs WHERE id = '$r->{json}{id}'"), 'after restart', '... pushed once');
+like(slurp($log), qr/lost a database connection; reconnecting/, 'the reconnection is logged');
+
+# ---------------------------------------------------------------------------
+# shutdown: SIGTERM lets the request in flight finish
+# ---------------------------------------------------------------------------
+my $blocked_sql = q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE usename = 'taskq_gateway' AND wait_event_type = 'Lock'};
+my $locker = TaskqTest::Session->new($node, 'postgres');
+$locker->run('BEGIN; LOCK TABLE taskq.queues IN ACCESS EXCLUSIVE MODE;');
+open $fh, '>', "$tmp/slow.json" or die;
+print $fh '{"name": "slow"}';
+close $fh;
+my $slow = IPC::Run::start([ curl_args('POST', "$api/queues/slow/jobs", %auth, file => "$tmp/slow.json"),
+	'-w', '\n%{http_code}' ], '<', \undef, '>', "$tmp/slow.out", '2>', "$tmp/slow.err");
+ok($node->poll_query_until('postgres', $blocked_sql), 'a push waits on a lock');
+$serve->signal('TERM');
+$node->poll_query_until('postgres', 'SELECT true') until slurp($log) =~ /shutting down/;
+like(slurp($log), qr/shutting down \(SIGTERM\): waiting up to 30 s for 1 request\(s\) in flight/,
+	'SIGTERM: the shutdown is logged with the request in flight');
+$r = http('GET', "$base/healthz");
+is($r->{rc}, 7, 'SIGTERM: new connections are refused');
+$locker->run('COMMIT;');
+$slow->finish;
+like(slurp("$tmp/slow.out"), qr/^\{"id": "[0-9a-f-]{36}"\}\n201$/, 'SIGTERM: the request in flight finished (201)');
+is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'slow'}), 1, '... and its job was pushed');
+$serve->finish;
+is($? >> 8, 0, 'SIGTERM: exit status 0');
+like(slurp($log), qr/POST \/api\/v1\/queues\/slow\/jobs 201 \d+ms\n.*stopped\n\z/s, 'SIGTERM: logged, then stopped');
+
+# --shutdown-timeout: a request still running then is cancelled; exit 1
+my ($serve3, $log3, $base3) = start_serve('hurry', '--shutdown-timeout', '1');
+$locker->run('BEGIN; LOCK TABLE taskq.queues IN ACCESS EXCLUSIVE MODE;');
+$slow = IPC::Run::start([ curl_args('POST', "$base3/api/v1/queues/slow2/jobs", %auth, file => "$tmp/slow.json") ],
+	'<', \undef, '>', "$tmp/slow2.out", '2>', "$tmp/slow2.err");
+ok($node->poll_query_until('postgres', $blocked_sql), 'another push waits on a lock');
+is(stop_serve($serve3), 1, '--shutdown-timeout: exit status 1');
+like(slurp($log3), qr/shutdown timeout: cancelling 1 request\(s\)/, '--shutdown-timeout: logged');
+ok($node->poll_query_until('postgres', $blocked_sql =~ s/= 1/= 0/r), '... its statement was cancelled');
+$locker->run('COMMIT;');
+$slow->finish;
+is(sql(q{SELECT count(*) FROM taskq.all_jobs WHERE queue = 'slow2'}), 0, '... and pushed nothing');
+$locker->quit;
+
+done_testing();
