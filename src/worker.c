@@ -42,6 +42,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
@@ -54,6 +55,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -534,10 +536,26 @@ worker_attach(Oid dbid)
 static bool
 worker_begin(const char *activity)
 {
+	Oid			ext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!OidIsValid(get_extension_oid("taskq", true)))
+
+	/*
+	 * Hold a share lock on the extension for the transaction, as DROP
+	 * EXTENSION locks it exclusively: a drop waits for this transaction, or
+	 * is seen here, never in the middle of the worker's statements (which
+	 * would fail on tables that are gone).
+	 */
+	ext = get_extension_oid("taskq", true);
+	if (OidIsValid(ext))
+	{
+		LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+		if (get_extension_oid("taskq", true) != ext)
+			ext = InvalidOid;
+	}
+	if (!OidIsValid(ext))
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
