@@ -124,7 +124,15 @@ CREATE TABLE taskq.jobs (
     dag_depth integer NOT NULL DEFAULT 1,
     PRIMARY KEY (id),
     CHECK (state IN ('waiting', 'delayed', 'blocked', 'active'))
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 80,
+        -- every delivered job leaves a dead entry at the head of the pull
+        -- index until VACUUM: vacuum after a fixed number of changes, not
+        -- a fraction of a possibly huge backlog, and at full speed
+        autovacuum_vacuum_scale_factor = 0,
+        autovacuum_vacuum_threshold = 5000,
+        autovacuum_vacuum_insert_scale_factor = 0,
+        autovacuum_vacuum_insert_threshold = 50000,
+        autovacuum_vacuum_cost_delay = 0);
 COMMENT ON TABLE taskq.jobs IS 'live taskq jobs: waiting, delayed, blocked and active';
 
 -- delivery order of runnable jobs
