@@ -27,8 +27,11 @@
 #
 # It reports:
 #   - the number of processes checked and of errors valgrind counted;
-#   - every error whose stack goes through taskq.so (invalid read/write,
-#     use of uninitialised values, invalid free, ...), printed in full;
+#   - every error whose stack (or, for uninitialised bytes, origin) goes
+#     through taskq.so (invalid read/write, use of uninitialised values,
+#     invalid free, ...), printed in full;
+#   - the other errors, counted by kind (the server's own: padding bytes
+#     of WAL records and stats written to files);
 #   - the pg_regress result (the suite's diffs are not the point here:
 #     timing-dependent output may differ on a server this slow).
 #
@@ -199,7 +202,10 @@ if [ "$TASKQ_ERRORS" -gt 0 ]; then
     exit 1
 fi
 if [ "$ERRORS" -gt 0 ]; then
-    echo "(errors outside taskq: see $SCRATCH/valgrind/*.log)"
+    # what the others are: the first line of each error, counted
+    echo "errors outside taskq, by kind (see $SCRATCH/valgrind/*.log):"
+    grep -h -A1 'VALGRINDERROR-BEGIN' "${LOGS[@]}" | grep -v 'VALGRINDERROR-BEGIN\|^--' |
+        sed 's/^==[0-9]*== //' | sort | uniq -c | sort -rn
     KEEP=1
 fi
 exit 0
