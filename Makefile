@@ -25,7 +25,9 @@ OBJS = \
 	src/delivery.o \
 	src/worker.o
 
-DATA = taskq--$(EXTVERSION).sql
+# every install and upgrade script: ALTER EXTENSION UPDATE needs the old
+# ones (test/t/207_upgrade.pl updates from every version found here)
+DATA = $(wildcard taskq--*.sql)
 
 # pg_regress suites: one file per feature, in sql/ and expected/
 REGRESS = \
