@@ -1,10 +1,10 @@
 
 # Copyright (c) taskq contributors
 #
-# 201_backend_kill.pl -- kill -9 of a backend in the middle of push_batch
-# (with a DAG edge to an existing parent), pull, ack (with promotion,
-# follow-ups and a reply), fail (into the dead-letter queue, with a
-# cascade) and push_flow.
+# 201_backend_kill.pl -- kill -9 of a backend in the middle of push and
+# push_batch (with a DAG edge to an existing parent), pull, ack (with
+# promotion, follow-ups and a reply), fail (into the dead-letter queue,
+# with a cascade) and push_flow.
 #
 # Each victim is stopped at a known point, deterministically: triggers that
 # this test adds to taskq's tables run, for the row named 'victim', a probe
@@ -138,13 +138,35 @@ sub victim
 }
 
 # ---------------------------------------------------------------------------
-# push_batch, whose last job depends on an existing parent: killed after its
-# edge was written
+# push of a child of an existing parent, in the application's transaction:
+# killed after its edge was written
 # ---------------------------------------------------------------------------
 
 my $parent = psql(q{SELECT taskq.push('kill', 'parent')});
 my $outbox = outbox();
 my $seen = victim(
+	'push', 'job_edges',
+	q{SELECT count(*) || ' jobs, ' || (SELECT count(*) FROM taskq.job_edges) || ' edge, '
+	  || (SELECT count(*) FROM app_rows) || ' app row' FROM taskq.jobs},
+	qq{BEGIN;
+INSERT INTO app_rows VALUES ('written with the push');
+SELECT taskq.push('kill', 'victim', '{}', '{"depends_on": ["$parent"]}');
+COMMIT;});
+is($seen, '2 jobs, 1 edge, 1 app row', 'push: killed after writing the job, its edge and the app row');
+is( psql(q{SELECT count(*) || '|' || bool_or(has_children) FROM taskq.jobs}),
+	'1|false', 'push: the job is gone, the parent has no children again');
+is(psql('SELECT count(*) FROM taskq.job_edges') . '|' . psql('SELECT count(*) FROM app_rows'),
+	'0|0', 'push: no edge, no application row');
+is(outbox(), $outbox, 'push: no outbox row');
+invariants_ok($node, 'postgres', 'push');
+
+# ---------------------------------------------------------------------------
+# push_batch, whose last job depends on an existing parent: killed after its
+# edge was written
+# ---------------------------------------------------------------------------
+
+$outbox = outbox();
+$seen = victim(
 	'push_batch', 'job_edges',
 	q{SELECT count(*) || ' jobs, ' || (SELECT count(*) FROM taskq.job_edges) || ' edge, parent has_children '
 	  || (SELECT has_children FROM taskq.jobs WHERE name = 'parent') FROM taskq.jobs},
@@ -285,7 +307,7 @@ is( psql(q{SELECT taskq.flow('kill-flow') -> 'counts' ->> 'completed'}),
 invariants_ok($node, 'postgres', 'at the end');
 is(psql('SELECT count(*) FROM taskq.jobs'), '0', 'no live job is left anywhere');
 note "backends killed: $crashes";
-is($crashes, 5, '5 backends killed mid-call');
+is($crashes, 6, '6 backends killed mid-call');
 
 $node->stop;
 done_testing();
