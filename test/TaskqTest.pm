@@ -336,19 +336,20 @@ sub kill_all
 my $load_pl = dirname(__FILE__) . '/taskq-load.pl';
 
 # start_load(CONNSTR, DIR, NAME, ROLE, ARGS...): test/taskq-load.pl with
-# --role ROLE in the background, its log DIR/NAME.log; returns the IPC::Run
-# harness and the log's path
+# --role ROLE in the background, its log DIR/NAME.log, its stderr
+# DIR/NAME.err; returns the client (its IPC::Run harness in {h}) and the
+# log's path
 sub start_load
 {
 	my ($connstr, $dir, $name, $role, @args) = @_;
 	my $log = "$dir/$name.log";
-	my $h = { out => '', err => '' };
+	my $h = { out => '', errfile => "$dir/$name.err" };
 	$h->{h} = IPC::Run::start(
 		[
 			$^X, $load_pl, '--role', $role, '--connstr', $connstr,
 			'--log', $log, '--tag', $name, @args
 		],
-		'<', \undef, '>', \$h->{out}, '2>', \$h->{err});
+		'<', \undef, '>', \$h->{out}, '2>', $h->{errfile});
 	push @workers, $h->{h};
 	return ($h, $log);
 }
@@ -359,7 +360,8 @@ sub stop_load
 	my ($h) = @_;
 	$h->{h}->signal('TERM') if $h->{h}->pumpable;
 	$h->{h}->finish;
-	note "load client: $h->{err}" if $h->{err} ne '';
+	my $err = slurp($h->{errfile});
+	note "load client: $err" if $err ne '';
 	chomp(my $out = $h->{out});
 	return $out;
 }
