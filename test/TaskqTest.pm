@@ -20,9 +20,10 @@
 #
 # and, for the fault tests (test/t/2xx_*.pl):
 #
-#   invariants_ok        a test: taskq's tables are consistent (no job in
-#                        two tables, leases only on active jobs, blocked
-#                        jobs and their edges agree, no job stuck)
+#   invariants_ok,       a test: taskq's tables are consistent (no job in
+#   invariants_sql       two tables, leases only on active jobs, blocked
+#                        jobs and their edges agree, no job stuck); the
+#                        query listing the violations
 #   wait_crash_restart   wait until a node is accepting writes again after
 #                        a backend crash (the postmaster reinitialises)
 #   kill_all             SIGKILL a node's postmaster and every process it
@@ -50,8 +51,8 @@ use Test::More;
 
 our @EXPORT_OK = qw(new_node workers_sql worker_pid wait_worker
   start_worker stop_worker slurp start_receiver stop_receiver log_entries
-  invariants_ok wait_crash_restart kill_all start_load stop_load
-  read_load_logs drain);
+  invariants_ok invariants_sql wait_crash_restart kill_all start_load
+  stop_load read_load_logs drain);
 
 # ---------------------------------------------------------------------------
 # Nodes and their taskq workers
@@ -267,6 +268,12 @@ SELECT 'runnable job of an unfinished parent: ' || j.id
  WHERE j.state IN ('waiting', 'delayed', 'active', 'completed')
    AND EXISTS (SELECT FROM taskq.all_jobs q WHERE q.id = p.id AND q.state <> 'completed')
 };
+
+# the query listing the violations (one row each)
+sub invariants_sql
+{
+	return $invariants_sql;
+}
 
 # invariants_ok(NODE, DB, WHAT): a test that taskq's tables in DB are
 # consistent; the violations are listed when they are not

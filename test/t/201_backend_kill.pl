@@ -28,7 +28,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-use TaskqTest qw(new_node invariants_ok wait_crash_restart drain);
+use TaskqTest qw(new_node invariants_ok invariants_sql wait_crash_restart drain);
 
 my $node = new_node(
 	'backend_kill', conf => q{
@@ -81,6 +81,18 @@ SELECT taskq.add_webhook('http://127.0.0.1:1/',
 });
 
 sub psql { return $node->safe_psql('postgres', shift); }
+
+# the consistency check sees what it looks for (inside a transaction that
+# is rolled back)
+my $seeded = psql(q{BEGIN;
+SELECT taskq.push('check', 'a');
+UPDATE taskq.jobs SET lease = gen_random_uuid() WHERE name = 'a';
+INSERT INTO taskq.job_edges VALUES (gen_random_uuid(), (SELECT id FROM taskq.jobs WHERE name = 'a'));
+} . invariants_sql() . q{;
+ROLLBACK;});
+like($seeded, qr/a lease on a waiting job/, 'the consistency check sees a lease on a waiting job');
+like($seeded, qr/edge from a parent that is not live/, 'and an edge from a missing parent');
+like($seeded, qr/pending_parents 0 but 1 edges/, 'and a count that disagrees with the edges');
 
 # the number of rows of the webhook outbox
 sub outbox { return psql('SELECT count(*) FROM taskq.webhook_deliveries'); }
