@@ -32,6 +32,7 @@ use TaskqTest qw(new_node invariants_ok invariants_sql wait_crash_restart drain)
 
 my $node = new_node(
 	'backend_kill', conf => q{
+fsync = on
 restart_after_crash = on
 taskq.reaper_interval = 200ms
 }, extension => 1);

@@ -54,6 +54,7 @@ my $have_cron = -f "$pkglibdir/pg_cron.so";
 # ever attempted to the URLs made up here); errors are not logged (the
 # inputs are large), crashes are (LOG).
 my $conf = q{
+fsync = on
 restart_after_crash = on
 taskq.database_names = 'nothing_here'
 log_statement = none

@@ -36,6 +36,7 @@ use Test::More;
 use TaskqTest qw(new_node invariants_ok drain);
 
 my $node = new_node('upgrade', conf => q{
+fsync = on
 taskq.database_names = 'nothing_here'
 log_statement = none
 });

@@ -30,6 +30,7 @@ use TaskqTest qw(new_node start_receiver stop_receiver log_entries);
 
 my $node = new_node(
 	'receiver_outage', conf => q{
+fsync = on
 taskq.webhook_allow_private = on
 taskq.webhook_timeout_ms = 300
 taskq.launcher_interval = 1
