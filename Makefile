@@ -26,7 +26,9 @@ OBJS = \
 	src/worker.o \
 	src/acl.o
 
-DATA = taskq--$(EXTVERSION).sql
+# every install and upgrade script: ALTER EXTENSION UPDATE needs the old
+# ones (test/t/207_upgrade.pl updates from every version found here)
+DATA = $(wildcard taskq--*.sql)
 
 # pg_regress suites: one file per feature, in sql/ and expected/
 REGRESS = \

@@ -18,6 +18,21 @@
 #   TaskqTest::Session   a long-lived psql session reading from a pipe that
 #                        collects the notifications it is sent (LISTEN)
 #
+# and, for the fault tests (test/t/2xx_*.pl):
+#
+#   invariants_ok,       a test: taskq's tables are consistent (no job in
+#   invariants_sql       two tables, leases only on active jobs, blocked
+#                        jobs and their edges agree, no job stuck); the
+#                        query listing the violations
+#   wait_crash_restart   wait until a node is accepting writes again after
+#                        a backend crash (the postmaster reinitialises)
+#   kill_all             SIGKILL a node's postmaster and every process it
+#                        forked, as a power cut would stop them
+#   start_load,          test/taskq-load.pl producers and workers in the
+#   stop_load,           background (killed at exit if still running) and
+#   read_load_logs       what their logs say the server confirmed
+#   drain                pull and ack (or fail poison) until a queue is empty
+#
 # Nothing is exported by default: each test names what it uses.
 
 package TaskqTest;
@@ -35,7 +50,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT_OK = qw(new_node workers_sql worker_pid wait_worker
-  start_worker stop_worker slurp start_receiver stop_receiver log_entries);
+  start_worker stop_worker slurp start_receiver stop_receiver log_entries
+  invariants_ok invariants_sql wait_crash_restart kill_all start_load
+  stop_load read_load_logs drain);
 
 # ---------------------------------------------------------------------------
 # Nodes and their taskq workers
@@ -207,6 +224,200 @@ sub log_entries
 	return @entries;
 }
 
+
+# ---------------------------------------------------------------------------
+# Fault tests: consistency, crashes and load
+# ---------------------------------------------------------------------------
+
+# One row per violation of what taskq keeps true between transactions.
+my $invariants_sql = q{
+SELECT 'in two tables: ' || id FROM taskq.all_jobs GROUP BY id HAVING count(*) > 1
+UNION ALL
+SELECT 'active without a lease: ' || id FROM taskq.jobs
+ WHERE state = 'active' AND (lease IS NULL OR lease_expires_at IS NULL OR lease_ms IS NULL)
+UNION ALL
+SELECT 'a lease on a ' || state || ' job: ' || id FROM taskq.jobs
+ WHERE state <> 'active' AND (lease IS NOT NULL OR lease_expires_at IS NOT NULL)
+UNION ALL
+SELECT 'state ' || state || ' with ' || pending_parents || ' pending parents: ' || id
+  FROM taskq.jobs WHERE (state = 'blocked') <> (pending_parents > 0)
+UNION ALL
+SELECT 'pending_parents ' || j.pending_parents || ' but ' || count(e.parent) || ' edges: ' || j.id
+  FROM taskq.jobs j LEFT JOIN taskq.job_edges e ON e.child = j.id
+ GROUP BY j.id, j.pending_parents HAVING j.pending_parents <> count(e.parent)
+UNION ALL
+SELECT 'edge from a parent that is not live: ' || e.parent || ' -> ' || e.child
+  FROM taskq.job_edges e WHERE NOT EXISTS (SELECT FROM taskq.jobs j WHERE j.id = e.parent)
+UNION ALL
+SELECT 'edge to a job that is not blocked: ' || e.parent || ' -> ' || e.child
+  FROM taskq.job_edges e
+ WHERE NOT EXISTS (SELECT FROM taskq.jobs j WHERE j.id = e.child AND j.state = 'blocked')
+UNION ALL
+SELECT 'parent with edges but not has_children: ' || j.id
+  FROM taskq.jobs j WHERE NOT j.has_children
+   AND EXISTS (SELECT FROM taskq.job_edges e WHERE e.parent = j.id)
+UNION ALL
+SELECT 'blocked job of a dead or cancelled parent: ' || j.id
+  FROM taskq.jobs j CROSS JOIN LATERAL unnest(j.depends_on) AS p(id)
+ WHERE j.state = 'blocked'
+   AND (EXISTS (SELECT FROM taskq.dead_jobs d WHERE d.id = p.id)
+        OR EXISTS (SELECT FROM taskq.finished_jobs f WHERE f.id = p.id AND f.state = 'cancelled'))
+UNION ALL
+SELECT 'runnable job of an unfinished parent: ' || j.id
+  FROM taskq.all_jobs j CROSS JOIN LATERAL unnest(j.depends_on) AS p(id)
+ WHERE j.state IN ('waiting', 'delayed', 'active', 'completed')
+   AND EXISTS (SELECT FROM taskq.all_jobs q WHERE q.id = p.id AND q.state <> 'completed')
+};
+
+# the query listing the violations (one row each)
+sub invariants_sql
+{
+	return $invariants_sql;
+}
+
+# invariants_ok(NODE, DB, WHAT): a test that taskq's tables in DB are
+# consistent; the violations are listed when they are not
+sub invariants_ok
+{
+	my ($node, $db, $what) = @_;
+	my $violations = $node->safe_psql($db, $invariants_sql);
+	is($violations, '', "$what: the job tables are consistent");
+	return $violations eq '';
+}
+
+# wait_crash_restart(NODE): wait until NODE accepts writes again (after a
+# backend crash, the postmaster kills the other backends, recovers and
+# reopens); returns the log offset of the end of recovery
+sub wait_crash_restart
+{
+	my ($node, $offset) = @_;
+	my $at = $node->wait_for_log(qr/database system is ready to accept connections/, $offset);
+	$node->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()')
+	  or die "node did not come back after a crash";
+	return $at;
+}
+
+# the pids of the processes whose parent is $ppid
+sub child_pids
+{
+	my ($ppid) = @_;
+	my @pids;
+	opendir(my $dh, '/proc') or return ();
+	for my $pid (grep { /^\d+$/ } readdir $dh)
+	{
+		open(my $fh, '<', "/proc/$pid/stat") or next;
+		my $stat = <$fh>;
+		close $fh;
+		# pid (comm) state ppid ...: comm may hold spaces and parentheses
+		push @pids, $pid if $stat && $stat =~ /\) \S (\d+) / && $1 == $ppid;
+	}
+	closedir $dh;
+	return @pids;
+}
+
+# kill_all(NODE): SIGKILL the postmaster and then every process it had
+# forked (found by their parent pid), like a power cut: nothing gets to
+# shut down cleanly.  The node can be started again with $node->start.
+sub kill_all
+{
+	my ($node) = @_;
+	my $pm = $node->{_pid} or die "node is not running";
+	my @children = child_pids($pm);
+	kill('STOP', $pm);    # no new children between the list and the kill
+	@children = child_pids($pm);
+	$node->kill9;
+	kill('KILL', @children) if @children;
+	# wait for them to be gone (reaped, not only dead: a new postmaster
+	# takes a zombie's pid in postmaster.pid for a live postmaster), so that
+	# it finds the lock file stale and its shared memory segment detached
+	for my $pid ($pm, @children)
+	{
+		my $deadline = time() + $timeout;
+		usleep(20_000) while -e "/proc/$pid" && time() < $deadline;
+		die "process $pid is still there after SIGKILL" if -e "/proc/$pid";
+	}
+	note "killed postmaster $pm and " . scalar(@children) . " processes";
+	return scalar(@children);
+}
+
+my $load_pl = dirname(__FILE__) . '/taskq-load.pl';
+
+# start_load(CONNSTR, DIR, NAME, ROLE, ARGS...): test/taskq-load.pl with
+# --role ROLE in the background, its log DIR/NAME.log, its stderr
+# DIR/NAME.err; returns the client (its IPC::Run harness in {h}) and the
+# log's path
+sub start_load
+{
+	my ($connstr, $dir, $name, $role, @args) = @_;
+	my $log = "$dir/$name.log";
+	my $h = { out => '', errfile => "$dir/$name.err" };
+	$h->{h} = IPC::Run::start(
+		[
+			$^X, $load_pl, '--role', $role, '--connstr', $connstr,
+			'--log', $log, '--tag', $name, @args
+		],
+		'<', \undef, '>', \$h->{out}, '2>', $h->{errfile});
+	push @workers, $h->{h};
+	return ($h, $log);
+}
+
+# stop_load(H): SIGTERM, wait; returns its summary line
+sub stop_load
+{
+	my ($h) = @_;
+	$h->{h}->signal('TERM') if $h->{h}->pumpable;
+	$h->{h}->finish;
+	my $err = slurp($h->{errfile});
+	note "load client: $err" if $err ne '';
+	chomp(my $out = $h->{out});
+	return $out;
+}
+
+# read_load_logs(FILES...): what the server confirmed to the load clients:
+# { push => [ids], ack => {id => [leases]}, fail => [[id, lease, state]],
+#   lost => [[id, lease, sqlstate]] }
+sub read_load_logs
+{
+	my %r = (push => [], ack => {}, fail => [], lost => []);
+	for my $f (@_)
+	{
+		for my $line (split /\n/, slurp($f))
+		{
+			my ($what, $id, @rest) = split / /, $line;
+			if ($what eq 'push') { push @{ $r{push} }, $id; }
+			elsif ($what eq 'ack') { push @{ $r{ack}{$id} }, $rest[0]; }
+			elsif ($what eq 'fail') { push @{ $r{fail} }, [ $id, @rest ]; }
+			elsif ($what eq 'lost') { push @{ $r{lost} }, [ $id, @rest ]; }
+		}
+	}
+	return \%r;
+}
+
+# drain(NODE, DB, QUEUE): pull and ack every job of QUEUE (fail those whose
+# data says poison) until none is live, waiting for delayed retries and
+# expired leases on the way; returns how many calls it made, or dies
+# after the default timeout
+sub drain
+{
+	my ($node, $db, $queue) = @_;
+	my $deadline = time() + $timeout;
+	my $calls = 0;
+	while (1)
+	{
+		my $left = $node->safe_psql(
+			$db, qq{
+WITH p AS (SELECT id, lease, data ? 'poison' AS poison FROM taskq.pull('$queue', 100, 60000)),
+     a AS (SELECT taskq.ack(id, '{"by": "drain"}', lease) FROM p WHERE NOT poison),
+     f AS (SELECT taskq.fail(id, 'poison', lease) FROM p WHERE poison)
+SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM f);
+SELECT count(*) FROM taskq.jobs WHERE queue = '$queue';});
+		my ($done, $live) = split /\n/, $left;
+		$calls += $done;
+		return $calls if $live == 0;
+		die "queue $queue did not drain: $live jobs left" if time() > $deadline;
+		usleep(100_000) if $done == 0;
+	}
+}
 
 # ---------------------------------------------------------------------------
 # TaskqTest::Session: a long-lived psql session reading commands from a
