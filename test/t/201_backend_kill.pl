@@ -39,7 +39,8 @@ taskq.reaper_interval = 200ms
 
 my $lock_key = 20101;
 
-# the blocking triggers: after the row named 'victim' is written, run the
+# the blocking triggers (which run under taskq's pinned search_path, so
+# their probes name public.app_rows): after the row named 'victim' is written, run the
 # probe query of the session (taskq_test.probe) and wait for the lock
 $node->safe_psql('postgres', qq{
 CREATE TABLE app_rows (note text);
@@ -160,7 +161,7 @@ my $outbox = outbox();
 my $seen = victim(
 	'push', 'job_edges',
 	q{SELECT count(*) || ' jobs, ' || (SELECT count(*) FROM taskq.job_edges) || ' edge, '
-	  || (SELECT count(*) FROM app_rows) || ' app row' FROM taskq.jobs},
+	  || (SELECT count(*) FROM public.app_rows) || ' app row' FROM taskq.jobs},
 	qq{BEGIN;
 INSERT INTO app_rows VALUES ('written with the push');
 SELECT taskq.push('kill', 'victim', '{}', '{"depends_on": ["$parent"]}');
@@ -168,7 +169,7 @@ COMMIT;});
 is($seen, '2 jobs, 1 edge, 1 app row', 'push: killed after writing the job, its edge and the app row');
 is( psql(q{SELECT count(*) || '|' || bool_or(has_children) FROM taskq.jobs}),
 	'1|false', 'push: the job is gone, the parent has no children again');
-is(psql('SELECT count(*) FROM taskq.job_edges') . '|' . psql('SELECT count(*) FROM app_rows'),
+is(psql('SELECT count(*) FROM taskq.job_edges') . '|' . psql('SELECT count(*) FROM public.app_rows'),
 	'0|0', 'push: no edge, no application row');
 is(outbox(), $outbox, 'push: no outbox row');
 invariants_ok($node, 'postgres', 'push');
@@ -193,7 +194,7 @@ is($seen, '4 jobs, 1 edge, parent has_children true',
 is( psql(q{SELECT count(*) || '|' || bool_or(has_children) FROM taskq.jobs}),
 	'1|false', 'push_batch: none of the batch is left, the parent has no children again');
 is(psql('SELECT count(*) FROM taskq.job_edges'), '0', 'push_batch: no edge left');
-is(psql('SELECT count(*) FROM app_rows'), '0', 'push_batch: the application row went with it');
+is(psql('SELECT count(*) FROM public.app_rows'), '0', 'push_batch: the application row went with it');
 is(outbox(), $outbox, 'push_batch: no outbox row of the batch');
 invariants_ok($node, 'postgres', 'push_batch');
 # the same batch again, without the trigger: it works, and drains in order
