@@ -23,7 +23,8 @@ OBJS = \
 	src/events.o \
 	src/webhook.o \
 	src/delivery.o \
-	src/worker.o
+	src/worker.o \
+	src/metrics.o
 
 DATA = taskq--$(EXTVERSION).sql
 
@@ -48,6 +49,7 @@ REGRESS = \
 	dag_flow \
 	dag_followups \
 	webhooks \
+	metrics \
 	schedules
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
 

@@ -712,6 +712,19 @@ $$;
 COMMENT ON FUNCTION taskq.cleanup(integer) IS 'remove finished and dead jobs older than their queue''s retention, at most max_rows of them; returns how many';
 
 --
+-- Metrics
+--
+
+-- SECURITY DEFINER, so that a monitoring role needs no access to the job
+-- tables: it shows queue names and numbers, never a job's data
+CREATE FUNCTION taskq.metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'taskq_metrics'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION taskq.metrics() IS 'queue depths, ages and counters of this database in the Prometheus text exposition format';
+
+--
 -- Schedules
 --
 
