@@ -34,7 +34,7 @@
  * by however many scrapers metrics() is called.  A scrape that takes it
  * claims it first; the others meanwhile use the previous snapshot.  The
  * oldest waiting job's age and the paused flag are read at every scrape,
- * from the pull index: two index probes per priority level in use per
+ * from the pull index: one index probe per priority level in use per
  * queue, whatever the number of jobs.
  *
  * The refresh also forgets the entries of queues that no longer exist
@@ -159,52 +159,49 @@ typedef struct ScrapeQueue
 	int64		jobs[NUM_STATES];
 } ScrapeQueue;
 
-/* the queues, whether paused, and the age of their oldest waiting job */
-static TaskqPlan queues_plan = {
-	"SELECT q.name, q.paused,"
-	" greatest(0, extract(epoch FROM statement_timestamp()"
-	"  - least(w.run_at, d.run_at)))::float8"
-	" FROM taskq.queues q"
-	/* the first waiting job of each priority: a loose scan of the pull index */
-	" LEFT JOIN LATERAL ("
-	"  WITH RECURSIVE p(priority) AS ("
-	"   (SELECT j.priority FROM taskq.jobs j"
-	"     WHERE j.queue = q.name AND j.state = 'waiting'"
-	"     ORDER BY j.priority DESC LIMIT 1)"
-	"   UNION ALL"
-	"   SELECT (SELECT j.priority FROM taskq.jobs j"
-	"     WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority < p.priority"
-	"     ORDER BY j.priority DESC LIMIT 1)"
-	"   FROM p WHERE p.priority IS NOT NULL)"
-	"  SELECT min(h.run_at) AS run_at FROM p"
-	"  CROSS JOIN LATERAL (SELECT j.run_at FROM taskq.jobs j"
-	"    WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority = p.priority"
-	"    ORDER BY j.id LIMIT 1) h) w ON true"
-	/* the first delayed job that is due, runnable too */
-	" LEFT JOIN LATERAL ("
-	"  SELECT j.run_at FROM taskq.jobs j"
-	"   WHERE j.queue = q.name AND j.state = 'delayed'"
-	"   AND j.run_at <= statement_timestamp()"
-	"   ORDER BY j.run_at LIMIT 1) d ON true"
-	" ORDER BY q.name COLLATE \"C\"",
-	0, {InvalidOid}
-};
+/*
+ * The queues, whether paused, and the age of their oldest runnable job: of
+ * the first job (in delivery order) of each priority, found by a loose scan
+ * of the pull index, one probe per priority in use, and of the first due
+ * delayed job.  Planned at each scrape (not kept): a plan made while the
+ * tables were small could scan them whole once they are large.
+ */
+static const char *const queues_sql =
+"SELECT q.name, q.paused,"
+" greatest(0, extract(epoch FROM statement_timestamp()"
+"  - least(w.run_at, d.run_at)))::float8"
+" FROM taskq.queues q"
+" LEFT JOIN LATERAL ("
+"  WITH RECURSIVE h(priority, run_at) AS ("
+"   (SELECT j.priority, j.run_at FROM taskq.jobs j"
+"     WHERE j.queue = q.name AND j.state = 'waiting'"
+"     ORDER BY j.priority DESC, j.id LIMIT 1)"
+"   UNION ALL"
+"   SELECT n.priority, n.run_at FROM h CROSS JOIN LATERAL"
+"    (SELECT j.priority, j.run_at FROM taskq.jobs j"
+"      WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority < h.priority"
+"      ORDER BY j.priority DESC, j.id LIMIT 1) n)"
+"  SELECT min(h.run_at) AS run_at FROM h) w ON true"
+" LEFT JOIN LATERAL ("
+"  SELECT j.run_at FROM taskq.jobs j"
+"   WHERE j.queue = q.name AND j.state = 'delayed'"
+"   AND j.run_at <= statement_timestamp()"
+"   ORDER BY j.run_at LIMIT 1) d ON true"
+" ORDER BY q.name COLLATE \"C\"";
 
 /* the snapshot: jobs per queue and state, in the order of state_names */
-static TaskqPlan counts_plan = {
-	"SELECT q.name, coalesce(j.waiting, 0), coalesce(j.delayed, 0),"
-	" coalesce(j.blocked, 0), coalesce(j.active, 0), coalesce(d.dlq, 0)"
-	" FROM taskq.queues q"
-	" LEFT JOIN (SELECT queue,"
-	"  count(*) FILTER (WHERE state = 'waiting') AS waiting,"
-	"  count(*) FILTER (WHERE state = 'delayed') AS delayed,"
-	"  count(*) FILTER (WHERE state = 'blocked') AS blocked,"
-	"  count(*) FILTER (WHERE state = 'active') AS active"
-	"  FROM taskq.jobs GROUP BY queue) j ON j.queue = q.name"
-	" LEFT JOIN (SELECT queue, count(*) AS dlq FROM taskq.dead_jobs"
-	"  GROUP BY queue) d ON d.queue = q.name",
-	0, {InvalidOid}
-};
+static const char *const counts_sql =
+"SELECT q.name, coalesce(j.waiting, 0), coalesce(j.delayed, 0),"
+" coalesce(j.blocked, 0), coalesce(j.active, 0), coalesce(d.dlq, 0)"
+" FROM taskq.queues q"
+" LEFT JOIN (SELECT queue,"
+"  count(*) FILTER (WHERE state = 'waiting') AS waiting,"
+"  count(*) FILTER (WHERE state = 'delayed') AS delayed,"
+"  count(*) FILTER (WHERE state = 'blocked') AS blocked,"
+"  count(*) FILTER (WHERE state = 'active') AS active"
+"  FROM taskq.jobs GROUP BY queue) j ON j.queue = q.name"
+" LEFT JOIN (SELECT queue, count(*) AS dlq FROM taskq.dead_jobs"
+"  GROUP BY queue) d ON d.queue = q.name";
 
 /*
  * Shared hash: hash and compare only the used part of the queue name.
@@ -806,11 +803,14 @@ scrape_queue(ScrapeQueue *queues, int n, const char *name)
 static int
 run_counts(void)
 {
+	SPIPlanPtr	plan = SPI_prepare(counts_sql, 0, NULL);
 	int			rc;
 
-	rc = SPI_execute_snapshot(TaskqGetPlan(&counts_plan), NULL, NULL,
-							  GetLatestSnapshot(), InvalidSnapshot,
-							  true, false, 0);
+	if (plan == NULL)
+		elog(ERROR, "taskq: SPI_prepare failed (%s) for: %s",
+			 SPI_result_code_string(SPI_result), counts_sql);
+	rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "taskq: could not count the jobs (%s)",
 			 SPI_result_code_string(rc));
@@ -1030,7 +1030,9 @@ taskq_metrics(PG_FUNCTION_ARGS)
 		have_snapshot = refresh_snapshot();
 
 	/* the queues, read now */
-	nqueues = TaskqExecute(&queues_plan, NULL, NULL, true, 0);
+	if (SPI_execute(queues_sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "taskq: could not list the queues");
+	nqueues = (int) SPI_processed;
 	queues = palloc0(sizeof(ScrapeQueue) * Max(nqueues, 1));
 	for (int i = 0; i < nqueues; i++)
 	{
