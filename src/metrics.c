@@ -841,6 +841,12 @@ store_snapshot(int nrows, uint64 seq_before, TimestampTz taken)
 	MetricsEntry *e;
 	HASH_SEQ_STATUS scan;
 	uint64		gen;
+	char	  **names = palloc(sizeof(char *) * Max(nrows, 1));
+	int64	   *jobs = palloc(sizeof(int64) * NUM_STATES * Max(nrows, 1));
+
+	/* out of SPI's tuples first, so that the lock is held briefly */
+	for (int i = 0; i < nrows; i++)
+		names[i] = count_row(i, &jobs[i * NUM_STATES]);
 
 	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
 	db = get_entry(MyDatabaseId, KIND_DATABASE, "");
@@ -852,19 +858,18 @@ store_snapshot(int nrows, uint64 seq_before, TimestampTz taken)
 	gen = db->gen + 1;
 	for (int i = 0; i < nrows; i++)
 	{
-		int64		jobs[NUM_STATES];
-		char	   *name = count_row(i, jobs);
+		const int64 *j = &jobs[i * NUM_STATES];
 
-		e = get_entry(MyDatabaseId, KIND_QUEUE, name);
+		e = get_entry(MyDatabaseId, KIND_QUEUE, names[i]);
 		if (e == NULL)
 			continue;
 		if (e->key.kind == KIND_OVERFLOW && e->snap_gen == gen)
 		{
 			for (int s = 0; s < NUM_STATES; s++)
-				e->jobs[s] += jobs[s];
+				e->jobs[s] += j[s];
 		}
 		else
-			memcpy(e->jobs, jobs, sizeof(jobs));
+			memcpy(e->jobs, j, sizeof(e->jobs));
 		e->snap_gen = gen;
 	}
 	hash_seq_init(&scan, metrics_hash);
