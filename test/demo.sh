@@ -334,11 +334,11 @@ echo
 echo "==== Metrics: SELECT taskq.metrics(), the Prometheus text format ============="
 METRICS=$(as_demo_user "$BINDIR/psql" -X -At -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres \
     -c "SELECT taskq.metrics()")
-echo "($(printf '%s\n' "$METRICS" | grep -vc '^#') samples in all; here the families of queue ci, and the database's)"
+echo "($(printf '%s\n' "$METRICS" | grep -vc '^#') samples in all; here those of queues build and ci, and the database's)"
 printf '%s\n' "$METRICS" | awk '
     /^# HELP/ { help = $0; next }
     /^# TYPE/ { type = $0; next }
-    /queue="ci"/ || !/[{]queue=/ { if (help != "") { print help; print type; help = "" } print }' |
+    /queue="(build|ci)"/ || !/[{]queue=/ { if (help != "") { print help; print type; help = "" } print }' |
     sed 's/^/  /'
 if command -v promtool >/dev/null 2>&1; then
     printf '%s\n' "$METRICS" | promtool check metrics && echo "(promtool check metrics: no problems found)"
