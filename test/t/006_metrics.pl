@@ -370,6 +370,24 @@ ok(!defined value($m, 'taskq_jobs', queue => 'o20', state => 'waiting'),
 psql("SELECT taskq.push('after', 'j')");
 is(counters(scrape(), 'after'), '1/0/0/0/0/0/0', 'a new queue gets its own counters again');
 
+# the entries are shared by all databases: another database's queues take
+# the rest of the room (postgres has 8 queues), and give it back when the
+# database is dropped
+is(psql('SELECT count(*) FROM taskq.queues'), '8', 'postgres has 8 queues');
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other', 'CREATE EXTENSION taskq');
+$node->safe_psql('other', "SELECT taskq.push(format('x%s', i), 'j') FROM generate_series(1, 8) i");
+psql("SELECT taskq.push('late', 'j')");
+$m = scrape();
+is(counters($m, 'late'), 'none/none/none/none/none/none/none',
+	'with the room taken, a new queue has no counters of its own');
+is(value($m, 'taskq_jobs_pushed_total', queue => ''), 12,
+	'its push counts in the overflow (11 before)');
+$node->safe_psql('postgres', 'DROP DATABASE other WITH (FORCE)');
+psql("SELECT taskq.push('later', 'j')");
+is(counters(scrape(), 'later'), '1/0/0/0/0/0/0',
+	'DROP DATABASE gives the room of its queues back');
+
 # ---------------------------------------------------------------------------
 # 200000 waiting jobs: within the refresh interval, a scrape does not count
 # them again
