@@ -30,9 +30,9 @@
  * shared memory and taken again by whichever scrape finds it older than
  * taskq.metrics_refresh_interval (so this also works on a standby and
  * without the background worker).  Taking it counts the live jobs and the
- * dead-letter queue: one scan, at most once per interval however often and
- * by however many scrapers metrics() is called.  A scrape that takes it
- * claims it first; the others meanwhile use the previous snapshot.  The
+ * dead-letter queue, one scan of each, at most once per interval however
+ * often and by however many scrapers metrics() is called.  A scrape that
+ * takes it claims it first; the others meanwhile use the previous one.  The
  * oldest waiting job's age and the paused flag are read at every scrape,
  * from the pull index: one index probe per priority level in use per
  * queue, whatever the number of jobs.
@@ -50,7 +50,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
