@@ -24,7 +24,8 @@ OBJS = \
 	src/webhook.o \
 	src/delivery.o \
 	src/worker.o \
-	src/acl.o
+	src/acl.o \
+	src/metrics.o
 
 # every install and upgrade script: ALTER EXTENSION UPDATE needs the old
 # ones (test/t/207_upgrade.pl updates from every version found here)
@@ -52,6 +53,7 @@ REGRESS = \
 	dag_followups \
 	webhooks \
 	security \
+	metrics \
 	schedules \
 	api_tokens
 REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf

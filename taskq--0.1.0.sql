@@ -828,6 +828,19 @@ $$;
 COMMENT ON FUNCTION taskq.cleanup(integer) IS 'remove finished and dead jobs older than their queue''s retention, at most max_rows of them; returns how many';
 
 --
+-- Metrics
+--
+
+-- SECURITY DEFINER, so that a monitoring role needs no access to the job
+-- tables: it shows queue names and numbers, never a job's data
+CREATE FUNCTION taskq.metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'taskq_metrics'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION taskq.metrics() IS 'queue depths, ages and counters of this database in the Prometheus text exposition format';
+
+--
 -- Schedules
 --
 
@@ -1233,6 +1246,9 @@ GRANT EXECUTE ON FUNCTION
     taskq.purge(text), taskq.redrive(uuid), taskq.redrive_queue(text),
     taskq.grant(text, name, text), taskq.revoke(text, name, text)
     TO taskq_producer, taskq_worker;
+-- scraping: queue names and numbers only
+GRANT EXECUTE ON FUNCTION taskq.metrics() TO pg_monitor;
+GRANT USAGE ON SCHEMA taskq TO pg_monitor;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA taskq TO taskq_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA taskq TO taskq_admin;
 GRANT INSERT, UPDATE, DELETE ON taskq.schedules TO taskq_admin;

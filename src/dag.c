@@ -558,7 +558,7 @@ cascade(Datum id, text *name, bool dead)
 
 		plan->sql = TaskqMoveSql("jobs", dead ? "dead_jobs" : "finished_jobs",
 								 NULL, where, dead ? dead_sets : cancel_sets,
-								 "id");
+								 "id, queue");
 	}
 
 	if (outermost)
@@ -573,6 +573,7 @@ cascade(Datum id, text *name, bool dead)
 	{
 		int			n = TaskqExecute(plan, values, NULL, false, 0);
 
+		TaskqMetricsCountReturned(n, TASKQ_COUNT(dead ? TASKQ_METRIC_DEAD : TASKQ_METRIC_CANCELLED));
 		if (n > 0)
 			TaskqEmitEvent(dead ? "job.dlq" : "job.cancelled", TaskqReturnedIds(n));
 		TaskqExecute(&drop_edges_plan, values, NULL, false, 0);

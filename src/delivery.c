@@ -112,7 +112,8 @@ static TaskqPlan record_plan = {
 	"  THEN d.next_attempt_at"
 	"  ELSE now() + w.base_delay_ms * power(2, d.attempts - 1) * interval '1 millisecond' END"
 	" FROM taskq.webhooks w"
-	" WHERE d.id = $1::uuid AND w.id = d.webhook_id AND d.status = 'delivering'",
+	" WHERE d.id = $1::uuid AND w.id = d.webhook_id AND d.status = 'delivering'"
+	" RETURNING d.status",
 	4, {TEXTOID, BOOLOID, INT4OID, TEXTOID}
 };
 
@@ -408,7 +409,7 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 		nulls[2] = o->status == 0;
 		values[3] = o->error ? CStringGetTextDatum(o->error) : (Datum) 0;
 		nulls[3] = o->error == NULL;
-		TaskqExecute(&record_plan, values, nulls, false, 0);
+		TaskqMetricsCountDeliveries(TaskqExecute(&record_plan, values, nulls, false, 0));
 	}
 
 	if (in_flight < taskq_webhook_concurrency)

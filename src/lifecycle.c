@@ -38,7 +38,8 @@ static TaskqPlan fail_retry_plan = {
 	"UPDATE taskq.jobs j SET state = 'delayed',"
 	" run_at = now() + $2 * interval '1 millisecond',"
 	" lease = NULL, lease_expires_at = NULL, error = $3,"
-	" errors = " TASKQ_ERRORS_APPEND("j", "$3") " WHERE j.id = $1",
+	" errors = " TASKQ_ERRORS_APPEND("j", "$3") " WHERE j.id = $1"
+	" RETURNING j.queue",
 	3, {UUIDOID, INT8OID, TEXTOID}
 };
 static TaskqPlan fail_dead_plan = {NULL, 2, {UUIDOID, TEXTOID}};
@@ -159,13 +160,13 @@ init_move_plans(void)
 					 " FROM jsonb_array_elements($1) AS x(item)) i",
 					 "j.id = i.item_id AND j.state = 'active'"
 					 " AND (i.item_lease IS NULL OR j.lease = i.item_lease)",
-					 ack_batch_sets, "id");
+					 ack_batch_sets, "id, queue");
 	fail_dead_plan.sql =
-		TaskqMoveSql("jobs", "dead_jobs", NULL, "j.id = $1", dead_sets, NULL);
+		TaskqMoveSql("jobs", "dead_jobs", NULL, "j.id = $1", dead_sets, "queue");
 	cancel_plan.sql =
 		TaskqMoveSql("jobs", "finished_jobs", NULL,
 					 "j.id = $1 AND j.state IN ('waiting', 'delayed', 'blocked')",
-					 cancel_sets, NULL);
+					 cancel_sets, "queue");
 	redrive_plan.sql =
 		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets,
 					 "depends_on");
@@ -173,7 +174,7 @@ init_move_plans(void)
 	/* last, so that its being set means all are */
 	ack_plan.sql =
 		TaskqMoveSql("jobs", "finished_jobs", NULL,
-					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, NULL);
+					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, "queue");
 }
 
 /*
@@ -201,6 +202,7 @@ taskq_ack(PG_FUNCTION_ARGS)
 	init_move_plans();
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
+	TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
 	TaskqEmitEventOne("job.completed", values[0]);
 	TaskqFinish(&cxt);
 	PG_RETURN_VOID();
@@ -285,6 +287,7 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 	TaskqRequireItemsPrivilege(values[0], TASKQ_PRIV_PULL);
 	init_move_plans();
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
+	TaskqMetricsCountReturned(n, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
 	TaskqFinish(&cxt);
@@ -338,6 +341,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum(TaskqBackoffDelay(backoff, attempts));
 		values[2] = PointerGetDatum(error);
 		TaskqExecute(&fail_retry_plan, values, NULL, false, 0);
+		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_FAILED));
 		TaskqEmitEventOne("job.failed", values[0]);
 		outcome = "delayed";
 	}
@@ -345,6 +349,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 	{
 		values[1] = PointerGetDatum(error);
 		TaskqExecute(&fail_dead_plan, values, NULL, false, 0);
+		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_DEAD));
 		TaskqEmitEventOne("job.dlq", values[0]);
 		outcome = "dlq";
 	}
@@ -457,6 +462,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 				 strcmp(state, "active") == 0 ?
 				 errhint("An active job ends through taskq.ack() or taskq.fail().") : 0));
 	}
+	TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_CANCELLED));
 	TaskqEmitEventOne("job.cancelled", values[0]);
 	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(true);

@@ -51,7 +51,7 @@ static TaskqPlan reclaim_retry_plan = {
 	" lease_expires_at = NULL, error = 'lease expired', errors = "
 	TASKQ_ERRORS_APPEND("j", "'lease expired'")
 	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")"
-	" RETURNING j.id",
+	" RETURNING j.id, j.queue",
 	1, {TEXTOID}, true
 };
 
@@ -155,12 +155,14 @@ TaskqReclaimExpired(Datum queue, bool all_queues)
 		reclaim_dead_plan.sql =
 			TaskqMoveSql("jobs", "dead_jobs", NULL,
 						 "j.id IN (" EXPIRED_JOBS("attempts >= max_attempts") ")",
-						 sets, "id");
+						 sets, "id, queue");
 	}
 	dead = TaskqExecute(&reclaim_dead_plan, values, nulls, false, 0);
+	TaskqMetricsCountReturned(dead, TASKQ_COUNT(TASKQ_METRIC_DEAD) | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
 	if (dead > 0)
 		TaskqEmitEvent("job.dlq", TaskqReturnedIds(dead));
 	retried = TaskqExecute(&reclaim_retry_plan, values, nulls, false, 0);
+	TaskqMetricsCountReturned(retried, TASKQ_COUNT(TASKQ_METRIC_FAILED) | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
 	if (retried > 0)
 		TaskqEmitEvent("job.failed", TaskqReturnedIds(retried));
 	return dead + retried;
@@ -230,6 +232,7 @@ taskq_pull(PG_FUNCTION_ARGS)
 	nulls[2] = PG_ARGISNULL(2);
 	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout_ms : qi.timeout_ms);
 	n = TaskqExecute(&claim_plan, values, nulls, false, 0);
+	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 
 	jobs = palloc(sizeof(ClaimedJob) * Max(n, 1));
 	claimed = SPI_tuptable;

@@ -203,6 +203,7 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	}
 	if (nlive > 0)
 		TaskqAddEdges(live, nlive, id);
+	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PUSHED), 1);
 	TaskqEmitEventOne("job.pushed", UUIDPGetDatum(id));
 	if (nlive == 0 && (!opts.has_run_at ||
 					   opts.run_at <= GetCurrentTransactionStartTimestamp()))

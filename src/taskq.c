@@ -39,6 +39,10 @@ bool		taskq_webhook_allow_private = false;
 int			taskq_webhook_timeout_ms = 10000;
 int			taskq_webhook_concurrency = 16;
 
+/* metrics settings */
+int			taskq_metrics_max_queues = 1000;
+int			taskq_metrics_refresh_interval = 15;
+
 /*
  * Module load callback: define the settings.
  */
@@ -140,9 +144,36 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("taskq.metrics_refresh_interval",
+							"Sets how old the job counts of taskq.metrics() may be before a scrape counts again.",
+							"Zero counts at every scrape.",
+							&taskq_metrics_refresh_interval,
+							15,
+							0,
+							24 * 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/* shared memory: only while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("taskq.metrics_max_queues",
+								"Sets how many queues have counters of their own in taskq.metrics().",
+								"Counters of further queues are added up under the queue label \"\".",
+								&taskq_metrics_max_queues,
+								1000,
+								16,
+								1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("taskq");
 
 	TaskqEventsInit();
 	if (process_shared_preload_libraries_in_progress)
+	{
 		TaskqWorkerInit();
+		TaskqMetricsInit();
+	}
 }

@@ -69,6 +69,8 @@ extern int	taskq_retention_interval;
 extern bool taskq_webhook_allow_private;
 extern int	taskq_webhook_timeout_ms;
 extern int	taskq_webhook_concurrency;
+extern int	taskq_metrics_max_queues;
+extern int	taskq_metrics_refresh_interval;
 
 /* background workers (worker.c) */
 #define TASKQ_MAX_DATABASES		64
@@ -261,6 +263,33 @@ extern void TaskqNoteLauncherWake(void);
 extern void TaskqSubscribersChanged(void);
 extern void TaskqEmitEvent(const char *event, Datum ids);
 extern void TaskqEmitEventOne(const char *event, Datum id);
+
+/* metrics.c: counters, at commit; TASKQ_COUNT(m) bits make a mask */
+typedef enum TaskqMetric
+{
+	/* per queue */
+	TASKQ_METRIC_PUSHED,
+	TASKQ_METRIC_PULLED,
+	TASKQ_METRIC_COMPLETED,
+	TASKQ_METRIC_FAILED,
+	TASKQ_METRIC_DEAD,
+	TASKQ_METRIC_CANCELLED,
+	TASKQ_METRIC_LEASE_EXPIRED,
+	/* per database */
+	TASKQ_METRIC_WEBHOOK_SUCCEEDED,
+	TASKQ_METRIC_WEBHOOK_FAILED,
+	TASKQ_METRIC_WEBHOOK_EXHAUSTED,
+	TASKQ_METRIC_REAPER_RUNS,
+	TASKQ_METRIC_RETENTION_RUNS,
+	TASKQ_METRIC_RETENTION_REMOVED,
+	TASKQ_NUM_METRICS
+} TaskqMetric;
+#define TASKQ_COUNT(m)	(1 << (m))
+extern void TaskqMetricsInit(void);
+extern void TaskqMetricsCount(text *queue, int metrics, int64 n);
+extern void TaskqMetricsCountReturned(int n, int metrics);
+extern void TaskqMetricsCountDb(TaskqMetric metric, int64 n);
+extern void TaskqMetricsCountDeliveries(int n);
 
 /* delivery.c */
 typedef bool (*TaskqTxnBegin) (const char *activity);

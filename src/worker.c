@@ -597,6 +597,7 @@ worker_reap(void)
 		if (!worker_begin("taskq: reaping expired leases"))
 			worker_no_extension();
 		n = TaskqReclaimExpired((Datum) 0, true);
+		TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, n < TASKQ_RECLAIM_BATCH ? 1 : 0);
 		worker_end();
 		CHECK_FOR_INTERRUPTS();
 	} while (n >= TASKQ_RECLAIM_BATCH);
@@ -621,6 +622,8 @@ worker_cleanup(void)
 		TaskqExecute(&cleanup_plan, &batch, NULL, false, 1);
 		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull));
+		TaskqMetricsCountDb(TASKQ_METRIC_RETENTION_REMOVED, n);
+		TaskqMetricsCountDb(TASKQ_METRIC_RETENTION_RUNS, n < RETENTION_BATCH ? 1 : 0);
 		worker_end();
 		CHECK_FOR_INTERRUPTS();
 	} while (n >= RETENTION_BATCH);

@@ -95,9 +95,13 @@ cat >>"$DATA/postgresql.conf" <<EOF
 listen_addresses = ''
 unix_socket_directories = '$sock_dir'
 port = $PORT
-shared_preload_libraries = 'taskq'
+shared_preload_libraries = 'taskq,pg_cron'
 # the demo's webhook receiver listens on 127.0.0.1
 taskq.webhook_allow_private = on
+# pg_cron (recurring schedules) lives in the demo's database and runs its
+# jobs through the demo's Unix socket
+cron.database_name = 'postgres'
+cron.host = '$sock_dir'
 EOF
 
 echo "demo: starting server (log: $LOG)"
@@ -213,6 +217,19 @@ SELECT p.name, jsonb_pretty(p.parent_results) AS parent_results,
        taskq.ack(p.id, '{"loaded": 200}', p.lease) IS NOT NULL AS acked
   FROM p;
 SELECT taskq.flow('etl-run-1') -> 'counts' AS counts;
+
+\echo
+\echo '==== Recurring schedules: a nightly job, pushed by pg_cron at 03:00 GMT ======='
+CREATE EXTENSION pg_cron;
+SELECT taskq.schedule('nightly-report', '0 3 * * *', 'reports', 'build-report',
+                      '{"format": "pdf"}', '{"max_attempts": 5}') AS cron_jobid;
+SELECT name, cron, queue, job_name, data, active FROM taskq.schedules();
+\echo '(pg_cron runs it at the next 03:00 GMT, hours away, and has a one-minute'
+\echo ' granularity anyway: the demo does not wait for it.  It runs the schedule'
+\echo ' command once by hand instead, the very command pg_cron will run:)'
+SELECT command FROM cron.job WHERE jobname = 'taskq:nightly-report';
+SELECT command FROM cron.job WHERE jobname = 'taskq:nightly-report' \gexec
+SELECT name, state, data FROM taskq.jobs WHERE queue = 'reports';
 SQL
 
 # ---------------------------------------------------------------------------
@@ -310,7 +327,25 @@ echo "The workers' log (one line per job):"
 cat "$DEMO_DIR"/worker1.log "$DEMO_DIR"/worker2.log | sed 's/^/  /'
 
 # ---------------------------------------------------------------------------
-# 6. Leave the instance running and say how to use and stop it.
+# 6. Metrics: what Prometheus would scrape (taskq serve exposes it as
+#    GET /metrics).
+# ---------------------------------------------------------------------------
+echo
+echo "==== Metrics: SELECT taskq.metrics(), the Prometheus text format ============="
+METRICS=$(as_demo_user "$BINDIR/psql" -X -At -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres \
+    -c "SELECT taskq.metrics()")
+echo "($(printf '%s\n' "$METRICS" | grep -vc '^#') samples in all; here those of queues build and ci, and the database's)"
+printf '%s\n' "$METRICS" | awk '
+    /^# HELP/ { help = $0; next }
+    /^# TYPE/ { type = $0; next }
+    /queue="(build|ci)"/ || !/[{]queue=/ { if (help != "") { print help; print type; help = "" } print }' |
+    sed 's/^/  /'
+if command -v promtool >/dev/null 2>&1; then
+    printf '%s\n' "$METRICS" | promtool check metrics && echo "(promtool check metrics: no problems found)"
+fi
+
+# ---------------------------------------------------------------------------
+# 7. Leave the instance running and say how to use and stop it.
 # ---------------------------------------------------------------------------
 cat <<EOF
 

@@ -17,6 +17,9 @@ set -euo pipefail
 
 # Every Debian package the project needs.  Add new ones here.
 PACKAGES="postgresql-15 postgresql-15-cron postgresql-server-dev-15 postgresql-client-15 libipc-run-perl libdbd-pg-perl pgbouncer valgrind libcurl4-openssl-dev make gcc libpq-dev libmicrohttpd-dev curl"
+# promtool, which checks taskq.metrics() in the TAP tests, comes with the
+# Prometheus server (on a machine with systemd its service is enabled too)
+PACKAGES="$PACKAGES prometheus"
 # The TAP tests' webhook receiver runs on Node.js; use the machine's own
 # node when it has one, else Debian's.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

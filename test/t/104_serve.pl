@@ -36,6 +36,7 @@ sql(q{
 	CREATE ROLE taskq_gateway LOGIN NOINHERIT;
 	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
 	GRANT EXECUTE ON FUNCTION taskq.api_token_role(text) TO taskq_gateway;
+	GRANT EXECUTE ON FUNCTION taskq.metrics() TO taskq_gateway;
 	CREATE ROLE app IN ROLE taskq_producer, taskq_worker;
 	SELECT taskq.grant('*', 'app', 'admin');
 	CREATE ROLE producer IN ROLE taskq_producer;
@@ -517,20 +518,13 @@ is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.exampl
 	400, '22023', undef, 'webhooks: events not an array');
 
 # ---------------------------------------------------------------------------
-# metrics: taskq.metrics() as Prometheus text, or 501 while it does not
-# exist (it comes with another change)
+# metrics: taskq.metrics() as Prometheus text
 # ---------------------------------------------------------------------------
-my $has_metrics = sql(q{SELECT to_regprocedure('taskq.metrics()') IS NOT NULL}) eq 't';
 $r = http('GET', "$base/metrics");
-if ($has_metrics)
-{
-	is($r->{status}, 200, 'metrics: 200 without a token');
-	is($r->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8', 'metrics: Prometheus text');
-}
-else
-{
-	is_error($r, 501, '42883', qr/no taskq\.metrics\(\)/, 'metrics without taskq.metrics()');
-}
+is($r->{status}, 200, 'metrics: 200 without a token');
+is($r->{headers}{'content-type'}, 'text/plain; version=0.0.4; charset=utf-8', 'metrics: Prometheus text');
+like($r->{body}, qr/^# TYPE taskq_jobs gauge\n/m, 'metrics: the body is taskq.metrics()');
+like($r->{body}, qr/^taskq_jobs_pushed_total\{queue="[^"]+"\} [1-9]/m, 'metrics: counters of the pushes made through the gateway');
 
 # ---------------------------------------------------------------------------
 # a second server: --metrics-token, a small --max-body, --timeout, --quiet

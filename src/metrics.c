@@ -1,0 +1,1217 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.c
+ *		taskq.metrics(): queue depths, ages and counters in the Prometheus
+ *		text exposition format.
+ *
+ * Counters (jobs pushed, pulled, completed, failed, dead, cancelled, lease
+ * expirations per queue; webhook deliveries by outcome, reaper and
+ * retention runs per database) live in shared memory, in a hash keyed by
+ * database, kind and queue name, of fixed size: taskq.metrics_max_queues
+ * queue entries, plus a database entry and an overflow entry per database
+ * (queue label "", which can name no queue) for the queues beyond that.
+ * They need taskq in shared_preload_libraries; without it metrics() shows
+ * the gauges only.  They start at zero when the server starts (or restarts
+ * after a crash): taskq_stats_reset_timestamp_seconds says when.
+ *
+ * Counts reflect committed work only.  The places that change a job's
+ * state (push, pull, ack, fail, cancel, lease reclaims, DAG cascades,
+ * webhook deliveries, the worker's rounds) add to a backend-local table,
+ * keyed by subtransaction level and queue; a subtransaction's counts go to
+ * its parent when it commits and are dropped when it aborts.  At commit of
+ * the top-level transaction they are added to shared memory: once per
+ * transaction, under the metrics lock in shared mode, with atomic adds, so
+ * committing backends do not wait for each other; the lock is taken in
+ * exclusive mode only to create an entry.  Nothing runs at abort but
+ * forgetting.  Work of prepared transactions (PREPARE TRANSACTION) is not
+ * counted.
+ *
+ * Gauges: the number of jobs per queue and state is a snapshot, kept in
+ * shared memory and taken again by whichever scrape finds it older than
+ * taskq.metrics_refresh_interval (so this also works on a standby and
+ * without the background worker).  Taking it counts the live jobs and the
+ * dead-letter queue, one scan of each, at most once per interval however
+ * often and by however many scrapers metrics() is called.  A scrape that
+ * takes it claims it first; the others meanwhile use the previous one.  The
+ * oldest waiting job's age and the paused flag are read at every scrape,
+ * from the pull index: one index probe per priority level in use per
+ * queue, whatever the number of jobs.
+ *
+ * The refresh also forgets the entries of queues that no longer exist
+ * (entries created before its snapshot whose queue it did not see), and
+ * DROP DATABASE the entries of the database.
+ *
+ * Locking: metrics_shared->lock guards the hash and the non-atomic fields
+ * of its entries; counters are atomics, added to under the lock in shared
+ * mode.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "taskq.h"
+
+/* the job states of the taskq_jobs gauge */
+#define NUM_STATES 5
+static const char *const state_names[NUM_STATES] = {
+	"waiting", "delayed", "blocked", "active", "dlq"
+};
+
+/* database and overflow entries: one of each per database */
+#define MAX_OTHER_ENTRIES	(2 * TASKQ_MAX_DATABASES)
+
+/* how long a scrape may take the snapshot before another one may */
+#define REFRESH_CLAIM_MS	(60 * 1000)
+
+/* the local table is emptied when it grows past this many entries */
+#define MAX_IDLE_PENDING	64
+
+/* kinds of shared entries */
+#define KIND_DATABASE	'd'		/* per-database counters, snapshot state */
+#define KIND_QUEUE		'q'
+#define KIND_OVERFLOW	'o'		/* the queues beyond taskq.metrics_max_queues */
+
+typedef struct MetricsKey
+{
+	Oid			dbid;
+	char		kind;
+	char		queue[TASKQ_MAX_QUEUE_NAME + 1];	/* "" unless KIND_QUEUE */
+} MetricsKey;
+
+typedef struct MetricsEntry
+{
+	MetricsKey	key;
+	uint64		created;		/* creation order, for the sweep */
+	pg_atomic_uint64 counters[TASKQ_NUM_METRICS];
+
+	/* queue and overflow entries: the last snapshot that covered them */
+	uint64		snap_gen;
+	int64		jobs[NUM_STATES];
+
+	/* database entries: the snapshot */
+	uint64		gen;			/* of the latest snapshot; 0: none yet */
+	TimestampTz snap_time;		/* when it was taken */
+	TimestampTz claimed_until;	/* a scrape is taking it until then */
+} MetricsEntry;
+
+typedef struct MetricsShared
+{
+	LWLock	   *lock;
+	TimestampTz reset_time;		/* when the counters started */
+	uint64		next_created;
+	int			nqueues;		/* queue entries */
+	int			nother;			/* database and overflow entries */
+} MetricsShared;
+
+static MetricsShared *metrics_shared = NULL;
+static HTAB *metrics_hash = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* the counts of the running transaction, per subtransaction level */
+typedef struct PendingKey
+{
+	int			level;
+	char		queue[TASKQ_MAX_QUEUE_NAME + 1];	/* "": the database's */
+} PendingKey;
+
+typedef struct PendingEntry
+{
+	PendingKey	key;
+	bool		dirty;			/* counts not all zero */
+	int64		counts[TASKQ_NUM_METRICS];
+} PendingEntry;
+
+static HTAB *pending = NULL;
+static PendingEntry *pending_last = NULL;	/* the entry used last */
+static int	pending_dirty = 0;	/* entries with counts */
+static int	pending_deep = 0;	/* entries of subtransactions */
+
+/* one queue of a scrape */
+typedef struct ScrapeQueue
+{
+	char	   *name;
+	bool		paused;
+	double		oldest_age;		/* seconds */
+	bool		has_counters;
+	uint64		counters[TASKQ_NUM_METRICS];
+	bool		has_jobs;
+	int64		jobs[NUM_STATES];
+} ScrapeQueue;
+
+/*
+ * The queues, whether paused, and the age of their oldest runnable job: of
+ * the first job (in delivery order) of each priority, found by a loose scan
+ * of the pull index, one probe per priority in use, and of the first due
+ * delayed job.  Planned at each scrape (not kept): a plan made while the
+ * tables were small could scan them whole once they are large.
+ */
+static const char *const queues_sql =
+"SELECT q.name, q.paused,"
+" greatest(0, extract(epoch FROM statement_timestamp()"
+"  - least(w.run_at, d.run_at)))::float8"
+" FROM taskq.queues q"
+" LEFT JOIN LATERAL ("
+"  WITH RECURSIVE h(priority, run_at) AS ("
+"   (SELECT j.priority, j.run_at FROM taskq.jobs j"
+"     WHERE j.queue = q.name AND j.state = 'waiting'"
+"     ORDER BY j.priority DESC, j.id LIMIT 1)"
+"   UNION ALL"
+"   SELECT n.priority, n.run_at FROM h CROSS JOIN LATERAL"
+"    (SELECT j.priority, j.run_at FROM taskq.jobs j"
+"      WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority < h.priority"
+"      ORDER BY j.priority DESC, j.id LIMIT 1) n)"
+"  SELECT min(h.run_at) AS run_at FROM h) w ON true"
+" LEFT JOIN LATERAL ("
+"  SELECT j.run_at FROM taskq.jobs j"
+"   WHERE j.queue = q.name AND j.state = 'delayed'"
+"   AND j.run_at <= statement_timestamp()"
+"   ORDER BY j.run_at LIMIT 1) d ON true"
+" ORDER BY q.name COLLATE \"C\"";
+
+/* the snapshot: jobs per queue and state, in the order of state_names */
+static const char *const counts_sql =
+"SELECT q.name, coalesce(j.waiting, 0), coalesce(j.delayed, 0),"
+" coalesce(j.blocked, 0), coalesce(j.active, 0), coalesce(d.dlq, 0)"
+" FROM taskq.queues q"
+" LEFT JOIN (SELECT queue,"
+"  count(*) FILTER (WHERE state = 'waiting') AS waiting,"
+"  count(*) FILTER (WHERE state = 'delayed') AS delayed,"
+"  count(*) FILTER (WHERE state = 'blocked') AS blocked,"
+"  count(*) FILTER (WHERE state = 'active') AS active"
+"  FROM taskq.jobs GROUP BY queue) j ON j.queue = q.name"
+" LEFT JOIN (SELECT queue, count(*) AS dlq FROM taskq.dead_jobs"
+"  GROUP BY queue) d ON d.queue = q.name";
+
+/*
+ * Shared hash: hash and compare only the used part of the queue name.
+ */
+static uint32
+metrics_key_hash(const void *key, Size keysize)
+{
+	const MetricsKey *k = key;
+
+	return hash_combine(hash_combine(hash_bytes_uint32(k->dbid), (uint32) k->kind),
+						hash_bytes((const unsigned char *) k->queue, strlen(k->queue)));
+}
+
+static int
+metrics_key_compare(const void *key1, const void *key2, Size keysize)
+{
+	const MetricsKey *a = key1;
+	const MetricsKey *b = key2;
+
+	return (a->dbid == b->dbid && a->kind == b->kind &&
+			strcmp(a->queue, b->queue) == 0) ? 0 : 1;
+}
+
+/* the same for the local table */
+static uint32
+pending_key_hash(const void *key, Size keysize)
+{
+	const PendingKey *k = key;
+
+	return hash_combine(hash_bytes_uint32((uint32) k->level),
+						hash_bytes((const unsigned char *) k->queue, strlen(k->queue)));
+}
+
+static int
+pending_key_compare(const void *key1, const void *key2, Size keysize)
+{
+	const PendingKey *a = key1;
+	const PendingKey *b = key2;
+
+	return (a->level == b->level && strcmp(a->queue, b->queue) == 0) ? 0 : 1;
+}
+
+/* entries of the shared hash */
+static long
+metrics_hash_entries(void)
+{
+	return (long) taskq_metrics_max_queues + MAX_OTHER_ENTRIES;
+}
+
+/* shared memory of the metrics */
+static Size
+metrics_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(MetricsShared)),
+					hash_estimate_size(metrics_hash_entries(), sizeof(MetricsEntry)));
+}
+
+/* shmem_request_hook: ask for our shared memory and lock */
+static void
+metrics_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(metrics_shmem_size());
+	RequestNamedLWLockTranche("taskq metrics", 1);
+}
+
+/* shmem_startup_hook: set up our shared memory */
+static void
+metrics_shmem_startup(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	metrics_shared = ShmemInitStruct("taskq metrics", sizeof(MetricsShared), &found);
+	if (!found)
+	{
+		memset(metrics_shared, 0, sizeof(MetricsShared));
+		metrics_shared->lock = &(GetNamedLWLockTranche("taskq metrics"))->lock;
+		metrics_shared->reset_time = GetCurrentTimestamp();
+		metrics_shared->next_created = 1;
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(MetricsKey);
+	info.entrysize = sizeof(MetricsEntry);
+	info.hash = metrics_key_hash;
+	info.match = metrics_key_compare;
+	metrics_hash = ShmemInitHash("taskq metrics hash",
+								 metrics_hash_entries(), metrics_hash_entries(),
+								 &info,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_FIXED_SIZE);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The shared entry of a key, or NULL; caller holds the lock.
+ */
+static MetricsEntry *
+find_entry(Oid dbid, char kind, const char *queue)
+{
+	MetricsKey	key;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = dbid;
+	key.kind = kind;
+	strlcpy(key.queue, queue, sizeof(key.queue));
+	return hash_search(metrics_hash, &key, HASH_FIND, NULL);
+}
+
+/*
+ * The shared entry of a key, created if need be; caller holds the lock
+ * exclusively.  A queue beyond taskq.metrics_max_queues gets its
+ * database's overflow entry.  NULL only when even that cannot be made
+ * (more databases than TASKQ_MAX_DATABASES): the counts are then lost.
+ * Never raises an error: this runs after commit.
+ */
+static MetricsEntry *
+get_entry(Oid dbid, char kind, const char *queue)
+{
+	MetricsKey	key;
+	MetricsEntry *e;
+	bool		found;
+
+	e = find_entry(dbid, kind, queue);
+	if (e != NULL)
+		return e;
+	if (kind == KIND_QUEUE && metrics_shared->nqueues >= taskq_metrics_max_queues)
+		return get_entry(dbid, KIND_OVERFLOW, "");
+	if (kind != KIND_QUEUE && metrics_shared->nother >= MAX_OTHER_ENTRIES)
+		return NULL;
+
+	memset(&key, 0, sizeof(key));
+	key.dbid = dbid;
+	key.kind = kind;
+	strlcpy(key.queue, queue, sizeof(key.queue));
+	e = hash_search(metrics_hash, &key, HASH_ENTER_NULL, &found);
+	if (e == NULL)
+		return NULL;
+	if (!found)
+	{
+		e->created = metrics_shared->next_created++;
+		for (int i = 0; i < TASKQ_NUM_METRICS; i++)
+			pg_atomic_init_u64(&e->counters[i], 0);
+		e->snap_gen = 0;
+		memset(e->jobs, 0, sizeof(e->jobs));
+		e->gen = 0;
+		e->snap_time = 0;
+		e->claimed_until = 0;
+		if (kind == KIND_QUEUE)
+			metrics_shared->nqueues++;
+		else
+			metrics_shared->nother++;
+	}
+	return e;
+}
+
+/* remove a shared entry; caller holds the lock exclusively */
+static void
+remove_entry(MetricsEntry *e)
+{
+	if (e->key.kind == KIND_QUEUE)
+		metrics_shared->nqueues--;
+	else
+		metrics_shared->nother--;
+	hash_search(metrics_hash, &e->key, HASH_REMOVE, NULL);
+}
+
+/* add the counts of a local entry to a shared one */
+static void
+add_counts(MetricsEntry *e, const PendingEntry *p)
+{
+	for (int i = 0; i < TASKQ_NUM_METRICS; i++)
+		if (p->counts[i] != 0)
+			pg_atomic_fetch_add_u64(&e->counters[i], (uint64) p->counts[i]);
+}
+
+/*
+ * Commit: add the transaction's counts to shared memory.  Entries that
+ * exist take the lock in shared mode only.
+ */
+static void
+pending_flush(void)
+{
+	HASH_SEQ_STATUS scan;
+	PendingEntry *p;
+	bool		missing = false;
+
+	if (pending_dirty == 0 || metrics_shared == NULL)
+		return;
+
+	LWLockAcquire(metrics_shared->lock, LW_SHARED);
+	hash_seq_init(&scan, pending);
+	while ((p = hash_seq_search(&scan)) != NULL)
+	{
+		MetricsEntry *e;
+
+		if (!p->dirty)
+			continue;
+		e = find_entry(MyDatabaseId, p->key.queue[0] ? KIND_QUEUE : KIND_DATABASE,
+					   p->key.queue);
+		if (e == NULL)
+		{
+			missing = true;
+			continue;
+		}
+		add_counts(e, p);
+		p->dirty = false;
+	}
+	LWLockRelease(metrics_shared->lock);
+
+	if (!missing)
+		return;
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&scan, pending);
+	while ((p = hash_seq_search(&scan)) != NULL)
+	{
+		MetricsEntry *e;
+
+		if (!p->dirty)
+			continue;
+		e = get_entry(MyDatabaseId, p->key.queue[0] ? KIND_QUEUE : KIND_DATABASE,
+					  p->key.queue);
+		if (e != NULL)
+			add_counts(e, p);
+		p->dirty = false;
+	}
+	LWLockRelease(metrics_shared->lock);
+}
+
+/*
+ * The transaction is over: forget its counts.  The entries stay (zeroed)
+ * for the next transaction, which likely uses the same queues, unless the
+ * table grew large.
+ */
+static void
+pending_reset(void)
+{
+	HASH_SEQ_STATUS scan;
+	PendingEntry *p;
+
+	if (pending == NULL || (pending_dirty == 0 && pending_deep == 0))
+		return;
+	if (hash_get_num_entries(pending) > MAX_IDLE_PENDING)
+	{
+		hash_destroy(pending);
+		pending = NULL;
+	}
+	else
+	{
+		hash_seq_init(&scan, pending);
+		while ((p = hash_seq_search(&scan)) != NULL)
+		{
+			if (p->key.level > 1)
+			{
+				if (p == pending_last)
+					pending_last = NULL;
+				hash_search(pending, &p->key, HASH_REMOVE, NULL);
+				continue;
+			}
+			p->dirty = false;
+			memset(p->counts, 0, sizeof(p->counts));
+		}
+	}
+	if (pending == NULL)
+		pending_last = NULL;
+	pending_dirty = 0;
+	pending_deep = 0;
+}
+
+/*
+ * The local entry of a level and queue, created if need be.
+ */
+static PendingEntry *
+pending_entry(int level, const char *queue, int len)
+{
+	PendingEntry *p = pending_last;
+	PendingKey	key;
+	bool		found;
+
+	if (p != NULL && p->key.level == level &&
+		strncmp(p->key.queue, queue, len) == 0 && p->key.queue[len] == '\0')
+		return p;
+
+	if (pending == NULL)
+	{
+		HASHCTL		info;
+
+		memset(&info, 0, sizeof(info));
+		info.keysize = sizeof(PendingKey);
+		info.entrysize = sizeof(PendingEntry);
+		info.hash = pending_key_hash;
+		info.match = pending_key_compare;
+		info.hcxt = TopMemoryContext;
+		pending = hash_create("taskq pending metrics", 16, &info,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.level = level;
+	memcpy(key.queue, queue, len);
+	p = hash_search(pending, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		p->dirty = false;
+		memset(p->counts, 0, sizeof(p->counts));
+		if (level > 1)
+			pending_deep++;
+	}
+	pending_last = p;
+	return p;
+}
+
+/* add n to the given counters (a TASKQ_COUNT mask) of a queue ("": the database) */
+static void
+pending_add(const char *queue, int len, int metrics, int64 n)
+{
+	PendingEntry *p;
+
+	len = Min(len, TASKQ_MAX_QUEUE_NAME);
+	p = pending_entry(GetCurrentTransactionNestLevel(), queue, len);
+	if (!p->dirty)
+	{
+		p->dirty = true;
+		pending_dirty++;
+	}
+	for (int i = 0; i < TASKQ_NUM_METRICS; i++)
+		if (metrics & TASKQ_COUNT(i))
+			p->counts[i] += n;
+}
+
+/*
+ * A subtransaction ends: on commit its counts go to its parent, on abort
+ * they are dropped.
+ */
+static void
+metrics_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+	HASH_SEQ_STATUS scan;
+	PendingEntry *p;
+	PendingEntry **ended;
+	int			n = 0;
+
+	if ((event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB) ||
+		pending_deep == 0)
+		return;
+	/* the ending subtransaction's entries (and deeper ones, if any were left) */
+	level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		hash_seq_init(&scan, pending);
+		while ((p = hash_seq_search(&scan)) != NULL)
+		{
+			if (p->key.level < level)
+				continue;
+			if (p == pending_last)
+				pending_last = NULL;
+			if (p->dirty)
+				pending_dirty--;
+			pending_deep--;
+			hash_search(pending, &p->key, HASH_REMOVE, NULL);
+		}
+		return;
+	}
+
+	/* commit: collect them first, as adding to the parents inserts */
+	ended = palloc(sizeof(PendingEntry *) * hash_get_num_entries(pending));
+	hash_seq_init(&scan, pending);
+	while ((p = hash_seq_search(&scan)) != NULL)
+		if (p->key.level >= level)
+			ended[n++] = p;
+	for (int i = 0; i < n; i++)
+	{
+		PendingEntry copy = *ended[i];
+
+		if (ended[i] == pending_last)
+			pending_last = NULL;
+		if (copy.dirty)
+			pending_dirty--;
+		pending_deep--;
+		hash_search(pending, &copy.key, HASH_REMOVE, NULL);
+		if (copy.dirty)
+		{
+			PendingEntry *parent = pending_entry(level - 1, copy.key.queue,
+												 strlen(copy.key.queue));
+
+			if (!parent->dirty)
+			{
+				parent->dirty = true;
+				pending_dirty++;
+			}
+			for (int m = 0; m < TASKQ_NUM_METRICS; m++)
+				parent->counts[m] += copy.counts[m];
+		}
+	}
+	pfree(ended);
+}
+
+/*
+ * The transaction ends: at commit its counts go to shared memory, at
+ * abort (or PREPARE) they are dropped.
+ */
+static void
+metrics_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			pending_flush();
+			pending_reset();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending_reset();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Forget the entries of a database; caller holds no lock.
+ */
+static void
+forget_database(Oid dbid)
+{
+	HASH_SEQ_STATUS scan;
+	MetricsEntry *e;
+
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&scan, metrics_hash);
+	while ((e = hash_seq_search(&scan)) != NULL)
+		if (e->key.dbid == dbid)
+			remove_entry(e);
+	LWLockRelease(metrics_shared->lock);
+}
+
+/*
+ * ProcessUtility hook: a dropped database's entries go once it is gone.
+ */
+static void
+metrics_process_utility(PlannedStmt *pstmt, const char *queryString,
+						bool readOnlyTree, ProcessUtilityContext context,
+						ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	Oid			dropped = InvalidOid;
+
+	if (IsA(pstmt->utilityStmt, DropdbStmt))
+		dropped = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
+								  params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (OidIsValid(dropped))
+		forget_database(dropped);
+}
+
+/*
+ * Set up the shared memory and the callbacks; from _PG_init while
+ * shared_preload_libraries is processed.
+ */
+void
+TaskqMetricsInit(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = metrics_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = metrics_shmem_startup;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = metrics_process_utility;
+	RegisterXactCallback(metrics_xact_callback, NULL);
+	RegisterSubXactCallback(metrics_subxact_callback, NULL);
+}
+
+/*
+ * Count n jobs of a queue in the given counters (a mask of TASKQ_COUNT
+ * bits), at commit.
+ */
+void
+TaskqMetricsCount(text *queue, int metrics, int64 n)
+{
+	if (metrics_shared == NULL || n <= 0)
+		return;
+	pending_add(VARDATA_ANY(queue), VARSIZE_ANY_EXHDR(queue), metrics, n);
+}
+
+/*
+ * Count the n rows the last statement returned, each in its queue (its
+ * column "queue"), at commit.  Runs inside SPI_connect.
+ */
+void
+TaskqMetricsCountReturned(int n, int metrics)
+{
+	int			col;
+
+	if (metrics_shared == NULL || n <= 0)
+		return;
+	col = SPI_fnumber(SPI_tuptable->tupdesc, "queue");
+	if (col <= 0)
+		elog(ERROR, "taskq: no column \"queue\" to count jobs by");
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+									  col, &isnull);
+		text	   *queue;
+
+		if (isnull)
+			continue;
+		queue = DatumGetTextPP(d);
+		pending_add(VARDATA_ANY(queue), VARSIZE_ANY_EXHDR(queue), metrics, 1);
+	}
+}
+
+/*
+ * Add n to a counter of the database, at commit.
+ */
+void
+TaskqMetricsCountDb(TaskqMetric metric, int64 n)
+{
+	if (metrics_shared == NULL || n <= 0)
+		return;
+	pending_add("", 0, TASKQ_COUNT(metric), n);
+}
+
+/*
+ * Count the webhook delivery attempts whose outcome the last statement
+ * recorded (its column "status": succeeded; pending, to be retried; or
+ * failed, out of attempts), at commit.  Runs inside SPI_connect.
+ */
+void
+TaskqMetricsCountDeliveries(int n)
+{
+	int			col;
+
+	if (metrics_shared == NULL || n <= 0)
+		return;
+	col = SPI_fnumber(SPI_tuptable->tupdesc, "status");
+	if (col <= 0)
+		elog(ERROR, "taskq: no column \"status\" to count deliveries by");
+	for (int i = 0; i < n; i++)
+	{
+		char	   *status = SPI_getvalue(SPI_tuptable->vals[i],
+										  SPI_tuptable->tupdesc, col);
+
+		if (status == NULL)
+			continue;
+		if (strcmp(status, "succeeded") == 0)
+			TaskqMetricsCountDb(TASKQ_METRIC_WEBHOOK_SUCCEEDED, 1);
+		else if (strcmp(status, "failed") == 0)
+			TaskqMetricsCountDb(TASKQ_METRIC_WEBHOOK_EXHAUSTED, 1);
+		else
+			TaskqMetricsCountDb(TASKQ_METRIC_WEBHOOK_FAILED, 1);
+	}
+}
+
+/* Unix time in seconds of a timestamp */
+static double
+unix_seconds(TimestampTz t)
+{
+	return (double) (t + (TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+					 SECS_PER_DAY * USECS_PER_SEC) / USECS_PER_SEC;
+}
+
+/* compare ScrapeQueues by name, as COLLATE "C" orders them */
+static int
+scrape_queue_cmp(const void *a, const void *b)
+{
+	return strcmp(((const ScrapeQueue *) a)->name, ((const ScrapeQueue *) b)->name);
+}
+
+/* the queue of a scrape of that name, or NULL */
+static ScrapeQueue *
+scrape_queue(ScrapeQueue *queues, int n, const char *name)
+{
+	ScrapeQueue key;
+
+	key.name = (char *) name;
+	return bsearch(&key, queues, n, sizeof(ScrapeQueue), scrape_queue_cmp);
+}
+
+/*
+ * Run the snapshot's count, with a fresh snapshot (the counts are shared
+ * with other scrapes, whatever this transaction's isolation); returns the
+ * number of rows, in SPI_tuptable.
+ */
+static int
+run_counts(void)
+{
+	SPIPlanPtr	plan = SPI_prepare(counts_sql, 0, NULL);
+	int			rc;
+
+	if (plan == NULL)
+		elog(ERROR, "taskq: SPI_prepare failed (%s) for: %s",
+			 SPI_result_code_string(SPI_result), counts_sql);
+	rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "taskq: could not count the jobs (%s)",
+			 SPI_result_code_string(rc));
+	return (int) SPI_processed;
+}
+
+/* row i of the counts: the queue's name and its jobs per state */
+static char *
+count_row(int i, int64 *jobs)
+{
+	bool		isnull;
+
+	for (int s = 0; s < NUM_STATES; s++)
+		jobs[s] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, s + 2, &isnull));
+	return SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * Store a new snapshot (the rows of run_counts) in shared memory, and
+ * forget the queues created before it began (created < seq_before) that
+ * it did not see: they were dropped.
+ */
+static void
+store_snapshot(int nrows, uint64 seq_before, TimestampTz taken)
+{
+	MetricsEntry *db;
+	MetricsEntry *e;
+	HASH_SEQ_STATUS scan;
+	uint64		gen;
+	char	  **names = palloc(sizeof(char *) * Max(nrows, 1));
+	int64	   *jobs = palloc(sizeof(int64) * NUM_STATES * Max(nrows, 1));
+
+	/* out of SPI's tuples first, so that the lock is held briefly */
+	for (int i = 0; i < nrows; i++)
+		names[i] = count_row(i, &jobs[i * NUM_STATES]);
+
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	db = get_entry(MyDatabaseId, KIND_DATABASE, "");
+	if (db == NULL)
+	{
+		LWLockRelease(metrics_shared->lock);
+		return;
+	}
+	gen = db->gen + 1;
+	for (int i = 0; i < nrows; i++)
+	{
+		const int64 *j = &jobs[i * NUM_STATES];
+
+		e = get_entry(MyDatabaseId, KIND_QUEUE, names[i]);
+		if (e == NULL)
+			continue;
+		if (e->key.kind == KIND_OVERFLOW && e->snap_gen == gen)
+		{
+			for (int s = 0; s < NUM_STATES; s++)
+				e->jobs[s] += j[s];
+		}
+		else
+			memcpy(e->jobs, j, sizeof(e->jobs));
+		e->snap_gen = gen;
+	}
+	hash_seq_init(&scan, metrics_hash);
+	while ((e = hash_seq_search(&scan)) != NULL)
+		if (e->key.dbid == MyDatabaseId && e->key.kind == KIND_QUEUE &&
+			e->snap_gen != gen && e->created < seq_before)
+			remove_entry(e);
+	db->gen = gen;
+	db->snap_time = taken;
+	db->claimed_until = 0;
+	LWLockRelease(metrics_shared->lock);
+}
+
+/*
+ * Make sure the snapshot is recent enough: take it again when it is older
+ * than taskq.metrics_refresh_interval and no other scrape is taking it.
+ * Returns false when there is none to use (none taken yet, and another
+ * scrape is taking the first one, or no room in shared memory): the
+ * caller then counts for itself.
+ */
+static bool
+refresh_snapshot(void)
+{
+	MetricsEntry *db;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		refresh;
+	bool		have;
+	uint64		seq_before;
+	int			nrows;
+
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	db = get_entry(MyDatabaseId, KIND_DATABASE, "");
+	if (db == NULL)
+	{
+		LWLockRelease(metrics_shared->lock);
+		return false;
+	}
+	have = db->gen != 0;
+	refresh = (!have ||
+			   now >= db->snap_time + (TimestampTz) taskq_metrics_refresh_interval * USECS_PER_SEC) &&
+		now >= db->claimed_until;
+	if (refresh)
+		db->claimed_until = now + (TimestampTz) REFRESH_CLAIM_MS * 1000;
+	seq_before = metrics_shared->next_created;
+	LWLockRelease(metrics_shared->lock);
+	if (!refresh)
+		return have;
+
+	PG_TRY();
+	{
+		nrows = run_counts();
+	}
+	PG_CATCH();
+	{
+		/* let the next scrape try again */
+		LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+		db = find_entry(MyDatabaseId, KIND_DATABASE, "");
+		if (db != NULL)
+			db->claimed_until = 0;
+		LWLockRelease(metrics_shared->lock);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	store_snapshot(nrows, seq_before, now);
+	return true;
+}
+
+/* append a label value, escaped as the exposition format wants */
+static void
+append_label_value(StringInfo buf, const char *s)
+{
+	appendStringInfoChar(buf, '"');
+	for (; *s; s++)
+	{
+		if (*s == '\\')
+			appendStringInfoString(buf, "\\\\");
+		else if (*s == '"')
+			appendStringInfoString(buf, "\\\"");
+		else if (*s == '\n')
+			appendStringInfoString(buf, "\\n");
+		else
+			appendStringInfoChar(buf, *s);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/* the # HELP and # TYPE lines of a metric family */
+static void
+append_family(StringInfo buf, const char *name, const char *type,
+			  const char *help)
+{
+	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* the per-queue counters, in output order */
+static const struct
+{
+	TaskqMetric metric;
+	const char *name;
+	const char *help;
+}			queue_counters[] = {
+	{TASKQ_METRIC_PUSHED, "taskq_jobs_pushed_total",
+	"Jobs pushed (committed), of any state."},
+	{TASKQ_METRIC_PULLED, "taskq_jobs_pulled_total",
+	"Jobs delivered by pull (attempts started)."},
+	{TASKQ_METRIC_COMPLETED, "taskq_jobs_completed_total",
+	"Jobs completed (acked)."},
+	{TASKQ_METRIC_FAILED, "taskq_jobs_failed_total",
+	"Failed attempts with attempts left (fail, or an expired lease): retries scheduled."},
+	{TASKQ_METRIC_DEAD, "taskq_jobs_dead_total",
+	"Jobs moved to the dead-letter queue (out of attempts, or a dead parent)."},
+	{TASKQ_METRIC_CANCELLED, "taskq_jobs_cancelled_total",
+	"Jobs cancelled (by cancel, or a cancelled parent)."},
+	{TASKQ_METRIC_LEASE_EXPIRED, "taskq_lease_expirations_total",
+	"Expired leases reclaimed (each also counts as failed or dead)."},
+};
+
+/* the per-database counters after the webhook deliveries, in output order */
+static const struct
+{
+	TaskqMetric metric;
+	const char *name;
+	const char *help;
+}			db_counters[] = {
+	{TASKQ_METRIC_REAPER_RUNS, "taskq_reaper_runs_total",
+	"Rounds of the background worker's reaper (expired leases)."},
+	{TASKQ_METRIC_RETENTION_RUNS, "taskq_retention_runs_total",
+	"Rounds of the background worker's retention (cleanup)."},
+	{TASKQ_METRIC_RETENTION_REMOVED, "taskq_retention_jobs_removed_total",
+	"Finished and dead jobs removed by the background worker's retention."},
+};
+
+/*
+ * taskq.metrics() RETURNS text
+ *
+ * The metrics of this database in the Prometheus text exposition format
+ * (version 0.0.4).  Shows queue names and numbers, nothing of the jobs.
+ */
+PG_FUNCTION_INFO_V1(taskq_metrics);
+Datum
+taskq_metrics(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	ScrapeQueue *queues;
+	int			nqueues;
+	bool		have_snapshot = false;
+	bool		have_counters = false;
+	TimestampTz snap_time = 0;
+	TimestampTz now;
+	bool		overflow = false;
+	bool		overflow_jobs = false;
+	bool		any_jobs;
+	int64		overflow_jobs_n[NUM_STATES];
+	uint64		overflow_counters[TASKQ_NUM_METRICS];
+	uint64		db_values[TASKQ_NUM_METRICS];
+
+	/* in the caller's memory context, which outlives SPI's */
+	initStringInfo(&buf);
+	SPI_connect();
+
+	/* the snapshot of the job counts, taken again if too old */
+	if (metrics_shared != NULL)
+		have_snapshot = refresh_snapshot();
+
+	/* the queues, read now */
+	if (SPI_execute(queues_sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "taskq: could not list the queues");
+	nqueues = (int) SPI_processed;
+	queues = palloc0(sizeof(ScrapeQueue) * Max(nqueues, 1));
+	for (int i = 0; i < nqueues; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		queues[i].name = SPI_getvalue(tup, desc, 1);
+		queues[i].paused = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		queues[i].oldest_age = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+
+	/* the counters, and the snapshot of each queue */
+	if (metrics_shared != NULL)
+	{
+		MetricsEntry *db;
+		MetricsEntry *e;
+
+		LWLockAcquire(metrics_shared->lock, LW_SHARED);
+		db = find_entry(MyDatabaseId, KIND_DATABASE, "");
+		if (db == NULL || db->gen == 0)
+			have_snapshot = false;
+		if (db != NULL)
+		{
+			have_counters = true;
+			snap_time = db->snap_time;
+			for (int m = 0; m < TASKQ_NUM_METRICS; m++)
+				db_values[m] = pg_atomic_read_u64(&db->counters[m]);
+			for (int i = 0; i < nqueues; i++)
+			{
+				e = find_entry(MyDatabaseId, KIND_QUEUE, queues[i].name);
+				if (e == NULL)
+					continue;
+				queues[i].has_counters = true;
+				for (int m = 0; m < TASKQ_NUM_METRICS; m++)
+					queues[i].counters[m] = pg_atomic_read_u64(&e->counters[m]);
+				if (have_snapshot && e->snap_gen == db->gen)
+				{
+					queues[i].has_jobs = true;
+					memcpy(queues[i].jobs, e->jobs, sizeof(e->jobs));
+				}
+			}
+			e = find_entry(MyDatabaseId, KIND_OVERFLOW, "");
+			if (e != NULL)
+			{
+				overflow = true;
+				for (int m = 0; m < TASKQ_NUM_METRICS; m++)
+					overflow_counters[m] = pg_atomic_read_u64(&e->counters[m]);
+				overflow_jobs = have_snapshot && e->snap_gen == db->gen;
+				memcpy(overflow_jobs_n, e->jobs, sizeof(e->jobs));
+			}
+		}
+		LWLockRelease(metrics_shared->lock);
+
+		/*
+		 * A queue without an entry had nothing counted since the server
+		 * started, unless it is one of the overflow's.
+		 */
+		for (int i = 0; i < nqueues && have_counters && !overflow; i++)
+			queues[i].has_counters = true;
+	}
+	now = GetCurrentTimestamp();
+	if (!have_snapshot)
+	{
+		/* no snapshot to use: count now, for this scrape alone */
+		int			nrows = run_counts();
+
+		for (int i = 0; i < nrows; i++)
+		{
+			int64		jobs[NUM_STATES];
+			char	   *name = count_row(i, jobs);
+			ScrapeQueue *q = scrape_queue(queues, nqueues, name);
+
+			if (q == NULL)
+				continue;
+			q->has_jobs = true;
+			memcpy(q->jobs, jobs, sizeof(jobs));
+		}
+		snap_time = now;
+	}
+
+	/* gauges */
+	any_jobs = overflow_jobs;
+	for (int i = 0; i < nqueues && !any_jobs; i++)
+		any_jobs = queues[i].has_jobs;
+	if (any_jobs)
+	{
+		append_family(&buf, "taskq_jobs", "gauge",
+					  "Jobs per queue and state (dlq: in the dead-letter queue), as of the snapshot.");
+		for (int i = 0; i < nqueues; i++)
+			for (int s = 0; s < NUM_STATES && queues[i].has_jobs; s++)
+			{
+				appendStringInfoString(&buf, "taskq_jobs{queue=");
+				append_label_value(&buf, queues[i].name);
+				appendStringInfo(&buf, ",state=\"%s\"} " INT64_FORMAT "\n",
+								 state_names[s], queues[i].jobs[s]);
+			}
+		for (int s = 0; s < NUM_STATES && overflow_jobs; s++)
+			appendStringInfo(&buf, "taskq_jobs{queue=\"\",state=\"%s\"} " INT64_FORMAT "\n",
+							 state_names[s], overflow_jobs_n[s]);
+	}
+	if (nqueues > 0)
+	{
+		append_family(&buf, "taskq_oldest_waiting_age_seconds", "gauge",
+					  "Time since the longest-waiting runnable job at the head of the queue became runnable, 0 when none.");
+		for (int i = 0; i < nqueues; i++)
+		{
+			appendStringInfoString(&buf, "taskq_oldest_waiting_age_seconds{queue=");
+			append_label_value(&buf, queues[i].name);
+			appendStringInfo(&buf, "} %.3f\n", queues[i].oldest_age);
+		}
+		append_family(&buf, "taskq_queue_paused", "gauge",
+					  "1 when the queue is paused, else 0.");
+		for (int i = 0; i < nqueues; i++)
+		{
+			appendStringInfoString(&buf, "taskq_queue_paused{queue=");
+			append_label_value(&buf, queues[i].name);
+			appendStringInfo(&buf, "} %d\n", queues[i].paused ? 1 : 0);
+		}
+	}
+	append_family(&buf, "taskq_metrics_snapshot_timestamp_seconds", "gauge",
+				  "When the snapshot of taskq_jobs was taken, in Unix time.");
+	appendStringInfo(&buf, "taskq_metrics_snapshot_timestamp_seconds %.3f\n",
+					 unix_seconds(snap_time));
+	append_family(&buf, "taskq_metrics_snapshot_age_seconds", "gauge",
+				  "Age of the snapshot of taskq_jobs.");
+	appendStringInfo(&buf, "taskq_metrics_snapshot_age_seconds %.3f\n",
+					 Max(0.0, (double) (now - snap_time) / USECS_PER_SEC));
+
+	/* counters: only with taskq in shared_preload_libraries */
+	if (have_counters)
+	{
+		bool		any = overflow;
+
+		for (int i = 0; i < nqueues && !any; i++)
+			any = queues[i].has_counters;
+		for (int c = 0; c < lengthof(queue_counters) && any; c++)
+		{
+			TaskqMetric m = queue_counters[c].metric;
+
+			append_family(&buf, queue_counters[c].name, "counter", queue_counters[c].help);
+			for (int i = 0; i < nqueues; i++)
+			{
+				if (!queues[i].has_counters)
+					continue;
+				appendStringInfo(&buf, "%s{queue=", queue_counters[c].name);
+				append_label_value(&buf, queues[i].name);
+				appendStringInfo(&buf, "} " UINT64_FORMAT "\n", queues[i].counters[m]);
+			}
+			if (overflow)
+				appendStringInfo(&buf, "%s{queue=\"\"} " UINT64_FORMAT "\n",
+								 queue_counters[c].name, overflow_counters[m]);
+		}
+
+		append_family(&buf, "taskq_webhook_deliveries_total", "counter",
+					  "Webhook delivery attempts by outcome: succeeded, failed (to be retried), exhausted (failed, no attempts left).");
+		appendStringInfo(&buf,
+						 "taskq_webhook_deliveries_total{outcome=\"succeeded\"} " UINT64_FORMAT "\n"
+						 "taskq_webhook_deliveries_total{outcome=\"failed\"} " UINT64_FORMAT "\n"
+						 "taskq_webhook_deliveries_total{outcome=\"exhausted\"} " UINT64_FORMAT "\n",
+						 db_values[TASKQ_METRIC_WEBHOOK_SUCCEEDED],
+						 db_values[TASKQ_METRIC_WEBHOOK_FAILED],
+						 db_values[TASKQ_METRIC_WEBHOOK_EXHAUSTED]);
+		for (int c = 0; c < lengthof(db_counters); c++)
+		{
+			append_family(&buf, db_counters[c].name, "counter", db_counters[c].help);
+			appendStringInfo(&buf, "%s " UINT64_FORMAT "\n", db_counters[c].name,
+							 db_values[db_counters[c].metric]);
+		}
+		append_family(&buf, "taskq_stats_reset_timestamp_seconds", "gauge",
+					  "When the counters started from zero (server start), in Unix time.");
+		appendStringInfo(&buf, "taskq_stats_reset_timestamp_seconds %.3f\n",
+						 unix_seconds(metrics_shared->reset_time));
+	}
+
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
