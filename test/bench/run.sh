@@ -491,10 +491,12 @@ push_run() {
 scenario_push() {
     local scen=$1 clients=$2 batch=$3 sys run
     log "=== scenario $scen: push, $batch job(s) per transaction, $clients clients, ${PUSH_SECONDS}s x $RUNS run(s)"
-    for sys in taskq naive pgq graphile pgboss insert; do
-        has_system "$sys" || continue
-        [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
-        for run in $(seq "$RUNS"); do
+    # runs outermost, so that a change in the machine's load hits every
+    # system alike
+    for run in $(seq "$RUNS"); do
+        for sys in taskq naive pgq graphile pgboss insert; do
+            has_system "$sys" || continue
+            [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
             push_run "$scen" "$sys" "$run" "$clients" "$batch"
         done
     done
@@ -505,7 +507,7 @@ scenario_push() {
 # ---------------------------------------------------------------------------
 # drain_run SCENARIO SYSTEM RUN WORKERS BATCH BACKLOG
 drain_run() {
-    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 db out rate done note=""
+    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 db out rate ndone note=""
     db=$(dbname "$sys")
     out=$SCRATCH/s$scen-$sys-$run.out
     fresh_db "$sys"
@@ -522,32 +524,32 @@ drain_run() {
         res=$(node_bench drain --system "$sys" --db "$db" --workers "$workers" --batch "$batch" \
             --count "$backlog" --cap "$DRAIN_CAP")
         rate=$(calc "$(json_field "$res" jobs_per_s)")
-        done=$(json_field "$res" jobs)
+        ndone=$(json_field "$res" jobs)
         ;;
     *)
-        local script elapsed left
+        local script left
         case "$sys" in
         pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
         taskq_*) script=$HERE/sql/taskq_pull$batch.sql ;;
         *) script=$HERE/sql/${sys}_pull$batch.sql ;;
         esac
         run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$DRAIN_CAP" -f "$script" "$db"
-        elapsed=$(calc "$(pgb_txns "$out") / $(pgb_tps "$out")")
         if [ "$sys" = pgq ]; then
             # the events of the ticks the consumer has not finished
             left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
-            done=$((backlog - left))
+            ndone=$((backlog - left))
         else
             left=$(count_jobs "$sys")
-            done=$((backlog - left))
+            ndone=$((backlog - left))
         fi
-        rate=$(calc "$done / $elapsed")
+        # the clients' time: pgbench's transactions over its rate
+        rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
         ;;
     esac
-    [ "$done" -ge "$backlog" ] || note="stopped after ${DRAIN_CAP}s: $done of $backlog jobs"
+    [ "$ndone" -ge "$backlog" ] || note="stopped after ${DRAIN_CAP}s: $ndone of $backlog jobs"
     record "$scen" "$sys" "$run" jobs_per_s "$rate" "$note"
-    log "scenario $scen $sys run $run: $rate jobs/s ($done jobs${note:+; $note})"
-    case "$sys" in taskq_*) finish_sink "$scen" "$sys" "$db" "$run" "$done" ;; esac
+    log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
+    case "$sys" in taskq_*) finish_sink "$scen" "$sys" "$db" "$run" "$ndone" ;; esac
 }
 
 # The events-and-webhook variant (taskq_events): the queue sends
@@ -572,7 +574,7 @@ start_sink() {
     fi
 }
 finish_sink() {
-    local scen=$1 sys=$2 db=$3 run=$4 done=$5 pending t0 waited res
+    local scen=$1 sys=$2 db=$3 run=$4 ndone=$5 pending t0 waited res
     pending=$(psql_db "$db" -c "SELECT count(*) FROM taskq.webhook_deliveries WHERE status IN ('pending', 'delivering')")
     t0=$(date +%s.%N)
     local deadline=$((SECONDS + 120))
@@ -596,16 +598,16 @@ finish_sink() {
     if [ "$sys" != taskq_webhook ]; then
         record "$scen" "$sys" "$run" events_received "$(json_field "$res" events_received)"
     fi
-    log "scenario $scen $sys run $run: $done jobs acked, $pending deliveries pending at the end (outbox empty ${waited}s later), receiver got $(json_field "$res" webhooks_received) webhooks, listener $(json_field "$res" events_received) events"
+    log "scenario $scen $sys run $run: $ndone jobs acked, $pending deliveries pending at the end (outbox empty ${waited}s later), receiver got $(json_field "$res" webhooks_received) webhooks, listener $(json_field "$res" events_received) events"
 }
 
 scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
-    for sys in taskq naive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
-        has_system "$sys" || continue
-        case "$sys" in taskq_*) [ "$scen" -eq 3 ] || continue ;; esac
-        for run in $(seq "$RUNS"); do
+    for run in $(seq "$RUNS"); do
+        for sys in taskq naive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+            has_system "$sys" || continue
+            case "$sys" in taskq_*) [ "$scen" -eq 3 ] || continue ;; esac
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done

@@ -370,6 +370,7 @@ async function makeConsumer(system, workers, pollMs) {
 		 * queue pull (up to 10) and ack until the queue is empty; a
 		 * fallback poll every 5 s, like the taskq CLI worker.
 		 */
+		const wakers = [];
 		return {
 			start: async (onJob) => {
 				for (const c of clients) {
@@ -404,6 +405,7 @@ async function makeConsumer(system, workers, pollMs) {
 						}
 					});
 					await c.query('LISTEN taskq_wakeup');
+					wakers.push(() => wake && wake());
 					loops.push((async () => {
 						while (!stopping) {
 							await new Promise((r) => { wake = r; setTimeout(r, 5000); });
@@ -418,7 +420,8 @@ async function makeConsumer(system, workers, pollMs) {
 			stop: async () => {
 				stopping = true;
 				/* wake the loops so that they end */
-				await Promise.all(clients.map((c) => c.query("SELECT pg_notify('taskq_wakeup', 'stop')")));
+				for (const w of wakers)
+					w();
 				await closeAll();
 			},
 		};
@@ -507,8 +510,7 @@ async function latency() {
 	let received = 0;
 	const producer = await makeProducer(SYSTEM, 2);
 	const consumer = await makeConsumer(SYSTEM, workers, pollMs);
-	const start = now();
-	const warm = start + 1000;
+	let warm = Infinity;
 	await consumer.start((data) => {
 		const t = now();
 		received++;
@@ -518,6 +520,7 @@ async function latency() {
 	/* give idle workers time to settle into their waiting state */
 	await sleep(500);
 	const t0 = now();
+	warm = t0 + 1000;
 	const total = Math.round(rate * seconds);
 	const inflight = [];
 	for (let i = 0; i < total; i++) {

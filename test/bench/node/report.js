@@ -313,13 +313,14 @@ unset style data
 	}
 	if (hasChurn) {
 		plots.push(`
-set title "Scenario 6, churn: jobs done per second while producers push"
+set title "Scenario 6, churn: jobs done per second while producers push (log scale)"
 set xlabel "seconds"
 set ylabel "jobs done/s"
-set yrange [0:*]
+set logscale y
+set yrange [1:*]
 set key outside right top
 set grid
-plot ${churnSystems.map((s, i) => `"${sdat}" index ${i} using 1:2 with lines lw 2 title "${LABEL[s] || s}"`).join(', ')}
+plot ${churnSystems.map((s, i) => `"${sdat}" index ${i} using 1:($2 > 1 ? $2 : 1) with lines lw 2 title "${LABEL[s] || s}"`).join(', ')}
 `);
 	}
 	if (plots.length) {
