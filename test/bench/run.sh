@@ -547,7 +547,8 @@ drain_run() {
         ;;
     esac
     [ "$ndone" -ge "$backlog" ] || note="stopped after ${DRAIN_CAP}s: $ndone of $backlog jobs"
-    record "$scen" "$sys" "$run" jobs_per_s "$rate" "$note"
+    record "$scen" "$sys" "$run" jobs_per_s "$rate"
+    record "$scen" "$sys" "$run" jobs_done "$ndone"
     log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
     case "$sys" in taskq_*) finish_sink "$scen" "$sys" "$db" "$run" "$ndone" ;; esac
 }

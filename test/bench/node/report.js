@@ -147,11 +147,16 @@ for (const scen of ['1', '2', '3', '4']) {
 		const note = [MAPPING[`${scen} ${sys}`], ...(notes[scen]?.[sys] || [])].filter(Boolean).join('; ');
 		csv.push([scen, sys, 'jobs_per_s', v.toFixed(1), list.length, `"${list.join(' ')}"`,
 			r === null ? '' : r.toFixed(3), `"${note.replace(/"/g, "'")}"`].join(','));
+		const doneList = values[scen][sys].jobs_done;
+		if (doneList)
+			csv.push([scen, sys, 'jobs_done', median(doneList), doneList.length, `"${doneList.join(' ')}"`, '', ''].join(','));
 	}
 }
 md.push('');
-md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variant only runs scenario 3).');
-md.push('');
+if (present.some((s) => ['1', '2', '3', '4'].some((scen) => values[scen] && get(scen, s, 'jobs_per_s') === null))) {
+	md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variants only run scenario 3).');
+	md.push('');
+}
 const mappingLines = Object.entries(MAPPING)
 	.filter(([k]) => { const [scen, sys] = k.split(' '); return values[scen]?.[sys]; })
 	.map(([k, v]) => { const [scen, sys] = k.split(' '); return `- scenario ${scen}, ${LABEL[sys]}: ${v}`; });
@@ -160,6 +165,18 @@ for (const scen of Object.keys(notes))
 	for (const [sys, set] of Object.entries(notes[scen]))
 		for (const n of set)
 			capLines.push(`- scenario ${scen}, ${LABEL[sys]}: ${n}`);
+/* drains that ended at the time limit rather than on an empty queue */
+for (const scen of ['3', '4']) {
+	const backlog = Number(meta[`s${scen}_backlog`]);
+	for (const sys of SYSTEMS) {
+		const list = values[scen]?.[sys]?.jobs_done;
+		if (!list)
+			continue;
+		const short = list.filter((n) => n < backlog);
+		if (short.length)
+			capLines.push(`- scenario ${scen}, ${LABEL[sys]}: stopped at the time limit (${meta.drain_cap_s} s) in ${short.length} of ${list.length} run(s), having done ${list.map((n) => fmt(n)).join(', ')} of ${fmt(backlog)} jobs`);
+	}
+}
 if (mappingLines.length || capLines.length) {
 	md.push('How each system does it, where that is not obvious:');
 	md.push('');
