@@ -2,6 +2,8 @@
 #
 #   make test   install missing Debian packages, build, install, run every suite
 #   make demo   the same set-up, then a live tour on a throwaway local instance
+#   make bench  the same set-up plus the benchmark's packages, then the
+#               side-by-side benchmark (test/bench/run.sh $(BENCH_ARGS))
 #
 # Plain `make`, `make install` and `make installcheck` (against a running
 # server) behave as for any PGXS extension.
@@ -111,13 +113,16 @@ install-cli: cli
 clean-cli:
 	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) clean
 
-.PHONY: test demo deps cli install-cli clean-cli
+.PHONY: test demo bench deps deps-bench cli install-cli clean-cli
 
 # installing into the server's directories needs root
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
 deps:
 	@test/setup-deps.sh
+
+deps-bench:
+	@test/setup-deps.sh --bench
 
 test: deps
 	$(MAKE) all
@@ -128,3 +133,9 @@ demo: deps
 	$(MAKE) all
 	$(SUDO) $(MAKE) install
 	test/demo.sh
+
+# e.g. make bench BENCH_ARGS="--quick --scenarios '1 3'"
+bench: deps-bench
+	$(MAKE) all
+	$(SUDO) $(MAKE) install
+	PG_CONFIG=$(PG_CONFIG) test/bench/run.sh $(BENCH_ARGS)

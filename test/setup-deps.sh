@@ -3,9 +3,13 @@
 # test/setup-deps.sh -- install the Debian 12 packages taskq needs to build,
 # test and demo, but only the ones that are missing.
 #
-# Usage: test/setup-deps.sh
+# Usage: test/setup-deps.sh [--bench]
 #
-# Called by `make deps` (and so by `make test` / `make demo`).  Safe to run
+#   --bench   also the packages of the side-by-side benchmark
+#             (test/bench/run.sh): PgQ and gnuplot
+#
+# Called by `make deps` (and so by `make test` / `make demo`), with --bench
+# by `make bench`.  Safe to run
 # repeatedly: when everything is present it touches nothing and never runs
 # `apt-get update`.  Needs root, or a user allowed to run `sudo`.
 #
@@ -25,6 +29,18 @@ PACKAGES="$PACKAGES prometheus"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     PACKAGES="$PACKAGES nodejs npm"
 fi
+
+# The benchmark's extra packages: PgQ (one of the systems compared; it
+# pulls in its ticker daemon pgqd) and gnuplot for the chart.
+BENCH_PACKAGES="postgresql-15-pgq3 pgqd gnuplot-nox"
+case "${1:-}" in
+"") ;;
+--bench) PACKAGES="$PACKAGES $BENCH_PACKAGES" ;;
+*)
+    echo "setup-deps: unknown argument: $1 (usage: test/setup-deps.sh [--bench])" >&2
+    exit 2
+    ;;
+esac
 
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() {

@@ -1,0 +1,357 @@
+'use strict';
+/*
+ * test/bench/node/report.js -- turns the raw figures of test/bench/run.sh
+ * into the results files: OUT.md (tables, versions, machine, targets),
+ * OUT.csv (one row per scenario, system and metric) and OUT.png (gnuplot).
+ *
+ *   node report.js --raw RAW.tsv --series SERIES.tsv --meta META.tsv \
+ *                  --out PATH_WITHOUT_EXTENSION --gnuplot 0|1
+ *
+ * RAW.tsv:    scenario, system, run, metric, value, note (tab-separated)
+ * SERIES.tsv: system, second, jobs done, jobs pushed (scenario 6)
+ * META.tsv:   key, value
+ *
+ * Throughput is the median of the runs; ratios are to the naive queue's
+ * median of the same scenario.  Targets are reported as met or not met,
+ * never turned into a failure.
+ */
+
+const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2)
+	args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+
+/* Lines of a tab-separated file, split. */
+function readTsv(path) {
+	if (!path || !fs.existsSync(path))
+		return [];
+	return fs.readFileSync(path, 'utf8').split('\n').filter((l) => l.length).map((l) => l.split('\t'));
+}
+
+const raw = readTsv(args.raw);
+const series = readTsv(args.series);
+const meta = Object.fromEntries(readTsv(args.meta).map(([k, ...v]) => [k, v.join('\t')]));
+
+const SYSTEMS = ['taskq', 'naive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
+const LABEL = {
+	taskq: 'taskq',
+	naive: 'naive SKIP LOCKED',
+	pgq: 'PgQ',
+	graphile: 'graphile-worker',
+	pgboss: 'pg-boss',
+	insert: 'plain INSERT',
+	taskq_events: 'taskq + events + webhook',
+	taskq_notify: 'taskq + events only',
+	taskq_webhook: 'taskq + webhook only',
+};
+const SCENARIO = {
+	1: 'push, 1 job/transaction, 8 clients',
+	2: 'push, 100 jobs/transaction, 4 clients',
+	3: `drain ${meta.s3_backlog} backlog, 8 workers, pull 1 + ack 1`,
+	4: `drain ${meta.s4_backlog} backlog, 4 workers, pull 100 + ack 100`,
+	5: `latency at ${meta.latency_rate} jobs/s, ${meta.latency_workers} idle workers`,
+	6: `churn: ${meta.s6_backlog} backlog, 8 workers, 2 producers, ${meta.churn_seconds} s`,
+};
+/* How a system does a scenario when it is not the plain mapping. */
+const MAPPING = {
+	'3 pgq': 'one consumer (PgQ gives every batch to every consumer: no sharing between workers), batches of 1 event (a tick per event): PgQ acks batches, not jobs',
+	'4 pgq': 'one consumer, batches of 100 events (a tick per 100 events)',
+	'3 graphile': 'run() with concurrency 8: get_job, then complete_job, per job',
+	'4 graphile': 'run() with concurrency 4, localQueue size 100 (fetches and locks 100 jobs per query), completeJobBatchDelay 0 (batched completions)',
+	'3 pgboss': 'fetch(batchSize 1) then complete(id), 8 loops; pg-boss 10 fetches with a scan and sort of every waiting job of the queue (its index is on (name, start_after)), so its pulls slow down as the backlog grows',
+	'4 pgboss': 'fetch(batchSize 100) then complete(ids), 4 loops',
+	'1 graphile': 'WorkerUtils.addJob (a NOTIFY per job)',
+	'2 graphile': 'WorkerUtils.addJobs, 100 specs',
+	'1 pgboss': 'boss.send',
+	'2 pgboss': 'boss.insert, 100 jobs',
+	'1 pgq': 'pgq.insert_event',
+	'2 pgq': 'pgq.insert_event x 100 in one statement',
+	'1 insert': 'INSERT of the row push writes into a copy of taskq.jobs',
+	'3 taskq_events': 'queue with notify_events, a webhook for job.completed to a local receiver, a LISTEN taskq_events client',
+	'3 taskq_notify': 'diagnostic: notify_events and the LISTEN client, no webhook',
+	'3 taskq_webhook': 'diagnostic: the webhook and its receiver, no notify_events',
+};
+const WAITS = {
+	taskq: 'LISTEN taskq_wakeup (the background worker\'s coalesced NOTIFY), pull 10 + ack until empty; fallback poll 5 s',
+	naive: `polls every ${meta.latency_poll_ms} ms (pull 10 + ack until empty)`,
+	pgq: `pgqd ticker (every 1 s; PgQ's default queue settings tick after 3 s or 500 events), one consumer polling next_batch every ${meta.latency_poll_ms} ms`,
+	graphile: 'run(): LISTEN (a NOTIFY per addJob), concurrency 2',
+	pgboss: 'work() x 2 with its default polling (every 2 s), batchSize 100 (work() takes one batch per interval)',
+};
+
+/* values[scenario][system][metric] = [numbers]; notes likewise */
+const values = {};
+const notes = {};
+for (const [scen, sys, , metric, value, note] of raw) {
+	if (value === '')
+		continue;
+	values[scen] ??= {};
+	values[scen][sys] ??= {};
+	(values[scen][sys][metric] ??= []).push(Number(value));
+	if (note) {
+		notes[scen] ??= {};
+		(notes[scen][sys] ??= new Set()).add(note);
+	}
+}
+
+function median(list) {
+	if (!list || list.length === 0)
+		return null;
+	const s = [...list].sort((a, b) => a - b);
+	const m = Math.floor(s.length / 2);
+	return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+const get = (scen, sys, metric) => median(values[scen]?.[sys]?.[metric]);
+const fmt = (v, digits = 0) => (v === null || Number.isNaN(v) ? 'n/a'
+	: v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+const ratio = (a, b) => (a === null || b === null || b === 0 ? null : a / b);
+const fmtRatio = (r) => (r === null ? '' : ` (${r.toFixed(2)}x)`);
+const bytes = (b) => (b === null ? 'n/a' : `${(b / 1048576).toFixed(1)} MB`);
+
+const present = SYSTEMS.filter((s) => Object.values(values).some((v) => v[s]));
+const md = [];
+const csv = ['scenario,system,metric,median,runs,values,ratio_to_naive,note'];
+
+md.push(`# taskq benchmark: ${meta.date_utc} UTC on ${meta.host}`);
+md.push('');
+md.push(`Produced by \`test/bench/run.sh\` (${meta.mode} run, ${meta.runs} run(s) per system in scenarios 1-4, median reported; took ${meta.runtime_s} s). See test/bench/README.md for what each scenario does for each system.`);
+md.push('');
+md.push(`Load average of the machine at start / end: ${meta.load_at_start} / ${meta.load_at_end}. Figures from a machine shared with other work are noisy.`);
+md.push('');
+
+/* Throughput table. */
+md.push('## Throughput (jobs/s; in brackets: ratio to the naive queue)');
+md.push('');
+const thrSystems = present;
+md.push(`| scenario | ${thrSystems.map((s) => LABEL[s]).join(' | ')} |`);
+md.push(`|---|${thrSystems.map(() => '---:').join('|')}|`);
+for (const scen of ['1', '2', '3', '4']) {
+	if (!values[scen])
+		continue;
+	const naive = get(scen, 'naive', 'jobs_per_s');
+	const cells = thrSystems.map((sys) => {
+		const v = get(scen, sys, 'jobs_per_s');
+		if (v === null)
+			return '';
+		return `${fmt(v)}${sys === 'naive' ? '' : fmtRatio(ratio(v, naive))}`;
+	});
+	md.push(`| ${scen}. ${SCENARIO[scen]} | ${cells.join(' | ')} |`);
+	for (const sys of SYSTEMS) {
+		const list = values[scen][sys]?.jobs_per_s;
+		if (!list)
+			continue;
+		const v = median(list);
+		const r = ratio(v, naive);
+		const note = [MAPPING[`${scen} ${sys}`], ...(notes[scen]?.[sys] || [])].filter(Boolean).join('; ');
+		csv.push([scen, sys, 'jobs_per_s', v.toFixed(1), list.length, `"${list.join(' ')}"`,
+			r === null ? '' : r.toFixed(3), `"${note.replace(/"/g, "'")}"`].join(','));
+		const doneList = values[scen][sys].jobs_done;
+		if (doneList)
+			csv.push([scen, sys, 'jobs_done', median(doneList), doneList.length, `"${doneList.join(' ')}"`, '', ''].join(','));
+	}
+}
+md.push('');
+if (present.some((s) => ['1', '2', '3', '4'].some((scen) => values[scen] && get(scen, s, 'jobs_per_s') === null))) {
+	md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variants only run scenario 3).');
+	md.push('');
+}
+const mappingLines = Object.entries(MAPPING)
+	.filter(([k]) => { const [scen, sys] = k.split(' '); return values[scen]?.[sys]; })
+	.map(([k, v]) => { const [scen, sys] = k.split(' '); return `- scenario ${scen}, ${LABEL[sys]}: ${v}`; });
+const capLines = [];
+for (const scen of Object.keys(notes))
+	for (const [sys, set] of Object.entries(notes[scen]))
+		for (const n of set)
+			capLines.push(`- scenario ${scen}, ${LABEL[sys]}: ${n}`);
+/* drains that ended at the time limit rather than on an empty queue */
+for (const scen of ['3', '4']) {
+	const backlog = Number(meta[`s${scen}_backlog`]);
+	for (const sys of SYSTEMS) {
+		const list = values[scen]?.[sys]?.jobs_done;
+		if (!list)
+			continue;
+		const short = list.filter((n) => n < backlog);
+		if (short.length)
+			capLines.push(`- scenario ${scen}, ${LABEL[sys]}: stopped at the time limit (${meta.drain_cap_s} s) in ${short.length} of ${list.length} run(s), having done ${list.map((n) => fmt(n)).join(', ')} of ${fmt(backlog)} jobs`);
+	}
+}
+if (mappingLines.length || capLines.length) {
+	md.push('How each system does it, where that is not obvious:');
+	md.push('');
+	md.push(...mappingLines, ...capLines);
+	md.push('');
+}
+
+/* Events and webhook. */
+const EVENT_VARIANTS = ['taskq_events', 'taskq_notify', 'taskq_webhook'].filter((v) => values['3']?.[v]);
+if (EVENT_VARIANTS.length) {
+	md.push('### taskq with real-time events and a webhook (scenario 3)');
+	md.push('');
+	md.push('| variant | run | jobs/s | deliveries pending when the drain ended | outbox empty after (s) | webhooks received | events received |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|');
+	for (const v of EVENT_VARIANTS) {
+		const e = values['3'][v];
+		const n = (e.jobs_per_s || []).length;
+		for (let i = 0; i < n; i++)
+			md.push(`| ${LABEL[v]} | ${i + 1} | ${fmt(e.jobs_per_s[i])} | ${fmt(e.deliveries_pending_at_end?.[i] ?? null)} | ${fmt(e.outbox_drained_after_s?.[i] ?? null, 1)} | ${fmt(e.webhooks_received?.[i] ?? null)} | ${fmt(e.events_received?.[i] ?? null)} |`);
+		for (const m of ['deliveries_pending_at_end', 'outbox_drained_after_s', 'webhooks_received', 'events_received']) {
+			const list = e[m];
+			if (list)
+				csv.push(['3', v, m, median(list).toFixed(1), list.length, `"${list.join(' ')}"`, '', ''].join(','));
+		}
+	}
+	md.push('');
+	md.push('The drain\'s figure counts until the last ack; the background worker delivers the webhooks meanwhile and afterwards (the outbox column). n/a: not part of that variant.');
+	md.push('');
+}
+
+/* Latency. */
+if (values['5']) {
+	md.push(`## Scenario 5: push -> pickup latency (${SCENARIO[5]}, ${meta.latency_seconds} s)`);
+	md.push('');
+	md.push('| system | p50 ms | p99 ms | picked up | how an idle worker waits |');
+	md.push('|---|---:|---:|---:|---|');
+	for (const sys of SYSTEMS) {
+		if (!values['5'][sys])
+			continue;
+		md.push(`| ${LABEL[sys]} | ${fmt(get('5', sys, 'p50_ms'), 1)} | ${fmt(get('5', sys, 'p99_ms'), 1)} | ${fmt(get('5', sys, 'received'))} of ${fmt(get('5', sys, 'pushed'))} | ${WAITS[sys]} |`);
+		for (const m of ['p50_ms', 'p99_ms', 'received'])
+			csv.push(['5', sys, m, get('5', sys, m), 1, `"${get('5', sys, m)}"`, '', `"${WAITS[sys]}"`].join(','));
+	}
+	md.push('');
+	md.push('Latency: from just before the producer sends the push (so it includes the push\'s own commit) to the moment a worker has the job; producer and workers share one Node.js process and clock.');
+	md.push('');
+}
+
+/* Churn. */
+if (values['6']) {
+	md.push(`## Scenario 6: churn (${SCENARIO[6]})`);
+	md.push('');
+	md.push('| system | done/s, first 20 s | done/s, last 20 s | last/first | pushed/s, first -> last 20 s | dead tuples at the end | live tuples | tables | indexes | autovacuums | backlog left |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	for (const sys of SYSTEMS) {
+		if (!values['6'][sys])
+			continue;
+		const f = get('6', sys, 'first20_jobs_per_s');
+		const l = get('6', sys, 'last20_jobs_per_s');
+		const r = ratio(l, f);
+		md.push(`| ${LABEL[sys]} | ${fmt(f)} | ${fmt(l)} | ${r === null ? 'n/a' : r.toFixed(2)} | ${fmt(get('6', sys, 'first20_pushed_per_s'))} -> ${fmt(get('6', sys, 'last20_pushed_per_s'))} | ${fmt(get('6', sys, 'dead_tuples'))} | ${fmt(get('6', sys, 'live_tuples'))} | ${bytes(get('6', sys, 'table_bytes'))} | ${bytes(get('6', sys, 'index_bytes'))} | ${fmt(get('6', sys, 'autovacuums'))} | ${fmt(get('6', sys, 'backlog_left'))} |`);
+		for (const m of Object.keys(values['6'][sys]))
+			csv.push(['6', sys, m, get('6', sys, m), 1, `"${get('6', sys, m)}"`, '', ''].join(','));
+	}
+	md.push('');
+	md.push('Tuples and sizes are summed over the user tables of the system\'s own database (pg_stat_user_tables) right after the run. PgQ runs one consumer (see scenario 3).');
+	md.push('');
+}
+
+/* Targets. */
+const targets = [];
+{
+	const t = get('1', 'taskq', 'jobs_per_s');
+	const b = get('1', 'insert', 'jobs_per_s');
+	if (t !== null && b !== null) {
+		const r = t / b;
+		targets.push(['scenario 1: taskq push within 10% of a plain INSERT of the same row',
+			`${fmt(t)} vs ${fmt(b)} jobs/s: ${(r * 100).toFixed(1)}%`, r >= 0.9]);
+	}
+	const p = get('3', 'taskq', 'jobs_per_s');
+	const e = get('3', 'taskq_events', 'jobs_per_s');
+	if (p !== null && e !== null) {
+		const cost = 1 - e / p;
+		targets.push(['scenario 3: real-time events and a webhook cost at most 10%',
+			`${fmt(e)} vs ${fmt(p)} jobs/s: cost ${(cost * 100).toFixed(1)}%`, cost <= 0.1]);
+	}
+}
+md.push('## Targets');
+md.push('');
+if (targets.length) {
+	md.push('| target | measured | |');
+	md.push('|---|---|---|');
+	for (const [what, fig, ok] of targets) {
+		md.push(`| ${what} | ${fig} | ${ok ? 'met' : 'NOT MET'} |`);
+		csv.push(['target', 'taskq', `"${what}"`, '', '', `"${fig}"`, '', ok ? 'met' : 'not met'].join(','));
+	}
+} else {
+	md.push('Not checked: the scenarios and systems they need were not run.');
+}
+md.push('');
+
+/* Machine and versions. */
+md.push('## Machine, versions, settings');
+md.push('');
+md.push('| | |');
+md.push('|---|---|');
+for (const k of ['cpu', 'memory', 'kernel', 'storage', 'postgresql', 'pgbench', 'taskq', 'pgq', 'graphile-worker', 'pg-boss', 'node-postgres', 'node']) {
+	if (meta[k] !== undefined)
+		md.push(`| ${k} | ${meta[k].replace(/\|/g, '/')} |`);
+}
+md.push(`| settings | ${(meta.settings || '').replace(/\|/g, '/')} |`);
+md.push(`| sizes | payload ${meta.payload_bytes} bytes; push runs ${meta.push_seconds} s; drains stop at ${meta.drain_cap_s} s; latency ${meta.latency_seconds} s; churn ${meta.churn_seconds} s |`);
+md.push('');
+
+fs.writeFileSync(`${args.out}.md`, `${md.join('\n')}\n`);
+fs.writeFileSync(`${args.out}.csv`, `${csv.join('\n')}\n`);
+
+/* The chart: throughput per scenario (log scale) and the churn over time. */
+if (args.gnuplot === '1') {
+	const dat = `${args.out}.chart.dat`;
+	const sdat = `${args.out}.series.dat`;
+	const rows = ['scenario ' + present.map((s) => `"${LABEL[s]}"`).join(' ')];
+	for (const scen of ['1', '2', '3', '4']) {
+		if (!values[scen])
+			continue;
+		rows.push(`"S${scen}" ${present.map((s) => { const v = get(scen, s, 'jobs_per_s'); return v === null ? '?' : v.toFixed(1); }).join(' ')}`);
+	}
+	fs.writeFileSync(dat, `${rows.join('\n')}\n`);
+	const churnSystems = [...new Set(series.map((r) => r[0]))];
+	const blocks = churnSystems.map((s) => series.filter((r) => r[0] === s).map((r) => `${r[1]} ${r[2]}`).join('\n'));
+	fs.writeFileSync(sdat, `${blocks.join('\n\n\n')}\n`);
+	const hasBars = rows.length > 1;
+	const hasChurn = churnSystems.length > 0;
+	const plots = [];
+	if (hasBars) {
+		plots.push(`
+set title "Throughput, jobs/s (log scale): S1 push 1/tx, S2 push 100/tx, S3 drain 1+1, S4 drain 100+100"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set logscale y
+set yrange [1:*]
+set ylabel "jobs/s"
+set key outside right top
+set datafile missing "?"
+set grid ytics
+plot for [i=2:${present.length + 1}] "${dat}" using i:xtic(1) title columnheader(i)
+unset logscale y
+unset style data
+`);
+	}
+	if (hasChurn) {
+		plots.push(`
+set title "Scenario 6, churn: jobs done per second while producers push (log scale)"
+set xlabel "seconds"
+set ylabel "jobs done/s"
+set logscale y
+set yrange [1:*]
+set key outside right top
+set grid
+plot ${churnSystems.map((s, i) => `"${sdat}" index ${i} using 1:($2 > 1 ? $2 : 1) with lines lw 2 title "${LABEL[s] || s}"`).join(', ')}
+`);
+	}
+	if (plots.length) {
+		const script = `set terminal pngcairo size 1400,${450 * plots.length} font "sans,10"
+set output "${args.out}.png"
+set multiplot layout ${plots.length},1
+${plots.join('\n')}
+unset multiplot
+`;
+		try {
+			execFileSync('gnuplot', [], { input: script, stdio: ['pipe', 'inherit', 'inherit'] });
+		} finally {
+			fs.rmSync(dat, { force: true });
+			fs.rmSync(sdat, { force: true });
+		}
+	}
+}

@@ -1,0 +1,787 @@
+#!/usr/bin/env bash
+#
+# test/bench/run.sh -- taskq's side-by-side benchmark (issue 6): taskq, a
+# naive SKIP LOCKED table queue, PgQ, graphile-worker and pg-boss on ONE
+# throwaway PostgreSQL 15 instance with the same settings for all.
+#
+# Usage:
+#   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6"]
+#                     [--systems "taskq naive pgq graphile pgboss insert taskq_events
+#                                 taskq_notify taskq_webhook"]
+#                     [--runs N] [--churn-seconds S] [--keep]
+#
+#   --quick            smaller backlogs, shorter runs, one run each (~8 min)
+#   --scenarios LIST   which scenarios (default: all six)
+#   --systems LIST     which systems (default: all but the last two);
+#                      `insert` is the plain INSERT baseline of scenario 1,
+#                      `taskq_events` taskq with real-time events and a
+#                      webhook in scenario 3, `taskq_notify` and
+#                      `taskq_webhook` that with only the events or only
+#                      the webhook (diagnostics)
+#   --runs N           runs per system in scenarios 1-4, the median is
+#                      reported (default 3, --quick 1)
+#   --churn-seconds S  length of scenario 6 (default 150, --quick 40; >= 40)
+#   --keep             keep the scratch directory and instance data
+#
+# `make bench` installs the packages (test/setup-deps.sh --bench), builds
+# and installs taskq, then runs this.  test/bench/README.md says what each
+# scenario does for each system.  Results: test/bench/results/<UTC
+# date>-<host>.md, .csv and .png.  The benchmark reports; it never fails
+# because of a figure (it fails when a system does not work).
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=test/lib.sh
+. "$REPO/test/lib.sh"
+clear_pg_env
+
+usage() {
+    sed -n '3,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+# ---------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------
+DEFAULT_SYSTEMS="taskq naive pgq graphile pgboss insert taskq_events"
+# and two diagnostic variants of taskq_events, only when asked for
+ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
+SCENARIOS="1 2 3 4 5 6"
+SYSTEMS=$DEFAULT_SYSTEMS
+QUICK=0
+RUNS=""
+CHURN_SECONDS=""
+KEEP=0
+need_value() {
+    [ "$2" -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1; shift ;;
+    --scenarios) need_value "$1" $#; SCENARIOS=$2; shift 2 ;;
+    --systems) need_value "$1" $#; SYSTEMS=$2; shift 2 ;;
+    --runs) need_value "$1" $#; RUNS=$2; shift 2 ;;
+    --churn-seconds) need_value "$1" $#; CHURN_SECONDS=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for s in $SCENARIOS; do
+    case "$s" in
+    [1-6]) ;;
+    *) echo "bench: unknown scenario: $s (1 to 6)" >&2; exit 2 ;;
+    esac
+done
+for s in $SYSTEMS; do
+    case " $ALL_SYSTEMS " in
+    *" $s "*) ;;
+    *) echo "bench: unknown system: $s (one of: $ALL_SYSTEMS)" >&2; exit 2 ;;
+    esac
+done
+
+# Sizes.  The full run's defaults follow issue 6; --quick shrinks them.
+if [ "$QUICK" -eq 1 ]; then
+    MODE=quick
+    RUNS=${RUNS:-1}
+    PUSH_SECONDS=5        # scenarios 1 and 2: length of a run
+    S3_BACKLOG=20000
+    S4_BACKLOG=50000
+    DRAIN_CAP=10          # scenarios 3 and 4: a drain stops after this
+    LAT_SECONDS=10        # scenario 5
+    S6_BACKLOG=200000
+    CHURN_SECONDS=${CHURN_SECONDS:-40}
+else
+    MODE=full
+    RUNS=${RUNS:-3}
+    PUSH_SECONDS=10
+    S3_BACKLOG=100000
+    S4_BACKLOG=200000
+    DRAIN_CAP=25
+    LAT_SECONDS=20
+    S6_BACKLOG=1000000
+    CHURN_SECONDS=${CHURN_SECONDS:-150}
+fi
+case "$RUNS" in '' | *[!0-9]* | 0) echo "bench: --runs must be a positive integer" >&2; exit 2 ;; esac
+case "$CHURN_SECONDS" in '' | *[!0-9]*) echo "bench: --churn-seconds must be an integer" >&2; exit 2 ;; esac
+if [ "$CHURN_SECONDS" -lt 40 ]; then
+    echo "bench: --churn-seconds must be at least 40 (first and last 20 s are compared)" >&2
+    exit 2
+fi
+S6_PRODUCERS=2
+S6_WORKERS=8
+LAT_RATE=100
+LAT_WORKERS=2
+LAT_POLL_MS=100           # the naive queue's (and the PgQ consumer's) polling
+
+# The job: ~100 bytes of JSON data, the same for every system.
+PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
+# 100 jobs for scenario 2, as one JSON array of {name, data}.
+JOBS100="[$(for i in $(seq 100); do printf '%s{"name": "send_email", "data": %s}' "$([ "$i" -gt 1 ] && echo ', ')" "$PAYLOAD"; done)]"
+
+has_system() {
+    case " $SYSTEMS " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+has_scenario() {
+    case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+
+# ---------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+if [ ! -x "$PG_CONFIG" ] && ! command -v "$PG_CONFIG" >/dev/null 2>&1; then
+    echo "bench: pg_config not found at $PG_CONFIG (run test/setup-deps.sh --bench)" >&2
+    exit 1
+fi
+BINDIR=$("$PG_CONFIG" --bindir)
+SHAREDIR=$("$PG_CONFIG" --sharedir)
+PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
+for tool in psql pgbench initdb pg_ctl; do
+    if [ ! -x "$BINDIR/$tool" ]; then
+        echo "bench: $BINDIR/$tool is missing" >&2
+        exit 1
+    fi
+done
+if [ ! -f "$SHAREDIR/extension/taskq.control" ]; then
+    echo "bench: taskq is not installed into $SHAREDIR (make install PG_CONFIG=$PG_CONFIG)" >&2
+    exit 1
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "bench: node and npm are needed (test/setup-deps.sh installs them)" >&2
+    exit 1
+fi
+
+log() {
+    printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*"
+}
+warn() {
+    printf '%s bench: WARNING: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2
+}
+
+# PgQ comes from Debian's postgresql-15-pgq3, installed into the system
+# PostgreSQL 15.  When PG_CONFIG names another installation of the same
+# PostgreSQL 15 (a relocated copy), copy the package's files into it.
+# Without PgQ, its figures are n/a.
+PGQ_NOTE=""
+ensure_pgq() {
+    local deb_share=/usr/share/postgresql/15/extension deb_lib=/usr/lib/postgresql/15/lib f
+    if [ -f "$SHAREDIR/extension/pgq.control" ]; then
+        return 0
+    fi
+    if [ ! -f "$deb_share/pgq.control" ]; then
+        PGQ_NOTE="PgQ is not installed (Debian package postgresql-15-pgq3; test/setup-deps.sh --bench)"
+        return 1
+    fi
+    if [ ! -w "$SHAREDIR/extension" ] || [ ! -w "$PKGLIBDIR" ]; then
+        PGQ_NOTE="PgQ is installed for $deb_share, not for $SHAREDIR (not writable)"
+        return 1
+    fi
+    log "copying PgQ (Debian postgresql-15-pgq3) into $SHAREDIR and $PKGLIBDIR"
+    for f in "$deb_share"/pgq.control "$deb_share"/pgq--*.sql; do
+        cp "$f" "$SHAREDIR/extension/"
+    done
+    for f in "$deb_lib"/pgq_*.so; do
+        cp "$f" "$PKGLIBDIR/"
+    done
+}
+if has_system pgq; then
+    if ! ensure_pgq; then
+        warn "$PGQ_NOTE: PgQ left out"
+        SYSTEMS=$(echo " $SYSTEMS " | sed 's/ pgq / /')
+    elif ! command -v pgqd >/dev/null 2>&1; then
+        warn "pgqd (PgQ's ticker daemon) is missing: PgQ left out of scenarios 5 and 6"
+    fi
+fi
+HAVE_PGQD=0
+command -v pgqd >/dev/null 2>&1 && HAVE_PGQD=1
+HAVE_GNUPLOT=0
+command -v gnuplot >/dev/null 2>&1 && HAVE_GNUPLOT=1
+[ "$HAVE_GNUPLOT" -eq 1 ] || warn "gnuplot is missing (test/setup-deps.sh --bench): no PNG chart"
+
+# The Node.js drivers' packages, pinned by package-lock.json.
+NODE_DIR=$HERE/node
+if [ ! -d "$NODE_DIR/node_modules" ] || [ "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules" ]; then
+    log "installing the Node.js drivers' packages (npm ci)"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$NODE_DIR/node_modules"
+fi
+
+# ---------------------------------------------------------------------------
+# The instance: one throwaway PostgreSQL 15 for every system
+# ---------------------------------------------------------------------------
+server_user bench
+SCRATCH=$(mktemp -d /tmp/taskq-bench.XXXXXX)
+chmod 755 "$SCRATCH"
+[ "$AS_ROOT" -eq 0 ] || chown "$SERVER_USER:$(id -gn "$SERVER_USER")" "$SCRATCH"
+DATA=$SCRATCH/data
+SOCK=$SCRATCH
+PORT=5432                 # the socket is in our own directory: no clash
+SERVER_LOG=$SCRATCH/postgres.log
+RAW=$SCRATCH/raw.tsv
+SERIES=$SCRATCH/series.tsv
+META=$SCRATCH/meta.tsv
+: >"$RAW"
+: >"$SERIES"
+: >"$META"
+PGQD_PID=""
+SINK_PID=""
+STARTED=$(date +%s)
+
+cleanup() {
+    local status=$?
+    [ -z "$PGQD_PID" ] || kill "$PGQD_PID" 2>/dev/null || true
+    [ -z "$SINK_PID" ] || kill "$SINK_PID" 2>/dev/null || true
+    if [ -f "$DATA/postmaster.pid" ]; then
+        as_server_user "$SCRATCH" "$BINDIR/pg_ctl" -D "$DATA" stop -m fast >/dev/null 2>&1 || true
+    fi
+    if [ "$status" -eq 0 ] && [ "$KEEP" -eq 0 ]; then
+        rm -rf "$SCRATCH"
+    else
+        echo "bench: scratch directory kept: $SCRATCH (server log: $SERVER_LOG)"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "creating the instance in $DATA"
+as_server_user "$SCRATCH" "$BINDIR/initdb" -D "$DATA" -U postgres --auth=trust \
+    --encoding=UTF8 --no-locale >/dev/null
+# Every setting that differs from PostgreSQL's defaults, for every system.
+cat >>"$DATA/postgresql.conf" <<EOF
+
+# ---- added by test/bench/run.sh: the same settings for every system ----
+listen_addresses = ''
+unix_socket_directories = '$SOCK'
+port = $PORT
+max_connections = 100
+shared_buffers = 1GB
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+max_wal_size = 8GB
+min_wal_size = 1GB
+checkpoint_timeout = 15min
+shared_preload_libraries = 'taskq'
+# the events-and-webhook variant delivers to a receiver on 127.0.0.1
+taskq.webhook_allow_private = on
+EOF
+if ! as_server_user "$SCRATCH" "$BINDIR/pg_ctl" -D "$DATA" -l "$SERVER_LOG" -w start >/dev/null; then
+    echo "bench: the server did not start; end of $SERVER_LOG:" >&2
+    tail -n 20 "$SERVER_LOG" >&2 || true
+    exit 1
+fi
+
+export BENCH_PGHOST=$SOCK BENCH_PGPORT=$PORT BENCH_PAYLOAD=$PAYLOAD
+
+psql_db() {
+    local db=$1
+    shift
+    PGOPTIONS='-c client_min_messages=warning' \
+        "$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d "$db" "$@"
+}
+# pgbench_db ARGS... DB: prepared statements, no vacuum of pgbench's tables
+pgbench_db() {
+    "$BINDIR/pgbench" -h "$SOCK" -p "$PORT" -U postgres -n -M prepared "$@"
+}
+node_bench() {
+    node "$NODE_DIR/bench.js" "$@"
+}
+# json_field JSON KEY: a field of a one-line JSON object
+json_field() {
+    node -e 'const o = JSON.parse(process.argv[1]); const v = o[process.argv[2]]; console.log(v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : v))' "$1" "$2"
+}
+# record SCENARIO SYSTEM RUN METRIC VALUE [NOTE]
+record() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${6:-}" >>"$RAW"
+}
+meta() {
+    printf '%s\t%s\n' "$1" "$2" >>"$META"
+}
+dbname() {
+    case "$1" in
+    taskq_*) echo bench_taskq ;;
+    *) echo "bench_$1" ;;
+    esac
+}
+
+# fresh_db SYSTEM: an empty database with the system installed.
+fresh_db() {
+    local sys=$1 db
+    db=$(dbname "$sys")
+    psql_db postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+    case "$sys" in
+    taskq | taskq_* | insert)
+        psql_db "$db" -f "$HERE/sql/$([ "$sys" = insert ] && echo insert || echo taskq)_setup.sql" >/dev/null
+        wait_taskq_worker "$db"
+        ;;
+    naive | pgq)
+        psql_db "$db" -f "$HERE/sql/${sys}_setup.sql" >/dev/null
+        ;;
+    graphile | pgboss)
+        node_bench setup --system "$sys" --db "$db" >/dev/null
+        ;;
+    esac
+}
+
+# wait_taskq_worker DB: taskq's background worker must be running there.
+wait_taskq_worker() {
+    local i
+    for i in $(seq 100); do
+        if [ "$(psql_db postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'taskq worker' AND datname = '$1'")" -ge 1 ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench: taskq's background worker did not start in $1" >&2
+    exit 1
+}
+
+# settle DB: the same starting point for every measurement.
+settle() {
+    psql_db "$1" -c "VACUUM (ANALYZE)" >/dev/null
+    psql_db postgres -c "CHECKPOINT" >/dev/null
+}
+
+# count_jobs SYSTEM: jobs not yet completed (waiting, running, ...).
+count_jobs() {
+    local db
+    db=$(dbname "$1")
+    case "$1" in
+    taskq | taskq_*) psql_db "$db" -c "SELECT count(*) FROM taskq.jobs" ;;
+    insert) psql_db "$db" -c "SELECT count(*) FROM plain_jobs" ;;
+    naive) psql_db "$db" -c "SELECT count(*) FROM naive_jobs" ;;
+    pgq) psql_db "$db" -c "SELECT count(*) FROM pgq.event_template" ;;
+    graphile) psql_db "$db" -c "SELECT count(*) FROM graphile_worker._private_jobs" ;;
+    pgboss) psql_db "$db" -c "SELECT count(*) FROM pgboss.job WHERE state IN ('created', 'retry', 'active')" ;;
+    esac
+}
+
+# run_pgbench OUT ARGS...: pgbench_db ARGS with its output in OUT.  The
+# drain scripts stop a client with `\shell exit 1` when the queue is empty:
+# pgbench then says the client aborted in a (shell) command and exits 2;
+# anything else is a failure.
+run_pgbench() {
+    local out=$1 rc=0
+    shift
+    pgbench_db "$@" >"$out" 2>&1 || rc=$?
+    if [ "$rc" -eq 2 ] && ! grep 'aborted in command' "$out" | grep -qv '(shell)'; then
+        rc=0
+    fi
+    if [ "$rc" -ne 0 ] || ! grep -q '^tps = ' "$out"; then
+        echo "bench: pgbench failed (exit $rc); its output:" >&2
+        grep -v '^pgbench: client' "$out" | tail -n 30 >&2
+        exit 1
+    fi
+}
+pgb_tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1"; }
+pgb_txns() { sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1"; }
+# calc EXPR: awk's value of EXPR, one decimal
+calc() { awk "BEGIN { printf \"%.1f\", ($1) }"; }
+# num1 VALUE: VALUE with one decimal, or empty when it is empty
+num1() { if [ -n "$1" ]; then calc "$1"; fi; }
+
+# load_backlog SYSTEM N [EVENTS_PER_TICK]: N waiting jobs, loaded with
+# synchronous_commit off (loading is not measured).
+load_backlog() {
+    local sys=$1 n=$2 per_tick=${3:-500} db out
+    db=$(dbname "$sys")
+    out=$SCRATCH/load.out
+    case "$sys" in
+    taskq | taskq_* | naive)
+        local script
+        script=$HERE/sql/$([ "$sys" = naive ] && echo naive || echo taskq)_load.sql
+        PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 2 -j 2 \
+            -t $((n / 2000)) -f "$script" -D payload="$PAYLOAD" "$db"
+        ;;
+    pgq)
+        # one tick per EVENTS_PER_TICK events: PgQ's batches
+        psql_db "$db" -c "SELECT pgq.set_queue_config('bench', 'ticker_max_count', '$per_tick')" >/dev/null
+        PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 1 \
+            -t $((n / per_tick)) -f "$HERE/sql/pgq_load.sql" \
+            -D payload="$PAYLOAD" -D per_tick="$per_tick" "$db"
+        ;;
+    graphile | pgboss)
+        PGOPTIONS='-c synchronous_commit=off' node_bench load --system "$sys" --db "$db" --count "$n" >/dev/null
+        ;;
+    esac
+    local have
+    have=$(count_jobs "$sys")
+    if [ "$have" -ne "$n" ]; then
+        echo "bench: $sys: backlog of $have jobs, expected $n" >&2
+        exit 1
+    fi
+}
+
+# start_pgqd DB / stop_pgqd: PgQ's ticker daemon, as PgQ's users run it
+# (ticker every second, maintenance), for the scenarios where producers
+# and consumers run together.
+start_pgqd() {
+    cat >"$SCRATCH/pgqd.ini" <<EOF
+[pgqd]
+base_connstr = host=$SOCK port=$PORT user=postgres
+initial_database = $1
+database_list = $1
+logfile = $SCRATCH/pgqd.log
+pidfile = $SCRATCH/pgqd.pid
+EOF
+    pgqd -q "$SCRATCH/pgqd.ini" &
+    PGQD_PID=$!
+}
+stop_pgqd() {
+    if [ -n "$PGQD_PID" ]; then
+        kill "$PGQD_PID" 2>/dev/null || true
+        wait "$PGQD_PID" 2>/dev/null || true
+        PGQD_PID=""
+    fi
+}
+
+# db_stats SYSTEM: dead and live tuples, table and index bytes, summed over
+# the user tables of the system's database (each system has its own).
+db_stats() {
+    psql_db "$(dbname "$1")" -F ' ' -c "
+        SELECT coalesce(sum(n_dead_tup), 0), coalesce(sum(n_live_tup), 0),
+               coalesce(sum(pg_table_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0),
+               coalesce(sum(autovacuum_count), 0)
+        FROM pg_stat_user_tables"
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios 1 and 2: push
+# ---------------------------------------------------------------------------
+# push_run SCENARIO SYSTEM RUN CLIENTS BATCH
+push_run() {
+    local scen=$1 sys=$2 run=$3 clients=$4 batch=$5 db out rate before after n
+    db=$(dbname "$sys")
+    out=$SCRATCH/s$scen-$sys-$run.out
+    fresh_db "$sys"
+    settle "$db"
+    before=$(count_jobs "$sys")
+    case "$sys" in
+    graphile | pgboss)
+        local res
+        res=$(node_bench push --system "$sys" --db "$db" --clients "$clients" --batch "$batch" --seconds "$PUSH_SECONDS")
+        rate=$(json_field "$res" jobs_per_s)
+        n=$(json_field "$res" jobs)
+        ;;
+    *)
+        if [ "$batch" -eq 1 ]; then
+            run_pgbench "$out" -c "$clients" -j 2 -T "$PUSH_SECONDS" \
+                -f "$HERE/sql/${sys}_push1.sql" -D payload="$PAYLOAD" "$db"
+        else
+            run_pgbench "$out" -c "$clients" -j 2 -T "$PUSH_SECONDS" \
+                -f "$HERE/sql/${sys}_push100.sql" -D jobs="$JOBS100" "$db"
+        fi
+        rate=$(calc "$(pgb_tps "$out") * $batch")
+        n=$(($(pgb_txns "$out") * batch))
+        ;;
+    esac
+    after=$(count_jobs "$sys")
+    if [ $((after - before)) -ne "$n" ]; then
+        echo "bench: scenario $scen, $sys: the client pushed $n jobs but $((after - before)) arrived" >&2
+        exit 1
+    fi
+    record "$scen" "$sys" "$run" jobs_per_s "$(calc "$rate")"
+    log "scenario $scen $sys run $run: $(calc "$rate") jobs/s"
+}
+
+scenario_push() {
+    local scen=$1 clients=$2 batch=$3 sys run
+    log "=== scenario $scen: push, $batch job(s) per transaction, $clients clients, ${PUSH_SECONDS}s x $RUNS run(s)"
+    # runs outermost, so that a change in the machine's load hits every
+    # system alike
+    for run in $(seq "$RUNS"); do
+        for sys in taskq naive pgq graphile pgboss insert; do
+            has_system "$sys" || continue
+            [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
+            push_run "$scen" "$sys" "$run" "$clients" "$batch"
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios 3 and 4: drain a backlog
+# ---------------------------------------------------------------------------
+# drain_run SCENARIO SYSTEM RUN WORKERS BATCH BACKLOG
+drain_run() {
+    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 db out rate ndone note=""
+    db=$(dbname "$sys")
+    out=$SCRATCH/s$scen-$sys-$run.out
+    fresh_db "$sys"
+    if [ "$sys" = pgq ]; then
+        load_backlog pgq "$backlog" "$batch"
+    else
+        load_backlog "$sys" "$backlog"
+    fi
+    settle "$db"
+    case "$sys" in taskq_*) start_sink "$sys" "$db" ;; esac
+    case "$sys" in
+    graphile | pgboss)
+        local res
+        res=$(node_bench drain --system "$sys" --db "$db" --workers "$workers" --batch "$batch" \
+            --count "$backlog" --cap "$DRAIN_CAP")
+        rate=$(calc "$(json_field "$res" jobs_per_s)")
+        ndone=$(json_field "$res" jobs)
+        ;;
+    *)
+        local script left
+        case "$sys" in
+        pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
+        taskq_*) script=$HERE/sql/taskq_pull$batch.sql ;;
+        *) script=$HERE/sql/${sys}_pull$batch.sql ;;
+        esac
+        run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$DRAIN_CAP" -f "$script" "$db"
+        if [ "$sys" = pgq ]; then
+            # the events of the ticks the consumer has not finished
+            left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
+            ndone=$((backlog - left))
+        else
+            left=$(count_jobs "$sys")
+            ndone=$((backlog - left))
+        fi
+        # the clients' time: pgbench's transactions over its rate
+        rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
+        ;;
+    esac
+    [ "$ndone" -ge "$backlog" ] || note="stopped after ${DRAIN_CAP}s: $ndone of $backlog jobs"
+    record "$scen" "$sys" "$run" jobs_per_s "$rate"
+    record "$scen" "$sys" "$run" jobs_done "$ndone"
+    log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
+    case "$sys" in taskq_*) finish_sink "$scen" "$sys" "$db" "$run" "$ndone" ;; esac
+}
+
+# The events-and-webhook variant (taskq_events): the queue sends
+# taskq_events, a webhook for job.completed delivers to a local receiver,
+# one client LISTENs.  taskq_notify: only the events; taskq_webhook: only
+# the webhook.
+start_sink() {
+    local sys=$1 db=$2 i
+    rm -f "$SCRATCH/sink.port"
+    node "$NODE_DIR/bench.js" sink --system taskq --db "$db" --port-file "$SCRATCH/sink.port" >"$SCRATCH/sink.out" &
+    SINK_PID=$!
+    for i in $(seq 100); do
+        [ -s "$SCRATCH/sink.port" ] && break
+        sleep 0.1
+    done
+    [ -s "$SCRATCH/sink.port" ] || { echo "bench: the webhook receiver did not start" >&2; exit 1; }
+    if [ "$sys" != taskq_webhook ]; then
+        psql_db "$db" -c "SELECT taskq.alter_queue('bench', '{\"notify_events\": true}')" >/dev/null
+    fi
+    if [ "$sys" != taskq_notify ]; then
+        psql_db "$db" -c "SELECT taskq.add_webhook('http://127.0.0.1:$(cat "$SCRATCH/sink.port")/hook', ARRAY['job.completed', 'job.failed', 'job.dlq'], ARRAY['bench'])" >/dev/null
+    fi
+}
+finish_sink() {
+    local scen=$1 sys=$2 db=$3 run=$4 ndone=$5 pending t0 waited res
+    pending=$(psql_db "$db" -c "SELECT count(*) FROM taskq.webhook_deliveries WHERE status IN ('pending', 'delivering')")
+    t0=$(date +%s.%N)
+    local deadline=$((SECONDS + 120))
+    while [ "$(psql_db "$db" -c "SELECT count(*) FROM taskq.webhook_deliveries WHERE status IN ('pending', 'delivering')")" -gt 0 ]; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            warn "the webhook outbox is not empty 120 s after the drain"
+            break
+        fi
+        sleep 0.2
+    done
+    waited=$(calc "$(date +%s.%N) - $t0")
+    kill -TERM "$SINK_PID"
+    wait "$SINK_PID" || true
+    SINK_PID=""
+    res=$(cat "$SCRATCH/sink.out")
+    if [ "$sys" != taskq_notify ]; then
+        record "$scen" "$sys" "$run" deliveries_pending_at_end "$pending"
+        record "$scen" "$sys" "$run" outbox_drained_after_s "$waited"
+        record "$scen" "$sys" "$run" webhooks_received "$(json_field "$res" webhooks_received)"
+    fi
+    if [ "$sys" != taskq_webhook ]; then
+        record "$scen" "$sys" "$run" events_received "$(json_field "$res" events_received)"
+    fi
+    log "scenario $scen $sys run $run: $ndone jobs acked, $pending deliveries pending at the end (outbox empty ${waited}s later), receiver got $(json_field "$res" webhooks_received) webhooks, listener $(json_field "$res" events_received) events"
+}
+
+scenario_drain() {
+    local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
+    log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
+    for run in $(seq "$RUNS"); do
+        for sys in taskq naive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+            has_system "$sys" || continue
+            case "$sys" in taskq_*) [ "$scen" -eq 3 ] || continue ;; esac
+            drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Scenario 5: push -> pickup latency at 100 jobs/s, idle workers
+# ---------------------------------------------------------------------------
+scenario_latency() {
+    local sys db res p50 p99
+    log "=== scenario 5: latency at $LAT_RATE jobs/s for ${LAT_SECONDS}s, $LAT_WORKERS idle workers"
+    for sys in taskq naive pgq graphile pgboss; do
+        has_system "$sys" || continue
+        if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
+            continue
+        fi
+        db=$(dbname "$sys")
+        fresh_db "$sys"
+        settle "$db"
+        [ "$sys" != pgq ] || start_pgqd "$db"
+        res=$(node_bench latency --system "$sys" --db "$db" --rate "$LAT_RATE" --seconds "$LAT_SECONDS" \
+            --workers "$LAT_WORKERS" --poll-ms "$LAT_POLL_MS")
+        [ "$sys" != pgq ] || stop_pgqd
+        if [ "$(json_field "$res" received)" -lt "$(json_field "$res" pushed)" ]; then
+            warn "scenario 5 $sys: $(json_field "$res" received) of $(json_field "$res" pushed) jobs picked up"
+        fi
+        p50=$(num1 "$(json_field "$res" p50_ms)")
+        p99=$(num1 "$(json_field "$res" p99_ms)")
+        record 5 "$sys" 1 p50_ms "$p50"
+        record 5 "$sys" 1 p99_ms "$p99"
+        record 5 "$sys" 1 received "$(json_field "$res" received)"
+        record 5 "$sys" 1 pushed "$(json_field "$res" pushed)"
+        log "scenario 5 $sys: p50 ${p50:-n/a} ms, p99 ${p99:-n/a} ms ($(json_field "$res" received)/$(json_field "$res" pushed) jobs)"
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Scenario 6: churn
+# ---------------------------------------------------------------------------
+# progress_series FILE: the tps of pgbench's -P 1 reports, one a line
+progress_series() {
+    sed -n 's/^progress: [0-9.]* s, \([0-9.]*\) tps.*/\1/p' "$1"
+}
+# avg_range FROM COUNT: the average of COUNT lines of stdin from line FROM
+# (1-based; negative FROM counts from the end)
+avg_first() { head -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }'; }
+avg_last() { tail -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }'; }
+
+scenario_churn() {
+    local sys db done_file pushed_file stats left
+    log "=== scenario 6: churn, backlog $S6_BACKLOG, $S6_WORKERS workers pulling while $S6_PRODUCERS producers push, ${CHURN_SECONDS}s"
+    for sys in taskq naive pgq graphile pgboss; do
+        has_system "$sys" || continue
+        if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
+            continue
+        fi
+        db=$(dbname "$sys")
+        fresh_db "$sys"
+        load_backlog "$sys" "$S6_BACKLOG" 500
+        settle "$db"
+        done_file=$SCRATCH/s6-$sys.done
+        pushed_file=$SCRATCH/s6-$sys.pushed
+        case "$sys" in
+        taskq | naive)
+            local prod_out=$SCRATCH/s6-$sys-producers.out work_out=$SCRATCH/s6-$sys-workers.out prod_pid rc=0
+            pgbench_db -c "$S6_PRODUCERS" -j 1 -T "$CHURN_SECONDS" -P 1 \
+                -f "$HERE/sql/${sys}_push1.sql" -D payload="$PAYLOAD" "$db" >"$prod_out" 2>&1 &
+            prod_pid=$!
+            run_pgbench "$work_out" -c "$S6_WORKERS" -j 2 -T "$CHURN_SECONDS" -P 1 \
+                -f "$HERE/sql/${sys}_pull1.sql" "$db"
+            wait "$prod_pid" || rc=$?
+            if [ "$rc" -ne 0 ]; then
+                echo "bench: scenario 6 $sys: the producers' pgbench failed:" >&2
+                tail -n 20 "$prod_out" >&2
+                exit 1
+            fi
+            progress_series "$work_out" | head -n "$CHURN_SECONDS" >"$done_file"
+            progress_series "$prod_out" | head -n "$CHURN_SECONDS" >"$pushed_file"
+            ;;
+        *)
+            local res
+            [ "$sys" != pgq ] || start_pgqd "$db"
+            res=$(node_bench churn --system "$sys" --db "$db" --workers "$S6_WORKERS" \
+                --producers "$S6_PRODUCERS" --seconds "$CHURN_SECONDS")
+            [ "$sys" != pgq ] || stop_pgqd
+            node -e 'for (const v of JSON.parse(process.argv[1])[process.argv[2]]) console.log(v)' "$res" done_per_s >"$done_file"
+            node -e 'for (const v of JSON.parse(process.argv[1])[process.argv[2]]) console.log(v)' "$res" pushed_per_s >"$pushed_file"
+            ;;
+        esac
+        paste "$done_file" "$pushed_file" | awk -v s="$sys" '{ printf "%s\t%d\t%s\t%s\n", s, NR, $1, $2 }' >>"$SERIES"
+        sleep 1    # the backends' last statistics reach the collector
+        read -r -a stats <<<"$(db_stats "$sys")"
+        if [ "$sys" = pgq ]; then
+            # PgQ keeps consumed events until it rotates its tables
+            left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
+        else
+            left=$(count_jobs "$sys")
+        fi
+        record 6 "$sys" 1 first20_jobs_per_s "$(avg_first 20 <"$done_file")"
+        record 6 "$sys" 1 last20_jobs_per_s "$(avg_last 20 <"$done_file")"
+        record 6 "$sys" 1 first20_pushed_per_s "$(avg_first 20 <"$pushed_file")"
+        record 6 "$sys" 1 last20_pushed_per_s "$(avg_last 20 <"$pushed_file")"
+        record 6 "$sys" 1 dead_tuples "${stats[0]}"
+        record 6 "$sys" 1 live_tuples "${stats[1]}"
+        record 6 "$sys" 1 table_bytes "${stats[2]}"
+        record 6 "$sys" 1 index_bytes "${stats[3]}"
+        record 6 "$sys" 1 autovacuums "${stats[4]}"
+        record 6 "$sys" 1 backlog_left "$left"
+        log "scenario 6 $sys: done/s first 20 s $(avg_first 20 <"$done_file"), last 20 s $(avg_last 20 <"$done_file"); pushed/s $(avg_first 20 <"$pushed_file") -> $(avg_last 20 <"$pushed_file"); dead tuples ${stats[0]}, indexes ${stats[3]} bytes, backlog left $left"
+        if [ "$left" -eq 0 ]; then
+            warn "scenario 6 $sys: the backlog ran out; the figures are not a churn"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Versions and machine
+# ---------------------------------------------------------------------------
+describe() {
+    local v
+    meta mode "$MODE"
+    meta runs "$RUNS"
+    meta scenarios "$SCENARIOS"
+    meta systems "$SYSTEMS"
+    meta push_seconds "$PUSH_SECONDS"
+    meta s3_backlog "$S3_BACKLOG"
+    meta s4_backlog "$S4_BACKLOG"
+    meta drain_cap_s "$DRAIN_CAP"
+    meta latency_seconds "$LAT_SECONDS"
+    meta latency_rate "$LAT_RATE"
+    meta latency_workers "$LAT_WORKERS"
+    meta latency_poll_ms "$LAT_POLL_MS"
+    meta s6_backlog "$S6_BACKLOG"
+    meta churn_seconds "$CHURN_SECONDS"
+    meta payload_bytes "${#PAYLOAD}"
+    meta host "$(hostname)"
+    meta date_utc "$(date -u '+%Y-%m-%d %H:%M:%S')"
+    meta cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1) x $(nproc)"
+    meta memory "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    meta kernel "$(uname -sr)"
+    meta load_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+    meta storage "$(findmnt -n -o SOURCE,FSTYPE --target "$SCRATCH" 2>/dev/null | tr -s ' ' || echo unknown)"
+    meta postgresql "$(psql_db postgres -c 'SELECT version()')"
+    meta settings "$(psql_db postgres -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'max_connections', 'fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'max_wal_size', 'min_wal_size', 'checkpoint_timeout', 'autovacuum', 'work_mem', 'jit', 'shared_preload_libraries', 'wal_buffers', 'effective_io_concurrency')")"
+    meta pgbench "$("$BINDIR/pgbench" --version)"
+    meta node "$(node --version)"
+    v=$(psql_db postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'taskq'")
+    meta taskq "$v (git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown))"
+    if has_system pgq; then
+        meta pgq "$(psql_db postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pgq'") (Debian postgresql-15-pgq3 $(dpkg-query -W -f='${Version}' postgresql-15-pgq3 2>/dev/null || echo '?'), $(pgqd -V 2>/dev/null | head -n 1 || echo 'no pgqd'))"
+    fi
+    meta graphile-worker "$(node -p "require('$NODE_DIR/node_modules/graphile-worker/package.json').version")"
+    meta pg-boss "$(node -p "require('$NODE_DIR/node_modules/pg-boss/package.json').version")"
+    meta node-postgres "$(node -p "require('$NODE_DIR/node_modules/pg/package.json').version")"
+}
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+log "$MODE run: scenarios $SCENARIOS; systems $SYSTEMS; $RUNS run(s)"
+describe
+if has_scenario 1; then scenario_push 1 8 1; fi
+if has_scenario 2; then scenario_push 2 4 100; fi
+if has_scenario 3; then scenario_drain 3 8 1 "$S3_BACKLOG"; fi
+if has_scenario 4; then scenario_drain 4 4 100 "$S4_BACKLOG"; fi
+if has_scenario 5; then scenario_latency; fi
+if has_scenario 6; then scenario_churn; fi
+meta runtime_s "$(($(date +%s) - STARTED))"
+meta load_at_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+RESULTS=$HERE/results
+mkdir -p "$RESULTS"
+BASE=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname -s 2>/dev/null || hostname)
+node "$NODE_DIR/report.js" --raw "$RAW" --series "$SERIES" --meta "$META" --out "$BASE" \
+    --gnuplot "$HAVE_GNUPLOT"
+log "results: $BASE.md, $BASE.csv$([ "$HAVE_GNUPLOT" -eq 0 ] || echo ", $BASE.png") (took $(($(date +%s) - STARTED)) s)"

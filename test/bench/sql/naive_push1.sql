@@ -1,0 +1,1 @@
+INSERT INTO naive_jobs (name, data) VALUES ('send_email', :payload);

@@ -1,0 +1,1 @@
+SELECT taskq.push('bench', 'send_email', :payload);

@@ -1,0 +1,1 @@
+SELECT count(*) FROM taskq.push_batch('bench', :jobs);
