@@ -70,6 +70,8 @@ SELECT taskq.create_queue('m3');
 SELECT taskq.pause('m3');
 -- a queue name with everything the format must escape, and more
 SELECT taskq.push(E'we"ird\\name\nline 2 {x="y"}, # é', 'w') IS NOT NULL AS pushed;
+-- (so that its job has waited a measurable time)
+SELECT pg_sleep(0.01);
 
 SELECT * FROM pg_temp.lines();
 
@@ -170,10 +172,16 @@ SELECT count(taskq.push('m5', 'batch')) FROM generate_series(1, 3);
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) FROM taskq.pull('m5', 10);
 SELECT * FROM pg_temp.samples('^taskq_jobs_\w+_total\{queue="m5"');
 
--- a role with no access to the job tables may scrape (the function runs as
--- the extension's owner): it sees queue names and numbers, no job data
-CREATE ROLE regress_taskq_metrics;
-GRANT USAGE ON SCHEMA taskq TO regress_taskq_metrics;
+-- a monitoring role (pg_monitor) with no access to the job tables may
+-- scrape (the function runs as the extension's owner): it sees queue names
+-- and numbers, no job data; other roles may not
+CREATE ROLE regress_taskq_outsider;
+SET ROLE regress_taskq_outsider;
+SELECT taskq.metrics();
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP ROLE regress_taskq_outsider;
+CREATE ROLE regress_taskq_metrics IN ROLE pg_monitor;
 SET ROLE regress_taskq_metrics;
 SELECT count(*) FROM taskq.jobs;
 \echo :LAST_ERROR_SQLSTATE
