@@ -21,8 +21,9 @@
  * (TaskqConnect), the same effect as SECURITY DEFINER ... SET search_path,
  * which the SQL-language functions use, without its cost on hot paths.
  *
- * Each backend caches the settings and grants of the queues it uses, so
- * that push runs no statement to look its queue up.  A statement trigger
+ * Each backend caches the settings and grants of the queues it uses (not
+ * of queues that do not exist), so that push runs no statement to look
+ * its queue up.  A statement trigger
  * on taskq.queues and taskq.queue_grants sends a relcache invalidation of
  * the table at commit; every backend then forgets its cache.  The cache is
  * loaded with the latest snapshot, never an older transaction snapshot, so
@@ -192,7 +193,7 @@ queue_load(const char *name, QueueEntry *tmp)
 	desc = SPI_tuptable->tupdesc;
 	(void) SPI_getbinval(tup, desc, 1, &isnull);
 	e.exists = !isnull;
-	old = MemoryContextSwitchTo(invals == queue_cache_invals ?
+	old = MemoryContextSwitchTo(invals == queue_cache_invals && e.exists ?
 								queue_cache_cxt : CurrentMemoryContext);
 	if (e.exists)
 	{
@@ -217,9 +218,15 @@ queue_load(const char *name, QueueEntry *tmp)
 	}
 	MemoryContextSwitchTo(old);
 
-	if (invals != queue_cache_invals)
+	/*
+	 * Not kept: what an invalidation came while loading (it may be stale
+	 * already), and a queue that does not exist.  Other backends see a
+	 * commit before its invalidations are sent, and the wake-up of a
+	 * push's commit can make a worker pull in that window: a cached "no
+	 * such queue" would then hide the queue the push created.
+	 */
+	if (invals != queue_cache_invals || !e.exists)
 	{
-		/* an invalidation came while loading: use it for this call only */
 		*tmp = e;
 		strlcpy(tmp->name, name, sizeof(tmp->name));
 		return tmp;
