@@ -59,7 +59,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -125,7 +124,6 @@ static HTAB *metrics_hash = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
 /* the counts of the running transaction, per subtransaction level */
 typedef struct PendingKey
@@ -629,45 +627,23 @@ metrics_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * Forget the entries of a database; caller holds no lock.
+ * Forget the counters of a database once it is dropped (from taskq's
+ * ProcessUtility hook, worker.c); caller holds no lock.
  */
-static void
-forget_database(Oid dbid)
+void
+TaskqMetricsForgetDatabase(Oid dbid)
 {
 	HASH_SEQ_STATUS scan;
 	MetricsEntry *e;
 
+	if (metrics_shared == NULL)
+		return;
 	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
 	hash_seq_init(&scan, metrics_hash);
 	while ((e = hash_seq_search(&scan)) != NULL)
 		if (e->key.dbid == dbid)
 			remove_entry(e);
 	LWLockRelease(metrics_shared->lock);
-}
-
-/*
- * ProcessUtility hook: a dropped database's entries go once it is gone.
- */
-static void
-metrics_process_utility(PlannedStmt *pstmt, const char *queryString,
-						bool readOnlyTree, ProcessUtilityContext context,
-						ParamListInfo params, QueryEnvironment *queryEnv,
-						DestReceiver *dest, QueryCompletion *qc)
-{
-	Oid			dropped = InvalidOid;
-
-	if (IsA(pstmt->utilityStmt, DropdbStmt))
-		dropped = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
-
-	if (prev_process_utility_hook)
-		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
-								  params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-
-	if (OidIsValid(dropped))
-		forget_database(dropped);
 }
 
 /*
@@ -681,8 +657,6 @@ TaskqMetricsInit(void)
 	shmem_request_hook = metrics_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = metrics_shmem_startup;
-	prev_process_utility_hook = ProcessUtility_hook;
-	ProcessUtility_hook = metrics_process_utility;
 	RegisterXactCallback(metrics_xact_callback, NULL);
 	RegisterSubXactCallback(metrics_subxact_callback, NULL);
 }

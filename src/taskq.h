@@ -286,6 +286,7 @@ typedef enum TaskqMetric
 } TaskqMetric;
 #define TASKQ_COUNT(m)	(1 << (m))
 extern void TaskqMetricsInit(void);
+extern void TaskqMetricsForgetDatabase(Oid dbid);
 extern void TaskqMetricsCount(text *queue, int metrics, int64 n);
 extern void TaskqMetricsCountReturned(int n, int metrics);
 extern void TaskqMetricsCountDb(TaskqMetric metric, int64 n);

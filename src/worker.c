@@ -182,7 +182,8 @@ stop_db_worker(const char *dbname, int pause_ms)
 /*
  * ProcessUtility hook: before DROP DATABASE, ALTER DATABASE ... RENAME and
  * CREATE DATABASE ... TEMPLATE, stop the database's worker (see
- * stop_db_worker); after CREATE EXTENSION taskq commits, wake the launcher.
+ * stop_db_worker); after CREATE EXTENSION taskq commits, wake the launcher;
+ * after DROP DATABASE, forget the database's metrics.
  */
 static void
 taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -190,6 +191,11 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 					  ParamListInfo params, QueryEnvironment *queryEnv,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
+	Oid			dropped = InvalidOid;
+
+	if (IsA(pstmt->utilityStmt, DropdbStmt))
+		dropped = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname, true);
+
 	if (taskq_shared != NULL)
 	{
 		Node	   *stmt = pstmt->utilityStmt;
@@ -224,6 +230,9 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	if (OidIsValid(dropped))
+		TaskqMetricsForgetDatabase(dropped);
 }
 
 /*
