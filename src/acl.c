@@ -393,6 +393,23 @@ taskq_queues_changed(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The queue and privilege arguments of has_queue_privilege and
+ * require_queue_privilege: the privilege as TASKQ_PRIV_* ("any": any of
+ * them).
+ */
+static int
+privilege_args(FunctionCallInfo fcinfo, char **queue)
+{
+	char	   *priv;
+
+	TaskqRequireArg(fcinfo, 0, "queue name");
+	TaskqRequireArg(fcinfo, 1, "privilege");
+	*queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	return strcmp(priv, "any") == 0 ? TASKQ_PRIV_ANY : privilege_bit(priv);
+}
+
+/*
  * taskq.has_queue_privilege(queue text, privilege text) RETURNS boolean
  *
  * Whether the current role has a privilege (push, pull, admin or any) on
@@ -403,16 +420,12 @@ Datum
 taskq_has_queue_privilege(PG_FUNCTION_ARGS)
 {
 	TaskqContext cxt;
-	char	   *priv;
-	int			need;
+	char	   *queue;
+	int			need = privilege_args(fcinfo, &queue);
 	bool		ok;
 
-	TaskqRequireArg(fcinfo, 0, "queue name");
-	TaskqRequireArg(fcinfo, 1, "privilege");
-	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	need = strcmp(priv, "any") == 0 ? TASKQ_PRIV_ANY : privilege_bit(priv);
 	TaskqConnect(&cxt);
-	ok = TaskqQueueAllowed(text_to_cstring(PG_GETARG_TEXT_PP(0)), need);
+	ok = TaskqQueueAllowed(queue, need);
 	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(ok);
 }
@@ -428,15 +441,11 @@ Datum
 taskq_require_queue_privilege(PG_FUNCTION_ARGS)
 {
 	TaskqContext cxt;
-	char	   *priv;
-	int			need;
+	char	   *queue;
+	int			need = privilege_args(fcinfo, &queue);
 
-	TaskqRequireArg(fcinfo, 0, "queue name");
-	TaskqRequireArg(fcinfo, 1, "privilege");
-	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	need = strcmp(priv, "any") == 0 ? TASKQ_PRIV_ANY : privilege_bit(priv);
 	TaskqConnect(&cxt);
-	TaskqRequireQueuePrivilege(text_to_cstring(PG_GETARG_TEXT_PP(0)), need);
+	TaskqRequireQueuePrivilege(queue, need);
 	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(true);
 }
