@@ -234,7 +234,7 @@ push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
 /*
  * Push one job from C (flows, follow-ups, replies), with parents beyond
  * those of its options.  Internal pushes (follow-ups, replies) go to
- * paused queues too and have no data size limit.  Runs inside SPI_connect.
+ * paused queues too and have no data size limit.  Runs inside TaskqConnect.
  */
 void
 TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,

@@ -153,18 +153,20 @@ common_option(int c, const char *arg)
 }
 
 /*
- * connect_db: connect with -d and the PG* environment.  On failure either
- * exit with status 1 or, for the worker's reconnection loop, print the
- * reason and return NULL.
+ * connect_params: connect with -d and the PG* environment, as appname, in
+ * client_encoding when not NULL.  On failure return NULL with *err the
+ * reason (malloc'd, without its trailing newlines), or NULL when libpq ran
+ * out of memory.
  */
 PGconn *
-connect_db(bool exit_on_failure)
+connect_params(const char *appname, const char *client_encoding, char **err)
 {
-	const char *keywords[3];
-	const char *values[3];
+	const char *keywords[4];
+	const char *values[4];
 	PGconn	   *conn;
 	int			n = 0;
 
+	*err = NULL;
 	if (common.dbname)
 	{
 		keywords[n] = "dbname";
@@ -172,19 +174,21 @@ connect_db(bool exit_on_failure)
 		n++;
 	}
 	keywords[n] = "fallback_application_name";
-	values[n] = "taskq";
+	values[n] = appname;
 	n++;
+	/* after dbname, so that it wins */
+	if (client_encoding)
+	{
+		keywords[n] = "client_encoding";
+		values[n] = client_encoding;
+		n++;
+	}
 	keywords[n] = NULL;
 	values[n] = NULL;
 
 	conn = PQconnectdbParams(keywords, values, 1);
 	if (conn == NULL)
-	{
-		if (exit_on_failure)
-			fatal("out of memory");
-		log_message("could not connect: out of memory");
 		return NULL;
-	}
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
 		char	   *msg = pg_strdup(PQerrorMessage(conn));
@@ -193,6 +197,32 @@ connect_db(bool exit_on_failure)
 		while (len > 0 && msg[len - 1] == '\n')
 			msg[--len] = '\0';
 		PQfinish(conn);
+		*err = msg;
+		return NULL;
+	}
+	return conn;
+}
+
+/*
+ * connect_db: connect with -d and the PG* environment.  On failure either
+ * exit with status 1 or, for the worker's reconnection loop, print the
+ * reason and return NULL.
+ */
+PGconn *
+connect_db(bool exit_on_failure)
+{
+	char	   *msg;
+	PGconn	   *conn = connect_params("taskq", NULL, &msg);
+
+	if (conn == NULL && msg == NULL)
+	{
+		if (exit_on_failure)
+			fatal("out of memory");
+		log_message("could not connect: out of memory");
+		return NULL;
+	}
+	if (conn == NULL)
+	{
 		if (exit_on_failure)
 			fatal("could not connect to the database: %s", msg);
 		log_message("could not connect to the database: %s", msg);

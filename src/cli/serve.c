@@ -524,44 +524,16 @@ static void pool_release(PoolConn *pc);
 static PGconn *
 pool_connect(char **err)
 {
-	const char *keywords[4];
-	const char *values[4];
-	PGconn	   *conn;
-	int			n = 0;
+	/* UTF-8 whatever the environment says: responses are UTF-8 JSON */
+	PGconn	   *conn = connect_params("taskq serve", "UTF8", err);
 
-	if (common.dbname)
-	{
-		keywords[n] = "dbname";
-		values[n] = common.dbname;
-		n++;
-	}
-	keywords[n] = "fallback_application_name";
-	values[n] = "taskq serve";
-	n++;
-	/* after dbname, so that it wins: responses are UTF-8 JSON */
-	keywords[n] = "client_encoding";
-	values[n] = "UTF8";
-	n++;
-	keywords[n] = NULL;
-	values[n] = NULL;
-
-	conn = PQconnectdbParams(keywords, values, 1);
 	if (conn == NULL)
 	{
-		*err = pg_strdup("out of memory");
+		if (*err == NULL)
+			*err = pg_strdup("out of memory");
 		return NULL;
 	}
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pg_strdup(PQerrorMessage(conn));
-		size_t		len = strlen(msg);
 
-		while (len > 0 && msg[len - 1] == '\n')
-			msg[--len] = '\0';
-		PQfinish(conn);
-		*err = msg;
-		return NULL;
-	}
 	/*
 	 * The connection serves the requests of several roles: a search_path
 	 * of pg_catalog only, so that no role can put a function of its own in

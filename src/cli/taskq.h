@@ -38,6 +38,8 @@ extern void usage_error(const char *cmd, const char *fmt,...)
 			pg_attribute_printf(2, 3) pg_attribute_noreturn();
 extern void fatal(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
 extern void log_message(const char *fmt,...) pg_attribute_printf(1, 2);
+extern PGconn *connect_params(const char *appname, const char *client_encoding,
+							   char **err);
 extern PGconn *connect_db(bool exit_on_failure);
 extern bool common_option(int c, const char *arg);
 extern void report_result_error(const PGresult *res, PGconn *conn);
