@@ -113,7 +113,7 @@ install-cli: cli
 clean-cli:
 	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) clean
 
-.PHONY: test demo bench deps deps-bench cli install-cli clean-cli
+.PHONY: test demo bench deps deps-bench cli install-cli clean-cli run-tests
 
 # installing into the server's directories needs root
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
@@ -127,7 +127,14 @@ deps-bench:
 test: deps
 	$(MAKE) all
 	$(SUDO) $(MAKE) install
-	test/run-tests.sh --regress "$(REGRESS)" --isolation "$(ISOLATION)"
+	$(MAKE) run-tests
+
+# every suite against what is installed already, for the PostgreSQL that
+# PG_CONFIG names (e.g. a private copy), with no set-up first;
+# TEST_ARGS passes e.g. --no-tap or --tap "003_webhooks" to test/run-tests.sh
+run-tests:
+	PG_CONFIG=$(PG_CONFIG) test/run-tests.sh --regress "$(REGRESS)" \
+		--isolation "$(ISOLATION)" $(TEST_ARGS)
 
 demo: deps
 	$(MAKE) all
