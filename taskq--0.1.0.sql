@@ -7,20 +7,38 @@
 -- Roles
 --
 
--- Group roles for the three kinds of users (cluster-wide, so they may exist
--- already, and they stay after DROP EXTENSION).  What each may call is
--- granted at the end of this script; on which queues, by taskq.grant.
+-- Group roles for the three kinds of users.  They are cluster-wide, so
+-- they may exist already (taskq installed in another database, or dropped
+-- and created again: they stay after DROP EXTENSION), and they are
+-- granted privileges below.  So a role of one of these names is adopted
+-- only when it is one this script made: NOLOGIN, without any special
+-- attribute, and carrying the comment written when it was created.  Any
+-- other role of that name (made by someone with CREATEROLE, perhaps to
+-- receive SELECT on API tokens and webhooks) stops the installation
+-- (CVE-2022-2625 is the class of hazard).
 DO $$
+DECLARE
+    marker constant text := 'taskq group role, created by CREATE EXTENSION taskq';
+    r text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'taskq_admin') THEN
-        CREATE ROLE taskq_admin NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'taskq_producer') THEN
-        CREATE ROLE taskq_producer NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'taskq_worker') THEN
-        CREATE ROLE taskq_worker NOLOGIN;
-    END IF;
+    FOREACH r IN ARRAY ARRAY['taskq_admin', 'taskq_producer', 'taskq_worker'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+            EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r, marker);
+        ELSIF NOT EXISTS (
+            SELECT FROM pg_catalog.pg_roles ro
+              JOIN pg_catalog.pg_shdescription d
+                ON d.objoid = ro.oid
+               AND d.classoid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+             WHERE ro.rolname = r AND d.description = marker
+               AND NOT (ro.rolcanlogin OR ro.rolsuper OR ro.rolcreaterole
+                        OR ro.rolcreatedb OR ro.rolreplication OR ro.rolbypassrls)) THEN
+            RAISE EXCEPTION 'role "%" already exists and is not a taskq group role', r
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = 'taskq adopts an existing role of this name only when an earlier CREATE EXTENSION taskq made it: NOLOGIN, with no special attribute, and with the comment "' || marker || '".',
+                      HINT = 'Rename or drop that role, or, if it is one taskq made that was changed since, restore it as described in the "Security" section of taskq''s README.';
+        END IF;
+    END LOOP;
     IF NOT pg_catalog.pg_has_role('taskq_admin', 'taskq_producer', 'MEMBER') THEN
         GRANT taskq_producer TO taskq_admin;
     END IF;
@@ -380,6 +398,7 @@ COMMENT ON FUNCTION taskq.push_flow(jsonb) IS 'submit a graph of jobs that refer
 CREATE FUNCTION taskq.state_counts(states taskq.job_state[])
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.jsonb_object_agg(s.state,
                (SELECT pg_catalog.count(*) FROM pg_catalog.unnest($1) AS x(state)
@@ -469,6 +488,7 @@ COMMENT ON FUNCTION taskq.alter_queue(text, jsonb) IS 'change some defaults of a
 CREATE FUNCTION taskq.require_queue(queue text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF queue IS NULL THEN
@@ -488,6 +508,7 @@ COMMENT ON FUNCTION taskq.require_queue(text) IS 'raise undefined_object unless 
 CREATE FUNCTION taskq.require_count(count integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF count IS NULL THEN
@@ -875,6 +896,7 @@ COMMENT ON FUNCTION taskq.check_job(text, text, jsonb, jsonb) IS 'make every che
 CREATE FUNCTION taskq.require_pg_cron(caller text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron';
@@ -894,6 +916,7 @@ COMMENT ON FUNCTION taskq.require_pg_cron(text) IS 'raise undefined_object unles
 CREATE FUNCTION taskq.require_schedule_owner(name text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     o name;
@@ -912,6 +935,7 @@ CREATE FUNCTION taskq.schedule(name text, cron text, queue text, job_name text,
                                data jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     command text;
@@ -966,6 +990,7 @@ COMMENT ON FUNCTION taskq.schedule(text, text, text, text, jsonb, jsonb) IS 'pus
 CREATE FUNCTION taskq.unschedule(name text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_cron boolean;
@@ -994,6 +1019,7 @@ CREATE FUNCTION taskq.schedules()
 RETURNS TABLE (name text, cron text, queue text, job_name text, data jsonb,
                options jsonb, active boolean, jobid bigint)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM taskq.require_pg_cron('taskq.schedules');
@@ -1039,6 +1065,7 @@ SELECT pg_catalog.pg_extension_config_dump('taskq.api_tokens', '');
 CREATE FUNCTION taskq.calling_role()
 RETURNS name
 LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE pg_catalog.current_setting('role')
            WHEN 'none' THEN session_user
@@ -1053,6 +1080,7 @@ COMMENT ON FUNCTION taskq.calling_role() IS 'the calling role (after SET ROLE), 
 CREATE FUNCTION taskq.require_api_token_admin()
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller name := taskq.calling_role();
@@ -1178,6 +1206,7 @@ REVOKE EXECUTE ON FUNCTION taskq.api_token_role(text) FROM PUBLIC;
 CREATE FUNCTION taskq.request_body(body text, keys text[])
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     b jsonb;

@@ -19,6 +19,12 @@ WHERE p.pronamespace = 'taskq'::regnamespace AND p.prosecdef
 SELECT p.proname FROM pg_proc p
 WHERE p.pronamespace = 'taskq'::regnamespace AND p.prosecdef
 ORDER BY 1;
+-- and so does every SQL and PL/pgSQL function, SECURITY DEFINER or not
+SELECT p.proname AS sql_function_without_search_path
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace = 'taskq'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
+  AND NOT coalesce(p.proconfig @> '{"search_path=pg_catalog, pg_temp"}', false)
+ORDER BY 1;
 -- PUBLIC may call nothing
 SELECT count(*) AS public_functions
 FROM pg_proc p
@@ -283,7 +289,69 @@ SELECT lease_expires_at > '2020-01-01' AS real_now FROM taskq.pull('a', 1);
 SELECT (taskq.stats('a') ->> 'oldest_waiting_age_ms')::bigint < 86400000 AS real_now_in_stats;
 RESET ROLE;
 RESET search_path;
+-- look-alikes that are better matches than the built-ins (an integer <,
+-- a name <>, a jsonb_build_object of texts) and record every call
+CREATE TABLE regress_evil.calls (fn text, who name);
+GRANT INSERT, SELECT ON regress_evil.calls TO PUBLIC;
+CREATE FUNCTION regress_evil.int_lt(integer, integer) RETURNS boolean
+LANGUAGE plpgsql AS $$ BEGIN INSERT INTO regress_evil.calls VALUES ('<', current_user);
+  RETURN $1 OPERATOR(pg_catalog.<) $2; END $$;
+CREATE OPERATOR regress_evil.< (LEFTARG = integer, RIGHTARG = integer,
+                                FUNCTION = regress_evil.int_lt);
+CREATE FUNCTION regress_evil.name_ne(name, name) RETURNS boolean
+LANGUAGE plpgsql AS $$ BEGIN INSERT INTO regress_evil.calls VALUES ('<>', current_user);
+  RETURN $1 OPERATOR(pg_catalog.<>) $2; END $$;
+CREATE OPERATOR regress_evil.<> (LEFTARG = name, RIGHTARG = name,
+                                 FUNCTION = regress_evil.name_ne);
+CREATE FUNCTION regress_evil.jsonb_build_object(VARIADIC text[]) RETURNS jsonb
+LANGUAGE plpgsql AS $$ BEGIN INSERT INTO regress_evil.calls VALUES ('jsonb_build_object', current_user);
+  RETURN pg_catalog.jsonb_object($1); END $$;
+SET search_path = regress_evil, pg_catalog, public;
+SELECT 1 < 2 AS evil_lt_in_effect;
+SELECT fn FROM regress_evil.calls;
+TRUNCATE regress_evil.calls;
+-- taskq's functions, as an administrator and as a queue's roles
+SELECT count(*) >= 0 AS listed FROM taskq.queues();
+SELECT count(*) AS peeked FROM taskq.peek('a', 5);
+SELECT count(*) AS dead FROM taskq.dlq('a', 5);
+SELECT taskq.stats('a') IS NOT NULL AS stats;
+SELECT taskq.cleanup() >= 0 AS cleaned;
+SET ROLE regress_qadmin;
+SELECT count(*) AS peeked FROM taskq.peek('a', 5);
+SELECT taskq.push('a', 'pinned', '{"x": 1}', '{"metadata": {"k": "v"}}') IS NOT NULL AS pushed;
+SELECT taskq.progress(id, 10, 'half') FROM taskq.pull('a', 1);
+RESET ROLE;
+SELECT count(*) AS look_alike_calls FROM regress_evil.calls;
+RESET search_path;
 
 DROP SCHEMA regress_evil CASCADE;
 DROP EXTENSION taskq;
 DROP ROLE regress_producer, regress_worker, regress_qadmin, regress_outsider, regress_team;
+
+--
+-- the group roles: adopted again only as this script made them
+--
+SELECT r.rolname, d.description
+FROM pg_roles r LEFT JOIN pg_shdescription d
+  ON d.objoid = r.oid AND d.classoid = 'pg_authid'::regclass
+WHERE r.rolname LIKE 'taskq\_%' ORDER BY 1;
+-- made by an earlier CREATE EXTENSION: adopted
+CREATE EXTENSION taskq;
+DROP EXTENSION taskq;
+-- a role of that name that can log in, or lacks the comment: refused
+ALTER ROLE taskq_worker LOGIN;
+CREATE EXTENSION taskq;
+ALTER ROLE taskq_worker NOLOGIN;
+COMMENT ON ROLE taskq_producer IS NULL;
+CREATE EXTENSION taskq;
+-- what the README says restores it
+COMMENT ON ROLE taskq_producer IS 'taskq group role, created by CREATE EXTENSION taskq';
+-- someone else's role of that name
+ALTER ROLE taskq_admin RENAME TO regress_taskq_admin;
+CREATE ROLE taskq_admin NOLOGIN;
+CREATE EXTENSION taskq;
+DROP ROLE taskq_admin;
+ALTER ROLE regress_taskq_admin RENAME TO taskq_admin;
+CREATE EXTENSION taskq;
+SELECT pg_has_role('taskq_admin', 'taskq_worker', 'MEMBER') AS admin_is_worker_again;
+DROP EXTENSION taskq;

@@ -49,6 +49,10 @@ int			taskq_metrics_refresh_interval = 15;
 void
 _PG_init(void)
 {
+	/* pg_upgrade's servers must run no launcher nor worker of ours */
+	if (IsBinaryUpgrade)
+		return;
+
 	DefineCustomIntVariable("taskq.default_timeout_ms",
 							"Sets the default lease length of a pulled job.",
 							"Used when neither the pull, the job nor its queue sets timeout_ms.",

@@ -335,6 +335,21 @@ start_db_worker(LauncherDb *db)
 }
 
 /*
+ * Pin search_path for the life of a launcher or worker process: they run
+ * as the bootstrap superuser, and every statement they run, or fire
+ * (triggers, the DAG trigger's pushes), must resolve names in pg_catalog
+ * only, never in a schema another role can create objects in.  The
+ * override source outranks ALTER DATABASE/ROLE settings, the
+ * configuration file and SET, so it holds in every transaction.
+ */
+static void
+pin_search_path(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET,
+					PGC_S_OVERRIDE);
+}
+
+/*
  * Launcher main loop.
  */
 void
@@ -349,6 +364,7 @@ taskq_launcher_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pin_search_path();
 	pgstat_report_appname("taskq launcher");
 
 	LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
@@ -575,13 +591,18 @@ worker_begin(const char *activity)
 	return true;
 }
 
-/* end a transaction begun by worker_begin */
+/*
+ * end a transaction begun by worker_begin, and send its table statistics
+ * (rows reaped, removed, delivered) to shared memory, so that autovacuum
+ * sees them while the worker runs
+ */
 static void
 worker_end(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -687,6 +708,7 @@ taskq_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	pin_search_path();
 	pgstat_report_appname("taskq worker");
 	worker_attach(dbid);
 
