@@ -483,4 +483,45 @@ SELECT taskq.redrive_queue('rq-kids') AS redriven;
 SELECT * FROM pg_temp.job(:'oc');
 SELECT pg_temp.edges(:'op', :'oc') AS edges;
 
+-- redrive after retention removed the parents (queue gone-p keeps nothing)
+SELECT taskq.create_queue('gone-p',
+  '{"retention": {"completed_ms": 0, "cancelled_ms": 0, "dlq_ms": 0}}');
+-- g1, g4: completed parents; the children ran and died by themselves
+SELECT taskq.push('gone-p', 'g1') AS g1 \gset
+SELECT taskq.push('gone-p', 'g4') AS g4 \gset
+SELECT taskq.push('gone-c', 'c1', '{}', pg_temp.deps(:'g1') || '{"max_attempts": 1}') AS c1 \gset
+SELECT taskq.push('gone-c', 'c4', '{}', pg_temp.deps(:'g4') || '{"max_attempts": 1}') AS c4 \gset
+SELECT pg_temp.run('gone-p', 2);
+SELECT pg_temp.ack_all('gone-p') AS acked;
+SELECT pg_temp.run('gone-c', 2);
+SELECT taskq.fail(:'c1', 'c1 failed'), taskq.fail(:'c4', 'c4 failed');
+-- g2: a dead parent; its child died blocked, by the cascade
+SELECT taskq.push('gone-p', 'g2', '{}', '{"max_attempts": 1}') AS g2 \gset
+SELECT taskq.push('gone-c', 'c2', '{}', pg_temp.deps(:'g2')) AS c2 \gset
+SELECT pg_temp.run('gone-p');
+SELECT taskq.fail(:'g2', 'g2 failed');
+-- g3a dead, g3b cancelled afterwards; their child died blocked
+SELECT taskq.push('gone-p', 'g3a', '{}', '{"max_attempts": 1}') AS g3a \gset
+SELECT taskq.push('gone-p', 'g3b', '{}', '{"delay_ms": 3600000}') AS g3b \gset
+SELECT taskq.push('gone-c', 'c3', '{}', pg_temp.deps(:'g3a', :'g3b')) AS c3 \gset
+SELECT pg_temp.run('gone-p');
+SELECT taskq.fail(:'g3a', 'g3a failed');
+SELECT taskq.cancel(:'g3b') AS cancelled;
+SELECT name, state FROM taskq.all_jobs WHERE queue LIKE 'gone-%' ORDER BY id;
+-- retention removes every parent
+SELECT taskq.cleanup() AS removed;
+SELECT name, state FROM taskq.all_jobs WHERE queue LIKE 'gone-%' ORDER BY id;
+-- a removed completed parent counts as completed
+SELECT taskq.redrive(:'c4') AS redriven;
+SELECT * FROM pg_temp.job(:'c4');
+-- a removed parent of a job that died waiting for it: unknown, refused
+SELECT pg_temp.masked(format('SELECT taskq.redrive(%L)', :'c2'));
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.masked(format('SELECT taskq.redrive(%L)', :'c3'));
+\echo :LAST_ERROR_SQLSTATE
+-- redrive_queue redrives what it can and skips the others
+SELECT taskq.redrive_queue('gone-c') AS redriven;
+SELECT name, state FROM taskq.all_jobs WHERE queue = 'gone-c' ORDER BY id;
+SELECT name, parent_results FROM taskq.pull('gone-c', 5) ORDER BY name;
+
 DROP EXTENSION taskq;

@@ -76,6 +76,20 @@ static TaskqPlan dead_parent_plan = {
 	" WHERE d.id = $1 LIMIT 1",
 	1, {UUIDOID}
 };
+/*
+ * Parents of a dead job that are in no table any more (retention removed
+ * them), with the job's pending_parents: 0 means it was runnable when it
+ * died, so every parent had completed.
+ */
+static TaskqPlan gone_parents_plan = {
+	"SELECT u.parent, d.pending_parents FROM taskq.dead_jobs d"
+	" CROSS JOIN LATERAL unnest(d.depends_on) AS u(parent)"
+	" WHERE d.id = $1"
+	" AND NOT EXISTS (SELECT FROM taskq.jobs WHERE id = u.parent)"
+	" AND NOT EXISTS (SELECT FROM taskq.finished_jobs WHERE id = u.parent)"
+	" AND NOT EXISTS (SELECT FROM taskq.dead_jobs WHERE id = u.parent)",
+	1, {UUIDOID}
+};
 static TaskqPlan rewire_plan = {
 	"UPDATE taskq.jobs SET pending_parents = $2,"
 	" state = CASE WHEN $2 > 0 THEN 'blocked' ELSE state END::taskq.job_state"
@@ -474,7 +488,8 @@ typedef enum RedriveOutcome
 	REDRIVEN,
 	NOT_DEAD,					/* not in the dead-letter queue */
 	KEY_HELD,					/* a live job holds its unique key */
-	PARENT_DEAD					/* a parent is dead or cancelled */
+	PARENT_DEAD,				/* a parent is dead or cancelled */
+	PARENT_GONE					/* a parent whose outcome is unknown is gone */
 } RedriveOutcome;
 
 /*
@@ -489,6 +504,8 @@ redrive_one(Datum id, Datum *other, char **detail)
 	Datum		values[2] = {id, (Datum) 0};
 	bool		isnull;
 	Datum		parents;
+	int			ngone;
+	pg_uuid_t  *gone = NULL;
 
 	if (TaskqExecute(&redrive_conflict_plan, values, NULL, false, 1) > 0)
 	{
@@ -502,6 +519,26 @@ redrive_one(Datum id, Datum *other, char **detail)
 		*detail = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 		return PARENT_DEAD;
 	}
+	/*
+	 * Parents that retention removed.  A job that died runnable
+	 * (pending_parents 0) had seen every parent complete, so those count as
+	 * completed; one that died blocked (a cascade) cannot tell whether a
+	 * removed parent had completed or not, and stays.
+	 */
+	ngone = TaskqExecute(&gone_parents_plan, values, NULL, false, 0);
+	if (ngone > 0)
+	{
+		if (DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 2, &isnull)) > 0)
+		{
+			*other = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			return PARENT_GONE;
+		}
+		gone = palloc(sizeof(pg_uuid_t) * ngone);
+		for (int i = 0; i < ngone; i++)
+			gone[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	if (TaskqExecute(&redrive_plan, values, NULL, false, 0) == 0)
 		return NOT_DEAD;
 
@@ -509,11 +546,25 @@ redrive_one(Datum id, Datum *other, char **detail)
 	if (!isnull)
 	{
 		ArrayType  *arr = DatumGetArrayTypeP(parents);
-		int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-		pg_uuid_t  *ids = (pg_uuid_t *) ARR_DATA_PTR(arr);
+		int			nall = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		pg_uuid_t  *all = (pg_uuid_t *) ARR_DATA_PTR(arr);
+		pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * Max(nall, 1));
+		int			n = 0;
 		pg_uuid_t  *live;
 		int			depth;
-		int			nlive = TaskqResolveParents(ids, n, &depth, &live);
+		int			nlive;
+
+		/* the parents still kept somewhere */
+		for (int i = 0; i < nall; i++)
+		{
+			bool		removed = false;
+
+			for (int j = 0; j < ngone && !removed; j++)
+				removed = memcmp(&all[i], &gone[j], sizeof(pg_uuid_t)) == 0;
+			if (!removed)
+				ids[n++] = all[i];
+		}
+		nlive = n > 0 ? TaskqResolveParents(ids, n, &depth, &live) : 0;
 
 		values[1] = Int32GetDatum(nlive);
 		TaskqExecute(&rewire_plan, values, NULL, false, 0);
@@ -558,6 +609,13 @@ taskq_redrive(PG_FUNCTION_ARGS)
 				 errmsg("cannot redrive job \"%s\": its parent job \"%s\" is in state \"%s\"",
 						TaskqUuidText(id), TaskqUuidText(other), detail),
 				 errhint("Redrive the parent first.")));
+	if (outcome == PARENT_GONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot redrive job \"%s\": its parent job \"%s\" no longer exists",
+						TaskqUuidText(id), TaskqUuidText(other)),
+				 errdetail("The job was moved to the dead-letter queue while it waited for its parents, and retention has since removed that parent, so whether it completed is not known."),
+				 errhint("Push the job again, with the parents it needs.")));
 	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(outcome == REDRIVEN);
 }
