@@ -158,6 +158,9 @@ SELECT pg_sleep(0.01);
 SELECT attempt FROM taskq.pull('m4', 1, 1);
 SELECT pg_sleep(0.01);
 SELECT count(*) FROM taskq.pull('m4', 1, 1);
+-- redrive counts the job it puts back
+SELECT taskq.redrive(id) FROM taskq.dead_jobs WHERE queue = 'm4';
+SELECT taskq.cancel(id) FROM taskq.jobs WHERE queue = 'm4';
 SELECT * FROM pg_temp.samples('\{queue="m4"');
 
 -- DAG cascades count every job they move; ack_batch every job it acks

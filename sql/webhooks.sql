@@ -254,7 +254,7 @@ SELECT taskq.remove_webhook(:'wc') AS removed;
 -- the outbox: one pending row per event, with the job as the event left it
 --
 SELECT taskq.add_webhook('http://all.example.com/',
-    '{job.pushed,job.completed,job.failed,job.dlq,job.cancelled,job.progress}') AS wall \gset
+    '{job.pushed,job.completed,job.failed,job.dlq,job.cancelled,job.progress,job.redriven}') AS wall \gset
 
 -- job.pushed: a waiting job, a delayed one
 SELECT taskq.push('ev', 'p1', '{"x": 1}', '{"metadata": {"m": 1}, "flow_id": "flow-1"}') AS p1 \gset
@@ -286,6 +286,12 @@ SELECT * FROM pg_temp.outbox();
 
 -- job.cancelled
 SELECT taskq.cancel(:'pd');
+SELECT * FROM pg_temp.outbox();
+
+-- job.redriven: back from the dead-letter queue, waiting
+SELECT taskq.redrive(:'pf');
+SELECT * FROM pg_temp.outbox();
+SELECT taskq.cancel(:'pf');
 SELECT * FROM pg_temp.outbox();
 
 -- lease expiry, reclaimed by pull: job.failed with attempts left (the job

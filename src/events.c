@@ -151,8 +151,15 @@ events_xact_callback(XactEvent event, void *arg)
 			SetLatch(taskq_shared->launcher_latch);
 		LWLockRelease(taskq_shared->lock);
 	}
+	/*
+	 * A prepared transaction's wake-ups are dropped: they cannot be kept
+	 * for its COMMIT PREPARED (maybe in another session), and must not be
+	 * sent at this backend's next, unrelated commit.  Its jobs are found
+	 * by the next pull, or the workers' fallback poll.
+	 */
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 	{
 		wake_launcher = false;
 		wake_worker = false;
@@ -193,6 +200,24 @@ TaskqNoteWakeup(text *queue)
 	memcpy(wake_queues[nwake], VARDATA_ANY(queue), len);
 	wake_queues[nwake][len] = '\0';
 	nwake++;
+}
+
+/*
+ * Jobs the last statement returned became runnable: wake the workers of
+ * their queues (column: the queue's column in SPI_tuptable).
+ */
+void
+TaskqNoteWakeupReturned(int n, int column)
+{
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		queue = SPI_getbinval(SPI_tuptable->vals[i],
+										  SPI_tuptable->tupdesc, column, &isnull);
+
+		if (!isnull)
+			TaskqNoteWakeup(DatumGetTextPP(queue));
+	}
 }
 
 /*

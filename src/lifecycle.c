@@ -183,7 +183,7 @@ init_move_plans(void)
 					 cancel_sets, "queue");
 	redrive_plan.sql =
 		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets,
-					 "depends_on");
+					 "depends_on, queue");
 
 	/* last, so that its being set means all are */
 	ack_plan.sql =
@@ -506,6 +506,8 @@ redrive_one(Datum id, Datum *other, char **detail)
 	Datum		parents;
 	int			ngone;
 	pg_uuid_t  *gone = NULL;
+	Datum		queue;
+	int			nlive = 0;
 
 	if (TaskqExecute(&redrive_conflict_plan, values, NULL, false, 1) > 0)
 	{
@@ -542,6 +544,9 @@ redrive_one(Datum id, Datum *other, char **detail)
 	if (TaskqExecute(&redrive_plan, values, NULL, false, 0) == 0)
 		return NOT_DEAD;
 
+	queue = PointerGetDatum(DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 2,
+															&isnull)));
 	parents = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 	{
@@ -552,7 +557,6 @@ redrive_one(Datum id, Datum *other, char **detail)
 		int			n = 0;
 		pg_uuid_t  *live;
 		int			depth;
-		int			nlive;
 
 		/* the parents still kept somewhere */
 		for (int i = 0; i < nall; i++)
@@ -571,6 +575,11 @@ redrive_one(Datum id, Datum *other, char **detail)
 		if (nlive > 0)
 			TaskqAddEdges(live, nlive, DatumGetUUIDP(id));
 	}
+	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_REDRIVEN), 1);
+	TaskqEmitEventOne("job.redriven", id);
+	/* back to waiting, not blocked: wake its queue's workers */
+	if (nlive == 0)
+		TaskqNoteWakeup(DatumGetTextPP(queue));
 	return REDRIVEN;
 }
 

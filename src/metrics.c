@@ -958,6 +958,8 @@ static const struct
 	"Jobs cancelled (by cancel, or a cancelled parent)."},
 	{TASKQ_METRIC_LEASE_EXPIRED, "taskq_lease_expirations_total",
 	"Expired leases reclaimed (each also counts as failed or dead)."},
+	{TASKQ_METRIC_REDRIVEN, "taskq_jobs_redriven_total",
+	"Dead jobs put back by redrive or redrive_queue."},
 };
 
 /* the per-database counters after the webhook deliveries, in output order */

@@ -163,6 +163,8 @@ TaskqReclaimExpired(Datum queue, bool all_queues)
 		TaskqEmitEvent("job.dlq", TaskqReturnedIds(dead));
 	retried = TaskqExecute(&reclaim_retry_plan, values, nulls, false, 0);
 	TaskqMetricsCountReturned(retried, TASKQ_COUNT(TASKQ_METRIC_FAILED) | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
+	/* waiting again: wake the workers of their queues, as a push does */
+	TaskqNoteWakeupReturned(retried, 2);
 	if (retried > 0)
 		TaskqEmitEvent("job.failed", TaskqReturnedIds(retried));
 	return dead + retried;

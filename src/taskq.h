@@ -259,6 +259,7 @@ extern TaskqDbSlot *TaskqFindSlot(Oid dbid);
 extern void TaskqEventsInit(void);
 extern void TaskqNoteWakeup(text *queue);
 extern void TaskqNoteWorkerWake(void);
+extern void TaskqNoteWakeupReturned(int n, int column);
 extern void TaskqNoteLauncherWake(void);
 extern void TaskqSubscribersChanged(void);
 extern void TaskqEmitEvent(const char *event, Datum ids);
@@ -275,6 +276,7 @@ typedef enum TaskqMetric
 	TASKQ_METRIC_DEAD,
 	TASKQ_METRIC_CANCELLED,
 	TASKQ_METRIC_LEASE_EXPIRED,
+	TASKQ_METRIC_REDRIVEN,
 	/* per database */
 	TASKQ_METRIC_WEBHOOK_SUCCEEDED,
 	TASKQ_METRIC_WEBHOOK_FAILED,

@@ -27,7 +27,7 @@
 
 static const char *const event_names[] = {
 	"job.pushed", "job.completed", "job.failed", "job.dlq", "job.cancelled",
-	"job.progress"
+	"job.progress", "job.redriven"
 };
 
 static TaskqPlan insert_plan = {
@@ -122,7 +122,7 @@ check_events(ArrayType *events)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown webhook event \"%s\"", e),
-					 errhint("Valid events are: job.pushed, job.completed, job.failed, job.dlq, job.cancelled, job.progress.")));
+					 errhint("Valid events are: job.pushed, job.completed, job.failed, job.dlq, job.cancelled, job.progress, job.redriven.")));
 	}
 }
 

@@ -29,7 +29,7 @@ use TaskqTest qw(new_node wait_worker);
 # ---------------------------------------------------------------------------
 
 my $node = new_node('events',
-	conf => "taskq.launcher_interval = 1\n",
+	conf => "taskq.launcher_interval = 1\nmax_prepared_transactions = 2\n",
 	extension => 1);
 my $worker_pid =
   wait_worker($node, 'postgres', 'the taskq worker runs in database postgres');
@@ -174,6 +174,23 @@ is_deeply([ grep { $_->{channel} ne 'taskq_wakeup' } @{ $wake->{notes} } ], [],
 	'taskq_wakeup listener got only wake-ups');
 is_deeply([ grep { $_->{channel} ne 'taskq_events' } @{ $events->{notes} } ], [],
 	'taskq_events listener got only events');
+
+# ---------------------------------------------------------------------------
+# A prepared transaction's wake-ups are dropped: never sent at the
+# backend's next, unrelated commit (nor at COMMIT PREPARED, which may run
+# in another session)
+# ---------------------------------------------------------------------------
+$producer->run(q{BEGIN; SELECT taskq.push('prepq', 'p'); PREPARE TRANSACTION 'tq1';});
+$producer->run(q{SELECT 1;});
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'prepq')), 0,
+	'no wake-up for a prepared push at the next unrelated commit');
+psql(q{COMMIT PREPARED 'tq1'});
+wakeup_barrier();
+is(scalar($wake->notes('taskq_wakeup', 'prepq')), 0,
+	'nor at COMMIT PREPARED');
+is(psql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'prepq'}), '1',
+	'the prepared push is committed');
 
 $producer->quit;
 $events->quit;

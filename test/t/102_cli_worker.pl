@@ -159,6 +159,34 @@ $node->safe_psql('postgres', "SELECT taskq.push('idle', 'ok')");
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM taskq.finished_jobs WHERE queue = 'idle'"),
 	'a job pushed to an idle worker is picked up through the wake-up') or diag(slurp($wlog));
+
+# a redriven job wakes it too: the job dies in the transaction that pushed
+# it (so that push's wake-up finds nothing), then redrive puts it back
+my $dead = $node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT taskq.push('idle', 'ok', '{}', '{"max_attempts": 1}') \gset
+	SELECT taskq.fail(id, 'failed by hand') AS f FROM taskq.pull('idle') \gset
+	COMMIT;
+	SELECT id FROM taskq.dead_jobs WHERE queue = 'idle';
+});
+sleep 1;	# let the wake-up of that push pass (its pull finds nothing)
+is($node->safe_psql('postgres', "SELECT taskq.redrive('$dead')"), 't', 'dead job redriven');
+ok($node->poll_query_until('postgres',
+	"SELECT state = 'completed' FROM taskq.all_jobs WHERE id = '$dead'"),
+	'a redriven job is picked up through a wake-up') or diag(slurp($wlog));
+
+# and so does a lease the reaper reclaims: pulled by hand with a 1 s lease
+# in the pushing transaction, abandoned, reclaimed after expiry
+my $held = $node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT taskq.push('idle', 'ok', '{}', '{"max_attempts": 2}') \gset
+	SELECT id FROM taskq.pull('idle', 1, 1000);
+	COMMIT;
+});
+ok($node->poll_query_until('postgres',
+	"SELECT state = 'completed' AND attempts = 2 FROM taskq.all_jobs WHERE id = '$held'"),
+	'a job whose lease the reaper reclaimed is picked up through a wake-up')
+  or diag(slurp($wlog));
 is(stop_worker($w), 0, 'worker stopped');
 
 # --- usage errors ---
