@@ -420,7 +420,11 @@ AS $$
             'name', j.name,
             'queue', j.queue,
             'state', j.state,
-            'depends_on', pg_catalog.to_jsonb(COALESCE(j.depends_on, '{}'::uuid[])),
+            'depends_on', pg_catalog.to_jsonb(ARRAY(
+                SELECT u.p FROM pg_catalog.unnest(j.depends_on) WITH ORDINALITY AS u(p, n)
+                 WHERE NOT EXISTS (SELECT FROM taskq.all_jobs pj WHERE pj.id = u.p
+                                     AND NOT taskq.has_queue_privilege(pj.queue, 'any'))
+                 ORDER BY u.n)),
             'attempts', j.attempts,
             'error', j.error,
             'result', j.result) ORDER BY j.id),
@@ -456,7 +460,11 @@ AS $$
         'result', j.result,
         'error', j.error,
         'flow_id', j.flow_id,
-        'depends_on', pg_catalog.to_jsonb(COALESCE(j.depends_on, '{}'::uuid[])),
+        'depends_on', pg_catalog.to_jsonb(ARRAY(
+                SELECT u.p FROM pg_catalog.unnest(j.depends_on) WITH ORDINALITY AS u(p, n)
+                 WHERE NOT EXISTS (SELECT FROM taskq.all_jobs pj WHERE pj.id = u.p
+                                     AND NOT taskq.has_queue_privilege(pj.queue, 'any'))
+                 ORDER BY u.n)),
         'unique_key', j.unique_key,
         'run_at', j.run_at,
         'lease_expires_at', j.lease_expires_at,
@@ -464,9 +472,9 @@ AS $$
         'started_at', j.started_at,
         'finished_at', j.finished_at)
     FROM taskq.all_jobs j
-    WHERE j.id = $1 AND taskq.require_queue_privilege(j.queue, 'any')
+    WHERE j.id = $1 AND taskq.has_queue_privilege(j.queue, 'any')
 $$;
-COMMENT ON FUNCTION taskq.get(uuid) IS 'the whole job as jsonb; NULL for an unknown id';
+COMMENT ON FUNCTION taskq.get(uuid) IS 'the whole job as jsonb; NULL for an unknown id or a job of a queue the role may not see';
 
 --
 -- Queues

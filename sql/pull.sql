@@ -88,6 +88,9 @@ SELECT * FROM taskq.pull('cnt', 0);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM taskq.pull('cnt', -5);
 \echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull('cnt', 1001);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM taskq.pull('cnt', 1000);
 SELECT * FROM taskq.pull('cnt', 1, 0);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM taskq.pull('cnt', 1, -1);

@@ -4,6 +4,7 @@
 --
 CREATE EXTENSION taskq;
 \set VERBOSITY default
+\i test/sql/masked.sql
 
 -- the three group roles exist, and taskq_admin has the other two
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'taskq\_%' ORDER BY 1;
@@ -116,9 +117,34 @@ SELECT * FROM taskq.peek('b');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM taskq.dlq('b');
 \echo :LAST_ERROR_SQLSTATE
-SELECT taskq.get(:'b_job');
+-- a job of a queue the role cannot see is answered as an unknown id
+SELECT taskq.get(:'b_job') IS NULL AS hidden,
+       taskq.get('00000000-0000-7000-8000-000000000000') IS NULL AS unknown;
+-- depends_on: a parent the role cannot see is answered as an unknown one
+-- (same SQLSTATE and message, masked), before any lock is taken on it
+\set VERBOSITY terse
+SELECT pg_temp.masked(format('SELECT taskq.push(%L, %L, %L, %L)', 'a', 'child', '{}',
+       jsonb_build_object('depends_on', jsonb_build_array(:'b_job'))));
 \echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.masked(format('SELECT taskq.push(%L, %L, %L, %L)', 'a', 'child', '{}',
+       '{"depends_on": ["00000000-0000-7000-8000-000000000000"]}'));
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.masked(format('SELECT taskq.push_batch(%L, %L)', 'a',
+       jsonb_build_array(jsonb_build_object('name', 'c',
+         'options', jsonb_build_object('depends_on', jsonb_build_array(:'b_job'))))));
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.masked(format('SELECT taskq.push_flow(%L)',
+       jsonb_build_object('jobs', jsonb_build_array(jsonb_build_object(
+         'key', 'k', 'queue', 'a', 'name', 'c',
+         'options', jsonb_build_object('depends_on', jsonb_build_array(:'b_job')))))));
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT count(*) AS pushed_children FROM taskq.peek('a') WHERE name IN ('child', 'c');
+SELECT taskq.cancel(:'b_job') AS cancelled_hidden,
+       taskq.cancel('00000000-0000-7000-8000-000000000000') AS cancelled_unknown;
 RESET ROLE;
+-- the hidden parent was neither locked nor marked as having children
+SELECT name, has_children FROM taskq.jobs WHERE id = :'b_job';
 
 --
 -- workers: pull, ack, fail, heartbeat and progress need pull
@@ -144,6 +170,10 @@ SELECT * FROM taskq.pull('b');
 RESET ROLE;
 SELECT id AS b_active, lease AS b_lease FROM taskq.pull('b') \gset
 SET ROLE regress_worker;
+-- jobs of a queue the role cannot see are answered as unknown ids (ack,
+-- fail, heartbeat, progress: 42704 without the queue's name; ack_batch
+-- skips them)
+\set VERBOSITY sqlstate
 SELECT taskq.ack(:'b_active', NULL, :'b_lease');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.ack_batch(jsonb_build_array(jsonb_build_object('id', :'b_active')));
@@ -154,6 +184,7 @@ SELECT taskq.heartbeat(:'b_active');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.progress(:'b_active', 10);
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 RESET ROLE;
 SELECT name, state FROM taskq.all_jobs WHERE queue = 'b' ORDER BY id;
 

@@ -120,9 +120,29 @@ SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{{job.pushed}}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}', '{{a}}');
 \echo :LAST_ERROR_SQLSTATE
--- an empty secret
+-- an empty secret; weak ones: "whsec_" alone (an empty signing key), a
+-- whsec_ key under 24 bytes, invalid base64, a plain secret under 24 bytes
 SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}', secret => '');
 \echo :LAST_ERROR_SQLSTATE
+SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}', secret => 'whsec_');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}',
+                         secret => 'whsec_c2VjcmV0c2VjcmV0c2VjcmV0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}',
+                         secret => 'whsec_!!!not base64 at all, but long enough!!!');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}',
+                         secret => 'short plain secret');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}',
+                         secret => repeat('s', 1025));
+\echo :LAST_ERROR_SQLSTATE
+-- a URL over 2048 bytes
+SELECT taskq.add_webhook('https://hooks.example.com/' || repeat('p', 2030), '{job.pushed}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS url_2048_ok FROM (SELECT taskq.add_webhook('https://hooks.example.com/' || repeat('p', 2022), '{job.pushed}') AS id) w,
+  LATERAL (SELECT taskq.remove_webhook(w.id)) r;
 -- max_attempts outside 1..100, a negative base delay
 SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.pushed}', max_attempts => 0);
 \echo :LAST_ERROR_SQLSTATE
@@ -153,7 +173,7 @@ SELECT count(DISTINCT secret) AS distinct_secrets, bool_and(secret LIKE 'whsec\_
 FROM taskq.webhooks;
 -- a given secret is stored as given, whsec_ or not; limits at their bounds
 SELECT taskq.add_webhook('https://given.example.com/', '{job.failed}', ARRAY['a', 'b'],
-                         'my plain secret', 1, 0) AS w3 \gset
+                         'my plain secret, long enough to sign', 1, 0) AS w3 \gset
 SELECT taskq.add_webhook('https://given.example.com/whsec', ARRAY['job.cancelled', 'job.progress'],
                          ARRAY[repeat('q', 256)], 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 100, 600000) AS w4 \gset
 SELECT url, events, queues = ARRAY['a', 'b'] AS queues_ab, octet_length(queues[1]) AS queue_bytes,

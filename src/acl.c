@@ -516,31 +516,73 @@ taskq_revoke(PG_FUNCTION_ARGS)
 }
 
 /*
- * Error unless the caller has a privilege on the queue of a job; nothing
- * when the job does not exist (the caller's own statement then says so).
- * Runs inside TaskqConnect.
+ * Check the caller's privilege on a job's queue.  A job of a queue the
+ * caller has no privilege on at all is answered as if it did not exist:
+ * false, so that its caller reports "does not exist" (or nothing), never
+ * the queue's name.  A visible job whose queue lacks the privilege needed
+ * is a permission error naming the queue; an unknown id is left to the
+ * caller (true).  Runs inside TaskqConnect.
  */
-void
+bool
 TaskqRequireJobPrivilege(Datum id, int need)
 {
 	static TaskqPlan plan = {
 		"SELECT queue FROM taskq.all_jobs WHERE id = $1",
 		1, {UUIDOID}
 	};
+	char	   *queue;
 
 	if (TaskqIsAdmin(GetOuterUserId()))
-		return;
-	if (TaskqExecute(&plan, &id, NULL, false, 1) > 0)
-		TaskqRequireQueuePrivilege(SPI_getvalue(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1),
-								   need);
+		return true;
+	if (TaskqExecute(&plan, &id, NULL, false, 1) == 0)
+		return true;
+	queue = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (!TaskqQueueAllowed(queue, TASKQ_PRIV_ANY))
+		return false;
+	TaskqRequireQueuePrivilege(queue, need);
+	return true;
+}
+
+/*
+ * Whether the caller may see every given job (any privilege on its queue);
+ * unknown ids count as visible.  For depends_on: a job may depend only on
+ * jobs its role can see, since a worker of the child receives the
+ * parents' results.  Runs inside TaskqConnect, before any parent is locked.
+ */
+bool
+TaskqJobsVisible(Datum ids, Datum *hidden)
+{
+	static TaskqPlan plan = {
+		"SELECT queue, min(id::text) FROM taskq.all_jobs WHERE id = ANY ($1)"
+		" GROUP BY queue ORDER BY 2",
+		1, {UUIDARRAYOID}
+	};
+	SPITupleTable *queues;
+	uint64		n;
+
+	if (TaskqIsAdmin(GetOuterUserId()))
+		return true;
+	n = TaskqExecute(&plan, &ids, NULL, false, 0);
+	queues = SPI_tuptable;
+	for (uint64 i = 0; i < n; i++)
+		if (!TaskqQueueAllowed(SPI_getvalue(queues->vals[i], queues->tupdesc, 1),
+							   TASKQ_PRIV_ANY))
+		{
+			*hidden = DirectFunctionCall1(uuid_in,
+										  CStringGetDatum(SPI_getvalue(queues->vals[i],
+																	   queues->tupdesc, 2)));
+			return false;
+		}
+	return true;
 }
 
 /*
  * TaskqRequireJobPrivilege for the jobs of taskq.ack_batch items (objects
- * with an "id").  Runs inside TaskqConnect.
+ * with an "id").  Returns the items without those whose job is in a queue
+ * the caller cannot see (they are treated as unknown ids).  Runs inside
+ * TaskqConnect.
  */
-void
+Datum
 TaskqRequireItemsPrivilege(Datum items, int need)
 {
 	static TaskqPlan plan = {
@@ -549,14 +591,39 @@ TaskqRequireItemsPrivilege(Datum items, int need)
 		" ORDER BY 1",
 		1, {JSONBOID}
 	};
+	static TaskqPlan filter_plan = {
+		"SELECT coalesce(jsonb_agg(x.item ORDER BY x.n), '[]') FROM"
+		" jsonb_array_elements($1) WITH ORDINALITY AS x(item, n)"
+		" WHERE NOT EXISTS (SELECT FROM taskq.all_jobs j"
+		"  WHERE j.id = (x.item ->> 'id')::uuid AND j.queue = ANY ($2))",
+		2, {JSONBOID, TEXTARRAYOID}
+	};
 	SPITupleTable *queues;
 	uint64		n;
+	Datum	   *hidden;
+	int			nhidden = 0;
+	Datum		values[2];
+	bool		isnull;
 
 	if (TaskqIsAdmin(GetOuterUserId()))
-		return;
+		return items;
 	n = TaskqExecute(&plan, &items, NULL, false, 0);
 	queues = SPI_tuptable;
+	hidden = palloc(sizeof(Datum) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
-		TaskqRequireQueuePrivilege(SPI_getvalue(queues->vals[i], queues->tupdesc, 1),
-								   need);
+	{
+		char	   *queue = SPI_getvalue(queues->vals[i], queues->tupdesc, 1);
+
+		if (!TaskqQueueAllowed(queue, TASKQ_PRIV_ANY))
+			hidden[nhidden++] = CStringGetTextDatum(queue);
+		else
+			TaskqRequireQueuePrivilege(queue, need);
+	}
+	if (nhidden == 0)
+		return items;
+	values[0] = items;
+	values[1] = PointerGetDatum(construct_array(hidden, nhidden, TEXTOID, -1, false,
+												TYPALIGN_INT));
+	TaskqExecute(&filter_plan, values, NULL, false, 1);
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 }

@@ -132,8 +132,18 @@ TaskqResolveParents(const pg_uuid_t *parents, int nparents, int *depth,
 	int			nlive;
 	int			maxdepth = 0;
 	int			n;
+	Datum		hidden;
 
 	*live = palloc(sizeof(pg_uuid_t) * nparents);
+
+	/*
+	 * A parent in a queue the caller cannot see is answered as one that
+	 * does not exist, before any lock is taken on it.
+	 */
+	if (!TaskqJobsVisible(arr, &hidden))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("parent job \"%s\" does not exist", TaskqUuidText(hidden))));
 
 	/* unfinished parents: lock them, so none finishes before we commit */
 	nlive = TaskqExecute(&lock_parents_plan, &arr, NULL, false, 0);

@@ -117,6 +117,32 @@ static TaskqPlan record_plan = {
 	4, {TEXTOID, BOOLOID, INT4OID, TEXTOID}
 };
 
+/* whether an IPv4 address (host order) is one a webhook may not reach */
+static bool
+ipv4_is_private(uint32 a)
+{
+	return (a >> 24) == 0 ||	/* 0.0.0.0/8 */
+		(a >> 24) == 10 ||		/* 10/8 */
+		(a >> 24) == 127 ||		/* loopback */
+		(a >> 16) == ((169 << 8) | 254) ||	/* link-local */
+		(a >> 20) == ((172 << 4) | 1) ||	/* 172.16/12 */
+		(a >> 16) == ((192 << 8) | 168) ||	/* 192.168/16 */
+		(a >> 22) == ((100 << 2) | 1) ||	/* CGNAT 100.64/10 */
+		(a >> 8) == ((192 << 16) | 0) ||	/* IETF 192.0.0/24 */
+		(a >> 8) == ((192 << 16) | 2) ||	/* TEST-NET-1 192.0.2/24 */
+		(a >> 8) == ((198 << 16) | (51 << 8) | 100) ||	/* TEST-NET-2 */
+		(a >> 8) == ((203 << 16) | 113) ||	/* TEST-NET-3 203.0.113/24 */
+		(a >> 17) == ((198 << 7) | (18 >> 1)) ||	/* benchmarking 198.18/15 */
+		(a >> 28) >= 14;		/* multicast 224/4, reserved 240/4, broadcast */
+}
+
+/* the IPv4 address stored in four bytes, in host order */
+static uint32
+ipv4_at(const unsigned char *b)
+{
+	return ((uint32) b[0] << 24) | ((uint32) b[1] << 16) | ((uint32) b[2] << 8) | b[3];
+}
+
 /*
  * Is this address one the SSRF guard refuses?
  */
@@ -126,38 +152,42 @@ address_is_private(const struct sockaddr *sa, char *text, size_t textlen)
 	if (sa->sa_family == AF_INET)
 	{
 		const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
-		uint32		a = ntohl(in->sin_addr.s_addr);
 
 		inet_ntop(AF_INET, &in->sin_addr, text, textlen);
-		return (a >> 24) == 0 ||	/* 0.0.0.0/8 */
-			(a >> 24) == 10 ||	/* 10/8 */
-			(a >> 24) == 127 || /* loopback */
-			(a >> 16) == ((169 << 8) | 254) ||	/* link-local */
-			(a >> 20) == ((172 << 4) | 1) ||	/* 172.16/12 */
-			(a >> 16) == ((192 << 8) | 168) ||	/* 192.168/16 */
-			(a >> 22) == ((100 << 2) | 1) ||	/* CGNAT 100.64/10 */
-			a == 0xFFFFFFFF;	/* broadcast */
+		return ipv4_is_private(ntohl(in->sin_addr.s_addr));
 	}
 	if (sa->sa_family == AF_INET6)
 	{
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) sa;
 		const unsigned char *b = in6->sin6_addr.s6_addr;
+		static const unsigned char zero[12] = {0};
+		static const unsigned char nat64[12] = {0x00, 0x64, 0xff, 0x9b};
 
 		inet_ntop(AF_INET6, &in6->sin6_addr, text, textlen);
-		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-		{
-			struct sockaddr_in v4;
-			char		ignored[INET_ADDRSTRLEN];
 
-			memset(&v4, 0, sizeof(v4));
-			v4.sin_family = AF_INET;
-			memcpy(&v4.sin_addr, b + 12, 4);
-			return address_is_private((struct sockaddr *) &v4, ignored, sizeof(ignored));
-		}
+		/*
+		 * Addresses that carry an IPv4 address are judged by it:
+		 * IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible ::a.b.c.d, NAT64
+		 * 64:ff9b::a.b.c.d and 6to4 2002:aabb:ccdd::/48.
+		 */
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) ||
+			(memcmp(b, zero, 12) == 0 && !IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) &&
+			 !IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) ||
+			memcmp(b, nat64, 12) == 0)
+			return ipv4_is_private(ipv4_at(b + 12));
+		if (b[0] == 0x20 && b[1] == 0x02)
+			return ipv4_is_private(ipv4_at(b + 2));
 		return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||
 			IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
 			(b[0] & 0xFE) == 0xFC ||	/* unique-local fc00::/7 */
-			(b[0] == 0xFE && (b[1] & 0xC0) == 0x80);	/* link-local */
+			(b[0] == 0xFE && (b[1] & 0xC0) == 0x80) ||	/* link-local fe80::/10 */
+			(b[0] == 0xFE && (b[1] & 0xC0) == 0xC0) ||	/* site-local fec0::/10 */
+			b[0] == 0xFF ||		/* multicast ff00::/8 */
+			/* local-use NAT64 64:ff9b:1::/48 */
+			(b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b &&
+			 b[4] == 0x00 && b[5] == 0x01) ||
+			/* documentation 2001:db8::/32 */
+			(b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8);
 	}
 	strlcpy(text, "non-IP address", textlen);
 	return true;

@@ -212,7 +212,8 @@ taskq_ack(PG_FUNCTION_ARGS)
 		check_result(PG_GETARG_JSONB_P(1));
 
 	TaskqConnect(&cxt);
-	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
+	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
+		TaskqRaiseJobNotFound(values[0]);
 	init_move_plans();
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
@@ -298,7 +299,7 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 
 	values[0] = JsonbPGetDatum(items);
 	TaskqConnect(&cxt);
-	TaskqRequireItemsPrivilege(values[0], TASKQ_PRIV_PULL);
+	values[0] = TaskqRequireItemsPrivilege(values[0], TASKQ_PRIV_PULL);
 	init_move_plans();
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
@@ -338,7 +339,8 @@ taskq_fail(PG_FUNCTION_ARGS)
 	nulls[1] = PG_ARGISNULL(2);
 
 	TaskqConnect(&cxt);
-	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
+	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
+		TaskqRaiseJobNotFound(values[0]);
 	init_move_plans();
 	if (TaskqExecute(&fail_lock_plan, values, nulls, false, 1) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "fail");
@@ -393,7 +395,8 @@ taskq_heartbeat(PG_FUNCTION_ARGS)
 	nulls[1] = PG_ARGISNULL(1);
 
 	TaskqConnect(&cxt);
-	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
+	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
+		TaskqRaiseJobNotFound(values[0]);
 	if (TaskqExecute(&heartbeat_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "heartbeat");
 	expires = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -431,7 +434,8 @@ taskq_progress(PG_FUNCTION_ARGS)
 		PointerGetDatum(TaskqClipText(PG_GETARG_TEXT_PP(2), TASKQ_MAX_ERROR));
 
 	TaskqConnect(&cxt);
-	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL);
+	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
+		TaskqRaiseJobNotFound(values[0]);
 	if (TaskqExecute(&progress_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "report progress of");
 	TaskqEmitEventOne("job.progress", values[0]);
@@ -456,7 +460,11 @@ taskq_cancel(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(0);
 
 	TaskqConnect(&cxt);
-	TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PUSH);
+	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PUSH))
+	{
+		TaskqFinish(&cxt);
+		PG_RETURN_BOOL(false);	/* as for an unknown id */
+	}
 	init_move_plans();
 	if (TaskqExecute(&cancel_plan, values, NULL, false, 0) == 0)
 	{
@@ -603,7 +611,11 @@ taskq_redrive(PG_FUNCTION_ARGS)
 	id = PG_GETARG_DATUM(0);
 
 	TaskqConnect(&cxt);
-	TaskqRequireJobPrivilege(id, TASKQ_PRIV_ADMIN);
+	if (!TaskqRequireJobPrivilege(id, TASKQ_PRIV_ADMIN))
+	{
+		TaskqFinish(&cxt);
+		PG_RETURN_BOOL(false);	/* as for an unknown id */
+	}
 	init_move_plans();
 	outcome = redrive_one(id, &other, &detail);
 	if (outcome == KEY_HELD)

@@ -203,6 +203,11 @@ taskq_pull(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("count must be at least 1, not %d", count)));
+	if (count > TASKQ_MAX_PULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("count must be at most %d, not %d", TASKQ_MAX_PULL, count),
+				 errhint("Pull in batches of at most %d jobs.", TASKQ_MAX_PULL)));
 	if (!PG_ARGISNULL(2) && PG_GETARG_INT32(2) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -34,6 +34,12 @@
 #define TASKQ_MAX_JOB_NAME			1024
 #define TASKQ_MAX_DATA				(1024 * 1024)
 #define TASKQ_MAX_RESULT			(1024 * 1024)
+/* webhooks: URL and secret lengths, and the shortest signing key */
+#define TASKQ_MAX_WEBHOOK_URL		2048
+#define TASKQ_MAX_SECRET			1024
+#define TASKQ_MIN_SECRET_BYTES		24
+/* the most jobs one pull hands out */
+#define TASKQ_MAX_PULL				1000
 #define TASKQ_MAX_METADATA			(64 * 1024)
 #define TASKQ_MAX_UNIQUE_KEY		1024
 #define TASKQ_MAX_FLOW_ID			1024
@@ -194,8 +200,9 @@ extern bool TaskqQueueAllowed(const char *queue, int need);
 extern void TaskqRequireQueuePrivilege(const char *queue, int need);
 extern bool TaskqIsAdmin(Oid role);
 extern void TaskqRequireAdmin(const char *action);
-extern void TaskqRequireJobPrivilege(Datum id, int need);
-extern void TaskqRequireItemsPrivilege(Datum items, int need);
+extern bool TaskqRequireJobPrivilege(Datum id, int need);
+extern bool TaskqJobsVisible(Datum ids, Datum *hidden);
+extern Datum TaskqRequireItemsPrivilege(Datum items, int need);
 extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);
 
 /* taskq.c */
@@ -213,6 +220,7 @@ extern int	TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 extern char *TaskqMoveSql(const char *from_table, const char *to_table,
 						  const char *using_clause, const char *where_clause,
 						  const TaskqColumnSet *sets, const char *returning);
+extern void TaskqRaiseJobNotFound(Datum id) pg_attribute_noreturn();
 extern void TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
 								  const char *action);
 extern text *TaskqClipText(text *t, int maxbytes);

@@ -152,6 +152,18 @@ TaskqMoveSql(const char *from_table, const char *to_table,
 }
 
 /*
+ * The error for an unknown job id, also given for a job the caller may not
+ * see (TaskqRequireJobPrivilege), so that the two cannot be told apart.
+ */
+void
+TaskqRaiseJobNotFound(Datum id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("job \"%s\" does not exist", TaskqUuidText(id))));
+}
+
+/*
  * A call that acts on an active job found nothing to act on: say why.
  *
  * The job does not exist, or the caller's lease is not the job's current
@@ -174,9 +186,7 @@ TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
 	Datum		cur;
 
 	if (TaskqExecute(&plan, values, NULL, false, 1) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("job \"%s\" does not exist", TaskqUuidText(id))));
+		TaskqRaiseJobNotFound(id);
 
 	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	cur = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,

@@ -62,9 +62,18 @@ static TaskqPlan redeliver_plan = {
 static void
 check_url(const char *url)
 {
-	CURLU	   *h = curl_url();
+	CURLU	   *h;
 	char	   *scheme = NULL;
-	CURLUcode	rc = curl_url_set(h, CURLUPART_URL, url, 0);
+	CURLUcode	rc;
+
+	if (strlen(url) > TASKQ_MAX_WEBHOOK_URL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("webhook URL is too long"),
+				 errdetail("The URL is %zu bytes; the limit is %d bytes.",
+						   strlen(url), TASKQ_MAX_WEBHOOK_URL)));
+	h = curl_url();
+	rc = curl_url_set(h, CURLUPART_URL, url, 0);
 
 	if (rc == CURLUE_OK)
 		rc = curl_url_get(h, CURLUPART_SCHEME, &scheme, 0);
@@ -152,6 +161,49 @@ check_queues(ArrayType *queues)
 					 errmsg("webhook queue names must not be null")));
 		TaskqCheckQueueName(DatumGetTextPP(elems[i]));
 	}
+}
+
+/*
+ * Check a signing secret: a Standard Webhooks "whsec_" secret must be
+ * valid base64 and decode to at least TASKQ_MIN_SECRET_BYTES bytes; any
+ * other secret is used as the key as it is, and must be that long itself.
+ * A short key makes signatures guessable: "whsec_" alone would sign with
+ * an empty key.
+ */
+static void
+check_secret(const char *secret)
+{
+	int			len = strlen(secret);
+	int			keylen = len;
+
+	if (len > TASKQ_MAX_SECRET)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("webhook secret is too long"),
+				 errdetail("The secret is %d bytes; the limit is %d bytes.",
+						   len, TASKQ_MAX_SECRET)));
+	if (strncmp(secret, "whsec_", 6) == 0)
+	{
+		const char *b64 = secret + 6;
+		int			b64len = len - 6;
+		char	   *key = palloc(pg_b64_dec_len(b64len) + 1);
+
+		keylen = b64len == 0 ? 0 : pg_b64_decode(b64, b64len, key,
+												 pg_b64_dec_len(b64len));
+		if (keylen < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid webhook secret"),
+					 errdetail("The part after \"whsec_\" is not valid base64.")));
+	}
+	if (keylen < TASKQ_MIN_SECRET_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhook secret is too short"),
+				 errdetail("Its signing key is %d bytes; at least %d are required.",
+						   keylen, TASKQ_MIN_SECRET_BYTES),
+				 errhint("Omit the secret to have one generated, or use \"whsec_\" and the base64 of at least %d random bytes.",
+						 TASKQ_MIN_SECRET_BYTES)));
 }
 
 /* a fresh secret: whsec_ and the base64 of 24 random bytes */
@@ -244,10 +296,8 @@ taskq_add_webhook(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("base_delay_ms must not be negative")));
-	if (!PG_ARGISNULL(3) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(3)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("webhook secret must not be empty")));
+	if (!PG_ARGISNULL(3))
+		check_secret(text_to_cstring(PG_GETARG_TEXT_PP(3)));
 
 	TaskqUuid7(id);
 	values[0] = UUIDPGetDatum(id);

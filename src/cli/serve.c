@@ -496,8 +496,14 @@ respond_error(Request *req, int status, const char *code, const char *detail,
 static int
 http_status(const char *code)
 {
+	/*
+	 * program_limit_exceeded from the database: a name or payload over its
+	 * limit, a DAG too deep, too many parents, a pull over its count.  The
+	 * request was well-formed and not too large for the gateway (a body
+	 * over --max-body is answered 413 before it is read), so 422.
+	 */
 	if (strcmp(code, "54000") == 0)
-		return MHD_HTTP_CONTENT_TOO_LARGE;	/* program_limit_exceeded */
+		return MHD_HTTP_UNPROCESSABLE_CONTENT;
 	if (strncmp(code, "22", 2) == 0)
 		return MHD_HTTP_BAD_REQUEST;	/* data exception: bad input */
 	if (strcmp(code, "42704") == 0)

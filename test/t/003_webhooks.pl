@@ -572,6 +572,38 @@ like($sd_used->{last_error} // '', qr/^refused to connect to private address 127
 is_deeply([ log_entries($log1, '/ssrf-used') ], [],
 	'SSRF: ... and that receiver got nothing');
 
+# addresses that embed a private IPv4 address, and reserved ranges: each
+# refused before any connection is tried (webhook max_attempts 1)
+my @embedded = (
+	'[::7f00:1]',               # IPv4-compatible ::127.0.0.1
+	'[64:ff9b::a00:1]',         # NAT64 of 10.0.0.1
+	'[64:ff9b:1::1]',           # local-use NAT64 64:ff9b:1::/48
+	'[2002:c0a8:101::1]',       # 6to4 of 192.168.1.1
+	'[fec0::1]',                # site-local
+	'[ff02::1]',                # multicast
+	'198.18.0.1',               # benchmarking 198.18/15
+	'240.0.0.1',                # reserved 240/4
+	'224.0.0.1',                # multicast
+	'192.0.2.1');               # TEST-NET-1
+my %ranges = map {
+	$_ => psql(
+		"SELECT taskq.add_webhook('http://$_:9/x', ARRAY['job.pushed'], ARRAY['ssrf2'], '$secret', 1)")
+} @embedded;
+my $ranges_in = "ARRAY['" . join("','", values %ranges) . "']::uuid[]";
+psql(q{SELECT taskq.push('ssrf2', 'blocked')});
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = " . scalar(@embedded) . " FROM taskq.deliveries() WHERE webhook_id = ANY ($ranges_in) AND status = 'failed'"
+	),
+	'SSRF: the deliveries to embedded and reserved addresses are settled');
+for my $addr (@embedded)
+{
+	my ($d) = deliveries($ranges{$addr});
+	like($d->{last_error} // '', qr/^refused to connect to private address /,
+		"SSRF: $addr refused");
+}
+psql("SELECT taskq.remove_webhook(id) FROM unnest($ranges_in) AS id");
+
 # allowed again: the same delivery, redelivered, goes through
 psql('ALTER SYSTEM SET taskq.webhook_allow_private = on');
 psql('SELECT pg_reload_conf()');

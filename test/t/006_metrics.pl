@@ -237,7 +237,7 @@ sub jobs
 # ---------------------------------------------------------------------------
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
-my $secret = 'a metrics test secret';
+my $secret = 'a metrics test secret, long enough';
 # fails the first delivery (500), then accepts
 my $port_flaky = start_receiver('flaky', secret => $secret, log => "$tmp/flaky.jsonl",
 	args => [ '--fail-first', '1' ]);

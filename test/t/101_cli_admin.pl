@@ -240,7 +240,7 @@ like($err, qr/flow "nope" not found/, 'unknown flow: message');
 is($rc, 0, 'webhooks: exit 0');
 like($out, qr/\(no rows\)/, 'webhooks: none');
 $node->safe_psql('postgres', q{
-	SELECT taskq.add_webhook('https://hooks.example.com/x', ARRAY['job.completed'], ARRAY['emails'], 'whsec_c2VjcmV0c2VjcmV0c2VjcmV0')});
+	SELECT taskq.add_webhook('https://hooks.example.com/x', ARRAY['job.completed'], ARRAY['emails'], 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')});
 ($rc, $out) = tq('webhooks');
 like($out, qr/https:\/\/hooks.example.com\/x\s+\{job.completed\}\s+\{emails\}\s+4\s+1000/, 'webhooks: a row');
 unlike($out, qr/whsec_/, 'webhooks: no secret by default');
@@ -249,7 +249,7 @@ is($j->[0]{url}, 'https://hooks.example.com/x', 'webhooks --json: url');
 is_deeply($j->[0]{events}, ['job.completed'], 'webhooks --json: events as an array');
 ok(!exists $j->[0]{secret}, 'webhooks --json: no secret by default');
 $j = tq_json('webhooks', '--show-secrets');
-is($j->[0]{secret}, 'whsec_c2VjcmV0c2VjcmV0c2VjcmV0', 'webhooks --show-secrets');
+is($j->[0]{secret}, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'webhooks --show-secrets');
 
 # --- watch ---
 ($rc, $out, $err) = tq('watch', '--iterations', '2', '--interval', '0.2');

@@ -302,7 +302,9 @@ is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "
 is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '[{"name": "ok"}, {"name": ""}]'),
 	400, '22023', undef, 'a batch with a bad job');
 is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "' . ('n' x 2000) . '"}'),
-	413, '54000', qr/job name is too long/, 'a name over its limit');
+	422, '54000', qr/job name is too long/, 'a name over its limit: 422, not 413');
+is_error(http('GET', "$api/queues/emails/jobs?count=1001", %auth),
+	422, '54000', qr/count must be at most 1000/, 'a pull over its count limit: 422');
 $r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "k\\"e\\\\y\\u0001": 1}');
 is_error($r, 400, '22023', undef, 'an error naming a key with a quote, a backslash and a control character');
 is($r->{json}{error}{message}, qq{unrecognized job key "k"e\\y\x01"}, '... escaped in the JSON body');
