@@ -98,6 +98,11 @@ include $(PGXS)
 endif
 endif
 
+# PGXS tracks no header dependencies: every object is rebuilt when the
+# shared header changes (an enum that moved would otherwise be read with
+# two layouts)
+$(OBJS): src/taskq.h
+
 # the command-line tool (src/cli, a PGXS sub-make of its own)
 ifneq ($(wildcard $(PGXS)),)
 all: cli

@@ -213,9 +213,12 @@ CREATE TABLE taskq.webhooks (
     secret text NOT NULL,
     max_attempts integer NOT NULL DEFAULT 4 CHECK (max_attempts BETWEEN 1 AND 100),
     base_delay_ms integer NOT NULL DEFAULT 1000 CHECK (base_delay_ms >= 0),
-    owner name NOT NULL DEFAULT current_user,
+    -- by OID (regrole), so that a role created later with a dropped
+    -- owner's name inherits neither its webhooks nor their secrets
+    owner regrole NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX webhooks_owner_idx ON taskq.webhooks (owner);
 COMMENT ON TABLE taskq.webhooks IS 'webhooks: where job events are delivered, signed with their secret';
 
 -- the outbox: one row per event and webhook, written in the transaction of
@@ -239,6 +242,11 @@ COMMENT ON TABLE taskq.webhook_deliveries IS 'the webhook outbox: deliveries, pe
 CREATE INDEX webhook_deliveries_due_idx ON taskq.webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_webhook_idx ON taskq.webhook_deliveries (webhook_id, created_at);
+-- the delivery claim's per-webhook probes: due and in-flight deliveries
+CREATE INDEX webhook_deliveries_pending_idx ON taskq.webhook_deliveries (webhook_id, next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_delivering_idx ON taskq.webhook_deliveries (webhook_id)
+    WHERE status = 'delivering';
 
 SELECT pg_catalog.pg_extension_config_dump('taskq.webhooks', '');
 SELECT pg_catalog.pg_extension_config_dump('taskq.webhook_deliveries', '');
@@ -765,16 +773,16 @@ AS 'MODULE_PATHNAME', 'taskq_redeliver'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.redeliver(uuid) IS 'deliver a webhook delivery again, attempts reset';
 
-CREATE FUNCTION taskq.can_see_webhook_secret(owner name)
+CREATE FUNCTION taskq.can_see_webhook_secret(owner regrole)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'taskq_can_see_webhook_secret'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION taskq.can_see_webhook_secret(name) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a taskq administrator';
+COMMENT ON FUNCTION taskq.can_see_webhook_secret(regrole) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a taskq administrator';
 
 -- the caller's own webhooks (every webhook for taskq administrators)
 CREATE FUNCTION taskq.webhooks()
 RETURNS TABLE (id uuid, url text, events text[], queues text[], secret text,
-               max_attempts integer, base_delay_ms integer, owner name,
+               max_attempts integer, base_delay_ms integer, owner regrole,
                created_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -160,7 +160,7 @@ SELECT count(*) AS deliveries FROM taskq.webhook_deliveries;
 --
 SELECT taskq.add_webhook('https://hooks.example.com/taskq', '{job.completed}') AS w1 \gset
 SELECT substr(:'w1', 15, 1) AS uuid_version, substr(:'w1', 20, 1) IN ('8', '9', 'a', 'b') AS rfc_variant;
-SELECT url, events, queues, max_attempts, base_delay_ms, owner = current_user AS owner_is_me
+SELECT url, events, queues, max_attempts, base_delay_ms, owner::text = current_user AS owner_is_me
 FROM taskq.webhooks WHERE id = :'w1';
 -- whsec_ and the base64 of 24 random bytes: 6 + 32 characters
 SELECT left(secret, 6) AS prefix, length(secret) AS length,
@@ -186,7 +186,7 @@ FROM taskq.webhooks WHERE id IN (:'w3', :'w4') ORDER BY url;
 SELECT * FROM taskq.webhooks() LIMIT 0;
 SELECT w.id = t.id AS same_id, w.url, w.events, w.queues IS NULL AS all_queues,
        w.secret = t.secret AS secret_shown, w.max_attempts, w.base_delay_ms,
-       w.owner = current_user AS owner_is_me, w.created_at = t.created_at AS same_created_at
+       w.owner::text = current_user AS owner_is_me, w.created_at = t.created_at AS same_created_at
 FROM taskq.webhooks() w JOIN taskq.webhooks t ON t.id = w.id;
 SELECT array_agg(id ORDER BY ord) = ARRAY[:'w1', :'w2', :'w3', :'w4']::uuid[] AS creation_order
 FROM taskq.webhooks() WITH ORDINALITY AS w(id, url, events, queues, secret, max_attempts,
@@ -209,11 +209,11 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION taskq.webhooks() TO regress_taskq_hooks_viewer;
 UPDATE taskq.webhooks SET owner = 'regress_taskq_hooks_viewer' WHERE id = :'w3';
 SET ROLE regress_taskq_hooks_viewer;
-SELECT url, secret, CASE owner WHEN current_user THEN 'me' ELSE 'other' END AS owner
+SELECT url, secret, CASE owner::text WHEN current_user THEN 'me' ELSE 'other' END AS owner
 FROM taskq.webhooks();
 RESET ROLE;
 -- a superuser sees every secret
-SELECT url, secret IS NOT NULL AS secret_shown, owner = current_user AS owner_is_me
+SELECT url, secret IS NOT NULL AS secret_shown, owner::text = current_user AS owner_is_me
 FROM taskq.webhooks();
 DROP OWNED BY regress_taskq_hooks_viewer;
 DROP ROLE regress_taskq_hooks_viewer;
@@ -593,5 +593,13 @@ SELECT taskq.cleanup(10000) AS removed_jobs;
 SELECT j.name, d.status FROM taskq.webhook_deliveries d JOIN taskq.jobs j ON j.id = d.job_id
 ORDER BY j.name;
 SELECT taskq.remove_webhook(:'wr') AS removed;
+
+-- a role owns at most 100 webhooks
+SELECT count(taskq.add_webhook('https://cap.example.com/' || i, '{job.pushed}')) AS added
+FROM generate_series(1, 100 - (SELECT count(*) FROM taskq.webhooks WHERE owner::text = current_user)) i;
+\set VERBOSITY sqlstate
+SELECT taskq.add_webhook('https://cap.example.com/one-more', '{job.pushed}');
+\set VERBOSITY default
+SELECT count(taskq.remove_webhook(id)) > 0 AS removed FROM taskq.webhooks WHERE url LIKE 'https://cap.%';
 
 DROP EXTENSION taskq;

@@ -294,6 +294,26 @@ TaskqQueueAllowed(const char *queue, int need)
 	return grants_allow(queue_get("*", &tmp_all), role, need);
 }
 
+/*
+ * Whether a given role may see a queue (any privilege on it): for the
+ * background worker, which delivers a webhook only while its owner may
+ * see the job's queue.  A dropped role sees nothing.
+ */
+bool
+TaskqRoleSeesQueue(Oid role, const char *queue)
+{
+	QueueEntry	tmp;
+	QueueEntry	tmp_all;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
+		return false;
+	if (TaskqIsAdmin(role))
+		return true;
+	if (grants_allow(queue_get(queue, &tmp), role, TASKQ_PRIV_ANY))
+		return true;
+	return grants_allow(queue_get("*", &tmp_all), role, TASKQ_PRIV_ANY);
+}
+
 /* error unless the caller has a privilege on a queue */
 void
 TaskqRequireQueuePrivilege(const char *queue, int need)

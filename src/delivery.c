@@ -54,6 +54,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "taskq.h"
@@ -62,6 +63,7 @@
 typedef struct Delivery
 {
 	char		id[37];			/* the delivery's uuid, as text */
+	MemoryContext cxt;			/* everything of this delivery but headers */
 	CURL	   *curl;
 	struct curl_slist *headers;
 	char	   *body;
@@ -86,16 +88,53 @@ static TaskqPlan reset_plan = {
 	" WHERE status = 'delivering'",
 	0, {InvalidOid}
 };
+/*
+ * The next deliveries to start, at most $1, fairly: each webhook has at
+ * most $2 in flight and each owner at most $3, counting those in flight
+ * already, and the free slots go round the owners (each owner's first
+ * due delivery, then each one's second, ...), oldest due first within a
+ * round.  So receivers that never answer hold at most their webhooks'
+ * and owner's share of the slots, never another owner's.  The cost is
+ * bounded by the number of webhooks with due deliveries times $2 (index
+ * probes per webhook), not by the backlog.
+ */
 static TaskqPlan claim_plan = {
 	"UPDATE taskq.webhook_deliveries d SET status = 'delivering',"
 	" attempts = d.attempts + 1"
 	" FROM taskq.webhooks w"
-	" WHERE d.id IN (SELECT id FROM taskq.webhook_deliveries"
-	"  WHERE status = 'pending' AND next_attempt_at <= now()"
-	"  ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-	" AND w.id = d.webhook_id"
-	" RETURNING d.id::text, d.body, w.url, w.secret",
-	1, {INT4OID}
+	" WHERE d.id IN ("
+	"  SELECT c.id FROM ("
+	"   SELECT p.id, p.next_attempt_at, p.wrank,"
+	"    row_number() OVER (PARTITION BY hw.owner"
+	"     ORDER BY p.wrank, p.next_attempt_at, p.id)"
+	"    + (SELECT count(*) FROM taskq.webhook_deliveries b"
+	"       JOIN taskq.webhooks bw ON bw.id = b.webhook_id"
+	"       WHERE b.status = 'delivering' AND bw.owner = hw.owner) AS orank"
+	"   FROM taskq.webhooks hw CROSS JOIN LATERAL ("
+	"    SELECT x.id, x.next_attempt_at,"
+	"     row_number() OVER (ORDER BY x.next_attempt_at, x.id)"
+	"     + (SELECT count(*) FROM taskq.webhook_deliveries y"
+	"        WHERE y.webhook_id = hw.id AND y.status = 'delivering') AS wrank"
+	"    FROM (SELECT id, next_attempt_at FROM taskq.webhook_deliveries"
+	"     WHERE webhook_id = hw.id AND status = 'pending' AND next_attempt_at <= now()"
+	"     ORDER BY next_attempt_at LIMIT $2) x) p"
+	"   WHERE p.wrank <= $2) c"
+	"  WHERE c.orank <= $3"
+	"  ORDER BY c.orank, c.next_attempt_at, c.id LIMIT $1)"
+	" AND w.id = d.webhook_id AND d.status = 'pending'"
+	" RETURNING d.id::text, d.body, w.url, w.secret, w.owner::oid,"
+	" d.body::jsonb #>> '{data,queue}'",
+	3, {INT4OID, INT4OID, INT4OID}
+};
+
+/*
+ * A delivery whose webhook's owner may no longer see the job's queue (a
+ * revoke, or the owner was dropped): failed for good, without a request.
+ */
+static TaskqPlan refuse_plan = {
+	"UPDATE taskq.webhook_deliveries SET status = 'failed', last_error = $2"
+	" WHERE id = $1::uuid AND status = 'delivering' RETURNING status",
+	2, {TEXTOID, TEXTOID}
 };
 static TaskqPlan next_due_plan = {
 	"SELECT extract(epoch FROM min(next_attempt_at) - now()) * 1000"
@@ -303,10 +342,18 @@ static void
 start_delivery(const char *id, const char *body, const char *url,
 			   const char *secret)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	/*
+	 * A context of its own holds the delivery, its body and the header
+	 * strings (libcurl copies those): deleted when the transfer ends, so a
+	 * worker's memory does not grow with the deliveries it made.
+	 */
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "taskq delivery",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	Delivery   *d = palloc0(sizeof(Delivery));
 	char		ts[32];
 
+	d->cxt = cxt;
 	strlcpy(d->id, id, sizeof(d->id));
 	d->body = pstrdup(body);
 	snprintf(ts, sizeof(ts), INT64_FORMAT, (int64) time(NULL));
@@ -325,7 +372,9 @@ start_delivery(const char *id, const char *body, const char *url,
 	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(d->body));
 	curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, d->headers);
 	curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, (long) taskq_webhook_timeout_ms);
-	curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, (long) taskq_webhook_timeout_ms);
+	/* a receiver that does not even accept the connection gives up its slot soon */
+	curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS,
+					 (long) Min(taskq_webhook_timeout_ms, TASKQ_WEBHOOK_CONNECT_TIMEOUT_MS));
 	curl_easy_setopt(d->curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(d->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(d->curl, CURLOPT_PROXY, "");
@@ -376,8 +425,7 @@ finished_deliveries(void)
 		curl_multi_remove_handle(multi, d->curl);
 		curl_easy_cleanup(d->curl);
 		curl_slist_free_all(d->headers);
-		pfree(d->body);
-		pfree(d);
+		MemoryContextDelete(d->cxt);
 		in_flight--;
 	}
 	return outcomes;
@@ -444,14 +492,36 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 
 	if (in_flight < taskq_webhook_concurrency)
 	{
-		Datum		limit = Int32GetDatum(taskq_webhook_concurrency - in_flight);
-		int			n = TaskqExecute(&claim_plan, &limit, NULL, false, 0);
+		Datum		limits[3];
+		int			n;
+		SPITupleTable *claimed;
+
+		limits[0] = Int32GetDatum(taskq_webhook_concurrency - in_flight);
+		limits[1] = Int32GetDatum(TASKQ_WEBHOOK_IN_FLIGHT);
+		/* an owner may take half the slots, so another always finds one */
+		limits[2] = Int32GetDatum(Max(1, taskq_webhook_concurrency / 2));
+		n = TaskqExecute(&claim_plan, limits, NULL, false, 0);
+		claimed = SPI_tuptable;
 
 		for (int i = 0; i < n; i++)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
+			HeapTuple	tup = claimed->vals[i];
+			TupleDesc	desc = claimed->tupdesc;
+			Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+			char	   *queue = SPI_getvalue(tup, desc, 6);
 
+			if (queue != NULL && !TaskqRoleSeesQueue(owner, queue))
+			{
+				Datum		values[2];
+
+				values[0] = CStringGetTextDatum(SPI_getvalue(tup, desc, 1));
+				values[1] = CStringGetTextDatum(
+					SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)) ?
+					psprintf("not delivered: the webhook's owner may no longer see queue \"%s\"", queue) :
+					"not delivered: the webhook's owner role no longer exists");
+				TaskqMetricsCountDeliveries(TaskqExecute(&refuse_plan, values, NULL, false, 0));
+				continue;
+			}
 			start_delivery(SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2),
 						   SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
 		}

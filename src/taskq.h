@@ -38,6 +38,10 @@
 #define TASKQ_MAX_WEBHOOK_URL		2048
 #define TASKQ_MAX_SECRET			1024
 #define TASKQ_MIN_SECRET_BYTES		24
+/* deliveries in flight per webhook, webhooks per role, connect timeout */
+#define TASKQ_WEBHOOK_IN_FLIGHT		2
+#define TASKQ_MAX_WEBHOOKS_PER_ROLE	100
+#define TASKQ_WEBHOOK_CONNECT_TIMEOUT_MS 5000
 /* the most jobs one pull hands out */
 #define TASKQ_MAX_PULL				1000
 #define TASKQ_MAX_METADATA			(64 * 1024)
@@ -202,6 +206,7 @@ extern bool TaskqIsAdmin(Oid role);
 extern void TaskqRequireAdmin(const char *action);
 extern bool TaskqRequireJobPrivilege(Datum id, int need);
 extern bool TaskqJobsVisible(Datum ids, Datum *hidden);
+extern bool TaskqRoleSeesQueue(Oid role, const char *queue);
 extern Datum TaskqRequireItemsPrivilege(Datum items, int need);
 extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);
 

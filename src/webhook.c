@@ -34,7 +34,7 @@ static TaskqPlan insert_plan = {
 	"INSERT INTO taskq.webhooks (id, url, events, queues, secret, max_attempts,"
 	" base_delay_ms, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 	8, {UUIDOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID, INT4OID,
-	NAMEOID}
+	REGROLEOID}
 };
 static TaskqPlan remove_plan = {
 	"WITH d AS (DELETE FROM taskq.webhook_deliveries WHERE webhook_id = $1)"
@@ -42,11 +42,11 @@ static TaskqPlan remove_plan = {
 	1, {UUIDOID}
 };
 static TaskqPlan webhook_owner_plan = {
-	"SELECT owner FROM taskq.webhooks WHERE id = $1",
+	"SELECT owner::oid FROM taskq.webhooks WHERE id = $1",
 	1, {UUIDOID}
 };
 static TaskqPlan delivery_owner_plan = {
-	"SELECT w.owner FROM taskq.webhook_deliveries d"
+	"SELECT w.owner::oid FROM taskq.webhook_deliveries d"
 	" JOIN taskq.webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
 	1, {UUIDOID}
 };
@@ -254,12 +254,12 @@ require_webhook_queues(ArrayType *queues)
 static void
 require_owner(TaskqPlan *plan, Datum id, const char *action)
 {
-	char	   *owner;
+	bool		isnull;
 
 	if (TaskqExecute(plan, &id, NULL, false, 1) == 0)
 		return;
-	owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (strcmp(owner, GetUserNameFromId(GetOuterUserId(), false)) != 0)
+	if (DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull)) != GetOuterUserId())
 		TaskqRequireAdmin(action);
 }
 
@@ -308,11 +308,30 @@ taskq_add_webhook(PG_FUNCTION_ARGS)
 	values[4] = PG_ARGISNULL(3) ? PointerGetDatum(generate_secret()) : PG_GETARG_DATUM(3);
 	values[5] = Int32GetDatum(max_attempts);
 	values[6] = Int32GetDatum(base_delay_ms);
-	values[7] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+	values[7] = ObjectIdGetDatum(GetOuterUserId());
 
 	TaskqConnect(&cxt);
 	require_webhook_queues(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2));
+	/* a role's webhooks are bounded, as each costs every event a probe */
+	{
+		static TaskqPlan count_plan = {
+			"SELECT count(*) FROM taskq.webhooks WHERE owner = $1",
+			1, {REGROLEOID}
+		};
+		Datum		owner = ObjectIdGetDatum(GetOuterUserId());
+		bool		isnull;
+
+		TaskqExecute(&count_plan, &owner, NULL, false, 1);
+		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										1, &isnull)) >= TASKQ_MAX_WEBHOOKS_PER_ROLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("role \"%s\" has too many webhooks",
+							GetUserNameFromId(GetOuterUserId(), false)),
+					 errdetail("A role may own at most %d webhooks.",
+							   TASKQ_MAX_WEBHOOKS_PER_ROLE),
+					 errhint("Remove webhooks it no longer needs, or let one webhook take several queues.")));
+	}
 	TaskqExecute(&insert_plan, values, nulls, false, 0);
 	TaskqFinish(&cxt);
 	TaskqSubscribersChanged();
@@ -368,7 +387,7 @@ taskq_redeliver(PG_FUNCTION_ARGS)
 }
 
 /*
- * taskq.can_see_webhook_secret(owner name) RETURNS boolean
+ * taskq.can_see_webhook_secret(owner regrole) RETURNS boolean
  *
  * Whether the role calling taskq.webhooks() may see the secret of a webhook
  * of that owner: the owner and superusers may.  It asks for the outer role
@@ -383,6 +402,5 @@ taskq_can_see_webhook_secret(PG_FUNCTION_ARGS)
 
 	if (TaskqIsAdmin(outer))
 		PG_RETURN_BOOL(true);
-	PG_RETURN_BOOL(strcmp(NameStr(*PG_GETARG_NAME(0)),
-						  GetUserNameFromId(outer, false)) == 0);
+	PG_RETURN_BOOL(PG_GETARG_OID(0) == outer);
 }
