@@ -676,8 +676,14 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 		Datum		other;
 		char	   *detail;
 
-		if (redrive_one(SPI_getbinval(ids->vals[i], ids->tupdesc, 1, &isnull),
-						&other, &detail) == REDRIVEN)
+		Datum		id = SPI_getbinval(ids->vals[i], ids->tupdesc, 1, &isnull);
+		RedriveOutcome outcome;
+
+		/* each job in an SPI level of its own: memory stays flat */
+		SPI_connect();
+		outcome = redrive_one(id, &other, &detail);
+		SPI_finish();
+		if (outcome == REDRIVEN)
 			count++;
 	}
 	TaskqFinish(&cxt);

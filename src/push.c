@@ -362,6 +362,13 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 		if (r != WJB_ELEM)
 			continue;
 		n++;
+
+		/*
+		 * Each job in an SPI level of its own: what it allocates and the
+		 * results of its statements go at its SPI_finish, so that memory
+		 * does not grow with the batch.
+		 */
+		SPI_connect();
 		if (elem.type != jbvBinary || !JsonContainerIsObject(elem.val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -394,6 +401,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 					 errmsg("job has no \"name\"")));
 
 		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, NULL, 0, false, &id);
+		SPI_finish();
 		value = UUIDPGetDatum(&id);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}

@@ -218,7 +218,12 @@ is( $node->safe_psql(
 		"SELECT count(*) FROM taskq.push_batch('bulk', (SELECT jsonb_agg("
 		  . " jsonb_build_object('name', 'b' || i)) FROM generate_series(1, 2500) i))"),
 	'2500', '2500 jobs pushed');
-is($node->safe_psql('postgres', "SELECT count(*) FROM taskq.pull('bulk', 2500, 1000)"),
+# (a pull hands out at most 1000: three pulls in one transaction)
+is( $node->safe_psql(
+		'postgres', "BEGIN; CREATE TEMP TABLE pulled AS SELECT id FROM taskq.pull('bulk', 1000, 1000);"
+		  . " INSERT INTO pulled SELECT id FROM taskq.pull('bulk', 1000, 1000);"
+		  . " INSERT INTO pulled SELECT id FROM taskq.pull('bulk', 500, 1000);"
+		  . " SELECT count(*) FROM pulled; COMMIT;"),
 	'2500', 'all 2500 pulled with a 1 s lease');
 
 ok( $node->poll_query_until(
