@@ -82,6 +82,8 @@ static int	connection_timeout_s = 30;
 static int	statement_timeout_ms = 30000;
 static int	shutdown_timeout_s = 30;
 static int	max_connections = 256;
+static int	max_connections_per_ip = 64;
+static int	request_deadline_s = 60;
 static const char *metrics_token = NULL;
 static bool quiet = false;
 
@@ -302,6 +304,7 @@ typedef struct Request
 	char	   *body;			/* NUL-terminated */
 	size_t		body_len;
 	int			status;			/* of the response queued, 0 before */
+	bool		close;			/* answered before its body: close after */
 } Request;
 
 /* what a failed statement said */
@@ -477,9 +480,13 @@ respond_error(Request *req, int status, const char *code, const char *detail,
 		h[n++] = strcmp(code, "28P01") == 0 ?
 			"Bearer realm=\"taskq\", error=\"invalid_token\"" : "Bearer realm=\"taskq\"";
 	}
-	else if (status == MHD_HTTP_CONTENT_TOO_LARGE || strcmp(code, "57P01") == 0)
+	if (status == MHD_HTTP_CONTENT_TOO_LARGE || strcmp(code, "57P01") == 0 ||
+		req->close)
 	{
-		/* the body may be unread (413); a server shutting down closes */
+		/*
+		 * the body may be unread (413, or a request refused on its
+		 * headers); a server shutting down closes
+		 */
 		h[n++] = MHD_HTTP_HEADER_CONNECTION;
 		h[n++] = "close";
 	}
@@ -1202,6 +1209,22 @@ done:
 	free(param);
 }
 
+/* whether the route of a method and path needs a bearer token */
+static bool
+needs_token(const char *method, const char *path)
+{
+	for (const Route *r = routes; r->method; r++)
+	{
+		char	   *p;
+
+		if (strcmp(r->method, method) != 0 || !path_matches(r->path, path, &p))
+			continue;
+		free(p);
+		return r->auth == AUTH_TOKEN;
+	}
+	return false;
+}
+
 /* ---- MHD callbacks ---- */
 
 /*
@@ -1249,6 +1272,27 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 			respond_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "54000", detail, NULL,
 						  "request body is too large");
 		}
+		else if (needs_token(method, url))
+		{
+			/*
+			 * A route that needs a token is refused on its headers when
+			 * there is none, before any body is read: a client without a
+			 * token cannot hold a connection by trickling a body.
+			 */
+			const char *token = bearer_token(req);
+
+			if (token == NULL || token[0] == '\0')
+			{
+				req->close = true;
+				if (token == NULL)
+					respond_error(req, MHD_HTTP_UNAUTHORIZED, "28000", NULL,
+								  "Send \"Authorization: Bearer <token>\".",
+								  "missing bearer token");
+				else
+					respond_error(req, MHD_HTTP_UNAUTHORIZED, "28P01", NULL, NULL,
+								  "unknown or revoked API token");
+			}
+		}
 		return MHD_YES;
 	}
 
@@ -1258,6 +1302,9 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* an absolute deadline: a body trickled in forever is cut off */
+	if (now_ms() - req->started > (int64_t) request_deadline_s * 1000)
+		return MHD_NO;
 	if (*upload_data_size > 0)
 	{
 		size_t		n = *upload_data_size;
@@ -1350,6 +1397,10 @@ serve_usage(void)
 		   "      --shutdown-timeout=SECONDS  on SIGTERM, wait this long for requests in\n"
 		   "                              flight (default 30)\n"
 		   "      --max-connections=N     open HTTP connections at most (default 256)\n"
+		   "      --max-connections-per-ip=N  open HTTP connections per client address\n"
+		   "                              at most (default 64)\n"
+		   "      --request-deadline=SECONDS  a request's headers and body must arrive\n"
+		   "                              within this time (default 60)\n"
 		   "      --metrics-token=TOKEN   require this bearer token for /metrics (default:\n"
 		   "                              $TASKQ_METRICS_TOKEN; none: no token needed)\n"
 		   "      --quiet                 no log line per request\n"
@@ -1499,6 +1550,8 @@ cmd_serve(int argc, char **argv)
 		{"statement-timeout", required_argument, NULL, 's'},
 		{"shutdown-timeout", required_argument, NULL, 'S'},
 		{"max-connections", required_argument, NULL, 'c'},
+		{"max-connections-per-ip", required_argument, NULL, 'I'},
+		{"request-deadline", required_argument, NULL, 'D'},
 		{"metrics-token", required_argument, NULL, 'm'},
 		{"quiet", no_argument, NULL, 'q'},
 		{NULL, 0, NULL, 0}
@@ -1548,6 +1601,12 @@ cmd_serve(int argc, char **argv)
 				break;
 			case 'c':
 				max_connections = serve_int_arg("connection limit", optarg, 1, 100000);
+				break;
+			case 'I':
+				max_connections_per_ip = serve_int_arg("connection limit per address", optarg, 1, 100000);
+				break;
+			case 'D':
+				request_deadline_s = serve_int_arg("request deadline", optarg, 1, 86400);
 				break;
 			case 'm':
 				if (optarg[0] == '\0')
@@ -1601,6 +1660,7 @@ cmd_serve(int argc, char **argv)
 							  MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
 							  MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) thread_count,
 							  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) max_connections,
+							  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) max_connections_per_ip,
 							  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) connection_timeout_s,
 							  MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
 							  MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,

@@ -707,4 +707,71 @@ $slow->finish;
 is(sql(q{SELECT count(*) FROM taskq.all_jobs WHERE queue = 'slow2'}), 0, '... and pushed nothing');
 $locker->quit;
 
+# ---------------------------------------------------------------------------
+# Clients without a token cannot hold the gateway: refused on the headers,
+# before any body; connections per address are bounded; a body trickled in
+# is cut off at the request deadline
+# ---------------------------------------------------------------------------
+use IO::Socket::INET;
+my ($guard, $guard_log, $guard_base) =
+  start_serve('guard', '--max-connections-per-ip', '8', '--request-deadline', '2');
+my ($guard_port) = $guard_base =~ /:(\d+)$/;
+sub raw_connect
+{
+	return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $guard_port,
+		Proto => 'tcp', Timeout => $timeout);
+}
+# headers announcing a body, no token: 401 at once, the body never sent
+my @held;
+for (1 .. 6)
+{
+	my $sock = raw_connect() or die "connect: $!";
+	print $sock "POST /api/v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\n"
+	  . "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+	push @held, $sock;
+}
+my $status_line = readline($held[0]) // '';
+like($status_line, qr{^HTTP/1\.1 401 }, 'no token: 401 on the headers, before the body');
+my $rest = do { local $/; my $h = $held[0]; <$h> } // '';
+like($rest, qr/"code": "28000"/, '... with the missing-token error, and the connection closed');
+$r = http('GET', "$guard_base/healthz");
+is($r->{status}, 200, '/healthz answers while such clients wait');
+close $_ for @held;
+# a client may hold 8 connections; a 9th is refused while they are open
+@held = map { raw_connect() or die "connect: $!" } 1 .. 8;
+print $_ "GET /healthz HTTP/1.1\r\nHost: x\r\n" for @held;    # unfinished headers
+$r = http('GET', "$guard_base/healthz");
+isnt($r->{status}, 200, 'a 9th connection from the same address is refused');
+close $_ for @held;
+my $again = 0;
+for (1 .. 100)
+{
+	if (http('GET', "$guard_base/healthz")->{status} == 200) { $again = 1; last; }
+	usleep(100_000);
+}
+ok($again, 'and accepted again once the others are closed');
+# with a token, a body trickled in is cut off at --request-deadline
+my $trickle = raw_connect() or die "connect: $!";
+print $trickle "POST /api/v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $auth{token}\r\n"
+  . "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+my $sent = 0;
+my $cut = 0;
+$SIG{PIPE} = 'IGNORE';
+for (1 .. 200)
+{
+	if (!print $trickle 'x') { $cut = 1; last; }
+	$sent++;
+	usleep(100_000);
+	my $rin = '';
+	vec($rin, fileno($trickle), 1) = 1;
+	if (select(my $rout = $rin, undef, undef, 0) > 0)
+	{
+		my $buf;
+		if (!sysread($trickle, $buf, 4096)) { $cut = 1; last; }
+	}
+}
+ok($cut && $sent < 1000, "a trickled body is cut off at the request deadline ($sent bytes sent)");
+close $trickle;
+is(stop_serve($guard), 0, 'the guarded gateway stops');
+
 done_testing();
