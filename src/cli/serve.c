@@ -720,6 +720,18 @@ take_error(PGresult *res, PGconn *conn, SqlError *e)
 		while (len > 0 && e->message[len - 1] == '\n')
 			e->message[--len] = '\0';
 	}
+	/*
+	 * The server's own resource and internal errors (stack depth, out of
+	 * memory, disk full, crashes: classes 53, 54001, 57, 58 and XX) carry
+	 * details and hints about its settings (max_stack_depth, ...), which
+	 * are for its administrator, not for HTTP clients: only the SQLSTATE
+	 * and the primary message are passed on.  taskq's own errors keep
+	 * theirs.
+	 */
+	if (strncmp(e->code, "53", 2) == 0 || strcmp(e->code, "54001") == 0 ||
+		strncmp(e->code, "57", 2) == 0 || strncmp(e->code, "58", 2) == 0 ||
+		strncmp(e->code, "XX", 2) == 0)
+		detail = hint = NULL;
 	e->detail = detail ? pg_strdup(detail) : NULL;
 	e->hint = hint ? pg_strdup(hint) : NULL;
 	PQclear(res);

@@ -303,6 +303,13 @@ is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '[{"name": "ok"}
 	400, '22023', undef, 'a batch with a bad job');
 is_error(http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "' . ('n' x 2000) . '"}'),
 	422, '54000', qr/job name is too long/, 'a name over its limit: 422, not 413');
+# the server's own resource errors keep their SQLSTATE and message, but
+# not the detail and hint about its settings (max_stack_depth)
+$r = http('POST', "$api/queues/emails/jobs", %auth,
+	body => '{"name": "x", "data": {"a": ' . ('[' x 200000) . (']' x 200000) . '}}');
+is($r->{json}{error}{code}, '54001', 'a JSON nested too deep: 54001');
+ok(!exists $r->{json}{error}{hint} && $r->{body} !~ /max_stack_depth/,
+	'... without the hint naming a server setting');
 is_error(http('GET', "$api/queues/emails/jobs?count=1001", %auth),
 	422, '54000', qr/count must be at most 1000/, 'a pull over its count limit: 422');
 $r = http('POST', "$api/queues/emails/jobs", %auth, body => '{"name": "x", "k\\"e\\\\y\\u0001": 1}');
