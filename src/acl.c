@@ -275,15 +275,10 @@ TaskqIsAdmin(Oid role)
 	return OidIsValid(admin) && has_privs_of_role(role, admin);
 }
 
-/*
- * Whether the caller has a privilege (need: TASKQ_PRIV_*, or
- * TASKQ_PRIV_ANY for seeing the queue) on a queue.  Runs inside
- * TaskqConnect.
- */
-bool
-TaskqQueueAllowed(const char *queue, int need)
+/* whether a role has a privilege on a queue: administrator, or a grant */
+static bool
+role_allowed(Oid role, const char *queue, int need)
 {
-	Oid			role = GetOuterUserId();
 	QueueEntry	tmp;
 	QueueEntry	tmp_all;
 
@@ -295,6 +290,17 @@ TaskqQueueAllowed(const char *queue, int need)
 }
 
 /*
+ * Whether the caller has a privilege (need: TASKQ_PRIV_*, or
+ * TASKQ_PRIV_ANY for seeing the queue) on a queue.  Runs inside
+ * TaskqConnect.
+ */
+bool
+TaskqQueueAllowed(const char *queue, int need)
+{
+	return role_allowed(GetOuterUserId(), queue, need);
+}
+
+/*
  * Whether a given role may see a queue (any privilege on it): for the
  * background worker, which delivers a webhook only while its owner may
  * see the job's queue.  A dropped role sees nothing.
@@ -302,16 +308,9 @@ TaskqQueueAllowed(const char *queue, int need)
 bool
 TaskqRoleSeesQueue(Oid role, const char *queue)
 {
-	QueueEntry	tmp;
-	QueueEntry	tmp_all;
-
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		return false;
-	if (TaskqIsAdmin(role))
-		return true;
-	if (grants_allow(queue_get(queue, &tmp), role, TASKQ_PRIV_ANY))
-		return true;
-	return grants_allow(queue_get("*", &tmp_all), role, TASKQ_PRIV_ANY);
+	return role_allowed(role, queue, TASKQ_PRIV_ANY);
 }
 
 /* error unless the caller has a privilege on a queue */

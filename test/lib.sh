@@ -46,3 +46,20 @@ clear_pg_env() {
         esac
     done < <(compgen -e)
 }
+
+# init_scratch_instance BINDIR DIR PORT: initdb DIR/data as SERVER_USER,
+# for the benchmark scripts: no TCP, its socket in DIR, taskq preloaded but
+# no taskq worker in any database (append more settings to
+# DIR/data/postgresql.conf afterwards)
+init_scratch_instance() {
+    local bin=$1 dir=$2 port=$3
+    as_server_user "$dir" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust \
+        --no-locale -E UTF8 >/dev/null
+    cat >>"$dir/data/postgresql.conf" <<EOF
+listen_addresses = ''
+unix_socket_directories = '$dir'
+port = $port
+shared_preload_libraries = 'taskq'
+taskq.database_names = 'none'
+EOF
+}
