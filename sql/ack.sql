@@ -173,4 +173,34 @@ SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id)))
 SELECT f.name, f.result IS NULL AS sql_null, jsonb_typeof(f.result) AS json_type
   FROM taskq.finished_jobs f JOIN nr USING (id) ORDER BY f.name;
 
+--
+-- pull with acks: the previous jobs acked and the next leased in one call
+-- and one transaction
+--
+SELECT count(taskq.push('bundle', 'b' || i)) AS pushed FROM generate_series(1, 4) i;
+SELECT id AS b1, lease AS l1 FROM taskq.pull('bundle') \gset
+SELECT name FROM taskq.pull('bundle', 1, NULL,
+  jsonb_build_array(jsonb_build_object('id', :'b1', 'lease', :'l1', 'result', '{"n": 1}'::jsonb)));
+SELECT state, result FROM taskq.all_jobs WHERE id = :'b1';
+-- an ack whose lease is not current is skipped, and the pull still happens
+SELECT id AS b2 FROM taskq.all_jobs WHERE queue = 'bundle' AND name = 'b2' \gset
+SELECT name FROM taskq.pull('bundle', 1, NULL,
+  jsonb_build_array(jsonb_build_object('id', :'b2', 'lease', '00000000-0000-7000-8000-000000000000')));
+SELECT name, state FROM taskq.all_jobs WHERE queue = 'bundle' ORDER BY name;
+-- acks of a job's parent can promote the child that the same call leases
+SELECT taskq.push('bundle2', 'parent') AS bp \gset
+SELECT taskq.push('bundle2', 'child', '{}', jsonb_build_object('depends_on', jsonb_build_array(:'bp'))) AS bc \gset
+SELECT lease AS bpl FROM taskq.pull('bundle2') \gset
+SELECT name, parent_results = jsonb_build_object(:'bp', 'done') AS sees_result
+FROM taskq.pull('bundle2', 1, NULL,
+  jsonb_build_array(jsonb_build_object('id', :'bp', 'lease', :'bpl', 'result', '"done"'::jsonb)));
+-- acks are checked as ack_batch's items
+SELECT * FROM taskq.pull('bundle', 1, NULL, '{"id": "x"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM taskq.pull('bundle', 1, NULL, '[{"id": "x", "bogus": 1}]');
+\echo :LAST_ERROR_SQLSTATE
+-- an empty or null acks is a plain pull
+SELECT count(*) FROM taskq.pull('bundle', 1, NULL, '[]');
+SELECT count(*) FROM taskq.pull('bundle', 1, NULL, NULL);
+
 DROP EXTENSION taskq;

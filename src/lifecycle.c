@@ -224,30 +224,20 @@ taskq_ack(PG_FUNCTION_ARGS)
 }
 
 /*
- * taskq.ack_batch(items jsonb) RETURNS int
- *
- * Completes every item that is active under the given lease (or under any
- * lease when none is given) and returns how many it completed; the others
- * are left as they are.
+ * Check the items of an ack_batch (or of pull's acks): a JSON array of
+ * objects with a string "id", and optionally "result" and "lease".
  */
-PG_FUNCTION_INFO_V1(taskq_ack_batch);
-Datum
-taskq_ack_batch(PG_FUNCTION_ARGS)
+void
+TaskqCheckAckItems(Jsonb *items, const char *argname)
 {
-	Jsonb	   *items;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken r;
-	Datum		values[1];
-	int			n;
-	TaskqContext cxt;
 
-	TaskqRequireArg(fcinfo, 0, "items");
-	items = PG_GETARG_JSONB_P(0);
 	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("items must be a JSON array"),
+				 errmsg("%s must be a JSON array", argname),
 				 errhint("Pass an array of objects with keys \"id\", \"result\" and \"lease\".")));
 
 	/* each item is an object with a string "id" and nothing unknown */
@@ -264,7 +254,7 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 		if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("each item of items must be a JSON object")));
+					 errmsg("each item of %s must be a JSON object", argname)));
 		iit = TaskqJsonKeys(v.val.binary.data);
 		while (TaskqJsonKeyNext(&iit, &key, &iv))
 		{
@@ -297,14 +287,48 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 					 errmsg("item has no \"id\"")));
 	}
 
-	values[0] = JsonbPGetDatum(items);
-	TaskqConnect(&cxt);
-	values[0] = TaskqRequireItemsPrivilege(values[0], TASKQ_PRIV_PULL);
+}
+
+/*
+ * Ack the jobs of checked items, each under its lease when it names one;
+ * items whose job is not active under that lease are skipped.  Returns
+ * how many were acked.  Runs inside TaskqConnect.
+ */
+int
+TaskqAckItems(Jsonb *items)
+{
+	Datum		values[1];
+	int			n;
+
+	values[0] = TaskqRequireItemsPrivilege(JsonbPGetDatum(items), TASKQ_PRIV_PULL);
 	init_move_plans();
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
+	return n;
+}
+
+/*
+ * taskq.ack_batch(items jsonb) RETURNS int
+ *
+ * Completes every item that is active under the given lease (or under any
+ * lease when none is given) and returns how many it completed; the others
+ * are left as they are.
+ */
+PG_FUNCTION_INFO_V1(taskq_ack_batch);
+Datum
+taskq_ack_batch(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *items;
+	int			n;
+	TaskqContext cxt;
+
+	TaskqRequireArg(fcinfo, 0, "items");
+	items = PG_GETARG_JSONB_P(0);
+	TaskqCheckAckItems(items, "items");
+	TaskqConnect(&cxt);
+	n = TaskqAckItems(items);
 	TaskqFinish(&cxt);
 	PG_RETURN_INT32(n);
 }

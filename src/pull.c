@@ -171,9 +171,15 @@ TaskqReclaimExpired(Datum queue, bool all_queues)
 }
 
 /*
- * taskq.pull(queue text, count int, timeout_ms int) RETURNS SETOF taskq.leased_job
+ * taskq.pull(queue text, count int, timeout_ms int, acks jsonb)
+ *		RETURNS SETOF taskq.leased_job
  *
- * A paused or unknown queue yields no rows.
+ * A paused or unknown queue yields no rows.  acks, items as for ack_batch,
+ * are acked first, in the same transaction: a worker loop then needs one
+ * commit per job (its previous jobs' acks and its next lease) instead of
+ * two.  An ack whose lease is no longer current is skipped, never an
+ * error, so that it cannot lose the pull: the job was re-delivered or has
+ * finished, as ack_batch would have found.
  */
 PG_FUNCTION_INFO_V1(taskq_pull);
 Datum
@@ -213,10 +219,16 @@ taskq_pull(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout_ms must be at least 1, not %d", PG_GETARG_INT32(2))));
 
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		TaskqCheckAckItems(PG_GETARG_JSONB_P(3), "acks");
+
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	TaskqConnect(&cxt);
 	TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PULL);
+	/* the acks first: their jobs' children may be runnable at once */
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		TaskqAckItems(PG_GETARG_JSONB_P(3));
 	if (!TaskqCachedQueue(TextDatumGetCString(queue), false, &qi) || qi.paused)
 	{
 		TaskqFinish(&cxt);

@@ -264,6 +264,10 @@ extern Datum TaskqUuidArray(const pg_uuid_t *ids, int n);
 /* pull.c */
 extern int	TaskqReclaimExpired(Datum queue, bool all_queues);
 
+/* lifecycle.c */
+extern void TaskqCheckAckItems(Jsonb *items, const char *argname);
+extern int	TaskqAckItems(Jsonb *items);
+
 /* worker.c */
 extern void TaskqWorkerInit(void);
 extern TaskqDbSlot *TaskqFindSlot(Oid dbid);

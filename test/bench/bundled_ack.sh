@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+#
+# test/bench/bundled_ack.sh -- the drain of scenario 3 (8 workers, one job
+# at a time) with a worker loop of two commits per job (pull, then ack:
+# test/bench/sql/taskq_pull1.sql) against one commit per job (pull with
+# acks: test/bench/sql/taskq_bundled1.sql), interleaved, in one run.
+#
+# Usage: test/bench/bundled_ack.sh [JOBS] [ROUNDS]   (default 20000 3)
+#
+# A throwaway instance of the installed taskq (PG_CONFIG), fsync and
+# synchronous_commit on, run as the postgres OS user when run as root.
+# Prints jobs/s per round and the median of each loop.  It measures; it
+# asserts nothing.
+
+set -euo pipefail
+
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+clear_pg_env
+
+JOBS=${1:-20000}
+ROUNDS=${2:-3}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+BIN=$("$PG_CONFIG" --bindir)
+server_user bundled_ack
+
+DIR=$(mktemp -d /tmp/taskq-bundled-ack.XXXXXX)
+PORT=55995
+cp "$HERE/sql/taskq_pull1.sql" "$HERE/sql/taskq_bundled1.sql" "$DIR/"
+[ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
+as_user() { as_server_user "$DIR" "$@"; }
+cleanup() {
+    as_user "$BIN/pg_ctl" -D "$DIR/data" stop -m immediate >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+init_scratch_instance "$BIN" "$DIR" "$PORT"
+echo "shared_buffers = 512MB" >>"$DIR/data/postgresql.conf"
+as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
+PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
+as_user "${PSQL[@]}" -c "CREATE EXTENSION taskq; SELECT taskq.create_queue('bench')" >/dev/null
+
+# one drain of JOBS jobs with a script; prints jobs/s
+drain() {
+    as_user "${PSQL[@]}" -c "TRUNCATE taskq.jobs, taskq.finished_jobs;
+        SELECT count(*) FROM taskq.push_batch('bench',
+          (SELECT jsonb_agg(jsonb_build_object('name', 'j', 'data', jsonb_build_object('i', i)))
+             FROM generate_series(1, $JOBS) i))" >/dev/null
+    as_user "${PSQL[@]}" -c "VACUUM ANALYZE taskq.jobs" >/dev/null
+    local start end
+    start=$(date +%s.%N)
+    as_user "$BIN/pgbench" -n -M prepared -c 8 -j 2 -t $((JOBS)) -h "$DIR" -p "$PORT" -D id=none -D lease=none \
+        -U postgres -f "$DIR/$1" postgres >"$DIR/pgbench.out" 2>&1 || true
+    [ -z "${BENCH_DEBUG:-}" ] || tail -5 "$DIR/pgbench.out" >&2
+    end=$(date +%s.%N)
+    local done
+    done=$(as_user "${PSQL[@]}" -c "SELECT count(*) FROM taskq.finished_jobs")
+    echo "$done $start $end" | awk '{ printf "%d", $1 / ($3 - $2) }'
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+sep=() bun=()
+for r in $(seq 1 "$ROUNDS"); do
+    s=$(drain taskq_pull1.sql)
+    b=$(drain taskq_bundled1.sql)
+    sep+=("$s") bun+=("$b")
+    echo "round $r: pull + ack (2 commits/job) $s jobs/s, pull with acks (1 commit/job) $b jobs/s"
+done
+ms=$(printf '%s\n' "${sep[@]}" | median)
+mb=$(printf '%s\n' "${bun[@]}" | median)
+echo "median: pull + ack $ms jobs/s, pull with acks $mb jobs/s, ratio $(awk -v a="$mb" -v b="$ms" 'BEGIN { printf "%.2f", a / b }')"
