@@ -62,7 +62,8 @@ SELECT completed_retention_ms, cancelled_retention_ms, dlq_retention_ms
 FROM taskq.queues WHERE name = 'altered';
 
 --
--- retention 0: anything finished before now is removed
+-- retention 0: anything finished before now is removed; a completed job
+-- is not even kept (its ack deletes it, see "no history" below)
 --
 SELECT taskq.create_queue('zero', '{"retention": {"completed_ms": 0}}');
 SELECT pg_temp.finish('zero', 'completed-1s', 'completed', '1 second');
@@ -104,5 +105,46 @@ SELECT taskq.alter_queue('long', '{"retention": {"completed_ms": 3600000}}');
 SELECT taskq.cleanup() AS removed;
 SELECT count(*) AS left_in_long FROM taskq.all_jobs WHERE queue = 'long';
 SELECT count(*) AS total_left FROM taskq.all_jobs;
+
+--
+-- no history: with retention.completed_ms 0, an ack deletes its job
+-- (ack, ack_batch and pull's acks) unless something needs the completed
+-- row: children to promote, follow-ups or reply_to, a webhook or stream
+--
+SELECT taskq.create_queue('nohist', '{"retention": {"completed_ms": 0}}');
+SELECT taskq.push('nohist', 'plain') AS nh1 \gset
+SELECT taskq.ack(id, '{"r": 1}', lease) FROM taskq.pull('nohist');
+SELECT count(*) AS kept FROM taskq.all_jobs WHERE id = :'nh1';
+SELECT count(taskq.push('nohist', 'batch')) FROM generate_series(1, 3);
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease)))
+FROM taskq.pull('nohist', 3);
+SELECT taskq.push('nohist', 'bundled') AS nh2 \gset
+SELECT lease AS nhl FROM taskq.pull('nohist') \gset
+SELECT count(*) FROM taskq.pull('nohist', 1, NULL,
+  jsonb_build_array(jsonb_build_object('id', :'nh2', 'lease', :'nhl')));
+SELECT count(*) AS kept FROM taskq.all_jobs WHERE queue = 'nohist';
+-- a parent is moved, so that its child is promoted and sees its result
+SELECT taskq.push('nohist', 'parent') AS nhp \gset
+SELECT taskq.push('nohist', 'child', '{}', jsonb_build_object('depends_on', jsonb_build_array(:'nhp'))) AS nhc \gset
+SELECT taskq.ack(id, '"parent result"', lease) FROM taskq.pull('nohist');
+SELECT name, state FROM taskq.all_jobs WHERE queue = 'nohist' ORDER BY name;
+SELECT name, parent_results = jsonb_build_object(:'nhp', 'parent result') AS sees_result
+FROM taskq.pull('nohist');
+SELECT taskq.ack(:'nhc');
+-- reply_to needs the row too
+SELECT taskq.push('nohist', 'asks', '{}', '{"metadata": {"reply_to": "nohist-replies"}}') AS nhr \gset
+SELECT taskq.ack(id) FROM taskq.pull('nohist');
+SELECT name, state FROM taskq.all_jobs WHERE queue LIKE 'nohist%' ORDER BY name;
+-- with a webhook, every ack keeps its job for the job.completed event
+SELECT taskq.add_webhook('https://hooks.example.com/nohist', '{job.completed}', '{nohist}') AS nhw \gset
+SELECT taskq.push('nohist', 'watched') AS nhx \gset
+SELECT taskq.ack(id) FROM taskq.pull('nohist');
+SELECT state FROM taskq.all_jobs WHERE id = :'nhx';
+SELECT count(*) AS outbox FROM taskq.webhook_deliveries WHERE job_id = :'nhx';
+SELECT taskq.remove_webhook(:'nhw');
+-- and a queue that keeps history is unchanged
+SELECT taskq.push('keeps', 'kept') AS nhk \gset
+SELECT taskq.ack(id) FROM taskq.pull('keeps');
+SELECT state FROM taskq.all_jobs WHERE id = :'nhk';
 
 DROP EXTENSION taskq;

@@ -49,6 +49,8 @@
 /* -1: unknown, else whether webhooks / event-stream queues exist */
 static int	webhooks_exist = -1;
 static int	streams_exist = -1;
+/* -1: unknown, else whether a queue keeps no completed jobs */
+static int	no_history_exists = -1;
 
 /* what to do at commit */
 static bool wake_launcher = false;
@@ -82,7 +84,8 @@ static TaskqPlan stream_plan = {
 };
 static TaskqPlan webhooks_exist_plan = {
 	"SELECT EXISTS (SELECT FROM taskq.webhooks),"
-	" EXISTS (SELECT FROM taskq.queues WHERE notify_events)",
+	" EXISTS (SELECT FROM taskq.queues WHERE notify_events),"
+	" EXISTS (SELECT FROM taskq.queues WHERE completed_retention_ms = 0)",
 	0, {InvalidOid}
 };
 
@@ -92,6 +95,7 @@ events_relcache_callback(Datum arg, Oid relid)
 {
 	webhooks_exist = -1;
 	streams_exist = -1;
+	no_history_exists = -1;
 }
 
 /*
@@ -274,6 +278,22 @@ load_cache(void)
 												SPI_tuptable->tupdesc, 1, &isnull));
 	streams_exist = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 2, &isnull));
+	no_history_exists = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 3, &isnull));
+}
+
+/*
+ * Whether an ack may delete its job without a trace: some queue keeps no
+ * completed jobs (retention.completed_ms 0), and no webhook or event
+ * stream could want the job.completed event, which is built from the job
+ * as it is kept.  Runs inside SPI_connect.
+ */
+bool
+TaskqAckMayForget(void)
+{
+	if (webhooks_exist < 0 || streams_exist < 0 || no_history_exists < 0)
+		load_cache();
+	return no_history_exists && !webhooks_exist && !streams_exist;
 }
 
 /*

@@ -28,6 +28,33 @@
 	"j.id = $1 AND j.state = 'active' AND (" lease " IS NULL OR j.lease = " lease ")"
 
 static TaskqPlan ack_plan = {NULL, 3, {UUIDOID, JSONBOID, UUIDOID}};
+
+/*
+ * A queue that keeps no completed jobs (retention.completed_ms 0): an ack
+ * deletes the job rather than moving it to finished_jobs, when nothing
+ * needs the completed row: no children to promote, no follow-ups or
+ * reply_to in its metadata (the trigger on finished_jobs acts on those),
+ * and no webhook or stream subscriber (TaskqAckMayForget).  Otherwise the
+ * job is moved as usual and retention removes it.
+ */
+#define FORGETTABLE(j) \
+	"NOT " j ".has_children AND (" j ".metadata IS NULL OR NOT (" j ".metadata ? 'follow_ups'" \
+	" OR " j ".metadata ? 'reply_to')) AND EXISTS (SELECT FROM taskq.queues q" \
+	" WHERE q.name = " j ".queue AND q.completed_retention_ms = 0)"
+static TaskqPlan forget_plan = {
+	"DELETE FROM taskq.jobs j WHERE " ACTIVE_UNDER_LEASE("$3::uuid")
+	" AND " FORGETTABLE("j") " RETURNING j.queue",
+	3, {UUIDOID, JSONBOID, UUIDOID}
+};
+static TaskqPlan forget_batch_plan = {
+	"DELETE FROM taskq.jobs j USING (SELECT (x.item ->> 'id')::uuid AS item_id,"
+	" (x.item ->> 'lease')::uuid AS item_lease"
+	" FROM jsonb_array_elements($1) AS x(item)) i"
+	" WHERE j.id = i.item_id AND j.state = 'active'"
+	" AND (i.item_lease IS NULL OR j.lease = i.item_lease)"
+	" AND " FORGETTABLE("j") " RETURNING j.queue",
+	1, {JSONBOID}
+};
 static TaskqPlan ack_batch_plan = {NULL, 1, {JSONBOID}};
 static TaskqPlan fail_lock_plan = {
 	"SELECT j.attempts, j.max_attempts, j.backoff FROM taskq.jobs j"
@@ -215,6 +242,13 @@ taskq_ack(PG_FUNCTION_ARGS)
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
 		TaskqRaiseJobNotFound(values[0]);
 	init_move_plans();
+	if (TaskqAckMayForget() &&
+		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
+	{
+		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqFinish(&cxt);
+		PG_RETURN_VOID();
+	}
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
 	TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
@@ -299,14 +333,20 @@ TaskqAckItems(Jsonb *items)
 {
 	Datum		values[1];
 	int			n;
+	int			forgotten = 0;
 
 	values[0] = TaskqRequireItemsPrivilege(JsonbPGetDatum(items), TASKQ_PRIV_PULL);
 	init_move_plans();
+	if (TaskqAckMayForget())
+	{
+		forgotten = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);
+		TaskqMetricsCountReturned(forgotten, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+	}
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
-	return n;
+	return n + forgotten;
 }
 
 /*

@@ -281,6 +281,7 @@ extern void TaskqNoteLauncherWake(void);
 extern void TaskqSubscribersChanged(void);
 extern void TaskqEmitEvent(const char *event, Datum ids);
 extern void TaskqEmitEventOne(const char *event, Datum id);
+extern bool TaskqAckMayForget(void);
 
 /* metrics.c: counters, at commit; TASKQ_COUNT(m) bits make a mask */
 typedef enum TaskqMetric

@@ -164,7 +164,7 @@ is(psql("SELECT data ->> 'job_id' FROM taskq.jobs WHERE queue = 'replies'"),
 # ---------------------------------------------------------------------------
 # the worker: retention
 # ---------------------------------------------------------------------------
-psql(q{SELECT taskq.create_queue('short', '{"retention": {"completed_ms": 0}}')});
+psql(q{SELECT taskq.create_queue('short', '{"retention": {"completed_ms": 1}}')});
 my $done = psql("SELECT taskq.push('short', 'x')");
 psql("SELECT taskq.ack(id) FROM taskq.pull('short')");
 ok( poll(
