@@ -32,14 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-as_user "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $PORT
-shared_preload_libraries = 'taskq'
-taskq.database_names = 'none'
-EOF
+init_scratch_instance "$BIN" "$DIR" "$PORT"
 as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
 PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
 as_user "${PSQL[@]}" -c 'CREATE EXTENSION taskq' >/dev/null

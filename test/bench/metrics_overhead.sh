@@ -66,15 +66,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-as_user "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust --no-locale -E UTF8 >/dev/null
-cat >>"$DIR/data/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-port = $PORT
-shared_preload_libraries = 'taskq'
-taskq.database_names = 'none'
-shared_buffers = 512MB
-EOF
+init_scratch_instance "$BIN" "$DIR" "$PORT"
+echo "shared_buffers = 512MB" >>"$DIR/data/postgresql.conf"
 echo "SELECT taskq.push('q', 'j', '{\"a\":1}');" >"$DIR/push.sql"
 [ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
 PSQL=("$BIN/psql" -X -q -h "$DIR" -p "$PORT" -U postgres -d postgres)
