@@ -859,6 +859,10 @@ BEGIN
     DELETE FROM taskq.webhook_deliveries w
      WHERE w.status IN ('succeeded', 'failed')
        AND COALESCE(w.delivered_at, w.next_attempt_at) < pg_catalog.now() - interval '7 days';
+    -- grants of dropped roles grant nothing (roles are kept by OID, so a
+    -- new role of the same name does not inherit them): remove them
+    DELETE FROM taskq.queue_grants g
+     WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = g.grantee);
     RETURN n + m;
 END
 $$;

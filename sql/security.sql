@@ -355,6 +355,22 @@ RESET ROLE;
 SELECT count(*) AS look_alike_calls FROM regress_evil.calls;
 RESET search_path;
 
+-- grants of a dropped role give nothing to a new role of the same name
+-- (roles are kept by OID), and cleanup removes them
+CREATE ROLE regress_gone IN ROLE taskq_producer;
+SELECT taskq.grant('a', 'regress_gone', 'push');
+DROP ROLE regress_gone;
+CREATE ROLE regress_gone IN ROLE taskq_producer;
+SET ROLE regress_gone;
+SELECT taskq.has_queue_privilege('a', 'push') AS new_role_can_push;
+RESET ROLE;
+SELECT count(*) AS dangling_grants FROM taskq.queue_grants g
+WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.grantee);
+SELECT taskq.cleanup() >= 0 AS cleaned;
+SELECT count(*) AS dangling_grants FROM taskq.queue_grants g
+WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = g.grantee);
+DROP ROLE regress_gone;
+
 DROP SCHEMA regress_evil CASCADE;
 DROP EXTENSION taskq;
 DROP ROLE regress_producer, regress_worker, regress_qadmin, regress_outsider, regress_team;
