@@ -343,12 +343,12 @@ SELECT fn FROM regress_evil.calls;
 TRUNCATE regress_evil.calls;
 -- taskq's functions, as an administrator and as a queue's roles
 SELECT count(*) >= 0 AS listed FROM taskq.queues();
-SELECT count(*) AS peeked FROM taskq.peek('a', 5);
+SELECT count(*) >= 1 AS peeked FROM taskq.peek('a', 5);
 SELECT count(*) AS dead FROM taskq.dlq('a', 5);
 SELECT taskq.stats('a') IS NOT NULL AS stats;
 SELECT taskq.cleanup() >= 0 AS cleaned;
 SET ROLE regress_qadmin;
-SELECT count(*) AS peeked FROM taskq.peek('a', 5);
+SELECT count(*) >= 1 AS peeked FROM taskq.peek('a', 5);
 SELECT taskq.push('a', 'pinned', '{"x": 1}', '{"metadata": {"k": "v"}}') IS NOT NULL AS pushed;
 SELECT taskq.progress(id, 10, 'half') FROM taskq.pull('a', 1);
 RESET ROLE;
