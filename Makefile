@@ -45,6 +45,7 @@ REGRESS = \
 	heartbeat_progress \
 	cancel \
 	queues \
+	history_counts \
 	dlq \
 	retention \
 	unique \

@@ -306,6 +306,46 @@ CREATE VIEW taskq.all_jobs AS
     SELECT * FROM taskq.dead_jobs;
 COMMENT ON VIEW taskq.all_jobs IS 'every taskq job, live, finished or dead';
 
+-- How many jobs each queue keeps in finished_jobs and dead_jobs, for
+-- queues() and stats(), is kept in shared memory rather than counted at
+-- each call: the statements that move jobs there count them, and these
+-- triggers count the rows that any statement removes or changes.
+CREATE FUNCTION taskq._history_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'taskq_history_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION taskq._history_changed() IS 'internal trigger: count the rows removed from (or changed in) finished_jobs and dead_jobs';
+CREATE TRIGGER history_deleted
+    AFTER DELETE ON taskq.finished_jobs REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._history_changed();
+CREATE TRIGGER history_updated
+    AFTER UPDATE ON taskq.finished_jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._history_changed();
+CREATE TRIGGER history_truncated
+    AFTER TRUNCATE ON taskq.finished_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._history_changed();
+CREATE TRIGGER history_deleted
+    AFTER DELETE ON taskq.dead_jobs REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._history_changed();
+CREATE TRIGGER history_updated
+    AFTER UPDATE ON taskq.dead_jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._history_changed();
+CREATE TRIGGER history_truncated
+    AFTER TRUNCATE ON taskq.dead_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._history_changed();
+
+CREATE FUNCTION taskq._history_counts(queue text DEFAULT NULL)
+RETURNS TABLE (queue text, completed bigint, cancelled bigint, dlq bigint)
+AS 'MODULE_PATHNAME', 'taskq_history_counts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq._history_counts(text) IS 'internal: the jobs each queue (or the given one) keeps in finished_jobs and dead_jobs, from shared memory, or counted when those counts cannot be used';
+
+CREATE FUNCTION taskq.recount()
+RETURNS void
+AS 'MODULE_PATHNAME', 'taskq_recount'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.recount() IS 'count the finished and dead jobs of every queue again at the next queues() or stats() (after rows were written into those tables by hand)';
+
 --
 -- Producing
 --
@@ -612,20 +652,21 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT q.name, q.paused,
-           pg_catalog.count(*) FILTER (WHERE j.state = 'waiting'),
-           pg_catalog.count(*) FILTER (WHERE j.state = 'delayed'),
-           pg_catalog.count(*) FILTER (WHERE j.state = 'blocked'),
-           pg_catalog.count(*) FILTER (WHERE j.state = 'active'),
-           pg_catalog.count(*) FILTER (WHERE j.state = 'completed'),
-           pg_catalog.count(*) FILTER (WHERE j.state = 'dlq'),
-           pg_catalog.count(*) FILTER (WHERE j.state = 'cancelled')
+           COALESCE(j.waiting, 0), COALESCE(j.delayed, 0),
+           COALESCE(j.blocked, 0), COALESCE(j.active, 0),
+           COALESCE(h.completed, 0), COALESCE(h.dlq, 0), COALESCE(h.cancelled, 0)
     FROM taskq.queues q
-    LEFT JOIN taskq.all_jobs j ON j.queue = q.name
+    LEFT JOIN (SELECT l.queue,
+                      pg_catalog.count(*) FILTER (WHERE l.state = 'waiting') AS waiting,
+                      pg_catalog.count(*) FILTER (WHERE l.state = 'delayed') AS delayed,
+                      pg_catalog.count(*) FILTER (WHERE l.state = 'blocked') AS blocked,
+                      pg_catalog.count(*) FILTER (WHERE l.state = 'active') AS active
+                 FROM taskq.jobs l GROUP BY l.queue) j ON j.queue = q.name
+    LEFT JOIN taskq._history_counts() h ON h.queue = q.name
     WHERE taskq.has_queue_privilege(q.name, 'any')
-    GROUP BY q.name, q.paused
     ORDER BY q.name
 $$;
-COMMENT ON FUNCTION taskq.queues() IS 'one row per queue the role may see: name, paused and job counts per state';
+COMMENT ON FUNCTION taskq.queues() IS 'one row per queue the role may see: name, paused and job counts per state (live jobs counted, finished and dead ones kept count of)';
 
 CREATE FUNCTION taskq.stats(queue text)
 RETURNS jsonb
@@ -641,7 +682,13 @@ BEGIN
     PERFORM taskq.require_queue(queue);
     SELECT taskq.state_counts(COALESCE(pg_catalog.array_agg(j.state), '{}'))
       INTO counts
-      FROM taskq.all_jobs j WHERE j.queue = stats.queue;
+      FROM taskq.jobs j WHERE j.queue = stats.queue;
+    SELECT counts || pg_catalog.jsonb_build_object(
+               'completed', COALESCE(pg_catalog.sum(h.completed), 0)::bigint,
+               'cancelled', COALESCE(pg_catalog.sum(h.cancelled), 0)::bigint,
+               'dlq', COALESCE(pg_catalog.sum(h.dlq), 0)::bigint)
+      INTO counts
+      FROM taskq._history_counts(stats.queue) h;
     SELECT pg_catalog.min(j.run_at) INTO oldest
       FROM taskq.jobs j
      WHERE j.queue = stats.queue

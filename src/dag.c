@@ -583,7 +583,7 @@ cascade(Datum id, text *name, bool dead)
 	{
 		int			n = TaskqExecute(plan, values, NULL, false, 0);
 
-		TaskqMetricsCountReturned(n, TASKQ_COUNT(dead ? TASKQ_METRIC_DEAD : TASKQ_METRIC_CANCELLED));
+		TaskqMetricsCountReturned(n, dead ? TASKQ_COUNT_DEAD_KEPT : TASKQ_COUNT_CANCELLED_KEPT);
 		if (n > 0)
 			TaskqEmitEvent(dead ? "job.dlq" : "job.cancelled", TaskqReturnedIds(n));
 		TaskqExecute(&drop_edges_plan, values, NULL, false, 0);

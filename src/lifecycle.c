@@ -251,7 +251,7 @@ taskq_ack(PG_FUNCTION_ARGS)
 	}
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
-	TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+	TaskqMetricsCountReturned(1, TASKQ_COUNT_COMPLETED_KEPT);
 	TaskqEmitEventOne("job.completed", values[0]);
 	TaskqFinish(&cxt);
 	PG_RETURN_VOID();
@@ -343,7 +343,7 @@ TaskqAckItems(Jsonb *items)
 		TaskqMetricsCountReturned(forgotten, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
 	}
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
-	TaskqMetricsCountReturned(n, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
 	return n + forgotten;
@@ -429,7 +429,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 	{
 		values[1] = PointerGetDatum(error);
 		TaskqExecute(&fail_dead_plan, values, NULL, false, 0);
-		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_DEAD));
+		TaskqMetricsCountReturned(1, TASKQ_COUNT_DEAD_KEPT);
 		TaskqEmitEventOne("job.dlq", values[0]);
 		outcome = "dlq";
 	}
@@ -548,7 +548,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 				 strcmp(state, "active") == 0 ?
 				 errhint("An active job ends through taskq.ack() or taskq.fail().") : 0));
 	}
-	TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_CANCELLED));
+	TaskqMetricsCountReturned(1, TASKQ_COUNT_CANCELLED_KEPT);
 	TaskqEmitEventOne("job.cancelled", values[0]);
 	TaskqFinish(&cxt);
 	PG_RETURN_BOOL(true);

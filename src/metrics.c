@@ -29,9 +29,10 @@
  * Gauges: the number of jobs per queue and state is a snapshot, kept in
  * shared memory and taken again by whichever scrape finds it older than
  * taskq.metrics_refresh_interval (so this also works on a standby and
- * without the background worker).  Taking it counts the live jobs and the
- * dead-letter queue, one scan of each, at most once per interval however
- * often and by however many scrapers metrics() is called.  A scrape that
+ * without the background worker).  Taking it counts the live jobs, one
+ * scan, at most once per interval however often and by however many
+ * scrapers metrics() is called; the dead-letter queue's size comes from
+ * the history counts (below).  A scrape that
  * takes it claims it first; the others meanwhile use the previous one.  The
  * oldest waiting job's age and the paused flag are read at every scrape,
  * from the pull index: one index probe per priority level in use per
@@ -50,6 +51,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "funcapi.h"
 #include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -61,6 +68,7 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -108,7 +116,23 @@ typedef struct MetricsEntry
 	uint64		gen;			/* of the latest snapshot; 0: none yet */
 	TimestampTz snap_time;		/* when it was taken */
 	TimestampTz claimed_until;	/* a scrape is taking it until then */
+
+	/* database entries: the kept counts (see "History counts" below) */
+	int			hist_state;		/* HIST_NONE, HIST_TAKING or HIST_VALID */
+	uint64		hist_gen;		/* of the latest count taken */
+	Oid			hist_relid;		/* finished_jobs when it was taken */
+	TimestampTz hist_claimed_until; /* a backend is taking it until then */
+	pg_atomic_uint32 hist_inflight; /* commits whose counts are added */
+	pg_atomic_uint32 hist_broken;	/* the counts are wrong: take them again */
 } MetricsEntry;
+
+#define HIST_NONE	0
+#define HIST_TAKING 1
+#define HIST_VALID	2
+
+/* the first of the history counts, which are not Prometheus counters */
+#define FIRST_HISTORY	TASKQ_HISTORY_COMPLETED
+#define NUM_HISTORY		(TASKQ_NUM_METRICS - FIRST_HISTORY)
 
 typedef struct MetricsShared
 {
@@ -136,6 +160,7 @@ typedef struct PendingEntry
 {
 	PendingKey	key;
 	bool		dirty;			/* counts not all zero */
+	bool		hist_done;		/* history counts added at pre-commit */
 	int64		counts[TASKQ_NUM_METRICS];
 } PendingEntry;
 
@@ -197,8 +222,7 @@ static const char *const counts_sql =
 "  count(*) FILTER (WHERE state = 'blocked') AS blocked,"
 "  count(*) FILTER (WHERE state = 'active') AS active"
 "  FROM taskq.jobs GROUP BY queue) j ON j.queue = q.name"
-" LEFT JOIN (SELECT queue, count(*) AS dlq FROM taskq.dead_jobs"
-"  GROUP BY queue) d ON d.queue = q.name";
+" LEFT JOIN taskq._history_counts() d ON d.queue = q.name";
 
 /*
  * Shared hash: hash and compare only the used part of the queue name.
@@ -351,6 +375,12 @@ get_entry(Oid dbid, char kind, const char *queue)
 		e->gen = 0;
 		e->snap_time = 0;
 		e->claimed_until = 0;
+		e->hist_state = HIST_NONE;
+		e->hist_gen = 0;
+		e->hist_relid = InvalidOid;
+		e->hist_claimed_until = 0;
+		pg_atomic_init_u32(&e->hist_inflight, 0);
+		pg_atomic_init_u32(&e->hist_broken, 0);
 		if (kind == KIND_QUEUE)
 			metrics_shared->nqueues++;
 		else
@@ -370,11 +400,11 @@ remove_entry(MetricsEntry *e)
 	hash_search(metrics_hash, &e->key, HASH_REMOVE, NULL);
 }
 
-/* add the counts of a local entry to a shared one */
+/* add the counts of a local entry to a shared one (not the history's) */
 static void
 add_counts(MetricsEntry *e, const PendingEntry *p)
 {
-	for (int i = 0; i < TASKQ_NUM_METRICS; i++)
+	for (int i = 0; i < FIRST_HISTORY; i++)
 		if (p->counts[i] != 0)
 			pg_atomic_fetch_add_u64(&e->counters[i], (uint64) p->counts[i]);
 }
@@ -463,6 +493,7 @@ pending_reset(void)
 				continue;
 			}
 			p->dirty = false;
+			p->hist_done = false;
 			memset(p->counts, 0, sizeof(p->counts));
 		}
 	}
@@ -506,6 +537,7 @@ pending_entry(int level, const char *queue, int len)
 	if (!found)
 	{
 		p->dirty = false;
+		p->hist_done = false;
 		memset(p->counts, 0, sizeof(p->counts));
 		if (level > 1)
 			pending_deep++;
@@ -603,6 +635,517 @@ metrics_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
+ * History counts
+ *
+ * taskq.queues() and taskq.stats() show how many jobs each queue keeps in
+ * finished_jobs (completed, cancelled) and dead_jobs (dlq) without
+ * counting those tables, which hold a day of completions by default.  The
+ * counts live in the queue entries of the shared hash (counters
+ * TASKQ_HISTORY_*), are counted once per database (after the server
+ * starts, and again whenever they cannot be trusted), and follow every
+ * change from then on:
+ *
+ * - a job moved into a history table is counted by the statement that
+ *   moved it (the TASKQ_COUNT_*_KEPT masks); rows deleted or updated by
+ *   any statement are counted by a statement trigger on the two tables
+ *   (taskq_history_changed), from its transition tables;
+ * - a transaction adds its counts at pre-commit, before its rows become
+ *   visible, under the lock in shared mode, and it is "in flight" (in the
+ *   database entry's hist_inflight) until its commit (or abort) callback;
+ * - taking the counts (history_take) holds the lock exclusively, waits for
+ *   the transactions in flight, and takes its snapshot and zeroes the
+ *   counts before it lets go: every transaction then either is in the
+ *   snapshot with its counts zeroed, or is not and adds its counts after.
+ *   It counts with that snapshot without the lock and adds what it found.
+ *
+ * So the counts are exact for committed work, as of the moment they are
+ * read (not as of the reader's snapshot).  What they cannot follow marks
+ * them broken, to be counted again by the next reader (or the background
+ * worker): a transaction that aborts after adding its counts, TRUNCATE,
+ * COMMIT PREPARED, no room in shared memory, a re-created extension.
+ * Rows inserted into the history tables by other means than taskq's
+ * functions are not seen until then (taskq.recount() marks them broken).
+ * Without the shared memory (taskq not preloaded), on a standby, while
+ * another backend is counting, and in a database with more queues than
+ * taskq.metrics_max_queues, readers count the tables themselves.
+ */
+
+/* the longest wait for the transactions in flight, holding the lock */
+#define HIST_DRAIN_MS		100
+
+/* how long a backend may take the counts before another one may */
+#define HIST_CLAIM_MS		(10 * 60 * 1000)
+
+/* the history counts of a transaction: added, in flight in this entry */
+static MetricsEntry *hist_db = NULL;
+
+/* break the counts when this transaction commits (TRUNCATE) */
+static bool hist_break_at_commit = false;
+
+/* the counts of the history tables, per queue */
+static const char *const history_sql =
+"SELECT s.queue, pg_catalog.sum(s.c)::int8, pg_catalog.sum(s.x)::int8,"
+" pg_catalog.sum(s.d)::int8 FROM ("
+" SELECT f.queue,"
+"  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.=) 'completed') AS c,"
+"  pg_catalog.count(*) FILTER (WHERE f.state OPERATOR(pg_catalog.<>) 'completed') AS x,"
+"  0::int8 AS d"
+"  FROM taskq.finished_jobs f %s GROUP BY f.queue"
+" UNION ALL"
+" SELECT d.queue, 0, 0, pg_catalog.count(*) FROM taskq.dead_jobs d %s GROUP BY d.queue) s"
+" GROUP BY s.queue";
+
+/* whether a local entry has history counts */
+static bool
+has_history(const PendingEntry *p)
+{
+	for (int i = FIRST_HISTORY; i < TASKQ_NUM_METRICS; i++)
+		if (p->counts[i] != 0)
+			return true;
+	return false;
+}
+
+/* mark a database's counts broken: the next reader counts them again */
+static void
+history_break(MetricsEntry *db)
+{
+	pg_atomic_write_u32(&db->hist_broken, 1);
+}
+
+/*
+ * Add the transaction's history counts to shared memory; false when an
+ * entry is missing and the lock is held in shared mode only (the caller
+ * tries again exclusively).
+ */
+static bool
+history_add(bool exclusive)
+{
+	HASH_SEQ_STATUS scan;
+	PendingEntry *p;
+	MetricsEntry *db;
+	bool		complete = true;
+
+	db = exclusive ? get_entry(MyDatabaseId, KIND_DATABASE, "") :
+		find_entry(MyDatabaseId, KIND_DATABASE, "");
+	if (db == NULL)
+		return exclusive;		/* no room: no counts to keep right */
+	if (hist_db == NULL)
+	{
+		hist_db = db;
+		pg_atomic_fetch_add_u32(&db->hist_inflight, 1);
+		if (hist_break_at_commit)
+			history_break(db);
+	}
+	if (pending == NULL)
+		return true;
+	hash_seq_init(&scan, pending);
+	while ((p = hash_seq_search(&scan)) != NULL)
+	{
+		MetricsEntry *e;
+
+		if (!p->dirty || p->hist_done || p->key.queue[0] == '\0' || !has_history(p))
+			continue;
+		e = exclusive ? get_entry(MyDatabaseId, KIND_QUEUE, p->key.queue) :
+			find_entry(MyDatabaseId, KIND_QUEUE, p->key.queue);
+		if (e == NULL)
+		{
+			if (exclusive)
+			{
+				history_break(db);
+				p->hist_done = true;
+			}
+			else
+				complete = false;
+			continue;
+		}
+		for (int i = FIRST_HISTORY; i < TASKQ_NUM_METRICS; i++)
+			if (p->counts[i] != 0)
+				pg_atomic_fetch_add_u64(&e->counters[i], (uint64) p->counts[i]);
+		p->hist_done = true;
+	}
+	return complete;
+}
+
+/* pre-commit: add the transaction's history counts, if it has any */
+static void
+history_flush(void)
+{
+	HASH_SEQ_STATUS scan;
+	PendingEntry *p;
+	bool		any = hist_break_at_commit;
+
+	if (metrics_shared == NULL)
+		return;
+	if (!any && pending_dirty > 0)
+	{
+		hash_seq_init(&scan, pending);
+		while ((p = hash_seq_search(&scan)) != NULL)
+			if (p->dirty && has_history(p))
+			{
+				any = true;
+				hash_seq_term(&scan);
+				break;
+			}
+	}
+	if (!any)
+		return;
+	LWLockAcquire(metrics_shared->lock, LW_SHARED);
+	if (history_add(false))
+	{
+		LWLockRelease(metrics_shared->lock);
+		return;
+	}
+	LWLockRelease(metrics_shared->lock);
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	history_add(true);
+	LWLockRelease(metrics_shared->lock);
+}
+
+/*
+ * The transaction ended: it is no longer in flight.  Its counts were added
+ * before its commit; if it aborted after that, they are wrong.  Takes no
+ * lock: a backend taking the counts holds it while it waits for this.
+ */
+static void
+history_end(bool aborted)
+{
+	hist_break_at_commit = false;
+	if (hist_db == NULL)
+		return;
+	if (aborted)
+		history_break(hist_db);
+	pg_atomic_fetch_sub_u32(&hist_db->hist_inflight, 1);
+	hist_db = NULL;
+}
+
+/* the OID of taskq.finished_jobs, which changes when the extension is re-created */
+static Oid
+history_relid(void)
+{
+	return get_relname_relid("finished_jobs", get_namespace_oid("taskq", false));
+}
+
+/*
+ * Make sure this database's history counts can be used, counting the
+ * history tables if need be (inside SPI_connect).  False when they cannot:
+ * the caller counts for itself.
+ */
+static bool
+history_take(void)
+{
+	Oid			relid = history_relid();
+	MetricsEntry *db;
+	TimestampTz start = GetCurrentTimestamp();
+	Snapshot	snap;
+	uint64		gen;
+	int			nrows;
+	char	  **names;
+	int64	   *counts;
+	bool		valid = false;
+
+	if (metrics_shared == NULL || RecoveryInProgress())
+		return false;
+
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	db = get_entry(MyDatabaseId, KIND_DATABASE, "");
+	if (db == NULL || find_entry(MyDatabaseId, KIND_OVERFLOW, "") != NULL)
+	{
+		LWLockRelease(metrics_shared->lock);
+		return false;
+	}
+	if (db->hist_state == HIST_VALID && db->hist_relid == relid &&
+		pg_atomic_read_u32(&db->hist_broken) == 0)
+	{
+		LWLockRelease(metrics_shared->lock);
+		return true;
+	}
+	if (db->hist_state == HIST_TAKING && start < db->hist_claimed_until)
+	{
+		LWLockRelease(metrics_shared->lock);
+		return false;
+	}
+	/* the transactions whose counts are added, and that are not yet visible */
+	while (pg_atomic_read_u32(&db->hist_inflight) != 0)
+	{
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), HIST_DRAIN_MS))
+		{
+			LWLockRelease(metrics_shared->lock);
+			return false;
+		}
+		pg_usleep(100L);
+	}
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	{
+		HASH_SEQ_STATUS scan;
+		MetricsEntry *e;
+
+		hash_seq_init(&scan, metrics_hash);
+		while ((e = hash_seq_search(&scan)) != NULL)
+			if (e->key.dbid == MyDatabaseId && e->key.kind != KIND_DATABASE)
+				for (int i = FIRST_HISTORY; i < TASKQ_NUM_METRICS; i++)
+					pg_atomic_write_u64(&e->counters[i], 0);
+	}
+	pg_atomic_write_u32(&db->hist_broken, 0);
+	db->hist_state = HIST_TAKING;
+	gen = ++db->hist_gen;
+	db->hist_relid = relid;
+	db->hist_claimed_until = start + (TimestampTz) HIST_CLAIM_MS * 1000;
+	LWLockRelease(metrics_shared->lock);
+
+	PG_TRY();
+	{
+		SPIPlanPtr	plan = SPI_prepare(psprintf(history_sql, "", ""), 0, NULL);
+		int			rc;
+
+		if (plan == NULL)
+			elog(ERROR, "taskq: SPI_prepare failed (%s) for the history counts",
+				 SPI_result_code_string(SPI_result));
+		rc = SPI_execute_snapshot(plan, NULL, NULL, snap, InvalidSnapshot,
+								  true, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "taskq: could not count the finished jobs (%s)",
+				 SPI_result_code_string(rc));
+	}
+	PG_CATCH();
+	{
+		LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+		db = find_entry(MyDatabaseId, KIND_DATABASE, "");
+		if (db != NULL && db->hist_gen == gen)
+			db->hist_state = HIST_NONE;
+		LWLockRelease(metrics_shared->lock);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	/* out of SPI's tuples first, so that the lock is held briefly */
+	nrows = (int) SPI_processed;
+	names = palloc(sizeof(char *) * Max(nrows, 1));
+	counts = palloc(sizeof(int64) * NUM_HISTORY * Max(nrows, 1));
+	for (int i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+
+		names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		for (int h = 0; h < NUM_HISTORY; h++)
+			counts[i * NUM_HISTORY + h] =
+				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, h + 2, &isnull));
+	}
+
+	LWLockAcquire(metrics_shared->lock, LW_EXCLUSIVE);
+	db = find_entry(MyDatabaseId, KIND_DATABASE, "");
+	if (db != NULL && db->hist_gen == gen && db->hist_state == HIST_TAKING)
+	{
+		valid = true;
+		for (int i = 0; i < nrows && valid; i++)
+		{
+			MetricsEntry *e = get_entry(MyDatabaseId, KIND_QUEUE, names[i]);
+
+			if (e == NULL || e->key.kind != KIND_QUEUE)
+				valid = false;
+			else
+				for (int h = 0; h < NUM_HISTORY; h++)
+					pg_atomic_fetch_add_u64(&e->counters[FIRST_HISTORY + h],
+											(uint64) counts[i * NUM_HISTORY + h]);
+		}
+		db->hist_state = valid ? HIST_VALID : HIST_NONE;
+	}
+	LWLockRelease(metrics_shared->lock);
+	UnregisterSnapshot(snap);
+	return valid;
+}
+
+/*
+ * Count the history of this database now, if its counts are not usable,
+ * so that the next reader need not: from the background worker, inside
+ * SPI_connect.
+ */
+void
+TaskqHistoryPrepare(void)
+{
+	history_take();
+}
+
+/*
+ * The history tables changed in a way the counts cannot follow (COMMIT
+ * PREPARED of a transaction that may have moved jobs): count again.
+ */
+void
+TaskqHistoryBreak(void)
+{
+	MetricsEntry *db;
+
+	if (metrics_shared == NULL)
+		return;
+	LWLockAcquire(metrics_shared->lock, LW_SHARED);
+	db = find_entry(MyDatabaseId, KIND_DATABASE, "");
+	if (db != NULL)
+		history_break(db);
+	LWLockRelease(metrics_shared->lock);
+}
+
+/* count the rows of a transition table, each in its queue, with a sign */
+static void
+history_count_rows(Relation rel, Tuplestorestate *rows, int sign)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	int			queue_col = SPI_fnumber(desc, "queue");
+	int			state_col = SPI_fnumber(desc, "state");
+	bool		dead = strcmp(RelationGetRelationName(rel), "dead_jobs") == 0;
+	Oid			completed = InvalidOid;
+
+	if (queue_col <= 0 || state_col <= 0)
+		elog(ERROR, "taskq: no column \"queue\" or \"state\" in \"%s\"",
+			 RelationGetRelationName(rel));
+	tuplestore_rescan(rows);
+	while (tuplestore_gettupleslot(rows, true, false, slot))
+	{
+		bool		isnull;
+		Datum		queue = slot_getattr(slot, queue_col, &isnull);
+		Datum		state;
+		TaskqMetric m = TASKQ_HISTORY_DLQ;
+		text	   *q;
+
+		if (isnull)
+			continue;
+		if (!dead)
+		{
+			state = slot_getattr(slot, state_col, &isnull);
+			if (completed == InvalidOid)
+				completed = DatumGetObjectId(DirectFunctionCall2(enum_in,
+																 CStringGetDatum("completed"),
+																 ObjectIdGetDatum(TupleDescAttr(desc, state_col - 1)->atttypid)));
+			m = (!isnull && DatumGetObjectId(state) == completed) ?
+				TASKQ_HISTORY_COMPLETED : TASKQ_HISTORY_CANCELLED;
+		}
+		q = DatumGetTextPP(queue);
+		pending_add(VARDATA_ANY(q), VARSIZE_ANY_EXHDR(q), TASKQ_COUNT(m), sign);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * taskq._history_changed() RETURNS trigger
+ *
+ * AFTER DELETE, UPDATE and TRUNCATE statement trigger of finished_jobs and
+ * dead_jobs: count the rows that left (and, for UPDATE, came back), or,
+ * after TRUNCATE, count everything again once the transaction commits.
+ */
+PG_FUNCTION_INFO_V1(taskq_history_changed);
+Datum
+taskq_history_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("taskq._history_changed() was not called as a trigger")));
+	if (metrics_shared == NULL)
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		hist_break_at_commit = true;
+	if (trigdata->tg_oldtable != NULL)
+		history_count_rows(trigdata->tg_relation, trigdata->tg_oldtable, -1);
+	if (trigdata->tg_newtable != NULL)
+		history_count_rows(trigdata->tg_relation, trigdata->tg_newtable, 1);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * taskq._history_counts(queue text DEFAULT NULL)
+ *   RETURNS TABLE (queue text, completed bigint, cancelled bigint, dlq bigint)
+ *
+ * The jobs each queue (or the given one) keeps in finished_jobs and
+ * dead_jobs; queues that keep none may be left out.  From shared memory
+ * when the counts are usable, else counted now.
+ */
+PG_FUNCTION_INFO_V1(taskq_history_counts);
+Datum
+taskq_history_counts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *queue = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Datum		values[1 + NUM_HISTORY];
+	bool		nulls[1 + NUM_HISTORY] = {false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	if (history_take())
+	{
+		HASH_SEQ_STATUS scan;
+		MetricsEntry *e;
+
+		LWLockAcquire(metrics_shared->lock, LW_SHARED);
+		hash_seq_init(&scan, metrics_hash);
+		while ((e = hash_seq_search(&scan)) != NULL)
+		{
+			bool		any = false;
+
+			if (e->key.dbid != MyDatabaseId || e->key.kind != KIND_QUEUE ||
+				(queue != NULL && strcmp(queue, e->key.queue) != 0))
+				continue;
+			for (int h = 0; h < NUM_HISTORY; h++)
+			{
+				int64		n = (int64) pg_atomic_read_u64(&e->counters[FIRST_HISTORY + h]);
+
+				values[1 + h] = Int64GetDatum(n);
+				any |= (n != 0);
+			}
+			if (!any)
+				continue;
+			values[0] = CStringGetTextDatum(e->key.queue);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		LWLockRelease(metrics_shared->lock);
+	}
+	else
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		args[1];
+		int			rc;
+
+		if (queue != NULL)
+		{
+			args[0] = CStringGetTextDatum(queue);
+			rc = SPI_execute_with_args(psprintf(history_sql,
+												"WHERE f.queue OPERATOR(pg_catalog.=) $1",
+												"WHERE d.queue OPERATOR(pg_catalog.=) $1"),
+									   1, argtypes, args, NULL, true, 0);
+		}
+		else
+			rc = SPI_execute(psprintf(history_sql, "", ""), true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "taskq: could not count the finished jobs (%s)",
+				 SPI_result_code_string(rc));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			for (int c = 0; c < 1 + NUM_HISTORY; c++)
+				values[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										  c + 1, &nulls[c]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * taskq.recount() RETURNS void
+ *
+ * Forget this database's history counts: the next reader counts the
+ * history tables again (after rows were written into them by hand).
+ */
+PG_FUNCTION_INFO_V1(taskq_recount);
+Datum
+taskq_recount(PG_FUNCTION_ARGS)
+{
+	TaskqHistoryBreak();
+	PG_RETURN_VOID();
+}
+
+/*
  * The transaction ends: at commit its counts go to shared memory, at
  * abort (or PREPARE) they are dropped.
  */
@@ -611,14 +1154,24 @@ metrics_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			history_flush();
+			break;
 		case XACT_EVENT_COMMIT:
+			/* first, as a backend taking the counts may wait for it */
+			history_end(false);
 			pending_flush();
 			pending_reset();
 			break;
 		case XACT_EVENT_ABORT:
+			history_end(true);
+			pending_reset();
+			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* a prepared transaction's counts: see TaskqHistoryBreak */
+			hist_break_at_commit = false;
 			pending_reset();
 			break;
 		default:

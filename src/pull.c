@@ -158,7 +158,7 @@ TaskqReclaimExpired(Datum queue, bool all_queues)
 						 sets, "id, queue");
 	}
 	dead = TaskqExecute(&reclaim_dead_plan, values, nulls, false, 0);
-	TaskqMetricsCountReturned(dead, TASKQ_COUNT(TASKQ_METRIC_DEAD) | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
+	TaskqMetricsCountReturned(dead, TASKQ_COUNT_DEAD_KEPT | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
 	if (dead > 0)
 		TaskqEmitEvent("job.dlq", TaskqReturnedIds(dead));
 	retried = TaskqExecute(&reclaim_retry_plan, values, nulls, false, 0);

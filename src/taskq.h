@@ -302,15 +302,28 @@ typedef enum TaskqMetric
 	TASKQ_METRIC_REAPER_RUNS,
 	TASKQ_METRIC_RETENTION_RUNS,
 	TASKQ_METRIC_RETENTION_REMOVED,
+	/* per queue, not exported: jobs kept in finished_jobs and dead_jobs */
+	TASKQ_HISTORY_COMPLETED,
+	TASKQ_HISTORY_CANCELLED,
+	TASKQ_HISTORY_DLQ,
 	TASKQ_NUM_METRICS
 } TaskqMetric;
 #define TASKQ_COUNT(m)	(1 << (m))
+/* a job moved to the history tables, counted as such and as kept */
+#define TASKQ_COUNT_COMPLETED_KEPT \
+	(TASKQ_COUNT(TASKQ_METRIC_COMPLETED) | TASKQ_COUNT(TASKQ_HISTORY_COMPLETED))
+#define TASKQ_COUNT_CANCELLED_KEPT \
+	(TASKQ_COUNT(TASKQ_METRIC_CANCELLED) | TASKQ_COUNT(TASKQ_HISTORY_CANCELLED))
+#define TASKQ_COUNT_DEAD_KEPT \
+	(TASKQ_COUNT(TASKQ_METRIC_DEAD) | TASKQ_COUNT(TASKQ_HISTORY_DLQ))
 extern void TaskqMetricsInit(void);
 extern void TaskqMetricsForgetDatabase(Oid dbid);
 extern void TaskqMetricsCount(text *queue, int metrics, int64 n);
 extern void TaskqMetricsCountReturned(int n, int metrics);
 extern void TaskqMetricsCountDb(TaskqMetric metric, int64 n);
 extern void TaskqMetricsCountDeliveries(int n);
+extern void TaskqHistoryPrepare(void);
+extern void TaskqHistoryBreak(void);
 
 /* delivery.c */
 typedef bool (*TaskqTxnBegin) (const char *activity);

@@ -231,6 +231,11 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 
+	/* a prepared transaction's jobs are committed: count them */
+	if (IsA(pstmt->utilityStmt, TransactionStmt) &&
+		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+		TaskqHistoryBreak();
+
 	if (OidIsValid(dropped))
 		TaskqMetricsForgetDatabase(dropped);
 }
@@ -657,6 +662,12 @@ worker_cleanup(void)
 		worker_end();
 		CHECK_FOR_INTERRUPTS();
 	} while (n >= RETENTION_BATCH);
+
+	/* count the kept jobs if need be (after a start), so that no reader has to */
+	if (!worker_begin("taskq: counting finished jobs"))
+		worker_no_extension();
+	TaskqHistoryPrepare();
+	worker_end();
 }
 
 /*
