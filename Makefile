@@ -21,13 +21,19 @@ OBJS = \
 	src/pull.o \
 	src/lifecycle.o \
 	src/queue.o \
+	src/queuecache.o \
 	src/dag.o \
+	src/dagfinish.o \
+	src/dagflow.o \
 	src/events.o \
 	src/webhook.o \
 	src/delivery.o \
+	src/workerslots.o \
+	src/launcher.o \
 	src/worker.o \
 	src/acl.o \
-	src/metrics.o
+	src/metrics.o \
+	src/metricsscrape.o
 
 # every install and upgrade script: ALTER EXTENSION UPDATE needs the old
 # ones (test/t/207_upgrade.pl updates from every version found here)
@@ -59,7 +65,11 @@ REGRESS = \
 	metrics \
 	schedules \
 	api_tokens
-REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf
+# `make installcheck` (PGXS) runs these on a temporary instance with the
+# project's configuration, never on whatever server is up (as pg_cron's);
+# pg_regress refuses to start one as root: run it as another user, or use
+# `make run-tests`, which does
+REGRESS_OPTS = --temp-config=$(srcdir)/test/taskq.conf --temp-instance=./tmp_check
 
 # isolation specs: test/isolation/specs/*.spec
 ISOLATION = \
@@ -73,7 +83,8 @@ ISOLATION = \
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \
-	--temp-config=$(srcdir)/test/taskq.conf
+	--temp-config=$(srcdir)/test/taskq.conf \
+	--temp-instance=./tmp_check_iso
 
 # Warnings are defects: -Wall -Wextra here, CI adds -Werror through
 # TASKQ_CFLAGS.  PostgreSQL's own headers cannot be built with
@@ -102,7 +113,7 @@ endif
 # PGXS tracks no header dependencies: every object is rebuilt when the
 # shared header changes (an enum that moved would otherwise be read with
 # two layouts)
-$(OBJS): src/taskq.h
+$(OBJS): src/taskq.h src/metrics.h
 
 # the command-line tool (src/cli, a PGXS sub-make of its own)
 ifneq ($(wildcard $(PGXS)),)
@@ -119,7 +130,18 @@ install-cli: cli
 clean-cli:
 	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) clean
 
-.PHONY: test demo bench deps deps-bench cli install-cli clean-cli run-tests
+.PHONY: test demo bench deps deps-bench cli install-cli clean-cli run-tests \
+	installcheck-tap check-modules
+
+# the TAP tests (test/t) against what is installed, each on nodes of its
+# own, as PGXS's prove_installcheck (which looks in ./t only) would run
+# them; PROVE_TESTS="001_worker 104_serve" picks some
+installcheck-tap:
+	PG_CONFIG=$(PG_CONFIG) test/run-tests.sh $(if $(PROVE_TESTS),--tap "$(PROVE_TESTS)")
+
+# the extension's C files call each other without cycles
+check-modules:
+	@perl test/modgraph.pl src
 
 # installing into the server's directories needs root
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
@@ -133,6 +155,7 @@ deps-bench:
 test: deps
 	$(MAKE) all
 	$(SUDO) $(MAKE) install
+	$(MAKE) check-modules
 	$(MAKE) run-tests
 
 # every suite against what is installed already, for the PostgreSQL that

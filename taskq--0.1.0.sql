@@ -1,5 +1,36 @@
 /* taskq--0.1.0.sql: install script of taskq 0.1.0 */
 
+-- Contents: each section below, and the C files behind it (src/)
+--
+--   Roles                 the three group roles
+--   Ids                   uuid7()                          uuid7.c
+--   Types                 job_state, leased_job
+--   Tables                jobs, finished_jobs, dead_jobs, job_edges,
+--                         queues, queue_grants, webhooks, outbox;
+--                         grant, revoke, has_queue_privilege   acl.c
+--                         the queue cache's trigger        queuecache.c
+--                         history counts, recount          metrics.c
+--   Producing             push, push_batch                 push.c, options.c
+--   Consuming             pull, ack, ack_batch, fail,      pull.c, lifecycle.c
+--                         heartbeat, progress, cancel
+--   DAG flows             the finish trigger, push_flow,   dag.c, dagfinish.c,
+--                         flow                             dagflow.c
+--   Inspecting jobs       get, check_job                   (SQL)
+--   Queues                create_queue, alter_queue, ...   queue.c, options.c
+--                         queues, stats, peek, purge       (SQL)
+--   Dead-letter queue     dlq, redrive, redrive_queue      lifecycle.c
+--   Webhooks              add_webhook, remove_webhook, ... webhook.c
+--                         (delivered by the worker)        delivery.c
+--   Retention             cleanup                          (SQL; worker.c runs it)
+--   Metrics               metrics                          metricsscrape.c
+--   Schedules             schedule, unschedule, schedules  (SQL, pg_cron)
+--   API tokens            create_api_token, ...            (SQL, for taskq-serve)
+--   Privileges            who may call what
+--
+-- Not in SQL: the background workers (launcher.c, worker.c, workerslots.c),
+-- wake-ups and events at commit (events.c), shared helpers (util.c).
+-- Functions whose names begin with an underscore are internal.
+
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION taskq" to load this file. \quit
 
@@ -262,17 +293,17 @@ COMMENT ON TABLE taskq.queue_grants IS 'privileges of roles on queues, granted w
 SELECT pg_catalog.pg_extension_config_dump('taskq.queue_grants', '');
 
 -- every backend caches queue settings and grants: tell them at commit
-CREATE FUNCTION taskq.queues_changed()
+CREATE FUNCTION taskq._queues_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'taskq_queues_changed'
 LANGUAGE C;
-COMMENT ON FUNCTION taskq.queues_changed() IS 'trigger: queues or grants changed, so backends forget their queue cache';
+COMMENT ON FUNCTION taskq._queues_changed() IS 'trigger: queues or grants changed, so backends forget their queue cache';
 CREATE TRIGGER queues_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.queues
-    FOR EACH STATEMENT EXECUTE FUNCTION taskq.queues_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._queues_changed();
 CREATE TRIGGER queue_grants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.queue_grants
-    FOR EACH STATEMENT EXECUTE FUNCTION taskq.queues_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._queues_changed();
 
 CREATE FUNCTION taskq.grant(queue text, role name, privilege text)
 RETURNS boolean
@@ -292,11 +323,11 @@ AS 'MODULE_PATHNAME', 'taskq_has_queue_privilege'
 LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION taskq.has_queue_privilege(text, text) IS 'whether the current role has push, pull, admin or any privilege on a queue';
 
-CREATE FUNCTION taskq.require_queue_privilege(queue text, privilege text)
+CREATE FUNCTION taskq._require_queue_privilege(queue text, privilege text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'taskq_require_queue_privilege'
 LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION taskq.require_queue_privilege(text, text) IS 'raise insufficient_privilege unless the current role has the privilege on the queue';
+COMMENT ON FUNCTION taskq._require_queue_privilege(text, text) IS 'raise insufficient_privilege unless the current role has the privilege on the queue';
 
 CREATE VIEW taskq.all_jobs AS
     SELECT * FROM taskq.jobs
@@ -415,11 +446,11 @@ COMMENT ON FUNCTION taskq.cancel(uuid) IS 'cancel a waiting, delayed or blocked 
 -- DAG flows
 --
 
-CREATE FUNCTION taskq.job_finished()
+CREATE FUNCTION taskq._job_finished()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'taskq_job_finished'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION taskq.job_finished() IS 'trigger: promote or cascade to the children of a finished job, push its follow-ups and reply';
+COMMENT ON FUNCTION taskq._job_finished() IS 'trigger: promote or cascade to the children of a finished job, push its follow-ups and reply';
 
 -- Only jobs with children, unfinished parents, follow-ups or a reply_to
 -- call the trigger.
@@ -428,13 +459,13 @@ CREATE TRIGGER job_finished
     FOR EACH ROW
     WHEN (NEW.has_children OR NEW.pending_parents > 0
           OR NEW.metadata ? 'follow_ups' OR NEW.metadata ? 'reply_to')
-    EXECUTE FUNCTION taskq.job_finished();
+    EXECUTE FUNCTION taskq._job_finished();
 
 CREATE TRIGGER job_dead
     AFTER INSERT ON taskq.dead_jobs
     FOR EACH ROW
     WHEN (NEW.has_children OR NEW.pending_parents > 0 OR NEW.metadata ? 'reply_to')
-    EXECUTE FUNCTION taskq.job_finished();
+    EXECUTE FUNCTION taskq._job_finished();
 
 CREATE FUNCTION taskq.push_flow(flow jsonb)
 RETURNS jsonb
@@ -443,7 +474,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.push_flow(jsonb) IS 'submit a graph of jobs that refer to each other by key, atomically';
 
 -- counts per state of a set of states, every state present
-CREATE FUNCTION taskq.state_counts(states taskq.job_state[])
+CREATE FUNCTION taskq._state_counts(states taskq.job_state[])
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -453,7 +484,7 @@ AS $$
                  WHERE x.state = s.state))
     FROM pg_catalog.unnest(pg_catalog.enum_range(NULL::taskq.job_state)) AS s(state)
 $$;
-COMMENT ON FUNCTION taskq.state_counts(taskq.job_state[]) IS 'a jsonb object counting each job state in an array of states';
+COMMENT ON FUNCTION taskq._state_counts(taskq.job_state[]) IS 'a jsonb object counting each job state in an array of states';
 
 CREATE FUNCTION taskq.flow(flow_id text)
 RETURNS jsonb
@@ -476,7 +507,7 @@ AS $$
             'attempts', j.attempts,
             'error', j.error,
             'result', j.result) ORDER BY j.id),
-        'counts', taskq.state_counts(pg_catalog.array_agg(j.state)))
+        'counts', taskq._state_counts(pg_catalog.array_agg(j.state)))
     FROM taskq.all_jobs j
     WHERE j.flow_id = $1 AND taskq.has_queue_privilege(j.queue, 'any')
     HAVING pg_catalog.count(*) > 0
@@ -528,20 +559,20 @@ COMMENT ON FUNCTION taskq.get(uuid) IS 'the whole job as jsonb; NULL for an unkn
 -- Queues
 --
 
-CREATE FUNCTION taskq.create_queue(name text, options jsonb DEFAULT '{}')
+CREATE FUNCTION taskq.create_queue(queue text, options jsonb DEFAULT '{}')
 RETURNS void
 AS 'MODULE_PATHNAME', 'taskq_create_queue'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.create_queue(text, jsonb) IS 'create a queue with defaults for timeout_ms, max_attempts, backoff and retention';
 
-CREATE FUNCTION taskq.alter_queue(name text, options jsonb)
+CREATE FUNCTION taskq.alter_queue(queue text, options jsonb)
 RETURNS void
 AS 'MODULE_PATHNAME', 'taskq_alter_queue'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.alter_queue(text, jsonb) IS 'change some defaults of a queue';
 
 -- error unless the queue exists (used by the queue functions below)
-CREATE FUNCTION taskq.require_queue(queue text)
+CREATE FUNCTION taskq._require_queue(queue text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -558,10 +589,10 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION taskq.require_queue(text) IS 'raise undefined_object unless the queue exists';
+COMMENT ON FUNCTION taskq._require_queue(text) IS 'raise undefined_object unless the queue exists';
 
 -- error unless a row count argument is at least 1
-CREATE FUNCTION taskq.require_count(count integer)
+CREATE FUNCTION taskq._require_count(count integer)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -576,9 +607,9 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION taskq.require_count(integer) IS 'raise invalid_parameter_value unless count is at least 1';
+COMMENT ON FUNCTION taskq._require_count(integer) IS 'raise invalid_parameter_value unless count is at least 1';
 
-CREATE FUNCTION taskq.drop_queue(name text)
+CREATE FUNCTION taskq.drop_queue(queue text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SECURITY DEFINER
@@ -587,13 +618,13 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    PERFORM taskq.require_queue_privilege(name, 'admin');
-    PERFORM taskq.require_queue(name);
+    PERFORM taskq._require_queue_privilege(drop_queue.queue, 'admin');
+    PERFORM taskq._require_queue(drop_queue.queue);
     -- Children waiting for jobs of this queue, in any queue, are cancelled
     -- (with their own descendants), as if their parents had been: cancel
     -- the cancellable parents, and the children of the active ones.
     FOR r IN SELECT j.id FROM taskq.jobs j
-              WHERE j.queue = drop_queue.name AND j.has_children
+              WHERE j.queue = drop_queue.queue AND j.has_children
                 AND j.state <> 'active'
               ORDER BY j.id FOR UPDATE
     LOOP
@@ -602,19 +633,19 @@ BEGIN
     END LOOP;
     FOR r IN SELECT e.child FROM taskq.job_edges e
                JOIN taskq.jobs p ON p.id = e.parent
-              WHERE p.queue = drop_queue.name
+              WHERE p.queue = drop_queue.queue
     LOOP
         PERFORM taskq.cancel(c.id) FROM taskq.jobs c
-          WHERE c.id = r.child AND c.queue <> drop_queue.name
+          WHERE c.id = r.child AND c.queue <> drop_queue.queue
             AND c.state IN ('waiting', 'delayed', 'blocked');
     END LOOP;
     DELETE FROM taskq.job_edges e
      USING taskq.jobs j
-     WHERE j.queue = drop_queue.name AND (e.parent = j.id OR e.child = j.id);
-    DELETE FROM taskq.jobs j WHERE j.queue = drop_queue.name;
-    DELETE FROM taskq.finished_jobs j WHERE j.queue = drop_queue.name;
-    DELETE FROM taskq.dead_jobs j WHERE j.queue = drop_queue.name;
-    DELETE FROM taskq.queues q WHERE q.name = drop_queue.name;
+     WHERE j.queue = drop_queue.queue AND (e.parent = j.id OR e.child = j.id);
+    DELETE FROM taskq.jobs j WHERE j.queue = drop_queue.queue;
+    DELETE FROM taskq.finished_jobs j WHERE j.queue = drop_queue.queue;
+    DELETE FROM taskq.dead_jobs j WHERE j.queue = drop_queue.queue;
+    DELETE FROM taskq.queues q WHERE q.name = drop_queue.queue;
 END
 $$;
 COMMENT ON FUNCTION taskq.drop_queue(text) IS 'drop a queue and every job in it, live, finished or dead; children of its jobs in other queues are cancelled';
@@ -625,8 +656,8 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT taskq.require_queue_privilege($1, 'admin');
-    SELECT taskq.require_queue($1);
+    SELECT taskq._require_queue_privilege($1, 'admin');
+    SELECT taskq._require_queue($1);
     UPDATE taskq.queues SET paused = true WHERE name = $1;
 $$;
 COMMENT ON FUNCTION taskq.pause(text) IS 'pause a queue: pushes are refused and pull returns nothing';
@@ -637,8 +668,8 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT taskq.require_queue_privilege($1, 'admin');
-    SELECT taskq.require_queue($1);
+    SELECT taskq._require_queue_privilege($1, 'admin');
+    SELECT taskq._require_queue($1);
     UPDATE taskq.queues SET paused = false WHERE name = $1;
 $$;
 COMMENT ON FUNCTION taskq.resume(text) IS 'resume a paused queue';
@@ -678,9 +709,9 @@ DECLARE
     counts jsonb;
     oldest timestamptz;
 BEGIN
-    PERFORM taskq.require_queue_privilege(queue, 'any');
-    PERFORM taskq.require_queue(queue);
-    SELECT taskq.state_counts(COALESCE(pg_catalog.array_agg(j.state), '{}'))
+    PERFORM taskq._require_queue_privilege(queue, 'any');
+    PERFORM taskq._require_queue(queue);
+    SELECT taskq._state_counts(COALESCE(pg_catalog.array_agg(j.state), '{}'))
       INTO counts
       FROM taskq.jobs j WHERE j.queue = stats.queue;
     SELECT counts || pg_catalog.jsonb_build_object(
@@ -711,9 +742,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM taskq.require_queue_privilege(peek.queue, 'any');
-    PERFORM taskq.require_queue(peek.queue);
-    PERFORM taskq.require_count(peek.count);
+    PERFORM taskq._require_queue_privilege(peek.queue, 'any');
+    PERFORM taskq._require_queue(peek.queue);
+    PERFORM taskq._require_count(peek.count);
     RETURN QUERY
     SELECT j.id, j.name, j.state, j.priority, j.attempts, j.run_at, j.data, j.metadata
     FROM taskq.jobs j
@@ -738,8 +769,8 @@ DECLARE
     parents uuid[];
     n bigint;
 BEGIN
-    PERFORM taskq.require_queue_privilege(queue, 'admin');
-    PERFORM taskq.require_queue(queue);
+    PERFORM taskq._require_queue_privilege(queue, 'admin');
+    PERFORM taskq._require_queue(queue);
     -- Jobs with children are cancelled first, which cancels their blocked
     -- descendants, and then forgotten like the others.
     SELECT pg_catalog.array_agg(p.id) INTO parents
@@ -770,9 +801,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM taskq.require_queue_privilege(dlq.queue, 'any');
-    PERFORM taskq.require_queue(dlq.queue);
-    PERFORM taskq.require_count(dlq.count);
+    PERFORM taskq._require_queue_privilege(dlq.queue, 'any');
+    PERFORM taskq._require_queue(dlq.queue);
+    PERFORM taskq._require_count(dlq.count);
     RETURN QUERY
     SELECT d.id, d.name, d.data, d.metadata, d.attempts, d.max_attempts,
            d.error, COALESCE(d.errors, '[]'::jsonb), d.finished_at, d.created_at
@@ -820,11 +851,11 @@ AS 'MODULE_PATHNAME', 'taskq_redeliver'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.redeliver(uuid) IS 'deliver a webhook delivery again, attempts reset';
 
-CREATE FUNCTION taskq.can_see_webhook_secret(owner regrole)
+CREATE FUNCTION taskq._can_see_webhook_secret(owner regrole)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'taskq_can_see_webhook_secret'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION taskq.can_see_webhook_secret(regrole) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a taskq administrator';
+COMMENT ON FUNCTION taskq._can_see_webhook_secret(regrole) IS 'whether the calling role (after SET ROLE) owns webhooks of that owner or is a taskq administrator';
 
 -- the caller's own webhooks (every webhook for taskq administrators)
 CREATE FUNCTION taskq.webhooks()
@@ -837,7 +868,7 @@ AS $$
     SELECT w.id, w.url, w.events, w.queues, w.secret,
            w.max_attempts, w.base_delay_ms, w.owner, w.created_at
     FROM taskq.webhooks w
-    WHERE taskq.can_see_webhook_secret(w.owner)
+    WHERE taskq._can_see_webhook_secret(w.owner)
     ORDER BY w.created_at, w.id
 $$;
 COMMENT ON FUNCTION taskq.webhooks() IS 'the webhooks of the calling role (all of them for taskq administrators), with their secrets';
@@ -852,7 +883,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM taskq.require_count(deliveries.count);
+    PERFORM taskq._require_count(deliveries.count);
     RETURN QUERY
     SELECT d.id, d.webhook_id, d.event, d.job_id, d.status, d.attempts,
            d.last_status, d.last_error, d.next_attempt_at, d.created_at,
@@ -860,7 +891,7 @@ BEGIN
     FROM taskq.webhook_deliveries d
     JOIN taskq.webhooks w ON w.id = d.webhook_id
     WHERE (deliveries.webhook IS NULL OR d.webhook_id = deliveries.webhook)
-      AND taskq.can_see_webhook_secret(w.owner)
+      AND taskq._can_see_webhook_secret(w.owner)
     ORDER BY d.created_at DESC, d.id DESC
     LIMIT deliveries.count;
 END
@@ -960,7 +991,7 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION taskq.check_job(text, text, jsonb, jsonb) IS 'make every check of push without pushing; returns the data as push would store it';
 
 -- error unless pg_cron is installed in this database
-CREATE FUNCTION taskq.require_pg_cron(caller text)
+CREATE FUNCTION taskq._require_pg_cron(caller text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -976,11 +1007,11 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION taskq.require_pg_cron(text) IS 'raise undefined_object unless extension pg_cron is installed in this database';
+COMMENT ON FUNCTION taskq._require_pg_cron(text) IS 'raise undefined_object unless extension pg_cron is installed in this database';
 
 -- error unless the calling role owns the schedule, if it exists: pg_cron
 -- keeps one job of a name per role, taskq one schedule per name
-CREATE FUNCTION taskq.require_schedule_owner(name text)
+CREATE FUNCTION taskq._require_schedule_owner(name text)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -988,7 +1019,7 @@ AS $$
 DECLARE
     o name;
 BEGIN
-    SELECT s.owner INTO o FROM taskq.schedules s WHERE s.name = require_schedule_owner.name;
+    SELECT s.owner INTO o FROM taskq.schedules s WHERE s.name = _require_schedule_owner.name;
     IF FOUND AND o <> current_user THEN
         RAISE EXCEPTION 'schedule "%" belongs to role "%"', name, o
             USING ERRCODE = 'insufficient_privilege',
@@ -996,7 +1027,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION taskq.require_schedule_owner(text) IS 'raise insufficient_privilege when the schedule exists and belongs to another role';
+COMMENT ON FUNCTION taskq._require_schedule_owner(text) IS 'raise insufficient_privilege when the schedule exists and belongs to another role';
 
 CREATE FUNCTION taskq.schedule(name text, cron text, queue text, job_name text,
                                data jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
@@ -1008,7 +1039,7 @@ DECLARE
     command text;
     jobid bigint;
 BEGIN
-    PERFORM taskq.require_pg_cron('taskq.schedule');
+    PERFORM taskq._require_pg_cron('taskq.schedule');
     IF name IS NULL THEN
         RAISE EXCEPTION 'schedule name must not be null'
             USING ERRCODE = 'null_value_not_allowed';
@@ -1028,11 +1059,11 @@ BEGIN
     -- the checks of push, so that a schedule does not fail at every run;
     -- as in push, NULL and JSON null data and options mean {}
     data := taskq.check_job(queue, job_name, data, options);
-    PERFORM taskq.require_queue_privilege(queue, 'push');
+    PERFORM taskq._require_queue_privilege(queue, 'push');
     IF options IS NULL OR options = 'null'::jsonb THEN
         options := '{}';
     END IF;
-    PERFORM taskq.require_schedule_owner(name);
+    PERFORM taskq._require_schedule_owner(name);
 
     command := pg_catalog.format('SELECT taskq.push(%L, %L, %L::jsonb, %L::jsonb)',
                                  queue, job_name, data, options);
@@ -1062,12 +1093,12 @@ AS $$
 DECLARE
     found_cron boolean;
 BEGIN
-    PERFORM taskq.require_pg_cron('taskq.unschedule');
+    PERFORM taskq._require_pg_cron('taskq.unschedule');
     IF name IS NULL THEN
         RAISE EXCEPTION 'schedule name must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM taskq.require_schedule_owner(name);
+    PERFORM taskq._require_schedule_owner(name);
     -- the pg_cron job goes even without its taskq row (left by a DROP
     -- EXTENSION taskq), so that this cleans up after one
     EXECUTE 'SELECT EXISTS (SELECT FROM cron.job j WHERE j.jobname = $1 AND j.username = current_user)'
@@ -1089,7 +1120,7 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM taskq.require_pg_cron('taskq.schedules');
+    PERFORM taskq._require_pg_cron('taskq.schedules');
     -- cron.job shows each role its own jobs only: jobid and active are
     -- NULL for the schedules of other roles
     RETURN QUERY EXECUTE
@@ -1129,7 +1160,7 @@ SELECT pg_catalog.pg_extension_config_dump('taskq.api_tokens', '');
 -- The role calling, also from inside a SECURITY DEFINER function (where
 -- current_user is the function's owner): the role set by SET ROLE, else
 -- the session user.  This is the server's "outer user".
-CREATE FUNCTION taskq.calling_role()
+CREATE FUNCTION taskq._calling_role()
 RETURNS name
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1139,18 +1170,18 @@ AS $$
            ELSE pg_catalog.current_setting('role')::name
            END
 $$;
-COMMENT ON FUNCTION taskq.calling_role() IS 'the calling role (after SET ROLE), also inside SECURITY DEFINER functions';
+COMMENT ON FUNCTION taskq._calling_role() IS 'the calling role (after SET ROLE), also inside SECURITY DEFINER functions';
 
 -- Who may create, list and revoke API tokens: superusers and roles with
 -- the privileges of taskq_admin (as for the other administration
 -- functions, TaskqIsAdmin).  The one place to change that.
-CREATE FUNCTION taskq.require_api_token_admin()
+CREATE FUNCTION taskq._require_api_token_admin()
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    caller name := taskq.calling_role();
+    caller name := taskq._calling_role();
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_roles r
                 WHERE r.rolname = caller AND r.rolsuper) THEN
@@ -1167,7 +1198,7 @@ BEGIN
               DETAIL = 'Only superusers and members of taskq_admin may manage API tokens.';
 END
 $$;
-COMMENT ON FUNCTION taskq.require_api_token_admin() IS 'raise insufficient_privilege unless the calling role is a superuser or has the privileges of taskq_admin';
+COMMENT ON FUNCTION taskq._require_api_token_admin() IS 'raise insufficient_privilege unless the calling role is a superuser or has the privileges of taskq_admin';
 
 CREATE FUNCTION taskq.create_api_token(role name, note text DEFAULT NULL)
 RETURNS text
@@ -1178,7 +1209,7 @@ DECLARE
     target pg_catalog.pg_roles;
     token text;
 BEGIN
-    PERFORM taskq.require_api_token_admin();
+    PERFORM taskq._require_api_token_admin();
     IF create_api_token.role IS NULL THEN
         RAISE EXCEPTION 'role must not be null'
             USING ERRCODE = 'null_value_not_allowed';
@@ -1189,7 +1220,7 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
     IF target.rolsuper AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-                                        WHERE r.rolname = taskq.calling_role() AND r.rolsuper) THEN
+                                        WHERE r.rolname = taskq._calling_role() AND r.rolsuper) THEN
         RAISE EXCEPTION 'permission denied to create an API token for superuser role "%"', target.rolname
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'Only superusers may create API tokens for superuser roles.';
@@ -1202,7 +1233,7 @@ BEGIN
             pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8')),
             pg_catalog.left(token, 11),
             create_api_token.note,
-            taskq.calling_role());
+            taskq._calling_role());
     RETURN token;
 END
 $$;
@@ -1216,7 +1247,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM taskq.require_api_token_admin();
+    PERFORM taskq._require_api_token_admin();
     IF token_or_id IS NULL THEN
         RAISE EXCEPTION 'token must not be null'
             USING ERRCODE = 'null_value_not_allowed';
@@ -1240,7 +1271,7 @@ RETURNS TABLE (id uuid, role name, token_prefix text, note text,
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT taskq.require_api_token_admin();
+    SELECT taskq._require_api_token_admin();
     SELECT t.id, r.rolname, t.token_prefix, t.note, t.created_by, t.created_at,
            t.revoked_at
     FROM taskq.api_tokens t
@@ -1253,7 +1284,7 @@ COMMENT ON FUNCTION taskq.api_tokens() IS 'the API tokens: id, role (NULL once d
 -- revoked token or a dropped role.  The presented token is compared by its
 -- hash, in SQL, never as text.  Not granted to PUBLIC: the gateway's login
 -- role needs EXECUTE on it.
-CREATE FUNCTION taskq.api_token_role(token text)
+CREATE FUNCTION taskq._api_token_role(token text)
 RETURNS name
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1264,13 +1295,13 @@ AS $$
     WHERE t.token_hash = pg_catalog.sha256(pg_catalog.convert_to(token, 'UTF8'))
       AND t.revoked_at IS NULL
 $$;
-COMMENT ON FUNCTION taskq.api_token_role(text) IS 'the role an unrevoked API token stands for, else NULL (used by taskq serve)';
-REVOKE EXECUTE ON FUNCTION taskq.api_token_role(text) FROM PUBLIC;
+COMMENT ON FUNCTION taskq._api_token_role(text) IS 'the role an unrevoked API token stands for, else NULL (used by taskq serve)';
+REVOKE EXECUTE ON FUNCTION taskq._api_token_role(text) FROM PUBLIC;
 
 -- The body of an HTTP request to taskq serve: a JSON object with no keys
 -- but the given ones.  An empty body is {}.  Invalid JSON fails with
 -- 22P02, as the jsonb cast does.
-CREATE FUNCTION taskq.request_body(body text, keys text[])
+CREATE FUNCTION taskq._request_body(body text, keys text[])
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -1297,14 +1328,14 @@ BEGIN
     RETURN b;
 END
 $$;
-COMMENT ON FUNCTION taskq.request_body(text, text[]) IS 'parse the JSON object body of a taskq serve request, refusing unknown keys';
+COMMENT ON FUNCTION taskq._request_body(text, text[]) IS 'parse the JSON object body of a taskq serve request, refusing unknown keys';
 
 -- The gateway parses the bodies of ack, fail, progress and heartbeat as
 -- the token's role.  Like every taskq function, the others here are not
 -- for PUBLIC (see Privileges below): create_api_token, revoke_api_token
 -- and api_tokens are for taskq_admin, api_token_role for the gateway's
 -- login role, to be granted.
-GRANT EXECUTE ON FUNCTION taskq.request_body(text, text[]) TO taskq_producer, taskq_worker;
+GRANT EXECUTE ON FUNCTION taskq._request_body(text, text[]) TO taskq_producer, taskq_worker;
 
 --
 -- Privileges

@@ -39,11 +39,11 @@ SELECT taskq.create_api_token(NULL);
 --
 -- api_token_role: the gateway's look-up, by hash
 --
-SELECT taskq.api_token_role(:'t1') AS t1_role, taskq.api_token_role(:'t2') AS t2_role;
-SELECT taskq.api_token_role('tq_' || repeat('0', 64)) IS NULL AS unknown,
-       taskq.api_token_role('') IS NULL AS empty,
-       taskq.api_token_role(NULL) IS NULL AS null_token,
-       taskq.api_token_role(upper(:'t1')) IS NULL AS case_matters;
+SELECT taskq._api_token_role(:'t1') AS t1_role, taskq._api_token_role(:'t2') AS t2_role;
+SELECT taskq._api_token_role('tq_' || repeat('0', 64)) IS NULL AS unknown,
+       taskq._api_token_role('') IS NULL AS empty,
+       taskq._api_token_role(NULL) IS NULL AS null_token,
+       taskq._api_token_role(upper(:'t1')) IS NULL AS case_matters;
 
 --
 -- who may manage tokens: superusers and members of taskq_admin; PUBLIC
@@ -57,7 +57,7 @@ SELECT count(*) FROM taskq.api_tokens();
 SELECT taskq.revoke_api_token(:'t1');
 \echo :LAST_ERROR_SQLSTATE
 -- the look-up is not granted to PUBLIC, nor is the table
-SELECT taskq.api_token_role(:'t1');
+SELECT taskq._api_token_role(:'t1');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM taskq.api_tokens;
 \echo :LAST_ERROR_SQLSTATE
@@ -78,19 +78,19 @@ RESET ROLE;
 SELECT created_by, note FROM taskq.api_tokens() WHERE note = 'by an admin';
 -- a superuser may
 SELECT taskq.create_api_token('regress_taskq_tok_super') AS t5 \gset
-SELECT taskq.api_token_role(:'t5') AS t5_role;
+SELECT taskq._api_token_role(:'t5') AS t5_role;
 
 --
 -- revoke_api_token: by the token or by its id; revoked tokens stay listed
 --
 SELECT taskq.revoke_api_token(:'t1') AS revoked;
-SELECT taskq.api_token_role(:'t1') IS NULL AS t1_dead;
+SELECT taskq._api_token_role(:'t1') IS NULL AS t1_dead;
 SELECT taskq.revoke_api_token(:'t1') AS revoked_again;
 SELECT id AS t3_id FROM taskq.api_tokens() WHERE note = 'by an admin' \gset
 SET ROLE regress_taskq_tok_admin;
 SELECT taskq.revoke_api_token(upper(:'t3_id')) AS revoked_by_id;
 RESET ROLE;
-SELECT taskq.api_token_role(:'t3') AS t3_role, taskq.api_token_role(:'t2') AS t2_role;
+SELECT taskq._api_token_role(:'t3') AS t3_role, taskq._api_token_role(:'t2') AS t2_role;
 SELECT taskq.revoke_api_token('00000000-0000-0000-0000-000000000000') AS unknown_id,
        taskq.revoke_api_token('tq_nope') AS unknown_token;
 SELECT taskq.revoke_api_token(NULL);
@@ -103,10 +103,10 @@ SELECT note, revoked_at IS NOT NULL AS revoked FROM taskq.api_tokens() WHERE rol
 --
 CREATE ROLE regress_taskq_tok_gone;
 SELECT taskq.create_api_token('regress_taskq_tok_gone', 'gone') AS t4 \gset
-SELECT taskq.api_token_role(:'t4') AS t4_role;
+SELECT taskq._api_token_role(:'t4') AS t4_role;
 DROP ROLE regress_taskq_tok_gone;
 CREATE ROLE regress_taskq_tok_gone;
-SELECT taskq.api_token_role(:'t4') IS NULL AS t4_dead;
+SELECT taskq._api_token_role(:'t4') IS NULL AS t4_dead;
 SELECT role IS NULL AS role_gone FROM taskq.api_tokens() WHERE note = 'gone';
 DROP ROLE regress_taskq_tok_gone;
 
@@ -114,22 +114,22 @@ DROP ROLE regress_taskq_tok_gone;
 -- calling_role: the role after SET ROLE, also inside SECURITY DEFINER
 -- functions (create_api_token records it as created_by)
 --
-SELECT taskq.calling_role() = session_user AS session_role;
+SELECT taskq._calling_role() = session_user AS session_role;
 SET ROLE regress_taskq_tok_admin;
-SELECT taskq.calling_role();
+SELECT taskq._calling_role();
 RESET ROLE;
 
 --
 -- request_body: a JSON object with known keys only; empty is {}
 --
-SELECT taskq.request_body('', '{lease,result}') AS empty,
-       taskq.request_body(NULL, '{lease,result}') AS null_body,
-       taskq.request_body('{"result": [1], "lease": null}', '{lease,result}') AS object;
-SELECT taskq.request_body('{"lease": 1, "reslt": 2}', '{lease,result}');
+SELECT taskq._request_body('', '{lease,result}') AS empty,
+       taskq._request_body(NULL, '{lease,result}') AS null_body,
+       taskq._request_body('{"result": [1], "lease": null}', '{lease,result}') AS object;
+SELECT taskq._request_body('{"lease": 1, "reslt": 2}', '{lease,result}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT taskq.request_body('[1, 2]', '{lease,result}');
+SELECT taskq._request_body('[1, 2]', '{lease,result}');
 \echo :LAST_ERROR_SQLSTATE
-SELECT taskq.request_body('{"lease": ', '{lease,result}');
+SELECT taskq._request_body('{"lease": ', '{lease,result}');
 \echo :LAST_ERROR_SQLSTATE
 
 -- pg_dump keeps the tokens

@@ -2,7 +2,7 @@
 CREATE EXTENSION taskq;
 
 -- masked(cmd): run cmd, re-raise its error with every uuid shown as <uuid>
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 --
 -- waiting and delayed jobs are cancelled: true, moved to finished_jobs

@@ -4,7 +4,7 @@
 CREATE EXTENSION taskq;
 
 -- masked(cmd): run cmd, re-raise its error with every uuid shown as <uuid>
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 -- deps(ids...): push options naming the given parents
 CREATE FUNCTION pg_temp.deps(VARIADIC ids uuid[]) RETURNS jsonb
@@ -20,7 +20,7 @@ LANGUAGE sql AS $f$
     FROM taskq.all_jobs j WHERE j.id = job_id
 $f$;
 
-\i test/sql/edges.sql
+\i test/regress-include/edges.sql
 
 -- run(queue, n): pull n jobs of the queue, returning their names
 CREATE FUNCTION pg_temp.run(q text, n int DEFAULT 1) RETURNS SETOF text
@@ -368,6 +368,12 @@ SELECT pg_temp.ack_all('shallow') AS acked;
 SELECT name, state, dag_depth FROM taskq.finished_jobs WHERE queue = 'shallow' ORDER BY id;
 SELECT taskq.push('shallow', 'c4', '{}', pg_temp.deps(:'stip'));
 \echo :LAST_ERROR_SQLSTATE
+-- a job at the deepest level may not have follow-ups (they would be deeper)
+SELECT id AS s2 FROM taskq.finished_jobs WHERE queue = 'shallow' AND dag_depth = 2 \gset
+SELECT taskq.push('shallow', 'with-follow-ups', '{}', pg_temp.deps(:'s2')
+    || '{"metadata": {"follow_ups": [{"queue": "shallow", "name": "f"}]}}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('shallow', 'no-follow-ups', '{}', pg_temp.deps(:'s2')) IS NOT NULL AS pushed;
 -- the limit cannot go below 1 or above 1000
 SET taskq.max_dag_depth = 0;
 \echo :LAST_ERROR_SQLSTATE

@@ -3,13 +3,13 @@
 CREATE EXTENSION taskq;
 
 -- masked(cmd): run cmd, re-raise its error with every uuid shown as <uuid>
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 -- deps(ids...): push options naming the given parents
 CREATE FUNCTION pg_temp.deps(VARIADIC ids uuid[]) RETURNS jsonb
 LANGUAGE sql AS $f$ SELECT jsonb_build_object('depends_on', to_jsonb(ids)) $f$;
 
-\i test/sql/edges.sql
+\i test/regress-include/edges.sql
 
 -- flow_jobs(flow, root): the jobs of a flow, in creation order, with the
 -- root's id masked in their errors, and the tables they are in

@@ -3,7 +3,7 @@
 CREATE EXTENSION taskq;
 
 -- masked(cmd): run cmd, re-raise its error with every uuid shown as <uuid>
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 -- the key of a job id in the "ids" object returned by push_flow
 CREATE FUNCTION pg_temp.key_of(ids jsonb, id text) RETURNS text LANGUAGE sql AS $$
@@ -40,7 +40,7 @@ LANGUAGE sql AS $$
     WHERE e.child::text IN (SELECT value FROM jsonb_each_text(ids))
     ORDER BY 1, 2
 $$;
-\i test/sql/footprint.sql
+\i test/regress-include/footprint.sql
 CREATE TEMP TABLE delivered (seq serial, name text);
 
 --
@@ -190,12 +190,21 @@ SELECT taskq.push_flow('{"jobs": [{"key": "a", "name": "a"}]}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.push_flow('{"jobs": [{"key": "a", "queue": "dag-bad"}]}');
 \echo :LAST_ERROR_SQLSTATE
--- key, queue and name must be strings; the key 1 to 256 bytes
+-- key, queue and name must be strings; the key not empty
 SELECT taskq.push_flow('{"jobs": [{"key": 1, "queue": "dag-bad", "name": "a"}]}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.push_flow('{"jobs": [{"key": "", "queue": "dag-bad", "name": "a"}]}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT taskq.push_flow('{"jobs": [{"key": "a", "queue": null, "name": "a"}]}');
+\echo :LAST_ERROR_SQLSTATE
+-- over the limit: 54000, as every length limit (the push option flow_id too)
+SELECT taskq.push_flow(jsonb_build_object('jobs', jsonb_build_array(
+    jsonb_build_object('key', repeat('k', 257), 'queue', 'dag-bad', 'name', 'a'))));
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push_flow(jsonb_build_object('flow_id', repeat('f', 1025), 'jobs', jsonb_build_array(
+    jsonb_build_object('key', 'a', 'queue', 'dag-bad', 'name', 'a'))));
+\echo :LAST_ERROR_SQLSTATE
+SELECT taskq.push('dag-bad', 'a', '{}', jsonb_build_object('flow_id', repeat('f', 1025)));
 \echo :LAST_ERROR_SQLSTATE
 -- a job that is not an object
 SELECT taskq.push_flow('{"jobs": [{"key": "a", "queue": "dag-bad", "name": "a"}, "b"]}');

@@ -3,7 +3,7 @@
 CREATE EXTENSION taskq;
 
 -- masked(cmd): run cmd, re-raise its error with every uuid shown as <uuid>
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 -- the jobs of a queue (any state), oldest first, job_id of replies left out
 CREATE FUNCTION pg_temp.q(qname text)
@@ -14,7 +14,7 @@ LANGUAGE sql AS $$
            cardinality(j.depends_on), j.pending_parents
     FROM taskq.all_jobs j WHERE j.queue = qname ORDER BY j.id
 $$;
-\i test/sql/footprint.sql
+\i test/regress-include/footprint.sql
 
 --
 -- a follow-up is pushed by the ack, in the ack's transaction

@@ -38,7 +38,7 @@ SELECT name, state, attempts, lease IS NULL AS no_lease, started_at IS NULL AS n
 FROM taskq.jobs WHERE id NOT IN (SELECT id FROM p1) ORDER BY id;
 
 -- a second pull does not deliver the same jobs again: the rest, in order,
--- with the default lease length (taskq.default_timeout_ms = 30000)
+-- with the default lease length (taskq.default_timeout = 30000)
 BEGIN;
 CREATE TEMP TABLE p2 AS
     SELECT * FROM taskq.pull('q', 10) WITH ORDINALITY AS p;
@@ -54,7 +54,7 @@ SELECT state, count(*) FROM taskq.jobs WHERE queue = 'q' GROUP BY state;
 
 --
 -- lease length: argument, else the job's timeout_ms, else the queue's,
--- else taskq.default_timeout_ms
+-- else taskq.default_timeout
 --
 SELECT taskq.create_queue('tq', '{"timeout_ms": 45000}');
 SELECT taskq.push('tq', 'job-timeout', '{}', '{"timeout_ms": 5000}') AS t1 \gset

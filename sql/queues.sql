@@ -127,15 +127,15 @@ SELECT taskq.push('lease', 'altered') IS NOT NULL AS pushed;
 BEGIN;
 SELECT name, lease_expires_at - now() AS lease FROM taskq.pull('lease');
 COMMIT;
--- no timeout anywhere: taskq.default_timeout_ms
+-- no timeout anywhere: taskq.default_timeout
 SELECT taskq.alter_queue('lease', '{"timeout_ms": null}');
 SELECT taskq.push('lease', 'default') IS NOT NULL AS pushed;
 SELECT taskq.push('lease', 'guc') IS NOT NULL AS pushed;
-SHOW taskq.default_timeout_ms;
+SHOW taskq.default_timeout;
 BEGIN;
 SELECT name, lease_expires_at - now() AS lease FROM taskq.pull('lease');
 COMMIT;
-SET taskq.default_timeout_ms = 5000;
+SET taskq.default_timeout = 5000;
 BEGIN;
 SELECT name, lease_expires_at - now() AS lease FROM taskq.pull('lease');
 COMMIT;
@@ -149,8 +149,8 @@ SELECT taskq.push('lease', 'queue-over-guc') IS NOT NULL AS pushed;
 BEGIN;
 SELECT name, lease_expires_at - now() AS lease FROM taskq.pull('lease');
 COMMIT;
-RESET taskq.default_timeout_ms;
-SET taskq.default_timeout_ms = 0;
+RESET taskq.default_timeout;
+SET taskq.default_timeout = 0;
 \echo :LAST_ERROR_SQLSTATE
 -- pull arguments
 SELECT * FROM taskq.pull('lease', 1, 0);

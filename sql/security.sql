@@ -4,7 +4,7 @@
 --
 CREATE EXTENSION taskq;
 \set VERBOSITY default
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 -- the three group roles exist, and taskq_admin has the other two
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'taskq\_%' ORDER BY 1;

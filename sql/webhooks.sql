@@ -6,7 +6,7 @@
 CREATE EXTENSION taskq;
 
 -- masked(cmd): run cmd, re-raise its error with every uuid shown as <uuid>
-\i test/sql/masked.sql
+\i test/regress-include/masked.sql
 
 -- drain(): the outbox rows, oldest first, deleted as they are read so that
 -- each check shows exactly what the statements since the last one wrote.

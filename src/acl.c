@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * acl.c
- *		Who may do what: per-queue privileges, the queue cache, and running
- *		taskq's statements as the extension's owner.
+ *		Who may do what: per-queue privileges, taskq.grant and taskq.revoke,
+ *		and the checks of the SQL-callable functions.
  *
  * Privileges are per queue: push, pull (pull, ack, fail, heartbeat,
  * progress) and admin (pause, resume, purge, redrive, drop, alter, grant),
@@ -18,16 +18,10 @@
  * tables are the extension owner's and ordinary roles have no privileges
  * on them; the C functions check the caller's privileges and then run
  * their statements as the owner with search_path pinned to pg_catalog
- * (TaskqConnect), the same effect as SECURITY DEFINER ... SET search_path,
- * which the SQL-language functions use, without its cost on hot paths.
- *
- * Each backend caches the settings and grants of the queues it uses (not
- * of queues that do not exist), so that push runs no statement to look
- * its queue up.  A statement trigger
- * on taskq.queues and taskq.queue_grants sends a relcache invalidation of
- * the table at commit; every backend then forgets its cache.  The cache is
- * loaded with the latest snapshot, never an older transaction snapshot, so
- * that a repeatable-read transaction cannot put stale settings into it.
+ * (TaskqSwitchToOwner, util.c), the same effect as SECURITY DEFINER ... SET
+ * search_path, which the SQL-language functions use, without its cost on
+ * hot paths.  Grants are read through each backend's queue cache
+ * (queuecache.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -52,217 +46,6 @@
 
 #include "taskq.h"
 
-/* a cached queue: its settings (when it exists) and its grants */
-typedef struct QueueEntry
-{
-	char		name[TASKQ_MAX_QUEUE_NAME + 1];	/* hash key */
-	bool		exists;
-	TaskqQueueInfo info;		/* backoff points into queue_cache_cxt */
-	int			ngrants;
-	Oid		   *grantees;
-	int		   *privileges;
-} QueueEntry;
-
-/* the cache is emptied when it grows past this many queues */
-#define QUEUE_CACHE_MAX 1024
-
-static HTAB *queue_cache = NULL;
-static MemoryContext queue_cache_cxt = NULL;
-static bool queue_cache_callback_set = false;
-/* counts invalidations, to tell whether one came while loading an entry */
-static uint64 queue_cache_invals = 0;
-
-static TaskqPlan load_plan = {
-	"SELECT q.paused, q.timeout_ms, q.max_attempts, q.backoff,"
-	" ARRAY(SELECT g.grantee::oid FROM taskq.queue_grants g WHERE g.queue = $1"
-	"  ORDER BY g.grantee, g.privilege),"
-	" ARRAY(SELECT g.privilege FROM taskq.queue_grants g WHERE g.queue = $1"
-	"  ORDER BY g.grantee, g.privilege)"
-	" FROM (VALUES (1)) v LEFT JOIN taskq.queues q ON q.name = $1",
-	1, {TEXTOID}, true
-};
-
-/* forget the cache (cheap to load again) */
-static void
-queue_cache_reset(void)
-{
-	if (queue_cache_cxt != NULL)
-	{
-		MemoryContextDelete(queue_cache_cxt);
-		queue_cache_cxt = NULL;
-		queue_cache = NULL;
-	}
-}
-
-/* relcache callback: any invalidation may be of our tables */
-static void
-queue_cache_callback(Datum arg, Oid relid)
-{
-	queue_cache_invals++;
-	queue_cache_reset();
-}
-
-static void
-queue_cache_init(void)
-{
-	HASHCTL		ctl;
-
-	if (!queue_cache_callback_set)
-	{
-		CacheRegisterRelcacheCallback(queue_cache_callback, (Datum) 0);
-		queue_cache_callback_set = true;
-	}
-	queue_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
-											"taskq queue cache",
-											ALLOCSET_DEFAULT_SIZES);
-	ctl.keysize = TASKQ_MAX_QUEUE_NAME + 1;
-	ctl.entrysize = sizeof(QueueEntry);
-	ctl.hcxt = queue_cache_cxt;
-	queue_cache = hash_create("taskq queue cache", 64, &ctl,
-							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-}
-
-/* privilege name to bit; error for an unknown one */
-static int
-privilege_bit(const char *name)
-{
-	if (strcmp(name, "push") == 0)
-		return TASKQ_PRIV_PUSH;
-	if (strcmp(name, "pull") == 0)
-		return TASKQ_PRIV_PULL;
-	if (strcmp(name, "admin") == 0)
-		return TASKQ_PRIV_ADMIN;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unrecognized queue privilege \"%s\"", name),
-			 errhint("Valid privileges are: push, pull, admin.")));
-	return 0;					/* keep compiler quiet */
-}
-
-static const char *
-privilege_name(int need)
-{
-	switch (need)
-	{
-		case TASKQ_PRIV_PUSH:
-			return "push";
-		case TASKQ_PRIV_PULL:
-			return "pull";
-		case TASKQ_PRIV_ADMIN:
-			return "admin";
-		default:
-			return "push, pull or admin";
-	}
-}
-
-/*
- * Read a queue's settings and grants into the cache (or into *tmp when an
- * invalidation came while reading, so the entry may be stale already).
- * Runs inside TaskqConnect.
- */
-static QueueEntry *
-queue_load(const char *name, QueueEntry *tmp)
-{
-	Datum		values[1];
-	uint64		invals = queue_cache_invals;
-	QueueEntry	e;
-	QueueEntry *entry;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	MemoryContext old;
-	ArrayType  *grantees;
-	ArrayType  *privs;
-	Datum	   *gv;
-	Datum	   *pv;
-	int			ng;
-
-	memset(&e, 0, sizeof(e));
-	if (queue_cache != NULL &&
-		hash_get_num_entries(queue_cache) >= QUEUE_CACHE_MAX)
-		queue_cache_reset();
-	if (queue_cache == NULL)
-		queue_cache_init();
-
-	values[0] = CStringGetTextDatum(name);
-	PushActiveSnapshot(GetLatestSnapshot());
-	TaskqExecute(&load_plan, values, NULL, true, 1);
-	PopActiveSnapshot();
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	(void) SPI_getbinval(tup, desc, 1, &isnull);
-	e.exists = !isnull;
-	old = MemoryContextSwitchTo(invals == queue_cache_invals && e.exists ?
-								queue_cache_cxt : CurrentMemoryContext);
-	if (e.exists)
-	{
-		e.info.paused = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-		e.info.timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 2,
-														&e.info.timeout_null));
-		e.info.max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		e.info.backoff = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
-	}
-	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 5, &isnull));
-	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 6, &isnull));
-	deconstruct_array(grantees, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
-					  &gv, NULL, &ng);
-	deconstruct_array(privs, TEXTOID, -1, false, TYPALIGN_INT, &pv, NULL, &ng);
-	e.ngrants = ng;
-	e.grantees = palloc(sizeof(Oid) * (ng + 1));
-	e.privileges = palloc(sizeof(int) * (ng + 1));
-	for (int i = 0; i < ng; i++)
-	{
-		e.grantees[i] = DatumGetObjectId(gv[i]);
-		e.privileges[i] = privilege_bit(TextDatumGetCString(pv[i]));
-	}
-	MemoryContextSwitchTo(old);
-
-	/*
-	 * Not kept: what an invalidation came while loading (it may be stale
-	 * already), and a queue that does not exist.  Other backends see a
-	 * commit before its invalidations are sent, and the wake-up of a
-	 * push's commit can make a worker pull in that window: a cached "no
-	 * such queue" would then hide the queue the push created.
-	 */
-	if (invals != queue_cache_invals || !e.exists)
-	{
-		*tmp = e;
-		strlcpy(tmp->name, name, sizeof(tmp->name));
-		return tmp;
-	}
-	entry = hash_search(queue_cache, name, HASH_ENTER, NULL);
-	entry->exists = e.exists;
-	entry->info = e.info;
-	entry->ngrants = e.ngrants;
-	entry->grantees = e.grantees;
-	entry->privileges = e.privileges;
-	return entry;
-}
-
-/* the cached entry of a queue, loading it on a miss */
-static QueueEntry *
-queue_get(const char *name, QueueEntry *tmp)
-{
-	QueueEntry *entry;
-
-	if (queue_cache != NULL &&
-		(entry = hash_search(queue_cache, name, HASH_FIND, NULL)) != NULL)
-		return entry;
-	return queue_load(name, tmp);
-}
-
-/* whether role has the privileges of a grant in entry covering need */
-static bool
-grants_allow(const QueueEntry *entry, Oid role, int need)
-{
-	for (int i = 0; i < entry->ngrants; i++)
-		if ((entry->privileges[i] & (need | TASKQ_PRIV_ADMIN)) != 0 &&
-			has_privs_of_role(role, entry->grantees[i]))
-			return true;
-	return false;
-}
-
 /* whether role is a superuser or has the privileges of taskq_admin */
 bool
 TaskqIsAdmin(Oid role)
@@ -279,20 +62,16 @@ TaskqIsAdmin(Oid role)
 static bool
 role_allowed(Oid role, const char *queue, int need)
 {
-	QueueEntry	tmp;
-	QueueEntry	tmp_all;
-
 	if (TaskqIsAdmin(role))
 		return true;
-	if (grants_allow(queue_get(queue, &tmp), role, need))
-		return true;
-	return grants_allow(queue_get("*", &tmp_all), role, need);
+	return TaskqQueueGrantsAllow(queue, role, need) ||
+		TaskqQueueGrantsAllow("*", role, need);
 }
 
 /*
  * Whether the caller has a privilege (need: TASKQ_PRIV_*, or
  * TASKQ_PRIV_ANY for seeing the queue) on a queue.  Runs inside
- * TaskqConnect.
+ * TaskqSwitchToOwner.
  */
 bool
 TaskqQueueAllowed(const char *queue, int need)
@@ -323,7 +102,7 @@ TaskqRequireQueuePrivilege(const char *queue, int need)
 				 errmsg("permission denied for queue \"%s\"", queue),
 				 errdetail("Role \"%s\" needs the %s privilege on it.",
 						   GetUserNameFromId(GetOuterUserId(), false),
-						   privilege_name(need)),
+						   TaskqPrivilegeName(need)),
 				 errhint("A taskq administrator can grant it with taskq.grant().")));
 }
 
@@ -340,78 +119,6 @@ TaskqRequireAdmin(const char *action)
 }
 
 /*
- * A queue's settings, from the cache unless fresh is set; false when the
- * queue does not exist.  qi->backoff is a copy in the caller's memory.
- * Runs inside TaskqConnect.
- */
-bool
-TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi)
-{
-	QueueEntry	tmp;
-	QueueEntry *entry = fresh ? queue_load(name, &tmp) : queue_get(name, &tmp);
-
-	if (!entry->exists)
-		return false;
-	*qi = entry->info;
-	qi->backoff = palloc(VARSIZE(entry->info.backoff));
-	memcpy(qi->backoff, entry->info.backoff, VARSIZE(entry->info.backoff));
-	return true;
-}
-
-/*
- * Start running taskq's statements for a SQL-callable function: SPI, the
- * extension owner's identity and search_path pinned to pg_catalog.  The
- * caller's identity stays available through GetOuterUserId.  An error
- * undoes all three (transaction or subtransaction abort).
- */
-void
-TaskqConnect(TaskqContext *cxt)
-{
-	static OverrideSearchPath pinned = {NIL, true, false, 0};
-	Oid			nsp = get_namespace_oid("taskq", false);
-	HeapTuple	tp;
-	Oid			owner;
-
-	tp = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for namespace %u", nsp);
-	owner = ((Form_pg_namespace) GETSTRUCT(tp))->nspowner;
-	ReleaseSysCache(tp);
-
-	SPI_connect();
-	GetUserIdAndSecContext(&cxt->user, &cxt->sec_context);
-	SetUserIdAndSecContext(owner, cxt->sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	PushOverrideSearchPath(&pinned);
-}
-
-/* end what TaskqConnect started */
-void
-TaskqFinish(TaskqContext *cxt)
-{
-	PopOverrideSearchPath();
-	SetUserIdAndSecContext(cxt->user, cxt->sec_context);
-	SPI_finish();
-}
-
-/*
- * taskq.queues_changed() trigger: statement trigger on taskq.queues and
- * taskq.queue_grants; every backend forgets its queue cache at commit.
- */
-PG_FUNCTION_INFO_V1(taskq_queues_changed);
-Datum
-taskq_queues_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("taskq.queues_changed() must be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	return PointerGetDatum(NULL);
-}
-
-/*
  * The queue and privilege arguments of has_queue_privilege and
  * require_queue_privilege: the privilege as TASKQ_PRIV_* ("any": any of
  * them).
@@ -425,7 +132,7 @@ privilege_args(FunctionCallInfo fcinfo, char **queue)
 	TaskqRequireArg(fcinfo, 1, "privilege");
 	*queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	return strcmp(priv, "any") == 0 ? TASKQ_PRIV_ANY : privilege_bit(priv);
+	return strcmp(priv, "any") == 0 ? TASKQ_PRIV_ANY : TaskqPrivilegeBit(priv);
 }
 
 /*
@@ -443,14 +150,14 @@ taskq_has_queue_privilege(PG_FUNCTION_ARGS)
 	int			need = privilege_args(fcinfo, &queue);
 	bool		ok;
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	ok = TaskqQueueAllowed(queue, need);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_BOOL(ok);
 }
 
 /*
- * taskq.require_queue_privilege(queue text, privilege text) RETURNS boolean
+ * taskq._require_queue_privilege(queue text, privilege text) RETURNS boolean
  *
  * Error (42501) unless the current role has the privilege; true otherwise.
  * For the SQL-language functions.
@@ -463,9 +170,9 @@ taskq_require_queue_privilege(PG_FUNCTION_ARGS)
 	char	   *queue;
 	int			need = privilege_args(fcinfo, &queue);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	TaskqRequireQueuePrivilege(queue, need);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_BOOL(true);
 }
 
@@ -503,10 +210,10 @@ grant_or_revoke(FunctionCallInfo fcinfo, bool grant)
 	TaskqCheckQueueName(PG_GETARG_TEXT_PP(0));
 	queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	priv = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	(void) privilege_bit(priv);
+	(void) TaskqPrivilegeBit(priv);
 	role = get_role_oid(NameStr(*PG_GETARG_NAME(1)), false);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (strcmp(queue, "*") == 0)
 		TaskqRequireAdmin(grant ? "grant privileges on every queue" :
 						  "revoke privileges on every queue");
@@ -516,7 +223,7 @@ grant_or_revoke(FunctionCallInfo fcinfo, bool grant)
 	values[1] = ObjectIdGetDatum(role);
 	values[2] = PG_GETARG_DATUM(2);
 	n = TaskqExecute(grant ? &grant_plan : &revoke_plan, values, NULL, false, 0);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_BOOL(n > 0);
 }
 
@@ -540,7 +247,7 @@ taskq_revoke(PG_FUNCTION_ARGS)
  * false, so that its caller reports "does not exist" (or nothing), never
  * the queue's name.  A visible job whose queue lacks the privilege needed
  * is a permission error naming the queue; an unknown id is left to the
- * caller (true).  Runs inside TaskqConnect.
+ * caller (true).  Runs inside TaskqSwitchToOwner.
  */
 bool
 TaskqRequireJobPrivilege(Datum id, int need)
@@ -566,7 +273,7 @@ TaskqRequireJobPrivilege(Datum id, int need)
  * Whether the caller may see every given job (any privilege on its queue);
  * unknown ids count as visible.  For depends_on: a job may depend only on
  * jobs its role can see, since a worker of the child receives the
- * parents' results.  Runs inside TaskqConnect, before any parent is locked.
+ * parents' results.  Runs inside TaskqSwitchToOwner, before any parent is locked.
  */
 bool
 TaskqJobsVisible(Datum ids, Datum *hidden)
@@ -599,7 +306,7 @@ TaskqJobsVisible(Datum ids, Datum *hidden)
  * TaskqRequireJobPrivilege for the jobs of taskq.ack_batch items (objects
  * with an "id").  Returns the items without those whose job is in a queue
  * the caller cannot see (they are treated as unknown ids).  Runs inside
- * TaskqConnect.
+ * TaskqSwitchToOwner.
  */
 Datum
 TaskqRequireItemsPrivilege(Datum items, int need)

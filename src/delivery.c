@@ -57,7 +57,14 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "utils/guc.h"
+
 #include "taskq.h"
+
+/* settings */
+bool		taskq_webhook_allow_private = false;
+int			taskq_webhook_timeout = 10000;
+int			taskq_webhook_concurrency = 16;
 
 /* one transfer in flight */
 typedef struct Delivery
@@ -371,10 +378,10 @@ start_delivery(const char *id, const char *body, const char *url,
 	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, d->body);
 	curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(d->body));
 	curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, d->headers);
-	curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, (long) taskq_webhook_timeout_ms);
+	curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, (long) taskq_webhook_timeout);
 	/* a receiver that does not even accept the connection gives up its slot soon */
 	curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS,
-					 (long) Min(taskq_webhook_timeout_ms, TASKQ_WEBHOOK_CONNECT_TIMEOUT_MS));
+					 (long) Min(taskq_webhook_timeout, TASKQ_WEBHOOK_CONNECT_TIMEOUT_MS));
 	curl_easy_setopt(d->curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(d->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(d->curl, CURLOPT_PROXY, "");
@@ -441,10 +448,11 @@ TaskqDeliveriesInFlight(void)
 }
 
 /*
- * Initialise libcurl, and put back deliveries a crash left in flight.
+ * Initialise libcurl, and put back deliveries a crash left in flight: when
+ * a database worker starts.
  */
 void
-TaskqDeliveryInit(void)
+TaskqDeliveryStart(void)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		elog(ERROR, "taskq: could not initialise libcurl");
@@ -552,4 +560,42 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 		sleep_ms = Min(sleep_ms, 20);
 	}
 	return sleep_ms;
+}
+
+/*
+ * Define the settings of webhook delivery; from _PG_init.
+ */
+void
+TaskqDeliveryInit(void)
+{
+	DefineCustomBoolVariable("taskq.webhook_allow_private",
+							 "Sets whether webhooks may be delivered to private addresses.",
+							 "Loopback, private, link-local, CGNAT and unique-local addresses are refused unless this is on.",
+							 &taskq_webhook_allow_private,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("taskq.webhook_timeout",
+							"Sets how long one webhook delivery attempt may take.",
+							NULL,
+							&taskq_webhook_timeout,
+							10000,
+							100,
+							300 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("taskq.webhook_concurrency",
+							"Sets how many webhook deliveries a database's worker keeps in flight.",
+							NULL,
+							&taskq_webhook_concurrency,
+							16,
+							1,
+							1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 }

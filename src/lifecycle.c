@@ -238,7 +238,7 @@ taskq_ack(PG_FUNCTION_ARGS)
 	if (!nulls[1])
 		check_result(PG_GETARG_JSONB_P(1));
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
 		TaskqRaiseJobNotFound(values[0]);
 	init_move_plans();
@@ -246,14 +246,14 @@ taskq_ack(PG_FUNCTION_ARGS)
 		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
 	{
 		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-		TaskqFinish(&cxt);
+		TaskqSwitchBack(&cxt);
 		PG_RETURN_VOID();
 	}
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
-		TaskqRaiseJobConflict(values[0], !nulls[2], values[2], "ack");
+		TaskqRaiseJobConflict(values[0], !nulls[2], values[2]);
 	TaskqMetricsCountReturned(1, TASKQ_COUNT_COMPLETED_KEPT);
 	TaskqEmitEventOne("job.completed", values[0]);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_VOID();
 }
 
@@ -326,7 +326,7 @@ TaskqCheckAckItems(Jsonb *items, const char *argname)
 /*
  * Ack the jobs of checked items, each under its lease when it names one;
  * items whose job is not active under that lease are skipped.  Returns
- * how many were acked.  Runs inside TaskqConnect.
+ * how many were acked.  Runs inside TaskqSwitchToOwner.
  */
 int
 TaskqAckItems(Jsonb *items)
@@ -367,9 +367,9 @@ taskq_ack_batch(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 0, "items");
 	items = PG_GETARG_JSONB_P(0);
 	TaskqCheckAckItems(items, "items");
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	n = TaskqAckItems(items);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_INT32(n);
 }
 
@@ -402,12 +402,12 @@ taskq_fail(PG_FUNCTION_ARGS)
 	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[1] = PG_ARGISNULL(2);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
 		TaskqRaiseJobNotFound(values[0]);
 	init_move_plans();
 	if (TaskqExecute(&fail_lock_plan, values, nulls, false, 1) == 0)
-		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "fail");
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1]);
 
 	attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 										   SPI_tuptable->tupdesc, 1, &isnull));
@@ -433,7 +433,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 		TaskqEmitEventOne("job.dlq", values[0]);
 		outcome = "dlq";
 	}
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
 }
 
@@ -458,15 +458,15 @@ taskq_heartbeat(PG_FUNCTION_ARGS)
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
 		TaskqRaiseJobNotFound(values[0]);
 	if (TaskqExecute(&heartbeat_plan, values, nulls, false, 0) == 0)
-		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "heartbeat");
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1]);
 	expires = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 1,
 												&isnull));
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_TIMESTAMPTZ(expires);
 }
 
@@ -497,13 +497,13 @@ taskq_progress(PG_FUNCTION_ARGS)
 	values[3] = nulls[3] ? (Datum) 0 :
 		PointerGetDatum(TaskqClipText(PG_GETARG_TEXT_PP(2), TASKQ_MAX_ERROR));
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
 		TaskqRaiseJobNotFound(values[0]);
 	if (TaskqExecute(&progress_plan, values, nulls, false, 0) == 0)
-		TaskqRaiseJobConflict(values[0], !nulls[1], values[1], "report progress of");
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1]);
 	TaskqEmitEventOne("job.progress", values[0]);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_VOID();
 }
 
@@ -523,10 +523,10 @@ taskq_cancel(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 0, "job id");
 	values[0] = PG_GETARG_DATUM(0);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PUSH))
 	{
-		TaskqFinish(&cxt);
+		TaskqSwitchBack(&cxt);
 		PG_RETURN_BOOL(false);	/* as for an unknown id */
 	}
 	init_move_plans();
@@ -536,7 +536,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 
 		if (TaskqExecute(&state_plan, values, NULL, false, 1) == 0)
 		{
-			TaskqFinish(&cxt);
+			TaskqSwitchBack(&cxt);
 			PG_RETURN_BOOL(false);
 		}
 		state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -550,7 +550,7 @@ taskq_cancel(PG_FUNCTION_ARGS)
 	}
 	TaskqMetricsCountReturned(1, TASKQ_COUNT_CANCELLED_KEPT);
 	TaskqEmitEventOne("job.cancelled", values[0]);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_BOOL(true);
 }
 
@@ -674,10 +674,10 @@ taskq_redrive(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 0, "job id");
 	id = PG_GETARG_DATUM(0);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	if (!TaskqRequireJobPrivilege(id, TASKQ_PRIV_ADMIN))
 	{
-		TaskqFinish(&cxt);
+		TaskqSwitchBack(&cxt);
 		PG_RETURN_BOOL(false);	/* as for an unknown id */
 	}
 	init_move_plans();
@@ -701,7 +701,7 @@ taskq_redrive(PG_FUNCTION_ARGS)
 						TaskqUuidText(id), TaskqUuidText(other)),
 				 errdetail("The job was moved to the dead-letter queue while it waited for its parents, and retention has since removed that parent, so whether it completed is not known."),
 				 errhint("Push the job again, with the parents it needs.")));
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_BOOL(outcome == REDRIVEN);
 }
 
@@ -725,7 +725,7 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	values[0] = PG_GETARG_DATUM(0);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	TaskqRequireQueuePrivilege(TextDatumGetCString(values[0]), TASKQ_PRIV_ADMIN);
 	if (!TaskqLookupQueue(values[0], false, &qi))
 		ereport(ERROR,
@@ -750,6 +750,6 @@ taskq_redrive_queue(PG_FUNCTION_ARGS)
 		if (outcome == REDRIVEN)
 			count++;
 	}
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_INT64(count);
 }

@@ -174,16 +174,14 @@ option_object(const char *what, const JsonbValue *v)
 }
 
 /*
- * Error for a key that is not a known option.
+ * Error for a key that is not a known option: message and hint are whole
+ * (translatable) messages with a %s for the key and the valid keys.
  */
-static void
-unknown_option(const char *what, const char *key, const char *valid)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unrecognized %s \"%s\"", what, key),
-			 errhint("Valid %ss are: %s.", what, valid)));
-}
+#define unknown_option(message, key, hint, valid) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE), \
+			 errmsg(message, key), \
+			 errhint(hint, valid)))
 
 /*
  * Start iterating over a whole options argument; NULL when it is SQL NULL
@@ -245,7 +243,8 @@ parse_backoff(const char *option, const JsonbValue *v)
 				bad_option("backoff.jitter", "a boolean", &val);
 		}
 		else
-			unknown_option("backoff option", key,
+			unknown_option("unrecognized backoff option \"%s\"", key,
+						   "Valid backoff options are: %s.",
 						   "type, delay_ms, max_delay_ms, jitter");
 	}
 	return JsonbValueToJsonb((JsonbValue *) v);
@@ -375,7 +374,8 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 		else if (strcmp(key, "depends_on") == 0)
 			parse_depends_on(&val, opts);
 		else
-			unknown_option("option", key,
+			unknown_option("unrecognized option \"%s\"", key,
+						   "Valid options are: %s.",
 						   "metadata, priority, delay_ms, run_at, timeout_ms, max_attempts, backoff, unique_key, flow_id, depends_on");
 	}
 }
@@ -433,7 +433,8 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 					opts->dlq_retention_ms = option_integer("retention.dlq_ms", &rval, 0, TASKQ_MAX_INTERVAL_MS);
 				}
 				else
-					unknown_option("retention option", rkey,
+					unknown_option("unrecognized retention option \"%s\"", rkey,
+								   "Valid retention options are: %s.",
 								   "completed_ms, cancelled_ms, dlq_ms");
 			}
 		}
@@ -445,7 +446,8 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 			opts->notify_events = val.val.boolean;
 		}
 		else
-			unknown_option("queue option", key,
+			unknown_option("unrecognized queue option \"%s\"", key,
+						   "Valid queue options are: %s.",
 						   "timeout_ms, max_attempts, backoff, retention, notify_events");
 	}
 }
@@ -512,4 +514,173 @@ TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
 	if (jitter != NULL && jitter->type == jbvBool && jitter->val.boolean)
 		d = d / 2.0 + pg_prng_double(&pg_global_prng_state) * (d / 2.0);
 	return (int64) d;
+}
+
+/*
+ * A job name is 1 to TASKQ_MAX_JOB_NAME bytes.
+ */
+void
+TaskqCheckJobName(text *name)
+{
+	int			len = VARSIZE_ANY_EXHDR(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job name must not be empty")));
+	if (len > TASKQ_MAX_JOB_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job name is too long"),
+				 errdetail("The name is %d bytes; the limit is %d bytes.",
+						   len, TASKQ_MAX_JOB_NAME)));
+}
+
+/*
+ * Check job data and return it; NULL or JSON null data becomes {}.  Data
+ * that taskq builds itself (replies) is exempt from the size limit.
+ */
+Jsonb *
+TaskqCheckJobData(Jsonb *data, bool limit_size)
+{
+	if (data == NULL || (JB_ROOT_IS_SCALAR(data) &&
+						 JB_ROOT_COUNT(data) == 1 &&
+						 getIthJsonbValueFromContainer(&data->root, 0)->type == jbvNull))
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	if (!JB_ROOT_IS_OBJECT(data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("job data must be a JSON object"),
+				 errhint("Wrap other values in an object, as in {\"value\": ...}.")));
+	if (limit_size && TaskqJsonbSize(data) > TASKQ_MAX_DATA)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("job data is too large"),
+				 errdetail("The data is %d bytes; the limit is %d bytes (1 MB).",
+						   TaskqJsonbSize(data), TASKQ_MAX_DATA)));
+	return data;
+}
+
+/* error for malformed entry n of metadata.follow_ups: detail says what */
+#define bad_follow_up(n, ...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE), \
+			 errmsg("invalid follow-up %d in metadata.follow_ups", (n)), \
+			 errdetail(__VA_ARGS__), \
+			 errhint("A follow-up is an object with keys \"queue\", \"name\", \"data\", \"options\", \"metadata\" and \"flow_id\".")))
+
+/*
+ * Read follow-up number n (1-based) of metadata.follow_ups, checking its
+ * shape and options.
+ */
+void
+TaskqReadFollowUp(int n, JsonbValue *v, TaskqFollowUp *fu)
+{
+	JsonbIterator *it;
+	JsonbValue	val;
+	char	   *key;
+
+	memset(fu, 0, sizeof(*fu));
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		bad_follow_up(n, "It is not an object.");
+
+	it = TaskqJsonKeys(v->val.binary.data);
+	while (TaskqJsonKeyNext(&it, &key, &val))
+	{
+		if (strcmp(key, "queue") == 0 || strcmp(key, "name") == 0)
+		{
+			if (val.type != jbvString)
+				bad_follow_up(n, "\"%s\" is not a string.", key);
+			if (key[0] == 'q')
+				fu->queue = TaskqJbvText(&val);
+			else
+				fu->name = TaskqJbvText(&val);
+		}
+		else if (strcmp(key, "flow_id") == 0)
+		{
+			if (val.type != jbvNull)
+				fu->flow_id = TaskqOptionText("flow_id", &val, TASKQ_MAX_FLOW_ID);
+		}
+		else if (strcmp(key, "data") == 0 || strcmp(key, "options") == 0 ||
+				 strcmp(key, "metadata") == 0)
+		{
+			Jsonb	   *jb = TaskqJbvJsonb(&val);
+
+			if (jb != NULL && !JB_ROOT_IS_OBJECT(jb))
+				bad_follow_up(n, "\"%s\" is not an object.", key);
+			if (key[0] == 'd')
+				fu->data = jb;
+			else if (key[0] == 'o')
+				fu->options = jb;
+			else
+				fu->metadata = jb;
+		}
+		else
+			bad_follow_up(n, "It has an unrecognized key \"%s\".", key);
+	}
+	if (fu->queue == NULL || fu->name == NULL)
+		bad_follow_up(n, "\"queue\" and \"name\" are required.");
+	TaskqCheckQueueName(fu->queue);
+	TaskqCheckJobName(fu->name);
+	fu->data = TaskqCheckJobData(fu->data, true);
+}
+
+/*
+ * Check the orchestration keys of job metadata when a job is pushed, so
+ * that a bad follow-up or reply_to fails the push, not the later ack.
+ * Follow-ups are checked as the pushes they will be, their own metadata
+ * included; with privileges set, the caller needs push on the queues of
+ * follow-ups and replies (they are pushed later by whoever completes the
+ * job).  Runs inside TaskqSwitchToOwner when privileges is set.  Returns whether
+ * there are follow-ups.
+ */
+bool
+TaskqCheckMetadata(Jsonb *metadata, bool privileges)
+{
+	JsonbValue *v;
+	int			n = 0;
+
+	if (metadata == NULL)
+		return false;
+
+	v = TaskqJsonbKey(&metadata->root, "follow_ups");
+	if (v != NULL && v->type != jbvNull)
+	{
+		JsonbIterator *it;
+		JsonbValue	elem;
+		JsonbIteratorToken r;
+
+		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata.follow_ups must be an array")));
+		it = JsonbIteratorInit(v->val.binary.data);
+		while ((r = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+		{
+			TaskqFollowUp	fu;
+			TaskqJobOptions opts;
+
+			if (r != WJB_ELEM)
+				continue;
+			TaskqReadFollowUp(++n, &elem, &fu);
+			if (privileges)
+				TaskqRequireQueuePrivilege(text_to_cstring(fu.queue), TASKQ_PRIV_PUSH);
+			TaskqParseJobOptions(fu.options, &opts);
+			(void) TaskqCheckMetadata(fu.metadata != NULL ? fu.metadata : opts.metadata,
+									  privileges);
+		}
+	}
+
+	v = TaskqJsonbKey(&metadata->root, "reply_to");
+	if (v != NULL && v->type != jbvNull)
+	{
+		if (v->type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata.reply_to must be a queue name")));
+		TaskqCheckQueueName(TaskqJbvText(v));
+		if (privileges)
+			TaskqRequireQueuePrivilege(text_to_cstring(TaskqJbvText(v)), TASKQ_PRIV_PUSH);
+	}
+	return n > 0;
 }

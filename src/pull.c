@@ -39,6 +39,9 @@
 
 #include "taskq.h"
 
+/* taskq.default_timeout: lease length when neither call, job nor queue sets one */
+int			taskq_default_timeout = 30000;
+
 #define EXPIRED_JOBS(cond) \
 	"SELECT id FROM taskq.jobs WHERE ($1::text IS NULL OR queue = $1)" \
 	" AND state = 'active'" \
@@ -224,14 +227,14 @@ taskq_pull(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PULL);
 	/* the acks first: their jobs' children may be runnable at once */
 	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
 		TaskqAckItems(PG_GETARG_JSONB_P(3));
 	if (!TaskqCachedQueue(TextDatumGetCString(queue), false, &qi) || qi.paused)
 	{
-		TaskqFinish(&cxt);
+		TaskqSwitchBack(&cxt);
 		return (Datum) 0;
 	}
 
@@ -249,7 +252,7 @@ taskq_pull(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(count);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2);
-	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout_ms : qi.timeout_ms);
+	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout : qi.timeout_ms);
 	n = TaskqExecute(&claim_plan, values, nulls, false, 0);
 	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 
@@ -275,6 +278,24 @@ taskq_pull(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 jobs[i].values, jobs[i].nulls);
 	}
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	return (Datum) 0;
+}
+
+/*
+ * Define the settings of pull; from _PG_init.
+ */
+void
+TaskqPullInit(void)
+{
+	DefineCustomIntVariable("taskq.default_timeout",
+							"Sets the default lease length of a pulled job.",
+							"Used when neither the pull, the job nor its queue sets timeout_ms.",
+							&taskq_default_timeout,
+							30000,
+							1,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 }

@@ -48,51 +48,6 @@ static TaskqPlan find_unique_plan = {
 };
 
 /*
- * A job name is 1 to TASKQ_MAX_JOB_NAME bytes.
- */
-void
-TaskqCheckJobName(text *name)
-{
-	int			len = VARSIZE_ANY_EXHDR(name);
-
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("job name must not be empty")));
-	if (len > TASKQ_MAX_JOB_NAME)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job name is too long"),
-				 errdetail("The name is %d bytes; the limit is %d bytes.",
-						   len, TASKQ_MAX_JOB_NAME)));
-}
-
-/*
- * Check job data and return it; NULL or JSON null data becomes {}.  Data
- * that taskq builds itself (replies) is exempt from the size limit.
- */
-Jsonb *
-TaskqCheckJobData(Jsonb *data, bool limit_size)
-{
-	if (data == NULL || (JB_ROOT_IS_SCALAR(data) &&
-						 JB_ROOT_COUNT(data) == 1 &&
-						 getIthJsonbValueFromContainer(&data->root, 0)->type == jbvNull))
-		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
-	if (!JB_ROOT_IS_OBJECT(data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("job data must be a JSON object"),
-				 errhint("Wrap other values in an object, as in {\"value\": ...}.")));
-	if (limit_size && TaskqJsonbSize(data) > TASKQ_MAX_DATA)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job data is too large"),
-				 errdetail("The data is %d bytes; the limit is %d bytes (1 MB).",
-						   TaskqJsonbSize(data), TASKQ_MAX_DATA)));
-	return data;
-}
-
-/*
  * The parents of a job: its depends_on option and, for flows and
  * follow-ups, extra parents, without duplicates.
  */
@@ -119,7 +74,7 @@ job_parents(const TaskqJobOptions *opts, const pg_uuid_t *extra, int nextra,
 
 /*
  * Validate and insert one job; returns its id, or the id of the live job
- * that already holds its unique key.  Runs inside TaskqConnect.
+ * that already holds its unique key.  Runs inside TaskqSwitchToOwner.
  *
  * A job with parents that are not all completed starts blocked, with an
  * edge from each unfinished parent (dag.c).
@@ -149,8 +104,9 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	if (has_follow_ups && depth >= taskq_max_dag_depth)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("job at depth %d cannot have follow-ups, which would be deeper than taskq.max_dag_depth (%d)",
-						depth, taskq_max_dag_depth)));
+				 errmsg("dependency graph is too deep for follow-ups"),
+				 errdetail("The job is at depth %d, so its follow-ups would be deeper than taskq.max_dag_depth (%d).",
+						   depth, taskq_max_dag_depth)));
 	TaskqUuid7(id);
 
 	values[0] = UUIDPGetDatum(id);
@@ -234,7 +190,7 @@ push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
 /*
  * Push one job from C (flows, follow-ups, replies), with parents beyond
  * those of its options.  Internal pushes (follow-ups, replies) go to
- * paused queues too and have no data size limit.  Runs inside TaskqConnect.
+ * paused queues too and have no data size limit.  Runs inside TaskqSwitchToOwner.
  */
 void
 TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
@@ -270,9 +226,9 @@ taskq_check_job(PG_FUNCTION_ARGS)
 	TaskqCheckJobName(PG_GETARG_TEXT_PP(1));
 	data = TaskqCheckJobData(PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), true);
 	TaskqParseJobOptions(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &opts);
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	(void) TaskqCheckMetadata(opts.metadata, true);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_JSONB_P(data);
 }
 
@@ -290,12 +246,12 @@ taskq_push(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqRequireArg(fcinfo, 1, "job name");
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	push_queue(PG_GETARG_DATUM(0), &qi, false);
 	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
 			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
 			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, false, id);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 
 	PG_RETURN_UUID_P(id);
 }
@@ -338,7 +294,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	push_queue(PG_GETARG_DATUM(0), &qi, false);
 
 	errcallback.callback = push_batch_context;
@@ -407,6 +363,6 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 	}
 
 	error_context_stack = errcallback.previous;
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	return (Datum) 0;
 }

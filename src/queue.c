@@ -41,7 +41,7 @@ static TaskqPlan alter_plan = {
 /*
  * Read a queue's settings into *qi (from this backend's queue cache, see
  * acl.c); false when it does not exist, unless create is set, in which
- * case it is created with the defaults.  Runs inside TaskqConnect.
+ * case it is created with the defaults.  Runs inside TaskqSwitchToOwner.
  */
 bool
 TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
@@ -88,7 +88,7 @@ apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 }
 
 /*
- * taskq.create_queue(name text, options jsonb) RETURNS void
+ * taskq.create_queue(queue text, options jsonb) RETURNS void
  */
 PG_FUNCTION_INFO_V1(taskq_create_queue);
 Datum
@@ -103,7 +103,7 @@ taskq_create_queue(PG_FUNCTION_ARGS)
 	TaskqParseQueueOptions(PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1), &opts);
 	values[0] = PG_GETARG_DATUM(0);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	TaskqRequireQueuePrivilege(TextDatumGetCString(values[0]), TASKQ_PRIV_ADMIN);
 	if (TaskqExecute(&create_plan, values, NULL, false, 0) == 0)
 		ereport(ERROR,
@@ -111,15 +111,15 @@ taskq_create_queue(PG_FUNCTION_ARGS)
 				 errmsg("queue \"%s\" already exists", TextDatumGetCString(values[0])),
 				 errhint("Use taskq.alter_queue() to change its options.")));
 	(void) apply_queue_options(values[0], &opts);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_VOID();
 }
 
 /*
- * taskq.alter_queue(name text, options jsonb) RETURNS void
+ * taskq.alter_queue(queue text, options jsonb) RETURNS void
  *
  * Changes the given options and leaves the others; "timeout_ms": null
- * goes back to taskq.default_timeout_ms.
+ * goes back to taskq.default_timeout.
  */
 PG_FUNCTION_INFO_V1(taskq_alter_queue);
 Datum
@@ -132,12 +132,12 @@ taskq_alter_queue(PG_FUNCTION_ARGS)
 	TaskqRequireArg(fcinfo, 1, "options");
 	TaskqParseQueueOptions(PG_GETARG_JSONB_P(1), &opts);
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	TaskqRequireQueuePrivilege(text_to_cstring(PG_GETARG_TEXT_PP(0)), TASKQ_PRIV_ADMIN);
 	if (!apply_queue_options(PG_GETARG_DATUM(0), &opts))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(0)))));
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	PG_RETURN_VOID();
 }

@@ -69,15 +69,15 @@
 	TASKQ_HISTORY_APPEND(p ".errors", \
 		"jsonb_build_object('attempt', " p ".attempts, 'error', " e ", 'at', now())")
 
-/* GUCs (taskq.c) */
-extern int	taskq_default_timeout_ms;
+/* settings, each defined by its module's Init function */
+extern int	taskq_default_timeout;
 extern int	taskq_max_dag_depth;
 extern char *taskq_database_names;
 extern int	taskq_launcher_interval;
 extern int	taskq_reaper_interval;
 extern int	taskq_retention_interval;
 extern bool taskq_webhook_allow_private;
-extern int	taskq_webhook_timeout_ms;
+extern int	taskq_webhook_timeout;
 extern int	taskq_webhook_concurrency;
 extern int	taskq_metrics_max_queues;
 extern int	taskq_metrics_refresh_interval;
@@ -190,7 +190,7 @@ typedef struct TaskqQueueInfo
 #define TASKQ_PRIV_ADMIN	0x04
 #define TASKQ_PRIV_ANY		(TASKQ_PRIV_PUSH | TASKQ_PRIV_PULL | TASKQ_PRIV_ADMIN)
 
-/* what TaskqConnect saves of the caller, for TaskqFinish */
+/* what TaskqSwitchToOwner saves of the caller, for TaskqSwitchBack */
 typedef struct TaskqContext
 {
 	Oid			user;
@@ -198,8 +198,6 @@ typedef struct TaskqContext
 } TaskqContext;
 
 /* acl.c */
-extern void TaskqConnect(TaskqContext *cxt);
-extern void TaskqFinish(TaskqContext *cxt);
 extern bool TaskqQueueAllowed(const char *queue, int need);
 extern void TaskqRequireQueuePrivilege(const char *queue, int need);
 extern bool TaskqIsAdmin(Oid role);
@@ -208,7 +206,6 @@ extern bool TaskqRequireJobPrivilege(Datum id, int need);
 extern bool TaskqJobsVisible(Datum ids, Datum *hidden);
 extern bool TaskqRoleSeesQueue(Oid role, const char *queue);
 extern Datum TaskqRequireItemsPrivilege(Datum items, int need);
-extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);
 
 /* taskq.c */
 extern void _PG_init(void);
@@ -226,13 +223,23 @@ extern char *TaskqMoveSql(const char *from_table, const char *to_table,
 						  const char *using_clause, const char *where_clause,
 						  const TaskqColumnSet *sets, const char *returning);
 extern void TaskqRaiseJobNotFound(Datum id) pg_attribute_noreturn();
-extern void TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
-								  const char *action);
+extern void TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease);
 extern text *TaskqClipText(text *t, int maxbytes);
 extern int	TaskqJsonbSize(Jsonb *jb);
 extern void TaskqCheckQueueName(text *queue);
 extern void TaskqRequireArg(FunctionCallInfo fcinfo, int n, const char *argname);
 extern Datum TaskqReturnedIds(int n);
+extern Datum TaskqUuidArray(const pg_uuid_t *ids, int n);
+extern void TaskqSwitchToOwner(TaskqContext *cxt);
+extern void TaskqSwitchBack(TaskqContext *cxt);
+extern int	TaskqPrivilegeBit(const char *name);
+extern const char *TaskqPrivilegeName(int need);
+extern text *TaskqJbvText(const JsonbValue *v);
+extern Jsonb *TaskqJbvJsonb(JsonbValue *v);
+extern JsonbValue *TaskqJsonbKey(JsonbContainer *c, const char *key);
+extern void TaskqJsonbPushKey(JsonbParseState **st, const char *key, Jsonb *value);
+extern void TaskqJsonbPushString(JsonbParseState **st, const char *key, const char *s);
+extern Jsonb *TaskqStringJsonb(text *t);
 
 /* options.c */
 extern void TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts);
@@ -243,6 +250,10 @@ extern bool TaskqJsonKeyNext(JsonbIterator **it, char **key, JsonbValue *val);
 extern Jsonb *TaskqMergeBackoff(Jsonb *base, Jsonb *over);
 extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
 
+/* queuecache.c */
+extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);
+extern bool TaskqQueueGrantsAllow(const char *queue, Oid role, int need);
+
 /* queue.c */
 extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
 
@@ -250,27 +261,54 @@ extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
 extern void TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
 						 const pg_uuid_t *extra_parents, int nextra,
 						 bool internal, pg_uuid_t *id);
+
+/*
+ * options.c: a follow-up, as found in metadata.follow_ups: checked at push
+ * time of its parent, pushed when the parent completes (dagfinish.c)
+ */
+typedef struct TaskqFollowUp
+{
+	text	   *queue;
+	text	   *name;
+	Jsonb	   *data;
+	Jsonb	   *options;
+	Jsonb	   *metadata;
+	text	   *flow_id;
+} TaskqFollowUp;
 extern void TaskqCheckJobName(text *name);
 extern Jsonb *TaskqCheckJobData(Jsonb *data, bool limit_size);
+extern void TaskqReadFollowUp(int n, JsonbValue *v, TaskqFollowUp *fu);
+extern bool TaskqCheckMetadata(Jsonb *metadata, bool privileges);
 
 /* dag.c */
-extern bool TaskqCheckMetadata(Jsonb *metadata, bool privileges);
+extern void TaskqDagInit(void);
 extern int	TaskqResolveParents(const pg_uuid_t *parents, int nparents,
 								int *depth, pg_uuid_t **live);
 extern void TaskqAddEdges(const pg_uuid_t *parents, int nparents,
 						  const pg_uuid_t *child);
-extern Datum TaskqUuidArray(const pg_uuid_t *ids, int n);
+extern void TaskqPromoteChildren(Datum id);
+extern void TaskqDropChildEdges(Datum id);
+extern void TaskqCascade(Datum id, text *name, bool dead);
 
 /* pull.c */
+extern void TaskqPullInit(void);
 extern int	TaskqReclaimExpired(Datum queue, bool all_queues);
 
 /* lifecycle.c */
 extern void TaskqCheckAckItems(Jsonb *items, const char *argname);
 extern int	TaskqAckItems(Jsonb *items);
 
+/* workerslots.c */
+extern void TaskqSlotsInit(void);
+extern TaskqDbSlot *TaskqFindSlot(Oid dbid);
+extern void TaskqPinSearchPath(void);
+
+/* launcher.c */
+extern void TaskqLauncherInit(bool preloading);
+extern bool TaskqDatabaseWanted(const char *name);
+
 /* worker.c */
 extern void TaskqWorkerInit(void);
-extern TaskqDbSlot *TaskqFindSlot(Oid dbid);
 
 /* events.c */
 extern void TaskqEventsInit(void);
@@ -316,7 +354,7 @@ typedef enum TaskqMetric
 	(TASKQ_COUNT(TASKQ_METRIC_CANCELLED) | TASKQ_COUNT(TASKQ_HISTORY_CANCELLED))
 #define TASKQ_COUNT_DEAD_KEPT \
 	(TASKQ_COUNT(TASKQ_METRIC_DEAD) | TASKQ_COUNT(TASKQ_HISTORY_DLQ))
-extern void TaskqMetricsInit(void);
+extern void TaskqMetricsInit(bool preloading);
 extern void TaskqMetricsForgetDatabase(Oid dbid);
 extern void TaskqMetricsCount(text *queue, int metrics, int64 n);
 extern void TaskqMetricsCountReturned(int n, int metrics);
@@ -329,6 +367,7 @@ extern void TaskqHistoryBreak(void);
 typedef bool (*TaskqTxnBegin) (const char *activity);
 typedef void (*TaskqTxnEnd) (void);
 extern void TaskqDeliveryInit(void);
+extern void TaskqDeliveryStart(void);
 extern bool TaskqDeliveriesInFlight(void);
 extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end);
 

@@ -2,7 +2,8 @@
  *
  * util.c
  *		Saved SPI plans, the statement that moves a job between tables,
- *		and the checks and errors shared by the SQL-callable functions.
+ *		the checks and errors shared by the SQL-callable functions, and
+ *		jsonb and uuid[] helpers.
  *
  * Plans are prepared on first use and kept (SPI_keepplan) for the life of
  * the backend; hot-path ones as generic plans, so that they never plan.  The plan cache replans by itself
@@ -12,13 +13,17 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "taskq.h"
 
@@ -173,8 +178,7 @@ TaskqRaiseJobNotFound(Datum id)
  * find nothing, even when that statement had to wait for it.
  */
 void
-TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
-					  const char *action)
+TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease)
 {
 	static TaskqPlan plan = {
 		"SELECT state::text, lease FROM taskq.all_jobs WHERE id = $1",
@@ -196,16 +200,15 @@ TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease,
 						  UUID_LEN) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot %s job \"%s\": lease %s is not the current lease",
-						action, TaskqUuidText(id), TaskqUuidText(lease)),
+				 errmsg("lease %s is not the current lease of job \"%s\"",
+						TaskqUuidText(lease), TaskqUuidText(id)),
 				 errdetail("The job is now in state \"%s\"; the lease expired or the job finished.",
 						   state),
 				 errhint("Pull the job again to obtain a current lease.")));
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot %s job \"%s\" because it is not active",
-					action, TaskqUuidText(id)),
+			 errmsg("job \"%s\" is not active", TaskqUuidText(id)),
 			 errdetail("The job is in state \"%s\".", state)));
 }
 
@@ -279,4 +282,169 @@ TaskqReturnedIds(int n)
 		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 	return PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
 										   TYPALIGN_CHAR));
+}
+
+/*
+ * An array of uuids as a uuid[] Datum.
+ */
+Datum
+TaskqUuidArray(const pg_uuid_t *ids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&ids[i]);
+	return PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN,
+										   false, TYPALIGN_CHAR));
+}
+
+/* a text from a string JsonbValue */
+text *
+TaskqJbvText(const JsonbValue *v)
+{
+	return cstring_to_text_with_len(v->val.string.val, v->val.string.len);
+}
+
+/* a Jsonb from a JsonbValue, NULL for JSON null */
+Jsonb *
+TaskqJbvJsonb(JsonbValue *v)
+{
+	return v->type == jbvNull ? NULL : JsonbValueToJsonb(v);
+}
+
+/* a key of an object container, or NULL */
+JsonbValue *
+TaskqJsonbKey(JsonbContainer *c, const char *key)
+{
+	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+}
+
+/* the JsonbValue of a whole jsonb document, for pushJsonbValue */
+static void
+jsonb_as_value(Jsonb *jb, JsonbValue *v)
+{
+	v->type = jbvBinary;
+	v->val.binary.data = &jb->root;
+	v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+}
+
+/* add a key to an object being built */
+static void
+push_key_name(JsonbParseState **st, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	(void) pushJsonbValue(st, WJB_KEY, &k);
+}
+
+/* add "key": value (a jsonb document, or JSON null for NULL) to an object */
+void
+TaskqJsonbPushKey(JsonbParseState **st, const char *key, Jsonb *value)
+{
+	JsonbValue	v;
+
+	push_key_name(st, key);
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+		jsonb_as_value(value, &v);
+	(void) pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+/* add "key": "string" to an object */
+void
+TaskqJsonbPushString(JsonbParseState **st, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	push_key_name(st, key);
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	(void) pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+/* a string as a jsonb document */
+Jsonb *
+TaskqStringJsonb(text *t)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = VARDATA_ANY(t);
+	v.val.string.len = VARSIZE_ANY_EXHDR(t);
+	return JsonbValueToJsonb(&v);
+}
+
+/*
+ * Start running taskq's statements for a SQL-callable function as the
+ * extension's owner: SPI_connect, the owner's identity and search_path
+ * pinned to pg_catalog.  The
+ * caller's identity stays available through GetOuterUserId.  An error
+ * undoes all three (transaction or subtransaction abort).
+ */
+void
+TaskqSwitchToOwner(TaskqContext *cxt)
+{
+	static OverrideSearchPath pinned = {NIL, true, false, 0};
+	Oid			nsp = get_namespace_oid("taskq", false);
+	HeapTuple	tp;
+	Oid			owner;
+
+	tp = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tp))->nspowner;
+	ReleaseSysCache(tp);
+
+	SPI_connect();
+	GetUserIdAndSecContext(&cxt->user, &cxt->sec_context);
+	SetUserIdAndSecContext(owner, cxt->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PushOverrideSearchPath(&pinned);
+}
+
+/* end what TaskqSwitchToOwner started: back to the caller */
+void
+TaskqSwitchBack(TaskqContext *cxt)
+{
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(cxt->user, cxt->sec_context);
+	SPI_finish();
+}
+
+/* a queue privilege's name to its bit (TASKQ_PRIV_*); error for an unknown one */
+int
+TaskqPrivilegeBit(const char *name)
+{
+	if (strcmp(name, "push") == 0)
+		return TASKQ_PRIV_PUSH;
+	if (strcmp(name, "pull") == 0)
+		return TASKQ_PRIV_PULL;
+	if (strcmp(name, "admin") == 0)
+		return TASKQ_PRIV_ADMIN;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized queue privilege \"%s\"", name),
+			 errhint("Valid privileges are: push, pull, admin.")));
+	return 0;					/* keep compiler quiet */
+}
+
+/* a privilege bit's name, for messages */
+const char *
+TaskqPrivilegeName(int need)
+{
+	switch (need)
+	{
+		case TASKQ_PRIV_PUSH:
+			return "push";
+		case TASKQ_PRIV_PULL:
+			return "pull";
+		case TASKQ_PRIV_ADMIN:
+			return "admin";
+		default:
+			return "push, pull or admin";
+	}
 }

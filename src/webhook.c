@@ -130,7 +130,7 @@ check_events(ArrayType *events)
 		if (!known)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown webhook event \"%s\"", e),
+					 errmsg("unrecognized webhook event \"%s\"", e),
 					 errhint("Valid events are: job.pushed, job.completed, job.failed, job.dlq, job.cancelled, job.progress, job.redriven.")));
 	}
 }
@@ -226,7 +226,7 @@ generate_secret(void)
 /*
  * A webhook sends the events of the queues it names, or of every queue:
  * the caller needs admin on each named queue, and taskq_admin for all.
- * Runs inside TaskqConnect.
+ * Runs inside TaskqSwitchToOwner.
  */
 static void
 require_webhook_queues(ArrayType *queues)
@@ -249,7 +249,7 @@ require_webhook_queues(ArrayType *queues)
 /*
  * Error unless the caller owns the webhook (of the delivery) that plan
  * finds for id, or is a taskq administrator; nothing for an unknown id.
- * Runs inside TaskqConnect.
+ * Runs inside TaskqSwitchToOwner.
  */
 static void
 require_owner(TaskqPlan *plan, Datum id, const char *action)
@@ -310,7 +310,7 @@ taskq_add_webhook(PG_FUNCTION_ARGS)
 	values[6] = Int32GetDatum(base_delay_ms);
 	values[7] = ObjectIdGetDatum(GetOuterUserId());
 
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	require_webhook_queues(PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2));
 	/* a role's webhooks are bounded, as each costs every event a probe */
 	{
@@ -333,7 +333,7 @@ taskq_add_webhook(PG_FUNCTION_ARGS)
 					 errhint("Remove webhooks it no longer needs, or let one webhook take several queues.")));
 	}
 	TaskqExecute(&insert_plan, values, nulls, false, 0);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	TaskqSubscribersChanged();
 	PG_RETURN_UUID_P(id);
 }
@@ -353,10 +353,10 @@ taskq_remove_webhook(PG_FUNCTION_ARGS)
 
 	TaskqRequireArg(fcinfo, 0, "webhook id");
 	id = PG_GETARG_DATUM(0);
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	require_owner(&webhook_owner_plan, id, "remove another role's webhook");
 	n = TaskqExecute(&remove_plan, &id, NULL, false, 0);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	TaskqSubscribersChanged();
 	PG_RETURN_BOOL(n > 0);
 }
@@ -377,17 +377,17 @@ taskq_redeliver(PG_FUNCTION_ARGS)
 
 	TaskqRequireArg(fcinfo, 0, "delivery id");
 	id = PG_GETARG_DATUM(0);
-	TaskqConnect(&cxt);
+	TaskqSwitchToOwner(&cxt);
 	require_owner(&delivery_owner_plan, id, "redeliver another role's webhook delivery");
 	n = TaskqExecute(&redeliver_plan, &id, NULL, false, 0);
-	TaskqFinish(&cxt);
+	TaskqSwitchBack(&cxt);
 	if (n > 0)
 		TaskqNoteWorkerWake();
 	PG_RETURN_BOOL(n > 0);
 }
 
 /*
- * taskq.can_see_webhook_secret(owner regrole) RETURNS boolean
+ * taskq._can_see_webhook_secret(owner regrole) RETURNS boolean
  *
  * Whether the role calling taskq.webhooks() may see the secret of a webhook
  * of that owner: the owner and superusers may.  It asks for the outer role

@@ -63,3 +63,31 @@ shared_preload_libraries = 'taskq'
 taskq.database_names = 'none'
 EOF
 }
+
+# scratch_instance NAME PORT: what the measuring scripts of test/bench
+# share: BIN (of PG_CONFIG), DIR (a throwaway directory owned by
+# SERVER_USER), an instance initialised in DIR/data (init_scratch_instance)
+# and stopped and removed at exit (after SCRATCH_AT_EXIT, a command of the
+# caller's, if set), as_user, and PSQL to reach it.  Append settings to
+# $DIR/data/postgresql.conf, then start_scratch_instance.
+scratch_instance() {
+    local name=$1
+    PORT=$2
+    PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+    BIN=$("$PG_CONFIG" --bindir)
+    server_user "$name"
+    DIR=$(mktemp -d "/tmp/taskq-$name.XXXXXX")
+    [ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
+    trap scratch_instance_exit EXIT
+    init_scratch_instance "$BIN" "$DIR" "$PORT"
+    PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
+}
+as_user() { as_server_user "$DIR" "$@"; }
+scratch_instance_exit() {
+    [ -z "${SCRATCH_AT_EXIT:-}" ] || $SCRATCH_AT_EXIT || true
+    as_user "$BIN/pg_ctl" -D "$DIR/data" stop -m immediate >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+}
+start_scratch_instance() {
+    as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
+}

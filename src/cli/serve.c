@@ -28,11 +28,11 @@
  * in the way of another role's statements.
  *
  * Authentication: "Authorization: Bearer <token>".  Per request, in one
- * transaction: BEGIN; the token's role from taskq.api_token_role (a
+ * transaction: BEGIN; the token's role from taskq._api_token_role (a
  * SECURITY DEFINER look-up by hash; no role: 401); set_config('role',
  * role, true), so that the role's own privileges apply to the call; the
  * route's statement; COMMIT.  The gateway's login role must be a member
- * of the token roles and have EXECUTE on taskq.api_token_role.
+ * of the token roles and have EXECUTE on taskq._api_token_role.
  * /healthz, and /metrics unless --metrics-token is given, need no token
  * and run as the gateway's own role.
  *
@@ -189,14 +189,14 @@ static const Route routes[] = {
 	{
 		.method = "POST", .path = "/api/v1/jobs/{}/ack", .ok_status = 200,
 		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', 'completed')::text"
-		" FROM taskq.request_body($2, '{lease,result}') AS b,"
+		" FROM taskq._request_body($2, '{lease,result}') AS b,"
 		" LATERAL taskq.ack($1::uuid, b->'result', (b->>'lease')::uuid) AS a",
 		.nparams = 2, .params = {P_PATH, P_BODY},
 	},
 	{
 		.method = "POST", .path = "/api/v1/jobs/{}/fail", .ok_status = 200,
 		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', f)::text"
-		" FROM taskq.request_body($2, '{lease,error}') AS b,"
+		" FROM taskq._request_body($2, '{lease,error}') AS b,"
 		" LATERAL taskq.fail($1::uuid, b->>'error', (b->>'lease')::uuid) AS f",
 		.nparams = 2, .params = {P_PATH, P_BODY},
 	},
@@ -210,7 +210,7 @@ static const Route routes[] = {
 	{
 		.method = "POST", .path = "/api/v1/jobs/{}/progress", .ok_status = 200,
 		.sql = "SELECT jsonb_build_object('id', $1::uuid)::text"
-		" FROM taskq.request_body($2, '{progress,message,lease}') AS b,"
+		" FROM taskq._request_body($2, '{progress,message,lease}') AS b,"
 		" LATERAL taskq.progress($1::uuid, (b->>'progress')::int, b->>'message',"
 		" (b->>'lease')::uuid) AS p",
 		.nparams = 2, .params = {P_PATH, P_BODY},
@@ -218,7 +218,7 @@ static const Route routes[] = {
 	{
 		.method = "POST", .path = "/api/v1/jobs/{}/heartbeat", .ok_status = 200,
 		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'lease_expires_at', h)::text"
-		" FROM taskq.request_body($2, '{lease}') AS b,"
+		" FROM taskq._request_body($2, '{lease}') AS b,"
 		" LATERAL taskq.heartbeat($1::uuid, (b->>'lease')::uuid) AS h",
 		.nparams = 2, .params = {P_PATH, P_BODY},
 	},
@@ -273,7 +273,7 @@ static const Route routes[] = {
 		" THEN ARRAY(SELECT jsonb_array_elements_text(b->'queues')) END,"
 		" b->>'secret', coalesce((b->>'max_attempts')::int, 4),"
 		" coalesce((b->>'base_delay_ms')::int, 1000)))::text"
-		" FROM taskq.request_body($1, '{url,events,queues,secret,max_attempts,base_delay_ms}') AS b",
+		" FROM taskq._request_body($1, '{url,events,queues,secret,max_attempts,base_delay_ms}') AS b",
 		.nparams = 1, .params = {P_BODY},
 	},
 	{
@@ -291,7 +291,7 @@ static const Route routes[] = {
 /* the token's role for the transaction; no row for an unknown token */
 static const char *const auth_sql =
 "SELECT pg_catalog.set_config('role', r, true)"
-" FROM taskq.api_token_role($1) AS r WHERE r IS NOT NULL";
+" FROM taskq._api_token_role($1) AS r WHERE r IS NOT NULL";
 
 /* ---- one request ---- */
 
@@ -1500,7 +1500,7 @@ check_database(PGconn *conn)
 				 " current_user, pg_catalog.quote_ident(current_user)"
 				 " FROM (SELECT) AS one"
 				 " LEFT JOIN pg_catalog.pg_proc p"
-				 " ON p.proname = 'api_token_role'"
+				 " ON p.proname = '_api_token_role'"
 				 " AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n"
 				 " WHERE n.nspname = 'taskq')");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1514,7 +1514,7 @@ check_database(PGconn *conn)
 	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
 		fatal("role \"%s\" may not look up API tokens\n"
 			  "HINT: GRANT USAGE ON SCHEMA taskq TO %s; "
-			  "GRANT EXECUTE ON FUNCTION taskq.api_token_role(text) TO %s;",
+			  "GRANT EXECUTE ON FUNCTION taskq._api_token_role(text) TO %s;",
 			  PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 3));
 	PQclear(res);
 }

@@ -18,23 +18,8 @@ clear_pg_env
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000 100000)
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
-server_user batch_memory
-
-DIR=$(mktemp -d /tmp/taskq-batch-memory.XXXXXX)
-PORT=55993
-[ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
-as_user() { as_server_user "$DIR" "$@"; }
-cleanup() {
-    as_user "$BIN/pg_ctl" -D "$DIR/data" stop -m immediate >/dev/null 2>&1 || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-init_scratch_instance "$BIN" "$DIR" "$PORT"
-as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
-PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
+scratch_instance batch-memory 55993
+start_scratch_instance
 as_user "${PSQL[@]}" -c 'CREATE EXTENSION taskq' >/dev/null
 
 # peak resident memory of one backend that runs the SQL given, in kB

@@ -22,25 +22,10 @@ clear_pg_env
 JOBS=${1:-20000}
 ROUNDS=${2:-3}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
-server_user bundled_ack
-
-DIR=$(mktemp -d /tmp/taskq-bundled-ack.XXXXXX)
-PORT=55995
+scratch_instance bundled-ack 55995
 cp "$HERE/sql/taskq_pull1.sql" "$HERE/sql/taskq_bundled1.sql" "$DIR/"
-[ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
-as_user() { as_server_user "$DIR" "$@"; }
-cleanup() {
-    as_user "$BIN/pg_ctl" -D "$DIR/data" stop -m immediate >/dev/null 2>&1 || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-init_scratch_instance "$BIN" "$DIR" "$PORT"
 echo "shared_buffers = 512MB" >>"$DIR/data/postgresql.conf"
-as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
-PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
+start_scratch_instance
 as_user "${PSQL[@]}" -c "CREATE EXTENSION taskq; SELECT taskq.create_queue('bench')" >/dev/null
 
 # one drain of JOBS jobs with a script, the queue keeping history (1) or

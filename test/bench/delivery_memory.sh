@@ -17,31 +17,17 @@ clear_pg_env
 
 N=${1:-100000}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
-server_user delivery_memory
-
 "$HERE/../webhook-receiver/install.sh" >/dev/null
-DIR=$(mktemp -d /tmp/taskq-delivery-memory.XXXXXX)
-PORT=55997
-[ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
-as_user() { as_server_user "$DIR" "$@"; }
 RECEIVER_PID=
-cleanup() {
-    [ -z "$RECEIVER_PID" ] || kill "$RECEIVER_PID" 2>/dev/null || true
-    as_user "$BIN/pg_ctl" -D "$DIR/data" stop -m immediate >/dev/null 2>&1 || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-init_scratch_instance "$BIN" "$DIR" "$PORT"
+stop_receiver() { [ -z "$RECEIVER_PID" ] || kill "$RECEIVER_PID" 2>/dev/null; }
+SCRATCH_AT_EXIT=stop_receiver
+scratch_instance delivery-memory 55997
 cat >>"$DIR/data/postgresql.conf" <<EOF
 taskq.database_names = 'postgres'
 taskq.launcher_interval = 1
 taskq.webhook_allow_private = on
 EOF
-as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
-PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
+start_scratch_instance
 SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 node "$HERE/../webhook-receiver/receiver.js" --host 127.0.0.1 --port 0 \
     --secret "$SECRET" --log /dev/null >"$DIR/receiver.out" 2>&1 &

@@ -22,23 +22,8 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 1000000)
 CALLS=${CALLS:-50}
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BIN=$("$PG_CONFIG" --bindir)
-server_user queues_cost
-
-DIR=$(mktemp -d /tmp/taskq-queues-cost.XXXXXX)
-PORT=55994
-[ "$AS_ROOT" -eq 0 ] || chown -R "$SERVER_USER" "$DIR"
-as_user() { as_server_user "$DIR" "$@"; }
-cleanup() {
-    as_user "$BIN/pg_ctl" -D "$DIR/data" stop -m immediate >/dev/null 2>&1 || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-init_scratch_instance "$BIN" "$DIR" "$PORT"
-as_user "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start >/dev/null
-PSQL=("$BIN/psql" -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres)
+scratch_instance queues-cost 55994
+start_scratch_instance
 psql_() { as_user "${PSQL[@]}" "$@"; }
 psql_ -c 'CREATE EXTENSION taskq' >/dev/null
 

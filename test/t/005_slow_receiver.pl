@@ -21,7 +21,7 @@ my $node = new_node(
 	'slow',
 	conf => "taskq.webhook_allow_private = on\n"
 	  . "taskq.reaper_interval = 200\n"
-	  . "taskq.webhook_timeout_ms = 60000\n",
+	  . "taskq.webhook_timeout = 60000\n",
 	extension => 1);
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';

@@ -29,7 +29,7 @@ my $node = new_node(
 	'owners', conf => q{
 taskq.launcher_interval = 1
 taskq.webhook_allow_private = on
-taskq.webhook_timeout_ms = 300000
+taskq.webhook_timeout = 300000
 taskq.webhook_concurrency = 16
 log_min_messages = debug1
 });

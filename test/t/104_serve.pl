@@ -35,7 +35,7 @@ sub sql { return $node->safe_psql('postgres', shift) }
 sql(q{
 	CREATE ROLE taskq_gateway LOGIN NOINHERIT;
 	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
-	GRANT EXECUTE ON FUNCTION taskq.api_token_role(text) TO taskq_gateway;
+	GRANT EXECUTE ON FUNCTION taskq._api_token_role(text) TO taskq_gateway;
 	GRANT EXECUTE ON FUNCTION taskq.metrics() TO taskq_gateway;
 	CREATE ROLE app IN ROLE taskq_producer, taskq_worker;
 	SELECT taskq.grant('*', 'app', 'admin');
@@ -178,7 +178,7 @@ sql('CREATE ROLE taskq_nogrant LOGIN');
 ($rc, $out, $err) = tq('serve', '-d', $node->connstr('postgres') . ' user=taskq_nogrant',
 	'--listen', '127.0.0.1:0');
 is($rc, 1, 'serve as a role that may not look tokens up: exit 1');
-like($err, qr/role "taskq_nogrant" may not look up API tokens\nHINT: GRANT USAGE ON SCHEMA taskq TO taskq_nogrant; GRANT EXECUTE ON FUNCTION taskq\.api_token_role\(text\) TO taskq_nogrant;/,
+like($err, qr/role "taskq_nogrant" may not look up API tokens\nHINT: GRANT USAGE ON SCHEMA taskq TO taskq_nogrant; GRANT EXECUTE ON FUNCTION taskq\._api_token_role\(text\) TO taskq_nogrant;/,
 	'... saying what to grant');
 sql('DROP ROLE taskq_nogrant');
 sql('CREATE DATABASE other');
@@ -522,7 +522,7 @@ is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.ex
 is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com"}'),
 	400, '22004', qr/events must not be null/, 'webhooks: no events');
 is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com", "events": ["job.nope"]}'),
-	400, '22023', qr/unknown webhook event/, 'webhooks: an unknown event');
+	400, '22023', qr/unrecognized webhook event/, 'webhooks: an unknown event');
 is_error(http('POST', "$api/webhooks", %auth, body => '{"url": "https://x.example.com", "events": "job.dlq"}'),
 	400, '22023', undef, 'webhooks: events not an array');
 

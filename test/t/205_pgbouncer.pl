@@ -11,7 +11,7 @@
 #   - Every SQL function a client calls works there: push, push_batch,
 #     push_flow, pull, heartbeat, progress, ack, ack_batch, fail, cancel,
 #     redrive, get, flow, stats, peek, queues, dlq, add_webhook,
-#     deliveries; SET LOCAL taskq.default_timeout_ms applies to its
+#     deliveries; SET LOCAL taskq.default_timeout applies to its
 #     transaction only.
 #   - 8 load clients (4 producers with flows and poison jobs, 4 workers)
 #     share the 2 server connections: every push is there once, every ack
@@ -201,10 +201,10 @@ is(b(qq{SELECT taskq.get('$batch[2]') ->> 'state'}), 'cancelled', 'get');
 is(b(q{SELECT taskq.flow('bf') -> 'counts' ->> 'blocked'}), '1', 'flow');
 is(b(q{SELECT taskq.stats('api') -> 'counts' ->> 'waiting'}), '2', 'stats');
 is(b(q{SELECT waiting FROM taskq.queues() WHERE name = 'api'}), '2', 'queues');
-is( b(q{BEGIN; SET LOCAL taskq.default_timeout_ms = 7000;
+is( b(q{BEGIN; SET LOCAL taskq.default_timeout = 7000;
         SELECT (extract(epoch FROM lease_expires_at - now()) * 1000)::int FROM taskq.pull('api', 1); COMMIT;}),
-	'7000', 'SET LOCAL taskq.default_timeout_ms applies to its transaction');
-is(b(q{SHOW taskq.default_timeout_ms}), '30s', 'and to no other');
+	'7000', 'SET LOCAL taskq.default_timeout applies to its transaction');
+is(b(q{SHOW taskq.default_timeout}), '30s', 'and to no other');
 
 # ---------------------------------------------------------------------------
 # 8 load clients on 2 server connections, with a webhook on every completion

@@ -10,7 +10,7 @@
 #
 #   - down: nothing listens on the port (connection refused);
 #   - hanging: the receiver accepts and never answers within
-#     taskq.webhook_timeout_ms.
+#     taskq.webhook_timeout.
 #
 # For each: the exact number of outbox rows (one per event of the jobs,
 # counted from what the test did), all 'failed' after exactly max_attempts
@@ -32,7 +32,7 @@ my $node = new_node(
 	'receiver_outage', conf => q{
 fsync = on
 taskq.webhook_allow_private = on
-taskq.webhook_timeout_ms = 300
+taskq.webhook_timeout = 300
 taskq.launcher_interval = 1
 log_statement = none
 });

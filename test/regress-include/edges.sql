@@ -1,4 +1,4 @@
--- test/sql/edges.sql: included by the DAG pg_regress files.
+-- test/regress-include/edges.sql: included by the DAG pg_regress files.
 -- edges(ids...): the job_edges rows touching the given jobs, as name pairs
 CREATE FUNCTION pg_temp.edges(VARIADIC ids uuid[]) RETURNS text
 LANGUAGE sql AS $f$

@@ -1,4 +1,4 @@
--- test/sql/footprint.sql: included by the DAG pg_regress files.
+-- test/regress-include/footprint.sql: included by the DAG pg_regress files.
 -- everything a push could write: jobs, edges, queues
 CREATE FUNCTION pg_temp.footprint() RETURNS text LANGUAGE sql AS $$
     SELECT format('jobs=%s edges=%s queues=%s',

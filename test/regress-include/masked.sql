@@ -1,4 +1,4 @@
--- test/sql/masked.sql: included by pg_regress files (\i test/sql/masked.sql).
+-- test/regress-include/masked.sql: included by pg_regress files (\i test/regress-include/masked.sql).
 --
 -- Error messages name job ids and leases, which change from run to run:
 -- masked() runs a statement and re-raises any error with the same SQLSTATE,
