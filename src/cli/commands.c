@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "pqexpbuffer.h"
-#include "taskq.h"
+#include "cli.h"
 
 #define COMMON_LONG_OPTIONS \
 	{"dbname", required_argument, NULL, 'd'}, \

@@ -23,7 +23,7 @@
 #include <stdarg.h>
 #include <time.h>
 
-#include "taskq.h"
+#include "cli.h"
 
 CommonOptions common;
 const char *progname = "taskq";

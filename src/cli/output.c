@@ -18,7 +18,7 @@
 #include "postgres_fe.h"
 
 #include "pqexpbuffer.h"
-#include "taskq.h"
+#include "cli.h"
 
 #define MAX_CELL_WIDTH 60
 

@@ -65,7 +65,7 @@
 
 #include "mb/pg_wchar.h"
 #include "pqexpbuffer.h"
-#include "taskq.h"
+#include "cli.h"
 
 #define DEFAULT_LISTEN		"127.0.0.1:8080"
 #define DEFAULT_MAX_BODY	(1024 * 1024 + 64 * 1024)	/* a 1 MB job and

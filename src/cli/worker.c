@@ -68,7 +68,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "taskq.h"
+#include "cli.h"
 
 #define RESULT_MAX			(1024 * 1024)	/* stdout kept; ack result limit */
 #define STDOUT_WRAP_MAX		(64 * 1024)	/* stdout in {"stdout": ...} */

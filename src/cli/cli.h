@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * taskq.h
+ * cli.h
  *		Declarations shared by the files of the taskq command-line tool.
  *
  * The tool is a plain libpq client: main.c parses the command line and
