@@ -6,43 +6,19 @@
  * The tool is a plain libpq client: main.c parses the command line and
  * connects, output.c prints query results as aligned tables or JSON,
  * commands.c holds the inspection and admin subcommands, worker.c the
- * worker that runs a command per job and serve.c the HTTP gateway.
+ * worker that runs a command per job and serve.c the HTTP gateway.  What
+ * every taskq program needs (messages, the connection, option values, JSON
+ * strings, the clock) is in src/fe (fe.h).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef TASKQ_CLI_H
 #define TASKQ_CLI_H
 
-#include <stdbool.h>
-#include <stdio.h>
-
-#include "libpq-fe.h"
-
-/* exit statuses that scripts can rely on */
-#define EXIT_OK		0
-#define EXIT_ERROR	1
-#define EXIT_USAGE	2
-
-/* options every subcommand accepts */
-typedef struct CommonOptions
-{
-	const char *dbname;			/* -d/--dbname: conninfo string or URI */
-	bool		json;			/* --json */
-} CommonOptions;
-
-extern CommonOptions common;
-extern const char *progname;
+#include "fe.h"
 
 /* main.c */
-extern void usage_error(const char *cmd, const char *fmt,...)
-			pg_attribute_printf(2, 3) pg_attribute_noreturn();
-extern void fatal(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
-extern void log_message(const char *fmt,...) pg_attribute_printf(1, 2);
-extern PGconn *connect_params(const char *appname, const char *client_encoding,
-							   char **err);
 extern PGconn *connect_db(bool exit_on_failure);
-extern bool common_option(int c, const char *arg);
-extern void report_result_error(const PGresult *res, PGconn *conn);
 extern PGresult *run_query(PGconn *conn, const char *sql, int nparams,
 						   const char *const *params);
 

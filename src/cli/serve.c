@@ -38,7 +38,7 @@
  *
  * Errors: a JSON body {"error": {"code": SQLSTATE, "message", "detail"?,
  * "hint"?}} with the status http_status() picks for the SQLSTATE, built
- * here with a JSON string escaper (the only JSON this file writes).
+ * here with append_json_string (the only JSON this file writes).
  *
  * Shutdown: SIGTERM or SIGINT (taken by sigwait in the main thread; every
  * thread blocks them) stops accepting connections, answers new requests
@@ -63,8 +63,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mb/pg_wchar.h"
-#include "pqexpbuffer.h"
 #include "cli.h"
 
 #define DEFAULT_LISTEN		"127.0.0.1:8080"
@@ -316,67 +314,7 @@ typedef struct SqlError
 	char	   *hint;
 } SqlError;
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* log_message from any thread, one whole line at a time */
-#define serve_log(...) \
-	do { \
-		flockfile(stderr); \
-		log_message(__VA_ARGS__); \
-		funlockfile(stderr); \
-	} while (0)
-
 /* ---- JSON and responses ---- */
-
-/*
- * Append s to buf as a JSON string: quotes, backslashes and control
- * characters escaped, bytes that are not valid UTF-8 replaced by U+FFFD.
- */
-static void
-append_json_string(PQExpBuffer buf, const char *s)
-{
-	const unsigned char *p = (const unsigned char *) s;
-
-	appendPQExpBufferChar(buf, '"');
-	while (*p)
-	{
-		if (*p == '"' || *p == '\\')
-		{
-			appendPQExpBufferChar(buf, '\\');
-			appendPQExpBufferChar(buf, (char) *p++);
-		}
-		else if (*p < 0x20 || *p == 0x7f)
-			appendPQExpBuffer(buf, "\\u%04x", (unsigned int) *p++);
-		else if (*p < 0x80)
-			appendPQExpBufferChar(buf, (char) *p++);
-		else
-		{
-			int			len = pg_utf_mblen(p);
-			int			i;
-
-			for (i = 1; i < len && p[i]; i++)
-				;
-			if (i == len && pg_utf8_islegal(p, len))
-			{
-				appendBinaryPQExpBuffer(buf, (const char *) p, len);
-				p += len;
-			}
-			else
-			{
-				appendPQExpBufferStr(buf, "\\ufffd");
-				p++;
-			}
-		}
-	}
-	appendPQExpBufferChar(buf, '"');
-}
 
 /* a copy of s fit for a log line: control characters shown as '?' */
 static char *
@@ -565,12 +503,7 @@ pool_connect(char **err)
 						   1, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
-			char	   *msg = pg_strdup(PQerrorMessage(conn));
-			size_t		len = strlen(msg);
-
-			while (len > 0 && msg[len - 1] == '\n')
-				msg[--len] = '\0';
-			*err = msg;
+			*err = connection_error(conn);
 			PQclear(res);
 			PQfinish(conn);
 			return NULL;
@@ -656,7 +589,7 @@ pool_acquire(const char **code, char **err)
 
 		if (!pool_reconnect(pc, &why))
 		{
-			serve_log("could not connect to the database: %s", why);
+			log_message("could not connect to the database: %s", why);
 			*code = "08006";	/* connection_failure */
 			*err = psprintf("could not connect to the database: %s", why);
 			free(why);
@@ -709,17 +642,7 @@ take_error(PGresult *res, PGconn *conn, SqlError *e)
 
 	/* no SQLSTATE: the connection failed (libpq's own message) */
 	strlcpy(e->code, code ? code : "08006", sizeof(e->code));
-	if (msg)
-		e->message = pg_strdup(msg);
-	else
-	{
-		size_t		len;
-
-		e->message = pg_strdup(PQerrorMessage(conn));
-		len = strlen(e->message);
-		while (len > 0 && e->message[len - 1] == '\n')
-			e->message[--len] = '\0';
-	}
+	e->message = msg ? pg_strdup(msg) : connection_error(conn);
 	/*
 	 * The server's own resource and internal errors (stack depth, out of
 	 * memory, disk full, crashes: classes 53, 54001, 57, 58 and XX) carry
@@ -810,10 +733,10 @@ run_route(Request *req, const Route *route, const char *sql,
 	if (!result_ok(res) && PQstatus(pc->conn) != CONNECTION_OK)
 	{
 		PQclear(res);
-		serve_log("lost a database connection; reconnecting");
+		log_message("lost a database connection; reconnecting");
 		if (!pool_reconnect(pc, &why))
 		{
-			serve_log("could not connect to the database: %s", why);
+			log_message("could not connect to the database: %s", why);
 			respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "08006", NULL, NULL,
 						  "could not connect to the database: %s", why);
 			free(why);
@@ -842,7 +765,7 @@ run_route(Request *req, const Route *route, const char *sql,
 		{
 			/* the gateway's own set-up, not the client's doing */
 			take_error(res, pc->conn, &err);
-			serve_log("could not look up an API token: %s (SQLSTATE %s)",
+			log_message("could not look up an API token: %s (SQLSTATE %s)",
 					  err.message, err.code);
 			respond_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, err.code,
 						  err.detail, err.hint, "%s", err.message);
@@ -1358,10 +1281,10 @@ request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 		char	   *path = loggable(req->path);
 
 		if (req->status != 0)
-			serve_log("%s %s %d %ldms", req->method, path, req->status,
+			log_message("%s %s %d %ldms", req->method, path, req->status,
 					  (long) (now_ms() - req->started));
 		else
-			serve_log("%s %s closed without a response %ldms", req->method, path,
+			log_message("%s %s closed without a response %ldms", req->method, path,
 					  (long) (now_ms() - req->started));
 		free(path);
 	}
@@ -1387,7 +1310,7 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 	len = strlen(buf);
 	while (len > 0 && buf[len - 1] == '\n')
 		buf[--len] = '\0';
-	serve_log("http: %s", buf);
+	log_message("http: %s", buf);
 }
 
 /* ---- start-up and shutdown ---- */
@@ -1424,18 +1347,6 @@ serve_usage(void)
 		   DEFAULT_LISTEN, DEFAULT_MAX_BODY);
 }
 
-static int
-serve_int_arg(const char *what, const char *arg, int min, int max)
-{
-	char	   *end;
-	long		v = strtol(arg, &end, 10);
-
-	if (*arg == '\0' || *end != '\0' || v < min || v > max)
-		usage_error("serve", "invalid %s \"%s\" (an integer from %d to %d)",
-					what, arg, min, max);
-	return (int) v;
-}
-
 /*
  * Resolve --listen (HOST:PORT, [IPV6]:PORT or :PORT for every IPv4
  * address) into *ss; exits with a usage error when it cannot.
@@ -1467,7 +1378,7 @@ resolve_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sslen)
 		*port++ = '\0';
 		host = copy[0] ? copy : "0.0.0.0";
 	}
-	(void) serve_int_arg("port", port, 0, 65535);
+	(void) parse_int_option("serve", "port", port, 0, 65535);
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -1551,9 +1462,7 @@ int
 cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dbname", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'J'},
-		{"help", no_argument, NULL, 'h'},
+		COMMON_LONG_OPTIONS,
 		{"listen", required_argument, NULL, 'l'},
 		{"pool", required_argument, NULL, 'p'},
 		{"threads", required_argument, NULL, 't'},
@@ -1594,31 +1503,31 @@ cmd_serve(int argc, char **argv)
 				listen_addr = optarg;
 				break;
 			case 'p':
-				pool_size = serve_int_arg("pool size", optarg, 1, 1000);
+				pool_size = parse_int_option("serve", "pool size", optarg, 1, 1000);
 				break;
 			case 't':
-				thread_count = serve_int_arg("thread count", optarg, 1, 1000);
+				thread_count = parse_int_option("serve", "thread count", optarg, 1, 1000);
 				break;
 			case 'b':
-				max_body = serve_int_arg("body limit", optarg, 1, 1024 * 1024 * 1024);
+				max_body = parse_int_option("serve", "body limit", optarg, 1, 1024 * 1024 * 1024);
 				break;
 			case 'T':
-				connection_timeout_s = serve_int_arg("timeout", optarg, 1, 86400);
+				connection_timeout_s = parse_int_option("serve", "timeout", optarg, 1, 86400);
 				break;
 			case 's':
-				statement_timeout_ms = serve_int_arg("statement timeout", optarg, 0, INT_MAX);
+				statement_timeout_ms = parse_int_option("serve", "statement timeout", optarg, 0, INT_MAX);
 				break;
 			case 'S':
-				shutdown_timeout_s = serve_int_arg("shutdown timeout", optarg, 0, 86400);
+				shutdown_timeout_s = parse_int_option("serve", "shutdown timeout", optarg, 0, 86400);
 				break;
 			case 'c':
-				max_connections = serve_int_arg("connection limit", optarg, 1, 100000);
+				max_connections = parse_int_option("serve", "connection limit", optarg, 1, 100000);
 				break;
 			case 'I':
-				max_connections_per_ip = serve_int_arg("connection limit per address", optarg, 1, 100000);
+				max_connections_per_ip = parse_int_option("serve", "connection limit per address", optarg, 1, 100000);
 				break;
 			case 'D':
-				request_deadline_s = serve_int_arg("request deadline", optarg, 1, 86400);
+				request_deadline_s = parse_int_option("serve", "request deadline", optarg, 1, 86400);
 				break;
 			case 'm':
 				if (optarg[0] == '\0')
@@ -1683,7 +1592,7 @@ cmd_serve(int argc, char **argv)
 	if (getnameinfo((struct sockaddr *) &ss, sslen, host, sizeof(host), NULL, 0,
 					NI_NUMERICHOST) != 0)
 		strlcpy(host, "?", sizeof(host));
-	serve_log("listening on http://%s%s%s:%u (pool %d, threads %d)",
+	log_message("listening on http://%s%s%s:%u (pool %d, threads %d)",
 			  ss.ss_family == AF_INET6 ? "[" : "", host,
 			  ss.ss_family == AF_INET6 ? "]" : "",
 			  info ? (unsigned int) info->port : 0, pool_size, thread_count);
@@ -1701,7 +1610,7 @@ cmd_serve(int argc, char **argv)
 		if (fd != MHD_INVALID_SOCKET)
 			close(fd);
 	}
-	serve_log("shutting down (%s): waiting up to %d s for %d request(s) in flight",
+	log_message("shutting down (%s): waiting up to %d s for %d request(s) in flight",
 			  sig == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_timeout_s,
 			  inflight_count());
 
@@ -1713,13 +1622,13 @@ cmd_serve(int argc, char **argv)
 
 		if (now >= deadline)
 		{
-			serve_log("shutdown timeout: cancelling %d request(s)", inflight_count());
+			log_message("shutdown timeout: cancelling %d request(s)", inflight_count());
 			forced = true;
 			break;
 		}
 		if (sigtimedwait(&sigs, NULL, &wait) > 0)
 		{
-			serve_log("second signal: cancelling %d request(s)", inflight_count());
+			log_message("second signal: cancelling %d request(s)", inflight_count());
 			forced = true;
 			break;
 		}
@@ -1729,6 +1638,6 @@ cmd_serve(int argc, char **argv)
 	MHD_stop_daemon(daemon);
 	for (i = 0; i < pool_size; i++)
 		pool_drop(&pool[i]);
-	serve_log("stopped");
+	log_message("stopped");
 	return forced ? EXIT_ERROR : EXIT_OK;
 }

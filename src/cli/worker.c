@@ -65,7 +65,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -149,15 +148,6 @@ static bool shutting_down;
 static int64_t shutdown_deadline;
 static int	selfpipe[2];
 static volatile sig_atomic_t signals_received = 0;
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 wake_self(void)
@@ -604,7 +594,10 @@ stderr_tail(Job *job)
 	return s;
 }
 
-/* s with NUL bytes and invalid UTF-8 replaced by '?' (in place) */
+/*
+ * s with NUL bytes and bytes that are not legal UTF-8 replaced by '?' (in
+ * place), so that the server takes it as text
+ */
 static void
 sanitize_utf8(char *s, size_t len)
 {
@@ -612,25 +605,12 @@ sanitize_utf8(char *s, size_t len)
 
 	while (i < len)
 	{
-		unsigned char c = (unsigned char) s[i];
-		int			n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 :
-			(c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-		int			k;
+		int			n = utf8_char_length((const unsigned char *) s + i, len - i);
 
-		if (c == 0 || n == 0 || i + n > len)
-		{
+		if (n == 0 || s[i] == '\0')
 			s[i++] = '?';
-			continue;
-		}
-		for (k = 1; k < n; k++)
-			if ((s[i + k] & 0xC0) != 0x80)
-				break;
-		if (k < n)
-		{
-			s[i++] = '?';
-			continue;
-		}
-		i += n;
+		else
+			i += n;
 	}
 }
 
@@ -925,24 +905,11 @@ worker_usage(void)
 		   "  -h, --help                  show this help\n");
 }
 
-static int
-parse_int_arg(const char *cmd, const char *what, const char *arg, int min, int max)
-{
-	char	   *end;
-	long		v = strtol(arg, &end, 10);
-
-	if (*arg == '\0' || *end != '\0' || v < min || v > max)
-		usage_error(cmd, "invalid %s \"%s\" (an integer from %d to %d)", what, arg, min, max);
-	return (int) v;
-}
-
 int
 cmd_worker(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dbname", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'J'},
-		{"help", no_argument, NULL, 'h'},
+		COMMON_LONG_OPTIONS,
 		{"queue", required_argument, NULL, 'q'},
 		{"concurrency", required_argument, NULL, 'c'},
 		{"batch", required_argument, NULL, 'b'},
@@ -973,16 +940,16 @@ cmd_worker(int argc, char **argv)
 				queues[nqueues++] = optarg;
 				break;
 			case 'c':
-				concurrency = parse_int_arg(argv[0], "concurrency", optarg, 1, 1000);
+				concurrency = parse_int_option(argv[0], "concurrency", optarg, 1, 1000);
 				break;
 			case 'b':
-				batch = parse_int_arg(argv[0], "batch size", optarg, 1, 1000);
+				batch = parse_int_option(argv[0], "batch size", optarg, 1, 1000);
 				break;
 			case 'S':
-				shutdown_timeout_s = parse_int_arg(argv[0], "shutdown timeout", optarg, 0, 86400);
+				shutdown_timeout_s = parse_int_option(argv[0], "shutdown timeout", optarg, 0, 86400);
 				break;
 			case 'P':
-				poll_interval_ms = parse_int_arg(argv[0], "poll interval", optarg, 1, 3600) * 1000;
+				poll_interval_ms = parse_int_option(argv[0], "poll interval", optarg, 1, 3600) * 1000;
 				break;
 			case 'H':
 				{
