@@ -5,9 +5,10 @@
  *
  * The tool is a plain libpq client: main.c parses the command line and
  * connects, output.c prints query results as aligned tables or JSON,
- * commands.c holds the inspection and admin subcommands, worker.c the
- * worker that runs a command per job and serve.c the HTTP gateway.  What
- * every taskq program needs (messages, the connection, option values, JSON
+ * commands.c holds the inspection and admin subcommands and worker.c the
+ * worker that runs a command per job.  The HTTP gateway, "taskq serve", is
+ * a program of its own, taskq-serve (src/serve), which main.c runs in the
+ * tool's place.  What every taskq program needs (messages, the connection, option values, JSON
  * strings, the clock) is in src/fe (fe.h).
  *
  *-------------------------------------------------------------------------
@@ -36,7 +37,7 @@ extern int	run_command(int argc, char **argv);
 /* worker.c */
 extern int	cmd_worker(int argc, char **argv);
 
-/* serve.c */
+/* main.c: runs taskq-serve (src/serve) */
 extern int	cmd_serve(int argc, char **argv);
 
 #endif							/* TASKQ_CLI_H */

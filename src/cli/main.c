@@ -19,6 +19,7 @@
 #include "postgres_fe.h"
 
 #include <getopt.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -123,6 +124,49 @@ run_query(PGconn *conn, const char *sql, int nparams,
 	return res;
 }
 
+/*
+ * cmd_serve: "taskq serve" is the program taskq-serve, run in this
+ * process's place: the one next to this program (in the directory of the
+ * running executable, links resolved), else the first on the PATH.  Its
+ * argv[0] SERVE_AS_SUBCOMMAND makes it speak as this subcommand; a -d
+ * given before the subcommand goes first, so that one after it still wins.
+ */
+int
+cmd_serve(int argc, char **argv)
+{
+	char	  **args = pg_malloc0(sizeof(char *) * (argc + 2));
+	char		self[MAXPGPATH];
+	ssize_t		len;
+	int			n = 0;
+	int			i;
+
+	args[n++] = pg_strdup(SERVE_AS_SUBCOMMAND);
+	if (common.dbname)
+		args[n++] = psprintf("--dbname=%s", common.dbname);
+	for (i = 1; i < argc; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+
+	fflush(NULL);
+	len = readlink("/proc/self/exe", self, sizeof(self));
+	if (len > 0 && len < (ssize_t) sizeof(self))
+	{
+		char		path[MAXPGPATH];
+
+		self[len] = '\0';
+		get_parent_directory(self);
+		join_path_components(path, self, SERVE_PROGRAM);
+		if (access(path, X_OK) == 0)
+		{
+			execv(path, args);
+			fatal("could not run \"%s\": %m", path);
+		}
+	}
+	execvp(SERVE_PROGRAM, args);
+	fatal("could not run %s (not next to this %s, nor on the PATH): %m",
+		  SERVE_PROGRAM, progname);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -145,7 +189,7 @@ main(int argc, char **argv)
 				usage(stdout);
 				return EXIT_OK;
 			case 'V':
-				printf("taskq (taskq command-line tool) 0.1.0\n");
+				printf("taskq (taskq command-line tool) %s\n", TASKQ_VERSION);
 				return EXIT_OK;
 			default:
 				usage_error(NULL, "invalid option");

@@ -11,6 +11,7 @@
  * clock.c (a monotonic clock).
  *
  * A program defines progname, the name its messages start with.
+ * TASKQ_VERSION, the extension's version, comes from fe.mk.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +29,13 @@
 #define EXIT_OK		0
 #define EXIT_ERROR	1
 #define EXIT_USAGE	2
+
+/*
+ * The HTTP gateway's program, and its argv[0] when the command-line tool
+ * runs it for "taskq serve" (it then speaks as that subcommand)
+ */
+#define SERVE_PROGRAM		"taskq-serve"
+#define SERVE_AS_SUBCOMMAND	"taskq serve"
 
 /* defined by each program: the name its messages start with */
 extern const char *progname;
