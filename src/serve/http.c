@@ -209,6 +209,22 @@ bearer_token(Request *req)
 	return h;
 }
 
+/*
+ * Answer 401 to a request whose bearer_token is missing (NULL) or not
+ * printable ASCII ("")
+ */
+void
+refuse_token(Request *req, const char *token)
+{
+	if (token == NULL)
+		respond_error(req, MHD_HTTP_UNAUTHORIZED, "28000", NULL,
+					  "Send \"Authorization: Bearer <token>\".",
+					  "missing bearer token");
+	else
+		respond_error(req, MHD_HTTP_UNAUTHORIZED, "28P01", NULL, NULL,
+					  "unknown or revoked API token");
+}
+
 /* whether two strings are equal, in a time that does not depend on where
  * they differ */
 bool
@@ -283,13 +299,7 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 			if (token == NULL || token[0] == '\0')
 			{
 				req->close = true;
-				if (token == NULL)
-					respond_error(req, MHD_HTTP_UNAUTHORIZED, "28000", NULL,
-								  "Send \"Authorization: Bearer <token>\".",
-								  "missing bearer token");
-				else
-					respond_error(req, MHD_HTTP_UNAUTHORIZED, "28P01", NULL, NULL,
-								  "unknown or revoked API token");
+				refuse_token(req, token);
 			}
 		}
 		return MHD_YES;

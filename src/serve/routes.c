@@ -602,17 +602,9 @@ dispatch(Request *req)
 	if (route->auth == AUTH_TOKEN)
 	{
 		token = bearer_token(req);
-		if (token == NULL)
+		if (token == NULL || token[0] == '\0')
 		{
-			respond_error(req, MHD_HTTP_UNAUTHORIZED, "28000", NULL,
-						  "Send \"Authorization: Bearer <token>\".",
-						  "missing bearer token");
-			goto done;
-		}
-		if (token[0] == '\0')
-		{
-			respond_error(req, MHD_HTTP_UNAUTHORIZED, "28P01", NULL, NULL,
-						  "unknown or revoked API token");
+			refuse_token(req, token);
 			goto done;
 		}
 	}

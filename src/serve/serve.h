@@ -137,6 +137,7 @@ extern void respond_error(Request *req, int status, const char *code,
 extern char *loggable(const char *s);
 extern bool percent_decode(char *s);
 extern const char *bearer_token(Request *req);
+extern void refuse_token(Request *req, const char *token);
 extern bool secrets_equal(const char *a, const char *b);
 
 /* http.c: MHD's callbacks, and the requests in flight */
