@@ -115,22 +115,35 @@ endif
 # two layouts)
 $(OBJS): src/taskq.h src/metrics.h
 
-# the command-line tool (src/cli, a PGXS sub-make of its own)
-ifneq ($(wildcard $(PGXS)),)
-all: cli
-install: install-cli
-clean: clean-cli
-endif
-cli:
-	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG)
-install-cli: cli
-	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) install
-	@# Debian does not put PostgreSQL's bindir on the PATH
-	@if [ -w /usr/local/bin ]; then ln -sf "$$($(PG_CONFIG) --bindir)/taskq" /usr/local/bin/taskq; fi
-clean-cli:
-	$(MAKE) -C src/cli PG_CONFIG=$(PG_CONFIG) clean
+# the programs, each a PGXS sub-make of its own: the command-line tool
+# (src/cli, taskq) and the HTTP gateway it runs for "taskq serve"
+# (src/serve, taskq-serve); both compile the shared sources of src/fe.
+# PROGRAMS: their directories under src/; program_DIR: what each makes.
+PROGRAMS = cli serve
+program_cli = taskq
+program_serve = taskq-serve
 
-.PHONY: test demo bench deps deps-bench cli install-cli clean-cli run-tests \
+ifneq ($(wildcard $(PGXS)),)
+all: $(PROGRAMS)
+install: $(addprefix install-,$(PROGRAMS))
+clean: $(addprefix clean-,$(PROGRAMS))
+endif
+
+# Debian does not put PostgreSQL's bindir on the PATH: `make install` links
+# the programs here (when it may write there); BIN_LINK_DIR= links nothing,
+# e.g. when installing into a private copy of PostgreSQL
+BIN_LINK_DIR = /usr/local/bin
+
+$(PROGRAMS):
+	$(MAKE) -C src/$@ PG_CONFIG=$(PG_CONFIG)
+$(addprefix install-,$(PROGRAMS)): install-%: %
+	$(MAKE) -C src/$* PG_CONFIG=$(PG_CONFIG) install
+	@if [ -n "$(BIN_LINK_DIR)" ] && [ -w "$(BIN_LINK_DIR)" ]; then ln -sf "$$($(PG_CONFIG) --bindir)/$(program_$*)" "$(BIN_LINK_DIR)/$(program_$*)"; fi
+$(addprefix clean-,$(PROGRAMS)): clean-%:
+	$(MAKE) -C src/$* PG_CONFIG=$(PG_CONFIG) clean
+
+.PHONY: test demo bench deps deps-bench run-tests $(PROGRAMS) \
+	$(addprefix install-,$(PROGRAMS)) $(addprefix clean-,$(PROGRAMS)) \
 	installcheck-tap check-modules
 
 # the TAP tests (test/t) against what is installed, each on nodes of its

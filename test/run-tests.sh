@@ -176,8 +176,9 @@ for dir in sql expected test; do
         cp -R "$REPO/$dir" "$SCRATCH/"
     fi
 done
-# test/t/104_serve.pl runs the README's HTTP worker example
-cp "$REPO/README.md" "$SCRATCH/"
+# test/t/104_serve.pl runs the HTTP worker example of src/serve/README.md
+mkdir -p "$SCRATCH/src/serve"
+cp "$REPO/src/serve/README.md" "$SCRATCH/src/serve/"
 mkdir -p "$SCRATCH/regress" "$SCRATCH/isolation" "$SCRATCH/tap"
 if [ "$AS_ROOT" -eq 1 ]; then
     chown -R "$TEST_USER:$(id -gn "$TEST_USER")" "$SCRATCH"

@@ -25,18 +25,9 @@
 
 #include <getopt.h>
 #include <signal.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "pqexpbuffer.h"
-#include "taskq.h"
-
-#define COMMON_LONG_OPTIONS \
-	{"dbname", required_argument, NULL, 'd'}, \
-	{"json", no_argument, NULL, 'J'}, \
-	{"help", no_argument, NULL, 'h'}
-
-#define NUM_COMMON_OPTIONS	3
+#include "cli.h"
 
 #define COMMON_HELP \
 	"\nOptions:\n" \
@@ -421,11 +412,7 @@ run_command(int argc, char **argv)
 static void
 check_count(const char *cmd, const char *arg)
 {
-	char	   *end;
-	long		n = strtol(arg, &end, 10);
-
-	if (*arg == '\0' || *end != '\0' || n < 1 || n > 1000000)
-		usage_error(cmd, "invalid count \"%s\" (an integer from 1 to 1000000)", arg);
+	(void) parse_int_option(cmd, "count", arg, 1, 1000000);
 }
 
 /* print {"queue": QUEUE, "KEY": VALUE}, VALUE being JSON already */
@@ -615,16 +602,6 @@ typedef struct WatchPrev
 	char	   *name;
 	long long	done;			/* completed + dlq + cancelled at last round */
 } WatchPrev;
-
-/* a monotonic clock, in seconds */
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static volatile sig_atomic_t watch_stop = 0;
 

@@ -1,16 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * main.c
- *		The taskq command-line tool: command-line parsing, connection and
- *		error reporting shared by every subcommand.
+ *		The taskq command-line tool: command-line parsing and the
+ *		connection and queries shared by every subcommand.
  *
  * Usage: taskq [-d CONNSTR] [--json] SUBCOMMAND [ARGS...]
  *
- * The connection follows libpq's conventions: -d/--dbname takes a
- * conninfo string or a URI (expanded by PQconnectdbParams), and whatever
- * it does not say comes from the PG* environment variables and the
- * service and password files.  Nothing here ever prints a password:
- * connection failures print libpq's message, which never contains it.
+ * The connection follows libpq's conventions (see src/fe/connect.c):
+ * -d/--dbname takes a conninfo string or a URI, and whatever it does not
+ * say comes from the PG* environment variables and the service and
+ * password files.
  *
  * Exit statuses: 0 success, 1 an error (a server or SQL error prints its
  * message and SQLSTATE to stderr), 2 a usage error.
@@ -20,12 +19,10 @@
 #include "postgres_fe.h"
 
 #include <getopt.h>
-#include <stdarg.h>
-#include <time.h>
+#include <unistd.h>
 
-#include "taskq.h"
+#include "cli.h"
 
-CommonOptions common;
 const char *progname = "taskq";
 
 typedef struct Subcommand
@@ -77,133 +74,6 @@ usage(FILE *out)
 }
 
 /*
- * usage_error: report a command-line mistake and exit with status 2.
- */
-void
-usage_error(const char *cmd, const char *fmt,...)
-{
-	va_list		ap;
-
-	fprintf(stderr, "%s: ", progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry \"%s%s%s --help\" for more information.\n",
-			progname, cmd ? " " : "", cmd ? cmd : "");
-	exit(EXIT_USAGE);
-}
-
-/*
- * fatal: report an error and exit with status 1.
- */
-void
-fatal(const char *fmt,...)
-{
-	va_list		ap;
-
-	fprintf(stderr, "%s: error: ", progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(EXIT_ERROR);
-}
-
-/*
- * log_message: one line on stderr, prefixed with the time (for the worker).
- */
-void
-log_message(const char *fmt,...)
-{
-	va_list		ap;
-	struct timespec ts;
-	struct tm	tm;
-	char		buf[64];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03d %s: ", buf, (int) (ts.tv_nsec / 1000000),
-			progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	fflush(stderr);
-}
-
-/*
- * common_option: handle an option every subcommand accepts; false if c is
- * not one of them.  Option codes: 'd' for --dbname, 'J' for --json.
- */
-bool
-common_option(int c, const char *arg)
-{
-	switch (c)
-	{
-		case 'd':
-			common.dbname = arg;
-			return true;
-		case 'J':
-			common.json = true;
-			return true;
-		default:
-			return false;
-	}
-}
-
-/*
- * connect_params: connect with -d and the PG* environment, as appname, in
- * client_encoding when not NULL.  On failure return NULL with *err the
- * reason (malloc'd, without its trailing newlines), or NULL when libpq ran
- * out of memory.
- */
-PGconn *
-connect_params(const char *appname, const char *client_encoding, char **err)
-{
-	const char *keywords[4];
-	const char *values[4];
-	PGconn	   *conn;
-	int			n = 0;
-
-	*err = NULL;
-	if (common.dbname)
-	{
-		keywords[n] = "dbname";
-		values[n] = common.dbname;
-		n++;
-	}
-	keywords[n] = "fallback_application_name";
-	values[n] = appname;
-	n++;
-	/* after dbname, so that it wins */
-	if (client_encoding)
-	{
-		keywords[n] = "client_encoding";
-		values[n] = client_encoding;
-		n++;
-	}
-	keywords[n] = NULL;
-	values[n] = NULL;
-
-	conn = PQconnectdbParams(keywords, values, 1);
-	if (conn == NULL)
-		return NULL;
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pg_strdup(PQerrorMessage(conn));
-		size_t		len = strlen(msg);
-
-		while (len > 0 && msg[len - 1] == '\n')
-			msg[--len] = '\0';
-		PQfinish(conn);
-		*err = msg;
-		return NULL;
-	}
-	return conn;
-}
-
-/*
  * connect_db: connect with -d and the PG* environment.  On failure either
  * exit with status 1 or, for the worker's reconnection loop, print the
  * reason and return NULL.
@@ -233,44 +103,6 @@ connect_db(bool exit_on_failure)
 }
 
 /*
- * report_result_error: print a failed query's message, SQLSTATE, detail
- * and hint to stderr.
- */
-void
-report_result_error(const PGresult *res, PGconn *conn)
-{
-	const char *msg = NULL;
-	const char *sqlstate = NULL;
-	const char *detail = NULL;
-	const char *hint = NULL;
-
-	if (res)
-	{
-		msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-		hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
-	}
-	if (msg == NULL)
-	{
-		char	   *m = pg_strdup(PQerrorMessage(conn));
-		size_t		len = strlen(m);
-
-		while (len > 0 && m[len - 1] == '\n')
-			m[--len] = '\0';
-		fprintf(stderr, "%s: error: %s\n", progname, m);
-		free(m);
-		return;
-	}
-	fprintf(stderr, "%s: error: %s (SQLSTATE %s)\n", progname, msg,
-			sqlstate ? sqlstate : "?????");
-	if (detail)
-		fprintf(stderr, "DETAIL: %s\n", detail);
-	if (hint)
-		fprintf(stderr, "HINT: %s\n", hint);
-}
-
-/*
  * run_query: run one statement with text parameters; on error report it
  * and exit with status 1.
  */
@@ -292,13 +124,54 @@ run_query(PGconn *conn, const char *sql, int nparams,
 	return res;
 }
 
+/*
+ * cmd_serve: "taskq serve" is the program taskq-serve, run in this
+ * process's place: the one next to this program (in the directory of the
+ * running executable, links resolved), else the first on the PATH.  Its
+ * argv[0] SERVE_AS_SUBCOMMAND makes it speak as this subcommand; a -d
+ * given before the subcommand goes first, so that one after it still wins.
+ */
+int
+cmd_serve(int argc, char **argv)
+{
+	char	  **args = pg_malloc0(sizeof(char *) * (argc + 2));
+	char		self[MAXPGPATH];
+	ssize_t		len;
+	int			n = 0;
+	int			i;
+
+	args[n++] = pg_strdup(SERVE_AS_SUBCOMMAND);
+	if (common.dbname)
+		args[n++] = psprintf("--dbname=%s", common.dbname);
+	for (i = 1; i < argc; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+
+	fflush(NULL);
+	len = readlink("/proc/self/exe", self, sizeof(self));
+	if (len > 0 && len < (ssize_t) sizeof(self))
+	{
+		char		path[MAXPGPATH];
+
+		self[len] = '\0';
+		get_parent_directory(self);
+		join_path_components(path, self, SERVE_PROGRAM);
+		if (access(path, X_OK) == 0)
+		{
+			execv(path, args);
+			fatal("could not run \"%s\": %m", path);
+		}
+	}
+	execvp(SERVE_PROGRAM, args);
+	fatal("could not run %s (not next to this %s, nor on the PATH): %m",
+		  SERVE_PROGRAM, progname);
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"dbname", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'J'},
-		{"help", no_argument, NULL, 'h'},
+		COMMON_LONG_OPTIONS,
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}
 	};
@@ -316,7 +189,7 @@ main(int argc, char **argv)
 				usage(stdout);
 				return EXIT_OK;
 			case 'V':
-				printf("taskq (taskq command-line tool) 0.1.0\n");
+				printf("taskq (taskq command-line tool) %s\n", TASKQ_VERSION);
 				return EXIT_OK;
 			default:
 				usage_error(NULL, "invalid option");

@@ -18,7 +18,7 @@
 #include "postgres_fe.h"
 
 #include "pqexpbuffer.h"
-#include "taskq.h"
+#include "cli.h"
 
 #define MAX_CELL_WIDTH 60
 
@@ -195,41 +195,17 @@ print_record(const PGresult *res)
 }
 
 /*
- * print_json_string: s as a JSON string literal.
+ * print_json_string: s as a JSON string literal (append_json_string).
  */
 void
 print_json_string(FILE *out, const char *s)
 {
-	fputc('"', out);
-	for (; *s; s++)
-	{
-		unsigned char ch = (unsigned char) *s;
+	PQExpBufferData buf;
 
-		switch (ch)
-		{
-			case '"':
-				fputs("\\\"", out);
-				break;
-			case '\\':
-				fputs("\\\\", out);
-				break;
-			case '\n':
-				fputs("\\n", out);
-				break;
-			case '\r':
-				fputs("\\r", out);
-				break;
-			case '\t':
-				fputs("\\t", out);
-				break;
-			default:
-				if (ch < 0x20)
-					fprintf(out, "\\u%04x", ch);
-				else
-					fputc(ch, out);
-		}
-	}
-	fputc('"', out);
+	initPQExpBuffer(&buf);
+	append_json_string(&buf, s);
+	fputs(buf.data, out);
+	termPQExpBuffer(&buf);
 }
 
 /*

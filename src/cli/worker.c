@@ -65,10 +65,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "taskq.h"
+#include "cli.h"
 
 #define RESULT_MAX			(1024 * 1024)	/* stdout kept; ack result limit */
 #define STDOUT_WRAP_MAX		(64 * 1024)	/* stdout in {"stdout": ...} */
@@ -148,16 +147,8 @@ static int	rr_queue;
 static bool shutting_down;
 static int64_t shutdown_deadline;
 static int	selfpipe[2];
+static struct pollfd *pfds;		/* what poll() watches */
 static volatile sig_atomic_t signals_received = 0;
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 wake_self(void)
@@ -604,7 +595,10 @@ stderr_tail(Job *job)
 	return s;
 }
 
-/* s with NUL bytes and invalid UTF-8 replaced by '?' (in place) */
+/*
+ * s with NUL bytes and bytes that are not legal UTF-8 replaced by '?' (in
+ * place), so that the server takes it as text
+ */
 static void
 sanitize_utf8(char *s, size_t len)
 {
@@ -612,25 +606,12 @@ sanitize_utf8(char *s, size_t len)
 
 	while (i < len)
 	{
-		unsigned char c = (unsigned char) s[i];
-		int			n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 :
-			(c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-		int			k;
+		int			n = utf8_char_length((const unsigned char *) s + i, len - i);
 
-		if (c == 0 || n == 0 || i + n > len)
-		{
+		if (n == 0 || s[i] == '\0')
 			s[i++] = '?';
-			continue;
-		}
-		for (k = 1; k < n; k++)
-			if ((s[i + k] & 0xC0) != 0x80)
-				break;
-		if (k < n)
-		{
-			s[i++] = '?';
-			continue;
-		}
-		i += n;
+		else
+			i += n;
 	}
 }
 
@@ -925,24 +906,14 @@ worker_usage(void)
 		   "  -h, --help                  show this help\n");
 }
 
-static int
-parse_int_arg(const char *cmd, const char *what, const char *arg, int min, int max)
-{
-	char	   *end;
-	long		v = strtol(arg, &end, 10);
+/* ---- the steps of cmd_worker ---- */
 
-	if (*arg == '\0' || *end != '\0' || v < min || v > max)
-		usage_error(cmd, "invalid %s \"%s\" (an integer from %d to %d)", what, arg, min, max);
-	return (int) v;
-}
-
-int
-cmd_worker(int argc, char **argv)
+/* the command line into the configuration; usage errors exit */
+static void
+parse_worker_options(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"dbname", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'J'},
-		{"help", no_argument, NULL, 'h'},
+		COMMON_LONG_OPTIONS,
 		{"queue", required_argument, NULL, 'q'},
 		{"concurrency", required_argument, NULL, 'c'},
 		{"batch", required_argument, NULL, 'b'},
@@ -951,10 +922,7 @@ cmd_worker(int argc, char **argv)
 		{"poll-interval", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0}
 	};
-	struct pollfd *pfds;
-	int			c,
-				i;
-	bool		forced = false;
+	int			c;
 
 	queues = pg_malloc0(sizeof(char *) * argc);
 	handlers = pg_malloc0(sizeof(Handler) * argc);
@@ -973,16 +941,16 @@ cmd_worker(int argc, char **argv)
 				queues[nqueues++] = optarg;
 				break;
 			case 'c':
-				concurrency = parse_int_arg(argv[0], "concurrency", optarg, 1, 1000);
+				concurrency = parse_int_option(argv[0], "concurrency", optarg, 1, 1000);
 				break;
 			case 'b':
-				batch = parse_int_arg(argv[0], "batch size", optarg, 1, 1000);
+				batch = parse_int_option(argv[0], "batch size", optarg, 1, 1000);
 				break;
 			case 'S':
-				shutdown_timeout_s = parse_int_arg(argv[0], "shutdown timeout", optarg, 0, 86400);
+				shutdown_timeout_s = parse_int_option(argv[0], "shutdown timeout", optarg, 0, 86400);
 				break;
 			case 'P':
-				poll_interval_ms = parse_int_arg(argv[0], "poll interval", optarg, 1, 3600) * 1000;
+				poll_interval_ms = parse_int_option(argv[0], "poll interval", optarg, 1, 3600) * 1000;
 				break;
 			case 'H':
 				{
@@ -1008,6 +976,13 @@ cmd_worker(int argc, char **argv)
 		default_argv = argv + optind;
 	if (default_argv == NULL && nhandlers == 0)
 		usage_error(argv[0], "no command given (taskq worker --queue Q -- COMMAND [ARGS...])");
+}
+
+/* the process: standard fds, the self-pipe, signals, the job slots */
+static void
+set_up_worker(void)
+{
+	int			i;
 
 	/* fds 0-2 must be open: the child set-up relies on new fds being >= 3 */
 	for (i = 0; i < 3; i++)
@@ -1028,194 +1003,275 @@ cmd_worker(int argc, char **argv)
 		jobs[i].state = SLOT_FREE;
 	}
 	pfds = pg_malloc0(sizeof(struct pollfd) * (3 * concurrency + 2));
+}
 
-	try_connect(true);
-	log_message("worker started: queues %d, concurrency %d, batch %d",
-				nqueues, concurrency, batch);
+/*
+ * The signals received: the first starts the shutdown, a second kills the
+ * handlers and exits at once; at the shutdown deadline the handlers still
+ * running are stopped.
+ */
+static void
+handle_signals(int64_t now)
+{
+	int			i;
 
+	if (signals_received >= 2)
+	{
+		log_message("second signal: killing %d running handler(s) and exiting now",
+					busy_slots());
+		for (i = 0; i < concurrency; i++)
+			if (jobs[i].state == SLOT_RUNNING && jobs[i].pid > 0 && !jobs[i].exited)
+				kill(-jobs[i].pid, SIGKILL);
+		exit(EXIT_ERROR);
+	}
+	if (signals_received >= 1 && !shutting_down)
+	{
+		shutting_down = true;
+		shutdown_deadline = now + (int64_t) shutdown_timeout_s * 1000;
+		log_message("shutting down: waiting up to %d s for %d running job(s)",
+					shutdown_timeout_s, busy_slots());
+	}
+	if (shutting_down && now >= shutdown_deadline)
+		for (i = 0; i < concurrency; i++)
+			if (jobs[i].state == SLOT_RUNNING && !jobs[i].kill_reason)
+				terminate_job(&jobs[i], "worker shutting down");
+}
+
+/* try to reconnect when the connection is lost and the pause is over */
+static void
+reconnect_if_due(int64_t now)
+{
+	if (conn == NULL && now >= reconnect_at)
+	{
+		if (!try_connect(false))
+		{
+			reconnect_delay = reconnect_delay * 2 > RECONNECT_MAX_MS ?
+				RECONNECT_MAX_MS : reconnect_delay * 2;
+			reconnect_at = now_ms() + reconnect_delay;
+		}
+	}
+}
+
+/*
+ * The running handlers: those past their deadline are stopped (SIGKILL
+ * when the grace is over), those that exited have their pipes drained and
+ * become SLOT_DONE, to be reported.
+ */
+static void
+tend_handlers(int64_t now)
+{
+	int			i;
+
+	reap_children();
+	for (i = 0; i < concurrency; i++)
+	{
+		Job		   *job = &jobs[i];
+
+		if (job->state != SLOT_RUNNING)
+			continue;
+		if (!job->exited)
+		{
+			if (!job->kill_reason && !job->lease_lost && now >= job->deadline)
+			{
+				char		reason[64];
+
+				snprintf(reason, sizeof(reason), "timed out after %lld ms",
+						 (long long) job->lease_ms);
+				terminate_job(job, reason);
+			}
+			if (job->kill_at && now >= job->kill_at)
+			{
+				kill(-job->pid, SIGKILL);
+				job->kill_at = 0;
+			}
+			continue;
+		}
+		/* exited: take what is left in the pipes, then report */
+		read_pipe(job, 0);
+		read_pipe(job, 1);
+		read_pipe(job, 2);
+		if (job->prog_len > 0)
+		{
+			job->prog[job->prog_len] = '\0';
+			send_progress(job, job->prog);
+			job->prog_len = 0;
+		}
+		close_fd(&job->out_fd);
+		close_fd(&job->err_fd);
+		close_fd(&job->prog_fd);
+		job->state = SLOT_DONE;
+	}
+}
+
+/* ack or fail the finished jobs, while there is a connection */
+static void
+report_finished_jobs(void)
+{
+	int			i;
+
+	for (i = 0; i < concurrency && conn; i++)
+		if (jobs[i].state == SLOT_DONE)
+			report_job(&jobs[i]);
+}
+
+/* heartbeat the running jobs whose heartbeat is due */
+static void
+heartbeat_jobs(int64_t now)
+{
+	int			i;
+
+	for (i = 0; i < concurrency && conn; i++)
+		if (jobs[i].state == SLOT_RUNNING && !jobs[i].exited &&
+			!jobs[i].lease_lost && now >= jobs[i].next_heartbeat)
+			heartbeat_job(&jobs[i], now);
+}
+
+/* when the loop must run again at the latest: the first timer due */
+static int64_t
+next_wake(int64_t now)
+{
+	int64_t		wake = now + 5000;
+	int			i;
+
+	if (conn && !shutting_down && free_slots() > 0)
+	{
+		if (need_pull)
+			wake = now;
+		else if (next_poll < wake)
+			wake = next_poll;
+	}
+	if (conn == NULL && reconnect_at < wake)
+		wake = reconnect_at;
+	if (shutting_down && shutdown_deadline < wake)
+		wake = shutdown_deadline;
+	for (i = 0; i < concurrency; i++)
+	{
+		Job		   *job = &jobs[i];
+
+		if (job->state == SLOT_DONE)
+			wake = now + 100;	/* waiting for the connection */
+		if (job->state != SLOT_RUNNING)
+			continue;
+		if (job->exited)
+			wake = now;
+		if (!job->kill_reason && job->deadline < wake)
+			wake = job->deadline;
+		if (job->kill_at && job->kill_at < wake)
+			wake = job->kill_at;
+		if (conn && !job->lease_lost && job->next_heartbeat < wake)
+			wake = job->next_heartbeat;
+	}
+	return wake;
+}
+
+/*
+ * Sleep in poll() until something happens (a signal, a notification, a
+ * handler's output) or the next timer is due, then drain the self-pipe,
+ * the connection and the handlers' pipes.
+ */
+static void
+wait_for_events(void)
+{
+	int64_t		now = now_ms();
+	int64_t		wake = next_wake(now);
+	int			timeout = wake > now ? (int) (wake - now) : 0;
+	int			nfds = 0;
+	int			i;
+
+	pfds[nfds].fd = selfpipe[0];
+	pfds[nfds++].events = POLLIN;
+	if (conn)
+	{
+		pfds[nfds].fd = PQsocket(conn);
+		pfds[nfds++].events = POLLIN;
+	}
+	for (i = 0; i < concurrency; i++)
+	{
+		Job		   *job = &jobs[i];
+
+		if (job->state != SLOT_RUNNING)
+			continue;
+		if (job->out_fd >= 0)
+		{
+			pfds[nfds].fd = job->out_fd;
+			pfds[nfds++].events = POLLIN;
+		}
+		if (job->err_fd >= 0)
+		{
+			pfds[nfds].fd = job->err_fd;
+			pfds[nfds++].events = POLLIN;
+		}
+		if (job->prog_fd >= 0)
+		{
+			pfds[nfds].fd = job->prog_fd;
+			pfds[nfds++].events = POLLIN;
+		}
+	}
+	if (poll(pfds, nfds, timeout) < 0 && errno != EINTR)
+		fatal("poll failed: %m");
+
+	{
+		char		buf[64];
+
+		while (read(selfpipe[0], buf, sizeof(buf)) > 0)
+			;
+	}
+	drain_notifications();
+	for (i = 0; i < concurrency; i++)
+		if (jobs[i].state == SLOT_RUNNING)
+		{
+			read_pipe(&jobs[i], 0);
+			read_pipe(&jobs[i], 1);
+			read_pipe(&jobs[i], 2);
+		}
+}
+
+/*
+ * The main loop: until a shutdown has no job left running, handle the
+ * signals, the connection, the handlers and their results, heartbeats and
+ * pulls, then wait for the next event.
+ */
+static void
+run_worker_loop(void)
+{
 	for (;;)
 	{
 		int64_t		now = now_ms();
-		int64_t		wake;
-		int			nfds = 0;
-		int			timeout;
 
-		if (signals_received >= 2 && !forced)
-		{
-			forced = true;
-			log_message("second signal: killing %d running handler(s) and exiting now",
-						busy_slots());
-			for (i = 0; i < concurrency; i++)
-				if (jobs[i].state == SLOT_RUNNING && jobs[i].pid > 0 && !jobs[i].exited)
-					kill(-jobs[i].pid, SIGKILL);
-			exit(EXIT_ERROR);
-		}
-		if (signals_received >= 1 && !shutting_down)
-		{
-			shutting_down = true;
-			shutdown_deadline = now + (int64_t) shutdown_timeout_s * 1000;
-			log_message("shutting down: waiting up to %d s for %d running job(s)",
-						shutdown_timeout_s, busy_slots());
-		}
-		if (shutting_down && now >= shutdown_deadline)
-			for (i = 0; i < concurrency; i++)
-				if (jobs[i].state == SLOT_RUNNING && !jobs[i].kill_reason)
-					terminate_job(&jobs[i], "worker shutting down");
-
-		if (conn == NULL && now >= reconnect_at)
-		{
-			if (!try_connect(false))
-			{
-				reconnect_delay = reconnect_delay * 2 > RECONNECT_MAX_MS ?
-					RECONNECT_MAX_MS : reconnect_delay * 2;
-				reconnect_at = now_ms() + reconnect_delay;
-			}
-		}
-
-		reap_children();
-		for (i = 0; i < concurrency; i++)
-		{
-			Job		   *job = &jobs[i];
-
-			if (job->state != SLOT_RUNNING)
-				continue;
-			if (!job->exited)
-			{
-				if (!job->kill_reason && !job->lease_lost && now >= job->deadline)
-				{
-					char		reason[64];
-
-					snprintf(reason, sizeof(reason), "timed out after %lld ms",
-							 (long long) job->lease_ms);
-					terminate_job(job, reason);
-				}
-				if (job->kill_at && now >= job->kill_at)
-				{
-					kill(-job->pid, SIGKILL);
-					job->kill_at = 0;
-				}
-				continue;
-			}
-			/* exited: take what is left in the pipes, then report */
-			read_pipe(job, 0);
-			read_pipe(job, 1);
-			read_pipe(job, 2);
-			if (job->prog_len > 0)
-			{
-				job->prog[job->prog_len] = '\0';
-				send_progress(job, job->prog);
-				job->prog_len = 0;
-			}
-			close_fd(&job->out_fd);
-			close_fd(&job->err_fd);
-			close_fd(&job->prog_fd);
-			job->state = SLOT_DONE;
-		}
-		for (i = 0; i < concurrency && conn; i++)
-			if (jobs[i].state == SLOT_DONE)
-				report_job(&jobs[i]);
+		handle_signals(now);
+		reconnect_if_due(now);
+		tend_handlers(now);
+		report_finished_jobs();
 
 		if (shutting_down && busy_slots() == 0)
 			break;
 
 		now = now_ms();
-		for (i = 0; i < concurrency && conn; i++)
-			if (jobs[i].state == SLOT_RUNNING && !jobs[i].exited &&
-				!jobs[i].lease_lost && now >= jobs[i].next_heartbeat)
-				heartbeat_job(&jobs[i], now);
-
+		heartbeat_jobs(now);
 		if (conn && !shutting_down && free_slots() > 0 &&
 			(need_pull || now >= next_poll))
 			pull_jobs();
 
 		/* any job set up without a run (no handler) is reported at once */
-		for (i = 0; i < concurrency; i++)
-			if (jobs[i].state == SLOT_DONE && conn)
-				report_job(&jobs[i]);
+		report_finished_jobs();
 
-		/* sleep until something happens or a timer is due */
-		now = now_ms();
-		wake = now + 5000;
-		if (conn && !shutting_down && free_slots() > 0)
-		{
-			if (need_pull)
-				wake = now;
-			else if (next_poll < wake)
-				wake = next_poll;
-		}
-		if (conn == NULL && reconnect_at < wake)
-			wake = reconnect_at;
-		if (shutting_down && shutdown_deadline < wake)
-			wake = shutdown_deadline;
-		for (i = 0; i < concurrency; i++)
-		{
-			Job		   *job = &jobs[i];
-
-			if (job->state == SLOT_DONE)
-				wake = now + 100;	/* waiting for the connection */
-			if (job->state != SLOT_RUNNING)
-				continue;
-			if (job->exited)
-				wake = now;
-			if (!job->kill_reason && job->deadline < wake)
-				wake = job->deadline;
-			if (job->kill_at && job->kill_at < wake)
-				wake = job->kill_at;
-			if (conn && !job->lease_lost && job->next_heartbeat < wake)
-				wake = job->next_heartbeat;
-		}
-		timeout = wake > now ? (int) (wake - now) : 0;
-		if (conn == NULL && timeout < 0)
-			timeout = 0;
-
-		pfds[nfds].fd = selfpipe[0];
-		pfds[nfds++].events = POLLIN;
-		if (conn)
-		{
-			pfds[nfds].fd = PQsocket(conn);
-			pfds[nfds++].events = POLLIN;
-		}
-		for (i = 0; i < concurrency; i++)
-		{
-			Job		   *job = &jobs[i];
-
-			if (job->state != SLOT_RUNNING)
-				continue;
-			if (job->out_fd >= 0)
-			{
-				pfds[nfds].fd = job->out_fd;
-				pfds[nfds++].events = POLLIN;
-			}
-			if (job->err_fd >= 0)
-			{
-				pfds[nfds].fd = job->err_fd;
-				pfds[nfds++].events = POLLIN;
-			}
-			if (job->prog_fd >= 0)
-			{
-				pfds[nfds].fd = job->prog_fd;
-				pfds[nfds++].events = POLLIN;
-			}
-		}
-		if (poll(pfds, nfds, timeout) < 0 && errno != EINTR)
-			fatal("poll failed: %m");
-
-		/* drain the self-pipe, the connection and the handlers' pipes */
-		{
-			char		buf[64];
-
-			while (read(selfpipe[0], buf, sizeof(buf)) > 0)
-				;
-		}
-		drain_notifications();
-		for (i = 0; i < concurrency; i++)
-			if (jobs[i].state == SLOT_RUNNING)
-			{
-				read_pipe(&jobs[i], 0);
-				read_pipe(&jobs[i], 1);
-				read_pipe(&jobs[i], 2);
-			}
+		wait_for_events();
 	}
+}
+
+/* ---- the worker ---- */
+
+int
+cmd_worker(int argc, char **argv)
+{
+	parse_worker_options(argc, argv);
+	set_up_worker();
+
+	try_connect(true);
+	log_message("worker started: queues %d, concurrency %d, batch %d",
+				nqueues, concurrency, batch);
+
+	run_worker_loop();
 
 	log_message("worker stopped");
 	if (conn)

@@ -4,9 +4,10 @@
 # unknown, revoked token; a role without privileges; a role the gateway
 # cannot become), bad input, oversized bodies, a paused queue, the error
 # mapping, /healthz and /metrics, concurrent clients (pushes counted
-# exactly, pulls never sharing a job), the README's Node.js worker,
-# reconnection after a server restart, and shutdown on SIGTERM (the
-# request in flight finishes; at --shutdown-timeout it is cancelled).
+# exactly, pulls never sharing a job), the Node.js worker of
+# src/serve/README.md, reconnection after a server restart, and shutdown on
+# SIGTERM (the request in flight finishes; at --shutdown-timeout it is
+# cancelled).
 use strict;
 use warnings;
 
@@ -638,10 +639,10 @@ is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'cq' AND state = 'active'
 	'all 400 are active');
 
 # ---------------------------------------------------------------------------
-# the README's worker in Node.js
+# the README's worker in Node.js (src/serve/README.md)
 # ---------------------------------------------------------------------------
-my $readme = slurp('README.md');
-my ($worker_js) = $readme =~ /^### A worker in another language\n.*?^```js\n(.*?)^```$/ms;
+my $readme = slurp('src/serve/README.md');
+my ($worker_js) = $readme =~ /^#+ A worker in another language\n.*?^```js\n(.*?)^```$/ms;
 ok(defined $worker_js, 'the README has a Node.js worker');
 open $fh, '>', "$tmp/worker.mjs" or die;
 print $fh $worker_js // '';

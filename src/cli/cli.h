@@ -1,48 +1,25 @@
 /*-------------------------------------------------------------------------
  *
- * taskq.h
+ * cli.h
  *		Declarations shared by the files of the taskq command-line tool.
  *
  * The tool is a plain libpq client: main.c parses the command line and
  * connects, output.c prints query results as aligned tables or JSON,
- * commands.c holds the inspection and admin subcommands, worker.c the
- * worker that runs a command per job and serve.c the HTTP gateway.
+ * commands.c holds the inspection and admin subcommands and worker.c the
+ * worker that runs a command per job.  The HTTP gateway, "taskq serve", is
+ * a program of its own, taskq-serve (src/serve), which main.c runs in the
+ * tool's place.  What every taskq program needs (messages, the connection, option values, JSON
+ * strings, the clock) is in src/fe (fe.h).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef TASKQ_CLI_H
 #define TASKQ_CLI_H
 
-#include <stdbool.h>
-#include <stdio.h>
-
-#include "libpq-fe.h"
-
-/* exit statuses that scripts can rely on */
-#define EXIT_OK		0
-#define EXIT_ERROR	1
-#define EXIT_USAGE	2
-
-/* options every subcommand accepts */
-typedef struct CommonOptions
-{
-	const char *dbname;			/* -d/--dbname: conninfo string or URI */
-	bool		json;			/* --json */
-} CommonOptions;
-
-extern CommonOptions common;
-extern const char *progname;
+#include "fe.h"
 
 /* main.c */
-extern void usage_error(const char *cmd, const char *fmt,...)
-			pg_attribute_printf(2, 3) pg_attribute_noreturn();
-extern void fatal(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
-extern void log_message(const char *fmt,...) pg_attribute_printf(1, 2);
-extern PGconn *connect_params(const char *appname, const char *client_encoding,
-							   char **err);
 extern PGconn *connect_db(bool exit_on_failure);
-extern bool common_option(int c, const char *arg);
-extern void report_result_error(const PGresult *res, PGconn *conn);
 extern PGresult *run_query(PGconn *conn, const char *sql, int nparams,
 						   const char *const *params);
 
@@ -60,7 +37,7 @@ extern int	run_command(int argc, char **argv);
 /* worker.c */
 extern int	cmd_worker(int argc, char **argv);
 
-/* serve.c */
+/* main.c: runs taskq-serve (src/serve) */
 extern int	cmd_serve(int argc, char **argv);
 
 #endif							/* TASKQ_CLI_H */

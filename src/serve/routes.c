@@ -1,0 +1,694 @@
+/*-------------------------------------------------------------------------
+ *
+ * routes.c
+ *		taskq-serve's routes (see serve.h): the table of REST routes and
+ *		the statement each runs, authentication by bearer token, and the
+ *		HTTP status of each SQLSTATE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres_fe.h"
+
+#include "serve.h"
+
+#define MAX_ROUTE_PARAMS	3
+
+/* ---- routes ---- */
+
+typedef enum AuthKind
+{
+	AUTH_TOKEN,					/* an API token; runs as its role */
+	AUTH_NONE,					/* no token; runs as the gateway's role */
+	AUTH_METRICS				/* --metrics-token, when given */
+} AuthKind;
+
+typedef enum ParamSource
+{
+	SRC_PATH,					/* the path's {} segment (decoded) */
+	SRC_BODY,					/* the request body, as text */
+	SRC_ARG						/* a query argument (NULL when absent) */
+} ParamSource;
+
+typedef struct RouteParam
+{
+	ParamSource src;
+	const char *arg;			/* SRC_ARG: its name */
+} RouteParam;
+
+typedef struct Route
+{
+	const char *method;
+	const char *path;			/* "{}" matches any one segment */
+	AuthKind	auth;
+	int			ok_status;		/* status of a success */
+	const char *sql;			/* returns one text value, or NULL / no row */
+	const char *sql_array;		/* instead, when the body is a JSON array */
+	int			nparams;
+	RouteParam	params[MAX_ROUTE_PARAMS];
+	const char *args[3];		/* query arguments it takes (NULL-ended) */
+	const char *not_found;		/* 404 message (%s: the path parameter)
+								 * when the statement returns NULL */
+	bool		push;			/* 55000 is 503 when the queue is paused */
+	bool		metrics;		/* text/plain; no taskq.metrics() is 501 */
+} Route;
+
+#define P_PATH		{SRC_PATH, NULL}
+#define P_BODY		{SRC_BODY, NULL}
+#define P_ARG(name)	{SRC_ARG, name}
+
+/* a push: one job, or a batch when the body is a JSON array */
+#define PUSH_SQL \
+	"SELECT jsonb_build_object('id', p.id)::text" \
+	" FROM taskq.push_batch($1, jsonb_build_array($2::jsonb)) AS p(id)"
+#define PUSH_ARRAY_SQL \
+	"SELECT jsonb_build_object('ids', coalesce(jsonb_agg(p.id ORDER BY p.n), '[]'))::text" \
+	" FROM taskq.push_batch($1, $2::jsonb) WITH ORDINALITY AS p(id, n)"
+
+/*
+ * Responses are JSON built by the server (jsonb: keys in jsonb's order, as
+ * taskq.get and taskq.stats return them).  Lists keep the order the SQL
+ * function returns (WITH ORDINALITY).  A single pushed job goes through
+ * push_batch too, so that its keys are checked (name, data, options) as
+ * for a batch.
+ */
+static const Route routes[] = {
+	{
+		.method = "POST", .path = "/api/v1/queues/{}/jobs", .ok_status = 201,
+		.sql = PUSH_SQL, .sql_array = PUSH_ARRAY_SQL,
+		.nparams = 2, .params = {P_PATH, P_BODY}, .push = true,
+	},
+	{
+		/* the same as the above, for clients that want a verb */
+		.method = "POST", .path = "/queues/{}/push", .ok_status = 201,
+		.sql = PUSH_SQL, .sql_array = PUSH_ARRAY_SQL,
+		.nparams = 2, .params = {P_PATH, P_BODY}, .push = true,
+	},
+	{
+		.method = "GET", .path = "/api/v1/queues/{}/jobs", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(j) - 'ordinality' ORDER BY j.ordinality), '[]')::text"
+		" FROM taskq.pull($1, coalesce($2::int, 1), $3::int) WITH ORDINALITY AS j",
+		.nparams = 3, .params = {P_PATH, P_ARG("count"), P_ARG("timeout_ms")},
+		.args = {"count", "timeout_ms"},
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/ack-batch", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('acked', taskq.ack_batch($1::jsonb))::text",
+		.nparams = 1, .params = {P_BODY},
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/ack", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', 'completed')::text"
+		" FROM taskq._request_body($2, '{lease,result}') AS b,"
+		" LATERAL taskq.ack($1::uuid, b->'result', (b->>'lease')::uuid) AS a",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/fail", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', f)::text"
+		" FROM taskq._request_body($2, '{lease,error}') AS b,"
+		" LATERAL taskq.fail($1::uuid, b->>'error', (b->>'lease')::uuid) AS f",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/cancel", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', 'cancelled')::text"
+		" FROM taskq.cancel($1::uuid) AS c WHERE c",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "job \"%s\" does not exist",
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/progress", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid)::text"
+		" FROM taskq._request_body($2, '{progress,message,lease}') AS b,"
+		" LATERAL taskq.progress($1::uuid, (b->>'progress')::int, b->>'message',"
+		" (b->>'lease')::uuid) AS p",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/heartbeat", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'lease_expires_at', h)::text"
+		" FROM taskq._request_body($2, '{lease}') AS b,"
+		" LATERAL taskq.heartbeat($1::uuid, (b->>'lease')::uuid) AS h",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		.method = "GET", .path = "/api/v1/jobs/{}", .ok_status = 200,
+		.sql = "SELECT taskq.get($1::uuid)::text",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "job \"%s\" does not exist",
+	},
+	{
+		.method = "GET", .path = "/api/v1/flows/{}", .ok_status = 200,
+		.sql = "SELECT taskq.flow($1)::text",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "flow \"%s\" does not exist",
+	},
+	{
+		.method = "GET", .path = "/api/v1/queues", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(q) - 'ordinality' ORDER BY q.ordinality), '[]')::text"
+		" FROM taskq.queues() WITH ORDINALITY AS q",
+	},
+	{
+		.method = "GET", .path = "/api/v1/queues/{}/stats", .ok_status = 200,
+		.sql = "SELECT taskq.stats($1)::text",
+		.nparams = 1, .params = {P_PATH},
+	},
+	{
+		.method = "POST", .path = "/api/v1/queues/{}/pause", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'paused', true)::text"
+		" FROM taskq.pause($1) AS p",
+		.nparams = 1, .params = {P_PATH},
+	},
+	{
+		.method = "POST", .path = "/api/v1/queues/{}/resume", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'paused', false)::text"
+		" FROM taskq.resume($1) AS r",
+		.nparams = 1, .params = {P_PATH},
+	},
+	{
+		.method = "GET", .path = "/api/v1/queues/{}/dlq", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' ORDER BY d.ordinality), '[]')::text"
+		" FROM taskq.dlq($1, coalesce($2::int, 100)) WITH ORDINALITY AS d",
+		.nparams = 2, .params = {P_PATH, P_ARG("count")},
+		.args = {"count"},
+	},
+	{
+		/* add_webhook's defaults (4 attempts, 1 s) when not given */
+		.method = "POST", .path = "/api/v1/webhooks", .ok_status = 201,
+		.sql = "SELECT jsonb_build_object('id', taskq.add_webhook(b->>'url',"
+		" CASE WHEN coalesce(b->'events', 'null') <> 'null'"
+		" THEN ARRAY(SELECT jsonb_array_elements_text(b->'events')) END,"
+		" CASE WHEN coalesce(b->'queues', 'null') <> 'null'"
+		" THEN ARRAY(SELECT jsonb_array_elements_text(b->'queues')) END,"
+		" b->>'secret', coalesce((b->>'max_attempts')::int, 4),"
+		" coalesce((b->>'base_delay_ms')::int, 1000)))::text"
+		" FROM taskq._request_body($1, '{url,events,queues,secret,max_attempts,base_delay_ms}') AS b",
+		.nparams = 1, .params = {P_BODY},
+	},
+	{
+		.method = "GET", .path = "/healthz", .auth = AUTH_NONE, .ok_status = 200,
+		.sql = "SELECT '{\"status\": \"ok\"}'",
+	},
+	{
+		.method = "GET", .path = "/metrics", .auth = AUTH_METRICS, .ok_status = 200,
+		.sql = "SELECT taskq.metrics()::text",
+		.metrics = true,
+	},
+	{NULL}
+};
+
+/* the token's role for the transaction; no row for an unknown token */
+static const char *const auth_sql =
+"SELECT pg_catalog.set_config('role', r, true)"
+" FROM taskq._api_token_role($1) AS r WHERE r IS NOT NULL";
+
+/* what a failed statement said */
+typedef struct SqlError
+{
+	char		code[6];
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+} SqlError;
+
+/*
+ * The HTTP status for a SQLSTATE: the one table of the mapping (the README
+ * shows it too).  The only exception, a push to a paused queue (55000 →
+ * 503), is made by the caller.
+ */
+static int
+http_status(const char *code)
+{
+	/*
+	 * program_limit_exceeded from the database: a name or payload over its
+	 * limit, a DAG too deep, too many parents, a pull over its count.  The
+	 * request was well-formed and not too large for the gateway (a body
+	 * over --max-body is answered 413 before it is read), so 422.
+	 */
+	if (strcmp(code, "54000") == 0)
+		return MHD_HTTP_UNPROCESSABLE_CONTENT;
+	if (strncmp(code, "22", 2) == 0)
+		return MHD_HTTP_BAD_REQUEST;	/* data exception: bad input */
+	if (strcmp(code, "42704") == 0)
+		return MHD_HTTP_NOT_FOUND;	/* undefined_object: job, queue */
+	if (strcmp(code, "55000") == 0 ||	/* object_not_in_prerequisite_state */
+		strcmp(code, "23505") == 0)		/* unique_violation */
+		return MHD_HTTP_CONFLICT;
+	if (strcmp(code, "42501") == 0)
+		return MHD_HTTP_FORBIDDEN;	/* insufficient_privilege */
+	if (strcmp(code, "57014") == 0)
+		return MHD_HTTP_GATEWAY_TIMEOUT;	/* statement timeout */
+	if (strncmp(code, "08", 2) == 0 ||	/* connection exception */
+		strncmp(code, "53", 2) == 0 ||	/* insufficient resources */
+		strncmp(code, "57P", 3) == 0)	/* the server shutting down */
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+/* ---- running a route ---- */
+
+static bool
+result_ok(const PGresult *res)
+{
+	return PQresultStatus(res) == PGRES_TUPLES_OK ||
+		PQresultStatus(res) == PGRES_COMMAND_OK;
+}
+
+/* take a failed statement's SQLSTATE and messages, then free it */
+static void
+take_error(PGresult *res, PGconn *conn, SqlError *e)
+{
+	const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+
+	/* no SQLSTATE: the connection failed (libpq's own message) */
+	strlcpy(e->code, code ? code : "08006", sizeof(e->code));
+	e->message = msg ? pg_strdup(msg) : connection_error(conn);
+	/*
+	 * The server's own resource and internal errors (stack depth, out of
+	 * memory, disk full, crashes: classes 53, 54001, 57, 58 and XX) carry
+	 * details and hints about its settings (max_stack_depth, ...), which
+	 * are for its administrator, not for HTTP clients: only the SQLSTATE
+	 * and the primary message are passed on.  taskq's own errors keep
+	 * theirs.
+	 */
+	if (strncmp(e->code, "53", 2) == 0 || strcmp(e->code, "54001") == 0 ||
+		strncmp(e->code, "57", 2) == 0 || strncmp(e->code, "58", 2) == 0 ||
+		strncmp(e->code, "XX", 2) == 0)
+		detail = hint = NULL;
+	e->detail = detail ? pg_strdup(detail) : NULL;
+	e->hint = hint ? pg_strdup(hint) : NULL;
+	PQclear(res);
+}
+
+static void
+free_error(SqlError *e)
+{
+	free(e->message);
+	free(e->detail);
+	free(e->hint);
+}
+
+/*
+ * Whether a queue is paused, asked after a push failed with 55000 (which
+ * is also the error of a dead or cancelled parent), in a transaction of
+ * its own as the token's role (a role that may push to a queue may see
+ * it).  False when that cannot be told.
+ */
+static bool
+queue_is_paused(PGconn *conn, const char *token, const char *queue)
+{
+	const char *auth_params[1] = {token};
+	const char *params[1] = {queue};
+	PGresult   *res;
+	bool		paused = false;
+
+	res = PQexec(conn, "BEGIN");
+	if (result_ok(res))
+	{
+		PQclear(res);
+		res = PQexecParams(conn, auth_sql, 1, NULL, auth_params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			PQclear(res);
+			res = PQexecParams(conn, "SELECT (taskq.stats($1)->>'paused')::boolean",
+							   1, NULL, params, NULL, NULL, 0);
+			paused = PQresultStatus(res) == PGRES_TUPLES_OK &&
+				PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		}
+	}
+	PQclear(res);
+	PQclear(PQexec(conn, "ROLLBACK"));
+	return paused;
+}
+
+/*
+ * Run a route's statement for a request and queue the response: in a
+ * transaction, as the token's role when token is not NULL.
+ */
+static void
+run_route(Request *req, const Route *route, const char *sql,
+		  const char *const *params, const char *token)
+{
+	PoolConn   *pc;
+	PGresult   *res;
+	SqlError	err = {{0}};
+	char	   *value = NULL;
+	int			status;
+	char	   *why;
+	const char *code;
+
+	pc = pool_acquire(&code, &why);
+	if (pc == NULL)
+	{
+		respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, code, NULL, NULL, "%s", why);
+		free(why);
+		return;
+	}
+
+	/*
+	 * A connection broken while it sat in the pool (a server restart)
+	 * fails at BEGIN, before anything ran: reconnect and go on, once.
+	 */
+	res = PQexec(pc->conn, "BEGIN");
+	if (!result_ok(res) && PQstatus(pc->conn) != CONNECTION_OK)
+	{
+		PQclear(res);
+		log_message("lost a database connection; reconnecting");
+		if (!pool_reconnect(pc, &why))
+		{
+			log_message("could not connect to the database: %s", why);
+			respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "08006", NULL, NULL,
+						  "could not connect to the database: %s", why);
+			free(why);
+			pool_release(pc);
+			return;
+		}
+		res = PQexec(pc->conn, "BEGIN");
+	}
+	if (!result_ok(res))
+	{
+		take_error(res, pc->conn, &err);
+		respond_error(req, http_status(err.code), err.code, err.detail, err.hint,
+					  "%s", err.message);
+		free_error(&err);
+		pool_release(pc);
+		return;
+	}
+	PQclear(res);
+
+	if (token)
+	{
+		const char *auth_params[1] = {token};
+
+		res = PQexecParams(pc->conn, auth_sql, 1, NULL, auth_params, NULL, NULL, 0);
+		if (!result_ok(res))
+		{
+			/* the gateway's own set-up, not the client's doing */
+			take_error(res, pc->conn, &err);
+			log_message("could not look up an API token: %s (SQLSTATE %s)",
+					  err.message, err.code);
+			respond_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, err.code,
+						  err.detail, err.hint, "%s", err.message);
+			free_error(&err);
+			pool_release(pc);
+			return;
+		}
+		if (PQntuples(res) == 0)
+		{
+			PQclear(res);
+			respond_error(req, MHD_HTTP_UNAUTHORIZED, "28P01", NULL,
+						  "Create a token with taskq.create_api_token().",
+						  "unknown or revoked API token");
+			pool_release(pc);
+			return;
+		}
+		PQclear(res);
+	}
+
+	res = PQexecParams(pc->conn, sql, route->nparams, NULL, params, NULL, NULL, 0);
+	if (result_ok(res))
+	{
+		if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
+			value = pg_strdup(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		res = PQexec(pc->conn, "COMMIT");
+		if (result_ok(res))
+			PQclear(res);
+		else
+			take_error(res, pc->conn, &err);
+	}
+	else
+		take_error(res, pc->conn, &err);
+
+	if (err.message)
+	{
+		status = http_status(err.code);
+		PQclear(PQexec(pc->conn, "ROLLBACK"));
+		if (route->push && strcmp(err.code, "55000") == 0 &&
+			queue_is_paused(pc->conn, token, params[0]))
+			status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		if (route->metrics && strcmp(err.code, "42883") == 0)
+		{
+			/* an older taskq, without taskq.metrics() */
+			respond_error(req, MHD_HTTP_NOT_IMPLEMENTED, err.code, NULL, NULL,
+						  "this database's taskq has no taskq.metrics()");
+		}
+		else
+			respond_error(req, status, err.code, err.detail, err.hint, "%s",
+						  err.message);
+		free_error(&err);
+	}
+	else if (value == NULL)
+	{
+		if (route->not_found)
+			respond_error(req, MHD_HTTP_NOT_FOUND, "42704", NULL, NULL,
+						  route->not_found, params[0]);
+		else
+			respond_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "XX000", NULL,
+						  NULL, "the statement returned no result");
+	}
+	else if (route->metrics)
+		respond(req, route->ok_status, "text/plain; version=0.0.4; charset=utf-8",
+				value, strlen(value), NULL);
+	else
+		respond_json(req, route->ok_status, value);
+	free(value);
+	pool_release(pc);
+}
+
+/* ---- routing ---- */
+
+/*
+ * Whether path (raw, as sent) matches a route's pattern; the segment that
+ * matched "{}" (still encoded) goes to *param.
+ */
+static bool
+path_matches(const char *pattern, const char *path, char **param)
+{
+	const char *p = pattern;
+	const char *s = path;
+
+	*param = NULL;
+	while (*p && *s)
+	{
+		if (p[0] == '{' && p[1] == '}')
+		{
+			const char *end = strchr(s, '/');
+			size_t		len = end ? (size_t) (end - s) : strlen(s);
+
+			free(*param);
+			*param = pnstrdup(s, len);
+			p += 2;
+			s += len;
+		}
+		else if (*p == *s)
+		{
+			p++;
+			s++;
+		}
+		else
+			break;
+	}
+	if (*p == '\0' && *s == '\0')
+		return true;
+	free(*param);
+	*param = NULL;
+	return false;
+}
+
+typedef struct ArgCheck
+{
+	const Route *route;
+	char	   *unknown;		/* the first argument not taken, if any */
+} ArgCheck;
+
+/* MHD_KeyValueIterator: note a query argument the route does not take */
+static enum MHD_Result
+check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	ArgCheck   *ac = cls;
+	int			i;
+
+	for (i = 0; ac->route->args[i]; i++)
+		if (strcmp(ac->route->args[i], key) == 0)
+			return MHD_YES;
+	ac->unknown = pg_strdup(key);
+	return MHD_NO;
+}
+
+/* route a complete request and queue its response */
+void
+dispatch(Request *req)
+{
+	const Route *route = NULL;
+	const Route *r;
+	char	   *param = NULL;
+	PQExpBufferData allow;
+	const char *params[MAX_ROUTE_PARAMS];
+	char	   *arg_copies[MAX_ROUTE_PARAMS] = {NULL};
+	const char *token = NULL;
+	const char *sql;
+	ArgCheck	ac = {NULL, NULL};
+	int			i;
+
+	initPQExpBuffer(&allow);
+	for (r = routes; r->method; r++)
+	{
+		char	   *p;
+
+		if (!path_matches(r->path, req->path, &p))
+			continue;
+		if (strcmp(r->method, req->method) == 0 && route == NULL)
+		{
+			route = r;
+			param = p;
+			continue;
+		}
+		free(p);
+		if (strstr(allow.data, r->method) == NULL)
+			appendPQExpBuffer(&allow, "%s%s", allow.len ? ", " : "", r->method);
+	}
+	if (route == NULL)
+	{
+		if (allow.len > 0)
+		{
+			char	   *msg = psprintf("method %s is not allowed here; allowed: %s",
+									   req->method, allow.data);
+			char	   *body = error_body("0A000", msg, NULL, NULL);
+
+			respond(req, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json",
+					body, strlen(body), MHD_HTTP_HEADER_ALLOW, allow.data, NULL);
+			free(msg);
+			free(body);
+		}
+		else
+		{
+			char	   *path = loggable(req->path);
+
+			respond_error(req, MHD_HTTP_NOT_FOUND, "42883", NULL,
+						  "The routes are listed in the README, section \"HTTP API\".",
+						  "no route for %s %s", req->method, path);
+			free(path);
+		}
+		termPQExpBuffer(&allow);
+		return;
+	}
+	termPQExpBuffer(&allow);
+
+	/* query arguments: only those the route takes */
+	ac.route = route;
+	MHD_get_connection_values(req->connection, MHD_GET_ARGUMENT_KIND, check_arg, &ac);
+	if (ac.unknown)
+	{
+		char	   *name = loggable(ac.unknown);
+
+		respond_error(req, MHD_HTTP_BAD_REQUEST, "22023", NULL, NULL,
+					  "unrecognized query parameter \"%s\"", name);
+		free(name);
+		free(ac.unknown);
+		goto done;
+	}
+	if (param && !percent_decode(param))
+	{
+		respond_error(req, MHD_HTTP_BAD_REQUEST, "22P02", NULL, NULL,
+					  "invalid percent-encoding in the path");
+		goto done;
+	}
+
+	/* authentication */
+	if (route->auth == AUTH_TOKEN)
+	{
+		token = bearer_token(req);
+		if (token == NULL || token[0] == '\0')
+		{
+			refuse_token(req, token);
+			goto done;
+		}
+	}
+	else if (route->auth == AUTH_METRICS && config.metrics_token)
+	{
+		const char *t = bearer_token(req);
+
+		if (t == NULL || !secrets_equal(t, config.metrics_token))
+		{
+			respond_error(req, MHD_HTTP_UNAUTHORIZED, t ? "28P01" : "28000",
+						  NULL, NULL, t ? "wrong metrics token" : "missing bearer token");
+			goto done;
+		}
+	}
+
+	/* the statement's parameters */
+	for (i = 0; i < route->nparams; i++)
+	{
+		const RouteParam *rp = &route->params[i];
+
+		switch (rp->src)
+		{
+			case SRC_PATH:
+				params[i] = param;
+				break;
+			case SRC_BODY:
+				params[i] = req->body ? req->body : "";
+				break;
+			case SRC_ARG:
+				{
+					const char *v = MHD_lookup_connection_value(req->connection,
+																MHD_GET_ARGUMENT_KIND,
+																rp->arg);
+
+					if (v)
+					{
+						arg_copies[i] = pg_strdup(v);
+						if (!percent_decode(arg_copies[i]))
+						{
+							respond_error(req, MHD_HTTP_BAD_REQUEST, "22P02", NULL, NULL,
+										  "invalid percent-encoding in query parameter \"%s\"",
+										  rp->arg);
+							goto done;
+						}
+					}
+					params[i] = arg_copies[i];
+					break;
+				}
+		}
+	}
+
+	/* a body that is a JSON array: the route's batch form */
+	sql = route->sql;
+	if (route->sql_array && req->body)
+	{
+		const char *b = req->body;
+
+		while (*b == ' ' || *b == '\t' || *b == '\r' || *b == '\n')
+			b++;
+		if (*b == '[')
+			sql = route->sql_array;
+	}
+
+	run_route(req, route, sql, params, token);
+
+done:
+	for (i = 0; i < MAX_ROUTE_PARAMS; i++)
+		free(arg_copies[i]);
+	free(param);
+}
+
+/* whether the route of a method and path needs a bearer token */
+bool
+needs_token(const char *method, const char *path)
+{
+	for (const Route *r = routes; r->method; r++)
+	{
+		char	   *p;
+
+		if (strcmp(r->method, method) != 0 || !path_matches(r->path, path, &p))
+			continue;
+		free(p);
+		return r->auth == AUTH_TOKEN;
+	}
+	return false;
+}
+
