@@ -291,8 +291,9 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 		{
 			/*
 			 * A route that needs a token is refused on its headers when
-			 * there is none, before any body is read: a client without a
-			 * token cannot hold a connection by trickling a body.
+			 * there is none, or an unknown one, before any body is read: a
+			 * client without a valid token cannot hold a connection by
+			 * trickling a body.
 			 */
 			const char *token = bearer_token(req);
 
@@ -300,6 +301,12 @@ handle_request(void *cls, struct MHD_Connection *connection, const char *url,
 			{
 				req->close = true;
 				refuse_token(req, token);
+			}
+			else if (!token_known(token))
+			{
+				/* nor can one with a token that stands for no role */
+				req->close = true;
+				refuse_token(req, "");
 			}
 		}
 		return MHD_YES;

@@ -36,6 +36,7 @@ ServeConfig config = {
 	.pool_size = 4,
 	.thread_count = 0,
 	.max_body = DEFAULT_MAX_BODY,
+	.max_response = DEFAULT_MAX_RESPONSE,
 	.connection_timeout_s = 30,
 	.statement_timeout_ms = 30000,
 	.shutdown_timeout_s = 30,
@@ -57,6 +58,7 @@ usage(void)
 		   "      --pool=N                database connections (default 4)\n"
 		   "      --threads=N             HTTP threads (default: --pool)\n"
 		   "      --max-body=BYTES        largest request body (default %d)\n"
+		   "      --max-response=BYTES    largest response body (default %d)\n"
 		   "      --timeout=SECONDS       close idle or stalled connections (default 30)\n"
 		   "      --statement-timeout=MS  statement_timeout of the connections (default\n"
 		   "                              30000; 0: none)\n"
@@ -76,7 +78,7 @@ usage(void)
 		   "Requests carry \"Authorization: Bearer <token>\", a token made by\n"
 		   "taskq.create_api_token(role); they run as that role.  See the README,\n"
 		   "section \"HTTP API\", for the routes.\n",
-		   command_name, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
+		   command_name, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_MAX_RESPONSE,
 		   subcommand ? "" : "  -V, --version               show the version\n");
 }
 
@@ -90,6 +92,7 @@ parse_options(int argc, char **argv)
 		{"pool", required_argument, NULL, 'p'},
 		{"threads", required_argument, NULL, 't'},
 		{"max-body", required_argument, NULL, 'b'},
+		{"max-response", required_argument, NULL, 'r'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"statement-timeout", required_argument, NULL, 's'},
 		{"shutdown-timeout", required_argument, NULL, 'S'},
@@ -128,6 +131,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 'b':
 				config.max_body = parse_int_option(subcommand, "body limit", optarg, 1, 1024 * 1024 * 1024);
+				break;
+			case 'r':
+				config.max_response = parse_int_option(subcommand, "response limit", optarg, 1, 1024 * 1024 * 1024);
 				break;
 			case 'T':
 				config.connection_timeout_s = parse_int_option(subcommand, "timeout", optarg, 1, 86400);

@@ -9,6 +9,8 @@
  */
 #include "postgres_fe.h"
 
+#include <pthread.h>
+
 #include "serve.h"
 
 #define MAX_ROUTE_PARAMS	3
@@ -201,6 +203,73 @@ static const Route routes[] = {
 static const char *const auth_sql =
 "SELECT pg_catalog.set_config('role', r, true)"
 " FROM taskq._api_token_role($1) AS r WHERE r IS NOT NULL";
+
+/*
+ * Tokens found valid lately, so that the check on the headers
+ * (token_known) costs a round trip only now and then; dispatch checks the
+ * token again in the request's own transaction, so a token revoked
+ * meanwhile is still refused there.
+ */
+#define KNOWN_TOKENS		64
+#define KNOWN_TOKEN_MS		10000
+static struct
+{
+	char	   *token;
+	int64_t		until;
+}			known_tokens[KNOWN_TOKENS];
+static int	known_next = 0;
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * Whether a well-formed token stands for a role, asked before the body
+ * is read; true as well when the database cannot be asked now (dispatch
+ * then answers what is wrong).
+ */
+bool
+token_known(const char *token)
+{
+	int64_t		now = now_ms();
+	const char *code;
+	char	   *err = NULL;
+	PoolConn   *pc;
+	PGresult   *res;
+	bool		known = true;
+
+	pthread_mutex_lock(&known_lock);
+	for (int i = 0; i < KNOWN_TOKENS; i++)
+		if (known_tokens[i].token && known_tokens[i].until > now &&
+			secrets_equal(known_tokens[i].token, token))
+		{
+			pthread_mutex_unlock(&known_lock);
+			return true;
+		}
+	pthread_mutex_unlock(&known_lock);
+
+	pc = pool_acquire(&code, &err);
+	if (pc == NULL)
+	{
+		free(err);
+		return true;
+	}
+	res = PQexecParams(pc->conn,
+					   "SELECT 1 FROM taskq._api_token_role($1) AS r WHERE r IS NOT NULL",
+					   1, NULL, &token, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		known = PQntuples(res) == 1;
+	PQclear(res);
+	pool_release(pc);
+
+	if (known)
+	{
+		pthread_mutex_lock(&known_lock);
+		free(known_tokens[known_next].token);
+		known_tokens[known_next].token = pg_strdup(token);
+		known_tokens[known_next].until = now + KNOWN_TOKEN_MS;
+		known_next = (known_next + 1) % KNOWN_TOKENS;
+		pthread_mutex_unlock(&known_lock);
+	}
+	return known;
+}
 
 /* what a failed statement said */
 typedef struct SqlError
@@ -411,14 +480,28 @@ run_route(Request *req, const Route *route, const char *sql,
 	res = PQexecParams(pc->conn, sql, route->nparams, NULL, params, NULL, NULL, 0);
 	if (result_ok(res))
 	{
-		if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
-			value = pg_strdup(PQgetvalue(res, 0, 0));
-		PQclear(res);
-		res = PQexec(pc->conn, "COMMIT");
-		if (result_ok(res))
+		if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) &&
+			(size_t) PQgetlength(res, 0, 0) > config.max_response)
+		{
+			/* too large to send: undone (a pull leases nothing), and said */
+			strlcpy(err.code, "54000", sizeof(err.code));
+			err.message = psprintf("response is too large");
+			err.detail = psprintf("The response would be %d bytes; the limit is %zu bytes (--max-response).",
+								  PQgetlength(res, 0, 0), config.max_response);
+			err.hint = psprintf("Ask for fewer jobs at a time.");
 			PQclear(res);
+		}
 		else
-			take_error(res, pc->conn, &err);
+		{
+			if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
+				value = pg_strdup(PQgetvalue(res, 0, 0));
+			PQclear(res);
+			res = PQexec(pc->conn, "COMMIT");
+			if (result_ok(res))
+				PQclear(res);
+			else
+				take_error(res, pc->conn, &err);
+		}
 	}
 	else
 		take_error(res, pc->conn, &err);

@@ -75,6 +75,7 @@
 #define DEFAULT_LISTEN		"127.0.0.1:8080"
 #define DEFAULT_MAX_BODY	(1024 * 1024 + 64 * 1024)	/* a 1 MB job and
 														 * its envelope */
+#define DEFAULT_MAX_RESPONSE	(64 * 1024 * 1024)	/* a pull of 64 jobs of 1 MB */
 
 /* the options (main.c) */
 typedef struct ServeConfig
@@ -83,6 +84,7 @@ typedef struct ServeConfig
 	int			pool_size;		/* --pool */
 	int			thread_count;	/* --threads (0: pool_size) */
 	size_t		max_body;		/* --max-body */
+	size_t		max_response;	/* --max-response */
 	int			connection_timeout_s;	/* --timeout */
 	int			statement_timeout_ms;	/* --statement-timeout */
 	int			shutdown_timeout_s; /* --shutdown-timeout */
@@ -155,5 +157,6 @@ extern int	requests_in_flight(void);
 /* routes.c */
 extern void dispatch(Request *req);
 extern bool needs_token(const char *method, const char *path);
+extern bool token_known(const char *token);
 
 #endif							/* TASKQ_SERVE_H */

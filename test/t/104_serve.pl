@@ -540,7 +540,7 @@ like($r->{body}, qr/^taskq_jobs_pushed_total\{queue="[^"]+"\} [1-9]/m, 'metrics:
 # a second server: --metrics-token, a small --max-body, --timeout, --quiet
 # ---------------------------------------------------------------------------
 my ($serve2, $log2, $base2) = start_serve('small', '--metrics-token', 's3cret', '--max-body', '1000',
-	'--timeout', '1', '--quiet', '--pool', '1');
+	'--max-response', '2000', '--timeout', '1', '--quiet', '--pool', '1');
 is_error(http('GET', "$base2/metrics"), 401, '28000', undef, '--metrics-token: none given');
 is_error(http('GET', "$base2/metrics", token => 'wrong'), 401, '28P01', undef, '--metrics-token: a wrong one');
 $r = http('GET', "$base2/metrics", token => 's3cret');
@@ -556,6 +556,15 @@ $r = http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x
 	headers => ['Transfer-Encoding: chunked']);
 isnt($r->{status}, 201, 'a chunked body over --max-body is not pushed');
 is(sql(q{SELECT count(*) FROM taskq.all_jobs WHERE queue = 'small'}), 1, '... only the small job was');
+# --max-response 2000: a pull whose answer would be larger is rolled back
+http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x", "data": {"s": "' . ('z' x 900) . '"}}')
+  for 1 .. 2;
+$r = http('GET', "$base2/api/v1/queues/small/jobs?count=3", %auth);
+is_error($r, 422, '54000', qr/^response is too large$/, '--max-response 2000: a pull of three 900-byte jobs');
+is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'small' AND state = 'waiting'}), 3,
+	'... leases nothing');
+$r = http('GET', "$base2/api/v1/queues/small/jobs?count=1", %auth);
+is($r->{status}, 200, '--max-response 2000: a pull of one job');
 
 # --timeout: a connection that stalls in its request is closed
 my $sock = IO::Socket::INET->new(PeerAddr => $base2 =~ s{^http://}{}r, Proto => 'tcp')
@@ -745,6 +754,16 @@ like($rest, qr/"code": "28000"/, '... with the missing-token error, and the conn
 $r = http('GET', "$guard_base/healthz");
 is($r->{status}, 200, '/healthz answers while such clients wait');
 close $_ for @held;
+# the same with a well-formed token that stands for no role
+my $unknown = raw_connect() or die "connect: $!";
+print $unknown "POST /api/v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\n"
+  . "Authorization: Bearer tq_no_such_token_at_all\r\n"
+  . "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+$status_line = readline($unknown) // '';
+like($status_line, qr{^HTTP/1\.1 401 }, 'unknown token: 401 on the headers, before the body');
+$rest = do { local $/; <$unknown> } // '';
+like($rest, qr/"code": "28P01"/, '... with the unknown-token error, and the connection closed');
+close $unknown;
 # a client may hold 8 connections; a 9th is refused while they are open
 @held = map { raw_connect() or die "connect: $!" } 1 .. 8;
 print $_ "GET /healthz HTTP/1.1\r\nHost: x\r\n" for @held;    # unfinished headers
