@@ -480,7 +480,8 @@ run_route(Request *req, const Route *route, const char *sql,
 	res = PQexecParams(pc->conn, sql, route->nparams, NULL, params, NULL, NULL, 0);
 	if (result_ok(res))
 	{
-		if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) &&
+		if (!route->metrics &&
+			PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) &&
 			(size_t) PQgetlength(res, 0, 0) > config.max_response)
 		{
 			/* too large to send: undone (a pull leases nothing), and said */
