@@ -4,7 +4,10 @@
  *		taskq.push and taskq.push_batch: enqueue jobs.
  *
  * A push validates everything before it writes anything, creates the queue
- * on first use, and inserts the job with a kept plan.  With a unique_key,
+ * on first use, and inserts the job with a kept plan.  push_batch
+ * validates each job the same way but inserts those that need no
+ * statement of their own (no unique_key, no parents) together, one INSERT
+ * over arrays per 1000 jobs (batch_flush).  With a unique_key,
  * the insert uses ON CONFLICT DO NOTHING against the partial unique index
  * on live jobs, so two concurrent pushes of the same key yield one job:
  * the second waits for the first to commit and then returns its id.
@@ -17,7 +20,11 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/uuid.h"
 
 #include "taskq.h"
@@ -46,6 +53,95 @@ static TaskqPlan find_unique_plan = {
 	"SELECT id FROM taskq.jobs WHERE queue = $1 AND unique_key = $2",
 	2, {TEXTOID, TEXTOID}
 };
+
+/*
+ * push_batch inserts the jobs that need no statement of their own (no
+ * unique_key, no parents) together: one INSERT over arrays per
+ * BATCH_FLUSH of them.  The columns of each such job, in this order.
+ */
+#define BATCH_COLUMNS	10
+#define BATCH_FLUSH		1000
+static TaskqPlan insert_batch_plan = {
+	"INSERT INTO taskq.jobs (id, queue, name, state, priority, data, metadata,"
+	" max_attempts, timeout_ms, backoff, flow_id, run_at, created_at,"
+	" pending_parents, dag_depth)"
+	" SELECT u.id, $1, u.name,"
+	" CASE WHEN u.run_at > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state,"
+	" u.priority, u.data, u.metadata, u.max_attempts, u.timeout_ms, u.backoff,"
+	" u.flow_id, coalesce(u.run_at, now()), now(), 0, 1"
+	" FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],"
+	" $7::int4[], $8::int4[], $9::jsonb[], $10::text[], $11::timestamptz[])"
+	" AS u(id, name, priority, data, metadata, max_attempts, timeout_ms, backoff,"
+	" flow_id, run_at)",
+	11, {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
+	JSONBARRAYOID, INT4ARRAYOID, INT4ARRAYOID, JSONBARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID}
+};
+
+/* the jobs of a push_batch waiting for insert_batch_plan */
+typedef struct PushBatch
+{
+	MemoryContext cxt;			/* their values; reset at each flush */
+	int			n;
+	bool		wake;			/* one of them is runnable now */
+	pg_uuid_t	ids[BATCH_FLUSH];
+	Datum		values[BATCH_COLUMNS][BATCH_FLUSH];
+	bool		nulls[BATCH_COLUMNS][BATCH_FLUSH];
+} PushBatch;
+
+/* element types of the batch columns, for construct_md_array */
+static const Oid batch_types[BATCH_COLUMNS] = {
+	UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID, INT4OID, INT4OID,
+	JSONBOID, TEXTOID, TIMESTAMPTZOID
+};
+
+/*
+ * Insert the jobs a batch holds, with one statement, and count them,
+ * emit their events and wake their queue's workers as push_one does for
+ * one.  Runs inside TaskqSwitchToOwner.
+ */
+static void
+batch_flush(Datum queue, PushBatch *b)
+{
+	Datum		args[1 + BATCH_COLUMNS];
+
+	if (b->n == 0)
+		return;
+	SPI_connect();
+	args[0] = queue;
+	for (int c = 0; c < BATCH_COLUMNS; c++)
+	{
+		int			dims[1] = {b->n};
+		int			lbs[1] = {1};
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(batch_types[c], &typlen, &typbyval, &typalign);
+		args[1 + c] = PointerGetDatum(construct_md_array(b->values[c], b->nulls[c],
+														 1, dims, lbs, batch_types[c],
+														 typlen, typbyval, typalign));
+	}
+	TaskqExecute(&insert_batch_plan, args, NULL, false, 0);
+	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PUSHED), b->n);
+	TaskqEmitEvent("job.pushed", TaskqUuidArray(b->ids, b->n));
+	if (b->wake)
+		TaskqNoteWakeup(DatumGetTextPP(queue));
+	SPI_finish();
+	MemoryContextReset(b->cxt);
+	b->n = 0;
+	b->wake = false;
+}
+
+/* keep a value for the batch, in its memory */
+static void
+batch_put(PushBatch *b, int column, Datum value, bool isnull)
+{
+	b->nulls[column][b->n] = isnull;
+	b->values[column][b->n] = isnull ? (Datum) 0 :
+		datumCopy(value, get_typbyval(batch_types[column]),
+				  get_typlen(batch_types[column]));
+}
 
 /*
  * The parents of a job: its depends_on option and, for flows and
@@ -82,7 +178,7 @@ job_parents(const TaskqJobOptions *opts, const pg_uuid_t *extra, int nextra,
 static void
 push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 		 Jsonb *options, const pg_uuid_t *extra_parents, int nextra,
-		 bool internal, pg_uuid_t *id)
+		 bool internal, pg_uuid_t *id, PushBatch *batch)
 {
 	TaskqJobOptions opts;
 	Datum		values[15];
@@ -130,6 +226,29 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	values[13] = nparents > 0 ? TaskqUuidArray(parents, nparents) : (Datum) 0;
 	nulls[13] = nparents == 0;
 	values[14] = Int32GetDatum(depth);
+
+	if (batch != NULL && opts.unique_key == NULL && nparents == 0)
+	{
+		/* inserted with others by batch_flush */
+		static const int from[BATCH_COLUMNS] = {0, 2, 3, 4, 5, 6, 7, 8, 10, 11};
+		MemoryContext old;
+
+		if (batch->n == BATCH_FLUSH)
+			batch_flush(queue, batch);
+		old = MemoryContextSwitchTo(batch->cxt);
+		batch->ids[batch->n] = *id;
+		for (int c = 0; c < BATCH_COLUMNS; c++)
+			batch_put(batch, c, values[from[c]], nulls[from[c]]);
+		batch->values[0][batch->n] = UUIDPGetDatum(&batch->ids[batch->n]);
+		MemoryContextSwitchTo(old);
+		if (!opts.has_run_at || opts.run_at <= GetCurrentTransactionStartTimestamp())
+			batch->wake = true;
+		batch->n++;
+		return;
+	}
+	/* the batch's jobs first, in order */
+	if (batch != NULL)
+		batch_flush(queue, batch);
 
 	if (opts.unique_key == NULL)
 		TaskqExecute(&insert_plan, values, nulls, false, 0);
@@ -201,7 +320,7 @@ TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
 
 	push_queue(queue, &qi, internal);
 	push_one(queue, &qi, name, data, options, extra_parents, nextra,
-			 internal, id);
+			 internal, id, NULL);
 }
 
 /*
@@ -250,7 +369,8 @@ taskq_push(PG_FUNCTION_ARGS)
 	push_queue(PG_GETARG_DATUM(0), &qi, false);
 	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
 			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
-			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, false, id);
+			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, false, id,
+			 NULL);
 	TaskqSwitchBack(&cxt);
 
 	PG_RETURN_UUID_P(id);
@@ -282,6 +402,7 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 	int			n = 0;
 	ErrorContextCallback errcallback;
 	TaskqContext cxt;
+	PushBatch  *batch;
 
 	TaskqRequireArg(fcinfo, 0, "queue name");
 	TaskqRequireArg(fcinfo, 1, "jobs");
@@ -293,6 +414,9 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 				 errhint("Pass an array of objects with keys \"name\", \"data\" and \"options\".")));
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	batch = palloc0(sizeof(PushBatch));
+	batch->cxt = AllocSetContextCreate(CurrentMemoryContext, "taskq push_batch",
+									   ALLOCSET_DEFAULT_SIZES);
 
 	TaskqSwitchToOwner(&cxt);
 	push_queue(PG_GETARG_DATUM(0), &qi, false);
@@ -356,13 +480,15 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("job has no \"name\"")));
 
-		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, NULL, 0, false, &id);
+		push_one(PG_GETARG_DATUM(0), &qi, name, data, options, NULL, 0, false, &id,
+				 batch);
 		SPI_finish();
 		value = UUIDPGetDatum(&id);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}
 
 	error_context_stack = errcallback.previous;
+	batch_flush(PG_GETARG_DATUM(0), batch);
 	TaskqSwitchBack(&cxt);
 	return (Datum) 0;
 }
