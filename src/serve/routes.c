@@ -93,6 +93,15 @@ static const Route routes[] = {
 		.args = {"count", "timeout_ms"},
 	},
 	{
+		/* a pull that first acks what the worker finished (bundled acking) */
+		.method = "POST", .path = "/api/v1/queues/{}/pull", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(j) - 'ordinality' ORDER BY j.ordinality), '[]')::text"
+		" FROM taskq._request_body($2, '{count,timeout_ms,acks}') AS b"
+		" CROSS JOIN LATERAL taskq.pull($1, coalesce((b->>'count')::int, 1),"
+		" (b->>'timeout_ms')::int, b->'acks') WITH ORDINALITY AS j",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
 		.method = "POST", .path = "/api/v1/jobs/ack-batch", .ok_status = 200,
 		.sql = "SELECT jsonb_build_object('acked', taskq.ack_batch($1::jsonb))::text",
 		.nparams = 1, .params = {P_BODY},

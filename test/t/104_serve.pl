@@ -460,6 +460,25 @@ is_error(http('POST', "$api/jobs/ack-batch", %auth, body => '{"id": 1}'), 400, '
 is_error(http('POST', "$api/jobs/ack-batch", %auth, body => '[{"id": 1}]'), 400, '22023',
 	qr/item "id" must be a string/, 'ack-batch: an id that is not a string');
 
+# bundled acking: POST .../pull acks what it is given, then leases
+http('POST', "$api/queues/bundled/jobs", %auth, body => encode_json([ map { { name => "b$_" } } 1 .. 2 ]));
+$r = http('POST', "$api/queues/bundled/pull", %auth, body => '{}');
+is($r->{status}, 200, 'pull with acks: 200');
+is(scalar @{ $r->{json} }, 1, 'pull with acks: one job by default');
+my $first = $r->{json}[0];
+$r = http('POST', "$api/queues/bundled/pull", %auth,
+	body => encode_json({ count => 5, acks => [ { id => $first->{id}, lease => $first->{lease}, result => { ok => 1 } } ] }));
+is($r->{status}, 200, 'pull with acks: 200 again');
+is(scalar @{ $r->{json} }, 1, 'pull with acks: the other job');
+isnt($r->{json}[0]{id}, $first->{id}, '... not the acked one');
+is(sql("SELECT state || ' ' || (result->>'ok') FROM taskq.all_jobs WHERE id = '$first->{id}'"), 'completed 1',
+	'pull with acks: the first job completed with its result');
+$r = http('POST', "$api/queues/bundled/pull", %auth,
+	body => encode_json({ acks => [ { id => $first->{id}, lease => $first->{lease} } ] }));
+is_deeply([ $r->{status}, $r->{json} ], [ 200, [] ], 'pull with acks: a stale ack is skipped, the pull still happens');
+is_error(http('POST', "$api/queues/bundled/pull", %auth, body => '{"count": 1, "nack": []}'), 400, '22023', undef,
+	'pull with acks: an unknown key');
+
 # ---------------------------------------------------------------------------
 # get, flow, queues, stats, dlq, webhooks
 # ---------------------------------------------------------------------------
