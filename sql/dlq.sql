@@ -8,7 +8,7 @@ CREATE EXTENSION taskq;
 -- three dead jobs in q, one in another queue
 --
 -- a: two failures
-SELECT taskq.push('q', 'a', '{"a": 1}', '{"max_attempts": 2, "metadata": {"m": "a"}}') AS a \gset
+SELECT taskq.push('q', 'a', '{"a": 1}', '{"max_attempts": 2, "metadata": {"m": "a"}, "backoff": {"type": "fixed", "delay_ms": 3600000}}') AS a \gset
 SELECT count(*) FROM taskq.pull('q');
 SELECT taskq.fail(:'a', 'a failed once');
 UPDATE taskq.jobs SET run_at = now() - interval '1 second' WHERE id = :'a';
