@@ -78,7 +78,7 @@ done
 if [ -z "$REGRESS_TESTS" ]; then
     # the REGRESS list of the Makefile (continuation lines included)
     REGRESS_TESTS=$(sed -n '/^REGRESS = /,/^[^[:space:]]/p' "$REPO/Makefile" |
-        grep -v '^REGRESS_OPTS' | sed -e 's/^REGRESS = //' -e 's/\\//g' | xargs)
+        grep -v -e '^REGRESS_OPTS' -e '^#' | sed -e 's/^REGRESS = //' -e 's/\\//g' | xargs)
 fi
 read -r -a REGRESS_LIST <<<"$REGRESS_TESTS"
 
