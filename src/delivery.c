@@ -448,24 +448,22 @@ TaskqDeliveriesInFlight(void)
 }
 
 /*
- * Initialise libcurl, and put back deliveries a crash left in flight: when
- * a database worker starts.
+ * When a database worker starts: initialise libcurl, and put back the
+ * deliveries a crash left in flight, in a transaction of the worker's
+ * (begin, end); false when the extension is gone.
  */
-void
-TaskqDeliveryStart(void)
+bool
+TaskqDeliveryStart(TaskqTxnBegin begin, TaskqTxnEnd end)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		elog(ERROR, "taskq: could not initialise libcurl");
 	multi = curl_multi_init();
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!begin("taskq: resetting deliveries in flight"))
+		return false;
 	TaskqExecute(&reset_plan, NULL, NULL, false, 0);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	end();
+	return true;
 }
 
 /*

@@ -367,7 +367,7 @@ extern void TaskqHistoryBreak(void);
 typedef bool (*TaskqTxnBegin) (const char *activity);
 typedef void (*TaskqTxnEnd) (void);
 extern void TaskqDeliveryInit(void);
-extern void TaskqDeliveryStart(void);
+extern bool TaskqDeliveryStart(TaskqTxnBegin begin, TaskqTxnEnd end);
 extern bool TaskqDeliveriesInFlight(void);
 extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end);
 

@@ -282,7 +282,8 @@ taskq_worker_main(Datum arg)
 	}
 	CommitTransactionCommand();
 
-	TaskqDeliveryStart();
+	if (!TaskqDeliveryStart(worker_begin, worker_end))
+		worker_no_extension();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "taskq worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
