@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
 #
-# test/bench/run.sh -- taskq's side-by-side benchmark (issue 6): taskq, a
-# naive SKIP LOCKED table queue, PgQ, graphile-worker and pg-boss on ONE
-# throwaway PostgreSQL 15 instance with the same settings for all.
+# test/bench/run.sh -- taskq's side-by-side benchmark (issues 6 and 14):
+# taskq, a naive SKIP LOCKED table queue, pgmq, PgQ, graphile-worker and
+# pg-boss on ONE throwaway PostgreSQL 15 instance with the same settings
+# for all.
 #
 # Usage:
 #   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6"]
-#                     [--systems "taskq naive pgq graphile pgboss insert taskq_events
+#                     [--systems "taskq taskq_nohist naive pgmq pgmq_archive pgq
+#                                 graphile pgboss insert taskq_events
 #                                 taskq_notify taskq_webhook"]
 #                     [--runs N] [--churn-seconds S] [--keep]
 #
 #   --quick            smaller backlogs, shorter runs, one run each (~8 min)
 #   --scenarios LIST   which scenarios (default: all six)
 #   --systems LIST     which systems (default: all but the last two);
-#                      `insert` is the plain INSERT baseline of scenario 1,
-#                      `taskq_events` taskq with real-time events and a
-#                      webhook in scenario 3, `taskq_notify` and
-#                      `taskq_webhook` that with only the events or only
-#                      the webhook (diagnostics)
+#                      `taskq_nohist` taskq on a queue keeping no completed
+#                      jobs, `pgmq_archive` pgmq archiving instead of
+#                      deleting, `insert` the plain INSERT baseline of
+#                      scenario 1, `taskq_events` taskq with real-time
+#                      events and a webhook in scenario 3, `taskq_notify`
+#                      and `taskq_webhook` that with only the events or
+#                      only the webhook (diagnostics)
 #   --runs N           runs per system in scenarios 1-4, the median is
 #                      reported (default 3, --quick 1)
 #   --churn-seconds S  length of scenario 6 (default 150, --quick 40; >= 40)
 #   --keep             keep the scratch directory and instance data
+#
+# pgmq comes from ../shared/peers/pgmq next to the repository (or
+# $TASKQ_PEERS_DIR/pgmq; /work/shared/peers as a fall-back): run.sh copies
+# its two files into the PostgreSQL that PG_CONFIG names.  Without it the
+# run goes on without pgmq and says so.
 #
 # `make bench` installs the packages (test/setup-deps.sh --bench), builds
 # and installs taskq, then runs this.  test/bench/README.md says what each
@@ -38,13 +47,13 @@ REPO=$(cd "$HERE/../.." && pwd)
 clear_pg_env
 
 usage() {
-    sed -n '3,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-DEFAULT_SYSTEMS="taskq naive pgq graphile pgboss insert taskq_events"
+DEFAULT_SYSTEMS="taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
 SCENARIOS="1 2 3 4 5 6"
@@ -196,6 +205,50 @@ if has_system pgq; then
 fi
 HAVE_PGQD=0
 command -v pgqd >/dev/null 2>&1 && HAVE_PGQD=1
+
+# pgmq 1.5.1 (pure SQL) is kept beside the repository, in ../shared/peers
+# (see its README.md); TASKQ_PEERS_DIR names another folder.  Its control
+# file and script are copied into the extension folder of PG_CONFIG's
+# PostgreSQL.  Without them, pgmq's figures are n/a.
+PGMQ_NOTE=""
+PGMQ_DIR=""
+find_peers() {
+    local d
+    if [ -n "${TASKQ_PEERS_DIR:-}" ]; then
+        [ -f "$TASKQ_PEERS_DIR/pgmq/pgmq.control" ] && (cd "$TASKQ_PEERS_DIR" && pwd)
+        return
+    fi
+    for d in "$REPO/../shared/peers" /work/shared/peers; do
+        if [ -f "$d/pgmq/pgmq.control" ]; then
+            (cd "$d" && pwd)
+            return 0
+        fi
+    done
+    return 1
+}
+ensure_pgmq() {
+    local peers f
+    if ! peers=$(find_peers); then
+        PGMQ_NOTE="pgmq is not there (no pgmq/pgmq.control in ${TASKQ_PEERS_DIR:-$REPO/../shared/peers or /work/shared/peers})"
+        return 1
+    fi
+    PGMQ_DIR=$peers/pgmq
+    for f in "$PGMQ_DIR"/pgmq.control "$PGMQ_DIR"/pgmq--*.sql; do
+        cmp -s "$f" "$SHAREDIR/extension/$(basename "$f")" && continue
+        if [ ! -w "$SHAREDIR/extension" ]; then
+            PGMQ_NOTE="pgmq cannot be copied into $SHAREDIR/extension (not writable)"
+            return 1
+        fi
+        log "copying $(basename "$f") from $PGMQ_DIR into $SHAREDIR/extension"
+        cp "$f" "$SHAREDIR/extension/"
+    done
+}
+if has_system pgmq || has_system pgmq_archive; then
+    if ! ensure_pgmq; then
+        warn "$PGMQ_NOTE: the run goes on without pgmq"
+        SYSTEMS=$(echo " $SYSTEMS " | sed 's/ pgmq / /; s/ pgmq_archive / /')
+    fi
+fi
 HAVE_GNUPLOT=0
 command -v gnuplot >/dev/null 2>&1 && HAVE_GNUPLOT=1
 [ "$HAVE_GNUPLOT" -eq 1 ] || warn "gnuplot is missing (test/setup-deps.sh --bench): no PNG chart"
@@ -302,9 +355,26 @@ meta() {
     printf '%s\t%s\n' "$1" "$2" >>"$META"
 }
 dbname() {
+    echo "bench_$(family "$1")"
+}
+# family SYSTEM: the system a variant belongs to (taskq_nohist and the
+# events variants are taskq, pgmq_archive is pgmq)
+family() {
     case "$1" in
-    taskq_*) echo bench_taskq ;;
-    *) echo "bench_$1" ;;
+    taskq_*) echo taskq ;;
+    pgmq_*) echo pgmq ;;
+    *) echo "$1" ;;
+    esac
+}
+# is_events_variant SYSTEM: taskq with events and/or a webhook (scenario 3)
+is_events_variant() {
+    case "$1" in taskq_events | taskq_notify | taskq_webhook) return 0 ;; *) return 1 ;; esac
+}
+# pull_script SYSTEM BATCH: the pgbench script of a pull-then-ack loop
+pull_script() {
+    case "$1" in
+    taskq | taskq_*) echo "$HERE/sql/taskq_pull$2.sql" ;;
+    *) echo "$HERE/sql/$1_pull$2.sql" ;;
     esac
 }
 
@@ -315,11 +385,13 @@ fresh_db() {
     psql_db postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
     case "$sys" in
     taskq | taskq_* | insert)
-        psql_db "$db" -f "$HERE/sql/$([ "$sys" = insert ] && echo insert || echo taskq)_setup.sql" >/dev/null
+        local setup=taskq
+        case "$sys" in insert | taskq_nohist) setup=$sys ;; esac
+        psql_db "$db" -f "$HERE/sql/${setup}_setup.sql" >/dev/null
         wait_taskq_worker "$db"
         ;;
-    naive | pgq)
-        psql_db "$db" -f "$HERE/sql/${sys}_setup.sql" >/dev/null
+    naive | pgq | pgmq | pgmq_archive)
+        psql_db "$db" -f "$HERE/sql/$(family "$sys")_setup.sql" >/dev/null
         ;;
     graphile | pgboss)
         node_bench setup --system "$sys" --db "$db" >/dev/null
@@ -354,6 +426,7 @@ count_jobs() {
     taskq | taskq_*) psql_db "$db" -c "SELECT count(*) FROM taskq.jobs" ;;
     insert) psql_db "$db" -c "SELECT count(*) FROM plain_jobs" ;;
     naive) psql_db "$db" -c "SELECT count(*) FROM naive_jobs" ;;
+    pgmq | pgmq_*) psql_db "$db" -c "SELECT count(*) FROM pgmq.q_bench" ;;
     pgq) psql_db "$db" -c "SELECT count(*) FROM pgq.event_template" ;;
     graphile) psql_db "$db" -c "SELECT count(*) FROM graphile_worker._private_jobs" ;;
     pgboss) psql_db "$db" -c "SELECT count(*) FROM pgboss.job WHERE state IN ('created', 'retry', 'active')" ;;
@@ -391,11 +464,9 @@ load_backlog() {
     db=$(dbname "$sys")
     out=$SCRATCH/load.out
     case "$sys" in
-    taskq | taskq_* | naive)
-        local script
-        script=$HERE/sql/$([ "$sys" = naive ] && echo naive || echo taskq)_load.sql
+    taskq | taskq_* | naive | pgmq | pgmq_*)
         PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 2 -j 2 \
-            -t $((n / 2000)) -f "$script" -D payload="$PAYLOAD" "$db"
+            -t $((n / 2000)) -f "$HERE/sql/$(family "$sys")_load.sql" -D payload="$PAYLOAD" "$db"
         ;;
     pgq)
         # one tick per EVENTS_PER_TICK events: PgQ's batches
@@ -488,13 +559,15 @@ push_run() {
     log "scenario $scen $sys run $run: $(calc "$rate") jobs/s"
 }
 
+# Pushing is the same whatever a queue does at ack time: taskq_nohist and
+# pgmq_archive push as taskq and pgmq do, and are not run again in 1 and 2.
 scenario_push() {
     local scen=$1 clients=$2 batch=$3 sys run
     log "=== scenario $scen: push, $batch job(s) per transaction, $clients clients, ${PUSH_SECONDS}s x $RUNS run(s)"
     # runs outermost, so that a change in the machine's load hits every
     # system alike
     for run in $(seq "$RUNS"); do
-        for sys in taskq naive pgq graphile pgboss insert; do
+        for sys in taskq naive pgmq pgq graphile pgboss insert; do
             has_system "$sys" || continue
             [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
             push_run "$scen" "$sys" "$run" "$clients" "$batch"
@@ -517,7 +590,7 @@ drain_run() {
         load_backlog "$sys" "$backlog"
     fi
     settle "$db"
-    case "$sys" in taskq_*) start_sink "$sys" "$db" ;; esac
+    ! is_events_variant "$sys" || start_sink "$sys" "$db"
     case "$sys" in
     graphile | pgboss)
         local res
@@ -530,8 +603,7 @@ drain_run() {
         local script left
         case "$sys" in
         pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
-        taskq_*) script=$HERE/sql/taskq_pull$batch.sql ;;
-        *) script=$HERE/sql/${sys}_pull$batch.sql ;;
+        *) script=$(pull_script "$sys" "$batch") ;;
         esac
         run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$DRAIN_CAP" -f "$script" "$db"
         if [ "$sys" = pgq ]; then
@@ -550,7 +622,7 @@ drain_run() {
     record "$scen" "$sys" "$run" jobs_per_s "$rate"
     record "$scen" "$sys" "$run" jobs_done "$ndone"
     log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
-    case "$sys" in taskq_*) finish_sink "$scen" "$sys" "$db" "$run" "$ndone" ;; esac
+    ! is_events_variant "$sys" || finish_sink "$scen" "$sys" "$db" "$run" "$ndone"
 }
 
 # The events-and-webhook variant (taskq_events): the queue sends
@@ -606,9 +678,9 @@ scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
-        for sys in taskq naive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+        for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
             has_system "$sys" || continue
-            case "$sys" in taskq_*) [ "$scen" -eq 3 ] || continue ;; esac
+            ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done
@@ -620,7 +692,9 @@ scenario_drain() {
 scenario_latency() {
     local sys db res p50 p99
     log "=== scenario 5: latency at $LAT_RATE jobs/s for ${LAT_SECONDS}s, $LAT_WORKERS idle workers"
-    for sys in taskq naive pgq graphile pgboss; do
+    # pickup does not depend on what an ack does: taskq_nohist and
+    # pgmq_archive are not run again here
+    for sys in taskq naive pgmq pgq graphile pgboss; do
         has_system "$sys" || continue
         if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
             continue
@@ -660,7 +734,7 @@ avg_last() { tail -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n
 scenario_churn() {
     local sys db done_file pushed_file stats left
     log "=== scenario 6: churn, backlog $S6_BACKLOG, $S6_WORKERS workers pulling while $S6_PRODUCERS producers push, ${CHURN_SECONDS}s"
-    for sys in taskq naive pgq graphile pgboss; do
+    for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss; do
         has_system "$sys" || continue
         if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
             continue
@@ -672,13 +746,13 @@ scenario_churn() {
         done_file=$SCRATCH/s6-$sys.done
         pushed_file=$SCRATCH/s6-$sys.pushed
         case "$sys" in
-        taskq | naive)
+        taskq | taskq_nohist | naive | pgmq | pgmq_archive)
             local prod_out=$SCRATCH/s6-$sys-producers.out work_out=$SCRATCH/s6-$sys-workers.out prod_pid rc=0
             pgbench_db -c "$S6_PRODUCERS" -j 1 -T "$CHURN_SECONDS" -P 1 \
-                -f "$HERE/sql/${sys}_push1.sql" -D payload="$PAYLOAD" "$db" >"$prod_out" 2>&1 &
+                -f "$HERE/sql/$(family "$sys")_push1.sql" -D payload="$PAYLOAD" "$db" >"$prod_out" 2>&1 &
             prod_pid=$!
             run_pgbench "$work_out" -c "$S6_WORKERS" -j 2 -T "$CHURN_SECONDS" -P 1 \
-                -f "$HERE/sql/${sys}_pull1.sql" "$db"
+                -f "$(pull_script "$sys" 1)" "$db"
             wait "$prod_pid" || rc=$?
             if [ "$rc" -ne 0 ]; then
                 echo "bench: scenario 6 $sys: the producers' pgbench failed:" >&2
@@ -759,6 +833,11 @@ describe() {
     meta taskq "$v (git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown))"
     if has_system pgq; then
         meta pgq "$(psql_db postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pgq'") (Debian postgresql-15-pgq3 $(dpkg-query -W -f='${Version}' postgresql-15-pgq3 2>/dev/null || echo '?'), $(pgqd -V 2>/dev/null | head -n 1 || echo 'no pgqd'))"
+    fi
+    if has_system pgmq || has_system pgmq_archive; then
+        meta pgmq "$(psql_db postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pgmq'") (SQL only, from $PGMQ_DIR)"
+    elif [ -n "$PGMQ_NOTE" ]; then
+        meta pgmq "not run: $PGMQ_NOTE"
     fi
     meta graphile-worker "$(node -p "require('$NODE_DIR/node_modules/graphile-worker/package.json').version")"
     meta pg-boss "$(node -p "require('$NODE_DIR/node_modules/pg-boss/package.json').version")"

@@ -23,9 +23,9 @@
  *
  * graphile-worker and pg-boss run through their own APIs (WorkerUtils.addJob,
  * addJobs, run(); boss.send, insert, fetch, complete, work), as their users
- * run them.  taskq, the naive queue and PgQ are driven here with plain `pg`
- * clients, only for the latency scenario, the PgQ churn and the sink (their
- * throughput scenarios use pgbench).
+ * run them.  taskq, the naive queue, pgmq and PgQ are driven here with
+ * plain `pg` clients, only for the latency scenario, the PgQ churn and the
+ * sink (their throughput scenarios use pgbench).
  *
  * The server is reached through BENCH_PGHOST (a socket directory) and
  * BENCH_PGPORT as user postgres; BENCH_PAYLOAD is the job's JSON data.
@@ -137,14 +137,17 @@ async function makeProducer(system, poolSize) {
 		taskq: 'SELECT taskq.push($1, $2, $3)',
 		naive: 'INSERT INTO naive_jobs (name, data) VALUES ($1, $2)',
 		pgq: 'SELECT pgq.insert_event($1, $2, $3)',
+		pgmq: 'SELECT pgmq.send($1::text, $2::jsonb)',
 	}[system];
 	if (!text)
 		throw new Error(`no producer for system ${system}`);
 	const pool = makePool(poolSize);
 	const params = (data) => {
 		const json = JSON.stringify(data || PAYLOAD);
-		/* the naive table has no queue column */
-		return system === 'naive' ? [TASK, json] : [QUEUE, TASK, json];
+		/* the naive table has no queue column, pgmq messages no name */
+		if (system === 'naive')
+			return [TASK, json];
+		return system === 'pgmq' ? [QUEUE, json] : [QUEUE, TASK, json];
 	};
 	return {
 		push1: (data) => pool.query({ name: 'push1', text, values: params(data) }),
@@ -446,6 +449,33 @@ async function makeConsumer(system, workers, pollMs) {
 							}
 							if (r.rows.length === 0)
 								await sleep(pollMs);
+						}
+					})());
+				}
+			},
+			stop: closeAll,
+		};
+	}
+	if (system === 'pgmq') {
+		/*
+		 * pgmq 1.5.1 has no notification: its waiting primitive is
+		 * read_with_poll, which polls inside the server every POLL_MS ms
+		 * (here for up to 1 s per call); then delete each message.
+		 */
+		return {
+			start: async (onJob) => {
+				for (const c of clients) {
+					loops.push((async () => {
+						while (!stopping) {
+							const r = await c.query({
+								name: 'read',
+								text: 'SELECT msg_id, message FROM pgmq.read_with_poll($1::text, 30, 10, 1, $2::int)',
+								values: [QUEUE, pollMs],
+							});
+							for (const row of r.rows) {
+								onJob(row.message);
+								await c.query({ name: 'delete', text: 'SELECT pgmq.delete($1::text, $2::bigint)', values: [QUEUE, row.msg_id] });
+							}
 						}
 					})());
 				}

@@ -34,10 +34,13 @@ const raw = readTsv(args.raw);
 const series = readTsv(args.series);
 const meta = Object.fromEntries(readTsv(args.meta).map(([k, ...v]) => [k, v.join('\t')]));
 
-const SYSTEMS = ['taskq', 'naive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
+const SYSTEMS = ['taskq', 'taskq_nohist', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
 const LABEL = {
 	taskq: 'taskq',
+	taskq_nohist: 'taskq, no history',
 	naive: 'naive SKIP LOCKED',
+	pgmq: 'pgmq (delete)',
+	pgmq_archive: 'pgmq + archive',
 	pgq: 'PgQ',
 	graphile: 'graphile-worker',
 	pgboss: 'pg-boss',
@@ -54,6 +57,8 @@ const SCENARIO = {
 	5: `latency at ${meta.latency_rate} jobs/s, ${meta.latency_workers} idle workers`,
 	6: `churn: ${meta.s6_backlog} backlog, 8 workers, 2 producers, ${meta.churn_seconds} s`,
 };
+/* Systems that push as another does (scenarios 1 and 2 run only the latter). */
+const SAME_PUSH = { taskq_nohist: 'taskq', pgmq_archive: 'pgmq' };
 /* How a system does a scenario when it is not the plain mapping. */
 const MAPPING = {
 	'3 pgq': 'one consumer (PgQ gives every batch to every consumer: no sharing between workers), batches of 1 event (a tick per event): PgQ acks batches, not jobs',
@@ -67,6 +72,14 @@ const MAPPING = {
 	'1 pgboss': 'boss.send',
 	'2 pgboss': 'boss.insert, 100 jobs',
 	'1 pgq': 'pgq.insert_event',
+	'1 pgmq': 'pgmq.send',
+	'2 pgmq': 'pgmq.send_batch, 100 messages (the data of the 100 jobs as one jsonb[])',
+	'3 pgmq': 'pgmq.read(q, 30 s, 1), then pgmq.delete: no history',
+	'4 pgmq': 'pgmq.read(q, 30 s, 100), then pgmq.delete(q, ids)',
+	'3 pgmq_archive': 'pgmq.read(q, 30 s, 1), then pgmq.archive: the message moves to the archive table (history, as taskq keeps completed jobs)',
+	'4 pgmq_archive': 'pgmq.read(q, 30 s, 100), then pgmq.archive(q, ids)',
+	'3 taskq_nohist': 'queue with retention.completed_ms 0: an ack deletes the job instead of moving it to the history',
+	'4 taskq_nohist': 'queue with retention.completed_ms 0 (ack_batch deletes)',
 	'2 pgq': 'pgq.insert_event x 100 in one statement',
 	'1 insert': 'INSERT of the row push writes into a copy of taskq.jobs',
 	'3 taskq_events': 'queue with notify_events, a webhook for job.completed to a local receiver, a LISTEN taskq_events client',
@@ -76,6 +89,7 @@ const MAPPING = {
 const WAITS = {
 	taskq: 'LISTEN taskq_wakeup (the background worker\'s coalesced NOTIFY), pull 10 + ack until empty; fallback poll 5 s',
 	naive: `polls every ${meta.latency_poll_ms} ms (pull 10 + ack until empty)`,
+	pgmq: `pgmq.read_with_poll (polls in the server every ${meta.latency_poll_ms} ms, up to 1 s a call; pgmq 1.5.1 has no notification), 10 at a time, delete each`,
 	pgq: `pgqd ticker (every 1 s; PgQ's default queue settings tick after 3 s or 500 events), one consumer polling next_batch every ${meta.latency_poll_ms} ms`,
 	graphile: 'run(): LISTEN (a NOTIFY per addJob), concurrency 2',
 	pgboss: 'work() x 2 with its default polling (every 2 s), batchSize 100 (work() takes one batch per interval)',
@@ -111,6 +125,13 @@ const fmtRatio = (r) => (r === null ? '' : ` (${r.toFixed(2)}x)`);
 const bytes = (b) => (b === null ? 'n/a' : `${(b / 1048576).toFixed(1)} MB`);
 
 const present = SYSTEMS.filter((s) => Object.values(values).some((v) => v[s]));
+/* In scenarios 1 and 2, taskq_nohist and pgmq_archive push as taskq and
+ * pgmq do and are not run: true when SYS's figure is that of another. */
+const pushesAs = (scen, sys) => (scen === '1' || scen === '2') && SAME_PUSH[sys]
+	&& get(scen, sys, 'jobs_per_s') === null && get(scen, SAME_PUSH[sys], 'jobs_per_s') !== null
+	&& present.includes(sys);
+/* jobs/s of a scenario, with the push figures of SAME_PUSH */
+const thr = (scen, sys) => (pushesAs(scen, sys) ? get(scen, SAME_PUSH[sys], 'jobs_per_s') : get(scen, sys, 'jobs_per_s'));
 const md = [];
 const csv = ['scenario,system,metric,median,runs,values,ratio_to_naive,note'];
 
@@ -124,17 +145,18 @@ md.push('');
 /* Throughput table. */
 md.push('## Throughput (jobs/s; in brackets: ratio to the naive queue)');
 md.push('');
-const thrSystems = present;
+const THR = ['1', '2', '3', '4'];
+const thrSystems = present.filter((s) => THR.some((scen) => values[scen]?.[s]?.jobs_per_s));
 md.push(`| scenario | ${thrSystems.map((s) => LABEL[s]).join(' | ')} |`);
 md.push(`|---|${thrSystems.map(() => '---:').join('|')}|`);
-for (const scen of ['1', '2', '3', '4']) {
+for (const scen of THR) {
 	if (!values[scen])
 		continue;
 	const naive = get(scen, 'naive', 'jobs_per_s');
 	const cells = thrSystems.map((sys) => {
 		const v = get(scen, sys, 'jobs_per_s');
 		if (v === null)
-			return '';
+			return pushesAs(scen, sys) ? `as ${LABEL[SAME_PUSH[sys]]}` : '';
 		return `${fmt(v)}${sys === 'naive' ? '' : fmtRatio(ratio(v, naive))}`;
 	});
 	md.push(`| ${scen}. ${SCENARIO[scen]} | ${cells.join(' | ')} |`);
@@ -153,8 +175,8 @@ for (const scen of ['1', '2', '3', '4']) {
 	}
 }
 md.push('');
-if (present.some((s) => ['1', '2', '3', '4'].some((scen) => values[scen] && get(scen, s, 'jobs_per_s') === null))) {
-	md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variants only run scenario 3).');
+if (thrSystems.some((s) => THR.some((scen) => values[scen] && get(scen, s, 'jobs_per_s') === null))) {
+	md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variants only run scenario 3). "as taskq", "as pgmq": taskq without history and pgmq with its archive push exactly as taskq and pgmq do, so scenarios 1 and 2 run them once.');
 	md.push('');
 }
 const mappingLines = Object.entries(MAPPING)
@@ -298,11 +320,11 @@ fs.writeFileSync(`${args.out}.csv`, `${csv.join('\n')}\n`);
 if (args.gnuplot === '1') {
 	const dat = `${args.out}.chart.dat`;
 	const sdat = `${args.out}.series.dat`;
-	const rows = ['scenario ' + present.map((s) => `"${LABEL[s]}"`).join(' ')];
-	for (const scen of ['1', '2', '3', '4']) {
+	const rows = ['scenario ' + thrSystems.map((s) => `"${LABEL[s]}"`).join(' ')];
+	for (const scen of THR) {
 		if (!values[scen])
 			continue;
-		rows.push(`"S${scen}" ${present.map((s) => { const v = get(scen, s, 'jobs_per_s'); return v === null ? '?' : v.toFixed(1); }).join(' ')}`);
+		rows.push(`"S${scen}" ${thrSystems.map((s) => { const v = get(scen, s, 'jobs_per_s'); return v === null ? '?' : v.toFixed(1); }).join(' ')}`);
 	}
 	fs.writeFileSync(dat, `${rows.join('\n')}\n`);
 	const churnSystems = [...new Set(series.map((r) => r[0]))];
@@ -323,7 +345,7 @@ set ylabel "jobs/s"
 set key outside right top
 set datafile missing "?"
 set grid ytics
-plot for [i=2:${present.length + 1}] "${dat}" using i:xtic(1) title columnheader(i)
+plot for [i=2:${thrSystems.length + 1}] "${dat}" using i:xtic(1) title columnheader(i)
 unset logscale y
 unset style data
 `);
