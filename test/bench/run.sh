@@ -3,7 +3,7 @@
 # test/bench/run.sh -- taskq's side-by-side benchmark (issues 6 and 14):
 # taskq, a naive SKIP LOCKED table queue, pgmq, PgQ, graphile-worker and
 # pg-boss on ONE throwaway PostgreSQL 15 instance with the same settings
-# for all.
+# for all, beside the instance's commit ceiling.
 #
 # Usage:
 #   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6"]
@@ -22,8 +22,8 @@
 #                      events and a webhook in scenario 3, `taskq_notify`
 #                      and `taskq_webhook` that with only the events or
 #                      only the webhook (diagnostics)
-#   --runs N           runs per system in scenarios 1-4, the median is
-#                      reported (default 3, --quick 1)
+#   --runs N           runs per system in scenarios 1-4 and of the commit
+#                      ceiling, the median is reported (default 3, --quick 1)
 #   --churn-seconds S  length of scenario 6 (default 150, --quick 40; >= 40)
 #   --keep             keep the scratch directory and instance data
 #
@@ -123,6 +123,7 @@ S6_WORKERS=8
 LAT_RATE=100
 LAT_WORKERS=2
 LAT_POLL_MS=100           # the naive queue's (and the PgQ consumer's) polling
+CEIL_CLIENTS=8            # the commit ceiling: 8 clients, 1 INSERT per transaction
 
 # The job: ~100 bytes of JSON data, the same for every system.
 PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
@@ -390,7 +391,7 @@ fresh_db() {
         psql_db "$db" -f "$HERE/sql/${setup}_setup.sql" >/dev/null
         wait_taskq_worker "$db"
         ;;
-    naive | pgq | pgmq | pgmq_archive)
+    naive | pgq | pgmq | pgmq_archive | ceiling)
         psql_db "$db" -f "$HERE/sql/$(family "$sys")_setup.sql" >/dev/null
         ;;
     graphile | pgboss)
@@ -427,6 +428,7 @@ count_jobs() {
     insert) psql_db "$db" -c "SELECT count(*) FROM plain_jobs" ;;
     naive) psql_db "$db" -c "SELECT count(*) FROM naive_jobs" ;;
     pgmq | pgmq_*) psql_db "$db" -c "SELECT count(*) FROM pgmq.q_bench" ;;
+    ceiling) psql_db "$db" -c "SELECT count(*) FROM ceiling" ;;
     pgq) psql_db "$db" -c "SELECT count(*) FROM pgq.event_template" ;;
     graphile) psql_db "$db" -c "SELECT count(*) FROM graphile_worker._private_jobs" ;;
     pgboss) psql_db "$db" -c "SELECT count(*) FROM pgboss.job WHERE state IN ('created', 'retry', 'active')" ;;
@@ -523,7 +525,8 @@ db_stats() {
 # ---------------------------------------------------------------------------
 # Scenarios 1 and 2: push
 # ---------------------------------------------------------------------------
-# push_run SCENARIO SYSTEM RUN CLIENTS BATCH
+# push_run SCENARIO SYSTEM RUN CLIENTS BATCH (SYSTEM ceiling: the commit
+# ceiling, recorded as scenario 0)
 push_run() {
     local scen=$1 sys=$2 run=$3 clients=$4 batch=$5 db out rate before after n
     db=$(dbname "$sys")
@@ -555,24 +558,50 @@ push_run() {
         echo "bench: scenario $scen, $sys: the client pushed $n jobs but $((after - before)) arrived" >&2
         exit 1
     fi
+    if [ "$sys" = ceiling ]; then
+        record 0 ceiling "$run" commits_per_s "$(calc "$rate")"
+        log "commit ceiling run $run: $(calc "$rate") commits/s ($clients clients, one single-row INSERT per transaction)"
+        return
+    fi
     record "$scen" "$sys" "$run" jobs_per_s "$(calc "$rate")"
     log "scenario $scen $sys run $run: $(calc "$rate") jobs/s"
 }
 
 # Pushing is the same whatever a queue does at ack time: taskq_nohist and
 # pgmq_archive push as taskq and pgmq do, and are not run again in 1 and 2.
+# Scenario 1 runs the commit ceiling too, in the same runs.
 scenario_push() {
     local scen=$1 clients=$2 batch=$3 sys run
     log "=== scenario $scen: push, $batch job(s) per transaction, $clients clients, ${PUSH_SECONDS}s x $RUNS run(s)"
     # runs outermost, so that a change in the machine's load hits every
     # system alike
     for run in $(seq "$RUNS"); do
-        for sys in taskq naive pgmq pgq graphile pgboss insert; do
-            has_system "$sys" || continue
+        for sys in ceiling taskq naive pgmq pgq graphile pgboss insert; do
+            if [ "$sys" = ceiling ]; then
+                [ "$scen" -eq 1 ] || continue
+            else
+                has_system "$sys" || continue
+            fi
             [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
             push_run "$scen" "$sys" "$run" "$clients" "$batch"
         done
     done
+    CEILING_DONE=1
+}
+
+# The commit ceiling of the instance: CEIL_CLIENTS clients, one single-row
+# INSERT into a one-column table per transaction, PUSH_SECONDS per run;
+# measured with scenario 1 or, without it, before the first scenario that
+# commits once per job.
+CEILING_DONE=0
+measure_ceiling() {
+    local run
+    [ "$CEILING_DONE" -eq 0 ] || return 0
+    log "=== commit ceiling: $CEIL_CLIENTS clients, one single-row INSERT per transaction, ${PUSH_SECONDS}s x $RUNS run(s)"
+    for run in $(seq "$RUNS"); do
+        push_run 0 ceiling "$run" "$CEIL_CLIENTS" 1
+    done
+    CEILING_DONE=1
 }
 
 # ---------------------------------------------------------------------------
@@ -817,6 +846,7 @@ describe() {
     meta latency_poll_ms "$LAT_POLL_MS"
     meta s6_backlog "$S6_BACKLOG"
     meta churn_seconds "$CHURN_SECONDS"
+    meta ceiling_clients "$CEIL_CLIENTS"
     meta payload_bytes "${#PAYLOAD}"
     meta host "$(hostname)"
     meta date_utc "$(date -u '+%Y-%m-%d %H:%M:%S')"
@@ -849,8 +879,10 @@ describe() {
 # ---------------------------------------------------------------------------
 log "$MODE run: scenarios $SCENARIOS; systems $SYSTEMS; $RUNS run(s)"
 describe
-if has_scenario 1; then scenario_push 1 8 1; fi
+if has_scenario 1; then scenario_push 1 "$CEIL_CLIENTS" 1; fi
 if has_scenario 2; then scenario_push 2 4 100; fi
+# the scenarios reported against the commit ceiling
+if has_scenario 3 || has_scenario 6; then measure_ceiling; fi
 if has_scenario 3; then scenario_drain 3 8 1 "$S3_BACKLOG"; fi
 if has_scenario 4; then scenario_drain 4 4 100 "$S4_BACKLOG"; fi
 if has_scenario 5; then scenario_latency; fi

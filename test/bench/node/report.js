@@ -7,13 +7,14 @@
  *   node report.js --raw RAW.tsv --series SERIES.tsv --meta META.tsv \
  *                  --out PATH_WITHOUT_EXTENSION --gnuplot 0|1
  *
- * RAW.tsv:    scenario, system, run, metric, value, note (tab-separated)
+ * RAW.tsv:    scenario, system, run, metric, value, note (tab-separated);
+ *             scenario 0 is the commit ceiling (system ceiling)
  * SERIES.tsv: system, second, jobs done, jobs pushed (scenario 6)
  * META.tsv:   key, value
  *
  * Throughput is the median of the runs; ratios are to the naive queue's
- * median of the same scenario.  Targets are reported as met or not met,
- * never turned into a failure.
+ * median of the same scenario, and between taskq and each peer.  Targets
+ * are reported as met or not met, never turned into a failure.
  */
 
 const fs = require('node:fs');
@@ -206,6 +207,90 @@ if (mappingLines.length || capLines.length) {
 	md.push('');
 }
 
+/* The commit ceiling and the one-job-per-transaction scenarios against it. */
+const ceiling = get('0', 'ceiling', 'commits_per_s');
+if (ceiling !== null) {
+	const runs = values['0'].ceiling.commits_per_s;
+	md.push('## The commit ceiling of the instance');
+	md.push('');
+	md.push(`${fmt(ceiling)} commits/s: ${meta.ceiling_clients} clients, each transaction one single-row INSERT into a one-column table (${runs.length > 1 ? `median of ${runs.length} runs: ${runs.map((v) => fmt(v)).join(', ')}` : '1 run'}), on this instance, fsync and synchronous_commit on. It is what one commit per job can reach at best here; below, jobs/s as a percentage of it.`);
+	md.push('');
+	const rows = [
+		['1', 'jobs_per_s', '1. push, 1 job/transaction, 8 clients', 1],
+		['3', 'jobs_per_s', '3. drain, pull 1 + ack 1, 8 workers', 2],
+		['6', 'first20_jobs_per_s', '6. churn, jobs done/s, first 20 s', 2],
+		['6', 'last20_jobs_per_s', '6. churn, jobs done/s, last 20 s', 2],
+	].filter(([scen]) => values[scen]);
+	const cols = present.filter((sys) => rows.some(([scen, m]) => (m === 'jobs_per_s' ? thr(scen, sys) : get(scen, sys, m)) !== null));
+	if (rows.length && cols.length) {
+		md.push(`| scenario | commits per job | ${cols.map((sys) => LABEL[sys]).join(' | ')} |`);
+		md.push(`|---|---:|${cols.map(() => '---:').join('|')}|`);
+		for (const [scen, m, what, commits] of rows) {
+			const cells = cols.map((sys) => {
+				if (pushesAs(scen, sys))
+					return `as ${LABEL[SAME_PUSH[sys]]}`;
+				const v = m === 'jobs_per_s' ? thr(scen, sys) : get(scen, sys, m);
+				if (v === null)
+					return '';
+				csv.push([scen, sys, `${m}_pct_of_commit_ceiling`, (100 * v / ceiling).toFixed(1), '', '', '', `"ceiling ${ceiling.toFixed(1)} commits/s"`].join(','));
+				return `${(100 * v / ceiling).toFixed(1)}%`;
+			});
+			md.push(`| ${what} | ${commits} | ${cells.join(' | ')} |`);
+		}
+		md.push('');
+		md.push('Commits per job: a worker that pulls then acks commits twice per job, so half the ceiling (50%) is its bound; in scenario 6 the producers\' commits come on top. PgQ (one consumer, batches of one event), graphile-worker and pg-boss commit twice per job in scenario 3 as well.');
+		md.push('');
+	}
+	csv.push(['0', 'ceiling', 'commits_per_s', ceiling.toFixed(1), runs.length, `"${runs.join(' ')}"`, '', `"${meta.ceiling_clients} clients, one single-row INSERT per transaction"`].join(','));
+}
+
+/* Ratios within this run: taskq against each peer, above 1 taskq better. */
+{
+	const PAIRS = [
+		['taskq', 'naive'],
+		['taskq_nohist', 'naive'],
+		['taskq', 'pgmq_archive'],
+		['taskq_nohist', 'pgmq'],
+		['taskq', 'pgmq'],
+		['taskq', 'pgq'],
+		['taskq', 'graphile'],
+		['taskq', 'pgboss'],
+		['taskq_nohist', 'taskq'],
+	];
+	/* [label, value of a system, higher is better] */
+	const ROWS = [
+		['1. push 1/tx (jobs/s)', (sys) => thr('1', sys), true],
+		['2. push 100/tx (jobs/s)', (sys) => thr('2', sys), true],
+		['3. drain, pull 1 + ack 1 (jobs/s)', (sys) => get('3', sys, 'jobs_per_s'), true],
+		['4. drain, pull 100 + ack 100 (jobs/s)', (sys) => get('4', sys, 'jobs_per_s'), true],
+		['5. pickup latency p99', (sys) => get('5', sys, 'p99_ms'), false],
+		['6. churn, done/s in the last 20 s', (sys) => get('6', sys, 'last20_jobs_per_s'), true],
+	];
+	const val = (f, sys) => (present.includes(sys) ? f(sys) : null);
+	const pairs = PAIRS.filter(([a, b]) => ROWS.some(([, f]) => val(f, a) !== null && val(f, b) !== null));
+	const rows = ROWS.filter(([, f]) => pairs.some(([a, b]) => val(f, a) !== null && val(f, b) !== null));
+	if (pairs.length && rows.length) {
+		md.push('## Ratios within this run (above 1: the first system does better)');
+		md.push('');
+		md.push(`| | ${pairs.map(([a, b]) => `${LABEL[a]} vs ${LABEL[b]}`).join(' | ')} |`);
+		md.push(`|---|${pairs.map(() => '---:').join('|')}|`);
+		for (const [what, f, higher] of rows) {
+			const cells = pairs.map(([a, b]) => {
+				const va = val(f, a);
+				const vb = val(f, b);
+				const r = higher ? ratio(va, vb) : ratio(vb, va);
+				if (r === null)
+					return '';
+				csv.push(['ratio', `${a}/${b}`, `"${what}"`, r.toFixed(3), '', `"${va} ${vb}"`, '', higher ? '"first/second"' : '"second/first (latency)"'].join(','));
+				return `${r.toFixed(2)}x`;
+			});
+			md.push(`| ${what} | ${cells.join(' | ')} |`);
+		}
+		md.push('');
+		md.push('Throughput rows: the first system\'s figure over the second\'s; latency rows: the second\'s over the first\'s, so that above 1 always favours the first. Scenarios 1 and 2 take the push figures of taskq and pgmq for their variants (they push alike). Same run, same instance: the machine\'s noise hits both sides, but one run is one sample.');
+		md.push('');
+	}
+}
 /* Events and webhook. */
 const EVENT_VARIANTS = ['taskq_events', 'taskq_notify', 'taskq_webhook'].filter((v) => values['3']?.[v]);
 if (EVENT_VARIANTS.length) {
