@@ -6,14 +6,16 @@
 # for all, beside the instance's commit ceiling.
 #
 # Usage:
-#   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6"]
+#   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6 7 9"]
 #                     [--systems "taskq taskq_nohist naive pgmq pgmq_archive pgq
 #                                 graphile pgboss insert taskq_events
 #                                 taskq_notify taskq_webhook"]
-#                     [--runs N] [--churn-seconds S] [--keep]
+#                     [--runs N] [--churn-seconds S] [--xmin-seconds S]
+#                     [--steady-seconds S] [--steady-rate R] [--keep]
 #
-#   --quick            smaller backlogs, shorter runs, one run each (~8 min)
-#   --scenarios LIST   which scenarios (default: all six)
+#   --quick            smaller backlogs, shorter runs, one run each
+#   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
+#                      a 10M backlog, is not implemented yet)
 #   --systems LIST     which systems (default: all but the last two);
 #                      `taskq_nohist` taskq on a queue keeping no completed
 #                      jobs, `pgmq_archive` pgmq archiving instead of
@@ -25,6 +27,12 @@
 #   --runs N           runs per system in scenarios 1-4 and of the commit
 #                      ceiling, the median is reported (default 3, --quick 1)
 #   --churn-seconds S  length of scenario 6 (default 150, --quick 40; >= 40)
+#   --xmin-seconds S   length of scenario 7, the held snapshot's life
+#                      (default 180, --quick 60; >= 20)
+#   --steady-seconds S length of scenario 9 (default 300, --quick 60; >= 10)
+#   --steady-rate R    push rate of scenarios 7 and 9 in jobs/s (default:
+#                      half the slowest scenario-3 rate of their systems in
+#                      this run, or 1000 without scenario 3)
 #   --keep             keep the scratch directory and instance data
 #
 # pgmq comes from ../shared/peers/pgmq next to the repository (or
@@ -47,7 +55,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 clear_pg_env
 
 usage() {
-    sed -n '3,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,47p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------
@@ -56,11 +64,15 @@ usage() {
 DEFAULT_SYSTEMS="taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
-SCENARIOS="1 2 3 4 5 6"
+SCENARIOS="1 2 3 4 5 6 7 9"
 SYSTEMS=$DEFAULT_SYSTEMS
+SYSTEMS_GIVEN=0
 QUICK=0
 RUNS=""
 CHURN_SECONDS=""
+XMIN_SECONDS=""
+STEADY_SECONDS=""
+STEADY_RATE=""
 KEEP=0
 need_value() {
     [ "$2" -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
@@ -69,9 +81,12 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1; shift ;;
     --scenarios) need_value "$1" $#; SCENARIOS=$2; shift 2 ;;
-    --systems) need_value "$1" $#; SYSTEMS=$2; shift 2 ;;
+    --systems) need_value "$1" $#; SYSTEMS=$2; SYSTEMS_GIVEN=1; shift 2 ;;
     --runs) need_value "$1" $#; RUNS=$2; shift 2 ;;
     --churn-seconds) need_value "$1" $#; CHURN_SECONDS=$2; shift 2 ;;
+    --xmin-seconds) need_value "$1" $#; XMIN_SECONDS=$2; shift 2 ;;
+    --steady-seconds) need_value "$1" $#; STEADY_SECONDS=$2; shift 2 ;;
+    --steady-rate) need_value "$1" $#; STEADY_RATE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -79,8 +94,9 @@ while [ $# -gt 0 ]; do
 done
 for s in $SCENARIOS; do
     case "$s" in
-    [1-6]) ;;
-    *) echo "bench: unknown scenario: $s (1 to 6)" >&2; exit 2 ;;
+    [1-7] | 9) ;;
+    8) echo "bench: scenario 8 (a 10M backlog) is not implemented yet" >&2; exit 2 ;;
+    *) echo "bench: unknown scenario: $s (1 to 7, 9)" >&2; exit 2 ;;
     esac
 done
 for s in $SYSTEMS; do
@@ -101,6 +117,8 @@ if [ "$QUICK" -eq 1 ]; then
     LAT_SECONDS=10        # scenario 5
     S6_BACKLOG=200000
     CHURN_SECONDS=${CHURN_SECONDS:-40}
+    XMIN_SECONDS=${XMIN_SECONDS:-60}        # scenario 7
+    STEADY_SECONDS=${STEADY_SECONDS:-60}    # scenario 9
 else
     MODE=full
     RUNS=${RUNS:-3}
@@ -111,6 +129,8 @@ else
     LAT_SECONDS=20
     S6_BACKLOG=1000000
     CHURN_SECONDS=${CHURN_SECONDS:-150}
+    XMIN_SECONDS=${XMIN_SECONDS:-180}
+    STEADY_SECONDS=${STEADY_SECONDS:-300}
 fi
 case "$RUNS" in '' | *[!0-9]* | 0) echo "bench: --runs must be a positive integer" >&2; exit 2 ;; esac
 case "$CHURN_SECONDS" in '' | *[!0-9]*) echo "bench: --churn-seconds must be an integer" >&2; exit 2 ;; esac
@@ -118,12 +138,28 @@ if [ "$CHURN_SECONDS" -lt 40 ]; then
     echo "bench: --churn-seconds must be at least 40 (first and last 20 s are compared)" >&2
     exit 2
 fi
+case "$XMIN_SECONDS$STEADY_SECONDS" in '' | *[!0-9]*) echo "bench: --xmin-seconds and --steady-seconds must be integers" >&2; exit 2 ;; esac
+if [ "$XMIN_SECONDS" -lt 20 ] || [ "$STEADY_SECONDS" -lt 10 ]; then
+    echo "bench: --xmin-seconds must be at least 20 and --steady-seconds at least 10 (one window)" >&2
+    exit 2
+fi
+case "$STEADY_RATE" in *[!0-9]* | 0*) echo "bench: --steady-rate must be a positive integer" >&2; exit 2 ;; esac
 S6_PRODUCERS=2
 S6_WORKERS=8
 LAT_RATE=100
 LAT_WORKERS=2
 LAT_POLL_MS=100           # the naive queue's (and the PgQ consumer's) polling
 CEIL_CLIENTS=8            # the commit ceiling: 8 clients, 1 INSERT per transaction
+S7_WORKERS=8              # scenario 7: 8 workers pull 1, ack 1
+S7_WINDOW=20
+S9_WORKERS=16             # scenario 9: 16 workers pull 8, ack each
+S9_PULL=8
+S9_WINDOW=5
+STEADY_INTERVAL_MS=10     # scenarios 7 and 9: a batch every 10 ms,
+STEADY_BATCH_MAX=128      # of at most 128 jobs
+STEADY_PRODUCERS=4        # connections the batches go out on
+STEADY_POLL_MS=10         # a worker's sleep after an empty pull
+STEADY_DEFAULT_RATE=1000  # without scenario 3 to take half of
 
 # The job: ~100 bytes of JSON data, the same for every system.
 PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
@@ -275,9 +311,11 @@ PORT=5432                 # the socket is in our own directory: no clash
 SERVER_LOG=$SCRATCH/postgres.log
 RAW=$SCRATCH/raw.tsv
 SERIES=$SCRATCH/series.tsv
+STEADY=$SCRATCH/steady.tsv
 META=$SCRATCH/meta.tsv
 : >"$RAW"
 : >"$SERIES"
+: >"$STEADY"
 : >"$META"
 PGQD_PID=""
 SINK_PID=""
@@ -828,6 +866,126 @@ scenario_churn() {
 }
 
 # ---------------------------------------------------------------------------
+# Scenarios 7 and 9: a fixed push rate over time
+# ---------------------------------------------------------------------------
+# The systems of scenarios 7 and 9: taskq both ways, naive, pgmq both ways;
+# --quick runs taskq, naive and pgmq_archive (both queues keeping their
+# history, for the bytes per job) unless --systems names them.
+steady_systems() {
+    local sys list="taskq taskq_nohist naive pgmq pgmq_archive"
+    if [ "$QUICK" -eq 1 ] && [ "$SYSTEMS_GIVEN" -eq 0 ]; then
+        list="taskq naive pgmq_archive"
+    fi
+    for sys in $list; do
+        if has_system "$sys"; then echo "$sys"; fi
+    done
+}
+
+# The push rate of scenarios 7 and 9, once: --steady-rate, else half the
+# slowest median scenario-3 rate of their systems in this run (so that
+# every system keeps up when nothing gets in the way), else a default.
+RATE=""
+RATE_NOTE=""
+steady_rate() {
+    local slow
+    [ -z "$RATE" ] || return 0
+    if [ -n "$STEADY_RATE" ]; then
+        RATE=$STEADY_RATE
+        RATE_NOTE="--steady-rate"
+        return 0
+    fi
+    slow=$(awk -F '\t' -v systems=" $(steady_systems | tr '\n' ' ') " '
+        $1 == 3 && $4 == "jobs_per_s" && index(systems, " " $2 " ") { v[$2] = v[$2] " " $5 }
+        END {
+            for (s in v) {
+                n = split(substr(v[s], 2), a, " ")
+                # median of the runs
+                for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+                if (min == "" || m < min) { min = m; who = s }
+            }
+            if (min != "") printf "%d %s\n", min, who
+        }' "$RAW")
+    if [ -n "$slow" ]; then
+        RATE=$(( ${slow%% *} / 2 ))
+        RATE_NOTE="half of ${slow#* }'s ${slow%% *} jobs/s in scenario 3"
+    else
+        RATE=$STEADY_DEFAULT_RATE
+        RATE_NOTE="default (scenario 3 not run)"
+    fi
+    [ "$RATE" -ge 1 ] || RATE=1
+}
+
+# hot_and_history SYSTEM: the table of live jobs and the history table (or
+# -, none) of a system
+hot_and_history() {
+    case "$(family "$1")" in
+    taskq) echo "taskq.jobs taskq.finished_jobs" ;;
+    naive) echo "naive_jobs -" ;;
+    pgmq) echo "pgmq.q_bench pgmq.a_bench" ;;
+    esac
+}
+
+# steady_run SCENARIO SYSTEM: one run of scenario 7 or 9 (bench.js steady)
+steady_run() {
+    local scen=$1 sys=$2 db res seconds workers pull window hold m
+    db=$(dbname "$sys")
+    fresh_db "$sys"
+    settle "$db"
+    if [ "$scen" -eq 7 ]; then
+        seconds=$XMIN_SECONDS workers=$S7_WORKERS pull=1 window=$S7_WINDOW hold=$XMIN_SECONDS
+    else
+        seconds=$STEADY_SECONDS workers=$S9_WORKERS pull=$S9_PULL window=$S9_WINDOW hold=0
+    fi
+    res=$(node_bench steady --system "$sys" --db "$db" --seconds "$seconds" --rate "$RATE" \
+        --interval-ms "$STEADY_INTERVAL_MS" --batch-max "$STEADY_BATCH_MAX" --producers "$STEADY_PRODUCERS" \
+        --workers "$workers" --pull "$pull" --poll-ms "$STEADY_POLL_MS" --window "$window" --hold "$hold")
+    # one line per window: scenario, system, end (s), then the metrics
+    node -e '
+        const r = JSON.parse(process.argv[1]);
+        const cols = ["end_s", "done_per_s", "pushed_per_s", "pull_p50_ms", "pull_p99_ms", "claim_p50_ms",
+            "claim_p95_ms", "claim_p99_ms", "backlog", "dead_tuples", "live_tuples", "autovacuums"];
+        for (const w of r.windows)
+            console.log([process.argv[2], process.argv[3], ...cols.map((c) => (w[c] === null ? "" : w[c]))].join("\t"));
+    ' "$res" "$scen" "$sys" >>"$STEADY"
+    for m in pushed done late_ticks claim_p50_ms claim_p95_ms claim_p99_ms pull_p50_ms pull_p99_ms \
+        backlog_end dead_tuples_end autovacuums_end; do
+        record "$scen" "$sys" 1 "$m" "$(json_field "$res" "$m")"
+    done
+    log "scenario $scen $sys: pushed $(json_field "$res" pushed), done $(json_field "$res" done) in ${seconds}s; claim p50/p99 $(num1 "$(json_field "$res" claim_p50_ms)")/$(num1 "$(json_field "$res" claim_p99_ms)") ms, pull p99 $(num1 "$(json_field "$res" pull_p99_ms)") ms; backlog $(json_field "$res" backlog_end), dead tuples $(json_field "$res" dead_tuples_end) at the end"
+    if [ "$scen" -eq 9 ]; then
+        # bytes per job: the hot table and its indexes over the jobs that went
+        # through it, the history and its indexes over the rows it keeps
+        local tables hot hist sizes
+        read -r hot hist <<<"$(hot_and_history "$sys")"
+        sizes=$(psql_db "$db" -F ' ' -c "
+            SELECT pg_table_size('$hot'), pg_indexes_size('$hot'),
+                   $(if [ "$hist" = - ]; then echo "0, 0, 0"; else echo "pg_table_size('$hist'), pg_indexes_size('$hist'), (SELECT count(*) FROM $hist)"; fi)")
+        read -r -a tables <<<"$sizes"
+        record 9 "$sys" 1 hot_table_bytes "${tables[0]}"
+        record 9 "$sys" 1 hot_index_bytes "${tables[1]}"
+        record 9 "$sys" 1 history_table_bytes "${tables[2]}"
+        record 9 "$sys" 1 history_index_bytes "${tables[3]}"
+        record 9 "$sys" 1 history_rows "${tables[4]}"
+        log "scenario 9 $sys: $hot ${tables[0]} + ${tables[1]} bytes (table + indexes), history $hist ${tables[2]} + ${tables[3]} bytes for ${tables[4]} rows"
+    fi
+}
+
+scenario_steady() {
+    local scen=$1 sys what
+    steady_rate
+    if [ "$scen" -eq 7 ]; then
+        what="held snapshot: $RATE jobs/s pushed, $S7_WORKERS workers pull 1 + ack 1, a REPEATABLE READ transaction open for ${XMIN_SECONDS}s, ${S7_WINDOW}s windows"
+    else
+        what="steady load: $RATE jobs/s pushed in batches every ${STEADY_INTERVAL_MS} ms, $S9_WORKERS workers pull $S9_PULL and ack each, ${STEADY_SECONDS}s, ${S9_WINDOW}s windows"
+    fi
+    log "=== scenario $scen: $what (rate: $RATE_NOTE)"
+    for sys in $(steady_systems); do
+        steady_run "$scen" "$sys"
+    done
+}
+
+# ---------------------------------------------------------------------------
 # Versions and machine
 # ---------------------------------------------------------------------------
 describe() {
@@ -847,6 +1005,16 @@ describe() {
     meta s6_backlog "$S6_BACKLOG"
     meta churn_seconds "$CHURN_SECONDS"
     meta ceiling_clients "$CEIL_CLIENTS"
+    meta xmin_seconds "$XMIN_SECONDS"
+    meta s7_workers "$S7_WORKERS"
+    meta s7_window "$S7_WINDOW"
+    meta steady_seconds "$STEADY_SECONDS"
+    meta s9_workers "$S9_WORKERS"
+    meta s9_pull "$S9_PULL"
+    meta s9_window "$S9_WINDOW"
+    meta steady_interval_ms "$STEADY_INTERVAL_MS"
+    meta steady_batch_max "$STEADY_BATCH_MAX"
+    meta steady_poll_ms "$STEADY_POLL_MS"
     meta payload_bytes "${#PAYLOAD}"
     meta host "$(hostname)"
     meta date_utc "$(date -u '+%Y-%m-%d %H:%M:%S')"
@@ -887,12 +1055,18 @@ if has_scenario 3; then scenario_drain 3 8 1 "$S3_BACKLOG"; fi
 if has_scenario 4; then scenario_drain 4 4 100 "$S4_BACKLOG"; fi
 if has_scenario 5; then scenario_latency; fi
 if has_scenario 6; then scenario_churn; fi
+if has_scenario 7; then scenario_steady 7; fi
+if has_scenario 9; then scenario_steady 9; fi
 meta runtime_s "$(($(date +%s) - STARTED))"
 meta load_at_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$RATE" ]; then
+    meta steady_rate "$RATE"
+    meta steady_rate_note "$RATE_NOTE"
+fi
 
 RESULTS=$HERE/results
 mkdir -p "$RESULTS"
 BASE=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname -s 2>/dev/null || hostname)
-node "$NODE_DIR/report.js" --raw "$RAW" --series "$SERIES" --meta "$META" --out "$BASE" \
+node "$NODE_DIR/report.js" --raw "$RAW" --series "$SERIES" --steady "$STEADY" --meta "$META" --out "$BASE" \
     --gnuplot "$HAVE_GNUPLOT"
 log "results: $BASE.md, $BASE.csv$([ "$HAVE_GNUPLOT" -eq 0 ] || echo ", $BASE.png") (took $(($(date +%s) - STARTED)) s)"

@@ -4,12 +4,15 @@
  * into the results files: OUT.md (tables, versions, machine, targets),
  * OUT.csv (one row per scenario, system and metric) and OUT.png (gnuplot).
  *
- *   node report.js --raw RAW.tsv --series SERIES.tsv --meta META.tsv \
- *                  --out PATH_WITHOUT_EXTENSION --gnuplot 0|1
+ *   node report.js --raw RAW.tsv --series SERIES.tsv --steady STEADY.tsv \
+ *                  --meta META.tsv --out PATH_WITHOUT_EXTENSION --gnuplot 0|1
  *
  * RAW.tsv:    scenario, system, run, metric, value, note (tab-separated);
  *             scenario 0 is the commit ceiling (system ceiling)
  * SERIES.tsv: system, second, jobs done, jobs pushed (scenario 6)
+ * STEADY.tsv: scenario, system, window end (s), done/s, pushed/s, pull
+ *             p50 and p99, claim p50, p95 and p99 (ms), backlog, dead and
+ *             live tuples, autovacuums (scenarios 7 and 9, per window)
  * META.tsv:   key, value
  *
  * Throughput is the median of the runs; ratios are to the naive queue's
@@ -33,6 +36,7 @@ function readTsv(path) {
 
 const raw = readTsv(args.raw);
 const series = readTsv(args.series);
+const steadyRows = readTsv(args.steady);
 const meta = Object.fromEntries(readTsv(args.meta).map(([k, ...v]) => [k, v.join('\t')]));
 
 const SYSTEMS = ['taskq', 'taskq_nohist', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
@@ -57,6 +61,8 @@ const SCENARIO = {
 	4: `drain ${meta.s4_backlog} backlog, 4 workers, pull 100 + ack 100`,
 	5: `latency at ${meta.latency_rate} jobs/s, ${meta.latency_workers} idle workers`,
 	6: `churn: ${meta.s6_backlog} backlog, 8 workers, 2 producers, ${meta.churn_seconds} s`,
+	7: `held snapshot: ${meta.steady_rate} jobs/s, ${meta.s7_workers} workers pull 1 + ack 1, a REPEATABLE READ transaction open ${meta.xmin_seconds} s`,
+	9: `steady load: ${meta.steady_rate} jobs/s in batches every ${meta.steady_interval_ms} ms, ${meta.s9_workers} workers pull ${meta.s9_pull} + ack each, ${meta.steady_seconds} s`,
 };
 /* Systems that push as another does (scenarios 1 and 2 run only the latter). */
 const SAME_PUSH = { taskq_nohist: 'taskq', pgmq_archive: 'pgmq' };
@@ -123,7 +129,11 @@ const fmt = (v, digits = 0) => (v === null || Number.isNaN(v) ? 'n/a'
 	: v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
 const ratio = (a, b) => (a === null || b === null || b === 0 ? null : a / b);
 const fmtRatio = (r) => (r === null ? '' : ` (${r.toFixed(2)}x)`);
-const bytes = (b) => (b === null ? 'n/a' : `${(b / 1048576).toFixed(1)} MB`);
+const bytes = (b) => {
+	if (b === null)
+		return 'n/a';
+	return b < 1048576 ? `${(b / 1024).toFixed(0)} kB` : `${(b / 1048576).toFixed(1)} MB`;
+};
 
 const present = SYSTEMS.filter((s) => Object.values(values).some((v) => v[s]));
 /* In scenarios 1 and 2, taskq_nohist and pgmq_archive push as taskq and
@@ -265,6 +275,9 @@ if (ceiling !== null) {
 		['4. drain, pull 100 + ack 100 (jobs/s)', (sys) => get('4', sys, 'jobs_per_s'), true],
 		['5. pickup latency p99', (sys) => get('5', sys, 'p99_ms'), false],
 		['6. churn, done/s in the last 20 s', (sys) => get('6', sys, 'last20_jobs_per_s'), true],
+		['7. held snapshot, jobs done', (sys) => get('7', sys, 'done'), true],
+		['7. held snapshot, pull latency p99', (sys) => get('7', sys, 'pull_p99_ms'), false],
+		['9. steady load, claim latency p99', (sys) => get('9', sys, 'claim_p99_ms'), false],
 	];
 	const val = (f, sys) => (present.includes(sys) ? f(sys) : null);
 	const pairs = PAIRS.filter(([a, b]) => ROWS.some(([, f]) => val(f, a) !== null && val(f, b) !== null));
@@ -351,6 +364,121 @@ if (values['6']) {
 	md.push('');
 	md.push('Tuples and sizes are summed over the user tables of the system\'s own database (pg_stat_user_tables) right after the run. PgQ runs one consumer (see scenario 3).');
 	md.push('');
+}
+
+/* Scenarios 7 and 9: per-window series (STEADY.tsv). */
+const STEADY_COLS = ['end_s', 'done_per_s', 'pushed_per_s', 'pull_p50_ms', 'pull_p99_ms', 'claim_p50_ms',
+	'claim_p95_ms', 'claim_p99_ms', 'backlog', 'dead_tuples', 'live_tuples', 'autovacuums'];
+/* steady[scen][sys] = [{end_s, ...}] */
+const steady = {};
+for (const [scen, sys, ...rest] of steadyRows) {
+	const w = {};
+	STEADY_COLS.forEach((c, i) => { w[c] = rest[i] === '' || rest[i] === undefined ? null : Number(rest[i]); });
+	((steady[scen] ??= {})[sys] ??= []).push(w);
+}
+const steadySystems = (scen) => SYSTEMS.filter((s) => steady[scen]?.[s]);
+/* A table of one per-window metric: rows windows, columns systems. */
+function windowTable(scen, metric, digits) {
+	const syss = steadySystems(scen);
+	const n = Math.max(...syss.map((s) => steady[scen][s].length));
+	const out = [`| window end (s) | ${syss.map((s) => LABEL[s]).join(' | ')} |`, `|---:|${syss.map(() => '---:').join('|')}|`];
+	for (let i = 0; i < n; i++) {
+		const end = syss.map((s) => steady[scen][s][i]?.end_s).find((v) => v !== undefined);
+		out.push(`| ${end} | ${syss.map((s) => fmt(steady[scen][s][i]?.[metric] ?? null, digits)).join(' | ')} |`);
+	}
+	return out;
+}
+function steadyCsv(scen) {
+	for (const sys of steadySystems(scen)) {
+		for (const m of Object.keys(values[scen]?.[sys] || {}))
+			csv.push([scen, sys, m, get(scen, sys, m), 1, `"${get(scen, sys, m)}"`, '', ''].join(','));
+		for (const c of STEADY_COLS.slice(1)) {
+			const list = steady[scen][sys].map((w) => w[c]);
+			const m = median(list.filter((v) => v !== null));
+			csv.push([scen, sys, `${c}_by_window`, m === null ? '' : Number(m.toFixed(2)), list.length,
+				`"${list.map((v) => (v === null ? '' : Number(v.toFixed(2)))).join(' ')}"`, '', `"per ${scen === '7' ? meta.s7_window : meta.s9_window} s window"`].join(','));
+		}
+	}
+}
+const maxOf = (list) => (list.length ? Math.max(...list) : null);
+const details = (summary, lines) => ['<details>', `<summary>${summary}</summary>`, '', ...lines, '', '</details>', ''];
+
+if (steady['7']) {
+	const syss = steadySystems('7');
+	md.push(`## Scenario 7: ${SCENARIO[7]}`);
+	md.push('');
+	md.push(`Producers push ${meta.steady_rate} jobs/s (${meta.steady_rate_note}) in batches every ${meta.steady_interval_ms} ms; ${meta.s7_workers} workers pull 1 job and ack it in a second transaction (an empty pull waits ${meta.steady_poll_ms} ms); a REPEATABLE READ transaction that has read the hot table is open from before the first push to the end (${meta.xmin_seconds} s), so no dead row of the run can be removed. Per ${meta.s7_window} s window:`);
+	md.push('');
+	md.push('| system | jobs done | of pushed | done/s, first window | done/s, last window | pull p99 first -> last window (ms) | claim p99, whole run (ms) | dead tuples at the end | backlog at the end |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+	for (const sys of syss) {
+		const w = steady['7'][sys];
+		md.push(`| ${LABEL[sys]} | ${fmt(get('7', sys, 'done'))} | ${fmt(get('7', sys, 'pushed'))} | ${fmt(w[0].done_per_s)} | ${fmt(w[w.length - 1].done_per_s)} | ${fmt(w[0].pull_p99_ms, 1)} -> ${fmt(w[w.length - 1].pull_p99_ms, 1)} | ${fmt(get('7', sys, 'claim_p99_ms'), 1)} | ${fmt(get('7', sys, 'dead_tuples_end'))} | ${fmt(get('7', sys, 'backlog_end'))} |`);
+	}
+	md.push('');
+	md.push('Jobs done per second:');
+	md.push('');
+	md.push(...windowTable('7', 'done_per_s', 0));
+	md.push('');
+	md.push('Pull latency p99 (ms; every pull call, empty ones included, as the worker sees it):');
+	md.push('');
+	md.push(...windowTable('7', 'pull_p99_ms', 1));
+	md.push('');
+	md.push('Dead tuples of the hot table at the end of each window (pg_stat_user_tables):');
+	md.push('');
+	md.push(...windowTable('7', 'dead_tuples', 0));
+	md.push('');
+	md.push(...details('Backlog (live rows of the hot table) and claim latency p99 per window', [
+		...windowTable('7', 'backlog', 0), '', ...windowTable('7', 'claim_p99_ms', 1)]));
+	steadyCsv('7');
+}
+
+if (steady['9']) {
+	const syss = steadySystems('9');
+	md.push(`## Scenario 9: ${SCENARIO[9]}`);
+	md.push('');
+	md.push(`Producers push ${meta.steady_rate} jobs/s (${meta.steady_rate_note}) in batches of at most ${meta.steady_batch_max} every ${meta.steady_interval_ms} ms; ${meta.s9_workers} workers each pull up to ${meta.s9_pull} jobs and ack each in its own transaction (an empty pull waits ${meta.steady_poll_ms} ms); the server's default autovacuum settings (taskq.jobs has its own storage parameters, part of the extension). Claim latency: from the push statement (the server's clock, stored in the job) to the lease (the server's clock in the pull), so the push's own commit is included. Per ${meta.s9_window} s window:`);
+	md.push('');
+	md.push('| system | done/s (mean) | pushed/s (mean) | claim p50 | p95 | p99 (ms, whole run) | worst window p99 (ms) | backlog, max | dead tuples, max / end | autovacuums |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	for (const sys of syss) {
+		const w = steady['9'][sys];
+		const secs = Number(meta.steady_seconds);
+		md.push(`| ${LABEL[sys]} | ${fmt(get('9', sys, 'done') / secs)} | ${fmt(get('9', sys, 'pushed') / secs)} | ${fmt(get('9', sys, 'claim_p50_ms'), 1)} | ${fmt(get('9', sys, 'claim_p95_ms'), 1)} | ${fmt(get('9', sys, 'claim_p99_ms'), 1)} | ${fmt(maxOf(w.map((x) => x.claim_p99_ms).filter((v) => v !== null)), 1)} | ${fmt(maxOf(w.map((x) => x.backlog).filter((v) => v !== null)))} | ${fmt(maxOf(w.map((x) => x.dead_tuples).filter((v) => v !== null)))} / ${fmt(get('9', sys, 'dead_tuples_end'))} | ${fmt(get('9', sys, 'autovacuums_end'))} |`);
+	}
+	md.push('');
+	md.push(...details('Completion rate (jobs done/s) per window', windowTable('9', 'done_per_s', 0)));
+	md.push(...details('Claim latency p50 / p95 / p99 (ms) per window', [
+		'p50:', '', ...windowTable('9', 'claim_p50_ms', 1), '', 'p95:', '', ...windowTable('9', 'claim_p95_ms', 1), '', 'p99:', '', ...windowTable('9', 'claim_p99_ms', 1)]));
+	md.push(...details('Backlog (live rows of the hot table) per window', windowTable('9', 'backlog', 0)));
+	md.push(...details('Dead tuples of the hot table per window', windowTable('9', 'dead_tuples', 0)));
+
+	/* bytes per job */
+	const withBytes = syss.filter((sys) => get('9', sys, 'hot_table_bytes') !== null);
+	if (withBytes.length) {
+		md.push('### Bytes per job after scenario 9');
+		md.push('');
+		md.push('| system | hot table | its indexes | per job through it | history table | its indexes | history rows | per job kept |');
+		md.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+		const perJob = (b, n) => (b === null || !n ? 'n/a' : fmt(b / n));
+		const HOT = { taskq: 'taskq.jobs', naive: 'naive_jobs', pgmq: 'pgmq.q_bench' };
+		const HIST = { taskq: 'taskq.finished_jobs', pgmq: 'pgmq.a_bench' };
+		for (const sys of withBytes) {
+			const fam = sys.replace(/_.*$/, '');
+			const ht = get('9', sys, 'hot_table_bytes');
+			const hi = get('9', sys, 'hot_index_bytes');
+			const st = get('9', sys, 'history_table_bytes');
+			const si = get('9', sys, 'history_index_bytes');
+			const rows = get('9', sys, 'history_rows');
+			const pushed = get('9', sys, 'pushed');
+			const hist = HIST[fam] ? `${HIST[fam]} ${bytes(st)}` : '–';
+			md.push(`| ${LABEL[sys]} | ${HOT[fam]} ${bytes(ht)} | ${bytes(hi)} | ${perJob(ht + hi, pushed)} B | ${hist} | ${HIST[fam] ? bytes(si) : '–'} | ${fmt(rows)} | ${rows ? `${perJob(st + si, rows)} B` : 'n/a'} |`);
+		}
+		md.push('');
+		md.push(`Right after the run, before any VACUUM: table = heap, TOAST, free-space and visibility maps (pg_table_size), indexes = pg_indexes_size. "Per job through it": the hot table and its indexes over the jobs pushed in the run (what the churn of ${meta.steady_seconds} s left behind; the live backlog is a few rows); "per job kept": the history and its indexes over the rows it holds. The job data is the ${meta.payload_bytes}-byte payload plus the push's time stamp.`);
+		md.push('');
+	}
+	steadyCsv('9');
 }
 
 /* Targets. */
@@ -447,10 +575,38 @@ set grid
 plot ${churnSystems.map((s, i) => `"${sdat}" index ${i} using 1:($2 > 1 ? $2 : 1) with lines lw 2 title "${LABEL[s] || s}"`).join(', ')}
 `);
 	}
+	/* scenarios 7 and 9: a metric per window, one line per system */
+	const steadyFiles = [];
+	const steadyPlot = (scen, metric, title, ylabel, log) => {
+		const syss = steadySystems(scen);
+		if (!syss.length)
+			return;
+		const file = `${args.out}.s${scen}-${metric}.dat`;
+		steadyFiles.push(file);
+		fs.writeFileSync(file, `${syss.map((sys) => steady[scen][sys].map((w) => `${w.end_s} ${w[metric] === null ? '?' : w[metric]}`).join('\n')).join('\n\n\n')}\n`);
+		plots.push(`
+set title "${title}"
+set xlabel "seconds"
+set ylabel "${ylabel}"
+${log ? 'set logscale y' : 'unset logscale y'}
+set xrange [0:*]
+set yrange [${log ? '0.1' : '0'}:*]
+set key outside right top
+set datafile missing "?"
+set grid
+plot ${syss.map((sys, i) => `"${file}" index ${i} using 1:2 with linespoints lw 2 title "${LABEL[sys]}"`).join(', ')}
+`);
+	};
+	steadyPlot('7', 'done_per_s', 'Scenario 7, held snapshot: jobs done per second', 'jobs done/s', false);
+	steadyPlot('7', 'pull_p99_ms', 'Scenario 7, held snapshot: pull latency p99 per window (ms, log scale)', 'ms', true);
+	steadyPlot('9', 'claim_p99_ms', 'Scenario 9, steady load: claim latency p99 per window (ms, log scale)', 'ms', true);
+	steadyPlot('9', 'dead_tuples', 'Scenario 9, steady load: dead tuples of the hot table', 'dead tuples', false);
 	if (plots.length) {
-		const script = `set terminal pngcairo size 1400,${450 * plots.length} font "sans,10"
+		const cols = plots.length > 2 ? 2 : 1;
+		const nrows = Math.ceil(plots.length / cols);
+		const script = `set terminal pngcairo size ${cols === 2 ? 2200 : 1400},${450 * nrows} font "sans,10"
 set output "${args.out}.png"
-set multiplot layout ${plots.length},1
+set multiplot layout ${nrows},${cols}
 ${plots.join('\n')}
 unset multiplot
 `;
@@ -459,6 +615,8 @@ unset multiplot
 		} finally {
 			fs.rmSync(dat, { force: true });
 			fs.rmSync(sdat, { force: true });
+			for (const f of steadyFiles)
+				fs.rmSync(f, { force: true });
 		}
 	}
 }
