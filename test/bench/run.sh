@@ -13,7 +13,7 @@
 #                     [--runs N] [--churn-seconds S] [--xmin-seconds S]
 #                     [--steady-seconds S] [--steady-rate R] [--keep]
 #
-#   --quick            smaller backlogs, shorter runs, one run each
+#   --quick            smaller backlogs, shorter runs, one run each (<10 min)
 #   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
 #                      a 10M backlog, is not implemented yet)
 #   --systems LIST     which systems (default: all but the last two);
@@ -26,10 +26,10 @@
 #                      only the webhook (diagnostics)
 #   --runs N           runs per system in scenarios 1-4 and of the commit
 #                      ceiling, the median is reported (default 3, --quick 1)
-#   --churn-seconds S  length of scenario 6 (default 150, --quick 40; >= 40)
+#   --churn-seconds S  length of scenario 6 (default 150, --quick 20; >= 20)
 #   --xmin-seconds S   length of scenario 7, the held snapshot's life
-#                      (default 180, --quick 60; >= 20)
-#   --steady-seconds S length of scenario 9 (default 300, --quick 60; >= 10)
+#                      (default 180, --quick 40; >= 20)
+#   --steady-seconds S length of scenario 9 (default 300, --quick 30; >= 10)
 #   --steady-rate R    push rate of scenarios 7 and 9 in jobs/s (default:
 #                      half the slowest scenario-3 rate of their systems in
 #                      this run, or 1000 without scenario 3)
@@ -110,15 +110,15 @@ done
 if [ "$QUICK" -eq 1 ]; then
     MODE=quick
     RUNS=${RUNS:-1}
-    PUSH_SECONDS=5        # scenarios 1 and 2: length of a run
-    S3_BACKLOG=20000
-    S4_BACKLOG=50000
-    DRAIN_CAP=10          # scenarios 3 and 4: a drain stops after this
-    LAT_SECONDS=10        # scenario 5
-    S6_BACKLOG=200000
-    CHURN_SECONDS=${CHURN_SECONDS:-40}
-    XMIN_SECONDS=${XMIN_SECONDS:-60}        # scenario 7
-    STEADY_SECONDS=${STEADY_SECONDS:-60}    # scenario 9
+    PUSH_SECONDS=3        # scenarios 1 and 2, the commit ceiling: length of a run
+    S3_BACKLOG=10000
+    S4_BACKLOG=20000
+    DRAIN_CAP=8           # scenarios 3 and 4: a drain stops after this
+    LAT_SECONDS=6         # scenario 5
+    S6_BACKLOG=50000
+    CHURN_SECONDS=${CHURN_SECONDS:-20}
+    XMIN_SECONDS=${XMIN_SECONDS:-40}        # scenario 7
+    STEADY_SECONDS=${STEADY_SECONDS:-30}    # scenario 9
 else
     MODE=full
     RUNS=${RUNS:-3}
@@ -134,10 +134,12 @@ else
 fi
 case "$RUNS" in '' | *[!0-9]* | 0) echo "bench: --runs must be a positive integer" >&2; exit 2 ;; esac
 case "$CHURN_SECONDS" in '' | *[!0-9]*) echo "bench: --churn-seconds must be an integer" >&2; exit 2 ;; esac
-if [ "$CHURN_SECONDS" -lt 40 ]; then
-    echo "bench: --churn-seconds must be at least 40 (first and last 20 s are compared)" >&2
+if [ "$CHURN_SECONDS" -lt 20 ]; then
+    echo "bench: --churn-seconds must be at least 20 (its first and last 20 s, or halves, are compared)" >&2
     exit 2
 fi
+# scenario 6 compares its first and last 20 s, or halves when shorter than 40 s
+CHURN_WINDOW=$((CHURN_SECONDS >= 40 ? 20 : CHURN_SECONDS / 2))
 case "$XMIN_SECONDS$STEADY_SECONDS" in '' | *[!0-9]*) echo "bench: --xmin-seconds and --steady-seconds must be integers" >&2; exit 2 ;; esac
 if [ "$XMIN_SECONDS" -lt 20 ] || [ "$STEADY_SECONDS" -lt 10 ]; then
     echo "bench: --xmin-seconds must be at least 20 and --steady-seconds at least 10 (one window)" >&2
@@ -798,11 +800,23 @@ progress_series() {
 avg_first() { head -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }'; }
 avg_last() { tail -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }'; }
 
+# The systems of scenario 6: all; --quick runs the trio of scenarios 7
+# and 9 (taskq, naive, pgmq_archive) unless --systems names them.
+churn_systems() {
+    local sys
+    if [ "$QUICK" -eq 1 ] && [ "$SYSTEMS_GIVEN" -eq 0 ]; then
+        steady_systems
+        return
+    fi
+    for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss; do
+        if has_system "$sys"; then echo "$sys"; fi
+    done
+}
+
 scenario_churn() {
     local sys db done_file pushed_file stats left
-    log "=== scenario 6: churn, backlog $S6_BACKLOG, $S6_WORKERS workers pulling while $S6_PRODUCERS producers push, ${CHURN_SECONDS}s"
-    for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss; do
-        has_system "$sys" || continue
+    log "=== scenario 6: churn, backlog $S6_BACKLOG, $S6_WORKERS workers pulling while $S6_PRODUCERS producers push, ${CHURN_SECONDS}s (first and last ${CHURN_WINDOW}s compared)"
+    for sys in $(churn_systems); do
         if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
             continue
         fi
@@ -848,17 +862,17 @@ scenario_churn() {
         else
             left=$(count_jobs "$sys")
         fi
-        record 6 "$sys" 1 first20_jobs_per_s "$(avg_first 20 <"$done_file")"
-        record 6 "$sys" 1 last20_jobs_per_s "$(avg_last 20 <"$done_file")"
-        record 6 "$sys" 1 first20_pushed_per_s "$(avg_first 20 <"$pushed_file")"
-        record 6 "$sys" 1 last20_pushed_per_s "$(avg_last 20 <"$pushed_file")"
+        record 6 "$sys" 1 first_jobs_per_s "$(avg_first "$CHURN_WINDOW" <"$done_file")"
+        record 6 "$sys" 1 last_jobs_per_s "$(avg_last "$CHURN_WINDOW" <"$done_file")"
+        record 6 "$sys" 1 first_pushed_per_s "$(avg_first "$CHURN_WINDOW" <"$pushed_file")"
+        record 6 "$sys" 1 last_pushed_per_s "$(avg_last "$CHURN_WINDOW" <"$pushed_file")"
         record 6 "$sys" 1 dead_tuples "${stats[0]}"
         record 6 "$sys" 1 live_tuples "${stats[1]}"
         record 6 "$sys" 1 table_bytes "${stats[2]}"
         record 6 "$sys" 1 index_bytes "${stats[3]}"
         record 6 "$sys" 1 autovacuums "${stats[4]}"
         record 6 "$sys" 1 backlog_left "$left"
-        log "scenario 6 $sys: done/s first 20 s $(avg_first 20 <"$done_file"), last 20 s $(avg_last 20 <"$done_file"); pushed/s $(avg_first 20 <"$pushed_file") -> $(avg_last 20 <"$pushed_file"); dead tuples ${stats[0]}, indexes ${stats[3]} bytes, backlog left $left"
+        log "scenario 6 $sys: done/s first $CHURN_WINDOW s $(avg_first "$CHURN_WINDOW" <"$done_file"), last $CHURN_WINDOW s $(avg_last "$CHURN_WINDOW" <"$done_file"); pushed/s $(avg_first "$CHURN_WINDOW" <"$pushed_file") -> $(avg_last "$CHURN_WINDOW" <"$pushed_file"); dead tuples ${stats[0]}, indexes ${stats[3]} bytes, backlog left $left"
         if [ "$left" -eq 0 ]; then
             warn "scenario 6 $sys: the backlog ran out; the figures are not a churn"
         fi
@@ -1004,6 +1018,7 @@ describe() {
     meta latency_poll_ms "$LAT_POLL_MS"
     meta s6_backlog "$S6_BACKLOG"
     meta churn_seconds "$CHURN_SECONDS"
+    meta churn_window "$CHURN_WINDOW"
     meta ceiling_clients "$CEIL_CLIENTS"
     meta xmin_seconds "$XMIN_SECONDS"
     meta s7_workers "$S7_WORKERS"

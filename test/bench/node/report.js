@@ -228,8 +228,8 @@ if (ceiling !== null) {
 	const rows = [
 		['1', 'jobs_per_s', '1. push, 1 job/transaction, 8 clients', 1],
 		['3', 'jobs_per_s', '3. drain, pull 1 + ack 1, 8 workers', 2],
-		['6', 'first20_jobs_per_s', '6. churn, jobs done/s, first 20 s', 2],
-		['6', 'last20_jobs_per_s', '6. churn, jobs done/s, last 20 s', 2],
+		['6', 'first_jobs_per_s', `6. churn, jobs done/s, first ${meta.churn_window} s`, 2],
+		['6', 'last_jobs_per_s', `6. churn, jobs done/s, last ${meta.churn_window} s`, 2],
 	].filter(([scen]) => values[scen]);
 	const cols = present.filter((sys) => rows.some(([scen, m]) => (m === 'jobs_per_s' ? thr(scen, sys) : get(scen, sys, m)) !== null));
 	if (rows.length && cols.length) {
@@ -274,7 +274,7 @@ if (ceiling !== null) {
 		['3. drain, pull 1 + ack 1 (jobs/s)', (sys) => get('3', sys, 'jobs_per_s'), true],
 		['4. drain, pull 100 + ack 100 (jobs/s)', (sys) => get('4', sys, 'jobs_per_s'), true],
 		['5. pickup latency p99', (sys) => get('5', sys, 'p99_ms'), false],
-		['6. churn, done/s in the last 20 s', (sys) => get('6', sys, 'last20_jobs_per_s'), true],
+		[`6. churn, done/s in the last ${meta.churn_window} s`, (sys) => get('6', sys, 'last_jobs_per_s'), true],
 		['7. held snapshot, jobs done', (sys) => get('7', sys, 'done'), true],
 		['7. held snapshot, pull latency p99', (sys) => get('7', sys, 'pull_p99_ms'), false],
 		['9. steady load, claim latency p99', (sys) => get('9', sys, 'claim_p99_ms'), false],
@@ -304,6 +304,7 @@ if (ceiling !== null) {
 		md.push('');
 	}
 }
+
 /* Events and webhook. */
 const EVENT_VARIANTS = ['taskq_events', 'taskq_notify', 'taskq_webhook'].filter((v) => values['3']?.[v]);
 if (EVENT_VARIANTS.length) {
@@ -349,15 +350,16 @@ if (values['5']) {
 if (values['6']) {
 	md.push(`## Scenario 6: churn (${SCENARIO[6]})`);
 	md.push('');
-	md.push('| system | done/s, first 20 s | done/s, last 20 s | last/first | pushed/s, first -> last 20 s | dead tuples at the end | live tuples | tables | indexes | autovacuums | backlog left |');
+	const cw = meta.churn_window || 20;
+	md.push(`| system | done/s, first ${cw} s | done/s, last ${cw} s | last/first | pushed/s, first -> last ${cw} s | dead tuples at the end | live tuples | tables | indexes | autovacuums | backlog left |`);
 	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const sys of SYSTEMS) {
 		if (!values['6'][sys])
 			continue;
-		const f = get('6', sys, 'first20_jobs_per_s');
-		const l = get('6', sys, 'last20_jobs_per_s');
+		const f = get('6', sys, 'first_jobs_per_s');
+		const l = get('6', sys, 'last_jobs_per_s');
 		const r = ratio(l, f);
-		md.push(`| ${LABEL[sys]} | ${fmt(f)} | ${fmt(l)} | ${r === null ? 'n/a' : r.toFixed(2)} | ${fmt(get('6', sys, 'first20_pushed_per_s'))} -> ${fmt(get('6', sys, 'last20_pushed_per_s'))} | ${fmt(get('6', sys, 'dead_tuples'))} | ${fmt(get('6', sys, 'live_tuples'))} | ${bytes(get('6', sys, 'table_bytes'))} | ${bytes(get('6', sys, 'index_bytes'))} | ${fmt(get('6', sys, 'autovacuums'))} | ${fmt(get('6', sys, 'backlog_left'))} |`);
+		md.push(`| ${LABEL[sys]} | ${fmt(f)} | ${fmt(l)} | ${r === null ? 'n/a' : r.toFixed(2)} | ${fmt(get('6', sys, 'first_pushed_per_s'))} -> ${fmt(get('6', sys, 'last_pushed_per_s'))} | ${fmt(get('6', sys, 'dead_tuples'))} | ${fmt(get('6', sys, 'live_tuples'))} | ${bytes(get('6', sys, 'table_bytes'))} | ${bytes(get('6', sys, 'index_bytes'))} | ${fmt(get('6', sys, 'autovacuums'))} | ${fmt(get('6', sys, 'backlog_left'))} |`);
 		for (const m of Object.keys(values['6'][sys]))
 			csv.push(['6', sys, m, get('6', sys, m), 1, `"${get('6', sys, m)}"`, '', ''].join(','));
 	}
