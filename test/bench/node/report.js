@@ -520,12 +520,12 @@ md.push('## Machine, versions, settings');
 md.push('');
 md.push('| | |');
 md.push('|---|---|');
-for (const k of ['cpu', 'memory', 'kernel', 'storage', 'postgresql', 'pgbench', 'taskq', 'pgq', 'graphile-worker', 'pg-boss', 'node-postgres', 'node']) {
+for (const k of ['cpu', 'memory', 'kernel', 'storage', 'postgresql', 'pgbench', 'taskq', 'pgmq', 'pgq', 'graphile-worker', 'pg-boss', 'node-postgres', 'node']) {
 	if (meta[k] !== undefined)
 		md.push(`| ${k} | ${meta[k].replace(/\|/g, '/')} |`);
 }
 md.push(`| settings | ${(meta.settings || '').replace(/\|/g, '/')} |`);
-md.push(`| sizes | payload ${meta.payload_bytes} bytes; push runs ${meta.push_seconds} s; drains stop at ${meta.drain_cap_s} s; latency ${meta.latency_seconds} s; churn ${meta.churn_seconds} s |`);
+md.push(`| sizes | payload ${meta.payload_bytes} bytes; push runs ${meta.push_seconds} s; drains stop at ${meta.drain_cap_s} s; latency ${meta.latency_seconds} s; churn ${meta.churn_seconds} s; held snapshot ${meta.xmin_seconds} s; steady load ${meta.steady_seconds} s${meta.steady_rate ? ` at ${meta.steady_rate} jobs/s (${meta.steady_rate_note})` : ''} |`);
 md.push('');
 
 fs.writeFileSync(`${args.out}.md`, `${md.join('\n')}\n`);
