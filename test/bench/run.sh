@@ -1,27 +1,44 @@
 #!/usr/bin/env bash
 #
-# test/bench/run.sh -- taskq's side-by-side benchmark (issue 6): taskq, a
-# naive SKIP LOCKED table queue, PgQ, graphile-worker and pg-boss on ONE
-# throwaway PostgreSQL 15 instance with the same settings for all.
+# test/bench/run.sh -- taskq's side-by-side benchmark (issues 6 and 14):
+# taskq, a naive SKIP LOCKED table queue, pgmq, PgQ, graphile-worker and
+# pg-boss on ONE throwaway PostgreSQL 15 instance with the same settings
+# for all, beside the instance's commit ceiling.
 #
 # Usage:
-#   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6"]
-#                     [--systems "taskq naive pgq graphile pgboss insert taskq_events
+#   test/bench/run.sh [--quick] [--scenarios "1 2 3 4 5 6 7 9"]
+#                     [--systems "taskq taskq_nohist naive pgmq pgmq_archive pgq
+#                                 graphile pgboss insert taskq_events
 #                                 taskq_notify taskq_webhook"]
-#                     [--runs N] [--churn-seconds S] [--keep]
+#                     [--runs N] [--churn-seconds S] [--xmin-seconds S]
+#                     [--steady-seconds S] [--steady-rate R] [--keep]
 #
-#   --quick            smaller backlogs, shorter runs, one run each (~8 min)
-#   --scenarios LIST   which scenarios (default: all six)
+#   --quick            smaller backlogs, shorter runs, one run each (<10 min)
+#   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
+#                      a 10M backlog, is not implemented yet)
 #   --systems LIST     which systems (default: all but the last two);
-#                      `insert` is the plain INSERT baseline of scenario 1,
-#                      `taskq_events` taskq with real-time events and a
-#                      webhook in scenario 3, `taskq_notify` and
-#                      `taskq_webhook` that with only the events or only
-#                      the webhook (diagnostics)
-#   --runs N           runs per system in scenarios 1-4, the median is
-#                      reported (default 3, --quick 1)
-#   --churn-seconds S  length of scenario 6 (default 150, --quick 40; >= 40)
+#                      `taskq_nohist` taskq on a queue keeping no completed
+#                      jobs, `pgmq_archive` pgmq archiving instead of
+#                      deleting, `insert` the plain INSERT baseline of
+#                      scenario 1, `taskq_events` taskq with real-time
+#                      events and a webhook in scenario 3, `taskq_notify`
+#                      and `taskq_webhook` that with only the events or
+#                      only the webhook (diagnostics)
+#   --runs N           runs per system in scenarios 1-4 and of the commit
+#                      ceiling, the median is reported (default 3, --quick 1)
+#   --churn-seconds S  length of scenario 6 (default 150, --quick 20; >= 20)
+#   --xmin-seconds S   length of scenario 7, the held snapshot's life
+#                      (default 180, --quick 40; >= 20)
+#   --steady-seconds S length of scenario 9 (default 300, --quick 30; >= 10)
+#   --steady-rate R    push rate of scenarios 7 and 9 in jobs/s (default:
+#                      half the slowest scenario-3 rate of their systems in
+#                      this run, or 1000 without scenario 3)
 #   --keep             keep the scratch directory and instance data
+#
+# pgmq comes from ../shared/peers/pgmq next to the repository (or
+# $TASKQ_PEERS_DIR/pgmq; /work/shared/peers as a fall-back): run.sh copies
+# its two files into the PostgreSQL that PG_CONFIG names.  Without it the
+# run goes on without pgmq and says so.
 #
 # `make bench` installs the packages (test/setup-deps.sh --bench), builds
 # and installs taskq, then runs this.  test/bench/README.md says what each
@@ -38,20 +55,24 @@ REPO=$(cd "$HERE/../.." && pwd)
 clear_pg_env
 
 usage() {
-    sed -n '3,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,47p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-DEFAULT_SYSTEMS="taskq naive pgq graphile pgboss insert taskq_events"
+DEFAULT_SYSTEMS="taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
-SCENARIOS="1 2 3 4 5 6"
+SCENARIOS="1 2 3 4 5 6 7 9"
 SYSTEMS=$DEFAULT_SYSTEMS
+SYSTEMS_GIVEN=0
 QUICK=0
 RUNS=""
 CHURN_SECONDS=""
+XMIN_SECONDS=""
+STEADY_SECONDS=""
+STEADY_RATE=""
 KEEP=0
 need_value() {
     [ "$2" -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
@@ -60,9 +81,12 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1; shift ;;
     --scenarios) need_value "$1" $#; SCENARIOS=$2; shift 2 ;;
-    --systems) need_value "$1" $#; SYSTEMS=$2; shift 2 ;;
+    --systems) need_value "$1" $#; SYSTEMS=$2; SYSTEMS_GIVEN=1; shift 2 ;;
     --runs) need_value "$1" $#; RUNS=$2; shift 2 ;;
     --churn-seconds) need_value "$1" $#; CHURN_SECONDS=$2; shift 2 ;;
+    --xmin-seconds) need_value "$1" $#; XMIN_SECONDS=$2; shift 2 ;;
+    --steady-seconds) need_value "$1" $#; STEADY_SECONDS=$2; shift 2 ;;
+    --steady-rate) need_value "$1" $#; STEADY_RATE=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -70,8 +94,9 @@ while [ $# -gt 0 ]; do
 done
 for s in $SCENARIOS; do
     case "$s" in
-    [1-6]) ;;
-    *) echo "bench: unknown scenario: $s (1 to 6)" >&2; exit 2 ;;
+    [1-7] | 9) ;;
+    8) echo "bench: scenario 8 (a 10M backlog) is not implemented yet" >&2; exit 2 ;;
+    *) echo "bench: unknown scenario: $s (1 to 7, 9)" >&2; exit 2 ;;
     esac
 done
 for s in $SYSTEMS; do
@@ -85,13 +110,15 @@ done
 if [ "$QUICK" -eq 1 ]; then
     MODE=quick
     RUNS=${RUNS:-1}
-    PUSH_SECONDS=5        # scenarios 1 and 2: length of a run
-    S3_BACKLOG=20000
-    S4_BACKLOG=50000
-    DRAIN_CAP=10          # scenarios 3 and 4: a drain stops after this
-    LAT_SECONDS=10        # scenario 5
-    S6_BACKLOG=200000
-    CHURN_SECONDS=${CHURN_SECONDS:-40}
+    PUSH_SECONDS=3        # scenarios 1 and 2, the commit ceiling: length of a run
+    S3_BACKLOG=10000
+    S4_BACKLOG=20000
+    DRAIN_CAP=8           # scenarios 3 and 4: a drain stops after this
+    LAT_SECONDS=6         # scenario 5
+    S6_BACKLOG=50000
+    CHURN_SECONDS=${CHURN_SECONDS:-20}
+    XMIN_SECONDS=${XMIN_SECONDS:-40}        # scenario 7
+    STEADY_SECONDS=${STEADY_SECONDS:-30}    # scenario 9
 else
     MODE=full
     RUNS=${RUNS:-3}
@@ -102,18 +129,39 @@ else
     LAT_SECONDS=20
     S6_BACKLOG=1000000
     CHURN_SECONDS=${CHURN_SECONDS:-150}
+    XMIN_SECONDS=${XMIN_SECONDS:-180}
+    STEADY_SECONDS=${STEADY_SECONDS:-300}
 fi
 case "$RUNS" in '' | *[!0-9]* | 0) echo "bench: --runs must be a positive integer" >&2; exit 2 ;; esac
 case "$CHURN_SECONDS" in '' | *[!0-9]*) echo "bench: --churn-seconds must be an integer" >&2; exit 2 ;; esac
-if [ "$CHURN_SECONDS" -lt 40 ]; then
-    echo "bench: --churn-seconds must be at least 40 (first and last 20 s are compared)" >&2
+if [ "$CHURN_SECONDS" -lt 20 ]; then
+    echo "bench: --churn-seconds must be at least 20 (its first and last 20 s, or halves, are compared)" >&2
     exit 2
 fi
+# scenario 6 compares its first and last 20 s, or halves when shorter than 40 s
+CHURN_WINDOW=$((CHURN_SECONDS >= 40 ? 20 : CHURN_SECONDS / 2))
+case "$XMIN_SECONDS$STEADY_SECONDS" in '' | *[!0-9]*) echo "bench: --xmin-seconds and --steady-seconds must be integers" >&2; exit 2 ;; esac
+if [ "$XMIN_SECONDS" -lt 20 ] || [ "$STEADY_SECONDS" -lt 10 ]; then
+    echo "bench: --xmin-seconds must be at least 20 and --steady-seconds at least 10 (one window)" >&2
+    exit 2
+fi
+case "$STEADY_RATE" in *[!0-9]* | 0*) echo "bench: --steady-rate must be a positive integer" >&2; exit 2 ;; esac
 S6_PRODUCERS=2
 S6_WORKERS=8
 LAT_RATE=100
 LAT_WORKERS=2
 LAT_POLL_MS=100           # the naive queue's (and the PgQ consumer's) polling
+CEIL_CLIENTS=8            # the commit ceiling: 8 clients, 1 INSERT per transaction
+S7_WORKERS=8              # scenario 7: 8 workers pull 1, ack 1
+S7_WINDOW=20
+S9_WORKERS=16             # scenario 9: 16 workers pull 8, ack each
+S9_PULL=8
+S9_WINDOW=5
+STEADY_INTERVAL_MS=10     # scenarios 7 and 9: a batch every 10 ms,
+STEADY_BATCH_MAX=128      # of at most 128 jobs
+STEADY_PRODUCERS=4        # connections the batches go out on
+STEADY_POLL_MS=10         # a worker's sleep after an empty pull
+STEADY_DEFAULT_RATE=1000  # without scenario 3 to take half of
 
 # The job: ~100 bytes of JSON data, the same for every system.
 PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
@@ -196,6 +244,50 @@ if has_system pgq; then
 fi
 HAVE_PGQD=0
 command -v pgqd >/dev/null 2>&1 && HAVE_PGQD=1
+
+# pgmq 1.5.1 (pure SQL) is kept beside the repository, in ../shared/peers
+# (see its README.md); TASKQ_PEERS_DIR names another folder.  Its control
+# file and script are copied into the extension folder of PG_CONFIG's
+# PostgreSQL.  Without them, pgmq's figures are n/a.
+PGMQ_NOTE=""
+PGMQ_DIR=""
+find_peers() {
+    local d
+    if [ -n "${TASKQ_PEERS_DIR:-}" ]; then
+        [ -f "$TASKQ_PEERS_DIR/pgmq/pgmq.control" ] && (cd "$TASKQ_PEERS_DIR" && pwd)
+        return
+    fi
+    for d in "$REPO/../shared/peers" /work/shared/peers; do
+        if [ -f "$d/pgmq/pgmq.control" ]; then
+            (cd "$d" && pwd)
+            return 0
+        fi
+    done
+    return 1
+}
+ensure_pgmq() {
+    local peers f
+    if ! peers=$(find_peers); then
+        PGMQ_NOTE="pgmq is not there (no pgmq/pgmq.control in ${TASKQ_PEERS_DIR:-$REPO/../shared/peers or /work/shared/peers})"
+        return 1
+    fi
+    PGMQ_DIR=$peers/pgmq
+    for f in "$PGMQ_DIR"/pgmq.control "$PGMQ_DIR"/pgmq--*.sql; do
+        cmp -s "$f" "$SHAREDIR/extension/$(basename "$f")" && continue
+        if [ ! -w "$SHAREDIR/extension" ]; then
+            PGMQ_NOTE="pgmq cannot be copied into $SHAREDIR/extension (not writable)"
+            return 1
+        fi
+        log "copying $(basename "$f") from $PGMQ_DIR into $SHAREDIR/extension"
+        cp "$f" "$SHAREDIR/extension/"
+    done
+}
+if has_system pgmq || has_system pgmq_archive; then
+    if ! ensure_pgmq; then
+        warn "$PGMQ_NOTE: the run goes on without pgmq"
+        SYSTEMS=$(echo " $SYSTEMS " | sed 's/ pgmq / /; s/ pgmq_archive / /')
+    fi
+fi
 HAVE_GNUPLOT=0
 command -v gnuplot >/dev/null 2>&1 && HAVE_GNUPLOT=1
 [ "$HAVE_GNUPLOT" -eq 1 ] || warn "gnuplot is missing (test/setup-deps.sh --bench): no PNG chart"
@@ -221,9 +313,11 @@ PORT=5432                 # the socket is in our own directory: no clash
 SERVER_LOG=$SCRATCH/postgres.log
 RAW=$SCRATCH/raw.tsv
 SERIES=$SCRATCH/series.tsv
+STEADY=$SCRATCH/steady.tsv
 META=$SCRATCH/meta.tsv
 : >"$RAW"
 : >"$SERIES"
+: >"$STEADY"
 : >"$META"
 PGQD_PID=""
 SINK_PID=""
@@ -302,9 +396,26 @@ meta() {
     printf '%s\t%s\n' "$1" "$2" >>"$META"
 }
 dbname() {
+    echo "bench_$(family "$1")"
+}
+# family SYSTEM: the system a variant belongs to (taskq_nohist and the
+# events variants are taskq, pgmq_archive is pgmq)
+family() {
     case "$1" in
-    taskq_*) echo bench_taskq ;;
-    *) echo "bench_$1" ;;
+    taskq_*) echo taskq ;;
+    pgmq_*) echo pgmq ;;
+    *) echo "$1" ;;
+    esac
+}
+# is_events_variant SYSTEM: taskq with events and/or a webhook (scenario 3)
+is_events_variant() {
+    case "$1" in taskq_events | taskq_notify | taskq_webhook) return 0 ;; *) return 1 ;; esac
+}
+# pull_script SYSTEM BATCH: the pgbench script of a pull-then-ack loop
+pull_script() {
+    case "$1" in
+    taskq | taskq_*) echo "$HERE/sql/taskq_pull$2.sql" ;;
+    *) echo "$HERE/sql/$1_pull$2.sql" ;;
     esac
 }
 
@@ -315,11 +426,13 @@ fresh_db() {
     psql_db postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
     case "$sys" in
     taskq | taskq_* | insert)
-        psql_db "$db" -f "$HERE/sql/$([ "$sys" = insert ] && echo insert || echo taskq)_setup.sql" >/dev/null
+        local setup=taskq
+        case "$sys" in insert | taskq_nohist) setup=$sys ;; esac
+        psql_db "$db" -f "$HERE/sql/${setup}_setup.sql" >/dev/null
         wait_taskq_worker "$db"
         ;;
-    naive | pgq)
-        psql_db "$db" -f "$HERE/sql/${sys}_setup.sql" >/dev/null
+    naive | pgq | pgmq | pgmq_archive | ceiling)
+        psql_db "$db" -f "$HERE/sql/$(family "$sys")_setup.sql" >/dev/null
         ;;
     graphile | pgboss)
         node_bench setup --system "$sys" --db "$db" >/dev/null
@@ -354,6 +467,8 @@ count_jobs() {
     taskq | taskq_*) psql_db "$db" -c "SELECT count(*) FROM taskq.jobs" ;;
     insert) psql_db "$db" -c "SELECT count(*) FROM plain_jobs" ;;
     naive) psql_db "$db" -c "SELECT count(*) FROM naive_jobs" ;;
+    pgmq | pgmq_*) psql_db "$db" -c "SELECT count(*) FROM pgmq.q_bench" ;;
+    ceiling) psql_db "$db" -c "SELECT count(*) FROM ceiling" ;;
     pgq) psql_db "$db" -c "SELECT count(*) FROM pgq.event_template" ;;
     graphile) psql_db "$db" -c "SELECT count(*) FROM graphile_worker._private_jobs" ;;
     pgboss) psql_db "$db" -c "SELECT count(*) FROM pgboss.job WHERE state IN ('created', 'retry', 'active')" ;;
@@ -391,11 +506,9 @@ load_backlog() {
     db=$(dbname "$sys")
     out=$SCRATCH/load.out
     case "$sys" in
-    taskq | taskq_* | naive)
-        local script
-        script=$HERE/sql/$([ "$sys" = naive ] && echo naive || echo taskq)_load.sql
+    taskq | taskq_* | naive | pgmq | pgmq_*)
         PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 2 -j 2 \
-            -t $((n / 2000)) -f "$script" -D payload="$PAYLOAD" "$db"
+            -t $((n / 2000)) -f "$HERE/sql/$(family "$sys")_load.sql" -D payload="$PAYLOAD" "$db"
         ;;
     pgq)
         # one tick per EVENTS_PER_TICK events: PgQ's batches
@@ -452,7 +565,8 @@ db_stats() {
 # ---------------------------------------------------------------------------
 # Scenarios 1 and 2: push
 # ---------------------------------------------------------------------------
-# push_run SCENARIO SYSTEM RUN CLIENTS BATCH
+# push_run SCENARIO SYSTEM RUN CLIENTS BATCH (SYSTEM ceiling: the commit
+# ceiling, recorded as scenario 0)
 push_run() {
     local scen=$1 sys=$2 run=$3 clients=$4 batch=$5 db out rate before after n
     db=$(dbname "$sys")
@@ -484,22 +598,50 @@ push_run() {
         echo "bench: scenario $scen, $sys: the client pushed $n jobs but $((after - before)) arrived" >&2
         exit 1
     fi
+    if [ "$sys" = ceiling ]; then
+        record 0 ceiling "$run" commits_per_s "$(calc "$rate")"
+        log "commit ceiling run $run: $(calc "$rate") commits/s ($clients clients, one single-row INSERT per transaction)"
+        return
+    fi
     record "$scen" "$sys" "$run" jobs_per_s "$(calc "$rate")"
     log "scenario $scen $sys run $run: $(calc "$rate") jobs/s"
 }
 
+# Pushing is the same whatever a queue does at ack time: taskq_nohist and
+# pgmq_archive push as taskq and pgmq do, and are not run again in 1 and 2.
+# Scenario 1 runs the commit ceiling too, in the same runs.
 scenario_push() {
     local scen=$1 clients=$2 batch=$3 sys run
     log "=== scenario $scen: push, $batch job(s) per transaction, $clients clients, ${PUSH_SECONDS}s x $RUNS run(s)"
     # runs outermost, so that a change in the machine's load hits every
     # system alike
     for run in $(seq "$RUNS"); do
-        for sys in taskq naive pgq graphile pgboss insert; do
-            has_system "$sys" || continue
+        for sys in ceiling taskq naive pgmq pgq graphile pgboss insert; do
+            if [ "$sys" = ceiling ]; then
+                [ "$scen" -eq 1 ] || continue
+            else
+                has_system "$sys" || continue
+            fi
             [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
             push_run "$scen" "$sys" "$run" "$clients" "$batch"
         done
     done
+    CEILING_DONE=1
+}
+
+# The commit ceiling of the instance: CEIL_CLIENTS clients, one single-row
+# INSERT into a one-column table per transaction, PUSH_SECONDS per run;
+# measured with scenario 1 or, without it, before the first scenario that
+# commits once per job.
+CEILING_DONE=0
+measure_ceiling() {
+    local run
+    [ "$CEILING_DONE" -eq 0 ] || return 0
+    log "=== commit ceiling: $CEIL_CLIENTS clients, one single-row INSERT per transaction, ${PUSH_SECONDS}s x $RUNS run(s)"
+    for run in $(seq "$RUNS"); do
+        push_run 0 ceiling "$run" "$CEIL_CLIENTS" 1
+    done
+    CEILING_DONE=1
 }
 
 # ---------------------------------------------------------------------------
@@ -517,7 +659,7 @@ drain_run() {
         load_backlog "$sys" "$backlog"
     fi
     settle "$db"
-    case "$sys" in taskq_*) start_sink "$sys" "$db" ;; esac
+    ! is_events_variant "$sys" || start_sink "$sys" "$db"
     case "$sys" in
     graphile | pgboss)
         local res
@@ -530,8 +672,7 @@ drain_run() {
         local script left
         case "$sys" in
         pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
-        taskq_*) script=$HERE/sql/taskq_pull$batch.sql ;;
-        *) script=$HERE/sql/${sys}_pull$batch.sql ;;
+        *) script=$(pull_script "$sys" "$batch") ;;
         esac
         run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$DRAIN_CAP" -f "$script" "$db"
         if [ "$sys" = pgq ]; then
@@ -550,7 +691,7 @@ drain_run() {
     record "$scen" "$sys" "$run" jobs_per_s "$rate"
     record "$scen" "$sys" "$run" jobs_done "$ndone"
     log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
-    case "$sys" in taskq_*) finish_sink "$scen" "$sys" "$db" "$run" "$ndone" ;; esac
+    ! is_events_variant "$sys" || finish_sink "$scen" "$sys" "$db" "$run" "$ndone"
 }
 
 # The events-and-webhook variant (taskq_events): the queue sends
@@ -606,9 +747,9 @@ scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
-        for sys in taskq naive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+        for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
             has_system "$sys" || continue
-            case "$sys" in taskq_*) [ "$scen" -eq 3 ] || continue ;; esac
+            ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done
@@ -620,7 +761,9 @@ scenario_drain() {
 scenario_latency() {
     local sys db res p50 p99
     log "=== scenario 5: latency at $LAT_RATE jobs/s for ${LAT_SECONDS}s, $LAT_WORKERS idle workers"
-    for sys in taskq naive pgq graphile pgboss; do
+    # pickup does not depend on what an ack does: taskq_nohist and
+    # pgmq_archive are not run again here
+    for sys in taskq naive pgmq pgq graphile pgboss; do
         has_system "$sys" || continue
         if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
             continue
@@ -657,11 +800,23 @@ progress_series() {
 avg_first() { head -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }'; }
 avg_last() { tail -n "$1" | awk '{ s += $1; n++ } END { printf "%.1f", n ? s / n : 0 }'; }
 
+# The systems of scenario 6: all; --quick runs the trio of scenarios 7
+# and 9 (taskq, naive, pgmq_archive) unless --systems names them.
+churn_systems() {
+    local sys
+    if [ "$QUICK" -eq 1 ] && [ "$SYSTEMS_GIVEN" -eq 0 ]; then
+        steady_systems
+        return
+    fi
+    for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss; do
+        if has_system "$sys"; then echo "$sys"; fi
+    done
+}
+
 scenario_churn() {
     local sys db done_file pushed_file stats left
-    log "=== scenario 6: churn, backlog $S6_BACKLOG, $S6_WORKERS workers pulling while $S6_PRODUCERS producers push, ${CHURN_SECONDS}s"
-    for sys in taskq naive pgq graphile pgboss; do
-        has_system "$sys" || continue
+    log "=== scenario 6: churn, backlog $S6_BACKLOG, $S6_WORKERS workers pulling while $S6_PRODUCERS producers push, ${CHURN_SECONDS}s (first and last ${CHURN_WINDOW}s compared)"
+    for sys in $(churn_systems); do
         if [ "$sys" = pgq ] && [ "$HAVE_PGQD" -eq 0 ]; then
             continue
         fi
@@ -672,13 +827,13 @@ scenario_churn() {
         done_file=$SCRATCH/s6-$sys.done
         pushed_file=$SCRATCH/s6-$sys.pushed
         case "$sys" in
-        taskq | naive)
+        taskq | taskq_nohist | naive | pgmq | pgmq_archive)
             local prod_out=$SCRATCH/s6-$sys-producers.out work_out=$SCRATCH/s6-$sys-workers.out prod_pid rc=0
             pgbench_db -c "$S6_PRODUCERS" -j 1 -T "$CHURN_SECONDS" -P 1 \
-                -f "$HERE/sql/${sys}_push1.sql" -D payload="$PAYLOAD" "$db" >"$prod_out" 2>&1 &
+                -f "$HERE/sql/$(family "$sys")_push1.sql" -D payload="$PAYLOAD" "$db" >"$prod_out" 2>&1 &
             prod_pid=$!
             run_pgbench "$work_out" -c "$S6_WORKERS" -j 2 -T "$CHURN_SECONDS" -P 1 \
-                -f "$HERE/sql/${sys}_pull1.sql" "$db"
+                -f "$(pull_script "$sys" 1)" "$db"
             wait "$prod_pid" || rc=$?
             if [ "$rc" -ne 0 ]; then
                 echo "bench: scenario 6 $sys: the producers' pgbench failed:" >&2
@@ -707,20 +862,140 @@ scenario_churn() {
         else
             left=$(count_jobs "$sys")
         fi
-        record 6 "$sys" 1 first20_jobs_per_s "$(avg_first 20 <"$done_file")"
-        record 6 "$sys" 1 last20_jobs_per_s "$(avg_last 20 <"$done_file")"
-        record 6 "$sys" 1 first20_pushed_per_s "$(avg_first 20 <"$pushed_file")"
-        record 6 "$sys" 1 last20_pushed_per_s "$(avg_last 20 <"$pushed_file")"
+        record 6 "$sys" 1 first_jobs_per_s "$(avg_first "$CHURN_WINDOW" <"$done_file")"
+        record 6 "$sys" 1 last_jobs_per_s "$(avg_last "$CHURN_WINDOW" <"$done_file")"
+        record 6 "$sys" 1 first_pushed_per_s "$(avg_first "$CHURN_WINDOW" <"$pushed_file")"
+        record 6 "$sys" 1 last_pushed_per_s "$(avg_last "$CHURN_WINDOW" <"$pushed_file")"
         record 6 "$sys" 1 dead_tuples "${stats[0]}"
         record 6 "$sys" 1 live_tuples "${stats[1]}"
         record 6 "$sys" 1 table_bytes "${stats[2]}"
         record 6 "$sys" 1 index_bytes "${stats[3]}"
         record 6 "$sys" 1 autovacuums "${stats[4]}"
         record 6 "$sys" 1 backlog_left "$left"
-        log "scenario 6 $sys: done/s first 20 s $(avg_first 20 <"$done_file"), last 20 s $(avg_last 20 <"$done_file"); pushed/s $(avg_first 20 <"$pushed_file") -> $(avg_last 20 <"$pushed_file"); dead tuples ${stats[0]}, indexes ${stats[3]} bytes, backlog left $left"
+        log "scenario 6 $sys: done/s first $CHURN_WINDOW s $(avg_first "$CHURN_WINDOW" <"$done_file"), last $CHURN_WINDOW s $(avg_last "$CHURN_WINDOW" <"$done_file"); pushed/s $(avg_first "$CHURN_WINDOW" <"$pushed_file") -> $(avg_last "$CHURN_WINDOW" <"$pushed_file"); dead tuples ${stats[0]}, indexes ${stats[3]} bytes, backlog left $left"
         if [ "$left" -eq 0 ]; then
             warn "scenario 6 $sys: the backlog ran out; the figures are not a churn"
         fi
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios 7 and 9: a fixed push rate over time
+# ---------------------------------------------------------------------------
+# The systems of scenarios 7 and 9: taskq both ways, naive, pgmq both ways;
+# --quick runs taskq, naive and pgmq_archive (both queues keeping their
+# history, for the bytes per job) unless --systems names them.
+steady_systems() {
+    local sys list="taskq taskq_nohist naive pgmq pgmq_archive"
+    if [ "$QUICK" -eq 1 ] && [ "$SYSTEMS_GIVEN" -eq 0 ]; then
+        list="taskq naive pgmq_archive"
+    fi
+    for sys in $list; do
+        if has_system "$sys"; then echo "$sys"; fi
+    done
+}
+
+# The push rate of scenarios 7 and 9, once: --steady-rate, else half the
+# slowest median scenario-3 rate of their systems in this run (so that
+# every system keeps up when nothing gets in the way), else a default.
+RATE=""
+RATE_NOTE=""
+steady_rate() {
+    local slow
+    [ -z "$RATE" ] || return 0
+    if [ -n "$STEADY_RATE" ]; then
+        RATE=$STEADY_RATE
+        RATE_NOTE="--steady-rate"
+        return 0
+    fi
+    slow=$(awk -F '\t' -v systems=" $(steady_systems | tr '\n' ' ') " '
+        $1 == 3 && $4 == "jobs_per_s" && index(systems, " " $2 " ") { v[$2] = v[$2] " " $5 }
+        END {
+            for (s in v) {
+                n = split(substr(v[s], 2), a, " ")
+                # median of the runs
+                for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+                if (min == "" || m < min) { min = m; who = s }
+            }
+            if (min != "") printf "%d %s\n", min, who
+        }' "$RAW")
+    if [ -n "$slow" ]; then
+        RATE=$(( ${slow%% *} / 2 ))
+        RATE_NOTE="half of ${slow#* }'s ${slow%% *} jobs/s in scenario 3"
+    else
+        RATE=$STEADY_DEFAULT_RATE
+        RATE_NOTE="default (scenario 3 not run)"
+    fi
+    [ "$RATE" -ge 1 ] || RATE=1
+}
+
+# hot_and_history SYSTEM: the table of live jobs and the history table (or
+# -, none) of a system
+hot_and_history() {
+    case "$(family "$1")" in
+    taskq) echo "taskq.jobs taskq.finished_jobs" ;;
+    naive) echo "naive_jobs -" ;;
+    pgmq) echo "pgmq.q_bench pgmq.a_bench" ;;
+    esac
+}
+
+# steady_run SCENARIO SYSTEM: one run of scenario 7 or 9 (bench.js steady)
+steady_run() {
+    local scen=$1 sys=$2 db res seconds workers pull window hold m
+    db=$(dbname "$sys")
+    fresh_db "$sys"
+    settle "$db"
+    if [ "$scen" -eq 7 ]; then
+        seconds=$XMIN_SECONDS workers=$S7_WORKERS pull=1 window=$S7_WINDOW hold=$XMIN_SECONDS
+    else
+        seconds=$STEADY_SECONDS workers=$S9_WORKERS pull=$S9_PULL window=$S9_WINDOW hold=0
+    fi
+    res=$(node_bench steady --system "$sys" --db "$db" --seconds "$seconds" --rate "$RATE" \
+        --interval-ms "$STEADY_INTERVAL_MS" --batch-max "$STEADY_BATCH_MAX" --producers "$STEADY_PRODUCERS" \
+        --workers "$workers" --pull "$pull" --poll-ms "$STEADY_POLL_MS" --window "$window" --hold "$hold")
+    # one line per window: scenario, system, end (s), then the metrics
+    node -e '
+        const r = JSON.parse(process.argv[1]);
+        const cols = ["end_s", "done_per_s", "pushed_per_s", "pull_p50_ms", "pull_p99_ms", "claim_p50_ms",
+            "claim_p95_ms", "claim_p99_ms", "backlog", "dead_tuples", "live_tuples", "autovacuums"];
+        for (const w of r.windows)
+            console.log([process.argv[2], process.argv[3], ...cols.map((c) => (w[c] === null ? "" : w[c]))].join("\t"));
+    ' "$res" "$scen" "$sys" >>"$STEADY"
+    for m in pushed done late_ticks claim_p50_ms claim_p95_ms claim_p99_ms pull_p50_ms pull_p99_ms \
+        backlog_end dead_tuples_end autovacuums_end; do
+        record "$scen" "$sys" 1 "$m" "$(json_field "$res" "$m")"
+    done
+    log "scenario $scen $sys: pushed $(json_field "$res" pushed), done $(json_field "$res" done) in ${seconds}s; claim p50/p99 $(num1 "$(json_field "$res" claim_p50_ms)")/$(num1 "$(json_field "$res" claim_p99_ms)") ms, pull p99 $(num1 "$(json_field "$res" pull_p99_ms)") ms; backlog $(json_field "$res" backlog_end), dead tuples $(json_field "$res" dead_tuples_end) at the end"
+    if [ "$scen" -eq 9 ]; then
+        # bytes per job: the hot table and its indexes over the jobs that went
+        # through it, the history and its indexes over the rows it keeps
+        local tables hot hist sizes
+        read -r hot hist <<<"$(hot_and_history "$sys")"
+        sizes=$(psql_db "$db" -F ' ' -c "
+            SELECT pg_table_size('$hot'), pg_indexes_size('$hot'),
+                   $(if [ "$hist" = - ]; then echo "0, 0, 0"; else echo "pg_table_size('$hist'), pg_indexes_size('$hist'), (SELECT count(*) FROM $hist)"; fi)")
+        read -r -a tables <<<"$sizes"
+        record 9 "$sys" 1 hot_table_bytes "${tables[0]}"
+        record 9 "$sys" 1 hot_index_bytes "${tables[1]}"
+        record 9 "$sys" 1 history_table_bytes "${tables[2]}"
+        record 9 "$sys" 1 history_index_bytes "${tables[3]}"
+        record 9 "$sys" 1 history_rows "${tables[4]}"
+        log "scenario 9 $sys: $hot ${tables[0]} + ${tables[1]} bytes (table + indexes), history $hist ${tables[2]} + ${tables[3]} bytes for ${tables[4]} rows"
+    fi
+}
+
+scenario_steady() {
+    local scen=$1 sys what
+    steady_rate
+    if [ "$scen" -eq 7 ]; then
+        what="held snapshot: $RATE jobs/s pushed, $S7_WORKERS workers pull 1 + ack 1, a REPEATABLE READ transaction open for ${XMIN_SECONDS}s, ${S7_WINDOW}s windows"
+    else
+        what="steady load: $RATE jobs/s pushed in batches every ${STEADY_INTERVAL_MS} ms, $S9_WORKERS workers pull $S9_PULL and ack each, ${STEADY_SECONDS}s, ${S9_WINDOW}s windows"
+    fi
+    log "=== scenario $scen: $what (rate: $RATE_NOTE)"
+    for sys in $(steady_systems); do
+        steady_run "$scen" "$sys"
     done
 }
 
@@ -743,6 +1018,18 @@ describe() {
     meta latency_poll_ms "$LAT_POLL_MS"
     meta s6_backlog "$S6_BACKLOG"
     meta churn_seconds "$CHURN_SECONDS"
+    meta churn_window "$CHURN_WINDOW"
+    meta ceiling_clients "$CEIL_CLIENTS"
+    meta xmin_seconds "$XMIN_SECONDS"
+    meta s7_workers "$S7_WORKERS"
+    meta s7_window "$S7_WINDOW"
+    meta steady_seconds "$STEADY_SECONDS"
+    meta s9_workers "$S9_WORKERS"
+    meta s9_pull "$S9_PULL"
+    meta s9_window "$S9_WINDOW"
+    meta steady_interval_ms "$STEADY_INTERVAL_MS"
+    meta steady_batch_max "$STEADY_BATCH_MAX"
+    meta steady_poll_ms "$STEADY_POLL_MS"
     meta payload_bytes "${#PAYLOAD}"
     meta host "$(hostname)"
     meta date_utc "$(date -u '+%Y-%m-%d %H:%M:%S')"
@@ -760,6 +1047,11 @@ describe() {
     if has_system pgq; then
         meta pgq "$(psql_db postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pgq'") (Debian postgresql-15-pgq3 $(dpkg-query -W -f='${Version}' postgresql-15-pgq3 2>/dev/null || echo '?'), $(pgqd -V 2>/dev/null | head -n 1 || echo 'no pgqd'))"
     fi
+    if has_system pgmq || has_system pgmq_archive; then
+        meta pgmq "$(psql_db postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'pgmq'") (SQL only, from $PGMQ_DIR)"
+    elif [ -n "$PGMQ_NOTE" ]; then
+        meta pgmq "not run: $PGMQ_NOTE"
+    fi
     meta graphile-worker "$(node -p "require('$NODE_DIR/node_modules/graphile-worker/package.json').version")"
     meta pg-boss "$(node -p "require('$NODE_DIR/node_modules/pg-boss/package.json').version")"
     meta node-postgres "$(node -p "require('$NODE_DIR/node_modules/pg/package.json').version")"
@@ -770,18 +1062,26 @@ describe() {
 # ---------------------------------------------------------------------------
 log "$MODE run: scenarios $SCENARIOS; systems $SYSTEMS; $RUNS run(s)"
 describe
-if has_scenario 1; then scenario_push 1 8 1; fi
+if has_scenario 1; then scenario_push 1 "$CEIL_CLIENTS" 1; fi
 if has_scenario 2; then scenario_push 2 4 100; fi
+# the scenarios reported against the commit ceiling
+if has_scenario 3 || has_scenario 6; then measure_ceiling; fi
 if has_scenario 3; then scenario_drain 3 8 1 "$S3_BACKLOG"; fi
 if has_scenario 4; then scenario_drain 4 4 100 "$S4_BACKLOG"; fi
 if has_scenario 5; then scenario_latency; fi
 if has_scenario 6; then scenario_churn; fi
+if has_scenario 7; then scenario_steady 7; fi
+if has_scenario 9; then scenario_steady 9; fi
 meta runtime_s "$(($(date +%s) - STARTED))"
 meta load_at_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$RATE" ]; then
+    meta steady_rate "$RATE"
+    meta steady_rate_note "$RATE_NOTE"
+fi
 
 RESULTS=$HERE/results
 mkdir -p "$RESULTS"
 BASE=$RESULTS/$(date -u +%Y-%m-%d)-$(hostname -s 2>/dev/null || hostname)
-node "$NODE_DIR/report.js" --raw "$RAW" --series "$SERIES" --meta "$META" --out "$BASE" \
+node "$NODE_DIR/report.js" --raw "$RAW" --series "$SERIES" --steady "$STEADY" --meta "$META" --out "$BASE" \
     --gnuplot "$HAVE_GNUPLOT"
 log "results: $BASE.md, $BASE.csv$([ "$HAVE_GNUPLOT" -eq 0 ] || echo ", $BASE.png") (took $(($(date +%s) - STARTED)) s)"

@@ -17,15 +17,22 @@
  *            transaction, to N idle workers; push->pickup latency
  *   churn    --workers N --producers P --seconds T: workers draining a
  *            backlog while producers push; jobs done per second
+ *   steady   --seconds T --rate R --interval-ms I --batch-max B
+ *            --producers P --workers N --pull K --poll-ms M --window W
+ *            [--hold H]: a fixed push rate in batches, workers pulling K
+ *            and acking each job; per-window rates, latencies, backlog
+ *            and dead tuples (scenarios 7 and 9: taskq, taskq_nohist,
+ *            naive, pgmq, pgmq_archive)
  *   sink     (taskq only) a webhook receiver on 127.0.0.1 plus a
  *            LISTEN taskq_events client; writes its port to --port-file and
  *            prints what it received when it gets SIGTERM
  *
  * graphile-worker and pg-boss run through their own APIs (WorkerUtils.addJob,
  * addJobs, run(); boss.send, insert, fetch, complete, work), as their users
- * run them.  taskq, the naive queue and PgQ are driven here with plain `pg`
- * clients, only for the latency scenario, the PgQ churn and the sink (their
- * throughput scenarios use pgbench).
+ * run them.  taskq, the naive queue, pgmq and PgQ are driven here with
+ * plain `pg` clients, only for the latency scenario, the PgQ churn, the
+ * fixed-rate scenarios 7 and 9 and the sink (their throughput scenarios
+ * use pgbench).
  *
  * The server is reached through BENCH_PGHOST (a socket directory) and
  * BENCH_PGPORT as user postgres; BENCH_PAYLOAD is the job's JSON data.
@@ -137,14 +144,17 @@ async function makeProducer(system, poolSize) {
 		taskq: 'SELECT taskq.push($1, $2, $3)',
 		naive: 'INSERT INTO naive_jobs (name, data) VALUES ($1, $2)',
 		pgq: 'SELECT pgq.insert_event($1, $2, $3)',
+		pgmq: 'SELECT pgmq.send($1::text, $2::jsonb)',
 	}[system];
 	if (!text)
 		throw new Error(`no producer for system ${system}`);
 	const pool = makePool(poolSize);
 	const params = (data) => {
 		const json = JSON.stringify(data || PAYLOAD);
-		/* the naive table has no queue column */
-		return system === 'naive' ? [TASK, json] : [QUEUE, TASK, json];
+		/* the naive table has no queue column, pgmq messages no name */
+		if (system === 'naive')
+			return [TASK, json];
+		return system === 'pgmq' ? [QUEUE, json] : [QUEUE, TASK, json];
 	};
 	return {
 		push1: (data) => pool.query({ name: 'push1', text, values: params(data) }),
@@ -453,6 +463,33 @@ async function makeConsumer(system, workers, pollMs) {
 			stop: closeAll,
 		};
 	}
+	if (system === 'pgmq') {
+		/*
+		 * pgmq 1.5.1 has no notification: its waiting primitive is
+		 * read_with_poll, which polls inside the server every POLL_MS ms
+		 * (here for up to 1 s per call); then delete each message.
+		 */
+		return {
+			start: async (onJob) => {
+				for (const c of clients) {
+					loops.push((async () => {
+						while (!stopping) {
+							const r = await c.query({
+								name: 'read',
+								text: 'SELECT msg_id, message FROM pgmq.read_with_poll($1::text, 30, 10, 1, $2::int)',
+								values: [QUEUE, pollMs],
+							});
+							for (const row of r.rows) {
+								onJob(row.message);
+								await c.query({ name: 'delete', text: 'SELECT pgmq.delete($1::text, $2::bigint)', values: [QUEUE, row.msg_id] });
+							}
+						}
+					})());
+				}
+			},
+			stop: closeAll,
+		};
+	}
 	if (system === 'pgq') {
 		/*
 		 * One PgQ consumer (PgQ hands every batch to every consumer: it has
@@ -583,6 +620,272 @@ async function churn() {
 }
 
 /*
+ * The SQL of the steady modes (scenarios 7 and 9) per system: push a batch
+ * of n jobs whose data carries the server's clock at the push (t, epoch
+ * ms), pull up to n jobs returning each one's claim latency (the server's
+ * clock at the lease minus t: push -> lease, the push's own commit
+ * included), ack one job; hot: the table the live jobs are in.
+ */
+const STAMP = "jsonb_build_object('t', extract(epoch FROM clock_timestamp()) * 1000)";
+const CLAIM_MS = (col) => `(extract(epoch FROM clock_timestamp()) * 1000 - (${col}->>'t')::numeric)::float8 AS claim_ms`;
+function steadySql(system) {
+	const family = system.replace(/_.*$/, '');
+	if (family === 'taskq')
+		return {
+			hot: 'taskq.jobs',
+			push: {
+				text: `SELECT count(*) AS n FROM taskq.push_batch($1, (SELECT jsonb_agg(jsonb_build_object('name', $2::text, 'data', $3::jsonb || ${STAMP})) FROM generate_series(1, $4::int)))`,
+				values: (n) => [QUEUE, TASK, JSON.stringify(PAYLOAD), n],
+			},
+			pull: {
+				text: `SELECT id, lease, ${CLAIM_MS('data')} FROM taskq.pull($1, $2)`,
+				values: (n) => [QUEUE, n],
+			},
+			ack: { text: 'SELECT taskq.ack($1, NULL, $2)', values: (row) => [row.id, row.lease] },
+		};
+	if (family === 'naive')
+		return {
+			hot: 'naive_jobs',
+			push: {
+				text: `INSERT INTO naive_jobs (name, data) SELECT $1::text, $2::jsonb || ${STAMP} FROM generate_series(1, $3::int)`,
+				values: (n) => [TASK, JSON.stringify(PAYLOAD), n],
+			},
+			pull: {
+				text: `UPDATE naive_jobs SET status = 'running', attempts = attempts + 1, locked_at = now()
+					WHERE id IN (SELECT id FROM naive_jobs WHERE status = 'waiting'
+						ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+					RETURNING id, ${CLAIM_MS('data')}`,
+				values: (n) => [n],
+			},
+			ack: { text: 'DELETE FROM naive_jobs WHERE id = $1', values: (row) => [row.id] },
+		};
+	if (family === 'pgmq')
+		return {
+			hot: 'pgmq.q_bench',
+			push: {
+				text: `SELECT count(*) AS n FROM pgmq.send_batch($1::text, ARRAY(SELECT $2::jsonb || ${STAMP} FROM generate_series(1, $3::int)))`,
+				values: (n) => [QUEUE, JSON.stringify(PAYLOAD), n],
+			},
+			pull: {
+				text: `SELECT msg_id AS id, ${CLAIM_MS('message')} FROM pgmq.read($1::text, 30, $2::int)`,
+				values: (n) => [QUEUE, n],
+			},
+			/* pgmq deletes (no history) or, as pgmq_archive, archives */
+			ack: {
+				text: system === 'pgmq_archive' ? 'SELECT pgmq.archive($1::text, $2::bigint)' : 'SELECT pgmq.delete($1::text, $2::bigint)',
+				values: (row) => [QUEUE, row.id],
+			},
+		};
+	throw new Error(`steady: no SQL for system ${system}`);
+}
+
+/*
+ * steady (scenarios 7 and 9): for SECONDS, producers push RATE jobs/s in
+ * batches every INTERVAL ms (at most BATCH_MAX jobs a batch; jobs that
+ * cannot be sent on time, no producer connection being free, go with the
+ * next batch), on PRODUCERS connections, while WORKERS workers each pull up
+ * to PULL jobs and ack each job in its own transaction, sleeping POLL_MS ms
+ * after an empty pull.  With HOLD > 0 a REPEATABLE READ transaction that
+ * has read the hot table is open from before the first push for HOLD
+ * seconds.  Per WINDOW seconds: jobs completed (acks returned) and pushed
+ * per second, pull latency (the client's round trip of every pull, empty
+ * ones included) and claim latency percentiles, and at the window's end
+ * the backlog (live rows of the hot table), its dead tuples and autovacuum
+ * runs.
+ */
+async function steady() {
+	const seconds = num('seconds', 60);
+	const rate = num('rate', 1000);
+	const intervalMs = num('interval-ms', 10);
+	const batchMax = num('batch-max', 128);
+	const producers = num('producers', 4);
+	const workers = num('workers', 8);
+	const pullN = num('pull', 1);
+	const pollMs = num('poll-ms', 10);
+	const windowS = num('window', 5);
+	const hold = num('hold', 0);
+	const sql = steadySql(SYSTEM);
+	const nWin = Math.ceil(seconds / windowS);
+	const win = Array.from({ length: nWin }, () => ({ done: 0, pushed: 0, pulls: [], claims: [] }));
+
+	const connect = async () => {
+		const c = new pg.Client(conn);
+		c.on('error', (err) => console.error(`client error: ${err.message}`));
+		await c.connect();
+		return c;
+	};
+	const monitor = await connect();
+	const sample = async () => {
+		const r = await monitor.query({
+			name: 'sample',
+			text: `SELECT n_dead_tup AS dead, n_live_tup AS live, autovacuum_count AS autovacuums,
+					(SELECT count(*) FROM ${sql.hot}) AS backlog
+				FROM pg_stat_user_tables WHERE relid = $1::regclass`,
+			values: [sql.hot],
+		});
+		const row = r.rows[0];
+		return { dead: Number(row.dead), live: Number(row.live), autovacuums: Number(row.autovacuums), backlog: Number(row.backlog) };
+	};
+	let holder = null;
+	let holdTimer = null;
+	let holding = false;
+	if (hold > 0) {
+		/* a transaction that has read something: its snapshot holds xmin */
+		holder = await connect();
+		await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+		await holder.query(`SELECT count(*) FROM ${sql.hot}`);
+		holding = true;
+	}
+	const prodClients = [];
+	for (let i = 0; i < producers; i++)
+		prodClients.push(await connect());
+	const workClients = [];
+	for (let i = 0; i < workers; i++)
+		workClients.push(await connect());
+
+	const start = now();
+	const end = start + seconds * 1000;
+	const slot = (t) => (t >= end ? -1 : Math.floor((t - start) / (windowS * 1000)));
+	let stopping = false;
+	let pushedTotal = 0;
+	let doneTotal = 0;
+	const release = async () => {
+		if (holding) {
+			holding = false;
+			await holder.query('COMMIT');
+		}
+	};
+	if (holder)
+		holdTimer = setTimeout(() => release().catch((e) => console.error(`holder: ${e.message}`)), hold * 1000);
+
+	/* workers */
+	const loops = workClients.map(async (c) => {
+		while (!stopping) {
+			const t0 = now();
+			const r = await c.query({ name: 'pull', text: sql.pull.text, values: sql.pull.values(pullN) });
+			const t1 = now();
+			const w = slot(t1);
+			if (w >= 0) {
+				win[w].pulls.push(t1 - t0);
+				for (const row of r.rows)
+					win[w].claims.push(row.claim_ms);
+			}
+			if (r.rows.length === 0) {
+				await sleep(pollMs);
+				continue;
+			}
+			for (const row of r.rows) {
+				await c.query({ name: 'ack', text: sql.ack.text, values: sql.ack.values(row) });
+				doneTotal++;
+				const wa = slot(now());
+				if (wa >= 0)
+					win[wa].done++;
+			}
+		}
+	});
+
+	/* the monitor: a sample at the end of every window */
+	const samples = [];
+	const monitorLoop = (async () => {
+		for (let w = 1; w <= nWin; w++) {
+			const wait = start + Math.min(seconds, w * windowS) * 1000 - now();
+			if (wait > 0)
+				await sleep(wait);
+			samples.push(await sample());
+		}
+	})();
+
+	/* producers: a batch every INTERVAL ms */
+	const free = [...prodClients];
+	const inflight = new Set();
+	const perTick = (rate * intervalMs) / 1000;
+	let owed = 0;
+	let late = 0;
+	for (let k = 0; ; k++) {
+		const due = start + k * intervalMs;
+		if (due >= end)
+			break;
+		const wait = due - now();
+		if (wait > 0)
+			await sleep(wait);
+		owed += perTick;
+		const n = Math.min(batchMax, Math.floor(owed));
+		if (n < 1)
+			continue;
+		if (free.length === 0) {
+			late++;
+			continue;
+		}
+		owed -= n;
+		const c = free.pop();
+		const p = (async () => {
+			await c.query({ name: 'push', text: sql.push.text, values: sql.push.values(n) });
+			pushedTotal += n;
+			const w = slot(now());
+			if (w >= 0)
+				win[w].pushed += n;
+			free.push(c);
+		})();
+		inflight.add(p);
+		p.finally(() => inflight.delete(p));
+	}
+	await Promise.all(inflight);
+	const wait = end - now();
+	if (wait > 0)
+		await sleep(wait);
+	stopping = true;
+	await Promise.all(loops);
+	await monitorLoop;
+	if (holdTimer)
+		clearTimeout(holdTimer);
+	if (holder) {
+		await release();
+		await holder.end();
+	}
+	const final = await sample();
+	await Promise.all([...prodClients, ...workClients, monitor].map((c) => c.end()));
+
+	const q = (list, p) => quantile([...list].sort((a, b) => a - b), p);
+	const windows = win.map((x, i) => {
+		const len = Math.min(windowS, seconds - i * windowS);
+		return {
+			end_s: Math.min(seconds, (i + 1) * windowS),
+			done_per_s: x.done / len,
+			pushed_per_s: x.pushed / len,
+			pulls: x.pulls.length,
+			pull_p50_ms: q(x.pulls, 0.5),
+			pull_p99_ms: q(x.pulls, 0.99),
+			claims: x.claims.length,
+			claim_p50_ms: q(x.claims, 0.5),
+			claim_p95_ms: q(x.claims, 0.95),
+			claim_p99_ms: q(x.claims, 0.99),
+			backlog: samples[i]?.backlog ?? null,
+			dead_tuples: samples[i]?.dead ?? null,
+			live_tuples: samples[i]?.live ?? null,
+			autovacuums: samples[i]?.autovacuums ?? null,
+		};
+	});
+	const allClaims = win.flatMap((x) => x.claims);
+	const allPulls = win.flatMap((x) => x.pulls);
+	return {
+		seconds,
+		rate,
+		pushed: pushedTotal,
+		done: doneTotal,
+		late_ticks: late,
+		claim_p50_ms: q(allClaims, 0.5),
+		claim_p95_ms: q(allClaims, 0.95),
+		claim_p99_ms: q(allClaims, 0.99),
+		pull_p50_ms: q(allPulls, 0.5),
+		pull_p99_ms: q(allPulls, 0.99),
+		backlog_end: final.backlog,
+		dead_tuples_end: final.dead,
+		autovacuums_end: final.autovacuums,
+		windows,
+	};
+}
+
+/*
  * sink: receives taskq's webhooks (204 to every POST) and LISTENs on
  * taskq_events; prints the counts when it gets SIGTERM.
  */
@@ -609,7 +912,7 @@ async function sink() {
 	return { webhooks_received: hooks, events_received: events };
 }
 
-const modes = { setup, push, load, drain, latency, churn, sink };
+const modes = { setup, push, load, drain, latency, churn, steady, sink };
 
 (async () => {
 	if (!modes[MODE])

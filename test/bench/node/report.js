@@ -4,16 +4,20 @@
  * into the results files: OUT.md (tables, versions, machine, targets),
  * OUT.csv (one row per scenario, system and metric) and OUT.png (gnuplot).
  *
- *   node report.js --raw RAW.tsv --series SERIES.tsv --meta META.tsv \
- *                  --out PATH_WITHOUT_EXTENSION --gnuplot 0|1
+ *   node report.js --raw RAW.tsv --series SERIES.tsv --steady STEADY.tsv \
+ *                  --meta META.tsv --out PATH_WITHOUT_EXTENSION --gnuplot 0|1
  *
- * RAW.tsv:    scenario, system, run, metric, value, note (tab-separated)
+ * RAW.tsv:    scenario, system, run, metric, value, note (tab-separated);
+ *             scenario 0 is the commit ceiling (system ceiling)
  * SERIES.tsv: system, second, jobs done, jobs pushed (scenario 6)
+ * STEADY.tsv: scenario, system, window end (s), done/s, pushed/s, pull
+ *             p50 and p99, claim p50, p95 and p99 (ms), backlog, dead and
+ *             live tuples, autovacuums (scenarios 7 and 9, per window)
  * META.tsv:   key, value
  *
  * Throughput is the median of the runs; ratios are to the naive queue's
- * median of the same scenario.  Targets are reported as met or not met,
- * never turned into a failure.
+ * median of the same scenario, and between taskq and each peer.  Targets
+ * are reported as met or not met, never turned into a failure.
  */
 
 const fs = require('node:fs');
@@ -32,12 +36,16 @@ function readTsv(path) {
 
 const raw = readTsv(args.raw);
 const series = readTsv(args.series);
+const steadyRows = readTsv(args.steady);
 const meta = Object.fromEntries(readTsv(args.meta).map(([k, ...v]) => [k, v.join('\t')]));
 
-const SYSTEMS = ['taskq', 'naive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
+const SYSTEMS = ['taskq', 'taskq_nohist', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
 const LABEL = {
 	taskq: 'taskq',
+	taskq_nohist: 'taskq, no history',
 	naive: 'naive SKIP LOCKED',
+	pgmq: 'pgmq (delete)',
+	pgmq_archive: 'pgmq + archive',
 	pgq: 'PgQ',
 	graphile: 'graphile-worker',
 	pgboss: 'pg-boss',
@@ -53,7 +61,11 @@ const SCENARIO = {
 	4: `drain ${meta.s4_backlog} backlog, 4 workers, pull 100 + ack 100`,
 	5: `latency at ${meta.latency_rate} jobs/s, ${meta.latency_workers} idle workers`,
 	6: `churn: ${meta.s6_backlog} backlog, 8 workers, 2 producers, ${meta.churn_seconds} s`,
+	7: `held snapshot: ${meta.steady_rate} jobs/s, ${meta.s7_workers} workers pull 1 + ack 1, a REPEATABLE READ transaction open ${meta.xmin_seconds} s`,
+	9: `steady load: ${meta.steady_rate} jobs/s in batches every ${meta.steady_interval_ms} ms, ${meta.s9_workers} workers pull ${meta.s9_pull} + ack each, ${meta.steady_seconds} s`,
 };
+/* Systems that push as another does (scenarios 1 and 2 run only the latter). */
+const SAME_PUSH = { taskq_nohist: 'taskq', pgmq_archive: 'pgmq' };
 /* How a system does a scenario when it is not the plain mapping. */
 const MAPPING = {
 	'3 pgq': 'one consumer (PgQ gives every batch to every consumer: no sharing between workers), batches of 1 event (a tick per event): PgQ acks batches, not jobs',
@@ -67,6 +79,14 @@ const MAPPING = {
 	'1 pgboss': 'boss.send',
 	'2 pgboss': 'boss.insert, 100 jobs',
 	'1 pgq': 'pgq.insert_event',
+	'1 pgmq': 'pgmq.send',
+	'2 pgmq': 'pgmq.send_batch, 100 messages (the data of the 100 jobs as one jsonb[])',
+	'3 pgmq': 'pgmq.read(q, 30 s, 1), then pgmq.delete: no history',
+	'4 pgmq': 'pgmq.read(q, 30 s, 100), then pgmq.delete(q, ids)',
+	'3 pgmq_archive': 'pgmq.read(q, 30 s, 1), then pgmq.archive: the message moves to the archive table (history, as taskq keeps completed jobs)',
+	'4 pgmq_archive': 'pgmq.read(q, 30 s, 100), then pgmq.archive(q, ids)',
+	'3 taskq_nohist': 'queue with retention.completed_ms 0: an ack deletes the job instead of moving it to the history',
+	'4 taskq_nohist': 'queue with retention.completed_ms 0 (ack_batch deletes)',
 	'2 pgq': 'pgq.insert_event x 100 in one statement',
 	'1 insert': 'INSERT of the row push writes into a copy of taskq.jobs',
 	'3 taskq_events': 'queue with notify_events, a webhook for job.completed to a local receiver, a LISTEN taskq_events client',
@@ -76,6 +96,7 @@ const MAPPING = {
 const WAITS = {
 	taskq: 'LISTEN taskq_wakeup (the background worker\'s coalesced NOTIFY), pull 10 + ack until empty; fallback poll 5 s',
 	naive: `polls every ${meta.latency_poll_ms} ms (pull 10 + ack until empty)`,
+	pgmq: `pgmq.read_with_poll (polls in the server every ${meta.latency_poll_ms} ms, up to 1 s a call; pgmq 1.5.1 has no notification), 10 at a time, delete each`,
 	pgq: `pgqd ticker (every 1 s; PgQ's default queue settings tick after 3 s or 500 events), one consumer polling next_batch every ${meta.latency_poll_ms} ms`,
 	graphile: 'run(): LISTEN (a NOTIFY per addJob), concurrency 2',
 	pgboss: 'work() x 2 with its default polling (every 2 s), batchSize 100 (work() takes one batch per interval)',
@@ -108,9 +129,20 @@ const fmt = (v, digits = 0) => (v === null || Number.isNaN(v) ? 'n/a'
 	: v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
 const ratio = (a, b) => (a === null || b === null || b === 0 ? null : a / b);
 const fmtRatio = (r) => (r === null ? '' : ` (${r.toFixed(2)}x)`);
-const bytes = (b) => (b === null ? 'n/a' : `${(b / 1048576).toFixed(1)} MB`);
+const bytes = (b) => {
+	if (b === null)
+		return 'n/a';
+	return b < 1048576 ? `${(b / 1024).toFixed(0)} kB` : `${(b / 1048576).toFixed(1)} MB`;
+};
 
 const present = SYSTEMS.filter((s) => Object.values(values).some((v) => v[s]));
+/* In scenarios 1 and 2, taskq_nohist and pgmq_archive push as taskq and
+ * pgmq do and are not run: true when SYS's figure is that of another. */
+const pushesAs = (scen, sys) => (scen === '1' || scen === '2') && SAME_PUSH[sys]
+	&& get(scen, sys, 'jobs_per_s') === null && get(scen, SAME_PUSH[sys], 'jobs_per_s') !== null
+	&& present.includes(sys);
+/* jobs/s of a scenario, with the push figures of SAME_PUSH */
+const thr = (scen, sys) => (pushesAs(scen, sys) ? get(scen, SAME_PUSH[sys], 'jobs_per_s') : get(scen, sys, 'jobs_per_s'));
 const md = [];
 const csv = ['scenario,system,metric,median,runs,values,ratio_to_naive,note'];
 
@@ -124,17 +156,18 @@ md.push('');
 /* Throughput table. */
 md.push('## Throughput (jobs/s; in brackets: ratio to the naive queue)');
 md.push('');
-const thrSystems = present;
+const THR = ['1', '2', '3', '4'];
+const thrSystems = present.filter((s) => THR.some((scen) => values[scen]?.[s]?.jobs_per_s));
 md.push(`| scenario | ${thrSystems.map((s) => LABEL[s]).join(' | ')} |`);
 md.push(`|---|${thrSystems.map(() => '---:').join('|')}|`);
-for (const scen of ['1', '2', '3', '4']) {
+for (const scen of THR) {
 	if (!values[scen])
 		continue;
 	const naive = get(scen, 'naive', 'jobs_per_s');
 	const cells = thrSystems.map((sys) => {
 		const v = get(scen, sys, 'jobs_per_s');
 		if (v === null)
-			return '';
+			return pushesAs(scen, sys) ? `as ${LABEL[SAME_PUSH[sys]]}` : '';
 		return `${fmt(v)}${sys === 'naive' ? '' : fmtRatio(ratio(v, naive))}`;
 	});
 	md.push(`| ${scen}. ${SCENARIO[scen]} | ${cells.join(' | ')} |`);
@@ -153,8 +186,8 @@ for (const scen of ['1', '2', '3', '4']) {
 	}
 }
 md.push('');
-if (present.some((s) => ['1', '2', '3', '4'].some((scen) => values[scen] && get(scen, s, 'jobs_per_s') === null))) {
-	md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variants only run scenario 3).');
+if (thrSystems.some((s) => THR.some((scen) => values[scen] && get(scen, s, 'jobs_per_s') === null))) {
+	md.push('Empty cells: the system was not run in that scenario (the plain INSERT is only the baseline of scenario 1, the events variants only run scenario 3). "as taskq", "as pgmq": taskq without history and pgmq with its archive push exactly as taskq and pgmq do, so scenarios 1 and 2 run them once.');
 	md.push('');
 }
 const mappingLines = Object.entries(MAPPING)
@@ -182,6 +215,94 @@ if (mappingLines.length || capLines.length) {
 	md.push('');
 	md.push(...mappingLines, ...capLines);
 	md.push('');
+}
+
+/* The commit ceiling and the one-job-per-transaction scenarios against it. */
+const ceiling = get('0', 'ceiling', 'commits_per_s');
+if (ceiling !== null) {
+	const runs = values['0'].ceiling.commits_per_s;
+	md.push('## The commit ceiling of the instance');
+	md.push('');
+	md.push(`${fmt(ceiling)} commits/s: ${meta.ceiling_clients} clients, each transaction one single-row INSERT into a one-column table (${runs.length > 1 ? `median of ${runs.length} runs: ${runs.map((v) => fmt(v)).join(', ')}` : '1 run'}), on this instance, fsync and synchronous_commit on. It is what one commit per job can reach at best here; below, jobs/s as a percentage of it.`);
+	md.push('');
+	const rows = [
+		['1', 'jobs_per_s', '1. push, 1 job/transaction, 8 clients', 1],
+		['3', 'jobs_per_s', '3. drain, pull 1 + ack 1, 8 workers', 2],
+		['6', 'first_jobs_per_s', `6. churn, jobs done/s, first ${meta.churn_window} s`, 2],
+		['6', 'last_jobs_per_s', `6. churn, jobs done/s, last ${meta.churn_window} s`, 2],
+	].filter(([scen]) => values[scen]);
+	const cols = present.filter((sys) => rows.some(([scen, m]) => (m === 'jobs_per_s' ? thr(scen, sys) : get(scen, sys, m)) !== null));
+	if (rows.length && cols.length) {
+		md.push(`| scenario | commits per job | ${cols.map((sys) => LABEL[sys]).join(' | ')} |`);
+		md.push(`|---|---:|${cols.map(() => '---:').join('|')}|`);
+		for (const [scen, m, what, commits] of rows) {
+			const cells = cols.map((sys) => {
+				if (pushesAs(scen, sys))
+					return `as ${LABEL[SAME_PUSH[sys]]}`;
+				const v = m === 'jobs_per_s' ? thr(scen, sys) : get(scen, sys, m);
+				if (v === null)
+					return '';
+				csv.push([scen, sys, `${m}_pct_of_commit_ceiling`, (100 * v / ceiling).toFixed(1), '', '', '', `"ceiling ${ceiling.toFixed(1)} commits/s"`].join(','));
+				return `${(100 * v / ceiling).toFixed(1)}%`;
+			});
+			md.push(`| ${what} | ${commits} | ${cells.join(' | ')} |`);
+		}
+		md.push('');
+		md.push('Commits per job: a worker that pulls then acks commits twice per job, so half the ceiling (50%) is its bound; in scenario 6 the producers\' commits come on top. PgQ (one consumer, batches of one event), graphile-worker and pg-boss commit twice per job in scenario 3 as well.');
+		md.push('');
+	}
+	csv.push(['0', 'ceiling', 'commits_per_s', ceiling.toFixed(1), runs.length, `"${runs.join(' ')}"`, '', `"${meta.ceiling_clients} clients, one single-row INSERT per transaction"`].join(','));
+}
+
+/* Ratios within this run: taskq against each peer, above 1 taskq better. */
+{
+	const PAIRS = [
+		['taskq', 'naive'],
+		['taskq_nohist', 'naive'],
+		['taskq', 'pgmq_archive'],
+		['taskq_nohist', 'pgmq'],
+		['taskq', 'pgmq'],
+		['taskq', 'pgq'],
+		['taskq', 'graphile'],
+		['taskq', 'pgboss'],
+		['taskq_nohist', 'taskq'],
+	];
+	/* [label, value of a system, higher is better] */
+	const ROWS = [
+		['1. push 1/tx (jobs/s)', (sys) => thr('1', sys), true],
+		['2. push 100/tx (jobs/s)', (sys) => thr('2', sys), true],
+		['3. drain, pull 1 + ack 1 (jobs/s)', (sys) => get('3', sys, 'jobs_per_s'), true],
+		['4. drain, pull 100 + ack 100 (jobs/s)', (sys) => get('4', sys, 'jobs_per_s'), true],
+		['5. pickup latency p99', (sys) => get('5', sys, 'p99_ms'), false],
+		[`6. churn, done/s in the last ${meta.churn_window} s`, (sys) => get('6', sys, 'last_jobs_per_s'), true],
+		['7. held snapshot, jobs done', (sys) => get('7', sys, 'done'), true],
+		['7. held snapshot, pull latency p99', (sys) => get('7', sys, 'pull_p99_ms'), false],
+		['9. steady load, claim latency p99', (sys) => get('9', sys, 'claim_p99_ms'), false],
+	];
+	const val = (f, sys) => (present.includes(sys) ? f(sys) : null);
+	const pairs = PAIRS.filter(([a, b]) => ROWS.some(([, f]) => val(f, a) !== null && val(f, b) !== null));
+	const rows = ROWS.filter(([, f]) => pairs.some(([a, b]) => val(f, a) !== null && val(f, b) !== null));
+	if (pairs.length && rows.length) {
+		md.push('## Ratios within this run (above 1: the first system does better)');
+		md.push('');
+		md.push(`| | ${pairs.map(([a, b]) => `${LABEL[a]} vs ${LABEL[b]}`).join(' | ')} |`);
+		md.push(`|---|${pairs.map(() => '---:').join('|')}|`);
+		for (const [what, f, higher] of rows) {
+			const cells = pairs.map(([a, b]) => {
+				const va = val(f, a);
+				const vb = val(f, b);
+				const r = higher ? ratio(va, vb) : ratio(vb, va);
+				if (r === null)
+					return '';
+				csv.push(['ratio', `${a}/${b}`, `"${what}"`, r.toFixed(3), '', `"${va} ${vb}"`, '', higher ? '"first/second"' : '"second/first (latency)"'].join(','));
+				return `${r.toFixed(2)}x`;
+			});
+			md.push(`| ${what} | ${cells.join(' | ')} |`);
+		}
+		md.push('');
+		md.push('Throughput rows: the first system\'s figure over the second\'s; latency rows: the second\'s over the first\'s, so that above 1 always favours the first. Scenarios 1 and 2 take the push figures of taskq and pgmq for their variants (they push alike). Same run, same instance: the machine\'s noise hits both sides, but one run is one sample.');
+		md.push('');
+	}
 }
 
 /* Events and webhook. */
@@ -229,21 +350,137 @@ if (values['5']) {
 if (values['6']) {
 	md.push(`## Scenario 6: churn (${SCENARIO[6]})`);
 	md.push('');
-	md.push('| system | done/s, first 20 s | done/s, last 20 s | last/first | pushed/s, first -> last 20 s | dead tuples at the end | live tuples | tables | indexes | autovacuums | backlog left |');
+	const cw = meta.churn_window || 20;
+	md.push(`| system | done/s, first ${cw} s | done/s, last ${cw} s | last/first | pushed/s, first -> last ${cw} s | dead tuples at the end | live tuples | tables | indexes | autovacuums | backlog left |`);
 	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const sys of SYSTEMS) {
 		if (!values['6'][sys])
 			continue;
-		const f = get('6', sys, 'first20_jobs_per_s');
-		const l = get('6', sys, 'last20_jobs_per_s');
+		const f = get('6', sys, 'first_jobs_per_s');
+		const l = get('6', sys, 'last_jobs_per_s');
 		const r = ratio(l, f);
-		md.push(`| ${LABEL[sys]} | ${fmt(f)} | ${fmt(l)} | ${r === null ? 'n/a' : r.toFixed(2)} | ${fmt(get('6', sys, 'first20_pushed_per_s'))} -> ${fmt(get('6', sys, 'last20_pushed_per_s'))} | ${fmt(get('6', sys, 'dead_tuples'))} | ${fmt(get('6', sys, 'live_tuples'))} | ${bytes(get('6', sys, 'table_bytes'))} | ${bytes(get('6', sys, 'index_bytes'))} | ${fmt(get('6', sys, 'autovacuums'))} | ${fmt(get('6', sys, 'backlog_left'))} |`);
+		md.push(`| ${LABEL[sys]} | ${fmt(f)} | ${fmt(l)} | ${r === null ? 'n/a' : r.toFixed(2)} | ${fmt(get('6', sys, 'first_pushed_per_s'))} -> ${fmt(get('6', sys, 'last_pushed_per_s'))} | ${fmt(get('6', sys, 'dead_tuples'))} | ${fmt(get('6', sys, 'live_tuples'))} | ${bytes(get('6', sys, 'table_bytes'))} | ${bytes(get('6', sys, 'index_bytes'))} | ${fmt(get('6', sys, 'autovacuums'))} | ${fmt(get('6', sys, 'backlog_left'))} |`);
 		for (const m of Object.keys(values['6'][sys]))
 			csv.push(['6', sys, m, get('6', sys, m), 1, `"${get('6', sys, m)}"`, '', ''].join(','));
 	}
 	md.push('');
 	md.push('Tuples and sizes are summed over the user tables of the system\'s own database (pg_stat_user_tables) right after the run. PgQ runs one consumer (see scenario 3).');
 	md.push('');
+}
+
+/* Scenarios 7 and 9: per-window series (STEADY.tsv). */
+const STEADY_COLS = ['end_s', 'done_per_s', 'pushed_per_s', 'pull_p50_ms', 'pull_p99_ms', 'claim_p50_ms',
+	'claim_p95_ms', 'claim_p99_ms', 'backlog', 'dead_tuples', 'live_tuples', 'autovacuums'];
+/* steady[scen][sys] = [{end_s, ...}] */
+const steady = {};
+for (const [scen, sys, ...rest] of steadyRows) {
+	const w = {};
+	STEADY_COLS.forEach((c, i) => { w[c] = rest[i] === '' || rest[i] === undefined ? null : Number(rest[i]); });
+	((steady[scen] ??= {})[sys] ??= []).push(w);
+}
+const steadySystems = (scen) => SYSTEMS.filter((s) => steady[scen]?.[s]);
+/* A table of one per-window metric: rows windows, columns systems. */
+function windowTable(scen, metric, digits) {
+	const syss = steadySystems(scen);
+	const n = Math.max(...syss.map((s) => steady[scen][s].length));
+	const out = [`| window end (s) | ${syss.map((s) => LABEL[s]).join(' | ')} |`, `|---:|${syss.map(() => '---:').join('|')}|`];
+	for (let i = 0; i < n; i++) {
+		const end = syss.map((s) => steady[scen][s][i]?.end_s).find((v) => v !== undefined);
+		out.push(`| ${end} | ${syss.map((s) => fmt(steady[scen][s][i]?.[metric] ?? null, digits)).join(' | ')} |`);
+	}
+	return out;
+}
+function steadyCsv(scen) {
+	for (const sys of steadySystems(scen)) {
+		for (const m of Object.keys(values[scen]?.[sys] || {}))
+			csv.push([scen, sys, m, get(scen, sys, m), 1, `"${get(scen, sys, m)}"`, '', ''].join(','));
+		for (const c of STEADY_COLS.slice(1)) {
+			const list = steady[scen][sys].map((w) => w[c]);
+			const m = median(list.filter((v) => v !== null));
+			csv.push([scen, sys, `${c}_by_window`, m === null ? '' : Number(m.toFixed(2)), list.length,
+				`"${list.map((v) => (v === null ? '' : Number(v.toFixed(2)))).join(' ')}"`, '', `"per ${scen === '7' ? meta.s7_window : meta.s9_window} s window"`].join(','));
+		}
+	}
+}
+const maxOf = (list) => (list.length ? Math.max(...list) : null);
+const details = (summary, lines) => ['<details>', `<summary>${summary}</summary>`, '', ...lines, '', '</details>', ''];
+
+if (steady['7']) {
+	const syss = steadySystems('7');
+	md.push(`## Scenario 7: ${SCENARIO[7]}`);
+	md.push('');
+	md.push(`Producers push ${meta.steady_rate} jobs/s (${meta.steady_rate_note}) in batches every ${meta.steady_interval_ms} ms; ${meta.s7_workers} workers pull 1 job and ack it in a second transaction (an empty pull waits ${meta.steady_poll_ms} ms); a REPEATABLE READ transaction that has read the hot table is open from before the first push to the end (${meta.xmin_seconds} s), so no dead row of the run can be removed. Per ${meta.s7_window} s window:`);
+	md.push('');
+	md.push('| system | jobs done | of pushed | done/s, first window | done/s, last window | pull p99 first -> last window (ms) | claim p99, whole run (ms) | dead tuples at the end | backlog at the end |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+	for (const sys of syss) {
+		const w = steady['7'][sys];
+		md.push(`| ${LABEL[sys]} | ${fmt(get('7', sys, 'done'))} | ${fmt(get('7', sys, 'pushed'))} | ${fmt(w[0].done_per_s)} | ${fmt(w[w.length - 1].done_per_s)} | ${fmt(w[0].pull_p99_ms, 1)} -> ${fmt(w[w.length - 1].pull_p99_ms, 1)} | ${fmt(get('7', sys, 'claim_p99_ms'), 1)} | ${fmt(get('7', sys, 'dead_tuples_end'))} | ${fmt(get('7', sys, 'backlog_end'))} |`);
+	}
+	md.push('');
+	md.push('Jobs done per second:');
+	md.push('');
+	md.push(...windowTable('7', 'done_per_s', 0));
+	md.push('');
+	md.push('Pull latency p99 (ms; every pull call, empty ones included, as the worker sees it):');
+	md.push('');
+	md.push(...windowTable('7', 'pull_p99_ms', 1));
+	md.push('');
+	md.push('Dead tuples of the hot table at the end of each window (pg_stat_user_tables):');
+	md.push('');
+	md.push(...windowTable('7', 'dead_tuples', 0));
+	md.push('');
+	md.push(...details('Backlog (live rows of the hot table) and claim latency p99 per window', [
+		...windowTable('7', 'backlog', 0), '', ...windowTable('7', 'claim_p99_ms', 1)]));
+	steadyCsv('7');
+}
+
+if (steady['9']) {
+	const syss = steadySystems('9');
+	md.push(`## Scenario 9: ${SCENARIO[9]}`);
+	md.push('');
+	md.push(`Producers push ${meta.steady_rate} jobs/s (${meta.steady_rate_note}) in batches of at most ${meta.steady_batch_max} every ${meta.steady_interval_ms} ms; ${meta.s9_workers} workers each pull up to ${meta.s9_pull} jobs and ack each in its own transaction (an empty pull waits ${meta.steady_poll_ms} ms); the server's default autovacuum settings (taskq.jobs has its own storage parameters, part of the extension). Claim latency: from the push statement (the server's clock, stored in the job) to the lease (the server's clock in the pull), so the push's own commit is included. Per ${meta.s9_window} s window:`);
+	md.push('');
+	md.push('| system | done/s (mean) | pushed/s (mean) | claim p50 | p95 | p99 (ms, whole run) | worst window p99 (ms) | backlog, max | dead tuples, max / end | autovacuums |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	for (const sys of syss) {
+		const w = steady['9'][sys];
+		const secs = Number(meta.steady_seconds);
+		md.push(`| ${LABEL[sys]} | ${fmt(get('9', sys, 'done') / secs)} | ${fmt(get('9', sys, 'pushed') / secs)} | ${fmt(get('9', sys, 'claim_p50_ms'), 1)} | ${fmt(get('9', sys, 'claim_p95_ms'), 1)} | ${fmt(get('9', sys, 'claim_p99_ms'), 1)} | ${fmt(maxOf(w.map((x) => x.claim_p99_ms).filter((v) => v !== null)), 1)} | ${fmt(maxOf(w.map((x) => x.backlog).filter((v) => v !== null)))} | ${fmt(maxOf(w.map((x) => x.dead_tuples).filter((v) => v !== null)))} / ${fmt(get('9', sys, 'dead_tuples_end'))} | ${fmt(get('9', sys, 'autovacuums_end'))} |`);
+	}
+	md.push('');
+	md.push(...details('Completion rate (jobs done/s) per window', windowTable('9', 'done_per_s', 0)));
+	md.push(...details('Claim latency p50 / p95 / p99 (ms) per window', [
+		'p50:', '', ...windowTable('9', 'claim_p50_ms', 1), '', 'p95:', '', ...windowTable('9', 'claim_p95_ms', 1), '', 'p99:', '', ...windowTable('9', 'claim_p99_ms', 1)]));
+	md.push(...details('Backlog (live rows of the hot table) per window', windowTable('9', 'backlog', 0)));
+	md.push(...details('Dead tuples of the hot table per window', windowTable('9', 'dead_tuples', 0)));
+
+	/* bytes per job */
+	const withBytes = syss.filter((sys) => get('9', sys, 'hot_table_bytes') !== null);
+	if (withBytes.length) {
+		md.push('### Bytes per job after scenario 9');
+		md.push('');
+		md.push('| system | hot table | its indexes | per job through it | history table | its indexes | history rows | per job kept |');
+		md.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+		const perJob = (b, n) => (b === null || !n ? 'n/a' : fmt(b / n));
+		const HOT = { taskq: 'taskq.jobs', naive: 'naive_jobs', pgmq: 'pgmq.q_bench' };
+		const HIST = { taskq: 'taskq.finished_jobs', pgmq: 'pgmq.a_bench' };
+		for (const sys of withBytes) {
+			const fam = sys.replace(/_.*$/, '');
+			const ht = get('9', sys, 'hot_table_bytes');
+			const hi = get('9', sys, 'hot_index_bytes');
+			const st = get('9', sys, 'history_table_bytes');
+			const si = get('9', sys, 'history_index_bytes');
+			const rows = get('9', sys, 'history_rows');
+			const pushed = get('9', sys, 'pushed');
+			const hist = HIST[fam] ? `${HIST[fam]} ${bytes(st)}` : '–';
+			md.push(`| ${LABEL[sys]} | ${HOT[fam]} ${bytes(ht)} | ${bytes(hi)} | ${perJob(ht + hi, pushed)} B | ${hist} | ${HIST[fam] ? bytes(si) : '–'} | ${fmt(rows)} | ${rows ? `${perJob(st + si, rows)} B` : 'n/a'} |`);
+		}
+		md.push('');
+		md.push(`Right after the run, before any VACUUM: table = heap, TOAST, free-space and visibility maps (pg_table_size), indexes = pg_indexes_size. "Per job through it": the hot table and its indexes over the jobs pushed in the run (what the churn of ${meta.steady_seconds} s left behind; the live backlog is a few rows); "per job kept": the history and its indexes over the rows it holds. The job data is the ${meta.payload_bytes}-byte payload plus the push's time stamp.`);
+		md.push('');
+	}
+	steadyCsv('9');
 }
 
 /* Targets. */
@@ -283,12 +520,12 @@ md.push('## Machine, versions, settings');
 md.push('');
 md.push('| | |');
 md.push('|---|---|');
-for (const k of ['cpu', 'memory', 'kernel', 'storage', 'postgresql', 'pgbench', 'taskq', 'pgq', 'graphile-worker', 'pg-boss', 'node-postgres', 'node']) {
+for (const k of ['cpu', 'memory', 'kernel', 'storage', 'postgresql', 'pgbench', 'taskq', 'pgmq', 'pgq', 'graphile-worker', 'pg-boss', 'node-postgres', 'node']) {
 	if (meta[k] !== undefined)
 		md.push(`| ${k} | ${meta[k].replace(/\|/g, '/')} |`);
 }
 md.push(`| settings | ${(meta.settings || '').replace(/\|/g, '/')} |`);
-md.push(`| sizes | payload ${meta.payload_bytes} bytes; push runs ${meta.push_seconds} s; drains stop at ${meta.drain_cap_s} s; latency ${meta.latency_seconds} s; churn ${meta.churn_seconds} s |`);
+md.push(`| sizes | payload ${meta.payload_bytes} bytes; push runs ${meta.push_seconds} s; drains stop at ${meta.drain_cap_s} s; latency ${meta.latency_seconds} s; churn ${meta.churn_seconds} s; held snapshot ${meta.xmin_seconds} s; steady load ${meta.steady_seconds} s${meta.steady_rate ? ` at ${meta.steady_rate} jobs/s (${meta.steady_rate_note})` : ''} |`);
 md.push('');
 
 fs.writeFileSync(`${args.out}.md`, `${md.join('\n')}\n`);
@@ -298,11 +535,11 @@ fs.writeFileSync(`${args.out}.csv`, `${csv.join('\n')}\n`);
 if (args.gnuplot === '1') {
 	const dat = `${args.out}.chart.dat`;
 	const sdat = `${args.out}.series.dat`;
-	const rows = ['scenario ' + present.map((s) => `"${LABEL[s]}"`).join(' ')];
-	for (const scen of ['1', '2', '3', '4']) {
+	const rows = ['scenario ' + thrSystems.map((s) => `"${LABEL[s]}"`).join(' ')];
+	for (const scen of THR) {
 		if (!values[scen])
 			continue;
-		rows.push(`"S${scen}" ${present.map((s) => { const v = get(scen, s, 'jobs_per_s'); return v === null ? '?' : v.toFixed(1); }).join(' ')}`);
+		rows.push(`"S${scen}" ${thrSystems.map((s) => { const v = get(scen, s, 'jobs_per_s'); return v === null ? '?' : v.toFixed(1); }).join(' ')}`);
 	}
 	fs.writeFileSync(dat, `${rows.join('\n')}\n`);
 	const churnSystems = [...new Set(series.map((r) => r[0]))];
@@ -323,7 +560,7 @@ set ylabel "jobs/s"
 set key outside right top
 set datafile missing "?"
 set grid ytics
-plot for [i=2:${present.length + 1}] "${dat}" using i:xtic(1) title columnheader(i)
+plot for [i=2:${thrSystems.length + 1}] "${dat}" using i:xtic(1) title columnheader(i)
 unset logscale y
 unset style data
 `);
@@ -340,10 +577,38 @@ set grid
 plot ${churnSystems.map((s, i) => `"${sdat}" index ${i} using 1:($2 > 1 ? $2 : 1) with lines lw 2 title "${LABEL[s] || s}"`).join(', ')}
 `);
 	}
+	/* scenarios 7 and 9: a metric per window, one line per system */
+	const steadyFiles = [];
+	const steadyPlot = (scen, metric, title, ylabel, log) => {
+		const syss = steadySystems(scen);
+		if (!syss.length)
+			return;
+		const file = `${args.out}.s${scen}-${metric}.dat`;
+		steadyFiles.push(file);
+		fs.writeFileSync(file, `${syss.map((sys) => steady[scen][sys].map((w) => `${w.end_s} ${w[metric] === null ? '?' : w[metric]}`).join('\n')).join('\n\n\n')}\n`);
+		plots.push(`
+set title "${title}"
+set xlabel "seconds"
+set ylabel "${ylabel}"
+${log ? 'set logscale y' : 'unset logscale y'}
+set xrange [0:*]
+set yrange [${log ? '0.1' : '0'}:*]
+set key outside right top
+set datafile missing "?"
+set grid
+plot ${syss.map((sys, i) => `"${file}" index ${i} using 1:2 with linespoints lw 2 title "${LABEL[sys]}"`).join(', ')}
+`);
+	};
+	steadyPlot('7', 'done_per_s', 'Scenario 7, held snapshot: jobs done per second', 'jobs done/s', false);
+	steadyPlot('7', 'pull_p99_ms', 'Scenario 7, held snapshot: pull latency p99 per window (ms, log scale)', 'ms', true);
+	steadyPlot('9', 'claim_p99_ms', 'Scenario 9, steady load: claim latency p99 per window (ms, log scale)', 'ms', true);
+	steadyPlot('9', 'dead_tuples', 'Scenario 9, steady load: dead tuples of the hot table', 'dead tuples', false);
 	if (plots.length) {
-		const script = `set terminal pngcairo size 1400,${450 * plots.length} font "sans,10"
+		const cols = plots.length > 2 ? 2 : 1;
+		const nrows = Math.ceil(plots.length / cols);
+		const script = `set terminal pngcairo size ${cols === 2 ? 2200 : 1400},${450 * nrows} font "sans,10"
 set output "${args.out}.png"
-set multiplot layout ${plots.length},1
+set multiplot layout ${nrows},${cols}
 ${plots.join('\n')}
 unset multiplot
 `;
@@ -352,6 +617,8 @@ unset multiplot
 		} finally {
 			fs.rmSync(dat, { force: true });
 			fs.rmSync(sdat, { force: true });
+			for (const f of steadyFiles)
+				fs.rmSync(f, { force: true });
 		}
 	}
 }

@@ -1,0 +1,1 @@
+INSERT INTO ceiling VALUES (1);
