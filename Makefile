@@ -19,6 +19,7 @@ OBJS = \
 	src/options.o \
 	src/push.o \
 	src/pull.o \
+	src/pullhead.o \
 	src/lifecycle.o \
 	src/queue.o \
 	src/queuecache.o \
@@ -79,7 +80,8 @@ ISOLATION = \
 	dag-promote-concurrent \
 	dag-cancel-vs-promote \
 	dag-push-vs-ack \
-	grant-revoke-cache
+	grant-revoke-cache \
+	pull-head
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

@@ -371,6 +371,12 @@ AS 'MODULE_PATHNAME', 'taskq_history_counts'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq._history_counts(text) IS 'internal: the jobs each queue (or the given one) keeps in finished_jobs and dead_jobs, from shared memory, or counted when those counts cannot be used';
 
+CREATE FUNCTION taskq._pull_heads(queue text)
+RETURNS TABLE (priority integer, bound uuid, checked boolean, overflow boolean)
+AS 'MODULE_PATHNAME', 'taskq_pull_heads'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq._pull_heads(text) IS 'internal: where pull''s claim starts in each priority of a queue (no waiting job has a lower id), from shared memory';
+
 CREATE FUNCTION taskq.recount()
 RETURNS void
 AS 'MODULE_PATHNAME', 'taskq_recount'

@@ -74,7 +74,7 @@ static TaskqPlan promote_plan = {
 	" state = CASE WHEN j.pending_parents > 1 THEN 'blocked'"
 	" WHEN j.run_at > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state"
 	" FROM e WHERE j.id = e.child AND j.state = 'blocked'"
-	" RETURNING j.queue, j.state = 'waiting'",
+	" RETURNING j.queue, j.state = 'waiting', j.priority, j.id",
 	1, {UUIDOID}
 };
 static TaskqPlan drop_edges_plan = {
@@ -208,6 +208,7 @@ TaskqPromoteChildren(Datum id)
 {
 	int			n = TaskqExecute(&promote_plan, &id, NULL, false, 0);
 
+	TaskqHeadLowerReturned(n, 1, 3, 4, 2);
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;

@@ -101,7 +101,8 @@ stop_db_worker(const char *dbname, int pause_ms)
  * ProcessUtility hook: before DROP DATABASE, ALTER DATABASE ... RENAME and
  * CREATE DATABASE ... TEMPLATE, stop the database's worker (see
  * stop_db_worker); after CREATE EXTENSION taskq commits, wake the launcher;
- * after DROP DATABASE, forget the database's metrics.
+ * after DROP DATABASE, forget the database's metrics and pull heads; after
+ * COMMIT PREPARED, count and check them again.
  */
 static void
 taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -140,7 +141,11 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 	/* a new taskq database: the launcher starts its worker at commit */
 	if (IsA(pstmt->utilityStmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) pstmt->utilityStmt)->extname, "taskq") == 0)
+	{
 		TaskqNoteLauncherWake();
+		TaskqHeadForeignWrite();
+	}
+	TaskqHeadNoteCopy(pstmt->utilityStmt);
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context,
@@ -152,10 +157,16 @@ taskq_process_utility(PlannedStmt *pstmt, const char *queryString,
 	/* a prepared transaction's jobs are committed: count them */
 	if (IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
 		TaskqHistoryBreak();
+		TaskqHeadBreak();
+	}
 
 	if (OidIsValid(dropped))
+	{
 		TaskqMetricsForgetDatabase(dropped);
+		TaskqHeadForgetDatabase(dropped);
+	}
 }
 
 /*

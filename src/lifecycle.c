@@ -210,7 +210,7 @@ init_move_plans(void)
 					 cancel_sets, "queue");
 	redrive_plan.sql =
 		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets,
-					 "depends_on, queue");
+					 "depends_on, queue, priority, id");
 
 	/* last, so that its being set means all are */
 	ack_plan.sql =
@@ -615,6 +615,8 @@ redrive_one(Datum id, Datum *other, char **detail)
 	}
 	if (TaskqExecute(&redrive_plan, values, NULL, false, 0) == 0)
 		return NOT_DEAD;
+	/* waiting again (or blocked, for which this is merely early) */
+	TaskqHeadLowerReturned(1, 2, 3, 4, 0);
 
 	queue = PointerGetDatum(DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0],
 															SPI_tuptable->tupdesc, 2,

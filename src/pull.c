@@ -54,7 +54,7 @@ static TaskqPlan reclaim_retry_plan = {
 	" lease_expires_at = NULL, error = 'lease expired', errors = "
 	TASKQ_ERRORS_APPEND("j", "'lease expired'")
 	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")"
-	" RETURNING j.id, j.queue",
+	" RETURNING j.id, j.queue, j.priority",
 	1, {TEXTOID}, true
 };
 
@@ -73,7 +73,7 @@ static TaskqPlan promote_plan = {
 	"UPDATE taskq.jobs SET state = 'waiting' WHERE id IN ("
 	" SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
 	" AND run_at <= now() ORDER BY run_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH)
-	" FOR UPDATE SKIP LOCKED)",
+	" FOR UPDATE SKIP LOCKED) RETURNING queue, priority, id",
 	1, {TEXTOID}, true
 };
 
@@ -85,17 +85,64 @@ static TaskqPlan promote_plan = {
  * its executor is a good part of a pull: rows are put in delivery order
  * and parents' results added (fan-in) in C, only when needed.
  */
-static TaskqPlan claim_plan = {
-	"UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1,"
-	" lease = gen_random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4),"
-	" lease_expires_at = now() + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond',"
+#define CLAIM_SET \
+	"UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1," \
+	" lease = gen_random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4)," \
+	" lease_expires_at = now() + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond'," \
 	" started_at = now()"
+#define CLAIM_RETURNING \
+	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority," \
+	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id, j.depends_on"
+
+/* from the head of the queue's range of the pull index */
+static TaskqPlan claim_plan = {
+	CLAIM_SET
 	" WHERE j.id = ANY (ARRAY("
 	"  SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
 	"  ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED))"
-	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority,"
-	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id, j.depends_on",
+	CLAIM_RETURNING,
 	4, {TEXTOID, INT4OID, INT4OID, INT4OID}, true
+};
+
+/*
+ * From the bounds of pullhead.c: a nested loop over the queue's priority
+ * levels, highest first ($5) with their bounds ($6), each an index scan
+ * that starts at its bound.
+ */
+static TaskqPlan claim_levels_plan = {
+	CLAIM_SET
+	" WHERE j.id = ANY (ARRAY("
+	"  SELECT c.id FROM unnest($5::integer[], $6::uuid[]) AS u(p, b),"
+	"  LATERAL (SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"   AND priority = u.p AND id >= u.b ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) c"
+	"  LIMIT $2))"
+	CLAIM_RETURNING,
+	6, {TEXTOID, INT4OID, INT4OID, INT4OID, INT4ARRAYOID, UUIDARRAYOID}, true
+};
+
+/* a raise: the first id each level has waiting, from its bound */
+static TaskqPlan raise_plan = {
+	"SELECT (SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"  AND priority = u.p AND id >= u.b ORDER BY id LIMIT 1)"
+	" FROM unnest($2::integer[], $3::uuid[]) WITH ORDINALITY AS u(p, b, o)"
+	" ORDER BY u.o",
+	3, {TEXTOID, INT4ARRAYOID, UUIDARRAYOID}, true
+};
+
+/*
+ * A check: the levels that have waiting jobs and the first id of each,
+ * from the head (a loose index scan: one descent per level)
+ */
+static TaskqPlan head_check_plan = {
+	"WITH RECURSIVE l(p, id) AS ("
+	" (SELECT priority, id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"  ORDER BY priority DESC, id LIMIT 1)"
+	" UNION ALL"
+	" SELECT n.priority, n.id FROM l, LATERAL (SELECT priority, id FROM taskq.jobs"
+	"  WHERE queue = $1 AND state = 'waiting' AND priority < l.p"
+	"  ORDER BY priority DESC, id LIMIT 1) n)"
+	" SELECT p, id FROM l LIMIT " CppAsString2(TASKQ_HEAD_MAX_LEVELS) " + 1",
+	1, {TEXTOID}, true
 };
 
 /* the results of a job's parents, by parent id */
@@ -168,9 +215,90 @@ TaskqReclaimExpired(Datum queue, bool all_queues)
 	TaskqMetricsCountReturned(retried, TASKQ_COUNT(TASKQ_METRIC_FAILED) | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
 	/* waiting again: wake the workers of their queues, as a push does */
 	TaskqNoteWakeupReturned(retried, 2);
+	TaskqHeadLowerReturned(retried, 2, 3, 1, 0);
 	if (retried > 0)
 		TaskqEmitEvent("job.failed", TaskqReturnedIds(retried));
 	return dead + retried;
+}
+
+/* the levels of a head as the arrays of claim_levels_plan and raise_plan */
+static void
+head_arrays(const TaskqHead *h, Datum *priorities, Datum *bounds)
+{
+	Datum		p[TASKQ_HEAD_MAX_LEVELS];
+	Datum		b[TASKQ_HEAD_MAX_LEVELS];
+
+	for (int i = 0; i < h->nlevels; i++)
+	{
+		p[i] = Int32GetDatum(h->priority[i]);
+		b[i] = TaskqPrefixId(h->bound[i]);
+	}
+	*priorities = PointerGetDatum(construct_array(p, h->nlevels, INT4OID, 4, true,
+												  TYPALIGN_INT));
+	*bounds = PointerGetDatum(construct_array(b, h->nlevels, UUIDOID, UUID_LEN, false,
+											  TYPALIGN_CHAR));
+}
+
+/*
+ * Where the claim starts (pullhead.c): check the queue's entry from the
+ * head if it is due, else raise its bounds to the first waiting jobs.
+ * Returns whether the claim starts from the bounds, which it then puts in
+ * values[4] and values[5] for claim_levels_plan.
+ */
+static bool
+pull_head(Datum queue, Datum *values)
+{
+	char	   *name = TextDatumGetCString(queue);
+	TaskqHead	h;
+	bool		usable = TaskqHeadRead(name, &h, true);
+
+	if (h.check)
+	{
+		int			n = TaskqExecute(&head_check_plan, &queue, NULL, false, 0);
+		int32		priority[TASKQ_HEAD_MAX_LEVELS];
+		uint64		first[TASKQ_HEAD_MAX_LEVELS];
+
+		for (int i = 0; i < Min(n, TASKQ_HEAD_MAX_LEVELS); i++)
+		{
+			bool		isnull;
+
+			priority[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+			first[i] = TaskqIdPrefix(DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc,
+																 2, &isnull)));
+		}
+		TaskqHeadChecked(name, &h, Min(n, TASKQ_HEAD_MAX_LEVELS), priority, first,
+						 n > TASKQ_HEAD_MAX_LEVELS);
+		usable = TaskqHeadRead(name, &h, false);
+	}
+	else if (h.raise && h.nlevels > 0)
+	{
+		Datum		args[3];
+		uint64		first[TASKQ_HEAD_MAX_LEVELS];
+		int			n;
+
+		args[0] = queue;
+		head_arrays(&h, &args[1], &args[2]);
+		n = TaskqExecute(&raise_plan, args, NULL, false, 0);
+		for (int i = 0; i < h.nlevels; i++)
+		{
+			bool		isnull = true;
+			Datum		id = (Datum) 0;
+
+			if (i < n)
+				id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			first[i] = isnull ? PG_UINT64_MAX : TaskqIdPrefix(DatumGetUUIDP(id));
+		}
+		TaskqHeadRaised(name, &h, first);
+		/* this claim starts there, whether or not the entry took them */
+		for (int i = 0; i < h.nlevels; i++)
+			h.bound[i] = Max(h.bound[i], Min(first[i], h.cap));
+	}
+	if (!usable)
+		return false;
+	head_arrays(&h, &values[4], &values[5]);
+	return true;
 }
 
 /*
@@ -195,8 +323,8 @@ taskq_pull(PG_FUNCTION_ARGS)
 	bool		expired;
 	bool		due;
 	bool		isnull;
-	Datum		values[4];
-	bool		nulls[4] = {0};
+	Datum		values[6];
+	bool		nulls[6] = {0};
 	int			n;
 	ClaimedJob *jobs;
 	SPITupleTable *claimed;
@@ -247,14 +375,37 @@ taskq_pull(PG_FUNCTION_ARGS)
 	if (expired)
 		TaskqReclaimExpired(queue, false);
 	if (due)
-		TaskqExecute(&promote_plan, values, NULL, false, 0);
+	{
+		int			promoted = TaskqExecute(&promote_plan, values, NULL, false, 0);
+
+		TaskqHeadLowerReturned(promoted, 1, 2, 3, 0);
+	}
 
 	values[1] = Int32GetDatum(count);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2);
 	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout : qi.timeout_ms);
-	n = TaskqExecute(&claim_plan, values, nulls, false, 0);
+	if (pull_head(queue, values))
+		n = TaskqExecute(&claim_levels_plan, values, nulls, false, 0);
+	else
+		n = TaskqExecute(&claim_plan, values, nulls, false, 0);
 	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
+	if (n > 0)
+	{
+		pg_uuid_t  *first = NULL;
+
+		for (int i = 0; i < n; i++)
+		{
+			bool		isnull;
+			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1,
+														 &isnull));
+
+			if (first == NULL || memcmp(id, first, UUID_LEN) < 0)
+				first = id;
+		}
+		TaskqHeadClaimed(first);
+	}
 
 	jobs = palloc(sizeof(ClaimedJob) * Max(n, 1));
 	claimed = SPI_tuptable;

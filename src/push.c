@@ -203,6 +203,8 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 				 errmsg("dependency graph is too deep for follow-ups"),
 				 errdetail("The job is at depth %d, so its follow-ups would be deeper than taskq.max_dag_depth (%d).",
 						   depth, taskq_max_dag_depth)));
+	/* before the id's clock is read: see pullhead.c */
+	TaskqHeadPushing();
 	TaskqUuid7(id);
 
 	values[0] = UUIDPGetDatum(id);
@@ -226,6 +228,7 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	values[13] = nparents > 0 ? TaskqUuidArray(parents, nparents) : (Datum) 0;
 	nulls[13] = nparents == 0;
 	values[14] = Int32GetDatum(depth);
+	TaskqHeadNoteLevel(DatumGetTextPP(queue), opts.priority, id);
 
 	if (batch != NULL && opts.unique_key == NULL && nparents == 0)
 	{

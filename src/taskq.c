@@ -44,5 +44,6 @@ _PG_init(void)
 		TaskqSlotsInit();
 	TaskqLauncherInit(preloading);
 	TaskqMetricsInit(preloading);
+	TaskqHeadInit(preloading);
 	MarkGUCPrefixReserved("taskq");
 }

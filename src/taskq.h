@@ -294,6 +294,38 @@ extern void TaskqCascade(Datum id, text *name, bool dead);
 extern void TaskqPullInit(void);
 extern int	TaskqReclaimExpired(Datum queue, bool all_queues);
 
+/* pullhead.c: where the claim starts, per queue and priority */
+#define TASKQ_HEAD_MAX_LEVELS	16
+extern int	taskq_head_check_interval;
+typedef struct TaskqHead
+{
+	bool		usable;			/* the claim may start from the bounds */
+	bool		check;			/* check from the head first */
+	bool		raise;			/* may raise the bounds */
+	uint64		gen;
+	uint64		cap;			/* of a check or raise */
+	int			nlevels;
+	int32		priority[TASKQ_HEAD_MAX_LEVELS];	/* highest first */
+	uint64		bound[TASKQ_HEAD_MAX_LEVELS];	/* id prefixes */
+} TaskqHead;
+extern void TaskqHeadInit(bool preloading);
+extern uint64 TaskqIdPrefix(const pg_uuid_t *id);
+extern Datum TaskqPrefixId(uint64 prefix);
+extern void TaskqHeadPushing(void);
+extern void TaskqHeadClaimed(const pg_uuid_t *id);
+extern void TaskqHeadNoteLevel(text *queue, int32 p, const pg_uuid_t *id);
+extern void TaskqHeadLower(const char *queue, int32 p, const pg_uuid_t *id);
+extern void TaskqHeadLowerReturned(int n, int queue_col, int priority_col,
+								   int id_col, int waiting_col);
+extern bool TaskqHeadRead(const char *queue, TaskqHead *h, bool work);
+extern void TaskqHeadRaised(const char *queue, const TaskqHead *h, const uint64 *first);
+extern void TaskqHeadChecked(const char *queue, const TaskqHead *h, int n,
+							 const int32 *priority, const uint64 *first, bool more);
+extern void TaskqHeadBreak(void);
+extern void TaskqHeadForeignWrite(void);
+extern void TaskqHeadNoteCopy(Node *stmt);
+extern void TaskqHeadForgetDatabase(Oid dbid);
+
 /* lifecycle.c */
 extern void TaskqCheckAckItems(Jsonb *items, const char *argname);
 extern int	TaskqAckItems(Jsonb *items);

@@ -24,6 +24,9 @@ cp "$(dirname "${BASH_SOURCE[0]}")/sql/taskq_pull1.sql" "$DIR/"; chmod a+r "$DIR
 P() { as_user "${PSQL[@]}" "$@"; }
 P -c "CREATE EXTENSION taskq; SELECT taskq.create_queue('bench')" >/dev/null
 probe() {
+  echo -n "pull of 8 (housekeeping check, raise, claim; a second one in its session): "
+  P -c "BEGIN" -c "SELECT count(*) FROM taskq.pull('bench', 8)" -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT * FROM taskq.pull('bench', 8)" -c "ROLLBACK" | grep -m1 "Buffers" | sed 's/^ *//'
+  echo -n "the claim's scan from the head, as before pullhead.c: "
   P -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT id FROM taskq.jobs WHERE queue = 'bench' AND state = 'waiting' ORDER BY priority DESC, id LIMIT 8 FOR UPDATE SKIP LOCKED" | grep -m1 "Buffers" | sed 's/^ *//'
   P -c "SELECT 'pull_idx pages ' || pg_relation_size('taskq.jobs_pull_idx') / 8192 || ', jobs pages ' || pg_relation_size('taskq.jobs') / 8192 || ', live ' || (SELECT count(*) FROM taskq.jobs)"
 }
