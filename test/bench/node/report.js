@@ -295,7 +295,7 @@ if (ceiling !== null) {
 				if (r === null)
 					return '';
 				csv.push(['ratio', `${a}/${b}`, `"${what}"`, r.toFixed(3), '', `"${va} ${vb}"`, '', higher ? '"first/second"' : '"second/first (latency)"'].join(','));
-				return `${r.toFixed(2)}x`;
+				return `${r < 0.1 ? r.toPrecision(2) : r.toFixed(2)}x`;
 			});
 			md.push(`| ${what} | ${cells.join(' | ')} |`);
 		}
