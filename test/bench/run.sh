@@ -11,11 +11,12 @@
 #                                 graphile pgboss insert taskq_events
 #                                 taskq_notify taskq_webhook"]
 #                     [--runs N] [--churn-seconds S] [--xmin-seconds S]
-#                     [--steady-seconds S] [--steady-rate R] [--keep]
+#                     [--steady-seconds S] [--steady-rate R]
+#                     [--depth-backlog N] [--keep]
 #
 #   --quick            smaller backlogs, shorter runs, one run each (<10 min)
 #   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
-#                      a 10M backlog, is not implemented yet)
+#                      a 10M backlog, runs only when named)
 #   --systems LIST     which systems (default: all but the last two);
 #                      `taskq_nohist` taskq on a queue keeping no completed
 #                      jobs, `pgmq_archive` pgmq archiving instead of
@@ -33,6 +34,7 @@
 #   --steady-rate R    push rate of scenarios 7 and 9 in jobs/s (default:
 #                      half the slowest scenario-3 rate of their systems in
 #                      this run, or 1000 without scenario 3)
+#   --depth-backlog N  the backlog of scenario 8 (default 10000000)
 #   --keep             keep the scratch directory and instance data
 #
 # pgmq comes from ../shared/peers/pgmq next to the repository (or
@@ -55,7 +57,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 clear_pg_env
 
 usage() {
-    sed -n '3,47p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,49p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------
@@ -73,6 +75,7 @@ CHURN_SECONDS=""
 XMIN_SECONDS=""
 STEADY_SECONDS=""
 STEADY_RATE=""
+S8_BACKLOG=10000000       # scenario 8, only when named
 KEEP=0
 need_value() {
     [ "$2" -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
@@ -87,6 +90,7 @@ while [ $# -gt 0 ]; do
     --xmin-seconds) need_value "$1" $#; XMIN_SECONDS=$2; shift 2 ;;
     --steady-seconds) need_value "$1" $#; STEADY_SECONDS=$2; shift 2 ;;
     --steady-rate) need_value "$1" $#; STEADY_RATE=$2; shift 2 ;;
+    --depth-backlog) need_value "$1" $#; S8_BACKLOG=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -94,9 +98,8 @@ while [ $# -gt 0 ]; do
 done
 for s in $SCENARIOS; do
     case "$s" in
-    [1-7] | 9) ;;
-    8) echo "bench: scenario 8 (a 10M backlog) is not implemented yet" >&2; exit 2 ;;
-    *) echo "bench: unknown scenario: $s (1 to 7, 9)" >&2; exit 2 ;;
+    [1-9]) ;;
+    *) echo "bench: unknown scenario: $s (1 to 9)" >&2; exit 2 ;;
     esac
 done
 for s in $SYSTEMS; do
@@ -146,6 +149,12 @@ if [ "$XMIN_SECONDS" -lt 20 ] || [ "$STEADY_SECONDS" -lt 10 ]; then
     exit 2
 fi
 case "$STEADY_RATE" in *[!0-9]* | 0*) echo "bench: --steady-rate must be a positive integer" >&2; exit 2 ;; esac
+case "$S8_BACKLOG" in '' | *[!0-9]* | 0*) echo "bench: --depth-backlog must be a positive integer" >&2; exit 2 ;; esac
+if [ $((S8_BACKLOG % 2000)) -ne 0 ]; then
+    echo "bench: --depth-backlog must be a multiple of 2000 (it is loaded 1000 jobs at a time by 2 clients)" >&2
+    exit 2
+fi
+S8_SECONDS=60             # scenario 8: the drain at depth lasts this long
 S6_PRODUCERS=2
 S6_WORKERS=8
 LAT_RATE=100
@@ -647,24 +656,36 @@ measure_ceiling() {
 # ---------------------------------------------------------------------------
 # Scenarios 3 and 4: drain a backlog
 # ---------------------------------------------------------------------------
-# drain_run SCENARIO SYSTEM RUN WORKERS BATCH BACKLOG
+# drain_run SCENARIO SYSTEM RUN WORKERS BATCH BACKLOG [CAP]: the drain
+# stops after CAP seconds (default DRAIN_CAP); scenario 8 (a drain of CAP
+# seconds at depth) also records the load time, the sizes at depth and
+# the pull's mean latency
 drain_run() {
-    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 db out rate ndone note=""
+    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 cap=${7:-$DRAIN_CAP} db out rate ndone note="" t0
     db=$(dbname "$sys")
     out=$SCRATCH/s$scen-$sys-$run.out
     fresh_db "$sys"
+    t0=$(date +%s)
     if [ "$sys" = pgq ]; then
         load_backlog pgq "$backlog" "$batch"
     else
         load_backlog "$sys" "$backlog"
     fi
     settle "$db"
+    if [ "$scen" -eq 8 ]; then
+        local stats
+        read -r -a stats <<<"$(db_stats "$sys")"
+        record 8 "$sys" "$run" load_and_vacuum_s "$(($(date +%s) - t0))"
+        record 8 "$sys" "$run" table_bytes "${stats[2]}"
+        record 8 "$sys" "$run" index_bytes "${stats[3]}"
+        log "scenario 8 $sys: $backlog jobs loaded, vacuumed and checkpointed in $(($(date +%s) - t0))s: tables ${stats[2]} bytes, indexes ${stats[3]} bytes"
+    fi
     ! is_events_variant "$sys" || start_sink "$sys" "$db"
     case "$sys" in
     graphile | pgboss)
         local res
         res=$(node_bench drain --system "$sys" --db "$db" --workers "$workers" --batch "$batch" \
-            --count "$backlog" --cap "$DRAIN_CAP")
+            --count "$backlog" --cap "$cap")
         rate=$(calc "$(json_field "$res" jobs_per_s)")
         ndone=$(json_field "$res" jobs)
         ;;
@@ -674,7 +695,8 @@ drain_run() {
         pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
         *) script=$(pull_script "$sys" "$batch") ;;
         esac
-        run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$DRAIN_CAP" -f "$script" "$db"
+        run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$cap" \
+            $([ "$scen" -ne 8 ] || echo -r) -f "$script" "$db"
         if [ "$sys" = pgq ]; then
             # the events of the ticks the consumer has not finished
             left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
@@ -687,7 +709,15 @@ drain_run() {
         rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
         ;;
     esac
-    [ "$ndone" -ge "$backlog" ] || note="stopped after ${DRAIN_CAP}s: $ndone of $backlog jobs"
+    if [ "$scen" -eq 8 ]; then
+        # pgbench -r: the mean latency of the script's first statement, the pull
+        local pull_ms
+        pull_ms=$(awk '/^statement latencies/ { on = 1; next } on && $1 ~ /^[0-9.]+$/ { print $1; exit }' "$out")
+        record 8 "$sys" "$run" pull_mean_ms "$pull_ms"
+        log "scenario 8 $sys: pull ${pull_ms:-?} ms on average"
+    elif [ "$ndone" -lt "$backlog" ]; then
+        note="stopped after ${cap}s: $ndone of $backlog jobs"
+    fi
     record "$scen" "$sys" "$run" jobs_per_s "$rate"
     record "$scen" "$sys" "$run" jobs_done "$ndone"
     log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
@@ -752,6 +782,19 @@ scenario_drain() {
             ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
+    done
+}
+
+# Scenario 8, only when named: the drain of scenario 3 (8 workers, pull 1
+# then ack 1) for S8_SECONDS on a backlog of S8_BACKLOG (10M), one run per
+# system, the systems driven by pgbench (loading 10M jobs through the
+# Node.js systems' APIs, or with a PgQ tick per event, would take hours).
+scenario_depth() {
+    local sys
+    log "=== scenario 8: a backlog of $S8_BACKLOG, 8 workers, pull 1 then ack 1, for ${S8_SECONDS}s"
+    for sys in taskq taskq_nohist naive pgmq pgmq_archive; do
+        has_system "$sys" || continue
+        drain_run 8 "$sys" 1 8 1 "$S8_BACKLOG" "$S8_SECONDS"
     done
 }
 
@@ -1012,6 +1055,8 @@ describe() {
     meta s3_backlog "$S3_BACKLOG"
     meta s4_backlog "$S4_BACKLOG"
     meta drain_cap_s "$DRAIN_CAP"
+    meta s8_backlog "$S8_BACKLOG"
+    meta s8_seconds "$S8_SECONDS"
     meta latency_seconds "$LAT_SECONDS"
     meta latency_rate "$LAT_RATE"
     meta latency_workers "$LAT_WORKERS"
@@ -1065,11 +1110,12 @@ describe
 if has_scenario 1; then scenario_push 1 "$CEIL_CLIENTS" 1; fi
 if has_scenario 2; then scenario_push 2 4 100; fi
 # the scenarios reported against the commit ceiling
-if has_scenario 3 || has_scenario 6; then measure_ceiling; fi
+if has_scenario 3 || has_scenario 6 || has_scenario 8; then measure_ceiling; fi
 if has_scenario 3; then scenario_drain 3 8 1 "$S3_BACKLOG"; fi
 if has_scenario 4; then scenario_drain 4 4 100 "$S4_BACKLOG"; fi
 if has_scenario 5; then scenario_latency; fi
 if has_scenario 6; then scenario_churn; fi
+if has_scenario 8; then scenario_depth; fi
 if has_scenario 7; then scenario_steady 7; fi
 if has_scenario 9; then scenario_steady 9; fi
 meta runtime_s "$(($(date +%s) - STARTED))"

@@ -61,6 +61,7 @@ const SCENARIO = {
 	4: `drain ${meta.s4_backlog} backlog, 4 workers, pull 100 + ack 100`,
 	5: `latency at ${meta.latency_rate} jobs/s, ${meta.latency_workers} idle workers`,
 	6: `churn: ${meta.s6_backlog} backlog, 8 workers, 2 producers, ${meta.churn_seconds} s`,
+	8: `drain at depth: ${meta.s8_backlog} backlog, 8 workers, pull 1 + ack 1, ${meta.s8_seconds} s`,
 	7: `held snapshot: ${meta.steady_rate} jobs/s, ${meta.s7_workers} workers pull 1 + ack 1, a REPEATABLE READ transaction open ${meta.xmin_seconds} s`,
 	9: `steady load: ${meta.steady_rate} jobs/s in batches every ${meta.steady_interval_ms} ms, ${meta.s9_workers} workers pull ${meta.s9_pull} + ack each, ${meta.steady_seconds} s`,
 };
@@ -156,7 +157,7 @@ md.push('');
 /* Throughput table. */
 md.push('## Throughput (jobs/s; in brackets: ratio to the naive queue)');
 md.push('');
-const THR = ['1', '2', '3', '4'];
+const THR = ['1', '2', '3', '4', '8'];
 const thrSystems = present.filter((s) => THR.some((scen) => values[scen]?.[s]?.jobs_per_s));
 md.push(`| scenario | ${thrSystems.map((s) => LABEL[s]).join(' | ')} |`);
 md.push(`|---|${thrSystems.map(() => '---:').join('|')}|`);
@@ -228,6 +229,7 @@ if (ceiling !== null) {
 	const rows = [
 		['1', 'jobs_per_s', '1. push, 1 job/transaction, 8 clients', 1],
 		['3', 'jobs_per_s', '3. drain, pull 1 + ack 1, 8 workers', 2],
+		['8', 'jobs_per_s', '8. drain at depth, pull 1 + ack 1, 8 workers', 2],
 		['6', 'first_jobs_per_s', `6. churn, jobs done/s, first ${meta.churn_window} s`, 2],
 		['6', 'last_jobs_per_s', `6. churn, jobs done/s, last ${meta.churn_window} s`, 2],
 	].filter(([scen]) => values[scen]);
@@ -273,6 +275,7 @@ if (ceiling !== null) {
 		['2. push 100/tx (jobs/s)', (sys) => thr('2', sys), true],
 		['3. drain, pull 1 + ack 1 (jobs/s)', (sys) => get('3', sys, 'jobs_per_s'), true],
 		['4. drain, pull 100 + ack 100 (jobs/s)', (sys) => get('4', sys, 'jobs_per_s'), true],
+		['8. drain at depth (jobs/s)', (sys) => get('8', sys, 'jobs_per_s'), true],
 		['5. pickup latency p99', (sys) => get('5', sys, 'p99_ms'), false],
 		[`6. churn, done/s in the last ${meta.churn_window} s`, (sys) => get('6', sys, 'last_jobs_per_s'), true],
 		['7. held snapshot, jobs done', (sys) => get('7', sys, 'done'), true],
@@ -295,7 +298,7 @@ if (ceiling !== null) {
 				if (r === null)
 					return '';
 				csv.push(['ratio', `${a}/${b}`, `"${what}"`, r.toFixed(3), '', `"${va} ${vb}"`, '', higher ? '"first/second"' : '"second/first (latency)"'].join(','));
-				return `${r.toFixed(2)}x`;
+				return `${r < 0.1 ? r.toPrecision(2) : r.toFixed(2)}x`;
 			});
 			md.push(`| ${what} | ${cells.join(' | ')} |`);
 		}
@@ -303,6 +306,27 @@ if (ceiling !== null) {
 		md.push('Throughput rows: the first system\'s figure over the second\'s; latency rows: the second\'s over the first\'s, so that above 1 always favours the first. Scenarios 1 and 2 take the push figures of taskq and pgmq for their variants (they push alike). Same run, same instance: the machine\'s noise hits both sides, but one run is one sample.');
 		md.push('');
 	}
+}
+
+/* Scenario 8: the sizes at depth and the pull's mean latency. */
+if (values['8']) {
+	md.push(`### Scenario 8 at depth (${meta.s8_backlog} jobs)`);
+	md.push('');
+	md.push('| system | jobs/s | pull, mean (ms) | tables | indexes | bytes per job | load, VACUUM and CHECKPOINT (s) |');
+	md.push('|---|---:|---:|---:|---:|---:|---:|');
+	for (const sys of SYSTEMS) {
+		if (!values['8'][sys])
+			continue;
+		const t = get('8', sys, 'table_bytes');
+		const i = get('8', sys, 'index_bytes');
+		md.push(`| ${LABEL[sys]} | ${fmt(get('8', sys, 'jobs_per_s'))} | ${fmt(get('8', sys, 'pull_mean_ms'), 2)} | ${bytes(t)} | ${bytes(i)} | ${t === null || i === null ? 'n/a' : fmt((t + i) / Number(meta.s8_backlog))} | ${fmt(get('8', sys, 'load_and_vacuum_s'))} |`);
+		for (const m of ['pull_mean_ms', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'])
+			if (get('8', sys, m) !== null)
+				csv.push(['8', sys, m, get('8', sys, m), 1, `"${get('8', sys, m)}"`, '', ''].join(','));
+	}
+	md.push('');
+	md.push('Sizes summed over the user tables of the system\'s database after the load, `VACUUM (ANALYZE)` and `CHECKPOINT`, before the drain; bytes per job = (tables + indexes) / backlog. The pull\'s mean latency is pgbench\'s (`-r`) for the script\'s first statement.');
+	md.push('');
 }
 
 /* Events and webhook. */
