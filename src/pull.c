@@ -79,11 +79,17 @@ static TaskqPlan promote_plan = {
 
 /*
  * The claim.  The jobs to take are found by the pull index and locked
- * first, then updated by id through the primary key: an = ANY (ARRAY(...))
- * rather than a join, which a generic plan would size by guess (and hash
- * the whole table for).  The statement is kept small, since setting up
- * its executor is a good part of a pull: rows are put in delivery order
- * and parents' results added (fan-in) in C, only when needed.
+ * first, then updated where they lie: ctid = ANY (ARRAY(...)) is always a
+ * TID scan, whatever the plan thinks of the table.  (By id, the generic
+ * plan, made once per backend, was a sequential scan when the backend's
+ * first pull saw a small table, and stayed one as the table grew: 741
+ * buffers per claim in scenario 9 of the benchmark.  A join would be sized
+ * by guess.)  A row that a concurrent, committed change kept waiting is
+ * locked in its new version, which the statement's snapshot does not see:
+ * that pull returns one job fewer, and the job is pulled again once this
+ * transaction ends.  The statement is kept small, since setting up its
+ * executor is a good part of a pull: rows are put in delivery order and
+ * parents' results added (fan-in) in C, only when needed.
  */
 #define CLAIM_SET \
 	"UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1," \
@@ -97,8 +103,8 @@ static TaskqPlan promote_plan = {
 /* from the head of the queue's range of the pull index */
 static TaskqPlan claim_plan = {
 	CLAIM_SET
-	" WHERE j.id = ANY (ARRAY("
-	"  SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	" WHERE j.ctid = ANY (ARRAY("
+	"  SELECT ctid FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
 	"  ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED))"
 	CLAIM_RETURNING,
 	4, {TEXTOID, INT4OID, INT4OID, INT4OID}, true
@@ -111,9 +117,9 @@ static TaskqPlan claim_plan = {
  */
 static TaskqPlan claim_levels_plan = {
 	CLAIM_SET
-	" WHERE j.id = ANY (ARRAY("
-	"  SELECT c.id FROM unnest($5::integer[], $6::uuid[]) AS u(p, b),"
-	"  LATERAL (SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	" WHERE j.ctid = ANY (ARRAY("
+	"  SELECT c.ctid FROM unnest($5::integer[], $6::uuid[]) AS u(p, b),"
+	"  LATERAL (SELECT ctid FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
 	"   AND priority = u.p AND id >= u.b ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) c"
 	"  LIMIT $2))"
 	CLAIM_RETURNING,

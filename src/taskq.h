@@ -120,6 +120,7 @@ typedef struct TaskqPlan
 	Oid			argtypes[16];
 	bool		generic;		/* always the generic plan (hot paths) */
 	SPIPlanPtr	plan;
+	bool		planned;		/* a generic plan was made for it */
 } TaskqPlan;
 
 /* one column of a job row replaced by an expression while a job moves */

@@ -22,6 +22,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -85,11 +86,30 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 {
 	char		nulls[lengthof(plan->argtypes)];
 	int			rc;
+	bool		replan;
+	volatile int nest = 0;
 
 	Assert(plan->nargs <= lengthof(plan->argtypes));
 	for (int i = 0; i < plan->nargs; i++)
 		nulls[i] = (isnull != NULL && isnull[i]) ? 'n' : ' ';
 
+	/*
+	 * A generic plan is made at the first execution, and again after the
+	 * tables it reads change (relcache invalidation), then kept.  Made
+	 * while a table is small (a fresh database, a queue just drained), it
+	 * could be a sequential scan that stays one as the table grows: every
+	 * hot-path statement is meant for an index (or a TID) scan, so plan
+	 * them with sequential scans off.  An error resets the setting with
+	 * the transaction.
+	 */
+	replan = plan->generic &&
+		(!plan->planned || !SPI_plan_is_valid(TaskqGetPlan(plan)));
+	if (replan)
+	{
+		nest = NewGUCNestLevel();
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	}
 	taskq_statement_depth++;
 	PG_TRY();
 	{
@@ -100,6 +120,11 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 		taskq_statement_depth--;
 	}
 	PG_END_TRY();
+	if (replan)
+	{
+		AtEOXact_GUC(true, nest);
+		plan->planned = true;
+	}
 	if (rc < 0)
 		elog(ERROR, "taskq: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), plan->sql);

@@ -67,10 +67,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+
 #include "cli.h"
 
 #define RESULT_MAX			(1024 * 1024)	/* stdout kept; ack result limit */
 #define STDOUT_WRAP_MAX		(64 * 1024)	/* stdout in {"stdout": ...} */
+#define BUNDLE_RESULT_MAX	(64 * 1024)	/* results acked with a pull */
 #define ERROR_TAIL			8192	/* bytes of stderr kept for fail */
 #define PROGRESS_LINE_MAX	8192
 #define KILL_GRACE_MS		3000	/* SIGTERM → SIGKILL */
@@ -615,6 +619,59 @@ sanitize_utf8(char *s, size_t len)
 	}
 }
 
+/* whether a finished job's stdout is blank: it is acked with no result */
+static bool
+out_blank(const Job *job)
+{
+	for (size_t i = 0; i < job->out_len; i++)
+		if (!strchr(" \t\r\n", job->out[i]))
+			return false;
+	return true;
+}
+
+/*
+ * bundleable: a finished job whose ack can go with the next pull (bundled
+ * acking): it succeeded, its lease is not known to be lost, and its stdout
+ * is blank or JSON that the server takes as it is (checked here with
+ * PostgreSQL's own JSON parser; a string with \u0000, which jsonb
+ * refuses, is left to report_job, as is anything the server might refuse
+ * as too big).
+ */
+static bool
+bundleable(Job *job)
+{
+	JsonLexContext *lex;
+	bool		ok;
+
+	if (job->state != SLOT_DONE || job->lease_lost || job->fail_error ||
+		job->kill_reason || !WIFEXITED(job->status) ||
+		WEXITSTATUS(job->status) != 0 || job->out_truncated)
+		return false;
+	if (out_blank(job))
+		return true;
+	if (job->out_len > BUNDLE_RESULT_MAX ||
+		memchr(job->out, '\0', job->out_len) != NULL)
+		return false;
+	job->out[job->out_len] = '\0';
+	if (strstr(job->out, "\\u0000") != NULL)
+		return false;
+	lex = makeJsonLexContextCstringLen(job->out, (int) job->out_len, PG_UTF8, false);
+	ok = pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+	pfree(lex);
+	return ok;
+}
+
+static int
+bundleable_slots(void)
+{
+	int			n = 0;
+
+	for (int i = 0; i < concurrency; i++)
+		if (bundleable(&jobs[i]))
+			n++;
+	return n;
+}
+
 /*
  * report_job: ack or fail a finished job; false when the connection is
  * down (the job stays SLOT_DONE and is reported after reconnecting).
@@ -640,15 +697,8 @@ report_job(Job *job)
 	{
 		/* success: ack, stdout as the result */
 		const char *sql = "SELECT taskq.ack($1::uuid, $2::jsonb, $3::uuid)";
-		bool		blank = true;
-		size_t		i;
+		bool		blank = out_blank(job);
 
-		for (i = 0; i < job->out_len; i++)
-			if (!strchr(" \t\r\n", job->out[i]))
-			{
-				blank = false;
-				break;
-			}
 		if (job->out)
 			job->out[job->out_len] = '\0';
 		params[1] = blank ? NULL : job->out;
@@ -783,41 +833,97 @@ heartbeat_job(Job *job, int64_t now)
 	PQclear(res);
 }
 
-/* pull min(free slots, batch) jobs per query, round the queues */
+/*
+ * pull min(free slots, batch) jobs per query, round the queues.  The first
+ * query also acks the finished jobs that can go with it (bundled acking:
+ * pull's acks, one transaction and one commit for both); should it fail,
+ * they stay finished and report_job acks them one by one.  An ack whose
+ * lease turns out to be lost is skipped by the server, never an error, so
+ * that it cannot lose the pull: the job is delivered again.
+ */
 static void
 pull_jobs(void)
 {
 	int			tried = 0;
 	bool		full = false;
 
-	while (tried < nqueues && free_slots() > 0 && conn)
+	while (tried < nqueues && conn)
 	{
-		int			want = free_slots() < batch ? free_slots() : batch;
-		const char *params[2];
+		int		   *bundled = pg_malloc(sizeof(int) * concurrency);
+		int			nbundled = 0;
+		int			room;
+		int			want;
+		const char *params[3];
 		char		count[16];
+		PQExpBufferData acks;
 		PGresult   *res;
 		int			r,
 					slot = 0;
 
+		initPQExpBuffer(&acks);
+		for (int i = 0; i < concurrency; i++)
+			if (bundleable(&jobs[i]))
+			{
+				Job		   *job = &jobs[i];
+
+				appendPQExpBufferStr(&acks, nbundled == 0 ? "[" : ",");
+				appendPQExpBufferStr(&acks, "{\"id\":");
+				append_json_string(&acks, job->id);
+				appendPQExpBufferStr(&acks, ",\"lease\":");
+				append_json_string(&acks, job->lease);
+				/* no result at all (SQL NULL) for a blank stdout */
+				if (!out_blank(job))
+				{
+					appendPQExpBufferStr(&acks, ",\"result\":");
+					appendPQExpBufferStr(&acks, job->out);
+				}
+				appendPQExpBufferChar(&acks, '}');
+				bundled[nbundled++] = i;
+			}
+		if (nbundled > 0)
+			appendPQExpBufferChar(&acks, ']');
+		room = free_slots() + nbundled;
+		if (room == 0)
+		{
+			termPQExpBuffer(&acks);
+			free(bundled);
+			break;
+		}
+		want = room < batch ? room : batch;
 		snprintf(count, sizeof(count), "%d", want);
 		params[0] = queues[rr_queue];
 		params[1] = count;
+		params[2] = nbundled > 0 ? acks.data : NULL;
 		rr_queue = (rr_queue + 1) % nqueues;
 		tried++;
 		res = wexec("SELECT id, lease, queue, name, data::text, "
 					"coalesce(metadata, '{}')::text, attempt, max_attempts, "
 					"parent_results::text, metadata->>'engine', flow_id, "
 					"greatest(1, round(extract(epoch FROM lease_expires_at - now()) * 1000))::bigint "
-					"FROM taskq.pull($1, $2::int)", 2, params);
+					"FROM taskq.pull($1, $2::int, NULL, $3::jsonb)", 3, params);
+		termPQExpBuffer(&acks);
 		if (res == NULL)
+		{
+			free(bundled);
 			return;
+		}
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
+			free(bundled);
 			log_message("pull from queue \"%s\" failed: %s (SQLSTATE %s)",
 						params[0], res_message(res), res_sqlstate(res));
 			PQclear(res);
+			/* report the finished jobs one by one, then pull again */
+			if (nbundled > 0)
+				break;
 			continue;
 		}
+		for (int i = 0; i < nbundled; i++)
+		{
+			log_job(&jobs[bundled[i]], "completed");
+			clear_job(&jobs[bundled[i]]);
+		}
+		free(bundled);
 		for (r = 0; r < PQntuples(res); r++)
 		{
 			while (jobs[slot].state != SLOT_FREE)
@@ -827,10 +933,10 @@ pull_jobs(void)
 		if (PQntuples(res) == want)
 			full = true;
 		PQclear(res);
+		if (free_slots() == 0)
+			break;
 	}
 	need_pull = full && free_slots() > 0;
-	if (full)
-		need_pull = true;
 	next_poll = now_ms() + poll_interval_ms;
 }
 
@@ -1241,19 +1347,20 @@ run_worker_loop(void)
 		handle_signals(now);
 		reconnect_if_due(now);
 		tend_handlers(now);
+
+		now = now_ms();
+		heartbeat_jobs(now);
+		/* a job that finished well is acked with the next pull */
+		if (conn && !shutting_down &&
+			((free_slots() > 0 && (need_pull || now >= next_poll)) ||
+			 bundleable_slots() > 0))
+			pull_jobs();
+
+		/* the others, and any job set up without a run (no handler) */
 		report_finished_jobs();
 
 		if (shutting_down && busy_slots() == 0)
 			break;
-
-		now = now_ms();
-		heartbeat_jobs(now);
-		if (conn && !shutting_down && free_slots() > 0 &&
-			(need_pull || now >= next_poll))
-			pull_jobs();
-
-		/* any job set up without a run (no handler) is reported at once */
-		report_finished_jobs();
 
 		wait_for_events();
 	}

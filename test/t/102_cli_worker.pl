@@ -19,6 +19,10 @@ my $handler = abs_path('test/cli/handler.sh');
 ok(-x $handler, 'handler script found');
 
 my $node = new_node('cli_worker', extension => 1);
+# every statement in the log: the worker's acks must come with its pulls
+$node->append_conf('postgresql.conf', "log_statement = 'all'");
+$node->reload;
+my $log_start = -s $node->logfile;
 my $connstr = $node->connstr('postgres');
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
@@ -76,6 +80,18 @@ is($node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', q{
 	SELECT result IS NULL FROM taskq.all_jobs WHERE queue = 'w' AND name = 'silent'}),
 	't', 'empty stdout: no result');
+
+# bundled acking: a job that finished well is acked by the worker's next
+# pull (pull's acks), not by a statement of its own; only the 'text' jobs,
+# whose stdout is not JSON, are acked one by one (wrapped)
+{
+	my $log = substr(slurp($node->logfile), $log_start);
+	my $bundled = () = $log =~ /taskq\.pull\(\$1, \$2::int, NULL, \$3::jsonb\)\n[^\n]*DETAIL:  parameters: [^\n]*\$3 = '\[\{"id":/g;
+	my $single = () = $log =~ /SELECT taskq\.ack\(\$1::uuid/g;
+	cmp_ok($bundled, '>=', 20, 'most successful jobs were acked with a pull') or diag("$bundled pulls with acks");
+	cmp_ok($single, '<=', 10, 'only the jobs with a non-JSON stdout were acked on their own')
+		or diag("$single taskq.ack statements");
+}
 
 # each job ran once per attempt: no job ran twice at the same attempt
 my %runs;
