@@ -126,5 +126,19 @@ SELECT taskq.ack(:'la', '"late but fine"', :'la_lease');
 SELECT taskq.fail(:'lf', 'late failure', :'lf_lease');
 SELECT name, state, attempts, result, error FROM taskq.all_jobs WHERE queue = 'q2' ORDER BY id;
 
+--
+-- leases that run out by themselves (no UPDATE by hand, which makes pull
+-- read expired leases from the beginning): each pull reads expired leases
+-- from the floor it raised to its now(), so a lease that ran out since is
+-- still found
+--
+SELECT count(taskq.push('q3', 'short-' || i)) AS pushed FROM generate_series(1, 2) i;
+SELECT name FROM taskq.pull('q3', 1, 100);
+SELECT pg_sleep(0.2);
+SELECT name, attempt FROM taskq.pull('q3', 2, 100) ORDER BY name;
+SELECT pg_sleep(0.2);
+SELECT name, attempt FROM taskq.pull('q3', 2, 100) ORDER BY name;
+SELECT name, attempts, errors -> 0 ->> 'error' AS error FROM taskq.jobs WHERE queue = 'q3' ORDER BY name;
+
 DROP VIEW snap;
 DROP EXTENSION taskq;

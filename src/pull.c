@@ -45,7 +45,7 @@ int			taskq_default_timeout = 30000;
 #define EXPIRED_JOBS(cond) \
 	"SELECT id FROM taskq.jobs WHERE ($1::text IS NULL OR queue = $1)" \
 	" AND state = 'active'" \
-	" AND lease_expires_at < now() AND " cond \
+	" AND lease_expires_at >= $2 AND lease_expires_at < now() AND " cond \
 	" ORDER BY lease_expires_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH) \
 	" FOR UPDATE SKIP LOCKED"
 
@@ -55,18 +55,24 @@ static TaskqPlan reclaim_retry_plan = {
 	TASKQ_ERRORS_APPEND("j", "'lease expired'")
 	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")"
 	" RETURNING j.id, j.queue, j.priority",
-	1, {TEXTOID}, true
+	2, {TEXTOID, TIMESTAMPTZOID}, true
 };
 
-static TaskqPlan reclaim_dead_plan = {NULL, 1, {TEXTOID}, true};
+static TaskqPlan reclaim_dead_plan = {NULL, 2, {TEXTOID, TIMESTAMPTZOID}, true};
 
-/* whether housekeeping has anything to do: two index probes */
+/*
+ * Whether housekeeping has anything to do, in two index probes: the first
+ * expired lease of any queue, read from the lease floor ($2, pullhead.c),
+ * so only over the leases that ran out since the floor was raised;
+ * whether a delayed job of the queue is due.
+ */
 static TaskqPlan check_plan = {
-	"SELECT EXISTS (SELECT FROM taskq.jobs WHERE state = 'active'"
-	"  AND lease_expires_at < now() AND queue = $1),"
+	"SELECT (SELECT lease_expires_at FROM taskq.jobs WHERE state = 'active'"
+	"  AND lease_expires_at >= $2 AND lease_expires_at < now()"
+	"  ORDER BY lease_expires_at LIMIT 1),"
 	" EXISTS (SELECT FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
 	"  AND run_at <= now())",
-	1, {TEXTOID}, true
+	2, {TEXTOID, TIMESTAMPTZOID}, true
 };
 
 static TaskqPlan promote_plan = {
@@ -186,14 +192,14 @@ claimed_cmp(const void *a, const void *b)
 
 /*
  * Reclaim expired leases (step 1 above), of one queue or, for the reaper,
- * of all; at most TASKQ_RECLAIM_BATCH of each kind.  Returns how many it
- * reclaimed.  Runs inside SPI_connect.
+ * of all, from the lease floor (pullhead.c); at most TASKQ_RECLAIM_BATCH
+ * of each kind.  Returns how many it reclaimed.  Runs inside SPI_connect.
  */
 int
-TaskqReclaimExpired(Datum queue, bool all_queues)
+TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor)
 {
-	Datum		values[1] = {queue};
-	bool		nulls[1] = {all_queues};
+	Datum		values[2] = {queue, TimestampTzGetDatum(floor)};
+	bool		nulls[2] = {all_queues, false};
 	int			dead;
 	int			retried;
 
@@ -335,6 +341,10 @@ taskq_pull(PG_FUNCTION_ARGS)
 	ClaimedJob *jobs;
 	SPITupleTable *claimed;
 	TaskqContext cxt;
+	TimestampTz floor;
+	uint64		floor_gen;
+	bool		floor_check;
+	Datum		first_lease;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -373,13 +383,17 @@ taskq_pull(PG_FUNCTION_ARGS)
 	}
 
 	values[0] = queue;
+	floor = TaskqLeaseFloor(&floor_gen, &floor_check);
+	values[1] = TimestampTzGetDatum(floor);
 	TaskqExecute(&check_plan, values, NULL, false, 1);
-	expired = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
+	first_lease = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	TaskqLeaseFloorSeen(floor_gen, floor_check,
+						isnull ? DT_NOEND : DatumGetTimestampTz(first_lease));
+	expired = !isnull;
 	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 2, &isnull));
 	if (expired)
-		TaskqReclaimExpired(queue, false);
+		TaskqReclaimExpired(queue, false, floor);
 	if (due)
 	{
 		int			promoted = TaskqExecute(&promote_plan, values, NULL, false, 0);

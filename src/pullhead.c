@@ -70,6 +70,10 @@
  * claim always scans from the head.  Queues beyond taskq.metrics_max_queues
  * (the size of this table too) do the same.
  *
+ * The entry of queue "" (which names no queue) is the database's: it keeps
+ * the lease floor (TaskqLeaseFloor, below), which the housekeeping of pull
+ * and the reaper read expired leases from.
+ *
  * Locking: head_shared->lock guards the hash (shared to find an entry,
  * exclusive to add one); each entry's spinlock guards its fields.  Floors
  * are atomics, each written only by its backend.
@@ -125,6 +129,11 @@ typedef struct HeadEntry
 	uint64		bound[TASKQ_HEAD_MAX_LEVELS];
 	TimestampTz checked_at;		/* when the last check read its cap */
 	TimestampTz check_until;	/* a backend is checking until then */
+
+	/* the database's entry (queue ""): the lease floor, see below */
+	TimestampTz lease_floor;	/* DT_NOBEGIN: unknown */
+	TimestampTz lease_checked_at;
+	TimestampTz lease_check_until;
 } HeadEntry;
 
 typedef struct HeadShared
@@ -381,6 +390,9 @@ head_entry(const char *queue, bool create)
 		e->nlevels = 0;
 		e->checked_at = 0;
 		e->check_until = 0;
+		e->lease_floor = DT_NOBEGIN;
+		e->lease_checked_at = 0;
+		e->lease_check_until = 0;
 		head_shared->nentries++;
 	}
 	return e;
@@ -660,6 +672,99 @@ TaskqHeadChecked(const char *queue, const TaskqHead *h, int n, const int32 *prio
 }
 
 /*
+ * The lease floor.  Pull looks for expired leases of its queue before it
+ * claims, and the reaper for those of all queues, in jobs_lease_idx,
+ * (lease_expires_at) WHERE state = 'active'.  Jobs acked before their
+ * lease ran out leave dead entries there which, once their expiry has
+ * passed, lie in the range "lease_expires_at < now()" that every probe
+ * reads, and stay until VACUUM (for as long as a long transaction holds
+ * them back, scenario 7: 825 buffers per pull after a minute).  So the
+ * database's entry keeps a floor: no active lease expires before it, as
+ * far as anyone can tell; the probes read from it to now(), and each
+ * raises it to the first expired lease it sees, or else to now().
+ *
+ * No bookkeeping of writers is needed here as it is for the bounds: a
+ * lease is set to now() plus its length, so a transaction can set one
+ * below a floor only if it is older than that length, and then its job is
+ * found by the next check from the beginning, which a pull makes every
+ * taskq.head_check_interval (and after the foreign writes and COMMIT
+ * PREPARED that reset the floor).  A lease reclaimed late is the worst
+ * case, never a lost job.
+ *
+ * TaskqLeaseFloor returns where to read from (DT_NOBEGIN: the beginning,
+ * when the floor is unknown or a check is due, then *check is set) and the
+ * entry's generation, for TaskqLeaseFloorSeen.  With check NULL (the
+ * reaper, which raises nothing) no check is taken on.
+ */
+TimestampTz
+TaskqLeaseFloor(uint64 *gen, bool *check)
+{
+	HeadEntry  *e;
+	TimestampTz floor = DT_NOBEGIN;
+	TimestampTz now;
+
+	*gen = 0;
+	if (check != NULL)
+		*check = false;
+	if (head_shared == NULL)
+		return DT_NOBEGIN;
+	now = GetCurrentTimestamp();
+	LWLockAcquire(head_shared->lock, LW_SHARED);
+	e = head_entry("", true);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		*gen = e->gen;
+		floor = e->lease_floor;
+		if (check != NULL && !IsolationUsesXactSnapshot() && e->lease_check_until < now &&
+			(floor == DT_NOBEGIN ||
+			 TimestampDifferenceExceeds(e->lease_checked_at, now, taskq_head_check_interval)))
+		{
+			e->lease_check_until = TimestampTzPlusMilliseconds(now, CHECK_CLAIM_MS);
+			*check = true;
+			floor = DT_NOBEGIN;
+		}
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(head_shared->lock);
+	return floor;
+}
+
+/*
+ * A probe read the leases from the floor (or the beginning, for a check)
+ * to now() under a fresh snapshot and saw first as the first that expired
+ * (DT_NOEND: none): raise the floor there, or to now(), unless the entry
+ * was reset meanwhile.
+ */
+void
+TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first)
+{
+	HeadEntry  *e;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz floor = Min(first, GetCurrentTransactionStartTimestamp());
+
+	if (head_shared == NULL || IsolationUsesXactSnapshot())
+		return;
+	LWLockAcquire(head_shared->lock, LW_SHARED);
+	e = head_entry("", false);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		if (check)
+			e->lease_check_until = 0;
+		if (e->gen == gen && (check || e->lease_floor != DT_NOBEGIN))
+		{
+			if (check)
+				e->lease_checked_at = now;
+			if (check || floor > e->lease_floor)
+				e->lease_floor = floor;
+		}
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(head_shared->lock);
+}
+
+/*
  * This transaction writes taskq.jobs with statements of its own (an
  * administrator's UPDATE, a restore's COPY, CREATE EXTENSION): the jobs it
  * makes waiting were not told to us.  No raise may pass anything until it
@@ -754,6 +859,7 @@ TaskqHeadBreak(void)
 			continue;
 		SpinLockAcquire(&e->mutex);
 		e->checked = false;
+		e->lease_floor = DT_NOBEGIN;
 		e->gen++;
 		SpinLockRelease(&e->mutex);
 	}

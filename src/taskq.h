@@ -293,7 +293,7 @@ extern void TaskqCascade(Datum id, text *name, bool dead);
 
 /* pull.c */
 extern void TaskqPullInit(void);
-extern int	TaskqReclaimExpired(Datum queue, bool all_queues);
+extern int	TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor);
 
 /* pullhead.c: where the claim starts, per queue and priority */
 #define TASKQ_HEAD_MAX_LEVELS	16
@@ -322,6 +322,8 @@ extern bool TaskqHeadRead(const char *queue, TaskqHead *h, bool work);
 extern void TaskqHeadRaised(const char *queue, const TaskqHead *h, const uint64 *first);
 extern void TaskqHeadChecked(const char *queue, const TaskqHead *h, int n,
 							 const int32 *priority, const uint64 *first, bool more);
+extern TimestampTz TaskqLeaseFloor(uint64 *gen, bool *check);
+extern void TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first);
 extern void TaskqHeadBreak(void);
 extern void TaskqHeadForeignWrite(void);
 extern void TaskqHeadNoteCopy(Node *stmt);

@@ -175,12 +175,13 @@ static void
 worker_reap(void)
 {
 	int			n;
+	uint64		gen;
 
 	do
 	{
 		if (!worker_begin("taskq: reaping expired leases"))
 			worker_no_extension();
-		n = TaskqReclaimExpired((Datum) 0, true);
+		n = TaskqReclaimExpired((Datum) 0, true, TaskqLeaseFloor(&gen, NULL));
 		TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, n < TASKQ_RECLAIM_BATCH ? 1 : 0);
 		worker_end();
 		CHECK_FOR_INTERRUPTS();
