@@ -20,6 +20,7 @@ OBJS = \
 	src/push.o \
 	src/pull.o \
 	src/pullhead.o \
+	src/pullwait.o \
 	src/lifecycle.o \
 	src/queue.o \
 	src/queuecache.o \

@@ -405,11 +405,12 @@ COMMENT ON FUNCTION taskq.push_batch(text, jsonb) IS 'enqueue an array of jobs, 
 --
 
 CREATE FUNCTION taskq.pull(queue text, count integer DEFAULT 1,
-                           timeout_ms integer DEFAULT NULL, acks jsonb DEFAULT NULL)
+                           timeout_ms integer DEFAULT NULL, acks jsonb DEFAULT NULL,
+                           wait_ms integer DEFAULT 0)
 RETURNS SETOF taskq.leased_job
 AS 'MODULE_PATHNAME', 'taskq_pull'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION taskq.pull(text, integer, integer, jsonb) IS 'ack the jobs of acks (as ack_batch), then lease at most count runnable jobs of a queue, in one transaction';
+COMMENT ON FUNCTION taskq.pull(text, integer, integer, jsonb, integer) IS 'ack the jobs of acks (as ack_batch), then lease at most count runnable jobs of a queue, in one transaction; with wait_ms, wait that long for a job when there is none';
 
 CREATE FUNCTION taskq.ack(id uuid, result jsonb DEFAULT NULL, lease uuid DEFAULT NULL)
 RETURNS void
@@ -1368,7 +1369,7 @@ GRANT EXECUTE ON FUNCTION
     taskq.push_flow(jsonb), taskq.cancel(uuid)
     TO taskq_producer;
 GRANT EXECUTE ON FUNCTION
-    taskq.pull(text, integer, integer, jsonb), taskq.ack(uuid, jsonb, uuid),
+    taskq.pull(text, integer, integer, jsonb, integer), taskq.ack(uuid, jsonb, uuid),
     taskq.ack_batch(jsonb), taskq.fail(uuid, text, uuid),
     taskq.heartbeat(uuid, uuid), taskq.progress(uuid, integer, text, uuid)
     TO taskq_worker;

@@ -147,6 +147,9 @@ events_xact_callback(XactEvent event, void *arg)
 		}
 		LWLockRelease(taskq_shared->lock);
 	}
+	/* pulls waiting on these queues (pullwait.c) */
+	if (event == XACT_EVENT_COMMIT && (nwake > 0 || wake_overflow))
+		TaskqWakeWaiters(wake_queues, nwake, wake_overflow);
 	if (event == XACT_EVENT_COMMIT && wake_launcher && taskq_shared != NULL)
 	{
 		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);

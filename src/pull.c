@@ -32,6 +32,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/array.h"
@@ -45,7 +46,7 @@ int			taskq_default_timeout = 30000;
 #define EXPIRED_JOBS(cond) \
 	"SELECT id FROM taskq.jobs WHERE ($1::text IS NULL OR queue = $1)" \
 	" AND state = 'active'" \
-	" AND lease_expires_at >= $2 AND lease_expires_at < now() AND " cond \
+	" AND lease_expires_at >= $2 AND lease_expires_at < $3 AND " cond \
 	" ORDER BY lease_expires_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH) \
 	" FOR UPDATE SKIP LOCKED"
 
@@ -55,32 +56,33 @@ static TaskqPlan reclaim_retry_plan = {
 	TASKQ_ERRORS_APPEND("j", "'lease expired'")
 	" WHERE j.id IN (" EXPIRED_JOBS("attempts < max_attempts") ")"
 	" RETURNING j.id, j.queue, j.priority",
-	2, {TEXTOID, TIMESTAMPTZOID}, true
+	3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, true
 };
 
-static TaskqPlan reclaim_dead_plan = {NULL, 2, {TEXTOID, TIMESTAMPTZOID}, true};
+static TaskqPlan reclaim_dead_plan = {NULL, 3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, true};
 
 /*
  * Whether housekeeping has anything to do, in two index probes: the first
  * expired lease of any queue, read from the lease floor ($2, pullhead.c),
  * so only over the leases that ran out since the floor was raised;
- * whether a delayed job of the queue is due.
+ * whether a delayed job of the queue is due.  $3 is now(), or the clock
+ * in a pull that has waited (pullwait.c).
  */
 static TaskqPlan check_plan = {
 	"SELECT (SELECT lease_expires_at FROM taskq.jobs WHERE state = 'active'"
-	"  AND lease_expires_at >= $2 AND lease_expires_at < now()"
+	"  AND lease_expires_at >= $2 AND lease_expires_at < $3"
 	"  ORDER BY lease_expires_at LIMIT 1),"
 	" EXISTS (SELECT FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
-	"  AND run_at <= now())",
-	2, {TEXTOID, TIMESTAMPTZOID}, true
+	"  AND run_at <= $3)",
+	3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, true
 };
 
 static TaskqPlan promote_plan = {
 	"UPDATE taskq.jobs SET state = 'waiting' WHERE id IN ("
 	" SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
-	" AND run_at <= now() ORDER BY run_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH)
+	" AND run_at <= $2 ORDER BY run_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH)
 	" FOR UPDATE SKIP LOCKED) RETURNING queue, priority, id",
-	1, {TEXTOID}, true
+	2, {TEXTOID, TIMESTAMPTZOID}, true
 };
 
 /*
@@ -100,8 +102,8 @@ static TaskqPlan promote_plan = {
 #define CLAIM_SET \
 	"UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1," \
 	" lease = gen_random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4)," \
-	" lease_expires_at = now() + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond'," \
-	" started_at = now()"
+	" lease_expires_at = $5 + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond'," \
+	" started_at = $5"
 #define CLAIM_RETURNING \
 	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority," \
 	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id, j.depends_on"
@@ -113,23 +115,23 @@ static TaskqPlan claim_plan = {
 	"  SELECT ctid FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
 	"  ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED))"
 	CLAIM_RETURNING,
-	4, {TEXTOID, INT4OID, INT4OID, INT4OID}, true
+	5, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID}, true
 };
 
 /*
  * From the bounds of pullhead.c: a nested loop over the queue's priority
- * levels, highest first ($5) with their bounds ($6), each an index scan
+ * levels, highest first ($6) with their bounds ($7), each an index scan
  * that starts at its bound.
  */
 static TaskqPlan claim_levels_plan = {
 	CLAIM_SET
 	" WHERE j.ctid = ANY (ARRAY("
-	"  SELECT c.ctid FROM unnest($5::integer[], $6::uuid[]) AS u(p, b),"
+	"  SELECT c.ctid FROM unnest($6::integer[], $7::uuid[]) AS u(p, b),"
 	"  LATERAL (SELECT ctid FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
 	"   AND priority = u.p AND id >= u.b ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) c"
 	"  LIMIT $2))"
 	CLAIM_RETURNING,
-	6, {TEXTOID, INT4OID, INT4OID, INT4OID, INT4ARRAYOID, UUIDARRAYOID}, true
+	7, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, INT4ARRAYOID, UUIDARRAYOID}, true
 };
 
 /* a raise: the first id each level has waiting, from its bound */
@@ -192,14 +194,14 @@ claimed_cmp(const void *a, const void *b)
 
 /*
  * Reclaim expired leases (step 1 above), of one queue or, for the reaper,
- * of all, from the lease floor (pullhead.c); at most TASKQ_RECLAIM_BATCH
- * of each kind.  Returns how many it reclaimed.  Runs inside SPI_connect.
+ * of all, from the lease floor (pullhead.c) to now; at most
+ * TASKQ_RECLAIM_BATCH of each kind.  Returns how many it reclaimed.  Runs inside SPI_connect.
  */
 int
-TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor)
+TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor, TimestampTz now)
 {
-	Datum		values[2] = {queue, TimestampTzGetDatum(floor)};
-	bool		nulls[2] = {all_queues, false};
+	Datum		values[3] = {queue, TimestampTzGetDatum(floor), TimestampTzGetDatum(now)};
+	bool		nulls[3] = {all_queues, false, false};
 	int			dead;
 	int			retried;
 
@@ -255,7 +257,7 @@ head_arrays(const TaskqHead *h, Datum *priorities, Datum *bounds)
  * Where the claim starts (pullhead.c): check the queue's entry from the
  * head if it is due, else raise its bounds to the first waiting jobs.
  * Returns whether the claim starts from the bounds, which it then puts in
- * values[4] and values[5] for claim_levels_plan.
+ * values[5] and values[6] for claim_levels_plan.
  */
 static bool
 pull_head(Datum queue, Datum *values)
@@ -309,114 +311,87 @@ pull_head(Datum queue, Datum *values)
 	}
 	if (!usable)
 		return false;
-	head_arrays(&h, &values[4], &values[5]);
+	head_arrays(&h, &values[5], &values[6]);
 	return true;
 }
 
-/*
- * taskq.pull(queue text, count int, timeout_ms int, acks jsonb)
- *		RETURNS SETOF taskq.leased_job
- *
- * A paused or unknown queue yields no rows.  acks, items as for ack_batch,
- * are acked first, in the same transaction: a worker loop then needs one
- * commit per job (its previous jobs' acks and its next lease) instead of
- * two.  An ack whose lease is no longer current is skipped, never an
- * error, so that it cannot lose the pull: the job was re-delivered or has
- * finished, as ack_batch would have found.
- */
-PG_FUNCTION_INFO_V1(taskq_pull);
-Datum
-taskq_pull(PG_FUNCTION_ARGS)
+/* what one try of a pull needs (pull_once) */
+typedef struct PullArgs
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum		queue;
 	int32		count;
+	bool		timeout_null;
+	int32		timeout_ms;
+	bool		waited;			/* a try after a wait: now is the clock */
+} PullArgs;
+
+/*
+ * One try: the housekeeping, then the claim.  Returns how many jobs it
+ * leased, which SPI_tuptable holds.  A paused or unknown queue leases
+ * nothing.  Runs inside TaskqSwitchToOwner.
+ */
+static int
+pull_once(void *arg)
+{
+	PullArgs   *a = arg;
 	TaskqQueueInfo qi;
 	bool		expired;
 	bool		due;
 	bool		isnull;
-	Datum		values[6];
-	bool		nulls[6] = {0};
+	Datum		values[7];
+	bool		nulls[7] = {0};
 	int			n;
-	ClaimedJob *jobs;
-	SPITupleTable *claimed;
-	TaskqContext cxt;
+	TimestampTz now;
 	TimestampTz floor;
 	uint64		floor_gen;
 	bool		floor_check;
 	Datum		first_lease;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("queue name must not be null")));
-	queue = PG_GETARG_DATUM(0);
-	count = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT32(1);
-	if (count < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("count must be at least 1, not %d", count)));
-	if (count > TASKQ_MAX_PULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("count must be at most %d, not %d", TASKQ_MAX_PULL, count),
-				 errhint("Pull in batches of at most %d jobs.", TASKQ_MAX_PULL)));
-	if (!PG_ARGISNULL(2) && PG_GETARG_INT32(2) < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must be at least 1, not %d", PG_GETARG_INT32(2))));
+	/* the first try as of now(), the later ones of a waiting pull by the clock */
+	now = a->waited ? GetCurrentTimestamp() : GetCurrentTransactionStartTimestamp();
+	a->waited = true;
+	if (!TaskqCachedQueue(TextDatumGetCString(a->queue), false, &qi) || qi.paused)
+		return 0;
 
-	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
-		TaskqCheckAckItems(PG_GETARG_JSONB_P(3), "acks");
-
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-
-	TaskqSwitchToOwner(&cxt);
-	TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PULL);
-	/* the acks first: their jobs' children may be runnable at once */
-	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
-		TaskqAckItems(PG_GETARG_JSONB_P(3));
-	if (!TaskqCachedQueue(TextDatumGetCString(queue), false, &qi) || qi.paused)
-	{
-		TaskqSwitchBack(&cxt);
-		return (Datum) 0;
-	}
-
-	values[0] = queue;
+	values[0] = a->queue;
 	floor = TaskqLeaseFloor(&floor_gen, &floor_check);
 	values[1] = TimestampTzGetDatum(floor);
+	values[2] = TimestampTzGetDatum(now);
 	TaskqExecute(&check_plan, values, NULL, false, 1);
 	first_lease = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	TaskqLeaseFloorSeen(floor_gen, floor_check,
-						isnull ? DT_NOEND : DatumGetTimestampTz(first_lease));
+						isnull ? DT_NOEND : DatumGetTimestampTz(first_lease), now);
 	expired = !isnull;
 	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 2, &isnull));
 	if (expired)
-		TaskqReclaimExpired(queue, false, floor);
+		TaskqReclaimExpired(a->queue, false, floor, now);
 	if (due)
 	{
-		int			promoted = TaskqExecute(&promote_plan, values, NULL, false, 0);
+		int			promoted;
+
+		values[1] = TimestampTzGetDatum(now);
+		promoted = TaskqExecute(&promote_plan, values, NULL, false, 0);
 
 		TaskqHeadLowerReturned(promoted, 1, 2, 3, 0);
 	}
 
-	values[1] = Int32GetDatum(count);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2);
+	values[1] = Int32GetDatum(a->count);
+	values[2] = Int32GetDatum(a->timeout_ms);
+	nulls[2] = a->timeout_null;
 	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout : qi.timeout_ms);
-	if (pull_head(queue, values))
+	values[4] = TimestampTzGetDatum(now);
+	if (pull_head(a->queue, values))
 		n = TaskqExecute(&claim_levels_plan, values, nulls, false, 0);
 	else
 		n = TaskqExecute(&claim_plan, values, nulls, false, 0);
-	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
+	TaskqMetricsCount(DatumGetTextPP(a->queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 	if (n > 0)
 	{
 		pg_uuid_t  *first = NULL;
 
 		for (int i = 0; i < n; i++)
 		{
-			bool		isnull;
 			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 1,
 														 &isnull));
@@ -425,6 +400,108 @@ taskq_pull(PG_FUNCTION_ARGS)
 				first = id;
 		}
 		TaskqHeadClaimed(first);
+	}
+	return n;
+}
+
+/* when the queue's first delayed job comes due (DT_NOEND: none), for waits */
+static TaskqPlan next_due_plan = {
+	"SELECT run_at FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
+	" ORDER BY run_at LIMIT 1",
+	1, {TEXTOID}, true
+};
+
+static TimestampTz
+pull_next_due(void *arg)
+{
+	PullArgs   *a = arg;
+	bool		isnull;
+
+	if (TaskqExecute(&next_due_plan, &a->queue, NULL, true, 1) == 0)
+		return DT_NOEND;
+	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * taskq.pull(queue text, count int, timeout_ms int, acks jsonb,
+ *		wait_ms int) RETURNS SETOF taskq.leased_job
+ *
+ * A paused or unknown queue yields no rows.  acks, items as for ack_batch,
+ * are acked first, in the same transaction: a worker loop then needs one
+ * commit per job (its previous jobs' acks and its next lease) instead of
+ * two.  An ack whose lease is no longer current is skipped, never an
+ * error, so that it cannot lose the pull: the job was re-delivered or has
+ * finished, as ack_batch would have found.
+ *
+ * wait_ms: when nothing could be leased, wait up to that long for a job
+ * (pullwait.c), trying again whenever a commit makes one of the queue's
+ * jobs runnable.  Only in a transaction that has written nothing yet (its
+ * locks would be held while it waits: a call with acks returns at once)
+ * and whose snapshots are taken per statement (READ COMMITTED).
+ */
+PG_FUNCTION_INFO_V1(taskq_pull);
+Datum
+taskq_pull(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	PullArgs	a;
+	int32		wait_ms = 0;
+	int			n;
+	ClaimedJob *jobs;
+	SPITupleTable *claimed;
+	TaskqContext cxt;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue name must not be null")));
+	a.queue = PG_GETARG_DATUM(0);
+	a.count = PG_ARGISNULL(1) ? 1 : PG_GETARG_INT32(1);
+	if (a.count < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("count must be at least 1, not %d", a.count)));
+	if (a.count > TASKQ_MAX_PULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("count must be at most %d, not %d", TASKQ_MAX_PULL, a.count),
+				 errhint("Pull in batches of at most %d jobs.", TASKQ_MAX_PULL)));
+	a.waited = false;
+	a.timeout_null = PG_ARGISNULL(2);
+	a.timeout_ms = a.timeout_null ? 0 : PG_GETARG_INT32(2);
+	if (!a.timeout_null && a.timeout_ms < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must be at least 1, not %d", a.timeout_ms)));
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+	{
+		wait_ms = PG_GETARG_INT32(4);
+		if (wait_ms < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("wait_ms must not be negative, not %d", wait_ms)));
+	}
+
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		TaskqCheckAckItems(PG_GETARG_JSONB_P(3), "acks");
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	TaskqSwitchToOwner(&cxt);
+	TaskqRequireQueuePrivilege(TextDatumGetCString(a.queue), TASKQ_PRIV_PULL);
+	/* the acks first: their jobs' children may be runnable at once */
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		TaskqAckItems(PG_GETARG_JSONB_P(3));
+
+	n = pull_once(&a);
+	if (n == 0 && wait_ms > 0 && !IsolationUsesXactSnapshot() &&
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		n = TaskqPullWait(a.queue, wait_ms, pull_once, pull_next_due, &a);
+	if (n == 0)
+	{
+		TaskqSwitchBack(&cxt);
+		return (Datum) 0;
 	}
 
 	jobs = palloc(sizeof(ClaimedJob) * Max(n, 1));

@@ -732,16 +732,16 @@ TaskqLeaseFloor(uint64 *gen, bool *check)
 
 /*
  * A probe read the leases from the floor (or the beginning, for a check)
- * to now() under a fresh snapshot and saw first as the first that expired
- * (DT_NOEND: none): raise the floor there, or to now(), unless the entry
- * was reset meanwhile.
+ * to upto (its now()) under a fresh snapshot and saw first as the first
+ * that expired (DT_NOEND: none): raise the floor there, or to upto, unless
+ * the entry was reset meanwhile.
  */
 void
-TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first)
+TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first, TimestampTz upto)
 {
 	HeadEntry  *e;
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz floor = Min(first, GetCurrentTransactionStartTimestamp());
+	TimestampTz floor = Min(first, upto);
 
 	if (head_shared == NULL || IsolationUsesXactSnapshot())
 		return;

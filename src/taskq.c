@@ -45,5 +45,6 @@ _PG_init(void)
 	TaskqLauncherInit(preloading);
 	TaskqMetricsInit(preloading);
 	TaskqHeadInit(preloading);
+	TaskqPullWaitInit(preloading);
 	MarkGUCPrefixReserved("taskq");
 }

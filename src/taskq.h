@@ -293,7 +293,8 @@ extern void TaskqCascade(Datum id, text *name, bool dead);
 
 /* pull.c */
 extern void TaskqPullInit(void);
-extern int	TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor);
+extern int	TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor,
+								TimestampTz now);
 
 /* pullhead.c: where the claim starts, per queue and priority */
 #define TASKQ_HEAD_MAX_LEVELS	16
@@ -323,11 +324,18 @@ extern void TaskqHeadRaised(const char *queue, const TaskqHead *h, const uint64 
 extern void TaskqHeadChecked(const char *queue, const TaskqHead *h, int n,
 							 const int32 *priority, const uint64 *first, bool more);
 extern TimestampTz TaskqLeaseFloor(uint64 *gen, bool *check);
-extern void TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first);
+extern void TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first,
+								TimestampTz upto);
 extern void TaskqHeadBreak(void);
 extern void TaskqHeadForeignWrite(void);
 extern void TaskqHeadNoteCopy(Node *stmt);
 extern void TaskqHeadForgetDatabase(Oid dbid);
+
+/* pullwait.c: a pull that waits */
+extern void TaskqPullWaitInit(bool preloading);
+extern int	TaskqPullWait(Datum queue, int32 wait_ms, int (*try_claim) (void *),
+						  TimestampTz (*next_due) (void *), void *arg);
+extern void TaskqWakeWaiters(char (*queues)[TASKQ_MAX_QUEUE_NAME + 1], int n, bool any);
 
 /* lifecycle.c */
 extern void TaskqCheckAckItems(Jsonb *items, const char *argname);

@@ -181,7 +181,8 @@ worker_reap(void)
 	{
 		if (!worker_begin("taskq: reaping expired leases"))
 			worker_no_extension();
-		n = TaskqReclaimExpired((Datum) 0, true, TaskqLeaseFloor(&gen, NULL));
+		n = TaskqReclaimExpired((Datum) 0, true, TaskqLeaseFloor(&gen, NULL),
+								GetCurrentTransactionStartTimestamp());
 		TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, n < TASKQ_RECLAIM_BATCH ? 1 : 0);
 		worker_end();
 		CHECK_FOR_INTERRUPTS();

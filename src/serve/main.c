@@ -37,6 +37,7 @@ ServeConfig config = {
 	.thread_count = 0,
 	.max_body = DEFAULT_MAX_BODY,
 	.max_response = DEFAULT_MAX_RESPONSE,
+	.max_wait_ms = 20000,
 	.connection_timeout_s = 30,
 	.statement_timeout_ms = 30000,
 	.shutdown_timeout_s = 30,
@@ -59,6 +60,8 @@ usage(void)
 		   "      --threads=N             HTTP threads (default: --pool)\n"
 		   "      --max-body=BYTES        largest request body (default %d)\n"
 		   "      --max-response=BYTES    largest response body (default %d)\n"
+		   "      --max-wait=MS           longest wait_ms of a pull; a waiting pull holds\n"
+		   "                              one pool connection (default 20000)\n"
 		   "      --timeout=SECONDS       close idle or stalled connections (default 30)\n"
 		   "      --statement-timeout=MS  statement_timeout of the connections (default\n"
 		   "                              30000; 0: none)\n"
@@ -93,6 +96,7 @@ parse_options(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"max-body", required_argument, NULL, 'b'},
 		{"max-response", required_argument, NULL, 'r'},
+		{"max-wait", required_argument, NULL, 'W'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"statement-timeout", required_argument, NULL, 's'},
 		{"shutdown-timeout", required_argument, NULL, 'S'},
@@ -134,6 +138,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 'r':
 				config.max_response = parse_int_option(subcommand, "response limit", optarg, 1, 1024 * 1024 * 1024);
+				break;
+			case 'W':
+				config.max_wait_ms = parse_int_option(subcommand, "wait limit", optarg, 0, 3600 * 1000);
 				break;
 			case 'T':
 				config.connection_timeout_s = parse_int_option(subcommand, "timeout", optarg, 1, 86400);

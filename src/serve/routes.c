@@ -13,7 +13,7 @@
 
 #include "serve.h"
 
-#define MAX_ROUTE_PARAMS	3
+#define MAX_ROUTE_PARAMS	5
 
 /* ---- routes ---- */
 
@@ -28,7 +28,8 @@ typedef enum ParamSource
 {
 	SRC_PATH,					/* the path's {} segment (decoded) */
 	SRC_BODY,					/* the request body, as text */
-	SRC_ARG						/* a query argument (NULL when absent) */
+	SRC_ARG,					/* a query argument (NULL when absent) */
+	SRC_MAX_WAIT				/* --max-wait, the longest wait_ms */
 } ParamSource;
 
 typedef struct RouteParam
@@ -47,7 +48,7 @@ typedef struct Route
 	const char *sql_array;		/* instead, when the body is a JSON array */
 	int			nparams;
 	RouteParam	params[MAX_ROUTE_PARAMS];
-	const char *args[3];		/* query arguments it takes (NULL-ended) */
+	const char *args[4];		/* query arguments it takes (NULL-ended) */
 	const char *not_found;		/* 404 message (%s: the path parameter)
 								 * when the statement returns NULL */
 	bool		push;			/* 55000 is 503 when the queue is paused */
@@ -57,6 +58,7 @@ typedef struct Route
 #define P_PATH		{SRC_PATH, NULL}
 #define P_BODY		{SRC_BODY, NULL}
 #define P_ARG(name)	{SRC_ARG, name}
+#define P_MAX_WAIT	{SRC_MAX_WAIT, NULL}
 
 /* a push: one job, or a batch when the body is a JSON array */
 #define PUSH_SQL \
@@ -87,19 +89,22 @@ static const Route routes[] = {
 	},
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/jobs", .ok_status = 200,
+		/* wait_ms: long polling, up to --max-wait */
 		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(j) - 'ordinality' ORDER BY j.ordinality), '[]')::text"
-		" FROM taskq.pull($1, coalesce($2::int, 1), $3::int) WITH ORDINALITY AS j",
-		.nparams = 3, .params = {P_PATH, P_ARG("count"), P_ARG("timeout_ms")},
-		.args = {"count", "timeout_ms"},
+		" FROM taskq.pull($1, coalesce($2::int, 1), $3::int, NULL,"
+		" least(coalesce($4::int, 0), $5::int)) WITH ORDINALITY AS j",
+		.nparams = 5, .params = {P_PATH, P_ARG("count"), P_ARG("timeout_ms"), P_ARG("wait_ms"), P_MAX_WAIT},
+		.args = {"count", "timeout_ms", "wait_ms"},
 	},
 	{
 		/* a pull that first acks what the worker finished (bundled acking) */
 		.method = "POST", .path = "/api/v1/queues/{}/pull", .ok_status = 200,
 		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(j) - 'ordinality' ORDER BY j.ordinality), '[]')::text"
-		" FROM taskq._request_body($2, '{count,timeout_ms,acks}') AS b"
+		" FROM taskq._request_body($2, '{count,timeout_ms,acks,wait_ms}') AS b"
 		" CROSS JOIN LATERAL taskq.pull($1, coalesce((b->>'count')::int, 1),"
-		" (b->>'timeout_ms')::int, b->'acks') WITH ORDINALITY AS j",
-		.nparams = 2, .params = {P_PATH, P_BODY},
+		" (b->>'timeout_ms')::int, b->'acks',"
+		" least(coalesce((b->>'wait_ms')::int, 0), $3::int)) WITH ORDINALITY AS j",
+		.nparams = 3, .params = {P_PATH, P_BODY, P_MAX_WAIT},
 	},
 	{
 		.method = "POST", .path = "/api/v1/jobs/ack-batch", .ok_status = 200,
@@ -725,6 +730,10 @@ dispatch(Request *req)
 				break;
 			case SRC_BODY:
 				params[i] = req->body ? req->body : "";
+				break;
+			case SRC_MAX_WAIT:
+				arg_copies[i] = psprintf("%d", config.max_wait_ms);
+				params[i] = arg_copies[i];
 				break;
 			case SRC_ARG:
 				{

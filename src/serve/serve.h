@@ -85,6 +85,7 @@ typedef struct ServeConfig
 	int			thread_count;	/* --threads (0: pool_size) */
 	size_t		max_body;		/* --max-body */
 	size_t		max_response;	/* --max-response */
+	int			max_wait_ms;	/* --max-wait: the longest wait_ms of a pull */
 	int			connection_timeout_s;	/* --timeout */
 	int			statement_timeout_ms;	/* --statement-timeout */
 	int			shutdown_timeout_s; /* --shutdown-timeout */

@@ -479,6 +479,24 @@ is_deeply([ $r->{status}, $r->{json} ], [ 200, [] ], 'pull with acks: a stale ac
 is_error(http('POST', "$api/queues/bundled/pull", %auth, body => '{"count": 1, "nack": []}'), 400, '22023', undef,
 	'pull with acks: an unknown key');
 
+# long polling: GET .../jobs?wait_ms=W waits for a job pushed meanwhile
+sql(q{SELECT taskq.create_queue('longpoll'); SELECT taskq.create_queue('longpoll2')});
+{
+	my ($lp_out, $lp_err) = ('', '');
+	my $t0 = time();
+	my $h = IPC::Run::start([ curl_args('GET', "$api/queues/longpoll/jobs?wait_ms=15000", %auth), '-w', '\n%{http_code}' ],
+		'<', \undef, '>', \$lp_out, '2>', \$lp_err);
+	ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Extension' AND query LIKE '%taskq.pull%'}),
+		'long polling: the request waits in the database');
+	sql(q{SELECT taskq.push('longpoll', 'lp')});
+	$h->finish;
+	like($lp_out, qr/"name": "lp".*\n200$/s, 'long polling: the job pushed meanwhile came back') or diag("$lp_out $lp_err");
+	cmp_ok(time() - $t0, '<', 12, 'long polling: before wait_ms ran out');
+	$r = http('POST', "$api/queues/longpoll2/pull", %auth, body => '{"wait_ms": 300}');
+	is_deeply([ $r->{status}, $r->{json} ], [ 200, [] ], 'long polling: POST .../pull with wait_ms, nothing came');
+}
+
 # ---------------------------------------------------------------------------
 # get, flow, queues, stats, dlq, webhooks
 # ---------------------------------------------------------------------------
@@ -559,7 +577,7 @@ like($r->{body}, qr/^taskq_jobs_pushed_total\{queue="[^"]+"\} [1-9]/m, 'metrics:
 # a second server: --metrics-token, a small --max-body, --timeout, --quiet
 # ---------------------------------------------------------------------------
 my ($serve2, $log2, $base2) = start_serve('small', '--metrics-token', 's3cret', '--max-body', '1000',
-	'--max-response', '2000', '--timeout', '1', '--quiet', '--pool', '1');
+	'--max-response', '2000', '--timeout', '1', '--quiet', '--pool', '1', '--max-wait', '300');
 is_error(http('GET', "$base2/metrics"), 401, '28000', undef, '--metrics-token: none given');
 is_error(http('GET', "$base2/metrics", token => 'wrong'), 401, '28P01', undef, '--metrics-token: a wrong one');
 $r = http('GET', "$base2/metrics", token => 's3cret');
@@ -584,6 +602,13 @@ is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'small' AND state = 'wait
 	'... leases nothing');
 $r = http('GET', "$base2/api/v1/queues/small/jobs?count=1", %auth);
 is($r->{status}, 200, '--max-response 2000: a pull of one job');
+# --max-wait 300: a long poll of a minute ends after 300 ms
+{
+	my $t0 = time();
+	$r = http('GET', "$base2/api/v1/queues/longpoll2/jobs?wait_ms=60000", %auth);
+	is_deeply([ $r->{status}, $r->{json} ], [ 200, [] ], '--max-wait 300: an empty queue, nothing came');
+	cmp_ok(time() - $t0, '<', 10, '--max-wait 300: wait_ms=60000 was cut to 300 ms');
+}
 
 # --timeout: a connection that stalls in its request is closed
 my $sock = IO::Socket::INET->new(PeerAddr => $base2 =~ s{^http://}{}r, Proto => 'tcp')

@@ -103,7 +103,7 @@ sq(q{SELECT taskq.progress(id, 40, 'reading', lease) FROM taskq.jobs WHERE id = 
 # privileges, as a DBA grants them today
 sq(q{GRANT USAGE ON SCHEMA taskq TO app_producer, app_worker;
 GRANT EXECUTE ON FUNCTION taskq.push(text, text, jsonb, jsonb) TO app_producer;
-GRANT EXECUTE ON FUNCTION taskq.pull(text, integer, integer, jsonb), taskq.ack(uuid, jsonb, uuid) TO app_worker;
+GRANT EXECUTE ON FUNCTION taskq.pull(text, integer, integer, jsonb, integer), taskq.ack(uuid, jsonb, uuid) TO app_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON taskq.jobs, taskq.finished_jobs, taskq.dead_jobs, taskq.job_edges, taskq.queues TO app_producer, app_worker;
 GRANT EXECUTE ON FUNCTION taskq.webhooks() TO app_worker;});
 
