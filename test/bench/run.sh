@@ -18,6 +18,8 @@
 #   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
 #                      a 10M backlog, runs only when named)
 #   --systems LIST     which systems (default: all but the last two);
+#                      `taskq_bundled` taskq's worker loop of one call and one
+#                      commit per job (pull with acks, scenario 3 only),
 #                      `taskq_nohist` taskq on a queue keeping no completed
 #                      jobs, `pgmq_archive` pgmq archiving instead of
 #                      deleting, `insert` the plain INSERT baseline of
@@ -63,7 +65,7 @@ usage() {
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-DEFAULT_SYSTEMS="taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
+DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
 SCENARIOS="1 2 3 4 5 6 7 9"
@@ -423,6 +425,7 @@ is_events_variant() {
 # pull_script SYSTEM BATCH: the pgbench script of a pull-then-ack loop
 pull_script() {
     case "$1" in
+    taskq_bundled) echo "$HERE/sql/taskq_bundled$2.sql" ;;
     taskq | taskq_*) echo "$HERE/sql/taskq_pull$2.sql" ;;
     *) echo "$HERE/sql/$1_pull$2.sql" ;;
     esac
@@ -696,7 +699,8 @@ drain_run() {
         *) script=$(pull_script "$sys" "$batch") ;;
         esac
         run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$cap" \
-            $([ "$scen" -ne 8 ] || echo -r) -f "$script" "$db"
+            $([ "$scen" -ne 8 ] || echo -r) \
+            $([ "$sys" != taskq_bundled ] || echo -D id=none -D lease=none) -f "$script" "$db"
         if [ "$sys" = pgq ]; then
             # the events of the ticks the consumer has not finished
             left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
@@ -777,9 +781,10 @@ scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
-        for sys in taskq taskq_nohist naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+        for sys in taskq taskq_nohist taskq_bundled naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
             has_system "$sys" || continue
             ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
+            [ "$sys" != taskq_bundled ] || [ "$scen" -eq 3 ] || continue
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done
