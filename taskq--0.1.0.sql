@@ -194,9 +194,13 @@ CREATE INDEX jobs_pull_idx ON taskq.jobs (queue, priority DESC, id)
 CREATE INDEX jobs_delayed_idx ON taskq.jobs (queue, run_at)
     WHERE state = 'delayed';
 -- leases coming to expiry, of all queues (the reaper) or of one (pull):
--- expired leases are few, so one index serves both
+-- expired leases are few, so one index serves both.  Only active jobs have
+-- a lease_expires_at; the predicate is on it rather than on the state so
+-- that a statement looking up an active job by id ("id = $1 AND state =
+-- 'active'") can only use the primary key: with statistics taken when few
+-- jobs were active, the planner preferred reading this whole index.
 CREATE INDEX jobs_lease_idx ON taskq.jobs (lease_expires_at)
-    WHERE state = 'active';
+    WHERE lease_expires_at IS NOT NULL;
 -- one unfinished job per queue and unique key
 CREATE UNIQUE INDEX jobs_unique_key_idx ON taskq.jobs (queue, unique_key)
     WHERE unique_key IS NOT NULL;

@@ -140,5 +140,20 @@ SELECT pg_sleep(0.2);
 SELECT name, attempt FROM taskq.pull('q3', 2, 100) ORDER BY name;
 SELECT name, attempts, errors -> 0 ->> 'error' AS error FROM taskq.jobs WHERE queue = 'q3' ORDER BY name;
 
+--
+-- the lease index holds the jobs that have a lease expiry (active ones)
+-- and serves only statements about expiries: a statement looking up an
+-- active job by id (ack, fail, heartbeat) cannot read it, whatever the
+-- statistics say, and uses the primary key
+--
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM taskq.jobs WHERE state = 'active'
+  AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT 1;
+EXPLAIN (COSTS OFF) SELECT id FROM taskq.jobs WHERE state = 'active'
+  ORDER BY lease_expires_at LIMIT 1;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
 DROP VIEW snap;
 DROP EXTENSION taskq;

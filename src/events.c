@@ -99,6 +99,40 @@ events_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
+ * Whether the database's worker already has every wake-up of this
+ * transaction to send (or there is no worker): then the commit need not
+ * take the lock exclusively.  Under a stream of pushes to a few queues
+ * that is every commit but the first of each worker round, so committing
+ * producers do not queue behind each other on the lock.
+ */
+static bool
+wakeups_known(void)
+{
+	TaskqDbSlot *slot;
+	bool		known = true;
+
+	LWLockAcquire(taskq_shared->lock, LW_SHARED);
+	slot = TaskqFindSlot(MyDatabaseId);
+	if (slot != NULL && slot->pid != 0)
+	{
+		if (wake_worker && !slot->deliveries_pending)
+			known = false;
+		if (wake_overflow && !slot->wake_overflow)
+			known = false;
+		for (int i = 0; i < nwake && known && !slot->wake_overflow; i++)
+		{
+			bool		found = false;
+
+			for (int j = 0; j < slot->nwake && !found; j++)
+				found = strcmp(slot->wake[j], wake_queues[i]) == 0;
+			known = found;
+		}
+	}
+	LWLockRelease(taskq_shared->lock);
+	return known;
+}
+
+/*
  * The transaction is over: hand its wake-ups to the database's worker, or
  * forget them.  The worker's latch is set only when this transaction gave
  * it something it did not already have to do, so that under a stream of
@@ -108,7 +142,7 @@ static void
 events_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT && (wake_worker || nwake > 0) &&
-		taskq_shared != NULL)
+		taskq_shared != NULL && !wakeups_known())
 	{
 		TaskqDbSlot *slot;
 		bool		news = false;

@@ -99,8 +99,12 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 	 * while a table is small (a fresh database, a queue just drained), it
 	 * could be a sequential scan that stays one as the table grows: every
 	 * hot-path statement is meant for an index (or a TID) scan, so plan
-	 * them with sequential scans off.  An error resets the setting with
-	 * the transaction.
+	 * them with sequential scans off.  Bitmap scans and sorts are off too:
+	 * made after ANALYZE saw a drained queue (a few rows, a bloated
+	 * index), a plan fetched every waiting job of the queue with a bitmap
+	 * scan and sorted them instead of reading the pull index in order, at
+	 * 40-100 ms a pull until the next ANALYZE.  An error resets the
+	 * settings with the transaction.
 	 */
 	replan = plan->generic &&
 		(!plan->planned || !SPI_plan_is_valid(TaskqGetPlan(plan)));
@@ -108,6 +112,10 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 	{
 		nest = NewGUCNestLevel();
 		(void) set_config_option("enable_seqscan", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_sort", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
 	taskq_statement_depth++;
