@@ -21,6 +21,7 @@ OBJS = \
 	src/pull.o \
 	src/pullhead.o \
 	src/pullwait.o \
+	src/flowcontrol.o \
 	src/lifecycle.o \
 	src/queue.o \
 	src/queuecache.o \
@@ -46,6 +47,7 @@ REGRESS = \
 	push \
 	options \
 	limits \
+	flow_control \
 	pull \
 	ack \
 	fail \
@@ -82,7 +84,8 @@ ISOLATION = \
 	dag-cancel-vs-promote \
 	dag-push-vs-ack \
 	grant-revoke-cache \
-	pull-head
+	pull-head \
+	flow-limits
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

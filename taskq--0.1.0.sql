@@ -110,7 +110,8 @@ CREATE TYPE taskq.leased_job AS (
     max_attempts integer,
     lease_expires_at timestamptz,
     flow_id text,
-    parent_results jsonb
+    parent_results jsonb,
+    group_key text
 );
 COMMENT ON TYPE taskq.leased_job IS 'a job handed to a worker by taskq.pull, with its lease';
 
@@ -134,7 +135,10 @@ CREATE TABLE taskq.queues (
     dlq_retention_ms bigint NOT NULL DEFAULT 604800000
         CHECK (dlq_retention_ms >= 0),
     notify_events boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- flow control (NULL: no limit), enforced by pull
+    concurrency integer CHECK (concurrency >= 1),
+    group_concurrency integer CHECK (group_concurrency >= 1)
 );
 COMMENT ON TABLE taskq.queues IS 'taskq queues and their defaults';
 
@@ -171,6 +175,8 @@ CREATE TABLE taskq.jobs (
     pending_parents integer NOT NULL DEFAULT 0,
     has_children boolean NOT NULL DEFAULT false,
     dag_depth integer NOT NULL DEFAULT 1,
+    -- push option "group": the key that group limits apply to
+    group_key text,
     PRIMARY KEY (id)
     -- No CHECK on state here nor in finished_jobs: taskq's statements set
     -- the state of every row they write, and a CHECK is parsed and set up
@@ -205,6 +211,13 @@ CREATE INDEX jobs_lease_idx ON taskq.jobs (lease_expires_at)
 CREATE UNIQUE INDEX jobs_unique_key_idx ON taskq.jobs (queue, unique_key)
     WHERE unique_key IS NOT NULL;
 CREATE INDEX jobs_flow_idx ON taskq.jobs (flow_id) WHERE flow_id IS NOT NULL;
+-- active jobs per queue and group: what pull counts against a queue's
+-- concurrency and group_concurrency (flowcontrol.c reads it directly).
+-- Only active jobs have a lease; the predicate is on it rather than on the
+-- state so that no statement about active jobs ("state = 'active'") can
+-- choose to read this whole index instead of the one it is written for.
+CREATE INDEX jobs_active_idx ON taskq.jobs (queue, group_key)
+    WHERE lease IS NOT NULL;
 
 CREATE TABLE taskq.finished_jobs (
     LIKE taskq.jobs INCLUDING DEFAULTS,
@@ -509,6 +522,7 @@ AS $$
             'id', j.id,
             'name', j.name,
             'queue', j.queue,
+            'group', j.group_key,
             'state', j.state,
             'depends_on', pg_catalog.to_jsonb(ARRAY(
                 SELECT u.p FROM pg_catalog.unnest(j.depends_on) WITH ORDINALITY AS u(p, n)
@@ -556,6 +570,7 @@ AS $$
                                      AND NOT taskq.has_queue_privilege(pj.queue, 'any'))
                  ORDER BY u.n)),
         'unique_key', j.unique_key,
+        'group', j.group_key,
         'run_at', j.run_at,
         'lease_expires_at', j.lease_expires_at,
         'created_at', j.created_at,
@@ -719,6 +734,9 @@ AS $$
 DECLARE
     counts jsonb;
     oldest timestamptz;
+    conc integer;
+    gconc integer;
+    flow jsonb;
 BEGIN
     PERFORM taskq._require_queue_privilege(queue, 'any');
     PERFORM taskq._require_queue(queue);
@@ -735,19 +753,56 @@ BEGIN
       FROM taskq.jobs j
      WHERE j.queue = stats.queue
        AND (j.state = 'waiting' OR (j.state = 'delayed' AND j.run_at <= pg_catalog.now()));
+    SELECT q.concurrency, q.group_concurrency INTO conc, gconc
+      FROM taskq.queues q WHERE q.name = stats.queue;
+    IF conc IS NOT NULL OR gconc IS NOT NULL THEN
+        -- per group: active and waiting jobs; the ten groups with the most
+        -- waiting jobs are listed
+        WITH g AS (
+            SELECT j.group_key AS grp,
+                   pg_catalog.count(*) FILTER (WHERE j.state = 'active') AS active,
+                   pg_catalog.count(*) FILTER (WHERE j.state = 'waiting') AS waiting
+              FROM taskq.jobs j
+             WHERE j.queue = stats.queue AND j.state IN ('active', 'waiting')
+             GROUP BY j.group_key)
+        SELECT pg_catalog.jsonb_build_object(
+                   'concurrency', conc,
+                   'group_concurrency', gconc,
+                   'active', COALESCE(pg_catalog.sum(g.active), 0)::bigint,
+                   'throttled',
+                   CASE WHEN conc IS NOT NULL
+                             AND COALESCE(pg_catalog.sum(g.active), 0) >= conc
+                        THEN COALESCE(pg_catalog.sum(g.waiting), 0)
+                        ELSE COALESCE(pg_catalog.sum(g.waiting)
+                                      FILTER (WHERE g.grp IS NOT NULL AND g.active >= gconc), 0)
+                   END::bigint,
+                   'groups', COALESCE((
+                       SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                                  'group', t.grp, 'active', t.active, 'waiting', t.waiting,
+                                  'at_limit', t.active >= gconc)
+                                  ORDER BY t.waiting DESC, t.grp)
+                         FROM (SELECT * FROM g WHERE g.grp IS NOT NULL
+                                ORDER BY g.waiting DESC, g.grp LIMIT 10) t), '[]'),
+                   'group_count', pg_catalog.count(g.grp))
+          INTO flow
+          FROM g;
+    END IF;
     RETURN pg_catalog.jsonb_build_object(
         'queue', queue,
         'paused', (SELECT q.paused FROM taskq.queues q WHERE q.name = stats.queue),
         'counts', counts,
         'oldest_waiting_age_ms',
-        pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.now() - oldest) * 1000)::bigint);
+        pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.now() - oldest) * 1000)::bigint)
+        || CASE WHEN flow IS NULL THEN '{}'::jsonb
+                ELSE pg_catalog.jsonb_build_object('limits', flow) END;
 END
 $$;
-COMMENT ON FUNCTION taskq.stats(text) IS 'job counts per state of a queue and the age of its oldest runnable job';
+COMMENT ON FUNCTION taskq.stats(text) IS 'job counts per state of a queue, the age of its oldest runnable job and, for a queue with concurrency limits, its active and throttled jobs per group';
 
 CREATE FUNCTION taskq.peek(queue text, count integer DEFAULT 10)
 RETURNS TABLE (id uuid, name text, state taskq.job_state, priority integer,
-               attempts integer, run_at timestamptz, data jsonb, metadata jsonb)
+               attempts integer, run_at timestamptz, data jsonb, metadata jsonb,
+               group_key text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -757,7 +812,8 @@ BEGIN
     PERFORM taskq._require_queue(peek.queue);
     PERFORM taskq._require_count(peek.count);
     RETURN QUERY
-    SELECT j.id, j.name, j.state, j.priority, j.attempts, j.run_at, j.data, j.metadata
+    SELECT j.id, j.name, j.state, j.priority, j.attempts, j.run_at, j.data, j.metadata,
+           j.group_key
     FROM taskq.jobs j
     WHERE j.queue = peek.queue
       AND (j.state = 'waiting'

@@ -373,10 +373,15 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 			opts->flow_id = TaskqOptionText("flow_id", &val, TASKQ_MAX_FLOW_ID);
 		else if (strcmp(key, "depends_on") == 0)
 			parse_depends_on(&val, opts);
+		else if (strcmp(key, "group") == 0)
+		{
+			if (val.type != jbvNull)
+				opts->group_key = TaskqOptionText("group", &val, TASKQ_MAX_GROUP_KEY);
+		}
 		else
 			unknown_option("unrecognized option \"%s\"", key,
 						   "Valid options are: %s.",
-						   "metadata, priority, delay_ms, run_at, timeout_ms, max_attempts, backoff, unique_key, flow_id, depends_on");
+						   "metadata, priority, delay_ms, run_at, timeout_ms, max_attempts, backoff, unique_key, flow_id, depends_on, group");
 	}
 }
 
@@ -445,10 +450,22 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 			opts->has_notify_events = true;
 			opts->notify_events = val.val.boolean;
 		}
+		else if (strcmp(key, "concurrency") == 0)
+		{
+			opts->has_concurrency = true;
+			if (val.type != jbvNull)
+				opts->concurrency = (int32) option_integer("concurrency", &val, 1, PG_INT32_MAX);
+		}
+		else if (strcmp(key, "group_concurrency") == 0)
+		{
+			opts->has_group_concurrency = true;
+			if (val.type != jbvNull)
+				opts->group_concurrency = (int32) option_integer("group_concurrency", &val, 1, PG_INT32_MAX);
+		}
 		else
 			unknown_option("unrecognized queue option \"%s\"", key,
 						   "Valid queue options are: %s.",
-						   "timeout_ms, max_attempts, backoff, retention, notify_events");
+						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency");
 	}
 }
 

@@ -106,7 +106,8 @@ static TaskqPlan promote_plan = {
 	" started_at = $5"
 #define CLAIM_RETURNING \
 	" RETURNING j.id, j.lease, j.queue, j.name, j.data, j.metadata, j.priority," \
-	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id, j.depends_on"
+	" j.attempts, j.max_attempts, j.lease_expires_at, j.flow_id, j.depends_on," \
+	" j.group_key"
 
 /* from the head of the queue's range of the pull index */
 static TaskqPlan claim_plan = {
@@ -132,6 +133,16 @@ static TaskqPlan claim_levels_plan = {
 	"  LIMIT $2))"
 	CLAIM_RETURNING,
 	7, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, INT4ARRAYOID, UUIDARRAYOID}, true
+};
+
+/* of the jobs a limited pull chose (flowcontrol.c), those still waiting */
+static TaskqPlan claim_ctids_plan = {
+	CLAIM_SET
+	" WHERE j.ctid = ANY (ARRAY("
+	"  SELECT ctid FROM taskq.jobs WHERE ctid = ANY ($6::tid[]) AND state = 'waiting'"
+	"  FOR UPDATE SKIP LOCKED))"
+	CLAIM_RETURNING,
+	6, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, TIDARRAYOID}, true
 };
 
 /* a raise: the first id each level has waiting, from its bound */
@@ -169,7 +180,7 @@ static TaskqPlan parent_results_plan = {
 /* columns of a claimed row, and of taskq.leased_job */
 #define CLAIM_PRIORITY		6
 #define CLAIM_DEPENDS_ON	11
-#define CLAIM_COLUMNS		12
+#define CLAIM_COLUMNS		13
 
 typedef struct ClaimedJob
 {
@@ -323,7 +334,30 @@ typedef struct PullArgs
 	bool		timeout_null;
 	int32		timeout_ms;
 	bool		waited;			/* a try after a wait: now is the clock */
+	Datum	   *values;			/* of the claim plans, while claiming */
+	bool	   *nulls;
+	bool		bounded;		/* values[5] and [6] hold the head's levels */
 } PullArgs;
+
+/*
+ * The claim: at most count jobs from the head, or the jobs of the TID
+ * array ctids that are still waiting (a limited pull, flowcontrol.c).
+ */
+static int
+pull_claim(void *arg, int32 count, Datum ctids)
+{
+	PullArgs   *a = arg;
+
+	a->values[1] = Int32GetDatum(count);
+	if (ctids != (Datum) 0)
+	{
+		a->values[5] = ctids;
+		return TaskqExecute(&claim_ctids_plan, a->values, a->nulls, false, 0);
+	}
+	if (a->bounded)
+		return TaskqExecute(&claim_levels_plan, a->values, a->nulls, false, 0);
+	return TaskqExecute(&claim_plan, a->values, a->nulls, false, 0);
+}
 
 /*
  * One try: the housekeeping, then the claim.  Returns how many jobs it
@@ -381,10 +415,14 @@ pull_once(void *arg)
 	nulls[2] = a->timeout_null;
 	values[3] = Int32GetDatum(qi.timeout_null ? taskq_default_timeout : qi.timeout_ms);
 	values[4] = TimestampTzGetDatum(now);
-	if (pull_head(a->queue, values))
-		n = TaskqExecute(&claim_levels_plan, values, nulls, false, 0);
+	a->values = values;
+	a->nulls = nulls;
+	a->bounded = pull_head(a->queue, values);
+	if (qi.concurrency > 0 || qi.group_concurrency > 0)
+		n = TaskqClaimLimited(a->queue, &qi, a->count,
+							  a->bounded ? &values[5] : NULL, pull_claim, a);
 	else
-		n = TaskqExecute(&claim_plan, values, nulls, false, 0);
+		n = pull_claim(a, a->count, (Datum) 0);
 	TaskqMetricsCount(DatumGetTextPP(a->queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 	if (n > 0)
 	{

@@ -32,22 +32,22 @@
 #define INSERT_COLUMNS \
 	"INSERT INTO taskq.jobs (id, queue, name, state, priority, data, metadata," \
 	" max_attempts, timeout_ms, backoff, unique_key, flow_id, run_at, created_at," \
-	" pending_parents, depends_on, dag_depth)" \
+	" pending_parents, depends_on, dag_depth, group_key)" \
 	" VALUES ($1, $2, $3," \
 	" CASE WHEN $13 > 0 THEN 'blocked' WHEN $12 > now() THEN 'delayed'" \
 	" ELSE 'waiting' END::taskq.job_state," \
-	" $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), now(), $13, $14, $15)"
+	" $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), now(), $13, $14, $15, $16)"
 
 #define INSERT_ARGTYPES \
 	{UUIDOID, TEXTOID, TEXTOID, INT4OID, JSONBOID, JSONBOID, INT4OID, \
 	 INT4OID, JSONBOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, \
-	 UUIDARRAYOID, INT4OID}
+	 UUIDARRAYOID, INT4OID, TEXTOID}
 
-static TaskqPlan insert_plan = {INSERT_COLUMNS, 15, INSERT_ARGTYPES};
+static TaskqPlan insert_plan = {INSERT_COLUMNS, 16, INSERT_ARGTYPES};
 static TaskqPlan insert_unique_plan = {
 	INSERT_COLUMNS
 	" ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL DO NOTHING",
-	15, INSERT_ARGTYPES
+	16, INSERT_ARGTYPES
 };
 static TaskqPlan find_unique_plan = {
 	"SELECT id FROM taskq.jobs WHERE queue = $1 AND unique_key = $2",
@@ -59,23 +59,24 @@ static TaskqPlan find_unique_plan = {
  * unique_key, no parents) together: one INSERT over arrays per
  * BATCH_FLUSH of them.  The columns of each such job, in this order.
  */
-#define BATCH_COLUMNS	10
+#define BATCH_COLUMNS	11
 #define BATCH_FLUSH		1000
 static TaskqPlan insert_batch_plan = {
 	"INSERT INTO taskq.jobs (id, queue, name, state, priority, data, metadata,"
 	" max_attempts, timeout_ms, backoff, flow_id, run_at, created_at,"
-	" pending_parents, dag_depth)"
+	" pending_parents, dag_depth, group_key)"
 	" SELECT u.id, $1, u.name,"
 	" CASE WHEN u.run_at > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state,"
 	" u.priority, u.data, u.metadata, u.max_attempts, u.timeout_ms, u.backoff,"
-	" u.flow_id, coalesce(u.run_at, now()), now(), 0, 1"
+	" u.flow_id, coalesce(u.run_at, now()), now(), 0, 1, u.group_key"
 	" FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],"
-	" $7::int4[], $8::int4[], $9::jsonb[], $10::text[], $11::timestamptz[])"
+	" $7::int4[], $8::int4[], $9::jsonb[], $10::text[], $11::timestamptz[],"
+	" $12::text[])"
 	" AS u(id, name, priority, data, metadata, max_attempts, timeout_ms, backoff,"
-	" flow_id, run_at)",
-	11, {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
+	" flow_id, run_at, group_key)",
+	12, {TEXTOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID,
 	JSONBARRAYOID, INT4ARRAYOID, INT4ARRAYOID, JSONBARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID}
+	TIMESTAMPTZARRAYOID, TEXTARRAYOID}
 };
 
 /* the jobs of a push_batch waiting for insert_batch_plan */
@@ -92,7 +93,7 @@ typedef struct PushBatch
 /* element types of the batch columns, for construct_md_array */
 static const Oid batch_types[BATCH_COLUMNS] = {
 	UUIDOID, TEXTOID, INT4OID, JSONBOID, JSONBOID, INT4OID, INT4OID,
-	JSONBOID, TEXTOID, TIMESTAMPTZOID
+	JSONBOID, TEXTOID, TIMESTAMPTZOID, TEXTOID
 };
 
 /*
@@ -181,8 +182,8 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 		 bool internal, pg_uuid_t *id, PushBatch *batch)
 {
 	TaskqJobOptions opts;
-	Datum		values[15];
-	bool		nulls[15] = {0};
+	Datum		values[16];
+	bool		nulls[16] = {0};
 	pg_uuid_t  *parents;
 	int			nparents;
 	pg_uuid_t  *live = NULL;
@@ -228,12 +229,14 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	values[13] = nparents > 0 ? TaskqUuidArray(parents, nparents) : (Datum) 0;
 	nulls[13] = nparents == 0;
 	values[14] = Int32GetDatum(depth);
+	values[15] = PointerGetDatum(opts.group_key);
+	nulls[15] = opts.group_key == NULL;
 	TaskqHeadNoteLevel(DatumGetTextPP(queue), opts.priority, id);
 
 	if (batch != NULL && opts.unique_key == NULL && nparents == 0)
 	{
 		/* inserted with others by batch_flush */
-		static const int from[BATCH_COLUMNS] = {0, 2, 3, 4, 5, 6, 7, 8, 10, 11};
+		static const int from[BATCH_COLUMNS] = {0, 2, 3, 4, 5, 6, 7, 8, 10, 11, 15};
 		MemoryContext old;
 
 		if (batch->n == BATCH_FLUSH)

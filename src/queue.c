@@ -32,10 +32,12 @@ static TaskqPlan alter_plan = {
 	" completed_retention_ms = coalesce($6, completed_retention_ms),"
 	" cancelled_retention_ms = coalesce($7, cancelled_retention_ms),"
 	" dlq_retention_ms = coalesce($8, dlq_retention_ms),"
-	" notify_events = coalesce($9, notify_events)"
+	" notify_events = coalesce($9, notify_events),"
+	" concurrency = CASE WHEN $10 THEN nullif($11, 0) ELSE concurrency END,"
+	" group_concurrency = CASE WHEN $12 THEN nullif($13, 0) ELSE group_concurrency END"
 	" WHERE name = $1",
-	9, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
-	BOOLOID}
+	13, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
+	BOOLOID, BOOLOID, INT4OID, BOOLOID, INT4OID}
 };
 
 /*
@@ -63,8 +65,8 @@ TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
 static bool
 apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 {
-	Datum		values[9];
-	bool		nulls[9] = {0};
+	Datum		values[13];
+	bool		nulls[13] = {0};
 
 	values[0] = queue;
 	values[1] = BoolGetDatum(o->has_timeout);
@@ -82,6 +84,10 @@ apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 	nulls[7] = !o->has_dlq_retention;
 	values[8] = BoolGetDatum(o->notify_events);
 	nulls[8] = !o->has_notify_events;
+	values[9] = BoolGetDatum(o->has_concurrency);
+	values[10] = Int32GetDatum(o->concurrency);
+	values[11] = BoolGetDatum(o->has_group_concurrency);
+	values[12] = Int32GetDatum(o->group_concurrency);
 	if (o->has_notify_events)
 		TaskqSubscribersChanged();
 	return TaskqExecute(&alter_plan, values, nulls, false, 0) > 0;

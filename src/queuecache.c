@@ -51,6 +51,7 @@ static uint64 queue_cache_invals = 0;
 
 static TaskqPlan load_plan = {
 	"SELECT q.paused, q.timeout_ms, q.max_attempts, q.backoff,"
+	" coalesce(q.concurrency, 0), coalesce(q.group_concurrency, 0),"
 	" ARRAY(SELECT g.grantee::oid FROM taskq.queue_grants g WHERE g.queue = $1"
 	"  ORDER BY g.grantee, g.privilege),"
 	" ARRAY(SELECT g.privilege FROM taskq.queue_grants g WHERE g.queue = $1"
@@ -147,8 +148,13 @@ queue_load(const char *name, QueueEntry *tmp)
 		e.info.max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		e.info.backoff = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 	}
-	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 5, &isnull));
-	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 6, &isnull));
+	if (e.exists)
+	{
+		e.info.concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		e.info.group_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	}
+	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 7, &isnull));
+	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 8, &isnull));
 	deconstruct_array(grantees, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
 					  &gv, NULL, &ng);
 	deconstruct_array(privs, TEXTOID, -1, false, TYPALIGN_INT, &pv, NULL, &ng);

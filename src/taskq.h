@@ -47,6 +47,7 @@
 #define TASKQ_MAX_METADATA			(64 * 1024)
 #define TASKQ_MAX_UNIQUE_KEY		1024
 #define TASKQ_MAX_FLOW_ID			1024
+#define TASKQ_MAX_GROUP_KEY			256
 #define TASKQ_MAX_ERROR				(10 * 1024)
 #define TASKQ_MAX_MAX_ATTEMPTS		1000
 #define TASKQ_MAX_HISTORY			100	/* kept entries of errors and logs */
@@ -152,6 +153,7 @@ typedef struct TaskqJobOptions
 	Jsonb	   *backoff;		/* validated; NULL when not given */
 	text	   *unique_key;		/* NULL when not given */
 	text	   *flow_id;		/* NULL when not given */
+	text	   *group_key;		/* option "group"; NULL when not given */
 	pg_uuid_t  *depends_on;		/* parents, without duplicates */
 	int			ndepends;
 } TaskqJobOptions;
@@ -173,6 +175,10 @@ typedef struct TaskqQueueOptions
 	int64		dlq_retention_ms;
 	bool		has_notify_events;
 	bool		notify_events;
+	bool		has_concurrency;
+	int32		concurrency;	/* 0: no limit (null) */
+	bool		has_group_concurrency;
+	int32		group_concurrency;	/* 0: no limit (null) */
 } TaskqQueueOptions;
 
 /* what push and pull need to know of a queue */
@@ -183,6 +189,8 @@ typedef struct TaskqQueueInfo
 	int32		timeout_ms;
 	int32		max_attempts;
 	Jsonb	   *backoff;
+	int32		concurrency;	/* 0: no limit */
+	int32		group_concurrency;	/* 0: no limit */
 } TaskqQueueInfo;
 
 /* queue privileges (acl.c) */
@@ -254,6 +262,11 @@ extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
 /* queuecache.c */
 extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);
 extern bool TaskqQueueGrantsAllow(const char *queue, Oid role, int need);
+
+/* flowcontrol.c */
+typedef int (*TaskqClaimFn) (void *arg, int32 count, Datum ctids);
+extern int	TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
+							  const Datum *levels, TaskqClaimFn claim, void *arg);
 
 /* queue.c */
 extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);

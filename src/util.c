@@ -35,7 +35,7 @@ static const char *const job_columns[] = {
 	"flow_id", "depends_on", "run_at", "lease", "lease_ms",
 	"lease_expires_at", "progress", "logs", "result", "error", "errors",
 	"created_at", "started_at", "finished_at", "pending_parents",
-	"has_children", "dag_depth"
+	"has_children", "dag_depth", "group_key"
 };
 
 /*

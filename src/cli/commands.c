@@ -153,7 +153,7 @@ static const Command commands[] = {
 		"j->>'progress' AS progress, j->>'data' AS data, "
 		"j->>'metadata' AS metadata, j->>'result' AS result, "
 		"j->>'error' AS error, j->>'flow_id' AS flow_id, "
-		"j->>'depends_on' AS depends_on, j->>'unique_key' AS unique_key, "
+		"j->>'depends_on' AS depends_on, j->>'unique_key' AS unique_key, j->>'group' AS \"group\", "
 		"j->>'run_at' AS run_at, j->>'lease_expires_at' AS lease_expires_at, "
 		"j->>'created_at' AS created_at, j->>'started_at' AS started_at, "
 		"j->>'finished_at' AS finished_at, j->>'logs' AS logs "

@@ -452,6 +452,10 @@ start_job(Job *job, PGresult *res, int row)
 			setenv("TASKQ_FLOW_ID", PQgetvalue(res, row, 10), 1);
 		else
 			unsetenv("TASKQ_FLOW_ID");
+		if (!PQgetisnull(res, row, 12))
+			setenv("TASKQ_GROUP", PQgetvalue(res, row, 12), 1);
+		else
+			unsetenv("TASKQ_GROUP");
 		setenv("TASKQ_PROGRESS_FD", "3", 1);
 
 		execvp(argv[0], argv);
@@ -899,7 +903,8 @@ pull_jobs(void)
 		res = wexec("SELECT id, lease, queue, name, data::text, "
 					"coalesce(metadata, '{}')::text, attempt, max_attempts, "
 					"parent_results::text, metadata->>'engine', flow_id, "
-					"greatest(1, round(extract(epoch FROM lease_expires_at - now()) * 1000))::bigint "
+					"greatest(1, round(extract(epoch FROM lease_expires_at - now()) * 1000))::bigint, "
+					"group_key "
 					"FROM taskq.pull($1, $2::int, NULL, $3::jsonb)", 3, params);
 		termPQExpBuffer(&acks);
 		if (res == NULL)
@@ -995,7 +1000,8 @@ worker_usage(void)
 		   "  taskq worker --queue Q [--queue Q2 ...] [OPTIONS] -- COMMAND [ARGS...]\n\n"
 		   "COMMAND runs once per job (no shell) with the job's data as JSON on stdin and\n"
 		   "TASKQ_JOB_ID, TASKQ_QUEUE, TASKQ_JOB_NAME, TASKQ_ATTEMPT, TASKQ_MAX_ATTEMPTS,\n"
-		   "TASKQ_METADATA, TASKQ_PARENT_RESULTS (when any), TASKQ_FLOW_ID (when any) and\n"
+		   "TASKQ_METADATA, TASKQ_PARENT_RESULTS (when any), TASKQ_FLOW_ID (when any),\n"
+		   "TASKQ_GROUP (the push option \"group\", when any) and\n"
 		   "TASKQ_PROGRESS_FD (write lines \"progress N [message]\" there) in its environment.\n"
 		   "Exit 0 acks the job with stdout as the result (JSON, else {\"stdout\": ...});\n"
 		   "any other exit fails it with the tail of stderr.\n\n"

@@ -61,6 +61,10 @@ typedef struct Route
 #define P_MAX_WAIT	{SRC_MAX_WAIT, NULL}
 
 /* a push: one job, or a batch when the body is a JSON array */
+/* a leased job as JSON: the columns of taskq.leased_job, group_key as "group" (as get) */
+#define LEASED_JOB_JSON \
+	"(to_jsonb(j) - 'ordinality' - 'group_key' || jsonb_build_object('group', j.group_key))"
+
 #define PUSH_SQL \
 	"SELECT jsonb_build_object('id', p.id)::text" \
 	" FROM taskq.push_batch($1, jsonb_build_array($2::jsonb)) AS p(id)"
@@ -90,7 +94,7 @@ static const Route routes[] = {
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/jobs", .ok_status = 200,
 		/* wait_ms: long polling, up to --max-wait */
-		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(j) - 'ordinality' ORDER BY j.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(" LEASED_JOB_JSON " ORDER BY j.ordinality), '[]')::text"
 		" FROM taskq.pull($1, coalesce($2::int, 1), $3::int, NULL,"
 		" least(coalesce($4::int, 0), $5::int)) WITH ORDINALITY AS j",
 		.nparams = 5, .params = {P_PATH, P_ARG("count"), P_ARG("timeout_ms"), P_ARG("wait_ms"), P_MAX_WAIT},
@@ -99,7 +103,7 @@ static const Route routes[] = {
 	{
 		/* a pull that first acks what the worker finished (bundled acking) */
 		.method = "POST", .path = "/api/v1/queues/{}/pull", .ok_status = 200,
-		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(j) - 'ordinality' ORDER BY j.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(" LEASED_JOB_JSON " ORDER BY j.ordinality), '[]')::text"
 		" FROM taskq._request_body($2, '{count,timeout_ms,acks,wait_ms}') AS b"
 		" CROSS JOIN LATERAL taskq.pull($1, coalesce((b->>'count')::int, 1),"
 		" (b->>'timeout_ms')::int, b->'acks',"

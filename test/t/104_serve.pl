@@ -366,7 +366,7 @@ is($r->{status}, 200, 'pull: 200');
 is(scalar @{ $r->{json} }, 2, 'pull ?count=2: two jobs');
 is_deeply([ map { $_->{name} } @{ $r->{json} } ], [ 'j6', 'j5' ], 'pull: in delivery order');
 is_deeply([ sort keys %{ $r->{json}[0] } ],
-	[ sort qw(id lease queue name data metadata priority attempt max_attempts lease_expires_at flow_id parent_results) ],
+	[ sort qw(id lease queue name data metadata priority attempt max_attempts lease_expires_at flow_id parent_results group) ],
 	'pull: the keys of taskq.leased_job');
 is_deeply($r->{json}[0]{data}, { i => 6 }, 'pull: data');
 is($r->{json}[0]{attempt}, 1, 'pull: attempt');

@@ -1,0 +1,115 @@
+-- flow control: the push option "group", queue settings concurrency and
+-- group_concurrency, enforced by pull
+CREATE EXTENSION taskq;
+
+\set VERBOSITY default
+
+--
+-- the group key: stored, shown by get, peek, pull and flow
+--
+SELECT taskq.push('fc', 'a', '{}', '{"group": "tenant-1"}') AS a \gset
+SELECT taskq.push('fc', 'b', '{}', '{"group": null}') AS b \gset
+SELECT taskq.get(:'a') ->> 'group' AS get_group, taskq.get(:'b') ? 'group' AS has_key,
+       taskq.get(:'b') -> 'group' AS null_group;
+SELECT name, group_key FROM taskq.peek('fc');
+SELECT name, group_key FROM taskq.pull('fc', 2) ORDER BY name;
+SELECT taskq.push('fc', 'c', '{}', '{"group": "t", "flow_id": "f1"}') IS NOT NULL AS pushed;
+SELECT jsonb_path_query(taskq.flow('f1'), '$.jobs[*].group') AS flow_group;
+-- push_batch, per job
+SELECT count(*) FROM taskq.push_batch('fc', '[{"name": "d", "options": {"group": "g2"}},
+                                             {"name": "e"}]');
+SELECT name, group_key FROM taskq.jobs WHERE queue = 'fc' AND name IN ('d', 'e') ORDER BY name;
+-- it stays with the job in the history
+SELECT taskq.ack(:'a');
+SELECT group_key FROM taskq.finished_jobs WHERE id = :'a';
+
+-- bad values
+SELECT taskq.push('fc', 'x', '{}', '{"group": ""}');
+SELECT taskq.push('fc', 'x', '{}', '{"group": 7}');
+SELECT taskq.push('fc', 'x', '{}', jsonb_build_object('group', repeat('k', 257)));
+SELECT taskq.push('fc', 'x', '{}', jsonb_build_object('group', repeat('k', 256))) AS x \gset
+SELECT octet_length(group_key) FROM taskq.jobs WHERE id = :'x';
+
+--
+-- queue settings: validation
+--
+SELECT taskq.create_queue('lim', '{"concurrency": 0}');
+SELECT taskq.create_queue('lim', '{"concurrency": "2"}');
+SELECT taskq.create_queue('lim', '{"group_concurrency": -1}');
+SELECT taskq.create_queue('lim', '{"group_concurrency": 1.5}');
+SELECT taskq.create_queue('lim', '{"concurency": 2}');
+SELECT taskq.create_queue('lim', '{"concurrency": 2, "group_concurrency": 1}');
+SELECT concurrency, group_concurrency FROM taskq.queues WHERE name = 'lim';
+SELECT taskq.alter_queue('lim', '{"concurrency": null}');
+SELECT concurrency, group_concurrency FROM taskq.queues WHERE name = 'lim';
+SELECT taskq.alter_queue('lim', '{"concurrency": 3}');
+SELECT concurrency, group_concurrency FROM taskq.queues WHERE name = 'lim';
+SELECT taskq.alter_queue('nosuch', '{"concurrency": 3}');
+
+--
+-- concurrency: at most 3 jobs of the queue active; a lease that ends frees
+-- its slot
+--
+SELECT taskq.alter_queue('lim', '{"group_concurrency": null}');
+SELECT count(taskq.push('lim', 'j' || i)) FROM generate_series(1, 6) i;
+SELECT string_agg(name, ',' ORDER BY name) AS first FROM taskq.pull('lim', 5);
+SELECT count(*) AS more FROM taskq.pull('lim', 5);
+-- ack one, fail one (retry, delayed), expire one: three slots free
+SELECT id AS j1, lease AS l1 FROM taskq.jobs WHERE queue = 'lim' AND name = 'j1' \gset
+SELECT id AS j2, lease AS l2 FROM taskq.jobs WHERE queue = 'lim' AND name = 'j2' \gset
+SELECT taskq.ack(:'j1', NULL, :'l1');
+SELECT string_agg(name, ',') AS after_ack FROM taskq.pull('lim', 5);
+SELECT taskq.fail(:'j2', 'boom', :'l2');
+SELECT string_agg(name, ',') AS after_fail FROM taskq.pull('lim', 5);
+UPDATE taskq.jobs SET lease_expires_at = now() - interval '1 second'
+ WHERE queue = 'lim' AND name = 'j3';
+-- the expired lease is reclaimed and its job leased again in the same pull
+SELECT string_agg(name || '#' || attempt, ',') AS after_expiry FROM taskq.pull('lim', 5);
+SELECT count(*) AS active FROM taskq.jobs WHERE queue = 'lim' AND state = 'active';
+-- lowering the limit below the active count leases nothing until enough end
+SELECT taskq.alter_queue('lim', '{"concurrency": 1}');
+SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs
+ WHERE queue = 'lim' AND state = 'active' AND name IN ('j3', 'j4');
+SELECT count(*) AS still_full FROM taskq.pull('lim', 5);
+SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs WHERE queue = 'lim' AND state = 'active';
+SELECT string_agg(name, ',') AS one_at_a_time FROM taskq.pull('lim', 5);
+-- no limit again
+SELECT taskq.alter_queue('lim', '{"concurrency": null}');
+SELECT count(taskq.push('lim', 'k' || i)) FROM generate_series(1, 4) i;
+SELECT count(*) AS unlimited FROM taskq.pull('lim', 5);
+
+--
+-- group_concurrency: at most N active per group; jobs without a group
+-- only count against the queue's limit
+--
+SELECT taskq.create_queue('grp', '{"group_concurrency": 2}');
+SELECT count(taskq.push('grp', g || '-' || i, '{}', jsonb_build_object('group', g)))
+  FROM (VALUES ('a'), ('b')) v(g), generate_series(1, 4) i;
+SELECT count(taskq.push('grp', 'free-' || i)) FROM generate_series(1, 2) i;
+SELECT string_agg(name, ',' ORDER BY name) AS first FROM taskq.pull('grp', 10);
+SELECT string_agg(name, ',' ORDER BY name) AS nothing FROM taskq.pull('grp', 10);
+-- a higher priority job of a full group waits; one of a group with room goes
+SELECT taskq.push('grp', 'a-urgent', '{}', '{"group": "a", "priority": 5}') IS NOT NULL;
+SELECT taskq.push('grp', 'c-1', '{}', '{"group": "c"}') IS NOT NULL;
+SELECT string_agg(name, ',' ORDER BY name) AS c_only FROM taskq.pull('grp', 10);
+-- stats: limits, active and throttled jobs, groups with the most waiting
+SELECT jsonb_pretty(taskq.stats('grp') -> 'limits');
+SELECT taskq.stats('fc') ? 'limits' AS unlimited_has_limits;
+-- acking a job of group a lets its highest-priority waiting job go
+SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs WHERE queue = 'grp' AND name = 'a-1';
+SELECT string_agg(name, ',' ORDER BY name) AS a_next FROM taskq.pull('grp', 10);
+SELECT group_key, count(*) FROM taskq.jobs
+ WHERE queue = 'grp' AND state = 'active' GROUP BY 1 ORDER BY 1;
+-- both limits: the queue's limit caps what the groups allow
+SELECT taskq.alter_queue('grp', '{"concurrency": 8, "group_concurrency": 3}');
+SELECT string_agg(name, ',' ORDER BY name) AS up_to_eight FROM taskq.pull('grp', 10);
+SELECT count(*) AS active FROM taskq.jobs WHERE queue = 'grp' AND state = 'active';
+-- at the queue's limit every waiting job is throttled
+SELECT taskq.stats('grp') #> '{limits,throttled}' AS throttled,
+       taskq.stats('grp') #> '{counts,waiting}' AS waiting;
+-- serial execution per key
+SELECT taskq.alter_queue('grp', '{"concurrency": null, "group_concurrency": 1}');
+SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs WHERE queue = 'grp' AND state = 'active';
+SELECT string_agg(name, ',' ORDER BY name) AS one_per_group FROM taskq.pull('grp', 10);
+
+DROP EXTENSION taskq;

@@ -1,0 +1,279 @@
+/*-------------------------------------------------------------------------
+ *
+ * flowcontrol.c
+ *		Concurrency limits inside pull: a queue's "concurrency" (active
+ *		jobs of the queue) and "group_concurrency" (active jobs per group
+ *		key, the push option "group").
+ *
+ * A limit is a count of active jobs, so a lease that ends in any way (ack,
+ * fail, cancel, expiry reclaimed by a pull or the reaper, a bundled ack)
+ * frees its slot when its transaction commits: nothing else is kept.  The
+ * count is taken from jobs_active_idx with a dirty snapshot, which also
+ * sees the leases of transactions still in progress (and an ack in
+ * progress as still active), so two pulls that count one after the other
+ * never both take the last slot, even before the first commits.
+ *
+ * What makes "one after the other" is a lock per queue and one per
+ * (queue, group), held only from the count to the end of the claim
+ * statement, then released (LockRelease), not at commit: a pull in a long
+ * transaction does not hold up the others.  The queue's lock is waited
+ * for (its holder is inside one claim); a group's lock is only tried, and
+ * a pull that finds it taken passes over that group's jobs this time, so
+ * that pulls never wait for each other's groups.  Both are advisory locks
+ * of the database (pg_locks: locktype advisory, objsubid 4 for a queue, 5
+ * for a group), keyed by hashes: two keys with the same hash share a
+ * lock, which can only make a pull pass over a group, never over-admit.
+ *
+ * With a group limit the claim reads the queue's waiting jobs in delivery
+ * order and takes those whose group has a free slot (jobs without a group
+ * only count against the queue's limit), looking at most at
+ * TASKQ_FLOW_SCAN_MAX jobs: a pull does not walk the whole queue past the
+ * jobs of groups at their limit.  Jobs further down wait for the groups
+ * ahead of them to drain (fair scheduling across groups is a separate
+ * setting).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "storage/itemptr.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "taskq.h"
+
+/* how many waiting jobs a pull looks at, at most, to fill its group slots */
+#define TASKQ_FLOW_SCAN_MAX		1000
+/* and how many it reads at a time */
+#define TASKQ_FLOW_FETCH		64
+
+/* objsubid of the advisory locks (the SQL functions use 1 and 2) */
+#define FLOW_LOCK_QUEUE			4
+#define FLOW_LOCK_GROUP			5
+
+/* the waiting jobs in delivery order: from the head of the pull index */
+static TaskqPlan candidates_plan = {
+	"SELECT ctid, group_key FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	" ORDER BY priority DESC, id",
+	1, {TEXTOID}
+};
+
+/* or from the bounds of pullhead.c: per level ($2, highest first), from $3 */
+static TaskqPlan candidates_levels_plan = {
+	"SELECT c.ctid, c.group_key FROM unnest($2::integer[], $3::uuid[]) AS u(p, b),"
+	" LATERAL (SELECT ctid, group_key FROM taskq.jobs WHERE queue = $1"
+	"  AND state = 'waiting' AND priority = u.p AND id >= u.b ORDER BY id) c",
+	3, {TEXTOID, INT4ARRAYOID, UUIDARRAYOID}
+};
+
+/* a group met by one pull */
+typedef struct FlowGroup
+{
+	char		key[TASKQ_MAX_GROUP_KEY + 1];	/* hash key */
+	int32		free;			/* slots this pull may still fill */
+	bool		locked;			/* this pull holds the group's lock */
+	LOCKTAG		tag;
+} FlowGroup;
+
+static void
+flow_locktag(LOCKTAG *tag, text *queue, const char *group, int len)
+{
+	uint32		qh = hash_bytes((const unsigned char *) VARDATA_ANY(queue),
+								VARSIZE_ANY_EXHDR(queue));
+	uint32		gh = group ? hash_bytes((const unsigned char *) group, len) : 0;
+
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, qh, gh,
+						 group ? FLOW_LOCK_GROUP : FLOW_LOCK_QUEUE);
+}
+
+/*
+ * How many jobs of the queue (of one group, when group is not NULL) are
+ * active, up to limit, counting those of transactions in progress.
+ */
+static int32
+count_active(text *queue, const char *group, int len, int32 limit)
+{
+	Oid			nsp = get_namespace_oid("taskq", false);
+	Relation	heap;
+	Relation	index;
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+	int			nkeys = 1;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int32		n = 0;
+
+	heap = table_open(get_relname_relid("jobs", nsp), AccessShareLock);
+	index = index_open(get_relname_relid("jobs_active_idx", nsp), AccessShareLock);
+	InitDirtySnapshot(dirty);
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ,
+						   PointerGetDatum(queue));
+	if (group != NULL)
+	{
+		ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   index->rd_indcollation[1], F_TEXTEQ,
+							   PointerGetDatum(cstring_to_text_with_len(group, len)));
+		nkeys = 2;
+	}
+	scan = index_beginscan(heap, index, &dirty, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	slot = table_slot_create(heap, NULL);
+	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return n;
+}
+
+/*
+ * Lease at most count jobs of a queue that has a concurrency or group
+ * concurrency limit: claim(arg, max, ctids) leases them, either the first
+ * max waiting jobs (ctids NULL) or those of the TID array ctids, and
+ * returns how many it leased.  levels, when not NULL, are the head's
+ * priorities and bounds (pullhead.c), where the waiting jobs start.
+ * Returns what claim returned, or 0 when the queue is at its limit.  Runs
+ * inside TaskqSwitchToOwner and SPI.
+ */
+int
+TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
+				  const Datum *levels, TaskqClaimFn claim, void *arg)
+{
+	text	   *q = DatumGetTextPP(queue);
+	LOCKTAG		queue_tag;
+	bool		queue_locked = false;
+	int32		want = count;
+	int			n = 0;
+	HTAB	   *groups = NULL;
+
+	if (qi->concurrency > 0)
+	{
+		flow_locktag(&queue_tag, q, NULL, 0);
+		(void) LockAcquire(&queue_tag, ExclusiveLock, false, false);
+		queue_locked = true;
+		want = Min(want, qi->concurrency - count_active(q, NULL, 0, qi->concurrency));
+	}
+
+	if (want > 0 && qi->group_concurrency <= 0)
+		n = claim(arg, want, (Datum) 0);
+	else if (want > 0)
+	{
+		HASHCTL		ctl;
+		Portal		portal;
+		ItemPointerData *chosen = palloc(sizeof(ItemPointerData) * want);
+		int			nchosen = 0;
+		int			seen = 0;
+
+		ctl.keysize = TASKQ_MAX_GROUP_KEY + 1;
+		ctl.entrysize = sizeof(FlowGroup);
+		ctl.hcxt = CurrentMemoryContext;
+		groups = hash_create("taskq flow groups", 64, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+		if (levels != NULL)
+		{
+			Datum		args[3] = {queue, levels[0], levels[1]};
+
+			portal = SPI_cursor_open(NULL, TaskqGetPlan(&candidates_levels_plan),
+									 args, NULL, true);
+		}
+		else
+			portal = SPI_cursor_open(NULL, TaskqGetPlan(&candidates_plan), &queue, NULL, true);
+		while (nchosen < want && seen < TASKQ_FLOW_SCAN_MAX)
+		{
+			SPITupleTable *tt;
+
+			SPI_cursor_fetch(portal, true, TASKQ_FLOW_FETCH);
+			if (SPI_processed == 0)
+				break;
+			tt = SPI_tuptable;
+			for (uint64 i = 0; i < SPI_processed && nchosen < want; i++)
+			{
+				bool		isnull;
+				Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+				Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+
+				seen++;
+				if (!isnull)
+				{
+					text	   *gt = DatumGetTextPP(g);
+					int			len = VARSIZE_ANY_EXHDR(gt);
+					char		key[TASKQ_MAX_GROUP_KEY + 1];
+					FlowGroup  *fg;
+					bool		found;
+
+					memcpy(key, VARDATA_ANY(gt), Min(len, TASKQ_MAX_GROUP_KEY));
+					key[Min(len, TASKQ_MAX_GROUP_KEY)] = '\0';
+					fg = hash_search(groups, key, HASH_ENTER, &found);
+					if (!found)
+					{
+						flow_locktag(&fg->tag, q, VARDATA_ANY(gt), len);
+						fg->locked = LockAcquire(&fg->tag, ExclusiveLock, false, true) !=
+							LOCKACQUIRE_NOT_AVAIL;
+						fg->free = fg->locked ?
+							qi->group_concurrency -
+							count_active(q, VARDATA_ANY(gt), len, qi->group_concurrency) :
+							0;
+					}
+					if (fg->free <= 0)
+						continue;
+					fg->free--;
+				}
+				chosen[nchosen++] = *(ItemPointer) DatumGetPointer(ctid);
+			}
+			SPI_freetuptable(tt);
+		}
+		SPI_cursor_close(portal);
+		if (nchosen > 0)
+		{
+			Datum	   *d = palloc(sizeof(Datum) * nchosen);
+
+			for (int i = 0; i < nchosen; i++)
+				d[i] = PointerGetDatum(&chosen[i]);
+			n = claim(arg, nchosen,
+					  PointerGetDatum(construct_array(d, nchosen, TIDOID,
+													  sizeof(ItemPointerData),
+													  false, TYPALIGN_SHORT)));
+		}
+	}
+
+	/* the claim has leased what it leased: the next pull counts it */
+	if (groups != NULL)
+	{
+		HASH_SEQ_STATUS st;
+		FlowGroup  *fg;
+
+		hash_seq_init(&st, groups);
+		while ((fg = hash_seq_search(&st)) != NULL)
+		{
+			if (fg->locked)
+				LockRelease(&fg->tag, ExclusiveLock, false);
+		}
+		hash_destroy(groups);
+	}
+	if (queue_locked)
+		LockRelease(&queue_tag, ExclusiveLock, false);
+	return n;
+}
