@@ -22,6 +22,7 @@ OBJS = \
 	src/pullhead.o \
 	src/pullwait.o \
 	src/flowcontrol.o \
+	src/ratelimit.o \
 	src/lifecycle.o \
 	src/queue.o \
 	src/queuecache.o \

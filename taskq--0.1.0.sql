@@ -138,7 +138,13 @@ CREATE TABLE taskq.queues (
     created_at timestamptz NOT NULL DEFAULT now(),
     -- flow control (NULL: no limit), enforced by pull
     concurrency integer CHECK (concurrency >= 1),
-    group_concurrency integer CHECK (group_concurrency >= 1)
+    group_concurrency integer CHECK (group_concurrency >= 1),
+    rate_limit integer CHECK (rate_limit >= 1),
+    rate_period_ms integer CHECK (rate_period_ms >= 1),
+    group_rate_limit integer CHECK (group_rate_limit >= 1),
+    group_rate_period_ms integer CHECK (group_rate_period_ms >= 1),
+    CHECK ((rate_limit IS NULL) = (rate_period_ms IS NULL)),
+    CHECK ((group_rate_limit IS NULL) = (group_rate_period_ms IS NULL))
 );
 COMMENT ON TABLE taskq.queues IS 'taskq queues and their defaults';
 
@@ -725,6 +731,12 @@ AS $$
 $$;
 COMMENT ON FUNCTION taskq.queues() IS 'one row per queue the role may see: name, paused and job counts per state (live jobs counted, finished and dead ones kept count of)';
 
+-- leases taken in the current window of a rate limit (ratelimit.c)
+CREATE FUNCTION taskq._rate_used(queue text, group_key text, period_ms integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'taskq_rate_used'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
 CREATE FUNCTION taskq.stats(queue text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -736,6 +748,10 @@ DECLARE
     oldest timestamptz;
     conc integer;
     gconc integer;
+    lim_rate integer;
+    lim_period integer;
+    lim_grate integer;
+    lim_gperiod integer;
     flow jsonb;
 BEGIN
     PERFORM taskq._require_queue_privilege(queue, 'any');
@@ -753,9 +769,11 @@ BEGIN
       FROM taskq.jobs j
      WHERE j.queue = stats.queue
        AND (j.state = 'waiting' OR (j.state = 'delayed' AND j.run_at <= pg_catalog.now()));
-    SELECT q.concurrency, q.group_concurrency INTO conc, gconc
+    SELECT q.concurrency, q.group_concurrency, q.rate_limit, q.rate_period_ms,
+           q.group_rate_limit, q.group_rate_period_ms
+      INTO conc, gconc, lim_rate, lim_period, lim_grate, lim_gperiod
       FROM taskq.queues q WHERE q.name = stats.queue;
-    IF conc IS NOT NULL OR gconc IS NOT NULL THEN
+    IF conc IS NOT NULL OR gconc IS NOT NULL OR lim_rate IS NOT NULL OR lim_grate IS NOT NULL THEN
         -- per group: active and waiting jobs; the ten groups with the most
         -- waiting jobs are listed
         WITH g AS (
@@ -783,7 +801,12 @@ BEGIN
                                   ORDER BY t.waiting DESC, t.grp)
                          FROM (SELECT * FROM g WHERE g.grp IS NOT NULL
                                 ORDER BY g.waiting DESC, g.grp LIMIT 10) t), '[]'),
-                   'group_count', pg_catalog.count(g.grp))
+                   'group_count', pg_catalog.count(g.grp),
+                   'rate_limit', CASE WHEN lim_rate IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                       'limit', lim_rate, 'period_ms', lim_period,
+                       'used', taskq._rate_used(stats.queue, NULL, lim_period)) END,
+                   'group_rate_limit', CASE WHEN lim_grate IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                       'limit', lim_grate, 'period_ms', lim_gperiod) END)
           INTO flow
           FROM g;
     END IF;

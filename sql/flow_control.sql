@@ -112,4 +112,48 @@ SELECT taskq.alter_queue('grp', '{"concurrency": null, "group_concurrency": 1}')
 SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs WHERE queue = 'grp' AND state = 'active';
 SELECT string_agg(name, ',' ORDER BY name) AS one_per_group FROM taskq.pull('grp', 10);
 
+--
+-- rate_limit: at most N leases per fixed window of period_ms (a period of
+-- 24.8 days here, so that no window ends during the test)
+--
+SELECT taskq.create_queue('rl', '{"rate_limit": {"limit": 3}}');
+SELECT taskq.create_queue('rl', '{"rate_limit": 5}');
+SELECT taskq.create_queue('rl', '{"rate_limit": {"limit": 0, "period_ms": 1000}}');
+SELECT taskq.create_queue('rl', '{"rate_limit": {"limit": 1, "period_ms": 1000, "burst": 2}}');
+SELECT taskq.create_queue('rl', '{"group_rate_limit": {"period_ms": 1000}}');
+SELECT taskq.create_queue('rl', '{"rate_limit": {"limit": 3, "period_ms": 2147483647}}');
+SELECT rate_limit, rate_period_ms FROM taskq.queues WHERE name = 'rl';
+SELECT count(taskq.push('rl', 'r' || i)) FROM generate_series(1, 6) i;
+SELECT string_agg(name, ',' ORDER BY name) AS two FROM taskq.pull('rl', 2);
+SELECT string_agg(name, ',' ORDER BY name) AS one_more FROM taskq.pull('rl', 5);
+-- the limit counts leases, not active jobs: acking frees nothing
+SELECT count(taskq.ack(id, NULL, lease)) FROM taskq.jobs WHERE queue = 'rl' AND state = 'active';
+SELECT count(*) AS fourth_gets_nothing FROM taskq.pull('rl', 5);
+SELECT taskq.stats('rl') #> '{limits,rate_limit}' AS rate;
+-- a pull that rolls back does not give its leases back (the window can
+-- only lease fewer than its limit, never more)
+SELECT taskq.alter_queue('rl', '{"rate_limit": {"limit": 2, "period_ms": 2147483647}}');
+BEGIN;
+SELECT count(*) AS leased FROM taskq.pull('rl', 1);
+ROLLBACK;
+SELECT count(*) AS one_left FROM taskq.pull('rl', 5);
+SELECT count(*) AS none_left FROM taskq.pull('rl', 5);
+-- no limit again
+SELECT taskq.alter_queue('rl', '{"rate_limit": null}');
+SELECT count(*) AS unlimited FROM taskq.pull('rl', 5);
+
+--
+-- group_rate_limit: the same per group key
+--
+SELECT taskq.create_queue('grl', '{"group_rate_limit": {"limit": 2, "period_ms": 2147483647}}');
+SELECT count(taskq.push('grl', g || '-' || i, '{}', jsonb_build_object('group', g)))
+  FROM (VALUES ('a'), ('b')) v(g), generate_series(1, 3) i;
+SELECT taskq.push('grl', 'free', '{}') IS NOT NULL;
+SELECT string_agg(name, ',' ORDER BY name) AS two_each FROM taskq.pull('grl', 10);
+SELECT count(taskq.ack(id, NULL, lease)) FROM taskq.jobs WHERE queue = 'grl' AND state = 'active';
+SELECT count(*) AS window_used FROM taskq.pull('grl', 10);
+SELECT taskq.push('grl', 'c-1', '{}', '{"group": "c"}') IS NOT NULL;
+SELECT string_agg(name, ',') AS new_group FROM taskq.pull('grl', 10);
+SELECT taskq.stats('grl') #> '{limits,group_rate_limit}' AS group_rate;
+
 DROP EXTENSION taskq;

@@ -3,7 +3,8 @@
  * flowcontrol.c
  *		Concurrency limits inside pull: a queue's "concurrency" (active
  *		jobs of the queue) and "group_concurrency" (active jobs per group
- *		key, the push option "group").
+ *		key, the push option "group"); and where the rate limits of
+ *		ratelimit.c are applied.
  *
  * A limit is a count of active jobs, so a lease that ends in any way (ack,
  * fail, cancel, expiry reclaimed by a pull or the reaper, a bundled ack)
@@ -61,26 +62,28 @@
 
 /* how many waiting jobs a pull looks at, at most, to fill its group slots */
 #define TASKQ_FLOW_SCAN_MAX		1000
-/* and how many it reads at a time */
-#define TASKQ_FLOW_FETCH		64
 
 /* objsubid of the advisory locks (the SQL functions use 1 and 2) */
 #define FLOW_LOCK_QUEUE			4
 #define FLOW_LOCK_GROUP			5
 
-/* the waiting jobs in delivery order: from the head of the pull index */
+/*
+ * The first $2 waiting jobs in delivery order: from the head of the pull
+ * index, or from the bounds of pullhead.c (per level, $3, highest first,
+ * from $4).  A pull reads a few more than it needs first, and up to
+ * TASKQ_FLOW_SCAN_MAX when those are not enough.
+ */
 static TaskqPlan candidates_plan = {
 	"SELECT ctid, group_key FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
-	" ORDER BY priority DESC, id",
-	1, {TEXTOID}
+	" ORDER BY priority DESC, id LIMIT $2",
+	2, {TEXTOID, INT4OID}, true
 };
-
-/* or from the bounds of pullhead.c: per level ($2, highest first), from $3 */
 static TaskqPlan candidates_levels_plan = {
-	"SELECT c.ctid, c.group_key FROM unnest($2::integer[], $3::uuid[]) AS u(p, b),"
+	"SELECT c.ctid, c.group_key FROM unnest($3::integer[], $4::uuid[]) AS u(p, b),"
 	" LATERAL (SELECT ctid, group_key FROM taskq.jobs WHERE queue = $1"
-	"  AND state = 'waiting' AND priority = u.p AND id >= u.b ORDER BY id) c",
-	3, {TEXTOID, INT4ARRAYOID, UUIDARRAYOID}
+	"  AND state = 'waiting' AND priority = u.p AND id >= u.b ORDER BY id LIMIT $2) c"
+	" LIMIT $2",
+	4, {TEXTOID, INT4OID, INT4ARRAYOID, UUIDARRAYOID}, true
 };
 
 /* a group met by one pull */
@@ -165,6 +168,7 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 	LOCKTAG		queue_tag;
 	bool		queue_locked = false;
 	int32		want = count;
+	int32		rate_taken = 0;
 	int			n = 0;
 	HTAB	   *groups = NULL;
 
@@ -175,16 +179,19 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		queue_locked = true;
 		want = Min(want, qi->concurrency - count_active(q, NULL, 0, qi->concurrency));
 	}
+	if (qi->rate_limit > 0 && want > 0)
+		want = rate_taken = TaskqRateTake(q, NULL, 0, qi->rate_limit, qi->rate_period_ms, want);
 
-	if (want > 0 && qi->group_concurrency <= 0)
+	if (want > 0 && qi->group_concurrency <= 0 && qi->group_rate_limit <= 0)
 		n = claim(arg, want, (Datum) 0);
 	else if (want > 0)
 	{
 		HASHCTL		ctl;
-		Portal		portal;
 		ItemPointerData *chosen = palloc(sizeof(ItemPointerData) * want);
 		int			nchosen = 0;
 		int			seen = 0;
+		int32		limit = Min(4 * want + 12, TASKQ_FLOW_SCAN_MAX);
+		Datum		args[4] = {queue, 0, levels ? levels[0] : 0, levels ? levels[1] : 0};
 
 		ctl.keysize = TASKQ_MAX_GROUP_KEY + 1;
 		ctl.entrysize = sizeof(FlowGroup);
@@ -192,24 +199,17 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		groups = hash_create("taskq flow groups", 64, &ctl,
 							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-		if (levels != NULL)
-		{
-			Datum		args[3] = {queue, levels[0], levels[1]};
-
-			portal = SPI_cursor_open(NULL, TaskqGetPlan(&candidates_levels_plan),
-									 args, NULL, true);
-		}
-		else
-			portal = SPI_cursor_open(NULL, TaskqGetPlan(&candidates_plan), &queue, NULL, true);
-		while (nchosen < want && seen < TASKQ_FLOW_SCAN_MAX)
+		for (;;)
 		{
 			SPITupleTable *tt;
+			int			rows;
 
-			SPI_cursor_fetch(portal, true, TASKQ_FLOW_FETCH);
-			if (SPI_processed == 0)
-				break;
+			args[1] = Int32GetDatum(limit);
+			rows = TaskqExecute(levels ? &candidates_levels_plan : &candidates_plan,
+								args, NULL, false, 0);
 			tt = SPI_tuptable;
-			for (uint64 i = 0; i < SPI_processed && nchosen < want; i++)
+			/* a second read starts again from the head: skip what was seen */
+			for (int i = seen; i < rows && nchosen < want; i++)
 			{
 				bool		isnull;
 				Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
@@ -229,23 +229,38 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 					fg = hash_search(groups, key, HASH_ENTER, &found);
 					if (!found)
 					{
-						flow_locktag(&fg->tag, q, VARDATA_ANY(gt), len);
-						fg->locked = LockAcquire(&fg->tag, ExclusiveLock, false, true) !=
-							LOCKACQUIRE_NOT_AVAIL;
-						fg->free = fg->locked ?
-							qi->group_concurrency -
-							count_active(q, VARDATA_ANY(gt), len, qi->group_concurrency) :
-							0;
+						fg->locked = false;
+						fg->free = PG_INT32_MAX;
+						if (qi->group_concurrency > 0)
+						{
+							flow_locktag(&fg->tag, q, VARDATA_ANY(gt), len);
+							fg->locked = LockAcquire(&fg->tag, ExclusiveLock, false, true) !=
+								LOCKACQUIRE_NOT_AVAIL;
+							fg->free = fg->locked ?
+								qi->group_concurrency -
+								count_active(q, VARDATA_ANY(gt), len, qi->group_concurrency) :
+								0;
+						}
 					}
 					if (fg->free <= 0)
 						continue;
+					/* one lease of the group's window; none left: pass over the group */
+					if (qi->group_rate_limit > 0 &&
+						TaskqRateTake(q, VARDATA_ANY(gt), len, qi->group_rate_limit,
+									  qi->group_rate_period_ms, 1) == 0)
+					{
+						fg->free = 0;
+						continue;
+					}
 					fg->free--;
 				}
 				chosen[nchosen++] = *(ItemPointer) DatumGetPointer(ctid);
 			}
 			SPI_freetuptable(tt);
+			if (nchosen == want || rows < limit || limit == TASKQ_FLOW_SCAN_MAX)
+				break;
+			limit = TASKQ_FLOW_SCAN_MAX;
 		}
-		SPI_cursor_close(portal);
 		if (nchosen > 0)
 		{
 			Datum	   *d = palloc(sizeof(Datum) * nchosen);
@@ -275,5 +290,8 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 	}
 	if (queue_locked)
 		LockRelease(&queue_tag, ExclusiveLock, false);
+	/* what the queue's window gave that the claim did not lease */
+	if (rate_taken > n)
+		TaskqRateGiveBack(q, NULL, 0, qi->rate_period_ms, rate_taken - n);
 	return n;
 }

@@ -386,6 +386,54 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 }
 
 /*
+ * A rate limit: {"limit": N, "period_ms": P}, both required, or null (no
+ * limit: *limit 0).
+ */
+static void
+parse_rate_limit(const char *option, const JsonbValue *v, int32 *limit, int32 *period_ms)
+{
+	JsonbIterator *it;
+	char	   *key;
+	JsonbValue	val;
+	char		name[64];
+
+	*limit = 0;
+	*period_ms = 0;
+	if (v->type == jbvNull)
+		return;
+	it = option_object(option, v);
+	while (TaskqJsonKeyNext(&it, &key, &val))
+	{
+		if (strcmp(key, "limit") == 0)
+		{
+			snprintf(name, sizeof(name), "%s.limit", option);
+			*limit = (int32) option_integer(name, &val, 1, PG_INT32_MAX);
+		}
+		else if (strcmp(key, "period_ms") == 0)
+		{
+			snprintf(name, sizeof(name), "%s.period_ms", option);
+			*period_ms = (int32) option_integer(name, &val, 1, PG_INT32_MAX);
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unrecognized key \"%s\" in option \"%s\"", key, option),
+					 errhint("Valid keys are limit and period_ms.")));
+	}
+	if (*limit == 0 || *period_ms == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" needs both \"limit\" and \"period_ms\"", option),
+				 errhint("For example {\"%s\": {\"limit\": 100, \"period_ms\": 60000}}, or null for no limit.",
+						 option)));
+	if (!TaskqRateLimitsAvailable())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("option \"%s\" needs taskq in shared_preload_libraries", option),
+				 errdetail("Rate limits are counted in shared memory.")));
+}
+
+/*
  * Parse the options argument of taskq.create_queue and taskq.alter_queue.
  */
 void
@@ -462,10 +510,21 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 			if (val.type != jbvNull)
 				opts->group_concurrency = (int32) option_integer("group_concurrency", &val, 1, PG_INT32_MAX);
 		}
+		else if (strcmp(key, "rate_limit") == 0)
+		{
+			opts->has_rate_limit = true;
+			parse_rate_limit("rate_limit", &val, &opts->rate_limit, &opts->rate_period_ms);
+		}
+		else if (strcmp(key, "group_rate_limit") == 0)
+		{
+			opts->has_group_rate_limit = true;
+			parse_rate_limit("group_rate_limit", &val, &opts->group_rate_limit,
+							 &opts->group_rate_period_ms);
+		}
 		else
 			unknown_option("unrecognized queue option \"%s\"", key,
 						   "Valid queue options are: %s.",
-						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency");
+						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency, rate_limit, group_rate_limit");
 	}
 }
 

@@ -418,7 +418,8 @@ pull_once(void *arg)
 	a->values = values;
 	a->nulls = nulls;
 	a->bounded = pull_head(a->queue, values);
-	if (qi.concurrency > 0 || qi.group_concurrency > 0)
+	if (qi.concurrency > 0 || qi.group_concurrency > 0 ||
+		qi.rate_limit > 0 || qi.group_rate_limit > 0)
 		n = TaskqClaimLimited(a->queue, &qi, a->count,
 							  a->bounded ? &values[5] : NULL, pull_claim, a);
 	else

@@ -34,10 +34,15 @@ static TaskqPlan alter_plan = {
 	" dlq_retention_ms = coalesce($8, dlq_retention_ms),"
 	" notify_events = coalesce($9, notify_events),"
 	" concurrency = CASE WHEN $10 THEN nullif($11, 0) ELSE concurrency END,"
-	" group_concurrency = CASE WHEN $12 THEN nullif($13, 0) ELSE group_concurrency END"
+	" group_concurrency = CASE WHEN $12 THEN nullif($13, 0) ELSE group_concurrency END,"
+	" rate_limit = CASE WHEN $14 THEN nullif($15, 0) ELSE rate_limit END,"
+	" rate_period_ms = CASE WHEN $14 THEN nullif($16, 0) ELSE rate_period_ms END,"
+	" group_rate_limit = CASE WHEN $17 THEN nullif($18, 0) ELSE group_rate_limit END,"
+	" group_rate_period_ms = CASE WHEN $17 THEN nullif($19, 0) ELSE group_rate_period_ms END"
 	" WHERE name = $1",
-	13, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
-	BOOLOID, BOOLOID, INT4OID, BOOLOID, INT4OID}
+	19, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
+	BOOLOID, BOOLOID, INT4OID, BOOLOID, INT4OID, BOOLOID, INT4OID, INT4OID,
+	BOOLOID, INT4OID, INT4OID}
 };
 
 /*
@@ -65,8 +70,8 @@ TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
 static bool
 apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 {
-	Datum		values[13];
-	bool		nulls[13] = {0};
+	Datum		values[19];
+	bool		nulls[19] = {0};
 
 	values[0] = queue;
 	values[1] = BoolGetDatum(o->has_timeout);
@@ -88,8 +93,17 @@ apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 	values[10] = Int32GetDatum(o->concurrency);
 	values[11] = BoolGetDatum(o->has_group_concurrency);
 	values[12] = Int32GetDatum(o->group_concurrency);
+	values[13] = BoolGetDatum(o->has_rate_limit);
+	values[14] = Int32GetDatum(o->rate_limit);
+	values[15] = Int32GetDatum(o->rate_period_ms);
+	values[16] = BoolGetDatum(o->has_group_rate_limit);
+	values[17] = Int32GetDatum(o->group_rate_limit);
+	values[18] = Int32GetDatum(o->group_rate_period_ms);
 	if (o->has_notify_events)
 		TaskqSubscribersChanged();
+	/* a rate limit set counts from now */
+	if (o->has_rate_limit || o->has_group_rate_limit)
+		TaskqRateReset(DatumGetTextPP(queue));
 	return TaskqExecute(&alter_plan, values, nulls, false, 0) > 0;
 }
 

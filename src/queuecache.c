@@ -52,6 +52,8 @@ static uint64 queue_cache_invals = 0;
 static TaskqPlan load_plan = {
 	"SELECT q.paused, q.timeout_ms, q.max_attempts, q.backoff,"
 	" coalesce(q.concurrency, 0), coalesce(q.group_concurrency, 0),"
+	" coalesce(q.rate_limit, 0), coalesce(q.rate_period_ms, 0),"
+	" coalesce(q.group_rate_limit, 0), coalesce(q.group_rate_period_ms, 0),"
 	" ARRAY(SELECT g.grantee::oid FROM taskq.queue_grants g WHERE g.queue = $1"
 	"  ORDER BY g.grantee, g.privilege),"
 	" ARRAY(SELECT g.privilege FROM taskq.queue_grants g WHERE g.queue = $1"
@@ -152,9 +154,13 @@ queue_load(const char *name, QueueEntry *tmp)
 	{
 		e.info.concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 		e.info.group_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		e.info.rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		e.info.rate_period_ms = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+		e.info.group_rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+		e.info.group_rate_period_ms = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
 	}
-	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 7, &isnull));
-	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 8, &isnull));
+	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 11, &isnull));
+	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 12, &isnull));
 	deconstruct_array(grantees, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
 					  &gv, NULL, &ng);
 	deconstruct_array(privs, TEXTOID, -1, false, TYPALIGN_INT, &pv, NULL, &ng);

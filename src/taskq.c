@@ -46,5 +46,6 @@ _PG_init(void)
 	TaskqMetricsInit(preloading);
 	TaskqHeadInit(preloading);
 	TaskqPullWaitInit(preloading);
+	TaskqRateLimitInit(preloading);
 	MarkGUCPrefixReserved("taskq");
 }

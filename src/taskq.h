@@ -118,7 +118,7 @@ typedef struct TaskqPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[16];
+	Oid			argtypes[20];
 	bool		generic;		/* always the generic plan (hot paths) */
 	SPIPlanPtr	plan;
 	bool		planned;		/* a generic plan was made for it */
@@ -179,6 +179,12 @@ typedef struct TaskqQueueOptions
 	int32		concurrency;	/* 0: no limit (null) */
 	bool		has_group_concurrency;
 	int32		group_concurrency;	/* 0: no limit (null) */
+	bool		has_rate_limit;
+	int32		rate_limit;		/* 0: no limit (null) */
+	int32		rate_period_ms;
+	bool		has_group_rate_limit;
+	int32		group_rate_limit;	/* 0: no limit (null) */
+	int32		group_rate_period_ms;
 } TaskqQueueOptions;
 
 /* what push and pull need to know of a queue */
@@ -191,6 +197,10 @@ typedef struct TaskqQueueInfo
 	Jsonb	   *backoff;
 	int32		concurrency;	/* 0: no limit */
 	int32		group_concurrency;	/* 0: no limit */
+	int32		rate_limit;		/* 0: no limit */
+	int32		rate_period_ms;
+	int32		group_rate_limit;	/* 0: no limit */
+	int32		group_rate_period_ms;
 } TaskqQueueInfo;
 
 /* queue privileges (acl.c) */
@@ -267,6 +277,16 @@ extern bool TaskqQueueGrantsAllow(const char *queue, Oid role, int need);
 typedef int (*TaskqClaimFn) (void *arg, int32 count, Datum ctids);
 extern int	TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 							  const Datum *levels, TaskqClaimFn claim, void *arg);
+
+/* ratelimit.c */
+extern bool TaskqRateLimitsAvailable(void);
+extern int32 TaskqRateTake(text *queue, const char *group, int len, int32 limit,
+						   int32 period_ms, int32 want);
+extern void TaskqRateGiveBack(text *queue, const char *group, int len,
+							  int32 period_ms, int32 n);
+extern int32 TaskqRateUsed(text *queue, const char *group, int len, int32 period_ms);
+extern void TaskqRateReset(text *queue);
+extern void TaskqRateLimitInit(bool preloading);
 
 /* queue.c */
 extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);

@@ -18,6 +18,9 @@
 #   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
 #                      a 10M backlog, runs only when named)
 #   --systems LIST     which systems (default: all but the last two);
+#                      `taskq_groups10`, `taskq_groups10k` taskq on a queue with
+#                      group_concurrency 1, its backlog spread over 10 or
+#                      10,000 groups (scenario 3 only),
 #                      `taskq_bundled` taskq's worker loop of one call and one
 #                      commit per job (pull with acks, scenario 3 only),
 #                      `taskq_nohist` taskq on a queue keeping no completed
@@ -65,7 +68,7 @@ usage() {
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
+DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
 SCENARIOS="1 2 3 4 5 6 7 9"
@@ -439,7 +442,7 @@ fresh_db() {
     case "$sys" in
     taskq | taskq_* | insert)
         local setup=taskq
-        case "$sys" in insert | taskq_nohist) setup=$sys ;; esac
+        case "$sys" in insert | taskq_nohist | taskq_groups10 | taskq_groups10k) setup=$sys ;; esac
         psql_db "$db" -f "$HERE/sql/${setup}_setup.sql" >/dev/null
         wait_taskq_worker "$db"
         ;;
@@ -518,6 +521,11 @@ load_backlog() {
     db=$(dbname "$sys")
     out=$SCRATCH/load.out
     case "$sys" in
+    taskq_groups10 | taskq_groups10k)
+        PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 2 -j 2 \
+            -t $((n / 2000)) -f "$HERE/sql/taskq_groups_load.sql" -D payload="$PAYLOAD" \
+            -D groups="$([ "$sys" = taskq_groups10 ] && echo 10 || echo 10000)" "$db"
+        ;;
     taskq | taskq_* | naive | pgmq | pgmq_*)
         PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 2 -j 2 \
             -t $((n / 2000)) -f "$HERE/sql/$(family "$sys")_load.sql" -D payload="$PAYLOAD" "$db"
@@ -781,10 +789,10 @@ scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
-        for sys in taskq taskq_nohist taskq_bundled naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+        for sys in taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
             has_system "$sys" || continue
             ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
-            [ "$sys" != taskq_bundled ] || [ "$scen" -eq 3 ] || continue
+            case "$sys" in taskq_bundled | taskq_groups*) [ "$scen" -eq 3 ] || continue ;; esac
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done
