@@ -15,12 +15,17 @@
  * never both take the last slot, even before the first commits.
  *
  * What makes "one after the other" is a lock per queue and one per
- * (queue, group), held only from the count to the end of the claim
- * statement, then released (LockRelease), not at commit: a pull in a long
- * transaction does not hold up the others.  The queue's lock is waited
- * for (its holder is inside one claim); a group's lock is only tried, and
- * a pull that finds it taken passes over that group's jobs this time, so
- * that pulls never wait for each other's groups.  Both are advisory locks
+ * (queue, group).  The queue's lock is held only from the count to the end
+ * of the claim statement, then released (LockRelease), not at commit: it
+ * is waited for, and a pull in a long transaction must not hold up the
+ * others.  A group's lock is only tried: a pull that finds it taken passes
+ * over that group's jobs this time, so that pulls never wait for each
+ * other's groups.  It is kept to the end of the transaction when the pull
+ * leased jobs of the group (and released at once otherwise): until then
+ * the jobs it leased still look waiting to the other pulls' statements,
+ * which would choose the same jobs, lose them to SKIP LOCKED and come back
+ * empty.  A pull in a long transaction thus keeps other pulls off the
+ * groups it leased from until it ends.  Both are advisory locks
  * of the database (pg_locks: locktype advisory, objsubid 4 for a queue, 5
  * for a group), keyed by hashes: two keys with the same hash share a
  * lock, which can only make a pull pass over a group, never over-admit.
@@ -92,6 +97,7 @@ typedef struct FlowGroup
 	char		key[TASKQ_MAX_GROUP_KEY + 1];	/* hash key */
 	int32		free;			/* slots this pull may still fill */
 	bool		locked;			/* this pull holds the group's lock */
+	bool		chosen;			/* this pull chose jobs of the group */
 	LOCKTAG		tag;
 } FlowGroup;
 
@@ -230,6 +236,7 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 					if (!found)
 					{
 						fg->locked = false;
+						fg->chosen = false;
 						fg->free = PG_INT32_MAX;
 						if (qi->group_concurrency > 0)
 						{
@@ -253,6 +260,7 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 						continue;
 					}
 					fg->free--;
+					fg->chosen = true;
 				}
 				chosen[nchosen++] = *(ItemPointer) DatumGetPointer(ctid);
 			}
@@ -283,7 +291,7 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		hash_seq_init(&st, groups);
 		while ((fg = hash_seq_search(&st)) != NULL)
 		{
-			if (fg->locked)
+			if (fg->locked && !fg->chosen)
 				LockRelease(&fg->tag, ExclusiveLock, false);
 		}
 		hash_destroy(groups);

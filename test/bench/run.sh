@@ -429,6 +429,7 @@ is_events_variant() {
 pull_script() {
     case "$1" in
     taskq_bundled) echo "$HERE/sql/taskq_bundled$2.sql" ;;
+    taskq_groups*) echo "$HERE/sql/taskq_groups_pull$2.sql" ;;
     taskq | taskq_*) echo "$HERE/sql/taskq_pull$2.sql" ;;
     *) echo "$HERE/sql/$1_pull$2.sql" ;;
     esac
