@@ -303,3 +303,48 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		TaskqRateGiveBack(q, NULL, 0, qi->rate_period_ms, rate_taken - n);
 	return n;
 }
+
+/*
+ * The leases of the rows the last statement returned ended (ack, fail,
+ * expiry; its column "queue"): at commit, wake the pulls waiting on those
+ * of their queues that have a concurrency limit (wait_ms), whose slots
+ * they freed.  Leaves SPI_tuptable as it was.  Runs inside SPI.
+ */
+void
+TaskqNoteSlotsFreed(int n)
+{
+	SPITupleTable *tuptable = SPI_tuptable;
+	uint64		processed = SPI_processed;
+	char	  **names;
+	int			nnames = 0;
+	int			col;
+
+	if (n <= 0 || tuptable == NULL)
+		return;
+	col = SPI_fnumber(tuptable->tupdesc, "queue");
+	if (col <= 0)
+		return;
+	names = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, col, &isnull);
+		char	   *name;
+
+		if (isnull)
+			continue;
+		name = TextDatumGetCString(d);
+		if (nnames == 0 || strcmp(names[nnames - 1], name) != 0)
+			names[nnames++] = name;
+	}
+	for (int i = 0; i < nnames; i++)
+	{
+		TaskqQueueInfo qi;
+
+		if (TaskqCachedQueue(names[i], false, &qi) &&
+			(qi.concurrency > 0 || qi.group_concurrency > 0))
+			TaskqNoteWakeup(cstring_to_text(names[i]));
+	}
+	SPI_tuptable = tuptable;
+	SPI_processed = processed;
+}

@@ -246,12 +246,14 @@ taskq_ack(PG_FUNCTION_ARGS)
 		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
 	{
 		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(1);
 		TaskqSwitchBack(&cxt);
 		PG_RETURN_VOID();
 	}
 	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2]);
 	TaskqMetricsCountReturned(1, TASKQ_COUNT_COMPLETED_KEPT);
+	TaskqNoteSlotsFreed(1);
 	TaskqEmitEventOne("job.completed", values[0]);
 	TaskqSwitchBack(&cxt);
 	PG_RETURN_VOID();
@@ -341,9 +343,11 @@ TaskqAckItems(Jsonb *items)
 	{
 		forgotten = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);
 		TaskqMetricsCountReturned(forgotten, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(forgotten);
 	}
 	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
+	TaskqNoteSlotsFreed(n);
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
 	return n + forgotten;
@@ -422,6 +426,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 		values[2] = PointerGetDatum(error);
 		TaskqExecute(&fail_retry_plan, values, NULL, false, 0);
 		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_FAILED));
+		TaskqNoteSlotsFreed(1);
 		TaskqEmitEventOne("job.failed", values[0]);
 		outcome = "delayed";
 	}
@@ -430,6 +435,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 		values[1] = PointerGetDatum(error);
 		TaskqExecute(&fail_dead_plan, values, NULL, false, 0);
 		TaskqMetricsCountReturned(1, TASKQ_COUNT_DEAD_KEPT);
+		TaskqNoteSlotsFreed(1);
 		TaskqEmitEventOne("job.dlq", values[0]);
 		outcome = "dlq";
 	}

@@ -234,6 +234,7 @@ TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor, TimestampTz
 	}
 	dead = TaskqExecute(&reclaim_dead_plan, values, nulls, false, 0);
 	TaskqMetricsCountReturned(dead, TASKQ_COUNT_DEAD_KEPT | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));
+	TaskqNoteSlotsFreed(dead);
 	if (dead > 0)
 		TaskqEmitEvent("job.dlq", TaskqReturnedIds(dead));
 	retried = TaskqExecute(&reclaim_retry_plan, values, nulls, false, 0);

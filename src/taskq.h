@@ -277,6 +277,7 @@ extern bool TaskqQueueGrantsAllow(const char *queue, Oid role, int need);
 typedef int (*TaskqClaimFn) (void *arg, int32 count, Datum ctids);
 extern int	TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 							  const Datum *levels, TaskqClaimFn claim, void *arg);
+extern void TaskqNoteSlotsFreed(int n);
 
 /* ratelimit.c */
 extern bool TaskqRateLimitsAvailable(void);

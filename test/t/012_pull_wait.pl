@@ -5,7 +5,8 @@
 #
 #   - a pull waiting on an empty queue returns the job that another session
 #     pushes, woken by that session's commit (well before its 10 s safety
-#     step), and one a redrive makes runnable;
+#     step), one a redrive makes runnable, and one an ack lets through a
+#     concurrency limit;
 #   - one waits for a delayed job until it comes due;
 #   - with nothing to come it returns no rows once wait_ms has passed;
 #   - a call that acked something, or that runs in REPEATABLE READ,
@@ -87,6 +88,22 @@ my $redriven = time;
 $h->finish;
 is($$out, "poison\n", 'the redriven job was delivered to the waiting pull') or diag($$err);
 cmp_ok(time - $redriven, '<', 8, 'woken by the redrive');
+
+# --- a slot freed on a queue with a concurrency limit wakes it too ---
+$node->safe_psql('postgres', q{
+	SELECT taskq.create_queue('limited', '{"concurrency": 1}');
+	SELECT taskq.push('limited', 'running');
+	SELECT taskq.push('limited', 'next');
+	SELECT name FROM taskq.pull('limited');
+});
+($h, $out, $err) = start_sql(
+	q{SELECT name FROM taskq.pull('limited', 1, NULL, NULL, 30000) /* wake-slot */});
+ok(waiting_pid('wake-slot') ne '', 'a pull waits while its queue is at its concurrency limit');
+$node->safe_psql('postgres', q{SELECT taskq.ack(id) FROM taskq.jobs WHERE name = 'running'});
+my $freed = time;
+$h->finish;
+is($$out, "next\n", 'the ack freed the slot and the waiting pull leased the next job') or diag($$err);
+cmp_ok(time - $freed, '<', 8, 'woken by the ack, not by the 10 s step');
 
 # --- a delayed job is waited for until it comes due ---
 $node->safe_psql('postgres', q{
