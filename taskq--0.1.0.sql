@@ -143,6 +143,7 @@ CREATE TABLE taskq.queues (
     rate_period_ms integer CHECK (rate_period_ms >= 1),
     group_rate_limit integer CHECK (group_rate_limit >= 1),
     group_rate_period_ms integer CHECK (group_rate_period_ms >= 1),
+    priority_aging_ms integer NOT NULL DEFAULT 0 CHECK (priority_aging_ms >= 0),
     CHECK ((rate_limit IS NULL) = (rate_period_ms IS NULL)),
     CHECK ((group_rate_limit IS NULL) = (group_rate_period_ms IS NULL))
 );

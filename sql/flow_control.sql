@@ -156,4 +156,31 @@ SELECT taskq.push('grl', 'c-1', '{}', '{"group": "c"}') IS NOT NULL;
 SELECT string_agg(name, ',') AS new_group FROM taskq.pull('grl', 10);
 SELECT taskq.stats('grl') #> '{limits,group_rate_limit}' AS group_rate;
 
+--
+-- priority_aging_ms: a waiting job's priority rises by one per interval it
+-- has been runnable (driven with run_at in the past, not by sleeping)
+--
+SELECT taskq.create_queue('age', '{"priority_aging_ms": -1}');
+SELECT taskq.create_queue('age', '{"priority_aging_ms": 60000}');
+SELECT taskq.push('age', 'old-low', '{}', '{"priority": 0}') IS NOT NULL;
+SELECT taskq.push('age', 'new-high', '{}', '{"priority": 5}') IS NOT NULL;
+SELECT taskq.push('age', 'new-mid', '{}', '{"priority": 2}') IS NOT NULL;
+-- runnable for 10 minutes: effective priority 10, ahead of 5
+UPDATE taskq.jobs SET run_at = now() - interval '10 minutes' WHERE name = 'old-low';
+SELECT name FROM taskq.pull('age', 1);
+SELECT name FROM taskq.pull('age', 1);
+-- runnable for 3 minutes: effective priority 3, between 5 and 2
+SELECT taskq.push('age', 'old-low-2', '{}', '{"priority": 0}') IS NOT NULL;
+SELECT taskq.push('age', 'new-high-2', '{}', '{"priority": 5}') IS NOT NULL;
+UPDATE taskq.jobs SET run_at = now() - interval '3 minutes' WHERE name = 'old-low-2';
+SELECT name FROM taskq.pull('age', 1);
+SELECT name FROM taskq.pull('age', 1);
+SELECT name FROM taskq.pull('age', 1);
+-- off again: priority only
+SELECT taskq.alter_queue('age', '{"priority_aging_ms": 0}');
+SELECT taskq.push('age', 'low', '{}', '{"priority": 0}') IS NOT NULL;
+SELECT taskq.push('age', 'high', '{}', '{"priority": 5}') IS NOT NULL;
+UPDATE taskq.jobs SET run_at = now() - interval '1 day' WHERE name = 'low';
+SELECT name FROM taskq.pull('age', 1);
+
 DROP EXTENSION taskq;

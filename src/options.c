@@ -510,6 +510,11 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 			if (val.type != jbvNull)
 				opts->group_concurrency = (int32) option_integer("group_concurrency", &val, 1, PG_INT32_MAX);
 		}
+		else if (strcmp(key, "priority_aging_ms") == 0)
+		{
+			opts->has_priority_aging = true;
+			opts->priority_aging_ms = (int32) option_integer("priority_aging_ms", &val, 0, PG_INT32_MAX);
+		}
 		else if (strcmp(key, "rate_limit") == 0)
 		{
 			opts->has_rate_limit = true;
@@ -524,7 +529,7 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 		else
 			unknown_option("unrecognized queue option \"%s\"", key,
 						   "Valid queue options are: %s.",
-						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency, rate_limit, group_rate_limit");
+						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency, rate_limit, group_rate_limit, priority_aging_ms");
 	}
 }
 

@@ -145,6 +145,15 @@ static TaskqPlan claim_ctids_plan = {
 	6, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, TIDARRAYOID}, true
 };
 
+/* priority aging: when the first waiting job of each level became runnable */
+static TaskqPlan aging_plan = {
+	"SELECT (SELECT run_at FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"  AND priority = u.p AND id >= u.b ORDER BY id LIMIT 1)"
+	" FROM unnest($2::integer[], $3::uuid[]) WITH ORDINALITY AS u(p, b, o)"
+	" ORDER BY u.o",
+	3, {TEXTOID, INT4ARRAYOID, UUIDARRAYOID}, true
+};
+
 /* a raise: the first id each level has waiting, from its bound */
 static TaskqPlan raise_plan = {
 	"SELECT (SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
@@ -266,13 +275,64 @@ head_arrays(const TaskqHead *h, Datum *priorities, Datum *bounds)
 }
 
 /*
+ * Priority aging (the queue's priority_aging_ms): a waiting job's priority
+ * rises by one for every aging_ms it has been runnable (since its run_at),
+ * so nothing waits for ever behind newer jobs of higher priority.  Within
+ * a level the first job has waited longest, so the levels are put in the
+ * order of their first jobs' effective priorities (ties: the higher level
+ * first) and the claim takes from them in that order.  Reorders the
+ * levels of h and values[5], values[6] (claim_levels_plan).
+ */
+static void
+age_levels(Datum queue, TaskqHead *h, Datum *values, int32 aging_ms, TimestampTz now)
+{
+	Datum		args[3] = {queue, values[5], values[6]};
+	int64		eff[TASKQ_HEAD_MAX_LEVELS];
+	int			order[TASKQ_HEAD_MAX_LEVELS];
+	TaskqHead	aged = *h;
+	int			n = TaskqExecute(&aging_plan, args, NULL, false, 0);
+
+	for (int i = 0; i < h->nlevels; i++)
+	{
+		bool		isnull = true;
+		Datum		run_at = (Datum) 0;
+
+		if (i < n)
+			run_at = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		eff[i] = isnull ? PG_INT64_MIN :
+			(int64) h->priority[i] +
+			Max(now - DatumGetTimestampTz(run_at), 0) / ((int64) aging_ms * 1000);
+		order[i] = i;
+	}
+	/* insertion sort, stable: effective priority, highest first */
+	for (int i = 1; i < h->nlevels; i++)
+	{
+		int			o = order[i];
+		int			j = i;
+
+		while (j > 0 && eff[order[j - 1]] < eff[o])
+		{
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = o;
+	}
+	for (int i = 0; i < h->nlevels; i++)
+	{
+		aged.priority[i] = h->priority[order[i]];
+		aged.bound[i] = h->bound[order[i]];
+	}
+	head_arrays(&aged, &values[5], &values[6]);
+}
+
+/*
  * Where the claim starts (pullhead.c): check the queue's entry from the
  * head if it is due, else raise its bounds to the first waiting jobs.
  * Returns whether the claim starts from the bounds, which it then puts in
  * values[5] and values[6] for claim_levels_plan.
  */
 static bool
-pull_head(Datum queue, Datum *values)
+pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
 {
 	char	   *name = TextDatumGetCString(queue);
 	TaskqHead	h;
@@ -324,6 +384,8 @@ pull_head(Datum queue, Datum *values)
 	if (!usable)
 		return false;
 	head_arrays(&h, &values[5], &values[6]);
+	if (aging_ms > 0 && h.nlevels > 1)
+		age_levels(queue, &h, values, aging_ms, now);
 	return true;
 }
 
@@ -418,7 +480,7 @@ pull_once(void *arg)
 	values[4] = TimestampTzGetDatum(now);
 	a->values = values;
 	a->nulls = nulls;
-	a->bounded = pull_head(a->queue, values);
+	a->bounded = pull_head(a->queue, values, qi.priority_aging_ms, now);
 	if (qi.concurrency > 0 || qi.group_concurrency > 0 ||
 		qi.rate_limit > 0 || qi.group_rate_limit > 0)
 		n = TaskqClaimLimited(a->queue, &qi, a->count,

@@ -291,6 +291,9 @@ taskq_rate_used(PG_FUNCTION_ARGS)
 void
 TaskqRateLimitInit(bool preloading)
 {
+	/* shared memory: only while preloading */
+	if (!preloading)
+		return;
 	DefineCustomIntVariable("taskq.rate_limit_keys",
 							"Sets how many queues and groups with a rate limit shared memory keeps counts for.",
 							"A key that does not fit while every window is still open leases nothing until one ends.",
@@ -301,8 +304,6 @@ TaskqRateLimitInit(bool preloading)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
-	if (!preloading)
-		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = rate_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;

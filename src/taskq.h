@@ -185,6 +185,8 @@ typedef struct TaskqQueueOptions
 	bool		has_group_rate_limit;
 	int32		group_rate_limit;	/* 0: no limit (null) */
 	int32		group_rate_period_ms;
+	bool		has_priority_aging;
+	int32		priority_aging_ms;
 } TaskqQueueOptions;
 
 /* what push and pull need to know of a queue */
@@ -201,6 +203,7 @@ typedef struct TaskqQueueInfo
 	int32		rate_period_ms;
 	int32		group_rate_limit;	/* 0: no limit */
 	int32		group_rate_period_ms;
+	int32		priority_aging_ms;	/* 0: off */
 } TaskqQueueInfo;
 
 /* queue privileges (acl.c) */
