@@ -144,6 +144,8 @@ CREATE TABLE taskq.queues (
     group_rate_limit integer CHECK (group_rate_limit >= 1),
     group_rate_period_ms integer CHECK (group_rate_period_ms >= 1),
     priority_aging_ms integer NOT NULL DEFAULT 0 CHECK (priority_aging_ms >= 0),
+    fairness text NOT NULL DEFAULT 'priority'
+        CHECK (fairness IN ('priority', 'round_robin')),
     CHECK ((rate_limit IS NULL) = (rate_period_ms IS NULL)),
     CHECK ((group_rate_limit IS NULL) = (group_rate_period_ms IS NULL))
 );
@@ -225,6 +227,10 @@ CREATE INDEX jobs_flow_idx ON taskq.jobs (flow_id) WHERE flow_id IS NOT NULL;
 -- choose to read this whole index instead of the one it is written for.
 CREATE INDEX jobs_active_idx ON taskq.jobs (queue, group_key)
     WHERE lease IS NOT NULL;
+-- waiting jobs by group: the rotation of fairness "round_robin" (only jobs
+-- with a group pay for it)
+CREATE INDEX jobs_rotation_idx ON taskq.jobs (queue, group_key, priority DESC, id)
+    WHERE state = 'waiting' AND group_key IS NOT NULL;
 
 CREATE TABLE taskq.finished_jobs (
     LIKE taskq.jobs INCLUDING DEFAULTS,

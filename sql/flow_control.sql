@@ -183,4 +183,33 @@ SELECT taskq.push('age', 'high', '{}', '{"priority": 5}') IS NOT NULL;
 UPDATE taskq.jobs SET run_at = now() - interval '1 day' WHERE name = 'low';
 SELECT name FROM taskq.pull('age', 1);
 
+--
+-- fairness "round_robin": each pull takes the best job (priority, then
+-- FIFO) of the next group after the last one this session served, in key
+-- order, wrapping around; jobs without a group fill what the rotation
+-- cannot
+--
+SELECT taskq.create_queue('rr', '{"fairness": "fair"}');
+SELECT taskq.create_queue('rr', '{"fairness": 1}');
+SELECT taskq.create_queue('rr', '{"fairness": "round_robin"}');
+SELECT count(taskq.push('rr', name, '{}', jsonb_build_object('group', g, 'priority', p)))
+  FROM (VALUES ('a-1', 'a', 0), ('a-2', 'a', 5), ('a-3', 'a', 0),
+               ('b-1', 'b', 0), ('b-2', 'b', 0), ('c-1', 'c', 0)) v(name, g, p);
+SELECT taskq.push('rr', 'none-1') IS NOT NULL;
+SELECT name FROM taskq.pull('rr', 1);
+SELECT name FROM taskq.pull('rr', 1);
+SELECT name FROM taskq.pull('rr', 1);
+SELECT name FROM taskq.pull('rr', 1);
+SELECT name FROM taskq.pull('rr', 1);
+SELECT name FROM taskq.pull('rr', 1);
+SELECT name FROM taskq.pull('rr', 1);
+SELECT count(*) AS nothing_left FROM taskq.pull('rr', 1);
+-- a pull of several takes one job from each of the next groups first
+SELECT count(taskq.push('rr', name, '{}', jsonb_build_object('group', g)))
+  FROM (VALUES ('x-1', 'x'), ('x-2', 'x'), ('x-3', 'x'), ('y-1', 'y'), ('z-1', 'z')) v(name, g);
+SELECT string_agg(name, ',' ORDER BY name) AS one_each_then_fill FROM taskq.pull('rr', 4);
+-- back to priority order
+SELECT taskq.alter_queue('rr', '{"fairness": "priority"}');
+SELECT fairness FROM taskq.queues WHERE name = 'rr';
+
 DROP EXTENSION taskq;

@@ -60,6 +60,7 @@
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -157,6 +158,162 @@ count_active(text *queue, const char *group, int len, int32 limit)
 	return n;
 }
 
+/* the jobs one limited pull chooses (TaskqClaimLimited) */
+typedef struct FlowPick
+{
+	const TaskqQueueInfo *qi;
+	text	   *queue;
+	HTAB	   *groups;			/* FlowGroup by key */
+	ItemPointerData *chosen;
+	int			nchosen;
+	int			want;
+} FlowPick;
+
+/*
+ * Whether to take a waiting job (its ctid and group): not yet chosen, and
+ * its group (if any) has a free slot and a lease left in its window.  The
+ * first time a pull meets a group it tries the group's lock and counts the
+ * group's active jobs.  Chosen jobs go into pick->chosen.
+ */
+static bool
+consider(FlowPick *pick, Datum ctid, Datum g, bool gnull)
+{
+	const TaskqQueueInfo *qi = pick->qi;
+	ItemPointer tid = (ItemPointer) DatumGetPointer(ctid);
+
+	if (pick->nchosen >= pick->want)
+		return false;
+	for (int i = 0; i < pick->nchosen; i++)
+		if (ItemPointerEquals(&pick->chosen[i], tid))
+			return false;
+	if (!gnull)
+	{
+		text	   *gt = DatumGetTextPP(g);
+		int			len = VARSIZE_ANY_EXHDR(gt);
+		char		key[TASKQ_MAX_GROUP_KEY + 1];
+		FlowGroup  *fg;
+		bool		found;
+
+		memcpy(key, VARDATA_ANY(gt), Min(len, TASKQ_MAX_GROUP_KEY));
+		key[Min(len, TASKQ_MAX_GROUP_KEY)] = '\0';
+		fg = hash_search(pick->groups, key, HASH_ENTER, &found);
+		if (!found)
+		{
+			fg->locked = false;
+			fg->chosen = false;
+			fg->free = PG_INT32_MAX;
+			/* round robin: so that concurrent pulls take different groups */
+			if (qi->group_concurrency > 0 || qi->round_robin)
+			{
+				flow_locktag(&fg->tag, pick->queue, VARDATA_ANY(gt), len);
+				fg->locked = LockAcquire(&fg->tag, ExclusiveLock, false, true) !=
+					LOCKACQUIRE_NOT_AVAIL;
+				if (!fg->locked)
+					fg->free = 0;
+				else if (qi->group_concurrency > 0)
+					fg->free = qi->group_concurrency -
+						count_active(pick->queue, VARDATA_ANY(gt), len,
+									 qi->group_concurrency);
+			}
+		}
+		if (fg->free <= 0)
+			return false;
+		/* one lease of the group's window; none left: pass over the group */
+		if (qi->group_rate_limit > 0 &&
+			TaskqRateTake(pick->queue, VARDATA_ANY(gt), len, qi->group_rate_limit,
+						  qi->group_rate_period_ms, 1) == 0)
+		{
+			fg->free = 0;
+			return false;
+		}
+		fg->free--;
+		fg->chosen = true;
+	}
+	pick->chosen[pick->nchosen++] = *tid;
+	return true;
+}
+
+/*
+ * Round robin (fairness "round_robin"): the first job (priority, then id)
+ * of each of the next groups after this backend's cursor, in the order of
+ * the group keys, wrapping around; the cursor moves to the last group
+ * taken.  Each backend keeps its own cursor, so every group with waiting
+ * jobs gets its turn from each worker; jobs without a group are left to
+ * the delivery-order pass that fills what the rotation did not.
+ */
+static TaskqPlan rotation_plan = {
+	"WITH RECURSIVE g(k) AS ("
+	" (SELECT group_key FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"  AND group_key > $2 ORDER BY group_key LIMIT 1)"
+	" UNION ALL"
+	" SELECT (SELECT j.group_key FROM taskq.jobs j WHERE j.queue = $1"
+	"  AND j.state = 'waiting' AND j.group_key > g.k ORDER BY j.group_key LIMIT 1)"
+	" FROM g WHERE g.k IS NOT NULL)"
+	" SELECT c.ctid, c.group_key FROM (SELECT k FROM g WHERE k IS NOT NULL LIMIT $3) n,"
+	" LATERAL (SELECT ctid, group_key FROM taskq.jobs WHERE queue = $1"
+	"  AND state = 'waiting' AND group_key = n.k ORDER BY priority DESC, id LIMIT 1) c",
+	3, {TEXTOID, TEXTOID, INT4OID}, true
+};
+
+/* this backend's rotation cursors: queue name -> last group key taken */
+typedef struct RotationCursor
+{
+	char		queue[TASKQ_MAX_QUEUE_NAME + 1];	/* hash key */
+	char		last[TASKQ_MAX_GROUP_KEY + 1];
+} RotationCursor;
+
+static HTAB *rotation_cursors = NULL;
+
+static void
+rotate(FlowPick *pick)
+{
+	char	   *qname = text_to_cstring(pick->queue);
+	RotationCursor *rc;
+	bool		found;
+	int			limit = Min(pick->want + 2, TASKQ_FLOW_SCAN_MAX);
+
+	if (rotation_cursors == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = TASKQ_MAX_QUEUE_NAME + 1;
+		ctl.entrysize = sizeof(RotationCursor);
+		ctl.hcxt = TopMemoryContext;
+		rotation_cursors = hash_create("taskq rotation cursors", 16, &ctl,
+									   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (strlen(qname) > TASKQ_MAX_QUEUE_NAME)
+		return;
+	rc = hash_search(rotation_cursors, qname, HASH_ENTER, &found);
+	if (!found)
+		rc->last[0] = '\0';
+	/* from the cursor to the last key, then once more from the first */
+	for (int pass = 0; pass < 2 && pick->nchosen < pick->want; pass++)
+	{
+		Datum		args[3];
+		SPITupleTable *tt;
+		int			rows;
+
+		args[0] = PointerGetDatum(pick->queue);
+		args[1] = CStringGetTextDatum(pass == 0 ? rc->last : "");
+		args[2] = Int32GetDatum(limit);
+		rows = TaskqExecute(&rotation_plan, args, NULL, false, 0);
+		tt = SPI_tuptable;
+		for (int i = 0; i < rows && pick->nchosen < pick->want; i++)
+		{
+			bool		isnull;
+			Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+			Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+
+			if (consider(pick, ctid, g, false))
+				text_to_cstring_buffer(DatumGetTextPP(g), rc->last, sizeof(rc->last));
+		}
+		SPI_freetuptable(tt);
+		if (pass == 0 && rows == limit)
+			break;
+	}
+}
+
 /*
  * Lease at most count jobs of a queue that has a concurrency or group
  * concurrency limit: claim(arg, max, ctids) leases them, either the first
@@ -188,13 +345,13 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 	if (qi->rate_limit > 0 && want > 0)
 		want = rate_taken = TaskqRateTake(q, NULL, 0, qi->rate_limit, qi->rate_period_ms, want);
 
-	if (want > 0 && qi->group_concurrency <= 0 && qi->group_rate_limit <= 0)
+	if (want > 0 && qi->group_concurrency <= 0 && qi->group_rate_limit <= 0 &&
+		!qi->round_robin)
 		n = claim(arg, want, (Datum) 0);
 	else if (want > 0)
 	{
 		HASHCTL		ctl;
-		ItemPointerData *chosen = palloc(sizeof(ItemPointerData) * want);
-		int			nchosen = 0;
+		FlowPick	pick;
 		int			seen = 0;
 		int32		limit = Min(4 * want + 12, TASKQ_FLOW_SCAN_MAX);
 		Datum		args[4] = {queue, 0, levels ? levels[0] : 0, levels ? levels[1] : 0};
@@ -204,8 +361,18 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		ctl.hcxt = CurrentMemoryContext;
 		groups = hash_create("taskq flow groups", 64, &ctl,
 							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		pick.qi = qi;
+		pick.queue = q;
+		pick.groups = groups;
+		pick.want = want;
+		pick.nchosen = 0;
+		pick.chosen = palloc(sizeof(ItemPointerData) * want);
 
-		for (;;)
+		if (qi->round_robin)
+			rotate(&pick);
+
+		/* in delivery order (after the rotation: what it could not fill) */
+		while (pick.nchosen < want)
 		{
 			SPITupleTable *tt;
 			int			rows;
@@ -215,68 +382,29 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 								args, NULL, false, 0);
 			tt = SPI_tuptable;
 			/* a second read starts again from the head: skip what was seen */
-			for (int i = seen; i < rows && nchosen < want; i++)
+			for (int i = seen; i < rows && pick.nchosen < want; i++)
 			{
 				bool		isnull;
 				Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-				Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+				bool		gnull;
+				Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &gnull);
 
 				seen++;
-				if (!isnull)
-				{
-					text	   *gt = DatumGetTextPP(g);
-					int			len = VARSIZE_ANY_EXHDR(gt);
-					char		key[TASKQ_MAX_GROUP_KEY + 1];
-					FlowGroup  *fg;
-					bool		found;
-
-					memcpy(key, VARDATA_ANY(gt), Min(len, TASKQ_MAX_GROUP_KEY));
-					key[Min(len, TASKQ_MAX_GROUP_KEY)] = '\0';
-					fg = hash_search(groups, key, HASH_ENTER, &found);
-					if (!found)
-					{
-						fg->locked = false;
-						fg->chosen = false;
-						fg->free = PG_INT32_MAX;
-						if (qi->group_concurrency > 0)
-						{
-							flow_locktag(&fg->tag, q, VARDATA_ANY(gt), len);
-							fg->locked = LockAcquire(&fg->tag, ExclusiveLock, false, true) !=
-								LOCKACQUIRE_NOT_AVAIL;
-							fg->free = fg->locked ?
-								qi->group_concurrency -
-								count_active(q, VARDATA_ANY(gt), len, qi->group_concurrency) :
-								0;
-						}
-					}
-					if (fg->free <= 0)
-						continue;
-					/* one lease of the group's window; none left: pass over the group */
-					if (qi->group_rate_limit > 0 &&
-						TaskqRateTake(q, VARDATA_ANY(gt), len, qi->group_rate_limit,
-									  qi->group_rate_period_ms, 1) == 0)
-					{
-						fg->free = 0;
-						continue;
-					}
-					fg->free--;
-					fg->chosen = true;
-				}
-				chosen[nchosen++] = *(ItemPointer) DatumGetPointer(ctid);
+				(void) consider(&pick, ctid, g, gnull);
 			}
 			SPI_freetuptable(tt);
-			if (nchosen == want || rows < limit || limit == TASKQ_FLOW_SCAN_MAX)
+			if (rows < limit || limit == TASKQ_FLOW_SCAN_MAX)
 				break;
 			limit = TASKQ_FLOW_SCAN_MAX;
 		}
-		if (nchosen > 0)
+		if (pick.nchosen > 0)
 		{
-			Datum	   *d = palloc(sizeof(Datum) * nchosen);
+			Datum	   *d = palloc(sizeof(Datum) * pick.nchosen);
 
-			for (int i = 0; i < nchosen; i++)
-				d[i] = PointerGetDatum(&chosen[i]);
-			n = claim(arg, nchosen,
-					  PointerGetDatum(construct_array(d, nchosen, TIDOID,
+			for (int i = 0; i < pick.nchosen; i++)
+				d[i] = PointerGetDatum(&pick.chosen[i]);
+			n = claim(arg, pick.nchosen,
+					  PointerGetDatum(construct_array(d, pick.nchosen, TIDOID,
 													  sizeof(ItemPointerData),
 													  false, TYPALIGN_SHORT)));
 		}

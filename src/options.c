@@ -510,6 +510,22 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 			if (val.type != jbvNull)
 				opts->group_concurrency = (int32) option_integer("group_concurrency", &val, 1, PG_INT32_MAX);
 		}
+		else if (strcmp(key, "fairness") == 0)
+		{
+			if (val.type != jbvString)
+				bad_option("fairness", "a string", &val);
+			if (val.val.string.len == 8 && strncmp(val.val.string.val, "priority", 8) == 0)
+				opts->fairness = "priority";
+			else if (val.val.string.len == 11 &&
+					 strncmp(val.val.string.val, "round_robin", 11) == 0)
+				opts->fairness = "round_robin";
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid value for option \"fairness\": \"%.*s\"",
+								val.val.string.len, val.val.string.val),
+						 errhint("Valid values are \"priority\" and \"round_robin\".")));
+		}
 		else if (strcmp(key, "priority_aging_ms") == 0)
 		{
 			opts->has_priority_aging = true;
@@ -529,7 +545,7 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 		else
 			unknown_option("unrecognized queue option \"%s\"", key,
 						   "Valid queue options are: %s.",
-						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency, rate_limit, group_rate_limit, priority_aging_ms");
+						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency, rate_limit, group_rate_limit, fairness, priority_aging_ms");
 	}
 }
 

@@ -482,7 +482,7 @@ pull_once(void *arg)
 	a->nulls = nulls;
 	a->bounded = pull_head(a->queue, values, qi.priority_aging_ms, now);
 	if (qi.concurrency > 0 || qi.group_concurrency > 0 ||
-		qi.rate_limit > 0 || qi.group_rate_limit > 0)
+		qi.rate_limit > 0 || qi.group_rate_limit > 0 || qi.round_robin)
 		n = TaskqClaimLimited(a->queue, &qi, a->count,
 							  a->bounded ? &values[5] : NULL, pull_claim, a);
 	else

@@ -39,11 +39,12 @@ static TaskqPlan alter_plan = {
 	" rate_period_ms = CASE WHEN $14 THEN nullif($16, 0) ELSE rate_period_ms END,"
 	" group_rate_limit = CASE WHEN $17 THEN nullif($18, 0) ELSE group_rate_limit END,"
 	" group_rate_period_ms = CASE WHEN $17 THEN nullif($19, 0) ELSE group_rate_period_ms END,"
-	" priority_aging_ms = coalesce($20, priority_aging_ms)"
+	" priority_aging_ms = coalesce($20, priority_aging_ms),"
+	" fairness = coalesce($21, fairness)"
 	" WHERE name = $1",
-	20, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
+	21, {TEXTOID, BOOLOID, INT4OID, INT4OID, JSONBOID, INT8OID, INT8OID, INT8OID,
 	BOOLOID, BOOLOID, INT4OID, BOOLOID, INT4OID, BOOLOID, INT4OID, INT4OID,
-	BOOLOID, INT4OID, INT4OID, INT4OID}
+	BOOLOID, INT4OID, INT4OID, INT4OID, TEXTOID}
 };
 
 /*
@@ -71,8 +72,8 @@ TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi)
 static bool
 apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 {
-	Datum		values[20];
-	bool		nulls[20] = {0};
+	Datum		values[21];
+	bool		nulls[21] = {0};
 
 	values[0] = queue;
 	values[1] = BoolGetDatum(o->has_timeout);
@@ -102,6 +103,8 @@ apply_queue_options(Datum queue, const TaskqQueueOptions *o)
 	values[18] = Int32GetDatum(o->group_rate_period_ms);
 	values[19] = Int32GetDatum(o->priority_aging_ms);
 	nulls[19] = !o->has_priority_aging;
+	values[20] = o->fairness ? CStringGetTextDatum(o->fairness) : (Datum) 0;
+	nulls[20] = o->fairness == NULL;
 	if (o->has_notify_events)
 		TaskqSubscribersChanged();
 	/* a rate limit set counts from now */

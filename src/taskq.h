@@ -118,7 +118,7 @@ typedef struct TaskqPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[20];
+	Oid			argtypes[24];
 	bool		generic;		/* always the generic plan (hot paths) */
 	SPIPlanPtr	plan;
 	bool		planned;		/* a generic plan was made for it */
@@ -187,6 +187,7 @@ typedef struct TaskqQueueOptions
 	int32		group_rate_period_ms;
 	bool		has_priority_aging;
 	int32		priority_aging_ms;
+	const char *fairness;		/* NULL when not given */
 } TaskqQueueOptions;
 
 /* what push and pull need to know of a queue */
@@ -204,6 +205,7 @@ typedef struct TaskqQueueInfo
 	int32		group_rate_limit;	/* 0: no limit */
 	int32		group_rate_period_ms;
 	int32		priority_aging_ms;	/* 0: off */
+	bool		round_robin;	/* fairness "round_robin" */
 } TaskqQueueInfo;
 
 /* queue privileges (acl.c) */

@@ -20,7 +20,9 @@
 #   --systems LIST     which systems (default: all but the last two);
 #                      `taskq_groups10`, `taskq_groups10k` taskq on a queue with
 #                      group_concurrency 1, its backlog spread over 10 or
-#                      10,000 groups (scenario 3 only),
+#                      10,000 groups (scenario 3 only), `taskq_rr10k` taskq
+#                      on a queue with fairness round_robin over 10,000
+#                      groups (scenario 3 only),
 #                      `taskq_bundled` taskq's worker loop of one call and one
 #                      commit per job (pull with acks, scenario 3 only),
 #                      `taskq_nohist` taskq on a queue keeping no completed
@@ -68,7 +70,7 @@ usage() {
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
+DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
 SCENARIOS="1 2 3 4 5 6 7 9"
@@ -429,7 +431,7 @@ is_events_variant() {
 pull_script() {
     case "$1" in
     taskq_bundled) echo "$HERE/sql/taskq_bundled$2.sql" ;;
-    taskq_groups*) echo "$HERE/sql/taskq_groups_pull$2.sql" ;;
+    taskq_groups* | taskq_rr*) echo "$HERE/sql/taskq_groups_pull$2.sql" ;;
     taskq | taskq_*) echo "$HERE/sql/taskq_pull$2.sql" ;;
     *) echo "$HERE/sql/$1_pull$2.sql" ;;
     esac
@@ -443,7 +445,7 @@ fresh_db() {
     case "$sys" in
     taskq | taskq_* | insert)
         local setup=taskq
-        case "$sys" in insert | taskq_nohist | taskq_groups10 | taskq_groups10k) setup=$sys ;; esac
+        case "$sys" in insert | taskq_nohist | taskq_groups10 | taskq_groups10k | taskq_rr10k) setup=$sys ;; esac
         psql_db "$db" -f "$HERE/sql/${setup}_setup.sql" >/dev/null
         wait_taskq_worker "$db"
         ;;
@@ -522,7 +524,7 @@ load_backlog() {
     db=$(dbname "$sys")
     out=$SCRATCH/load.out
     case "$sys" in
-    taskq_groups10 | taskq_groups10k)
+    taskq_groups10 | taskq_groups10k | taskq_rr10k)
         PGOPTIONS='-c synchronous_commit=off' run_pgbench "$out" -c 2 -j 2 \
             -t $((n / 2000)) -f "$HERE/sql/taskq_groups_load.sql" -D payload="$PAYLOAD" \
             -D groups="$([ "$sys" = taskq_groups10 ] && echo 10 || echo 10000)" "$db"
@@ -790,10 +792,10 @@ scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
-        for sys in taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+        for sys in taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
             has_system "$sys" || continue
             ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
-            case "$sys" in taskq_bundled | taskq_groups*) [ "$scen" -eq 3 ] || continue ;; esac
+            case "$sys" in taskq_bundled | taskq_groups* | taskq_rr*) [ "$scen" -eq 3 ] || continue ;; esac
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done

@@ -39,13 +39,14 @@ const series = readTsv(args.series);
 const steadyRows = readTsv(args.steady);
 const meta = Object.fromEntries(readTsv(args.meta).map(([k, ...v]) => [k, v.join('\t')]));
 
-const SYSTEMS = ['taskq', 'taskq_nohist', 'taskq_bundled', 'taskq_groups10', 'taskq_groups10k', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
+const SYSTEMS = ['taskq', 'taskq_nohist', 'taskq_bundled', 'taskq_groups10', 'taskq_groups10k', 'taskq_rr10k', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
 const LABEL = {
 	taskq: 'taskq',
 	taskq_nohist: 'taskq, no history',
 	taskq_bundled: 'taskq, pull with acks',
 	taskq_groups10: 'taskq, 10 groups, 1 each',
 	taskq_groups10k: 'taskq, 10,000 groups, 1 each',
+	taskq_rr10k: 'taskq, round robin over 10,000 groups',
 	naive: 'naive SKIP LOCKED',
 	pgmq: 'pgmq (delete)',
 	pgmq_archive: 'pgmq + archive',
@@ -92,6 +93,7 @@ const MAPPING = {
 	'3 taskq_nohist': 'queue with retention.completed_ms 0: an ack deletes the job instead of moving it to the history',
 	'3 taskq_groups10': 'queue with group_concurrency 1 (serial per key), the backlog spread at random over 10 groups (push option group); pull and ack as taskq',
 	'3 taskq_groups10k': 'as the line above, over 10,000 groups',
+	'3 taskq_rr10k': 'queue with fairness round_robin, the backlog spread at random over 10,000 groups; pull and ack as taskq',
 	'3 taskq_bundled': 'one call and one commit per job: pull(q, 1, NULL, acks) acks the job the client pulled before and leases the next (bundled acking), with history',
 	'4 taskq_nohist': 'queue with retention.completed_ms 0 (ack_batch deletes)',
 	'2 pgq': 'pgq.insert_event x 100 in one statement',
@@ -270,6 +272,7 @@ if (ceiling !== null) {
 		['taskq_bundled', 'naive'],
 		['taskq_groups10', 'taskq'],
 		['taskq_groups10k', 'taskq'],
+		['taskq_rr10k', 'taskq'],
 		['taskq', 'pgmq_archive'],
 		['taskq_nohist', 'pgmq'],
 		['taskq', 'pgmq'],
@@ -553,6 +556,10 @@ const targets = [];
 			add(`flow control: scenario 3 with group_concurrency over ${what}: >= 85% of plain scenario 3`,
 				`${fmt(tg)} vs ${fmt(t3)} jobs/s: ${pct(tg / t3)}`, tg / t3 >= 0.85);
 	}
+	const rr = get('3', 'taskq_rr10k', 'jobs_per_s');
+	if (rr !== null && t3 !== null)
+		add('flow control: scenario 3 with round-robin fairness over 10,000 groups: >= 80% of plain scenario 3',
+			`${fmt(rr)} vs ${fmt(t3)} jobs/s: ${pct(rr / t3)}`, rr / t3 >= 0.8);
 	const t4 = get('4', 'taskq', 'jobs_per_s');
 	const peers4 = ['naive', 'pgq', 'pgmq'].filter((p) => get('4', p, 'jobs_per_s') !== null);
 	if (t4 !== null && peers4.length)
