@@ -212,4 +212,10 @@ SELECT string_agg(name, ',' ORDER BY name) AS one_each_then_fill FROM taskq.pull
 SELECT taskq.alter_queue('rr', '{"fairness": "priority"}');
 SELECT fairness FROM taskq.queues WHERE name = 'rr';
 
+--
+-- taskq.metrics(): the limits each queue has set
+--
+SELECT line FROM regexp_split_to_table(taskq.metrics(), E'\n') AS line
+ WHERE line LIKE '%taskq_queue_limit%' ORDER BY line COLLATE "C";
+
 DROP EXTENSION taskq;

@@ -51,7 +51,13 @@ typedef struct ScrapeQueue
 	uint64		counters[TASKQ_NUM_METRICS];
 	bool		has_jobs;
 	int64		jobs[NUM_STATES];
+	int32		limits[4];		/* of limit_names; -1: none */
 } ScrapeQueue;
+
+/* the queue settings that taskq_queue_limit shows, as its label "limit" */
+static const char *const limit_names[4] = {
+	"concurrency", "group_concurrency", "rate_limit", "group_rate_limit"
+};
 
 /*
  * The queues, whether paused, and the age of their oldest runnable job: of
@@ -63,7 +69,8 @@ typedef struct ScrapeQueue
 static const char *const queues_sql =
 "SELECT q.name, q.paused,"
 " greatest(0, extract(epoch FROM statement_timestamp()"
-"  - least(w.run_at, d.run_at)))::float8"
+"  - least(w.run_at, d.run_at)))::float8,"
+" q.concurrency, q.group_concurrency, q.rate_limit, q.group_rate_limit"
 " FROM taskq.queues q"
 " LEFT JOIN LATERAL ("
 "  WITH RECURSIVE h(priority, run_at) AS ("
@@ -376,6 +383,12 @@ taskq_metrics(PG_FUNCTION_ARGS)
 		queues[i].name = SPI_getvalue(tup, desc, 1);
 		queues[i].paused = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		queues[i].oldest_age = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+		for (int l = 0; l < 4; l++)
+		{
+			Datum		v = SPI_getbinval(tup, desc, 4 + l, &isnull);
+
+			queues[i].limits[l] = isnull ? -1 : DatumGetInt32(v);
+		}
 	}
 
 	/* the counters, and the snapshot of each queue */
@@ -484,6 +497,28 @@ taskq_metrics(PG_FUNCTION_ARGS)
 			appendStringInfoString(&buf, "taskq_queue_paused{queue=");
 			append_label_value(&buf, queues[i].name);
 			appendStringInfo(&buf, "} %d\n", queues[i].paused ? 1 : 0);
+		}
+	}
+	{
+		bool		any_limit = false;
+
+		for (int i = 0; i < nqueues && !any_limit; i++)
+			for (int l = 0; l < 4; l++)
+				any_limit |= queues[i].limits[l] >= 0;
+		if (any_limit)
+		{
+			append_family(&buf, "taskq_queue_limit", "gauge",
+						  "The flow-control limits a queue has set: concurrency, group_concurrency, and leases per window of rate_limit and group_rate_limit.");
+			for (int i = 0; i < nqueues; i++)
+				for (int l = 0; l < 4; l++)
+				{
+					if (queues[i].limits[l] < 0)
+						continue;
+					appendStringInfoString(&buf, "taskq_queue_limit{queue=");
+					append_label_value(&buf, queues[i].name);
+					appendStringInfo(&buf, ",limit=\"%s\"} %d\n", limit_names[l],
+									 queues[i].limits[l]);
+				}
 		}
 	}
 	append_family(&buf, "taskq_metrics_snapshot_timestamp_seconds", "gauge",
