@@ -18,6 +18,8 @@
 #     is the job's completion, the queue drains, nothing is lost.
 #   - Webhooks: the outbox rows written through PgBouncer are delivered by
 #     the background worker to a real receiver, once each.
+#   - A pull with wait_ms waits through PgBouncer (one statement) and is
+#     woken by a push committed through the other server connection.
 #   - The `taskq worker` command-line tool works through PgBouncer; its
 #     LISTEN wake-ups do not (a LISTEN binds to a server connection that
 #     other clients then use), so it finds jobs by its fallback poll.
@@ -284,6 +286,30 @@ $got{ $_->{id} }++ for log_entries("$tmp/receiver.jsonl", '/hook');
 is(scalar(keys %got), scalar(@acks), 'the receiver got each of them');
 is(scalar(grep { $_ != 1 } values %got), 0, 'once each');
 stop_receiver('r');
+
+# ---------------------------------------------------------------------------
+# A pull that waits (wait_ms) through pgbouncer: one statement, woken by a
+# push committed through the other pooled server connection
+# ---------------------------------------------------------------------------
+
+b(q{SELECT taskq.create_queue('waitq')});
+{
+	my ($wout, $werr) = ('', '');
+	my $waiter = IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $via, '-c',
+			q{SELECT name FROM taskq.pull('waitq', 1, NULL, NULL, 30000) /* pooled-wait */} ],
+		'>', \$wout, '2>', \$werr);
+	ok( $node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE query LIKE '%pooled-wait%' AND state = 'active' AND pid <> pg_backend_pid()}),
+		'a pull with wait_ms waits through pgbouncer');
+	my $t0 = time;
+	b(q{SELECT taskq.push('waitq', 'wake-me')});
+	$waiter->finish;
+	is($wout, "wake-me\n", 'it returned the job pushed through another pooled connection')
+	  or diag($werr);
+	cmp_ok(time - $t0, '<', 8, 'woken by the push, not by the 10 s step nor wait_ms');
+}
 
 # ---------------------------------------------------------------------------
 # The taskq command-line worker through pgbouncer
