@@ -98,6 +98,18 @@ events_relcache_callback(Datum arg, Oid relid)
 	no_history_exists = -1;
 }
 
+/* whether a worker's slot already holds a wake-up for the queue */
+static bool
+slot_knows(const TaskqDbSlot *slot, const char *queue)
+{
+	if (slot->wake_overflow)
+		return true;
+	for (int j = 0; j < slot->nwake; j++)
+		if (strcmp(slot->wake[j], queue) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Whether the database's worker already has every wake-up of this
  * transaction to send (or there is no worker): then the commit need not
@@ -119,14 +131,8 @@ wakeups_known(void)
 			known = false;
 		if (wake_overflow && !slot->wake_overflow)
 			known = false;
-		for (int i = 0; i < nwake && known && !slot->wake_overflow; i++)
-		{
-			bool		found = false;
-
-			for (int j = 0; j < slot->nwake && !found; j++)
-				found = strcmp(slot->wake[j], wake_queues[i]) == 0;
-			known = found;
-		}
+		for (int i = 0; i < nwake && known; i++)
+			known = slot_knows(slot, wake_queues[i]);
 	}
 	LWLockRelease(taskq_shared->lock);
 	return known;
@@ -153,11 +159,7 @@ events_xact_callback(XactEvent event, void *arg)
 		{
 			for (int i = 0; i < nwake; i++)
 			{
-				bool		known = slot->wake_overflow;
-
-				for (int j = 0; j < slot->nwake && !known; j++)
-					known = strcmp(slot->wake[j], wake_queues[i]) == 0;
-				if (known)
+				if (slot_knows(slot, wake_queues[i]))
 					continue;
 				if (slot->nwake < TASKQ_WAKE_RING)
 					strlcpy(slot->wake[slot->nwake++], wake_queues[i],

@@ -113,25 +113,48 @@ flow_locktag(LOCKTAG *tag, text *queue, const char *group, int len)
 						 group ? FLOW_LOCK_GROUP : FLOW_LOCK_QUEUE);
 }
 
+/* taskq.jobs and jobs_active_idx, opened once for the counts of one pull */
+typedef struct ActiveIndex
+{
+	Relation	heap;			/* NULL until the first count */
+	Relation	index;
+	TupleTableSlot *slot;
+} ActiveIndex;
+
+static void
+active_close(ActiveIndex *ai)
+{
+	if (ai->heap == NULL)
+		return;
+	ExecDropSingleTupleTableSlot(ai->slot);
+	index_close(ai->index, AccessShareLock);
+	table_close(ai->heap, AccessShareLock);
+	ai->heap = NULL;
+}
+
 /*
  * How many jobs of the queue (of one group, when group is not NULL) are
  * active, up to limit, counting those of transactions in progress.
  */
 static int32
-count_active(text *queue, const char *group, int len, int32 limit)
+count_active(ActiveIndex *ai, text *queue, const char *group, int len, int32 limit)
 {
-	Oid			nsp = get_namespace_oid("taskq", false);
-	Relation	heap;
 	Relation	index;
 	SnapshotData dirty;
 	ScanKeyData keys[2];
 	int			nkeys = 1;
 	IndexScanDesc scan;
-	TupleTableSlot *slot;
 	int32		n = 0;
 
-	heap = table_open(get_relname_relid("jobs", nsp), AccessShareLock);
-	index = index_open(get_relname_relid("jobs_active_idx", nsp), AccessShareLock);
+	if (ai->heap == NULL)
+	{
+		Oid			nsp = get_namespace_oid("taskq", false);
+
+		ai->heap = table_open(get_relname_relid("jobs", nsp), AccessShareLock);
+		ai->index = index_open(get_relname_relid("jobs_active_idx", nsp), AccessShareLock);
+		ai->slot = table_slot_create(ai->heap, NULL);
+	}
+	index = ai->index;
 	InitDirtySnapshot(dirty);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,
@@ -143,18 +166,14 @@ count_active(text *queue, const char *group, int len, int32 limit)
 							   PointerGetDatum(cstring_to_text_with_len(group, len)));
 		nkeys = 2;
 	}
-	scan = index_beginscan(heap, index, &dirty, nkeys, 0);
+	scan = index_beginscan(ai->heap, index, &dirty, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
-	slot = table_slot_create(heap, NULL);
-	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (n < limit && index_getnext_slot(scan, ForwardScanDirection, ai->slot))
 	{
 		CHECK_FOR_INTERRUPTS();
 		n++;
 	}
 	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
 	return n;
 }
 
@@ -164,6 +183,7 @@ typedef struct FlowPick
 	const TaskqQueueInfo *qi;
 	text	   *queue;
 	HTAB	   *groups;			/* FlowGroup by key */
+	ActiveIndex *active;
 	ItemPointerData *chosen;
 	int			nchosen;
 	int			want;
@@ -212,7 +232,7 @@ consider(FlowPick *pick, Datum ctid, Datum g, bool gnull)
 					fg->free = 0;
 				else if (qi->group_concurrency > 0)
 					fg->free = qi->group_concurrency -
-						count_active(pick->queue, VARDATA_ANY(gt), len,
+						count_active(pick->active, pick->queue, VARDATA_ANY(gt), len,
 									 qi->group_concurrency);
 			}
 		}
@@ -334,13 +354,14 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 	int32		rate_taken = 0;
 	int			n = 0;
 	HTAB	   *groups = NULL;
+	ActiveIndex active = {0};
 
 	if (qi->concurrency > 0)
 	{
 		flow_locktag(&queue_tag, q, NULL, 0);
 		(void) LockAcquire(&queue_tag, ExclusiveLock, false, false);
 		queue_locked = true;
-		want = Min(want, qi->concurrency - count_active(q, NULL, 0, qi->concurrency));
+		want = Min(want, qi->concurrency - count_active(&active, q, NULL, 0, qi->concurrency));
 	}
 	if (qi->rate_limit > 0 && want > 0)
 		want = rate_taken = TaskqRateTake(q, NULL, 0, qi->rate_limit, qi->rate_period_ms, want);
@@ -364,6 +385,7 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		pick.qi = qi;
 		pick.queue = q;
 		pick.groups = groups;
+		pick.active = &active;
 		pick.want = want;
 		pick.nchosen = 0;
 		pick.chosen = palloc(sizeof(ItemPointerData) * want);
@@ -424,6 +446,7 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		}
 		hash_destroy(groups);
 	}
+	active_close(&active);
 	if (queue_locked)
 		LockRelease(&queue_tag, ExclusiveLock, false);
 	/* what the queue's window gave that the claim did not lease */

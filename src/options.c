@@ -385,6 +385,15 @@ TaskqParseJobOptions(Jsonb *options, TaskqJobOptions *opts)
 	}
 }
 
+/* a concurrency limit: an integer of at least 1, or null (none: 0) */
+static int32
+option_limit(const char *option, const JsonbValue *v)
+{
+	if (v->type == jbvNull)
+		return 0;
+	return (int32) option_integer(option, v, 1, PG_INT32_MAX);
+}
+
 /*
  * A rate limit: {"limit": N, "period_ms": P}, both required, or null (no
  * limit: *limit 0).
@@ -501,14 +510,12 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 		else if (strcmp(key, "concurrency") == 0)
 		{
 			opts->has_concurrency = true;
-			if (val.type != jbvNull)
-				opts->concurrency = (int32) option_integer("concurrency", &val, 1, PG_INT32_MAX);
+			opts->concurrency = option_limit("concurrency", &val);
 		}
 		else if (strcmp(key, "group_concurrency") == 0)
 		{
 			opts->has_group_concurrency = true;
-			if (val.type != jbvNull)
-				opts->group_concurrency = (int32) option_integer("group_concurrency", &val, 1, PG_INT32_MAX);
+			opts->group_concurrency = option_limit("group_concurrency", &val);
 		}
 		else if (strcmp(key, "fairness") == 0)
 		{

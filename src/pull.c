@@ -280,11 +280,11 @@ head_arrays(const TaskqHead *h, Datum *priorities, Datum *bounds)
  * so nothing waits for ever behind newer jobs of higher priority.  Within
  * a level the first job has waited longest, so the levels are put in the
  * order of their first jobs' effective priorities (ties: the higher level
- * first) and the claim takes from them in that order.  Reorders the
- * levels of h and values[5], values[6] (claim_levels_plan).
+ * first) and the claim takes from them in that order.  Puts the levels of
+ * h in that order into values[5] and values[6] (claim_levels_plan).
  */
 static void
-age_levels(Datum queue, TaskqHead *h, Datum *values, int32 aging_ms, TimestampTz now)
+age_levels(Datum queue, const TaskqHead *h, Datum *values, int32 aging_ms, TimestampTz now)
 {
 	Datum		args[3] = {queue, values[5], values[6]};
 	int64		eff[TASKQ_HEAD_MAX_LEVELS];

@@ -131,6 +131,13 @@ now_ms(void)
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 }
 
+/* when the window of a period that holds the time now (ms) ends */
+static int64
+window_end(int64 now, int32 period_ms)
+{
+	return (now / period_ms + 1) * period_ms;
+}
+
 /* a free entry: one whose window has ended, when the table is full */
 static bool
 evict_one(int64 now)
@@ -166,7 +173,7 @@ TaskqRateTake(text *queue, const char *group, int len, int32 limit,
 	RateEntry  *e;
 	bool		found;
 	int64		now = now_ms();
-	int64		end = (now / period_ms + 1) * period_ms;
+	int64		end = window_end(now, period_ms);
 	int32		took;
 
 	if (rate_shared == NULL || want <= 0)
@@ -200,8 +207,7 @@ TaskqRateGiveBack(text *queue, const char *group, int len, int32 period_ms,
 {
 	RateKey		k;
 	RateEntry  *e;
-	int64		now = now_ms();
-	int64		end = (now / period_ms + 1) * period_ms;
+	int64		end = window_end(now_ms(), period_ms);
 
 	if (rate_shared == NULL || n <= 0)
 		return;
@@ -223,7 +229,7 @@ TaskqRateUsed(text *queue, const char *group, int len, int32 period_ms)
 {
 	RateKey		k;
 	RateEntry  *e;
-	int64		end = (now_ms() / period_ms + 1) * period_ms;
+	int64		end = window_end(now_ms(), period_ms);
 	int32		used = 0;
 
 	if (rate_shared == NULL)

@@ -75,19 +75,30 @@ my $took = time - $pushed;
 is($$out, "first\n", 'the waiting pull returned the job pushed meanwhile') or diag($$err);
 cmp_ok($took, '<', 8, 'woken by the push, not by the 10 s step') or diag("took $took s");
 
+# woken_by(QUEUE, TAG, WAITS, TRIGGER_SQL, NAME, GOT, WOKEN): a pull of QUEUE
+# waits (TAG marks it in pg_stat_activity); another session runs
+# TRIGGER_SQL; the pull returns the job NAME soon after
+sub woken_by
+{
+	my ($queue, $tag, $waits, $trigger, $name, $got, $woken) = @_;
+	my ($wh, $wout, $werr) =
+	  start_sql("SELECT name FROM taskq.pull('$queue', 1, NULL, NULL, 30000) /* $tag */");
+	ok(waiting_pid($tag) ne '', $waits);
+	$node->safe_psql('postgres', $trigger);
+	my $t = time;
+	$wh->finish;
+	is($$wout, "$name\n", $got) or diag($$werr);
+	cmp_ok(time - $t, '<', 8, $woken);
+}
+
 # --- a redrive wakes it too ---
 $node->safe_psql('postgres', q{
 	SELECT taskq.push('dead', 'poison');
 	SELECT taskq.fail(id, 'boom', lease) FROM taskq.pull('dead');
 });
-($h, $out, $err) = start_sql(
-	q{SELECT name FROM taskq.pull('dead', 1, NULL, NULL, 30000) /* wake-redrive */});
-ok(waiting_pid('wake-redrive') ne '', 'a pull waits on the queue of a dead job');
-$node->safe_psql('postgres', q{SELECT taskq.redrive(id) FROM taskq.dead_jobs WHERE name = 'poison'});
-my $redriven = time;
-$h->finish;
-is($$out, "poison\n", 'the redriven job was delivered to the waiting pull') or diag($$err);
-cmp_ok(time - $redriven, '<', 8, 'woken by the redrive');
+woken_by('dead', 'wake-redrive', 'a pull waits on the queue of a dead job',
+	q{SELECT taskq.redrive(id) FROM taskq.dead_jobs WHERE name = 'poison'},
+	'poison', 'the redriven job was delivered to the waiting pull', 'woken by the redrive');
 
 # --- a slot freed on a queue with a concurrency limit wakes it too ---
 $node->safe_psql('postgres', q{
@@ -96,14 +107,10 @@ $node->safe_psql('postgres', q{
 	SELECT taskq.push('limited', 'next');
 	SELECT name FROM taskq.pull('limited');
 });
-($h, $out, $err) = start_sql(
-	q{SELECT name FROM taskq.pull('limited', 1, NULL, NULL, 30000) /* wake-slot */});
-ok(waiting_pid('wake-slot') ne '', 'a pull waits while its queue is at its concurrency limit');
-$node->safe_psql('postgres', q{SELECT taskq.ack(id) FROM taskq.jobs WHERE name = 'running'});
-my $freed = time;
-$h->finish;
-is($$out, "next\n", 'the ack freed the slot and the waiting pull leased the next job') or diag($$err);
-cmp_ok(time - $freed, '<', 8, 'woken by the ack, not by the 10 s step');
+woken_by('limited', 'wake-slot', 'a pull waits while its queue is at its concurrency limit',
+	q{SELECT taskq.ack(id) FROM taskq.jobs WHERE name = 'running'},
+	'next', 'the ack freed the slot and the waiting pull leased the next job',
+	'woken by the ack, not by the 10 s step');
 
 # --- a delayed job is waited for until it comes due ---
 $node->safe_psql('postgres', q{
