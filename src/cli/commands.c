@@ -114,7 +114,8 @@ static const Command commands[] = {
 	},
 	{
 		.name = "stats",
-		.help = "Show a queue's counts per state and the age of its oldest runnable job.\n\n"
+		.help = "Show a queue's counts per state, the age of its oldest runnable job and,\n"
+		"for a queue with flow-control limits, the limits and the jobs they hold back.\n\n"
 		"Usage:\n  taskq stats QUEUE [OPTIONS]\n",
 		.min_args = 1, .max_args = 1,
 		.sql = "SELECT taskq.stats($1)::text",
@@ -124,7 +125,14 @@ static const Command commands[] = {
 		"(c->>'blocked')::bigint AS blocked, (c->>'active')::bigint AS active, "
 		"(c->>'completed')::bigint AS completed, (c->>'dlq')::bigint AS dlq, "
 		"(c->>'cancelled')::bigint AS cancelled, "
-		"(s->>'oldest_waiting_age_ms')::bigint AS oldest_waiting_age_ms "
+		"(s->>'oldest_waiting_age_ms')::bigint AS oldest_waiting_age_ms, "
+		"(s#>>'{limits,throttled}')::bigint AS throttled, "
+		"concat_ws(' ', 'concurrency=' || (s#>>'{limits,concurrency}'), "
+		"'group_concurrency=' || (s#>>'{limits,group_concurrency}'), "
+		"'rate_limit=' || (s#>>'{limits,rate_limit,limit}') || '/' || "
+		"(s#>>'{limits,rate_limit,period_ms}') || 'ms', "
+		"'group_rate_limit=' || (s#>>'{limits,group_rate_limit,limit}') || '/' || "
+		"(s#>>'{limits,group_rate_limit,period_ms}') || 'ms') AS limits "
 		"FROM taskq.stats($1) s, LATERAL (SELECT s->'counts') x(c)",
 		.json_out = OUT_VALUE, .table_out = OUT_TABLE,
 	},

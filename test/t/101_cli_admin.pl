@@ -117,7 +117,17 @@ is_deeply($j, [ { name => 'emails', paused => JSON::PP::false, waiting => 2, del
 # --- stats ---
 ($rc, $out) = tq('stats', 'emails');
 is($rc, 0, 'stats: exit 0');
-like($out, qr/^queue\s+paused\s+waiting.*oldest_waiting_age_ms\n.*\nemails\s+f\s+2\s/, 'stats: table');
+like($out, qr/^queue\s+paused\s+waiting.*oldest_waiting_age_ms\s+throttled\s+limits\n.*\nemails\s+f\s+2\s/, 'stats: table');
+unlike($out, qr/concurrency=/, 'stats: no limits for a queue without them');
+$node->safe_psql('postgres', q{
+	SELECT taskq.create_queue('limited', '{"group_concurrency": 1, "rate_limit": {"limit": 5, "period_ms": 60000}}');
+	SELECT taskq.push('limited', 'j' || i, '{}', '{"group": "g"}') FROM generate_series(1, 3) i;
+	SELECT taskq.pull('limited');
+});
+($rc, $out) = tq('stats', 'limited');
+like($out, qr/^limited\s+f\s+2\s+0\s+0\s+1\s.*\s2\s+group_concurrency=1 rate_limit=5\/60000ms$/m,
+	'stats: a limited queue shows its throttled jobs and its limits');
+$node->safe_psql('postgres', q{SELECT taskq.drop_queue('limited')});
 $j = tq_json('stats', 'emails');
 is($j->{queue}, 'emails', 'stats --json: queue');
 is($j->{counts}{waiting}, 2, 'stats --json: counts');
