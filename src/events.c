@@ -59,6 +59,11 @@ static int	nwake = 0;
 static bool wake_overflow = false;
 static char wake_queues[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
 
+/* queues that got delayed jobs: their waiting pulls must look at run_at */
+static int	ndelayed = 0;
+static bool delayed_overflow = false;
+static char delayed_queues[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
+
 static TaskqPlan outbox_plan = {
 	"INSERT INTO taskq.webhook_deliveries (id, webhook_id, event, job_id, body)"
 	" SELECT taskq.uuid7(), w.id, $2, j.id,"
@@ -186,6 +191,8 @@ events_xact_callback(XactEvent event, void *arg)
 	/* pulls waiting on these queues (pullwait.c) */
 	if (event == XACT_EVENT_COMMIT && (nwake > 0 || wake_overflow))
 		TaskqWakeWaiters(wake_queues, nwake, wake_overflow);
+	if (event == XACT_EVENT_COMMIT && (ndelayed > 0 || delayed_overflow))
+		TaskqWakeWaiters(delayed_queues, ndelayed, delayed_overflow);
 	if (event == XACT_EVENT_COMMIT && wake_launcher && taskq_shared != NULL)
 	{
 		LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
@@ -208,6 +215,8 @@ events_xact_callback(XactEvent event, void *arg)
 		wake_worker = false;
 		nwake = 0;
 		wake_overflow = false;
+		ndelayed = 0;
+		delayed_overflow = false;
 	}
 }
 
@@ -221,28 +230,47 @@ TaskqEventsInit(void)
 	RegisterXactCallback(events_xact_callback, NULL);
 }
 
+/* add queue to a set of queue names (or note that the set overflowed) */
+static void
+note_queue(text *queue, char (*set)[TASKQ_MAX_QUEUE_NAME + 1], int *n,
+		   bool *overflow)
+{
+	int			len = VARSIZE_ANY_EXHDR(queue);
+
+	if (taskq_shared == NULL)
+		return;
+	for (int i = 0; i < *n; i++)
+		if (strncmp(set[i], VARDATA_ANY(queue), len) == 0 && set[i][len] == '\0')
+			return;
+	if (*n == TASKQ_WAKE_RING)
+	{
+		*overflow = true;
+		return;
+	}
+	memcpy(set[*n], VARDATA_ANY(queue), len);
+	set[*n][len] = '\0';
+	(*n)++;
+}
+
 /*
  * A runnable job was pushed to queue: wake its listeners after commit.
  */
 void
 TaskqNoteWakeup(text *queue)
 {
-	int			len = VARSIZE_ANY_EXHDR(queue);
+	note_queue(queue, wake_queues, &nwake, &wake_overflow);
+}
 
-	if (taskq_shared == NULL)
-		return;
-	for (int i = 0; i < nwake; i++)
-		if (strncmp(wake_queues[i], VARDATA_ANY(queue), len) == 0 &&
-			wake_queues[i][len] == '\0')
-			return;
-	if (nwake == TASKQ_WAKE_RING)
-	{
-		wake_overflow = true;
-		return;
-	}
-	memcpy(wake_queues[nwake], VARDATA_ANY(queue), len);
-	wake_queues[nwake][len] = '\0';
-	nwake++;
+/*
+ * A delayed job was pushed to queue (or a failed job will be retried
+ * later): no job is runnable yet, so no worker is woken, but the pulls
+ * waiting on the queue are, after commit, to sleep until its run_at
+ * rather than for their whole step (pullwait.c).
+ */
+void
+TaskqNoteDelayed(text *queue)
+{
+	note_queue(queue, delayed_queues, &ndelayed, &delayed_overflow);
 }
 
 /*

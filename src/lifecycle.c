@@ -425,6 +425,8 @@ taskq_fail(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum(TaskqBackoffDelay(backoff, attempts));
 		values[2] = PointerGetDatum(error);
 		TaskqExecute(&fail_retry_plan, values, NULL, false, 0);
+		TaskqNoteDelayed(DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull)));
 		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_FAILED));
 		TaskqNoteSlotsFreed(1);
 		TaskqEmitEventOne("job.failed", values[0]);

@@ -519,7 +519,8 @@ pull_next_due(void *arg)
 	PullArgs   *a = arg;
 	bool		isnull;
 
-	if (TaskqExecute(&next_due_plan, &a->queue, NULL, true, 1) == 0)
+	/* not read-only: a fresh snapshot sees the delayed jobs pushed since */
+	if (TaskqExecute(&next_due_plan, &a->queue, NULL, false, 1) == 0)
 		return DT_NOEND;
 	return DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));

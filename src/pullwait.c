@@ -18,8 +18,10 @@
  * time, so a commit that lands between that try and the sleep finds the
  * slot and sets the latch, and the sleep returns at once.  A sleep ends
  * at the latest when the queue's first delayed job comes due (no commit
- * announces that), and after WAIT_STEP_MS in any case, for anything no
- * wake-up told of (a queue resumed, a job made waiting by hand).
+ * announces that; a commit that pushed a delayed job or set a failed one
+ * to be retried later wakes the waiters to look again), and after
+ * WAIT_STEP_MS in any case, for anything no wake-up told of (a queue
+ * resumed, a job made waiting by hand).
  *
  * Without shared_preload_libraries there is no array: wait_ms then sleeps
  * in steps of a second, trying the claim after each.

@@ -85,6 +85,7 @@ typedef struct PushBatch
 	MemoryContext cxt;			/* their values; reset at each flush */
 	int			n;
 	bool		wake;			/* one of them is runnable now */
+	bool		delayed;		/* one of them is delayed */
 	pg_uuid_t	ids[BATCH_FLUSH];
 	Datum		values[BATCH_COLUMNS][BATCH_FLUSH];
 	bool		nulls[BATCH_COLUMNS][BATCH_FLUSH];
@@ -128,10 +129,13 @@ batch_flush(Datum queue, PushBatch *b)
 	TaskqEmitEvent("job.pushed", TaskqUuidArray(b->ids, b->n));
 	if (b->wake)
 		TaskqNoteWakeup(DatumGetTextPP(queue));
+	if (b->delayed)
+		TaskqNoteDelayed(DatumGetTextPP(queue));
 	SPI_finish();
 	MemoryContextReset(b->cxt);
 	b->n = 0;
 	b->wake = false;
+	b->delayed = false;
 }
 
 /* keep a value for the batch, in its memory */
@@ -249,6 +253,8 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 		MemoryContextSwitchTo(old);
 		if (!opts.has_run_at || opts.run_at <= GetCurrentTransactionStartTimestamp())
 			batch->wake = true;
+		else
+			batch->delayed = true;
 		batch->n++;
 		return;
 	}
@@ -289,6 +295,8 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	if (nlive == 0 && (!opts.has_run_at ||
 					   opts.run_at <= GetCurrentTransactionStartTimestamp()))
 		TaskqNoteWakeup(DatumGetTextPP(queue));
+	else if (nlive == 0)
+		TaskqNoteDelayed(DatumGetTextPP(queue));
 }
 
 /*

@@ -395,6 +395,7 @@ extern void TaskqWorkerInit(void);
 /* events.c */
 extern void TaskqEventsInit(void);
 extern void TaskqNoteWakeup(text *queue);
+extern void TaskqNoteDelayed(text *queue);
 extern void TaskqNoteWorkerWake(void);
 extern void TaskqNoteWakeupReturned(int n, int column);
 extern void TaskqNoteLauncherWake(void);

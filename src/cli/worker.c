@@ -7,14 +7,18 @@
  *		[--handler ENGINE=COMMAND ...] [--shutdown-timeout SECONDS]
  *		[--poll-interval SECONDS] -- COMMAND [ARGS...]
  *
- * Design: one process, one thread, one connection used synchronously, and
- * a poll() loop.  Each job runs as a child process (fork + execvp, no
+ * Design: one process, one thread, one connection used synchronously (and,
+ * for waiting pulls, a second one used asynchronously), and a poll() loop.  Each job runs as a child process (fork + execvp, no
  * shell) in its own process group, so that a Ctrl-C in the terminal
  * reaches the worker only and a timeout can kill the handler with the
  * processes it started.  The loop watches:
  *
  *	- the connection's socket, for taskq_wakeup notifications (LISTEN; the
  *	  payload is a queue name, '' for any) and for the server going away;
+ *	- with one queue, the waiting pull's connection instead of LISTEN: when
+ *	  a pull comes back short, the free slots are reserved for a pull with
+ *	  wait_ms (up to WAIT_MAX_MS, less the --poll-interval) sent there,
+ *	  which the server wakes when a job becomes runnable (see below);
  *	- each handler's stdout (kept up to RESULT_MAX), stderr (the last
  *	  ERROR_TAIL bytes are kept) and progress pipe (lines "progress N
  *	  [message]" become taskq.progress calls), read without blocking;
@@ -40,6 +44,17 @@
  * lease: when the lease is no longer current (the job was re-delivered
  * after its lease expired), the call is refused and the worker drops the
  * job, logging "lease lost".
+ *
+ * Waiting pulls: taskq.pull's wait_ms sleeps in the server until a commit
+ * makes a job of the queue runnable (a push, a promotion, a redrive, a
+ * reclaimed lease, a slot freed under flow control), so the worker needs
+ * neither LISTEN nor a fallback poll, and works through PgBouncer in
+ * transaction pooling.  pull takes one queue: a worker with several
+ * queues LISTENs and polls instead, as does one whose server's taskq has
+ * no wait_ms.  The waiting pull has a connection of its own, so that
+ * heartbeats, acks and progress go on meanwhile on the first one; it is
+ * cancelled at shutdown.  A failed waiting pull is logged and the worker
+ * polls until the next one.
  *
  * Connection loss: the worker keeps its children running, reconnects with
  * a growing pause (RECONNECT_MIN_MS doubling to RECONNECT_MAX_MS), LISTENs
@@ -80,10 +95,18 @@
 #define KILL_GRACE_MS		3000	/* SIGTERM → SIGKILL */
 #define RECONNECT_MIN_MS	500
 #define RECONNECT_MAX_MS	10000
+#define WAIT_MAX_MS			30000	/* longest wait_ms of a waiting pull */
+
+#define PULL_COLUMNS "SELECT id, lease, queue, name, data::text, " \
+	"coalesce(metadata, '{}')::text, attempt, max_attempts, " \
+	"parent_results::text, metadata->>'engine', flow_id, " \
+	"greatest(1, round(extract(epoch FROM lease_expires_at - now()) * 1000))::bigint, " \
+	"group_key "
 
 typedef enum SlotState
 {
 	SLOT_FREE,
+	SLOT_WAITING,				/* reserved for the waiting pull's jobs */
 	SLOT_RUNNING,				/* handler running (or pipes being drained) */
 	SLOT_DONE					/* handler finished, outcome to report */
 } SlotState;
@@ -152,6 +175,14 @@ static bool shutting_down;
 static int64_t shutdown_deadline;
 static int	selfpipe[2];
 static struct pollfd *pfds;		/* what poll() watches */
+
+/* the waiting pull (one queue only) */
+static bool wait_pulls;			/* used: one queue, a server with wait_ms */
+static PGconn *wconn;			/* its connection */
+static int64_t wconn_retry_at;	/* when to connect it again */
+static bool wait_in_flight;		/* sent, its result not all read yet */
+static int	wait_want;			/* the slots it reserved */
+static bool queue_drained;		/* the last pull came back short */
 static volatile sig_atomic_t signals_received = 0;
 
 static void
@@ -259,6 +290,8 @@ try_connect(bool first)
 	conn = connect_db(first);
 	if (conn == NULL)
 		return false;
+	if (wait_pulls)
+		goto connected;
 	res = PQexec(conn, "LISTEN taskq_wakeup");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
@@ -274,6 +307,7 @@ try_connect(bool first)
 		return false;
 	}
 	PQclear(res);
+connected:
 	if (!first)
 		log_message("reconnected");
 	reconnect_delay = RECONNECT_MIN_MS;
@@ -900,12 +934,8 @@ pull_jobs(void)
 		params[2] = nbundled > 0 ? acks.data : NULL;
 		rr_queue = (rr_queue + 1) % nqueues;
 		tried++;
-		res = wexec("SELECT id, lease, queue, name, data::text, "
-					"coalesce(metadata, '{}')::text, attempt, max_attempts, "
-					"parent_results::text, metadata->>'engine', flow_id, "
-					"greatest(1, round(extract(epoch FROM lease_expires_at - now()) * 1000))::bigint, "
-					"group_key "
-					"FROM taskq.pull($1, $2::int, NULL, $3::jsonb)", 3, params);
+		res = wexec(PULL_COLUMNS "FROM taskq.pull($1, $2::int, NULL, $3::jsonb)",
+					3, params);
 		termPQExpBuffer(&acks);
 		if (res == NULL)
 		{
@@ -942,7 +972,165 @@ pull_jobs(void)
 			break;
 	}
 	need_pull = full && free_slots() > 0;
+	queue_drained = !full;
 	next_poll = now_ms() + poll_interval_ms;
+}
+
+/* ---- the waiting pull ---- */
+
+/* give the slots reserved for the waiting pull back */
+static void
+release_waiting_slots(void)
+{
+	for (int i = 0; i < concurrency; i++)
+		if (jobs[i].state == SLOT_WAITING)
+			jobs[i].state = SLOT_FREE;
+	wait_want = 0;
+}
+
+static void
+wait_conn_lost(void)
+{
+	if (wconn)
+	{
+		if (!shutting_down)
+			log_message("lost the waiting pull's connection: %s",
+						PQerrorMessage(wconn));
+		PQfinish(wconn);
+		wconn = NULL;
+	}
+	wait_in_flight = false;
+	release_waiting_slots();
+	wconn_retry_at = now_ms() + RECONNECT_MIN_MS;
+	need_pull = true;
+}
+
+/*
+ * Reserve min(free slots, batch) slots and send a pull with wait_ms for
+ * them on the waiting pull's connection (connected first if need be).
+ */
+static void
+start_waiting_pull(void)
+{
+	int64_t		now = now_ms();
+	int			want = free_slots() < batch ? free_slots() : batch;
+	char		count[16];
+	char		wait[16];
+	const char *params[3];
+
+	if (wconn == NULL)
+	{
+		if (now < wconn_retry_at)
+			return;
+		wconn = connect_db(false);
+		if (wconn == NULL)
+		{
+			wconn_retry_at = now + RECONNECT_MAX_MS;
+			return;
+		}
+	}
+	snprintf(count, sizeof(count), "%d", want);
+	snprintf(wait, sizeof(wait), "%d",
+			 poll_interval_ms < WAIT_MAX_MS ? poll_interval_ms : WAIT_MAX_MS);
+	params[0] = queues[0];
+	params[1] = count;
+	params[2] = wait;
+	if (!PQsendQueryParams(wconn, PULL_COLUMNS
+						   "FROM taskq.pull($1, $2::int, NULL, NULL, $3::int)",
+						   3, NULL, params, NULL, NULL, 0))
+	{
+		wait_conn_lost();
+		return;
+	}
+	for (int i = 0, n = 0; i < concurrency && n < want; i++)
+		if (jobs[i].state == SLOT_FREE)
+		{
+			jobs[i].state = SLOT_WAITING;
+			n++;
+		}
+	wait_want = want;
+	wait_in_flight = true;
+	queue_drained = false;
+}
+
+/* the waiting pull's result: start its jobs, or note why it failed */
+static void
+waiting_pull_done(PGresult *res)
+{
+	int			slot = 0;
+
+	release_waiting_slots();
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		if (strcmp(res_sqlstate(res), "42883") == 0)
+		{
+			/* a server whose taskq.pull has no wait_ms: LISTEN instead */
+			log_message("the server's taskq.pull has no wait_ms; waiting for wake-ups through LISTEN");
+			wait_pulls = false;
+			if (conn)
+				PQclear(wexec("LISTEN taskq_wakeup", 0, NULL));
+		}
+		else if (!shutting_down && PQstatus(wconn) != CONNECTION_BAD &&
+				 strncmp(res_sqlstate(res), "57P", 3) != 0)
+			/* (57P: the server ends the session; wait_conn_lost says so) */
+			log_message("waiting pull from queue \"%s\" failed: %s (SQLSTATE %s)",
+						queues[0], res_message(res), res_sqlstate(res));
+		/* poll on the first connection until the next waiting pull */
+		next_poll = now_ms() + poll_interval_ms;
+		return;
+	}
+	for (int r = 0; r < PQntuples(res); r++)
+	{
+		while (jobs[slot].state != SLOT_FREE)
+			slot++;
+		start_job(&jobs[slot], res, r);
+	}
+	/* full: there may be more; empty (time is up): wait again */
+	need_pull = PQntuples(res) > 0;
+	queue_drained = PQntuples(res) == 0;
+}
+
+/* read what the server sent on the waiting pull's connection */
+static void
+collect_waiting_pull(void)
+{
+	if (!wait_in_flight)
+		return;
+	if (!PQconsumeInput(wconn))
+	{
+		wait_conn_lost();
+		return;
+	}
+	while (!PQisBusy(wconn))
+	{
+		PGresult   *res = PQgetResult(wconn);
+
+		if (res == NULL)
+		{
+			wait_in_flight = false;
+			break;
+		}
+		waiting_pull_done(res);
+		PQclear(res);
+	}
+	if (wait_in_flight && PQstatus(wconn) == CONNECTION_BAD)
+		wait_conn_lost();
+}
+
+/* at shutdown: ask the server to end the waiting pull now */
+static void
+cancel_waiting_pull(void)
+{
+	PGcancel   *cancel;
+	char		errbuf[256];
+
+	if (!wait_in_flight)
+		return;
+	cancel = PQgetCancel(wconn);
+	if (cancel == NULL || !PQcancel(cancel, errbuf, sizeof(errbuf)))
+		wait_conn_lost();
+	if (cancel)
+		PQfreeCancel(cancel);
 }
 
 static void
@@ -1013,7 +1201,9 @@ worker_usage(void)
 		   "                              whose metadata.engine is ENGINE (repeatable)\n"
 		   "      --shutdown-timeout=SECS on SIGTERM/SIGINT, wait this long for running jobs\n"
 		   "                              before failing them back to the queue (default 30)\n"
-		   "      --poll-interval=SECS    fallback poll when no wake-up comes (default 5)\n"
+		   "      --poll-interval=SECS    fallback poll when no wake-up comes (default 5);\n"
+		   "                              with one queue, the longest wait of a waiting pull\n"
+		   "                              (at most 30)\n"
 		   "  -d, --dbname=CONNSTR        database (conninfo string or URI; PG* variables apply)\n"
 		   "  -h, --help                  show this help\n");
 }
@@ -1114,7 +1304,8 @@ set_up_worker(void)
 		jobs[i].out_fd = jobs[i].err_fd = jobs[i].prog_fd = -1;
 		jobs[i].state = SLOT_FREE;
 	}
-	pfds = pg_malloc0(sizeof(struct pollfd) * (3 * concurrency + 2));
+	pfds = pg_malloc0(sizeof(struct pollfd) * (3 * concurrency + 3));
+	wait_pulls = (nqueues == 1);
 }
 
 /*
@@ -1140,9 +1331,12 @@ handle_signals(int64_t now)
 	{
 		shutting_down = true;
 		shutdown_deadline = now + (int64_t) shutdown_timeout_s * 1000;
+		cancel_waiting_pull();
 		log_message("shutting down: waiting up to %d s for %d running job(s)",
-					shutdown_timeout_s, busy_slots());
+					shutdown_timeout_s, busy_slots() - wait_want);
 	}
+	if (shutting_down && now >= shutdown_deadline && wait_in_flight)
+		wait_conn_lost();
 	if (shutting_down && now >= shutdown_deadline)
 		for (i = 0; i < concurrency; i++)
 			if (jobs[i].state == SLOT_RUNNING && !jobs[i].kill_reason)
@@ -1249,7 +1443,9 @@ next_wake(int64_t now)
 	{
 		if (need_pull)
 			wake = now;
-		else if (next_poll < wake)
+		else if (wait_pulls && queue_drained && !wait_in_flight)
+			wake = wconn_retry_at > now ? wconn_retry_at : now;
+		else if (next_poll < wake && !wait_in_flight)
 			wake = next_poll;
 	}
 	if (conn == NULL && reconnect_at < wake)
@@ -1297,6 +1493,11 @@ wait_for_events(void)
 		pfds[nfds].fd = PQsocket(conn);
 		pfds[nfds++].events = POLLIN;
 	}
+	if (wait_in_flight)
+	{
+		pfds[nfds].fd = PQsocket(wconn);
+		pfds[nfds++].events = POLLIN;
+	}
 	for (i = 0; i < concurrency; i++)
 	{
 		Job		   *job = &jobs[i];
@@ -1329,6 +1530,7 @@ wait_for_events(void)
 			;
 	}
 	drain_notifications();
+	collect_waiting_pull();
 	for (i = 0; i < concurrency; i++)
 		if (jobs[i].state == SLOT_RUNNING)
 		{
@@ -1358,9 +1560,13 @@ run_worker_loop(void)
 		heartbeat_jobs(now);
 		/* a job that finished well is acked with the next pull */
 		if (conn && !shutting_down &&
-			((free_slots() > 0 && (need_pull || now >= next_poll)) ||
+			((free_slots() > 0 &&
+			  (need_pull || (now >= next_poll && !wait_in_flight))) ||
 			 bundleable_slots() > 0))
 			pull_jobs();
+		if (wait_pulls && conn && !shutting_down && queue_drained &&
+			!wait_in_flight && free_slots() > 0)
+			start_waiting_pull();
 
 		/* the others, and any job set up without a run (no handler) */
 		report_finished_jobs();
@@ -1381,12 +1587,15 @@ cmd_worker(int argc, char **argv)
 	set_up_worker();
 
 	try_connect(true);
-	log_message("worker started: queues %d, concurrency %d, batch %d",
-				nqueues, concurrency, batch);
+	log_message("worker started: queues %d, concurrency %d, batch %d, %s",
+				nqueues, concurrency, batch,
+				wait_pulls ? "waiting pulls" : "wake-ups through LISTEN");
 
 	run_worker_loop();
 
 	log_message("worker stopped");
+	if (wconn)
+		PQfinish(wconn);
 	if (conn)
 		PQfinish(conn);
 	return EXIT_OK;

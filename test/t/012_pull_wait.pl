@@ -7,7 +7,8 @@
 #     pushes, woken by that session's commit (well before its 10 s safety
 #     step), one a redrive makes runnable, and one an ack lets through a
 #     concurrency limit;
-#   - one waits for a delayed job until it comes due;
+#   - one waits for a delayed job until it comes due, also for one pushed,
+#     or failed with a backoff, while it waits;
 #   - with nothing to come it returns no rows once wait_ms has passed;
 #   - a call that acked something, or that runs in REPEATABLE READ,
 #     returns at once (its writes would stay locked while it waited);
@@ -123,6 +124,23 @@ $took = time - $t0;
 is($$out, "later\n", 'the delayed job was delivered when it came due') or diag($$err);
 cmp_ok($took, '>=', 1.0, 'not before it came due');
 cmp_ok($took, '<', 8, 'the wait ended when it came due, not at the 10 s step');
+
+# --- a delayed job pushed while a pull waits: the push's commit wakes the
+# pull to look at its run_at (1 s ahead), so it is leased when due, not at
+# the 10 s step; and so is a job failed with a backoff while it waits ---
+woken_by('w', 'wake-delayed', 'a pull waits on an empty queue',
+	q{SELECT taskq.push('w', 'soon', '{}', '{"delay_ms": 1000}')},
+	'soon', 'the job pushed with a delay was delivered to the waiting pull',
+	'when it came due, not at the 10 s step');
+$node->safe_psql('postgres', q{
+	SELECT taskq.create_queue('retry', '{"backoff": {"type": "fixed", "delay_ms": 1000}}');
+	SELECT taskq.push('retry', 'flaky');
+});
+my ($fid, $flease) = split /\|/, $node->safe_psql('postgres', q{SELECT id, lease FROM taskq.pull('retry')});
+woken_by('retry', 'wake-retry', 'a pull waits while the only job is active',
+	qq{SELECT taskq.fail('$fid', 'try again', '$flease')},
+	'flaky', 'the failed job was delivered again to the waiting pull after its backoff',
+	'when its backoff ended, not at the 10 s step');
 
 # --- nothing comes: no rows after wait_ms ---
 $t0 = time;

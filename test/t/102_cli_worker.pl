@@ -1,8 +1,8 @@
 # test/t/102_cli_worker.pl -- taskq worker: a worker with --concurrency 4
 # drains 200 jobs through test/cli/handler.sh, some failing (retries, DLQ),
 # one hanging (timeout, re-delivery), some reporting progress; the job's
-# environment; stdout as the result; routing by metadata.engine; wake-ups
-# through LISTEN.
+# environment; stdout as the result; routing by metadata.engine; a worker
+# of one queue waiting in pull (wait_ms), one of two woken through LISTEN.
 use strict;
 use warnings;
 
@@ -165,16 +165,19 @@ is($node->safe_psql('postgres', q{
 	FROM taskq.all_jobs WHERE queue = 'r2' AND state = 'completed'}),
 	'py true false, rb false true', 'routing: the handler, else the default command');
 
-# --- wake-ups: with a one-hour fallback poll, only LISTEN can pick a job up ---
+# --- a worker of one queue waits in pull (wait_ms), without LISTEN: with a
+# one-hour fallback poll, only the waiting pull can pick a job up ---
 ($w, $wlog) = start_worker($connstr, $tmp, 'w5', '--queue', 'idle', '--poll-interval', '3600', '--', $handler);
-$node->poll_query_until('postgres',
-	"SELECT count(*) > 0 FROM pg_stat_activity WHERE state = 'idle' AND query LIKE '%taskq.pull%'")
+my $waiting = q{SELECT count(*) = 1 FROM pg_stat_activity WHERE state = 'active'
+	AND wait_event_type = 'Extension' AND query LIKE '%taskq.pull($1, $2::int, NULL, NULL, $3::int)%'};
+ok($node->poll_query_until('postgres', $waiting), 'the worker waits in a pull with wait_ms')
 	or diag(slurp($wlog));
-sleep 1;	# let the worker's first pull (an empty queue) pass
+like(slurp($wlog), qr/worker started: queues 1, concurrency 1, batch 1, waiting pulls/,
+	'the worker says it uses waiting pulls');
 $node->safe_psql('postgres', "SELECT taskq.push('idle', 'ok')");
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM taskq.finished_jobs WHERE queue = 'idle'"),
-	'a job pushed to an idle worker is picked up through the wake-up') or diag(slurp($wlog));
+	'a job pushed to an idle worker is picked up by its waiting pull') or diag(slurp($wlog));
 
 # a redriven job wakes it too: the job dies in the transaction that pushed
 # it (so that push's wake-up finds nothing), then redrive puts it back
@@ -189,7 +192,7 @@ sleep 1;	# let the wake-up of that push pass (its pull finds nothing)
 is($node->safe_psql('postgres', "SELECT taskq.redrive('$dead')"), 't', 'dead job redriven');
 ok($node->poll_query_until('postgres',
 	"SELECT state = 'completed' FROM taskq.all_jobs WHERE id = '$dead'"),
-	'a redriven job is picked up through a wake-up') or diag(slurp($wlog));
+	'a redriven job is picked up by the waiting pull') or diag(slurp($wlog));
 
 # and so does a lease the reaper reclaims: pulled by hand with a 1 s lease
 # in the pushing transaction, abandoned, reclaimed after expiry
@@ -201,8 +204,52 @@ my $held = $node->safe_psql('postgres', q{
 });
 ok($node->poll_query_until('postgres',
 	"SELECT state = 'completed' AND attempts = 2 FROM taskq.all_jobs WHERE id = '$held'"),
-	'a job whose lease the reaper reclaimed is picked up through a wake-up')
+	'a job whose lease the reaper reclaimed is picked up by the waiting pull')
   or diag(slurp($wlog));
+
+# and a delayed job when it becomes due
+my $delayed = $node->safe_psql('postgres', q{SELECT taskq.push('idle', 'ok', '{}', '{"delay_ms": 1500}')});
+ok($node->poll_query_until('postgres',
+	"SELECT state = 'completed' FROM taskq.all_jobs WHERE id = '$delayed'"),
+	'a delayed job is picked up by the waiting pull when due') or diag(slurp($wlog));
+
+# the waiting pull's connection lost: the worker connects it again
+ok($node->poll_query_until('postgres', $waiting), 'waiting again') or diag(slurp($wlog));
+$node->safe_psql('postgres', q{
+	SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%taskq.pull($1, $2::int, NULL, NULL, $3::int)%'});
+ok($node->poll_query_until('postgres', $waiting), 'the worker waits again on a new connection')
+	or diag(slurp($wlog));
+like(slurp($wlog), qr/lost the waiting pull's connection/, 'and says it lost the first one');
+$node->safe_psql('postgres', q{SELECT taskq.push('idle', 'ok', '{"after": "loss"}')});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM taskq.finished_jobs WHERE queue = 'idle' AND data->>'after' = 'loss'}),
+	'a job pushed after the loss is picked up') or diag(slurp($wlog));
+
+# shutdown cancels the waiting pull (else it would wait its 30 s)
+ok($node->poll_query_until('postgres', $waiting), 'waiting before the shutdown') or diag(slurp($wlog));
+my $before_stop = -s $node->logfile;
+is(stop_worker($w), 0, 'worker stopped');
+like(substr(slurp($node->logfile), $before_stop),
+	qr/ERROR:  canceling statement due to user request\n.*STATEMENT:  SELECT id, lease.*taskq\.pull\(\$1, \$2::int, NULL, NULL, \$3::int\)/,
+	'the shutdown cancelled the waiting pull');
+unlike(slurp($wlog), qr/waiting pull from queue .* failed/,
+	'no waiting pull failed on the way (a lost connection, a cancel at shutdown are no failures)');
+
+# --- a worker of two queues: wake-ups through LISTEN ---
+($w, $wlog) = start_worker($connstr, $tmp, 'w6', '--queue', 'idle', '--queue', 'idle2',
+	'--poll-interval', '3600', '--', $handler);
+$node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_stat_activity WHERE state = 'idle' AND query LIKE '%taskq.pull%'")
+	or diag(slurp($wlog));
+like(slurp($wlog), qr/worker started: queues 2, concurrency 1, batch 1, wake-ups through LISTEN/,
+	'a worker of two queues LISTENs');
+sleep 1;	# let the worker's first pulls (empty queues) pass
+$node->safe_psql('postgres', "SELECT taskq.push('idle2', 'ok')");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM taskq.finished_jobs WHERE queue = 'idle2'"),
+	'a job pushed to an idle worker of two queues is picked up through the wake-up')
+	or diag(slurp($wlog));
 is(stop_worker($w), 0, 'worker stopped');
 
 # --- usage errors ---
