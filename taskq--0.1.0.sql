@@ -713,10 +713,66 @@ AS $$
 $$;
 COMMENT ON FUNCTION taskq.resume(text) IS 'resume a paused queue';
 
+-- leases taken in the current window of a rate limit (ratelimit.c)
+CREATE FUNCTION taskq._rate_used(queue text, group_key text, period_ms integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'taskq_rate_used'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- the "limits" object of stats() for a queue with flow-control limits
+-- (NULL for one without): its settings, active jobs, the waiting jobs a
+-- limit holds back and its busiest groups.  One pass over the queue's
+-- active and waiting jobs, grouped by group key.
+CREATE FUNCTION taskq._queue_limits(queue text, conc integer, gconc integer,
+                                    lim_rate integer, lim_period integer,
+                                    lim_grate integer, lim_gperiod integer)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH g AS (
+        SELECT j.group_key AS grp,
+               pg_catalog.count(*) FILTER (WHERE j.state = 'active') AS active,
+               pg_catalog.count(*) FILTER (WHERE j.state = 'waiting') AS waiting
+          FROM taskq.jobs j
+         WHERE j.queue = $1 AND j.state IN ('active', 'waiting')
+         GROUP BY j.group_key),
+    r AS (
+        SELECT CASE WHEN lim_rate IS NOT NULL
+                    THEN taskq._rate_used($1, NULL, lim_period) END AS used)
+    SELECT pg_catalog.jsonb_build_object(
+               'concurrency', conc,
+               'group_concurrency', gconc,
+               'active', COALESCE(pg_catalog.sum(g.active), 0)::bigint,
+               'throttled',
+               CASE WHEN (conc IS NOT NULL AND COALESCE(pg_catalog.sum(g.active), 0) >= conc)
+                         OR (lim_rate IS NOT NULL AND r.used >= lim_rate)
+                    THEN COALESCE(pg_catalog.sum(g.waiting), 0)
+                    ELSE COALESCE(pg_catalog.sum(g.waiting)
+                                  FILTER (WHERE g.grp IS NOT NULL AND g.active >= gconc), 0)
+               END::bigint,
+               'groups', COALESCE((
+                   SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                              'group', t.grp, 'active', t.active, 'waiting', t.waiting,
+                              'at_limit', t.active >= gconc)
+                              ORDER BY t.waiting DESC, t.grp)
+                     FROM (SELECT * FROM g WHERE g.grp IS NOT NULL
+                            ORDER BY g.waiting DESC, g.grp LIMIT 10) t), '[]'),
+               'group_count', pg_catalog.count(g.grp),
+               'rate_limit', CASE WHEN lim_rate IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                   'limit', lim_rate, 'period_ms', lim_period, 'used', r.used) END,
+               'group_rate_limit', CASE WHEN lim_grate IS NOT NULL THEN pg_catalog.jsonb_build_object(
+                   'limit', lim_grate, 'period_ms', lim_gperiod) END)
+      FROM r LEFT JOIN g ON true
+     WHERE conc IS NOT NULL OR gconc IS NOT NULL OR lim_rate IS NOT NULL OR lim_grate IS NOT NULL
+     GROUP BY r.used
+$$;
+COMMENT ON FUNCTION taskq._queue_limits(text, integer, integer, integer, integer, integer, integer) IS 'internal: the limits object of stats() for a queue with flow-control limits';
+
 CREATE FUNCTION taskq.queues()
 RETURNS TABLE (name text, paused boolean, waiting bigint, delayed bigint,
                blocked bigint, active bigint, completed bigint, dlq bigint,
-               cancelled bigint)
+               cancelled bigint, throttled bigint, limits jsonb)
 LANGUAGE sql STABLE PARALLEL SAFE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -724,7 +780,9 @@ AS $$
     SELECT q.name, q.paused,
            COALESCE(j.waiting, 0), COALESCE(j.delayed, 0),
            COALESCE(j.blocked, 0), COALESCE(j.active, 0),
-           COALESCE(h.completed, 0), COALESCE(h.dlq, 0), COALESCE(h.cancelled, 0)
+           COALESCE(h.completed, 0), COALESCE(h.dlq, 0), COALESCE(h.cancelled, 0),
+           COALESCE((l.limits->>'throttled')::bigint, 0),
+           l.limits - '{active,throttled,groups,group_count}'::text[]
     FROM taskq.queues q
     LEFT JOIN (SELECT l.queue,
                       pg_catalog.count(*) FILTER (WHERE l.state = 'waiting') AS waiting,
@@ -733,16 +791,16 @@ AS $$
                       pg_catalog.count(*) FILTER (WHERE l.state = 'active') AS active
                  FROM taskq.jobs l GROUP BY l.queue) j ON j.queue = q.name
     LEFT JOIN taskq._history_counts() h ON h.queue = q.name
+    LEFT JOIN LATERAL (
+        SELECT pg_catalog.jsonb_strip_nulls(taskq._queue_limits(
+                   q.name, q.concurrency, q.group_concurrency, q.rate_limit,
+                   q.rate_period_ms, q.group_rate_limit, q.group_rate_period_ms)) AS limits
+         WHERE q.concurrency IS NOT NULL OR q.group_concurrency IS NOT NULL
+            OR q.rate_limit IS NOT NULL OR q.group_rate_limit IS NOT NULL) l ON true
     WHERE taskq.has_queue_privilege(q.name, 'any')
     ORDER BY q.name
 $$;
-COMMENT ON FUNCTION taskq.queues() IS 'one row per queue the role may see: name, paused and job counts per state (live jobs counted, finished and dead ones kept count of)';
-
--- leases taken in the current window of a rate limit (ratelimit.c)
-CREATE FUNCTION taskq._rate_used(queue text, group_key text, period_ms integer)
-RETURNS integer
-AS 'MODULE_PATHNAME', 'taskq_rate_used'
-LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq.queues() IS 'one row per queue the role may see: name, paused, job counts per state (live jobs counted, finished and dead ones kept count of) and, for a queue with flow-control limits, the waiting jobs they hold back and the limits';
 
 CREATE FUNCTION taskq.stats(queue text)
 RETURNS jsonb
@@ -780,43 +838,7 @@ BEGIN
            q.group_rate_limit, q.group_rate_period_ms
       INTO conc, gconc, lim_rate, lim_period, lim_grate, lim_gperiod
       FROM taskq.queues q WHERE q.name = stats.queue;
-    IF conc IS NOT NULL OR gconc IS NOT NULL OR lim_rate IS NOT NULL OR lim_grate IS NOT NULL THEN
-        -- per group: active and waiting jobs; the ten groups with the most
-        -- waiting jobs are listed
-        WITH g AS (
-            SELECT j.group_key AS grp,
-                   pg_catalog.count(*) FILTER (WHERE j.state = 'active') AS active,
-                   pg_catalog.count(*) FILTER (WHERE j.state = 'waiting') AS waiting
-              FROM taskq.jobs j
-             WHERE j.queue = stats.queue AND j.state IN ('active', 'waiting')
-             GROUP BY j.group_key)
-        SELECT pg_catalog.jsonb_build_object(
-                   'concurrency', conc,
-                   'group_concurrency', gconc,
-                   'active', COALESCE(pg_catalog.sum(g.active), 0)::bigint,
-                   'throttled',
-                   CASE WHEN conc IS NOT NULL
-                             AND COALESCE(pg_catalog.sum(g.active), 0) >= conc
-                        THEN COALESCE(pg_catalog.sum(g.waiting), 0)
-                        ELSE COALESCE(pg_catalog.sum(g.waiting)
-                                      FILTER (WHERE g.grp IS NOT NULL AND g.active >= gconc), 0)
-                   END::bigint,
-                   'groups', COALESCE((
-                       SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                                  'group', t.grp, 'active', t.active, 'waiting', t.waiting,
-                                  'at_limit', t.active >= gconc)
-                                  ORDER BY t.waiting DESC, t.grp)
-                         FROM (SELECT * FROM g WHERE g.grp IS NOT NULL
-                                ORDER BY g.waiting DESC, g.grp LIMIT 10) t), '[]'),
-                   'group_count', pg_catalog.count(g.grp),
-                   'rate_limit', CASE WHEN lim_rate IS NOT NULL THEN pg_catalog.jsonb_build_object(
-                       'limit', lim_rate, 'period_ms', lim_period,
-                       'used', taskq._rate_used(stats.queue, NULL, lim_period)) END,
-                   'group_rate_limit', CASE WHEN lim_grate IS NOT NULL THEN pg_catalog.jsonb_build_object(
-                       'limit', lim_grate, 'period_ms', lim_gperiod) END)
-          INTO flow
-          FROM g;
-    END IF;
+    flow := taskq._queue_limits(queue, conc, gconc, lim_rate, lim_period, lim_grate, lim_gperiod);
     RETURN pg_catalog.jsonb_build_object(
         'queue', queue,
         'paused', (SELECT q.paused FROM taskq.queues q WHERE q.name = stats.queue),

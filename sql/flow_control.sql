@@ -95,6 +95,9 @@ SELECT string_agg(name, ',' ORDER BY name) AS c_only FROM taskq.pull('grp', 10);
 -- stats: limits, active and throttled jobs, groups with the most waiting
 SELECT jsonb_pretty(taskq.stats('grp') -> 'limits');
 SELECT taskq.stats('fc') ? 'limits' AS unlimited_has_limits;
+-- queues(): active, throttled and the limits, per queue
+SELECT name, waiting, active, throttled, limits FROM taskq.queues()
+ WHERE name IN ('grp', 'fc') ORDER BY name;
 -- acking a job of group a lets its highest-priority waiting job go
 SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs WHERE queue = 'grp' AND name = 'a-1';
 SELECT string_agg(name, ',' ORDER BY name) AS a_next FROM taskq.pull('grp', 10);
@@ -130,6 +133,10 @@ SELECT string_agg(name, ',' ORDER BY name) AS one_more FROM taskq.pull('rl', 5);
 SELECT count(taskq.ack(id, NULL, lease)) FROM taskq.jobs WHERE queue = 'rl' AND state = 'active';
 SELECT count(*) AS fourth_gets_nothing FROM taskq.pull('rl', 5);
 SELECT taskq.stats('rl') #> '{limits,rate_limit}' AS rate;
+-- its window used up, every waiting job is throttled
+SELECT taskq.stats('rl') #> '{limits,throttled}' AS throttled,
+       taskq.stats('rl') #> '{counts,waiting}' AS waiting;
+SELECT name, waiting, throttled, limits FROM taskq.queues() WHERE name = 'rl';
 -- a pull that rolls back does not give its leases back (the window can
 -- only lease fewer than its limit, never more)
 SELECT taskq.alter_queue('rl', '{"rate_limit": {"limit": 2, "period_ms": 2147483647}}');
@@ -213,9 +220,10 @@ SELECT taskq.alter_queue('rr', '{"fairness": "priority"}');
 SELECT fairness FROM taskq.queues WHERE name = 'rr';
 
 --
--- taskq.metrics(): the limits each queue has set
+-- taskq.metrics(): the limits each queue has set, and the jobs they hold back
 --
 SELECT line FROM regexp_split_to_table(taskq.metrics(), E'\n') AS line
- WHERE line LIKE '%taskq_queue_limit%' ORDER BY line COLLATE "C";
+ WHERE line LIKE '%taskq_queue_limit%' OR line LIKE '%taskq_queue_throttled%'
+ ORDER BY line COLLATE "C";
 
 DROP EXTENSION taskq;

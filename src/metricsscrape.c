@@ -52,6 +52,7 @@ typedef struct ScrapeQueue
 	bool		has_jobs;
 	int64		jobs[NUM_STATES];
 	int32		limits[4];		/* of limit_names; -1: none */
+	int64		throttled;		/* waiting jobs a limit holds back; -1: no limits */
 } ScrapeQueue;
 
 /* the queue settings that taskq_queue_limit shows, as its label "limit" */
@@ -70,7 +71,10 @@ static const char *const queues_sql =
 "SELECT q.name, q.paused,"
 " greatest(0, extract(epoch FROM statement_timestamp()"
 "  - least(w.run_at, d.run_at)))::float8,"
-" q.concurrency, q.group_concurrency, q.rate_limit, q.group_rate_limit"
+" q.concurrency, q.group_concurrency, q.rate_limit, q.group_rate_limit,"
+" (taskq._queue_limits(q.name, q.concurrency, q.group_concurrency,"
+"  q.rate_limit, q.rate_period_ms, q.group_rate_limit,"
+"  q.group_rate_period_ms)->>'throttled')::int8"
 " FROM taskq.queues q"
 " LEFT JOIN LATERAL ("
 "  WITH RECURSIVE h(priority, run_at) AS ("
@@ -389,6 +393,11 @@ taskq_metrics(PG_FUNCTION_ARGS)
 
 			queues[i].limits[l] = isnull ? -1 : DatumGetInt32(v);
 		}
+		{
+			Datum		v = SPI_getbinval(tup, desc, 8, &isnull);
+
+			queues[i].throttled = isnull ? -1 : DatumGetInt64(v);
+		}
 	}
 
 	/* the counters, and the snapshot of each queue */
@@ -519,6 +528,16 @@ taskq_metrics(PG_FUNCTION_ARGS)
 					appendStringInfo(&buf, ",limit=\"%s\"} %d\n", limit_names[l],
 									 queues[i].limits[l]);
 				}
+			append_family(&buf, "taskq_queue_throttled", "gauge",
+						  "Waiting jobs of a queue with flow-control limits that a limit holds back, counted at the scrape.");
+			for (int i = 0; i < nqueues; i++)
+			{
+				if (queues[i].throttled < 0)
+					continue;
+				appendStringInfoString(&buf, "taskq_queue_throttled{queue=");
+				append_label_value(&buf, queues[i].name);
+				appendStringInfo(&buf, "} " INT64_FORMAT "\n", queues[i].throttled);
+			}
 		}
 	}
 	append_family(&buf, "taskq_metrics_snapshot_timestamp_seconds", "gauge",

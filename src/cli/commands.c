@@ -104,12 +104,29 @@ static int	run_redrive(Invocation *inv);
 static int	run_purge(Invocation *inv);
 static int	run_watch(Invocation *inv);
 
+/*
+ * The flow-control limits of a queue in a table cell, from the "limits"
+ * object of stats() or queues() (SQL expression L): "concurrency=20
+ * group_concurrency=5 rate_limit=100/60000ms", '' without limits.
+ */
+#define LIMITS_TEXT(L) \
+	"concat_ws(' ', 'concurrency=' || ((" L ")->>'concurrency'), " \
+	"'group_concurrency=' || ((" L ")->>'group_concurrency'), " \
+	"'rate_limit=' || ((" L ")#>>'{rate_limit,limit}') || '/' || " \
+	"((" L ")#>>'{rate_limit,period_ms}') || 'ms', " \
+	"'group_rate_limit=' || ((" L ")#>>'{group_rate_limit,limit}') || '/' || " \
+	"((" L ")#>>'{group_rate_limit,period_ms}') || 'ms')"
+
 static const Command commands[] = {
 	{
 		.name = "queues",
-		.help = "List the queues with their job counts per state.\n\n"
+		.help = "List the queues with their job counts per state and, for queues with\n"
+		"flow-control limits, the limits and the waiting jobs they hold back.\n\n"
 		"Usage:\n  taskq queues [OPTIONS]\n",
 		.sql = "SELECT * FROM taskq.queues() ORDER BY name",
+		.table_sql = "SELECT name, paused, waiting, delayed, blocked, active, completed, "
+		"dlq, cancelled, throttled, " LIMITS_TEXT("limits") " AS limits "
+		"FROM taskq.queues() ORDER BY name",
 		.json_out = OUT_ROWS, .table_out = OUT_ROWS,
 	},
 	{
@@ -127,12 +144,7 @@ static const Command commands[] = {
 		"(c->>'cancelled')::bigint AS cancelled, "
 		"(s->>'oldest_waiting_age_ms')::bigint AS oldest_waiting_age_ms, "
 		"(s#>>'{limits,throttled}')::bigint AS throttled, "
-		"concat_ws(' ', 'concurrency=' || (s#>>'{limits,concurrency}'), "
-		"'group_concurrency=' || (s#>>'{limits,group_concurrency}'), "
-		"'rate_limit=' || (s#>>'{limits,rate_limit,limit}') || '/' || "
-		"(s#>>'{limits,rate_limit,period_ms}') || 'ms', "
-		"'group_rate_limit=' || (s#>>'{limits,group_rate_limit,limit}') || '/' || "
-		"(s#>>'{limits,group_rate_limit,period_ms}') || 'ms') AS limits "
+		LIMITS_TEXT("s->'limits'") " AS limits "
 		"FROM taskq.stats($1) s, LATERAL (SELECT s->'counts') x(c)",
 		.json_out = OUT_VALUE, .table_out = OUT_TABLE,
 	},

@@ -108,11 +108,12 @@ is($rc, 2, 'push without a name: exit 2');
 
 # --- queues ---
 ($rc, $out) = tq('queues');
-like($out, qr/^name\s+paused\s+waiting\s+delayed\s+blocked\s+active\s+completed\s+dlq\s+cancelled\n/, 'queues: header');
-like($out, qr/^emails\s+f\s+2\s+0\s+0\s+0\s+0\s+0\s+0$/m, 'queues: a row with its counts');
+like($out, qr/^name\s+paused\s+waiting\s+delayed\s+blocked\s+active\s+completed\s+dlq\s+cancelled\s+throttled\s+limits\n/, 'queues: header');
+like($out, qr/^emails\s+f\s+2\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s*$/m, 'queues: a row with its counts');
 $j = tq_json('queues');
 is_deeply($j, [ { name => 'emails', paused => JSON::PP::false, waiting => 2, delayed => 0,
-	blocked => 0, active => 0, completed => 0, dlq => 0, cancelled => 0 } ], 'queues --json');
+	blocked => 0, active => 0, completed => 0, dlq => 0, cancelled => 0, throttled => 0, limits => undef } ],
+	'queues --json');
 
 # --- stats ---
 ($rc, $out) = tq('stats', 'emails');
@@ -127,6 +128,13 @@ $node->safe_psql('postgres', q{
 ($rc, $out) = tq('stats', 'limited');
 like($out, qr/^limited\s+f\s+2\s+0\s+0\s+1\s.*\s2\s+group_concurrency=1 rate_limit=5\/60000ms$/m,
 	'stats: a limited queue shows its throttled jobs and its limits');
+($rc, $out) = tq('queues');
+like($out, qr/^limited\s+f\s+2\s+0\s+0\s+1\s+0\s+0\s+0\s+2\s+group_concurrency=1 rate_limit=5\/60000ms$/m,
+	'queues: a limited queue shows its throttled jobs and its limits');
+$j = tq_json('queues');
+is_deeply((grep { $_->{name} eq 'limited' } @$j)[0]{limits},
+	{ group_concurrency => 1, rate_limit => { limit => 5, period_ms => 60000, used => 1 } },
+	'queues --json: the limits object');
 $node->safe_psql('postgres', q{SELECT taskq.drop_queue('limited')});
 $j = tq_json('stats', 'emails');
 is($j->{queue}, 'emails', 'stats --json: queue');

@@ -522,7 +522,8 @@ is_deeply([ map { $_->{name} } @{ $r->{json} } ],
 	[ split /\n/, sql('SELECT name FROM taskq.queues() ORDER BY name') ], 'queues: every queue, by name');
 my ($wq) = grep { $_->{name} eq 'w' } @{ $r->{json} };
 is_deeply($wq, { name => 'w', paused => JSON::PP::false, waiting => 0, delayed => 1, blocked => 0,
-	active => 0, completed => 4, dlq => 0, cancelled => 1 }, 'queues: the counts of a queue');
+	active => 0, completed => 4, dlq => 0, cancelled => 1, throttled => 0, limits => undef },
+	'queues: the counts of a queue');
 
 $r = http('GET', "$api/queues/w/stats", %auth);
 is($r->{status}, 200, 'stats: 200');
