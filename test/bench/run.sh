@@ -22,7 +22,9 @@
 #                      group_concurrency 1, its backlog spread over 10 or
 #                      10,000 groups (scenario 3 only), `taskq_rr10k` taskq
 #                      on a queue with fairness round_robin over 10,000
-#                      groups (scenario 3 only),
+#                      groups (scenario 3 only), `taskq_rate` taskq on a
+#                      queue with a rate_limit far above the achievable
+#                      rate (scenario 3 only),
 #                      `taskq_bundled` taskq's worker loop of one call and one
 #                      commit per job (pull with acks, scenario 3 only),
 #                      `taskq_nohist` taskq on a queue keeping no completed
@@ -70,7 +72,7 @@ usage() {
 # ---------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------
-DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
+DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k taskq_rate naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
 SCENARIOS="1 2 3 4 5 6 7 9"
@@ -445,7 +447,7 @@ fresh_db() {
     case "$sys" in
     taskq | taskq_* | insert)
         local setup=taskq
-        case "$sys" in insert | taskq_nohist | taskq_groups10 | taskq_groups10k | taskq_rr10k) setup=$sys ;; esac
+        case "$sys" in insert | taskq_nohist | taskq_groups10 | taskq_groups10k | taskq_rr10k | taskq_rate) setup=$sys ;; esac
         psql_db "$db" -f "$HERE/sql/${setup}_setup.sql" >/dev/null
         wait_taskq_worker "$db"
         ;;
@@ -792,10 +794,10 @@ scenario_drain() {
     local scen=$1 workers=$2 batch=$3 backlog=$4 sys run
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
-        for sys in taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
+        for sys in taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k taskq_rate naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
             has_system "$sys" || continue
             ! is_events_variant "$sys" || [ "$scen" -eq 3 ] || continue
-            case "$sys" in taskq_bundled | taskq_groups* | taskq_rr*) [ "$scen" -eq 3 ] || continue ;; esac
+            case "$sys" in taskq_bundled | taskq_groups* | taskq_rr* | taskq_rate) [ "$scen" -eq 3 ] || continue ;; esac
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done

@@ -39,7 +39,7 @@ const series = readTsv(args.series);
 const steadyRows = readTsv(args.steady);
 const meta = Object.fromEntries(readTsv(args.meta).map(([k, ...v]) => [k, v.join('\t')]));
 
-const SYSTEMS = ['taskq', 'taskq_nohist', 'taskq_bundled', 'taskq_groups10', 'taskq_groups10k', 'taskq_rr10k', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
+const SYSTEMS = ['taskq', 'taskq_nohist', 'taskq_bundled', 'taskq_groups10', 'taskq_groups10k', 'taskq_rr10k', 'taskq_rate', 'naive', 'pgmq', 'pgmq_archive', 'pgq', 'graphile', 'pgboss', 'insert', 'taskq_events', 'taskq_notify', 'taskq_webhook'];
 const LABEL = {
 	taskq: 'taskq',
 	taskq_nohist: 'taskq, no history',
@@ -47,6 +47,7 @@ const LABEL = {
 	taskq_groups10: 'taskq, 10 groups, 1 each',
 	taskq_groups10k: 'taskq, 10,000 groups, 1 each',
 	taskq_rr10k: 'taskq, round robin over 10,000 groups',
+	taskq_rate: 'taskq, rate limit not reached',
 	naive: 'naive SKIP LOCKED',
 	pgmq: 'pgmq (delete)',
 	pgmq_archive: 'pgmq + archive',
@@ -94,6 +95,7 @@ const MAPPING = {
 	'3 taskq_groups10': 'queue with group_concurrency 1 (serial per key), the backlog spread at random over 10 groups (push option group); pull and ack as taskq',
 	'3 taskq_groups10k': 'as the line above, over 10,000 groups',
 	'3 taskq_rr10k': 'queue with fairness round_robin, the backlog spread at random over 10,000 groups; pull and ack as taskq',
+	'3 taskq_rate': 'queue with rate_limit 1,000,000 per second (far above the achievable rate: what counting the window costs); pull and ack as taskq',
 	'3 taskq_bundled': 'one call and one commit per job: pull(q, 1, NULL, acks) acks the job the client pulled before and leases the next (bundled acking), with history',
 	'4 taskq_nohist': 'queue with retention.completed_ms 0 (ack_batch deletes)',
 	'2 pgq': 'pgq.insert_event x 100 in one statement',
@@ -273,6 +275,7 @@ if (ceiling !== null) {
 		['taskq_groups10', 'taskq'],
 		['taskq_groups10k', 'taskq'],
 		['taskq_rr10k', 'taskq'],
+		['taskq_rate', 'taskq'],
 		['taskq', 'pgmq_archive'],
 		['taskq_nohist', 'pgmq'],
 		['taskq', 'pgmq'],
@@ -556,6 +559,10 @@ const targets = [];
 			add(`flow control: scenario 3 with group_concurrency over ${what}: >= 85% of plain scenario 3`,
 				`${fmt(tg)} vs ${fmt(t3)} jobs/s: ${pct(tg / t3)}`, tg / t3 >= 0.85);
 	}
+	const rl = get('3', 'taskq_rate', 'jobs_per_s');
+	if (rl !== null && t3 !== null)
+		add('flow control: scenario 3 with a rate_limit above the achievable rate: >= 85% of plain scenario 3',
+			`${fmt(rl)} vs ${fmt(t3)} jobs/s: ${pct(rl / t3)}`, rl / t3 >= 0.85);
 	const rr = get('3', 'taskq_rr10k', 'jobs_per_s');
 	if (rr !== null && t3 !== null)
 		add('flow control: scenario 3 with round-robin fairness over 10,000 groups: >= 80% of plain scenario 3',
