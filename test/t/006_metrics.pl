@@ -12,8 +12,10 @@
 # counter and gauge exactly; then the overflow of taskq.metrics_max_queues,
 # that a scrape of a queue with 200000 waiting jobs does not count them
 # again within taskq.metrics_refresh_interval (the snapshot's timestamp, and
-# the table's scan counters), a restart (counters start again at zero), and
-# a server without taskq preloaded (gauges only).
+# the table's scan counters), a restart (counters start again at zero), a
+# server without taskq preloaded (gauges only; rate limits, which live in
+# shared memory too, refused), and taskq.rate_limit_keys full (a group that
+# finds no room leases nothing).
 #
 # Waits are polls on conditions; nothing asserts on speed.
 
@@ -464,7 +466,43 @@ is(value($m, 'taskq_metrics_snapshot_age_seconds'), '0.000',
 	'not preloaded: counted at the scrape itself');
 ok(!exists $m->{taskq_jobs_pushed_total} && !exists $m->{taskq_stats_reset_timestamp_seconds},
 	'not preloaded: no counters');
+# rate limits are counted in shared memory: refused without it, clearly
+my ($rc, $out, $err) = $plain->psql('postgres',
+	q{SELECT taskq.create_queue('rl', '{"rate_limit": {"limit": 5, "period_ms": 1000}}')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($err, qr/ERROR:  55000: option "rate_limit" needs taskq in shared_preload_libraries/,
+	'not preloaded: a rate limit is refused (55000, naming the option)');
+($rc, $out, $err) = $plain->psql('postgres',
+	q{SELECT taskq.alter_queue('p', '{"group_rate_limit": {"limit": 5, "period_ms": 1000}}')});
+like($err, qr/option "group_rate_limit" needs taskq in shared_preload_libraries/,
+	'not preloaded: a group rate limit is refused too');
+$plain->safe_psql('postgres', q{
+	SELECT taskq.create_queue('gc', '{"group_concurrency": 1}');
+	SELECT taskq.push('gc', 'j' || i, '{}', '{"group": "g"}') FROM generate_series(1, 2) i});
+is($plain->safe_psql('postgres', q{SELECT count(*) FROM taskq.pull('gc', 2)}), '1',
+	'not preloaded: concurrency limits work (they need no shared memory)');
 $plain->stop;
+
+# ---------------------------------------------------------------------------
+# taskq.rate_limit_keys full: a key that does not fit while every window is
+# still open leases nothing (never more than its limit) until one ends
+# ---------------------------------------------------------------------------
+
+my $small = new_node('ratekeys', conf => "taskq.rate_limit_keys = 64\n");
+$small->safe_psql('postgres', 'CREATE EXTENSION taskq');
+$small->safe_psql('postgres', q{
+	SELECT taskq.create_queue('grl', '{"group_rate_limit": {"limit": 1, "period_ms": 2147483647}}');
+	SELECT count(taskq.push('grl', 'j' || i, '{}', jsonb_build_object('group', 'g' || i)))
+	  FROM generate_series(1, 70) i});
+is($small->safe_psql('postgres', q{SELECT count(*) FROM taskq.pull('grl', 100)}), '64',
+	'rate_limit_keys 64: 64 groups with a count lease one job each, the 6 others nothing');
+is($small->safe_psql('postgres', q{SELECT count(*) FROM taskq.pull('grl', 100)}), '0',
+	'and nothing more while their windows are open');
+$small->safe_psql('postgres', q{
+	SELECT taskq.alter_queue('grl', '{"group_rate_limit": {"limit": 1, "period_ms": 2147483647}}')});
+is($small->safe_psql('postgres', q{SELECT count(*) FROM taskq.pull('grl', 100)}), '6',
+	'a rate limit set again counts afresh: its keys make room for the groups that did not fit');
+$small->stop;
 
 stop_receiver($_) for qw(flaky down);
 done_testing();
