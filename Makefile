@@ -32,6 +32,7 @@ OBJS = \
 	src/events.o \
 	src/webhook.o \
 	src/delivery.o \
+	src/signature.o \
 	src/workerslots.o \
 	src/launcher.o \
 	src/worker.o \
@@ -66,6 +67,7 @@ REGRESS = \
 	dag_flow \
 	dag_followups \
 	webhooks \
+	triggers \
 	security \
 	metrics \
 	schedules \

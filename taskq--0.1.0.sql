@@ -1460,6 +1460,408 @@ GRANT EXECUTE ON FUNCTION taskq._request_body(text, text[]) TO taskq_producer, t
 -- Privileges
 --
 
+--
+-- Inbound webhook triggers: an external service (GitHub, Stripe, a form)
+-- starts a job by a POST to taskq serve's /webhook/{trigger}, which calls
+-- receive_webhook.
+--
+CREATE TABLE taskq.triggers (
+    name text PRIMARY KEY,
+    queue text NOT NULL,
+    job_name text NOT NULL,
+    -- push options for the job (priority, metadata, flow_id ...)
+    job_options jsonb NOT NULL DEFAULT '{}',
+    verify text NOT NULL DEFAULT 'none'
+        CHECK (verify IN ('none', 'hmac_sha256', 'standard_webhooks', 'bearer')),
+    secret text CHECK ((verify = 'none') = (secret IS NULL)),
+    -- the header that carries the signature (hmac_sha256), lower case
+    signature_header text,
+    -- request headers copied into the job's metadata, lower case
+    headers text[] NOT NULL DEFAULT '{}',
+    -- the header whose value makes a retry of the sender a no-op
+    delivery_id_header text,
+    enabled boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE taskq.triggers IS 'inbound webhook triggers: a POST to /webhook/{name} pushes a job';
+SELECT pg_catalog.pg_extension_config_dump('taskq.triggers', '');
+
+-- the deliveries each trigger received, by the sender's delivery id, for
+-- 7 days: a retry returns the job of the first one
+CREATE TABLE taskq.trigger_deliveries (
+    trigger text NOT NULL REFERENCES taskq.triggers (name) ON DELETE CASCADE,
+    delivery_id text NOT NULL,
+    job_id uuid NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (trigger, delivery_id)
+);
+CREATE INDEX trigger_deliveries_received_idx ON taskq.trigger_deliveries (trigger, received_at);
+COMMENT ON TABLE taskq.trigger_deliveries IS 'delivery ids each trigger received lately, and the job each pushed';
+SELECT pg_catalog.pg_extension_config_dump('taskq.trigger_deliveries', '');
+
+CREATE FUNCTION taskq._trigger_push(trigger text, data jsonb, options jsonb)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'taskq_trigger_push'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq._trigger_push(text, jsonb, jsonb) IS 'internal: push the job of a trigger to its queue (receive_webhook)';
+
+CREATE FUNCTION taskq._webhook_signature_check(mode text, secret text, body bytea,
+                                               signature text, id text, ts text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'taskq_webhook_signature_check'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq._webhook_signature_check(text, text, bytea, text, text, text) IS 'internal: null when a request to a trigger is signed right, else why not';
+
+-- a new secret for a verification: 244 random bits
+CREATE FUNCTION taskq._trigger_secret(verify text)
+RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN $1 = 'standard_webhooks'
+                THEN 'whsec_' || pg_catalog.encode(pg_catalog.decode(r, 'hex'), 'base64')
+                ELSE r END
+      FROM pg_catalog.replace(pg_catalog.gen_random_uuid()::text
+                              || pg_catalog.gen_random_uuid()::text, '-', '') AS r
+$$;
+
+-- check options of create_trigger / alter_trigger and merge them into the
+-- trigger t (a row of taskq.triggers as jsonb); returns the new row
+CREATE FUNCTION taskq._trigger_apply(t jsonb, options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text;
+    job_keys text[] := '{priority,metadata,delay_ms,timeout_ms,max_attempts,backoff,flow_id,group}';
+    own_keys text[] := '{verify,secret,signature_header,headers,delivery_id_header,enabled}';
+    new_verify text;
+BEGIN
+    IF options IS NULL THEN
+        options := '{}';
+    END IF;
+    IF pg_catalog.jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'options of trigger "%" must be a JSON object', t->>'name'
+            USING ERRCODE = '22023';
+    END IF;
+    FOR k IN SELECT pg_catalog.jsonb_object_keys(options) LOOP
+        IF k = ANY (job_keys) THEN
+            t := pg_catalog.jsonb_set(t, '{job_options}',
+                     CASE WHEN options->k = 'null'
+                          THEN (t->'job_options') - k
+                          ELSE (t->'job_options') || pg_catalog.jsonb_build_object(k, options->k) END);
+        ELSIF NOT k = ANY (own_keys) THEN
+            RAISE EXCEPTION 'unrecognized key "%" in options of trigger "%"', k, t->>'name'
+                USING ERRCODE = '22023',
+                      HINT = 'Valid keys are ' || pg_catalog.array_to_string(own_keys || job_keys, ', ') || '.';
+        END IF;
+    END LOOP;
+    -- the job's options, checked as push checks them
+    PERFORM taskq.check_job(t->>'queue', t->>'job_name', '{}', t->'job_options');
+
+    IF options ? 'verify' THEN
+        new_verify := options->>'verify';
+        IF new_verify IS NULL OR NOT new_verify = ANY ('{none,hmac_sha256,standard_webhooks,bearer}') THEN
+            RAISE EXCEPTION 'invalid verification % for trigger "%"', options->'verify', t->>'name'
+                USING ERRCODE = '22023',
+                      HINT = 'Valid verifications are none, hmac_sha256 (GitHub''s X-Hub-Signature-256), standard_webhooks and bearer.';
+        END IF;
+        IF new_verify IS DISTINCT FROM t->>'verify' THEN
+            t := t || pg_catalog.jsonb_build_object(
+                'verify', new_verify,
+                'secret', CASE WHEN new_verify = 'none' THEN NULL
+                               ELSE taskq._trigger_secret(new_verify) END,
+                'signature_header', CASE WHEN new_verify = 'hmac_sha256' THEN 'x-hub-signature-256' END,
+                'delivery_id_header', CASE new_verify WHEN 'hmac_sha256' THEN 'x-github-delivery'
+                                                      WHEN 'standard_webhooks' THEN 'webhook-id'
+                                                      ELSE t->>'delivery_id_header' END);
+        END IF;
+    END IF;
+    IF options ? 'secret' THEN
+        IF t->>'verify' = 'none' THEN
+            RAISE EXCEPTION 'trigger "%" verifies nothing: it takes no secret', t->>'name'
+                USING ERRCODE = '22023', HINT = 'Set "verify" too.';
+        END IF;
+        IF pg_catalog.jsonb_typeof(options->'secret') <> 'string'
+           OR pg_catalog.length(options->>'secret') NOT BETWEEN 16 AND 1024 THEN
+            RAISE EXCEPTION 'secret of trigger "%" must be a string of 16 to 1024 characters', t->>'name'
+                USING ERRCODE = '22023', HINT = 'Leave "secret" out and one is generated.';
+        END IF;
+        t := t || pg_catalog.jsonb_build_object('secret', options->'secret');
+    END IF;
+    IF options ? 'signature_header' THEN
+        IF t->>'verify' <> 'hmac_sha256' OR pg_catalog.jsonb_typeof(options->'signature_header') <> 'string'
+           OR options->>'signature_header' !~ '^[A-Za-z0-9-]{1,100}$' THEN
+            RAISE EXCEPTION 'invalid signature_header % for trigger "%"', options->'signature_header', t->>'name'
+                USING ERRCODE = '22023',
+                      HINT = 'signature_header is a header name, for the verification hmac_sha256.';
+        END IF;
+        t := t || pg_catalog.jsonb_build_object('signature_header', pg_catalog.lower(options->>'signature_header'));
+    END IF;
+    IF options ? 'delivery_id_header' THEN
+        IF options->'delivery_id_header' <> 'null'
+           AND (pg_catalog.jsonb_typeof(options->'delivery_id_header') <> 'string'
+                OR options->>'delivery_id_header' !~ '^[A-Za-z0-9-]{1,100}$') THEN
+            RAISE EXCEPTION 'invalid delivery_id_header % for trigger "%"', options->'delivery_id_header', t->>'name'
+                USING ERRCODE = '22023', HINT = 'delivery_id_header is a header name, or null.';
+        END IF;
+        t := t || pg_catalog.jsonb_build_object('delivery_id_header', pg_catalog.lower(options->>'delivery_id_header'));
+    END IF;
+    IF options ? 'headers' THEN
+        IF pg_catalog.jsonb_typeof(options->'headers') <> 'array'
+           OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(options->'headers') h
+                       WHERE pg_catalog.jsonb_typeof(h) <> 'string' OR h #>> '{}' !~ '^[A-Za-z0-9-]{1,100}$')
+           OR pg_catalog.jsonb_array_length(options->'headers') > 32 THEN
+            RAISE EXCEPTION 'invalid headers % for trigger "%"', options->'headers', t->>'name'
+                USING ERRCODE = '22023', HINT = 'headers is an array of at most 32 header names.';
+        END IF;
+        t := t || pg_catalog.jsonb_build_object('headers',
+                      (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.lower(h)), '[]')
+                         FROM pg_catalog.jsonb_array_elements_text(options->'headers') h));
+    END IF;
+    IF options ? 'enabled' THEN
+        IF pg_catalog.jsonb_typeof(options->'enabled') <> 'boolean' THEN
+            RAISE EXCEPTION 'enabled of trigger "%" must be true or false', t->>'name'
+                USING ERRCODE = '22023';
+        END IF;
+        t := t || pg_catalog.jsonb_build_object('enabled', options->'enabled');
+    END IF;
+    RETURN t;
+END
+$$;
+
+-- a trigger as the API shows it (the secret only when asked)
+CREATE FUNCTION taskq._trigger_json(t taskq.triggers, with_secret boolean)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'name', t.name, 'queue', t.queue, 'job_name', t.job_name,
+               'path', '/webhook/' || t.name,
+               'options', t.job_options, 'verify', t.verify,
+               'signature_header', t.signature_header, 'headers', pg_catalog.to_jsonb(t.headers),
+               'delivery_id_header', t.delivery_id_header, 'enabled', t.enabled,
+               'created_at', t.created_at)
+           || CASE WHEN with_secret AND t.secret IS NOT NULL
+                   THEN pg_catalog.jsonb_build_object('secret', t.secret) ELSE '{}' END
+$$;
+
+CREATE FUNCTION taskq.create_trigger(name text, queue text, job_name text,
+                                     options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t jsonb;
+    r taskq.triggers;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,128}$' THEN
+        RAISE EXCEPTION 'invalid trigger name %', COALESCE(pg_catalog.quote_literal(name), 'NULL')
+            USING ERRCODE = '22023',
+                  DETAIL = 'A trigger''s name is part of its URL.',
+                  HINT = 'Use 1 to 128 letters, digits, "_", "." or "-".';
+    END IF;
+    IF queue IS NULL OR job_name IS NULL THEN
+        RAISE EXCEPTION 'queue and job name of trigger "%" must not be null', name
+            USING ERRCODE = '22004';
+    END IF;
+    PERFORM taskq._require_queue_privilege(queue, 'admin');
+    PERFORM taskq._require_queue(queue);
+    IF EXISTS (SELECT FROM taskq.triggers tr WHERE tr.name = create_trigger.name) THEN
+        RAISE EXCEPTION 'trigger "%" already exists', name USING ERRCODE = '42710';
+    END IF;
+    t := taskq._trigger_apply(
+        pg_catalog.jsonb_build_object('name', name, 'queue', queue, 'job_name', job_name,
+                                      'job_options', '{}'::jsonb, 'verify', 'none',
+                                      'headers', '[]'::jsonb, 'enabled', true),
+        options);
+    INSERT INTO taskq.triggers AS tr (name, queue, job_name, job_options, verify, secret,
+                                      signature_header, headers, delivery_id_header,
+                                      enabled)
+    VALUES (name, queue, job_name, t->'job_options', t->>'verify', t->>'secret',
+            t->>'signature_header', ARRAY(SELECT pg_catalog.jsonb_array_elements_text(t->'headers')),
+            t->>'delivery_id_header', (t->>'enabled')::boolean)
+    RETURNING * INTO r;
+    RETURN taskq._trigger_json(r, true);
+END
+$$;
+COMMENT ON FUNCTION taskq.create_trigger(text, text, text, jsonb) IS 'create an inbound webhook trigger: a POST to /webhook/{name} pushes a job to the queue; returns it with its secret';
+
+CREATE FUNCTION taskq.alter_trigger(name text, options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r taskq.triggers;
+    t jsonb;
+BEGIN
+    SELECT * INTO r FROM taskq.triggers tr WHERE tr.name = alter_trigger.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'trigger "%" does not exist', name USING ERRCODE = '42704';
+    END IF;
+    PERFORM taskq._require_queue_privilege(r.queue, 'admin');
+    t := taskq._trigger_apply(pg_catalog.to_jsonb(r), options);
+    UPDATE taskq.triggers tr
+       SET job_options = t->'job_options', verify = t->>'verify', secret = t->>'secret',
+           signature_header = t->>'signature_header',
+           headers = ARRAY(SELECT pg_catalog.jsonb_array_elements_text(t->'headers')),
+           delivery_id_header = t->>'delivery_id_header', enabled = (t->>'enabled')::boolean
+     WHERE tr.name = alter_trigger.name
+    RETURNING * INTO r;
+    -- the secret only when this call set one
+    RETURN taskq._trigger_json(r, options ? 'secret' OR options ? 'verify');
+END
+$$;
+COMMENT ON FUNCTION taskq.alter_trigger(text, jsonb) IS 'change the options of a trigger (null removes a job option); returns it, with its secret when this call set one';
+
+CREATE FUNCTION taskq.drop_trigger(name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+BEGIN
+    SELECT tr.queue INTO q FROM taskq.triggers tr WHERE tr.name = drop_trigger.name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM taskq._require_queue_privilege(q, 'admin');
+    DELETE FROM taskq.triggers tr WHERE tr.name = drop_trigger.name;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION taskq.drop_trigger(text) IS 'drop a trigger; false when there is none of that name';
+
+CREATE FUNCTION taskq.triggers()
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT taskq._trigger_json(t, false)
+      FROM taskq.triggers t
+     WHERE taskq.has_queue_privilege(t.queue, 'admin')
+     ORDER BY t.name
+$$;
+COMMENT ON FUNCTION taskq.triggers() IS 'the triggers of the queues the role administers, without their secrets';
+
+CREATE FUNCTION taskq.receive_webhook(trigger text, body bytea, headers jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t taskq.triggers;
+    why text;
+    ct text;
+    data jsonb;
+    text_body text;
+    delivery text;
+    md jsonb;
+    opts jsonb;
+    id uuid;
+BEGIN
+    IF headers IS NULL OR pg_catalog.jsonb_typeof(headers) <> 'object' THEN
+        headers := '{}';
+    END IF;
+    SELECT * INTO t FROM taskq.triggers tr WHERE tr.name = receive_webhook.trigger;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'trigger "%" does not exist', trigger USING ERRCODE = '42704';
+    END IF;
+    IF NOT t.enabled THEN
+        RAISE EXCEPTION 'trigger "%" is disabled', trigger
+            USING ERRCODE = '55000', HINT = 'Enable it with alter_trigger(name, ''{"enabled": true}'').';
+    END IF;
+    IF body IS NULL THEN
+        body := '';
+    END IF;
+    IF t.verify <> 'none' THEN
+        why := taskq._webhook_signature_check(
+            t.verify, t.secret, body,
+            CASE t.verify WHEN 'hmac_sha256' THEN headers->>t.signature_header
+                          WHEN 'standard_webhooks' THEN headers->>'webhook-signature'
+                          ELSE headers->>'authorization' END,
+            headers->>'webhook-id', headers->>'webhook-timestamp');
+        IF why IS NOT NULL THEN
+            RAISE EXCEPTION 'request to trigger "%" is not authenticated', trigger
+                USING ERRCODE = '28000', DETAIL = why || '.';
+        END IF;
+    END IF;
+
+    -- a retry of a delivery already received: its job
+    delivery := headers->>t.delivery_id_header;
+    IF delivery IS NOT NULL THEN
+        IF pg_catalog.length(delivery) > 200 THEN
+            RAISE EXCEPTION 'delivery id of a request to trigger "%" is too long', trigger
+                USING ERRCODE = '22023', DETAIL = 'The ' || t.delivery_id_header || ' header has at most 200 characters.';
+        END IF;
+        SELECT d.job_id INTO id FROM taskq.trigger_deliveries d
+         WHERE d.trigger = t.name AND d.delivery_id = delivery;
+        IF FOUND THEN
+            RETURN pg_catalog.jsonb_build_object('message', 'Job enqueued', 'job_id', id,
+                                                 'trigger', t.name, 'status', 'accepted',
+                                                 'duplicate', true);
+        END IF;
+    END IF;
+
+    -- the body: JSON as it is, anything else wrapped with its content type
+    ct := pg_catalog.lower(pg_catalog.split_part(COALESCE(headers->>'content-type', ''), ';', 1));
+    ct := pg_catalog.btrim(ct);
+    IF pg_catalog.length(body) = 0 THEN
+        data := '{}';
+    ELSIF ct = 'application/json' OR ct LIKE 'application/%+json' THEN
+        BEGIN
+            data := pg_catalog.convert_from(body, 'UTF8')::jsonb;
+        EXCEPTION WHEN data_exception OR character_not_in_repertoire OR untranslatable_character THEN
+            RAISE EXCEPTION 'body of a request to trigger "%" is not valid JSON', trigger
+                USING ERRCODE = '22P02', DETAIL = SQLERRM;
+        END;
+    ELSE
+        BEGIN
+            text_body := pg_catalog.convert_from(body, 'UTF8');
+            data := pg_catalog.jsonb_build_object('content_type', NULLIF(ct, ''), 'body', text_body);
+        EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+            data := pg_catalog.jsonb_build_object('content_type', NULLIF(ct, ''),
+                                                  'body_base64', pg_catalog.encode(body, 'base64'));
+        END;
+    END IF;
+
+    md := COALESCE(t.job_options->'metadata', '{}')
+          || pg_catalog.jsonb_build_object('trigger', pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                 'name', t.name, 'delivery_id', delivery,
+                 'headers', (SELECT COALESCE(pg_catalog.jsonb_object_agg(h, headers->h), '{}')
+                               FROM pg_catalog.unnest(t.headers) h WHERE headers ? h))));
+    opts := t.job_options || pg_catalog.jsonb_build_object('metadata', md)
+            || CASE WHEN delivery IS NOT NULL
+                    THEN pg_catalog.jsonb_build_object('unique_key', 'trigger:' || t.name || ':' || delivery)
+                    ELSE '{}' END;
+    id := taskq._trigger_push(t.name, data, opts);
+    IF delivery IS NOT NULL THEN
+        INSERT INTO taskq.trigger_deliveries (trigger, delivery_id, job_id)
+        VALUES (t.name, delivery, id) ON CONFLICT DO NOTHING;
+        -- forget old deliveries of this trigger, a few at a time
+        DELETE FROM taskq.trigger_deliveries d
+         WHERE (d.trigger, d.delivery_id) IN (
+               SELECT o.trigger, o.delivery_id FROM taskq.trigger_deliveries o
+                WHERE o.trigger = t.name AND o.received_at < pg_catalog.now() - interval '7 days'
+                ORDER BY o.received_at LIMIT 10);
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('message', 'Job enqueued', 'job_id', id,
+                                         'trigger', t.name, 'status', 'accepted');
+END
+$$;
+COMMENT ON FUNCTION taskq.receive_webhook(text, bytea, jsonb) IS 'push the job of a trigger for a request (its raw body and its headers, names in lower case), once its signature is checked; a delivery id seen in the last 7 days returns the job it pushed';
+
+
 -- Ordinary roles get no privileges on the tables: every function checks
 -- the caller's privileges on the queue, then works as the extension's
 -- owner (SECURITY DEFINER with search_path pinned for the SQL-language
@@ -1490,7 +1892,9 @@ GRANT EXECUTE ON FUNCTION
     taskq.create_queue(text, jsonb), taskq.alter_queue(text, jsonb),
     taskq.drop_queue(text), taskq.pause(text), taskq.resume(text),
     taskq.purge(text), taskq.redrive(uuid), taskq.redrive_queue(text),
-    taskq.grant(text, name, text), taskq.revoke(text, name, text)
+    taskq.grant(text, name, text), taskq.revoke(text, name, text),
+    taskq.create_trigger(text, text, text, jsonb), taskq.alter_trigger(text, jsonb),
+    taskq.drop_trigger(text), taskq.triggers()
     TO taskq_producer, taskq_worker;
 -- scraping: queue names and numbers only
 GRANT EXECUTE ON FUNCTION taskq.metrics() TO pg_monitor;

@@ -295,53 +295,14 @@ discard(char *ptr, size_t size, size_t nmemb, void *userdata)
 }
 
 /*
- * The signing key of a secret: the decoded base64 of "whsec_<base64>",
- * else the secret's bytes.
- */
-static char *
-signing_key(const char *secret, int *keylen)
-{
-	if (strncmp(secret, "whsec_", 6) == 0)
-	{
-		const char *b64 = secret + 6;
-		int			len = strlen(b64);
-		char	   *key = palloc(pg_b64_dec_len(len) + 1);
-
-		*keylen = pg_b64_decode(b64, len, key, pg_b64_dec_len(len));
-		if (*keylen >= 0)
-			return key;
-	}
-	*keylen = strlen(secret);
-	return pstrdup(secret);
-}
-
-/*
  * The webhook-signature header value for a message.
  */
 static char *
 signature(const char *secret, const char *id, const char *timestamp,
 		  const char *body)
 {
-	int			keylen;
-	char	   *key = signing_key(secret, &keylen);
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
-	uint8		mac[PG_SHA256_DIGEST_LENGTH];
-	char		b64[64];
-	int			len;
-
-	if (ctx == NULL ||
-		pg_hmac_init(ctx, (uint8 *) key, keylen) < 0 ||
-		pg_hmac_update(ctx, (uint8 *) id, strlen(id)) < 0 ||
-		pg_hmac_update(ctx, (uint8 *) ".", 1) < 0 ||
-		pg_hmac_update(ctx, (uint8 *) timestamp, strlen(timestamp)) < 0 ||
-		pg_hmac_update(ctx, (uint8 *) ".", 1) < 0 ||
-		pg_hmac_update(ctx, (uint8 *) body, strlen(body)) < 0 ||
-		pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
-		elog(ERROR, "taskq: could not compute a webhook signature");
-	pg_hmac_free(ctx);
-	len = pg_b64_encode((char *) mac, sizeof(mac), b64, sizeof(b64) - 1);
-	b64[len] = '\0';
-	return psprintf("webhook-signature: v1,%s", b64);
+	return psprintf("webhook-signature: v1,%s",
+					TaskqStandardSignature(secret, id, timestamp, body, strlen(body)));
 }
 
 /* start one transfer */

@@ -305,12 +305,21 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
  * paused queue keeps what it is sent and delivers nothing.  Pushes from
  * callers need the push privilege on the queue (then it may be created).
  */
+static void push_queue_open(Datum queue, TaskqQueueInfo *qi, bool internal);
+
 static void
 push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
 {
 	TaskqCheckQueueName(DatumGetTextPP(queue));
 	if (!internal)
 		TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PUSH);
+	push_queue_open(queue, qi, internal);
+}
+
+/* push_queue once the caller may push there */
+static void
+push_queue_open(Datum queue, TaskqQueueInfo *qi, bool internal)
+{
 	(void) TaskqLookupQueue(queue, true, qi);
 	if (qi->paused && !internal)
 		ereport(ERROR,
@@ -384,6 +393,49 @@ taskq_push(PG_FUNCTION_ARGS)
 	push_one(PG_GETARG_DATUM(0), &qi, PG_GETARG_TEXT_PP(1),
 			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
 			 PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), NULL, 0, false, id,
+			 NULL);
+	TaskqSwitchBack(&cxt);
+
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * taskq._trigger_push(trigger text, data jsonb, options jsonb) RETURNS uuid
+ *
+ * The push of an inbound webhook (receive_webhook): the job of a trigger,
+ * to the trigger's queue.  Who may create a trigger on a queue (its
+ * administrators) decides what it pushes there, so the push privilege of
+ * the caller (the gateway's role) is not asked for; a paused queue refuses
+ * it as any push.  Internal: only receive_webhook calls it.
+ */
+PG_FUNCTION_INFO_V1(taskq_trigger_push);
+Datum
+taskq_trigger_push(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	TaskqQueueInfo qi;
+	TaskqContext cxt;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	Datum		queue;
+	text	   *name;
+	bool		isnull;
+
+	TaskqRequireArg(fcinfo, 0, "trigger name");
+	args[0] = PG_GETARG_DATUM(0);
+	TaskqSwitchToOwner(&cxt);
+	if (SPI_execute_with_args("SELECT t.queue, t.job_name FROM taskq.triggers t WHERE t.name = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("trigger \"%s\" does not exist",
+						TextDatumGetCString(PG_GETARG_DATUM(0)))));
+	queue = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	name = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	push_queue_open(queue, &qi, false);
+	push_one(queue, &qi, name, PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+			 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), NULL, 0, false, id,
 			 NULL);
 	TaskqSwitchBack(&cxt);
 

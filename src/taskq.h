@@ -286,6 +286,14 @@ extern void TaskqNoteSlotsFreed(int n);
 
 /* ratelimit.c */
 extern bool TaskqRateLimitsAvailable(void);
+
+/* signature.c */
+extern char *TaskqSigningKey(const char *secret, int *keylen);
+extern void TaskqHmacSha256(const char *key, int keylen, const char *const *parts,
+							const size_t *lens, int n, uint8 *mac);
+extern char *TaskqStandardSignature(const char *secret, const char *id,
+									const char *timestamp, const char *body,
+									size_t bodylen);
 extern int32 TaskqRateTake(text *queue, const char *group, int len, int32 limit,
 						   int32 period_ms, int32 want);
 extern void TaskqRateGiveBack(text *queue, const char *group, int len,

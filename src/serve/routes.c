@@ -29,7 +29,10 @@ typedef enum ParamSource
 	SRC_PATH,					/* the path's {} segment (decoded) */
 	SRC_BODY,					/* the request body, as text */
 	SRC_ARG,					/* a query argument (NULL when absent) */
-	SRC_MAX_WAIT				/* --max-wait, the longest wait_ms */
+	SRC_MAX_WAIT,				/* --max-wait, the longest wait_ms */
+	SRC_BODY_BYTEA,				/* the request body as it came, bytea's hex */
+	SRC_HEADERS					/* the request headers, a JSON object with
+								 * names in lower case */
 } ParamSource;
 
 typedef struct RouteParam
@@ -53,12 +56,16 @@ typedef struct Route
 								 * when the statement returns NULL */
 	bool		push;			/* 55000 is 503 when the queue is paused */
 	bool		metrics;		/* text/plain; no taskq.metrics() is 501 */
+	bool		trigger;		/* 55000 (a disabled trigger, a paused queue)
+								 * is 400 */
 } Route;
 
 #define P_PATH		{SRC_PATH, NULL}
 #define P_BODY		{SRC_BODY, NULL}
 #define P_ARG(name)	{SRC_ARG, name}
 #define P_MAX_WAIT	{SRC_MAX_WAIT, NULL}
+#define P_BODY_BYTEA {SRC_BODY_BYTEA, NULL}
+#define P_HEADERS	{SRC_HEADERS, NULL}
 
 /* a push: one job, or a batch when the body is a JSON array */
 /* a leased job as JSON: the columns of taskq.leased_job, group_key as "group" (as get) */
@@ -206,6 +213,29 @@ static const Route routes[] = {
 		.nparams = 1, .params = {P_BODY},
 	},
 	{
+		/*
+		 * An inbound webhook: no API token, the trigger's own verification
+		 * (receive_webhook), as the gateway's role
+		 */
+		.method = "POST", .path = "/webhook/{}", .auth = AUTH_NONE, .ok_status = 202,
+		.sql = "SELECT taskq.receive_webhook($1, $2::bytea, $3::jsonb)::text",
+		.nparams = 3, .params = {P_PATH, P_BODY_BYTEA, P_HEADERS},
+		.trigger = true,
+	},
+	{
+		/* job-system compatibility: the state of a job, as GET /api/v1/jobs/{id} */
+		.method = "GET", .path = "/jobs/{}/status", .ok_status = 200,
+		.sql = "SELECT taskq.get($1::uuid)::text",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "job \"%s\" does not exist",
+	},
+	{
+		/* job-system compatibility: counts by state of every queue */
+		.method = "GET", .path = "/queue/info", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(q) - 'ordinality' ORDER BY q.ordinality), '[]')::text"
+		" FROM taskq.queues() WITH ORDINALITY AS q",
+	},
+	{
 		.method = "GET", .path = "/healthz", .auth = AUTH_NONE, .ok_status = 200,
 		.sql = "SELECT '{\"status\": \"ok\"}'",
 	},
@@ -323,6 +353,9 @@ http_status(const char *code)
 		return MHD_HTTP_CONFLICT;
 	if (strcmp(code, "42501") == 0)
 		return MHD_HTTP_FORBIDDEN;	/* insufficient_privilege */
+	if (strncmp(code, "28", 2) == 0)
+		return MHD_HTTP_UNAUTHORIZED;	/* invalid authorization: a
+										 * trigger's signature */
 	if (strcmp(code, "57014") == 0)
 		return MHD_HTTP_GATEWAY_TIMEOUT;	/* statement timeout */
 	if (strncmp(code, "08", 2) == 0 ||	/* connection exception */
@@ -532,6 +565,8 @@ run_route(Request *req, const Route *route, const char *sql,
 		if (route->push && strcmp(err.code, "55000") == 0 &&
 			queue_is_paused(pc->conn, token, params[0]))
 			status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		if (route->trigger && strcmp(err.code, "55000") == 0)
+			status = MHD_HTTP_BAD_REQUEST;
 		if (route->metrics && strcmp(err.code, "42883") == 0)
 		{
 			/* an older taskq, without taskq.metrics() */
@@ -619,6 +654,57 @@ check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value
 			return MHD_YES;
 	ac->unknown = pg_strdup(key);
 	return MHD_NO;
+}
+
+/* bytes in bytea's text form, "\\x" and hex */
+static char *
+bytea_hex(const char *data, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	char	   *out = pg_malloc(2 * len + 3);
+
+	out[0] = '\\';
+	out[1] = 'x';
+	for (size_t i = 0; i < len; i++)
+	{
+		out[2 + 2 * i] = digits[(unsigned char) data[i] >> 4];
+		out[3 + 2 * i] = digits[(unsigned char) data[i] & 15];
+	}
+	out[2 + 2 * len] = '\0';
+	return out;
+}
+
+/* MHD_KeyValueIterator: a header into the JSON object being built */
+static enum MHD_Result
+add_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	PQExpBuffer buf = cls;
+	char	   *name = pg_strdup(key);
+
+	for (char *c = name; *c; c++)
+		*c = pg_tolower((unsigned char) *c);
+	appendPQExpBufferStr(buf, buf->len > 1 ? "," : "");
+	append_json_string(buf, name);
+	appendPQExpBufferChar(buf, ':');
+	append_json_string(buf, value ? value : "");
+	free(name);
+	return MHD_YES;
+}
+
+/*
+ * The request's headers as a JSON object, names in lower case (a header
+ * sent twice: jsonb keeps the last).
+ */
+static char *
+headers_json(Request *req)
+{
+	PQExpBufferData buf;
+
+	initPQExpBuffer(&buf);
+	appendPQExpBufferChar(&buf, '{');
+	MHD_get_connection_values(req->connection, MHD_HEADER_KIND, add_header, &buf);
+	appendPQExpBufferChar(&buf, '}');
+	return buf.data;
 }
 
 /* route a complete request and queue its response */
@@ -737,6 +823,14 @@ dispatch(Request *req)
 				break;
 			case SRC_MAX_WAIT:
 				arg_copies[i] = psprintf("%d", config.max_wait_ms);
+				params[i] = arg_copies[i];
+				break;
+			case SRC_BODY_BYTEA:
+				arg_copies[i] = bytea_hex(req->body, req->body ? req->body_len : 0);
+				params[i] = arg_copies[i];
+				break;
+			case SRC_HEADERS:
+				arg_copies[i] = headers_json(req);
 				params[i] = arg_copies[i];
 				break;
 			case SRC_ARG:

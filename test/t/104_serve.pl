@@ -3,7 +3,9 @@
 # every route with its status codes and bodies, authentication (no,
 # unknown, revoked token; a role without privileges; a role the gateway
 # cannot become), bad input, oversized bodies, a paused queue, the error
-# mapping, /healthz and /metrics, concurrent clients (pushes counted
+# mapping, /healthz and /metrics, inbound webhook triggers (each
+# verification, retries, content types, errors) and the compatibility
+# routes, concurrent clients (pushes counted
 # exactly, pulls never sharing a job), the Node.js worker of
 # src/serve/README.md, reconnection after a server restart, and shutdown on
 # SIGTERM (the request in flight finishes; at --shutdown-timeout it is
@@ -14,7 +16,9 @@ use warnings;
 use IO::Select;
 use IO::Socket::INET;
 use IPC::Run;
+use Digest::SHA qw(hmac_sha256_hex hmac_sha256_base64);
 use JSON::PP;
+use MIME::Base64 qw(decode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -101,8 +105,8 @@ sub stop_serve
 my $n = 0;
 
 # curl_args(METHOD, URL, OPTIONS): curl's command line for a request;
-# options: token, body (sent from stdin), file (sent from a file),
-# headers (more -H values)
+# options: token, body (sent from stdin), ctype (its content type, JSON
+# unless given), file (sent from a file), headers (more -H values)
 sub curl_args
 {
 	my ($method, $url, %o) = @_;
@@ -110,7 +114,7 @@ sub curl_args
 		$method eq 'HEAD' ? ('--head') : ('-X', $method));
 	push @cmd, '-H', "Authorization: Bearer $o{token}" if defined $o{token};
 	push @cmd, '-H', $_ for @{ $o{headers} // [] };
-	push @cmd, '-H', 'Content-Type: application/json', '--data-binary', '@-'
+	push @cmd, '-H', 'Content-Type: ' . ($o{ctype} // 'application/json'), '--data-binary', '@-'
 	  if defined $o{body};
 	push @cmd, '-H', 'Content-Type: application/json', '--data-binary', "\@$o{file}"
 	  if defined $o{file};
@@ -575,6 +579,102 @@ like($r->{body}, qr/^# TYPE taskq_jobs gauge\n/m, 'metrics: the body is taskq.me
 like($r->{body}, qr/^taskq_jobs_pushed_total\{queue="[^"]+"\} [1-9]/m, 'metrics: counters of the pushes made through the gateway');
 
 # ---------------------------------------------------------------------------
+# inbound webhook triggers: POST /webhook/{trigger}, no API token, each
+# verification mode, bodies of any content type, idempotent retries
+# ---------------------------------------------------------------------------
+sql(q{GRANT EXECUTE ON FUNCTION taskq.receive_webhook(text, bytea, jsonb) TO taskq_gateway;
+	SELECT taskq.create_queue('hooks')});
+my $gh = decode_json(sql(q{SELECT taskq.create_trigger('gh', 'hooks', 'github',
+	'{"verify": "hmac_sha256", "headers": ["X-GitHub-Event"], "priority": 3, "metadata": {"source": "github"}}')}));
+my $sw = decode_json(sql(q{SELECT taskq.create_trigger('sw', 'hooks', 'stdwh', '{"verify": "standard_webhooks"}')}));
+my $bt = decode_json(sql(q{SELECT taskq.create_trigger('bt', 'hooks', 'bearer', '{"verify": "bearer"}')}));
+sql(q{SELECT taskq.create_trigger('form', 'hooks', 'form');
+	SELECT taskq.create_trigger('off', 'hooks', 'off', '{"enabled": false}')});
+like($gh->{secret}, qr/^[0-9a-f]{64}$/, 'triggers: a generated hmac_sha256 secret');
+like($sw->{secret}, qr/^whsec_[A-Za-z0-9+\/]+=*$/, 'triggers: a generated Standard Webhooks secret');
+
+# GitHub: X-Hub-Signature-256 over the raw body, X-GitHub-Delivery for retries
+my $push_body = '{"ref": "refs/heads/main", "after": "9f3c"}';
+my @gh_headers = ('X-GitHub-Event: push', 'X-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958',
+	'X-Hub-Signature-256: sha256=' . hmac_sha256_hex($push_body, $gh->{secret}));
+$r = http('POST', "$base/webhook/gh", body => $push_body, headers => \@gh_headers);
+is($r->{status}, 202, 'trigger hmac_sha256: a signed push is accepted (202)') or diag($r->{body});
+is_deeply([ sort keys %{ $r->{json} } ], [qw(job_id message status trigger)], 'trigger: the answer\'s keys');
+is_deeply([ @{ $r->{json} }{qw(message trigger status)} ], [ 'Job enqueued', 'gh', 'accepted' ],
+	'trigger: message, trigger and status');
+my $gh_job = $r->{json}{job_id};
+is(sql(qq{SELECT name || ' ' || priority || ' ' || (data->>'after') || ' ' || (metadata->>'source') || ' '
+	|| (metadata #>> '{trigger,headers,x-github-event}') || ' ' || (metadata #>> '{trigger,delivery_id}')
+	FROM taskq.jobs WHERE id = '$gh_job'}),
+	'github 3 9f3c github push 72d3162e-cc78-11e3-81ab-4c9367dc0958',
+	'trigger: the body is the data; options, selected headers and the delivery id in the job');
+$r = http('POST', "$base/webhook/gh", body => $push_body, headers => \@gh_headers);
+is_deeply([ $r->{status}, $r->{json}{job_id}, $r->{json}{duplicate} ], [ 202, $gh_job, JSON::PP::true ],
+	'trigger: the sender\'s retry (same delivery id) returns the same job');
+is(sql(q{SELECT count(*) FROM taskq.all_jobs WHERE queue = 'hooks'}), 1, '... and pushes nothing more');
+sql(qq{SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('hooks')});
+$r = http('POST', "$base/webhook/gh", body => $push_body, headers => \@gh_headers);
+is($r->{json}{job_id}, $gh_job, 'trigger: a retry after the job completed returns it too');
+is_error(http('POST', "$base/webhook/gh", body => $push_body,
+		headers => [ 'X-GitHub-Delivery: d2', 'X-Hub-Signature-256: sha256=' . hmac_sha256_hex($push_body, 'wrong secret') ]),
+	401, '28000', qr/^request to trigger "gh" is not authenticated$/, 'trigger hmac_sha256: a bad signature');
+$r = http('POST', "$base/webhook/gh", body => $push_body . ' ', headers => \@gh_headers);
+is_error($r, 401, '28000', undef, 'trigger hmac_sha256: a body changed after signing');
+is($r->{json}{error}{detail}, 'The signature does not match the body.', '... says why');
+is_error(http('POST', "$base/webhook/gh", body => $push_body, headers => [ 'X-GitHub-Delivery: d3' ]),
+	401, '28000', undef, 'trigger hmac_sha256: no signature');
+
+# Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature
+{
+	my $key = decode_base64(substr($sw->{secret}, 6));
+	my $ts = time() =~ s/\..*//r;
+	my $body = '{"type": "invoice.paid", "data": {"id": "in_1"}}';
+	my $sig = hmac_sha256_base64("msg_1.$ts.$body", $key);
+	$sig .= '=' while length($sig) % 4;
+	$r = http('POST', "$base/webhook/sw", body => $body,
+		headers => [ 'webhook-id: msg_1', "webhook-timestamp: $ts", "webhook-signature: v1,bm90IGl0 v1,$sig" ]);
+	is($r->{status}, 202, 'trigger standard_webhooks: signed (one of two signatures matches)') or diag($r->{body});
+	my $old = $ts - 3600;
+	my $oldsig = hmac_sha256_base64("msg_2.$old.$body", $key);
+	$oldsig .= '=' while length($oldsig) % 4;
+	$r = http('POST', "$base/webhook/sw", body => $body,
+		headers => [ 'webhook-id: msg_2', "webhook-timestamp: $old", "webhook-signature: v1,$oldsig" ]);
+	is_error($r, 401, '28000', undef, 'trigger standard_webhooks: an hour-old timestamp (a replay)');
+	like($r->{json}{error}{detail}, qr/more than 5 minutes away/, '... says why');
+}
+
+# a bearer token
+is(http('POST', "$base/webhook/bt", body => '{}', token => $bt->{secret})->{status}, 202,
+	'trigger bearer: the right token');
+is_error(http('POST', "$base/webhook/bt", body => '{}', token => 'nope'), 401, '28000', undef,
+	'trigger bearer: a wrong token');
+
+# no verification: any content type; other than JSON wrapped with it
+$r = http('POST', "$base/webhook/form", body => 'name=ada&plan=pro', ctype => 'application/x-www-form-urlencoded');
+is($r->{status}, 202, 'trigger none: a form post') or diag($r->{body});
+is(sql(qq{SELECT data::text FROM taskq.jobs WHERE id = '$r->{json}{job_id}'}),
+	'{"body": "name=ada&plan=pro", "content_type": "application/x-www-form-urlencoded"}',
+	'trigger: a form body wrapped with its content type');
+is_error(http('POST', "$base/webhook/form", body => '{"not json'), 400, '22P02',
+	qr/^body of a request to trigger "form" is not valid JSON$/, 'trigger: a JSON body that is not JSON');
+is_error(http('POST', "$base/webhook/nope", body => '{}'), 404, '42704',
+	qr/^trigger "nope" does not exist$/, 'trigger: an unknown trigger');
+is_error(http('POST', "$base/webhook/off", body => '{}'), 400, '55000',
+	qr/^trigger "off" is disabled$/, 'trigger: a disabled trigger');
+sql(q{SELECT taskq.alter_trigger('off', '{"enabled": true}')});
+is(http('POST', "$base/webhook/off", body => '{}')->{status}, 202, 'trigger: enabled again');
+
+# compatibility routes of job-system clients
+$r = http('GET', "$base/jobs/$gh_job/status", %auth);
+is_deeply([ $r->{status}, $r->{json}{id}, $r->{json}{state} ], [ 200, $gh_job, 'completed' ],
+	'GET /jobs/{id}/status: the job, as GET /api/v1/jobs/{id}');
+is_error(http('GET', "$base/jobs/$gh_job/status"), 401, '28000', undef, 'GET /jobs/{id}/status needs a token');
+$r = http('GET', "$base/queue/info", %auth);
+my ($hooks) = grep { $_->{name} eq 'hooks' } @{ $r->{json} // [] };
+is_deeply([ $r->{status}, $hooks->{completed}, $hooks->{waiting} ], [ 200, 1, 4 ],
+	'GET /queue/info: counts by state of every queue, as GET /api/v1/queues');
+
+# ---------------------------------------------------------------------------
 # a second server: --metrics-token, a small --max-body, --timeout, --quiet
 # ---------------------------------------------------------------------------
 my ($serve2, $log2, $base2) = start_serve('small', '--metrics-token', 's3cret', '--max-body', '1000',
@@ -590,6 +690,8 @@ is_error($r, 413, '54000', undef, '--max-body 1000: a larger body');
 is($r->{json}{error}{detail}, 'The limit is 1000 bytes.', '--max-body: the limit in the detail');
 is(http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x", "data": {"s": "' . ('y' x 900) . '"}}')->{status},
 	201, '--max-body 1000: a smaller body');
+is_error(http('POST', "$base2/webhook/form", body => '{"s": "' . ('y' x 1000) . '"}'), 413, '54000', undef,
+	'--max-body 1000: a larger webhook body');
 $r = http('POST', "$base2/api/v1/queues/small/jobs", %auth, body => '{"name": "x", "data": {"s": "' . ('y' x 2000) . '"}}',
 	headers => ['Transfer-Encoding: chunked']);
 isnt($r->{status}, 201, 'a chunked body over --max-body is not pushed');
