@@ -202,15 +202,150 @@ static const Route routes[] = {
 	{
 		/* add_webhook's defaults (4 attempts, 1 s) when not given */
 		.method = "POST", .path = "/api/v1/webhooks", .ok_status = 201,
+		/* the secret, generated here when not given, is answered once */
 		.sql = "SELECT jsonb_build_object('id', taskq.add_webhook(b->>'url',"
 		" CASE WHEN coalesce(b->'events', 'null') <> 'null'"
 		" THEN ARRAY(SELECT jsonb_array_elements_text(b->'events')) END,"
 		" CASE WHEN coalesce(b->'queues', 'null') <> 'null'"
 		" THEN ARRAY(SELECT jsonb_array_elements_text(b->'queues')) END,"
-		" b->>'secret', coalesce((b->>'max_attempts')::int, 4),"
-		" coalesce((b->>'base_delay_ms')::int, 1000)))::text"
-		" FROM taskq._request_body($1, '{url,events,queues,secret,max_attempts,base_delay_ms}') AS b",
+		" k.secret, coalesce((b->>'max_attempts')::int, 4),"
+		" coalesce((b->>'base_delay_ms')::int, 1000)), 'secret', k.secret)::text"
+		" FROM taskq._request_body($1, '{url,events,queues,secret,max_attempts,base_delay_ms}') AS b,"
+		" LATERAL (SELECT coalesce(b->>'secret', 'whsec_' || encode(decode(replace("
+		"  gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'), 'base64'))"
+		"  AS secret) k",
 		.nparams = 1, .params = {P_BODY},
+	},
+	{
+		/* the role's webhooks; their secrets only at creation */
+		.method = "GET", .path = "/api/v1/webhooks", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(w) - 'ordinality' - 'secret' ORDER BY w.ordinality), '[]')::text"
+		" FROM taskq.webhooks() WITH ORDINALITY AS w",
+	},
+	{
+		.method = "GET", .path = "/api/v1/webhooks/{}", .ok_status = 200,
+		.sql = "SELECT (to_jsonb(w) - 'secret')::text FROM taskq.webhooks() w WHERE w.id = $1::uuid",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "webhook \"%s\" does not exist",
+	},
+	{
+		.method = "DELETE", .path = "/api/v1/webhooks/{}", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'removed', true)::text"
+		" FROM taskq.remove_webhook($1::uuid) AS r WHERE r",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "webhook \"%s\" does not exist",
+	},
+	{
+		.method = "GET", .path = "/api/v1/webhooks/{}/deliveries", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' ORDER BY d.ordinality), '[]')::text"
+		" FROM taskq.deliveries($1::uuid, coalesce($2::int, 100)) WITH ORDINALITY AS d",
+		.nparams = 2, .params = {P_PATH, P_ARG("count")},
+		.args = {"count"},
+	},
+	{
+		.method = "POST", .path = "/api/v1/deliveries/{}/redeliver", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'status', 'pending')::text"
+		" FROM taskq.redeliver($1::uuid) AS r WHERE r",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "delivery \"%s\" does not exist",
+	},
+	{
+		.method = "POST", .path = "/api/v1/flows", .ok_status = 201,
+		.sql = "SELECT taskq.push_flow($1::jsonb)::text",
+		.nparams = 1, .params = {P_BODY}, .push = true,
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/redrive", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', 'waiting')::text"
+		" FROM taskq.redrive($1::uuid) AS r WHERE r",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "dead job \"%s\" does not exist",
+	},
+	{
+		.method = "POST", .path = "/api/v1/queues/{}/redrive", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'redriven', n)::text"
+		" FROM taskq.redrive_queue($1) AS n",
+		.nparams = 1, .params = {P_PATH},
+	},
+	{
+		.method = "POST", .path = "/api/v1/queues/{}/purge", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'purged', n)::text"
+		" FROM taskq.purge($1) AS n",
+		.nparams = 1, .params = {P_PATH},
+	},
+	{
+		/* create a queue (409 when it exists); the body is its options */
+		.method = "PUT", .path = "/api/v1/queues/{}", .ok_status = 201,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'created', true,"
+		" 'options', o)::text FROM coalesce(nullif($2, '')::jsonb, '{}') AS o,"
+		" LATERAL taskq.create_queue($1, o) AS c",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		/* change some settings of a queue */
+		.method = "PATCH", .path = "/api/v1/queues/{}", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'altered', true,"
+		" 'options', o)::text FROM coalesce(nullif($2, '')::jsonb, '{}') AS o,"
+		" LATERAL taskq.alter_queue($1, o) AS a",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		.method = "DELETE", .path = "/api/v1/queues/{}", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('queue', $1::text, 'dropped', true)::text"
+		" FROM taskq.drop_queue($1) AS d",
+		.nparams = 1, .params = {P_PATH},
+	},
+	{
+		.method = "GET", .path = "/api/v1/queues/{}/peek", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(p) - 'ordinality' ORDER BY p.ordinality), '[]')::text"
+		" FROM taskq.peek($1, coalesce($2::int, 10)) WITH ORDINALITY AS p",
+		.nparams = 2, .params = {P_PATH, P_ARG("count")},
+		.args = {"count"},
+	},
+	{
+		.method = "GET", .path = "/api/v1/schedules", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(s) - 'ordinality' ORDER BY s.ordinality), '[]')::text"
+		" FROM taskq.schedules() WITH ORDINALITY AS s",
+	},
+	{
+		.method = "POST", .path = "/api/v1/schedules", .ok_status = 201,
+		.sql = "SELECT jsonb_build_object('name', b->>'name', 'jobid',"
+		" taskq.schedule(b->>'name', b->>'cron', b->>'queue', b->>'job_name',"
+		" coalesce(b->'data', '{}'), coalesce(b->'options', '{}')))::text"
+		" FROM taskq._request_body($1, '{name,cron,queue,job_name,data,options}') AS b",
+		.nparams = 1, .params = {P_BODY},
+	},
+	{
+		.method = "DELETE", .path = "/api/v1/schedules/{}", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('name', $1::text, 'removed', true)::text"
+		" FROM taskq.unschedule($1) AS r WHERE r",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "schedule \"%s\" does not exist",
+	},
+	{
+		.method = "GET", .path = "/api/v1/triggers", .ok_status = 200,
+		.sql = "SELECT coalesce(jsonb_agg(t ORDER BY t->>'name'), '[]')::text FROM taskq.triggers() t",
+	},
+	{
+		/* the trigger, with its secret this once */
+		.method = "POST", .path = "/api/v1/triggers", .ok_status = 201,
+		.sql = "SELECT taskq.create_trigger(b->>'name', b->>'queue', b->>'job_name',"
+		" coalesce(b->'options', '{}'))::text"
+		" FROM taskq._request_body($1, '{name,queue,job_name,options}') AS b",
+		.nparams = 1, .params = {P_BODY},
+	},
+	{
+		/* the body is the options to change */
+		.method = "PATCH", .path = "/api/v1/triggers/{}", .ok_status = 200,
+		.sql = "SELECT taskq.alter_trigger($1, coalesce(nullif($2, '')::jsonb, '{}'))::text",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
+		.method = "DELETE", .path = "/api/v1/triggers/{}", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('name', $1::text, 'dropped', true)::text"
+		" FROM taskq.drop_trigger($1) AS d WHERE d",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "trigger \"%s\" does not exist",
 	},
 	{
 		/*
@@ -349,7 +484,8 @@ http_status(const char *code)
 	if (strcmp(code, "42704") == 0)
 		return MHD_HTTP_NOT_FOUND;	/* undefined_object: job, queue */
 	if (strcmp(code, "55000") == 0 ||	/* object_not_in_prerequisite_state */
-		strcmp(code, "23505") == 0)		/* unique_violation */
+		strcmp(code, "23505") == 0 ||	/* unique_violation */
+		strcmp(code, "42710") == 0)		/* duplicate_object: queue, trigger */
 		return MHD_HTTP_CONFLICT;
 	if (strcmp(code, "42501") == 0)
 		return MHD_HTTP_FORBIDDEN;	/* insufficient_privilege */

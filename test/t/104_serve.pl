@@ -27,7 +27,9 @@ use Time::HiRes qw(usleep time);
 use TaskqTest qw(new_node slurp);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
-my $node = new_node('serve', extension => 1);
+# pg_cron too, for the schedule routes
+my $node = new_node('serve', extension => 1,
+	conf => "shared_preload_libraries = 'taskq,pg_cron'\ncron.database_name = 'postgres'\n");
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $uuid_re = qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -673,6 +675,125 @@ $r = http('GET', "$base/queue/info", %auth);
 my ($hooks) = grep { $_->{name} eq 'hooks' } @{ $r->{json} // [] };
 is_deeply([ $r->{status}, $hooks->{completed}, $hooks->{waiting} ], [ 200, 1, 4 ],
 	'GET /queue/info: counts by state of every queue, as GET /api/v1/queues');
+
+# ---------------------------------------------------------------------------
+# admin routes: flows, redrive, purge, queues (create, alter, drop, peek),
+# webhooks (list, get, delete, deliveries, redeliver), schedules, triggers
+# ---------------------------------------------------------------------------
+$r = http('POST', "$api/flows", %auth, body => '{"flow_id": "adm-1", "jobs": [{"key": "a", "queue": "adm", "name": "fetch"},'
+	. ' {"key": "b", "queue": "adm", "name": "load", "depends_on": ["a"]}]}');
+is($r->{status}, 201, 'POST /flows: 201') or diag($r->{body});
+is_deeply([ $r->{json}{flow_id}, sort keys %{ $r->{json}{ids} } ], [ 'adm-1', 'a', 'b' ],
+	'POST /flows: push_flow\'s answer');
+is_error(http('POST', "$api/flows", %auth, body => '{"jobs": [{"key": "a"}]}'), 400, '22023', undef,
+	'POST /flows: a bad flow');
+$r = http('GET', "$api/queues/adm/peek?count=5", %auth);
+is_deeply([ $r->{status}, map { "$_->{name}:$_->{state}" } @{ $r->{json} } ], [ 200, 'fetch:waiting' ],
+	'GET /queues/{q}/peek: the next job, nothing leased');
+is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'adm' AND state = 'active'}), 0, '... peek leases nothing');
+is_error(http('GET', "$api/queues/adm/peek?n=5", %auth), 400, '22023', undef, 'peek: an unknown argument');
+
+# a dead job, redriven by id; a queue's dead jobs redriven together
+sql(q{SELECT taskq.create_queue('dead-end', '{"max_attempts": 1}');
+	SELECT taskq.push('dead-end', 'd' || i) FROM generate_series(1, 3) i;
+	SELECT taskq.fail(id, 'boom', lease) FROM taskq.pull('dead-end', 3)});
+my $dead_id = sql(q{SELECT id FROM taskq.dead_jobs WHERE queue = 'dead-end' ORDER BY id LIMIT 1});
+$r = http('POST', "$api/jobs/$dead_id/redrive", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { id => $dead_id, state => 'waiting' } ], 'POST /jobs/{id}/redrive');
+is_error(http('POST', "$api/jobs/$dead_id/redrive", %auth), 404, '42704', qr/^dead job ".*" does not exist$/,
+	'POST /jobs/{id}/redrive: no longer dead');
+$r = http('POST', "$api/queues/dead-end/redrive", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { queue => 'dead-end', redriven => 2 } ], 'POST /queues/{q}/redrive');
+$r = http('POST', "$api/queues/dead-end/purge", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { queue => 'dead-end', purged => 3 } ], 'POST /queues/{q}/purge');
+is_error(http('POST', "$api/queues/emails/purge", token => $producer_token), 403, '42501', undef,
+	'POST /queues/{q}/purge: only with admin on the queue');
+
+# queues: create, alter, drop
+$r = http('PUT', "$api/queues/made", %auth, body => '{"max_attempts": 7, "concurrency": 2}');
+is_deeply([ $r->{status}, $r->{json} ], [ 201, { queue => 'made', created => JSON::PP::true,
+	options => { max_attempts => 7, concurrency => 2 } } ], 'PUT /queues/{q}: created with its options');
+is(sql(q{SELECT max_attempts || ' ' || concurrency FROM taskq.queues WHERE name = 'made'}), '7 2', '... as given');
+is_error(http('PUT', "$api/queues/made", %auth, body => '{}'), 409, '42710', qr/already exists/,
+	'PUT /queues/{q}: it exists');
+is_error(http('PUT', "$api/queues/made2", %auth, body => '{"max_attempts": "x"}'), 400, '22023', undef,
+	'PUT /queues/{q}: a bad option');
+is_error(http('PATCH', "$api/queues/made", %auth, body => '{"concurrency": null, "colour": "red"}'),
+	400, '22023', qr/colour/, 'PATCH /queues/{q}: an unknown setting');
+$r = http('PATCH', "$api/queues/made", %auth, body => '{"concurrency": null}');
+is($r->{status}, 200, 'PATCH /queues/{q}: 200') or diag($r->{body});
+is(sql(q{SELECT concurrency IS NULL FROM taskq.queues WHERE name = 'made'}), 't', '... the limit is gone');
+is_error(http('PATCH', "$api/queues/nope", %auth, body => '{}'), 404, '42704', undef, 'PATCH: an unknown queue');
+$r = http('DELETE', "$api/queues/made", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { queue => 'made', dropped => JSON::PP::true } ], 'DELETE /queues/{q}');
+is(sql(q{SELECT count(*) FROM taskq.queues WHERE name = 'made'}), 0, '... it is gone');
+
+# webhooks: the generated secret once, then never
+$r = http('POST', "$api/webhooks", %auth, body => '{"url": "https://hooks.example.com/x", "events": ["job.dlq"], "queues": ["whq"]}');
+is($r->{status}, 201, 'POST /webhooks: 201');
+my $wh = $r->{json}{id};
+like($r->{json}{secret}, qr/^whsec_[A-Za-z0-9+\/]+=*$/, 'POST /webhooks: the generated secret, once');
+is(sql(qq{SELECT secret FROM taskq.webhooks WHERE id = '$wh'}), $r->{json}{secret}, '... the one it signs with');
+$r = http('POST', "$api/webhooks", %auth,
+	body => '{"url": "https://hooks.example.com/y", "events": ["job.dlq"], "queues": ["whq"], "secret": "my-own-secret-0123456789abcdef0123"}');
+is($r->{json}{secret}, 'my-own-secret-0123456789abcdef0123', 'POST /webhooks: a given secret is answered as given');
+$r = http('GET', "$api/webhooks", %auth);
+ok($r->{status} == 200 && (grep { $_->{id} eq $wh } @{ $r->{json} }) && !(grep { exists $_->{secret} } @{ $r->{json} }),
+	'GET /webhooks: the role\'s webhooks, without secrets');
+$r = http('GET', "$api/webhooks/$wh", %auth);
+is_deeply([ $r->{status}, $r->{json}{url}, exists $r->{json}{secret} ], [ 200, 'https://hooks.example.com/x', '' ],
+	'GET /webhooks/{id}');
+sql(q{SELECT taskq.push('whq', 'x', '{}', '{"max_attempts": 1}');
+	SELECT taskq.fail(id, 'boom', lease) FROM taskq.pull('whq')});
+$r = http('GET', "$api/webhooks/$wh/deliveries", %auth);
+is_deeply([ $r->{status}, scalar @{ $r->{json} }, $r->{json}[0]{event} ], [ 200, 1, 'job.dlq' ],
+	'GET /webhooks/{id}/deliveries');
+my $delivery = $r->{json}[0]{id};
+$r = http('POST', "$api/deliveries/$delivery/redeliver", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { id => $delivery, status => 'pending' } ],
+	'POST /deliveries/{id}/redeliver');
+is_error(http('POST', "$api/deliveries/00000000-0000-0000-0000-000000000000/redeliver", %auth), 404, '42704', undef, 'redeliver: an unknown delivery');
+$r = http('DELETE', "$api/webhooks/$wh", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { id => $wh, removed => JSON::PP::true } ], 'DELETE /webhooks/{id}');
+is_error(http('GET', "$api/webhooks/$wh", %auth), 404, '42704', undef, 'GET /webhooks/{id}: removed');
+is_error(http('DELETE', "$api/webhooks/$wh", %auth), 404, '42704', undef, 'DELETE /webhooks/{id}: again');
+
+# schedules (pg_cron), as a taskq administrator
+sql(q{CREATE EXTENSION pg_cron;
+	CREATE ROLE boss IN ROLE taskq_admin;
+	GRANT USAGE ON SCHEMA cron TO boss;
+	GRANT boss TO taskq_gateway});
+my %boss = (token => sql(q{SELECT taskq.create_api_token('boss')}));
+$r = http('POST', "$api/schedules", %boss,
+	body => '{"name": "nightly", "cron": "0 3 * * *", "queue": "reports", "job_name": "build", "data": {"f": "pdf"}}');
+is_deeply([ $r->{status}, $r->{json}{name} ], [ 201, 'nightly' ], 'POST /schedules') or diag($r->{body});
+like($r->{json}{jobid}, qr/^\d+$/, 'POST /schedules: pg_cron\'s job id');
+$r = http('GET', "$api/schedules", %boss);
+is_deeply([ $r->{status}, map { "$_->{name} $_->{cron} $_->{data}{f}" } @{ $r->{json} } ], [ 200, 'nightly 0 3 * * * pdf' ],
+	'GET /schedules');
+is_error(http('POST', "$api/schedules", %auth, body => '{"name": "x", "cron": "0 3 * * *", "queue": "q", "job_name": "j"}'),
+	403, '42501', undef, 'POST /schedules: not for a role without taskq_admin');
+$r = http('DELETE', "$api/schedules/nightly", %boss);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { name => 'nightly', removed => JSON::PP::true } ], 'DELETE /schedules/{name}');
+is_error(http('DELETE', "$api/schedules/nightly", %boss), 404, '42704', undef, 'DELETE /schedules/{name}: again');
+
+# triggers
+$r = http('POST', "$api/triggers", %auth, body => '{"name": "api-hook", "queue": "hooks", "job_name": "j", "options": {"verify": "bearer"}}');
+is_deeply([ $r->{status}, $r->{json}{name}, length($r->{json}{secret} // '') ], [ 201, 'api-hook', 64 ],
+	'POST /triggers: created, with its secret') or diag($r->{body});
+$r = http('GET', "$api/triggers", %auth);
+my ($api_hook) = grep { $_->{name} eq 'api-hook' } @{ $r->{json} };
+ok($r->{status} == 200 && $api_hook && !exists $api_hook->{secret}, 'GET /triggers: without secrets');
+$r = http('PATCH', "$api/triggers/api-hook", %auth, body => '{"enabled": false}');
+is_deeply([ $r->{status}, $r->{json}{enabled}, exists $r->{json}{secret} ], [ 200, JSON::PP::false, '' ],
+	'PATCH /triggers/{name}');
+is_error(http('POST', "$api/triggers", token => $producer_token, body => '{"name": "t2", "queue": "emails", "job_name": "j"}'),
+	403, '42501', undef, 'POST /triggers: only with admin on the queue');
+is_error(http('POST', "$api/triggers", %auth, body => '{"name": "api-hook", "queue": "hooks", "job_name": "j"}'),
+	409, '42710', undef, 'POST /triggers: the name is taken');
+$r = http('DELETE', "$api/triggers/api-hook", %auth);
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { name => 'api-hook', dropped => JSON::PP::true } ], 'DELETE /triggers/{name}');
+is_error(http('DELETE', "$api/triggers/api-hook", %auth), 404, '42704', undef, 'DELETE /triggers/{name}: again');
 
 # ---------------------------------------------------------------------------
 # a second server: --metrics-token, a small --max-body, --timeout, --quiet
