@@ -53,6 +53,7 @@ REGRESS = \
 	pull \
 	ack \
 	fail \
+	release \
 	lease \
 	heartbeat_progress \
 	cancel \

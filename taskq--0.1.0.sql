@@ -460,6 +460,12 @@ AS 'MODULE_PATHNAME', 'taskq_fail'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq.fail(uuid, text, uuid) IS 'fail an active job: retry after backoff (''delayed'') or dead-letter it (''dlq'')';
 
+CREATE FUNCTION taskq.release(id uuid, lease uuid DEFAULT NULL, delay_ms integer DEFAULT 0)
+RETURNS text
+AS 'MODULE_PATHNAME', 'taskq_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.release(uuid, uuid, integer) IS 'hand an active job back without counting its attempt: ''waiting'' again, or ''delayed'' by delay_ms';
+
 CREATE FUNCTION taskq.heartbeat(id uuid, lease uuid DEFAULT NULL)
 RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'taskq_heartbeat'
@@ -1884,7 +1890,7 @@ GRANT EXECUTE ON FUNCTION
     TO taskq_producer;
 GRANT EXECUTE ON FUNCTION
     taskq.pull(text, integer, integer, jsonb, integer), taskq.ack(uuid, jsonb, uuid),
-    taskq.ack_batch(jsonb), taskq.fail(uuid, text, uuid),
+    taskq.ack_batch(jsonb), taskq.fail(uuid, text, uuid), taskq.release(uuid, uuid, integer),
     taskq.heartbeat(uuid, uuid), taskq.progress(uuid, integer, text, uuid)
     TO taskq_worker;
 -- the administration of a queue, for roles granted admin on it

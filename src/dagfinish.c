@@ -33,10 +33,15 @@
 
 #include "taskq.h"
 
+/* the keys of a job's metadata that its follow-ups do not inherit */
+static const char *const not_inherited[] = {
+	"follow_ups", "reply_to", "correlation_id", "engine"
+};
+
 /*
  * Push the follow-ups of a completed job, each as a child of the job, with
- * the job's flow_id and metadata (without follow_ups) unless it gives its
- * own.
+ * the job's flow_id and metadata (without not_inherited) unless it gives
+ * its own.
  */
 static void
 push_follow_ups(pg_uuid_t *parent, Jsonb *metadata, text *flow_id)
@@ -50,9 +55,16 @@ push_follow_ups(pg_uuid_t *parent, Jsonb *metadata, text *flow_id)
 
 	if (v == NULL || v->type != jbvBinary)
 		return;
-	inherited = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete,
-												   JsonbPGetDatum(metadata),
-												   CStringGetTextDatum("follow_ups")));
+	/*
+	 * What a follow-up inherits: the job's metadata without follow_ups and
+	 * without what addresses the job itself (its reply, its correlation, the
+	 * engine that ran it), which a follow-up has only when it names them.
+	 */
+	inherited = metadata;
+	for (int k = 0; k < lengthof(not_inherited); k++)
+		inherited = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete,
+													   JsonbPGetDatum(inherited),
+													   CStringGetTextDatum(not_inherited[k])));
 
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((r = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)

@@ -445,6 +445,65 @@ taskq_fail(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
 }
 
+/* an active job back to waiting (or delayed), the attempt not counted */
+static TaskqPlan release_plan = {
+	"UPDATE taskq.jobs j SET"
+	" state = CASE WHEN $3 > 0 THEN 'delayed' ELSE 'waiting' END::taskq.job_state,"
+	" run_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 millisecond' ELSE j.run_at END,"
+	" attempts = greatest(j.attempts - 1, 0), lease = NULL, lease_expires_at = NULL"
+	" WHERE " ACTIVE_UNDER_LEASE("$2::uuid")
+	" RETURNING j.queue, j.priority, j.id, j.state = 'waiting'",
+	3, {UUIDOID, UUIDOID, INT4OID}
+};
+
+/*
+ * taskq.release(id uuid, lease uuid, delay_ms int) RETURNS text
+ *
+ * Hands an active job back without counting its attempt: a worker that
+ * cannot run it (no handler for its engine, shutting down before it
+ * started) gives it to another.  Waiting again at once, or delayed by
+ * delay_ms; returns the new state.  Like ack and fail, a lease that is no
+ * longer current is refused.
+ */
+PG_FUNCTION_INFO_V1(taskq_release);
+Datum
+taskq_release(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	bool		nulls[3] = {0};
+	int32		delay_ms = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+	bool		isnull;
+	bool		waiting;
+	text	   *queue;
+	TaskqContext cxt;
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	if (delay_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delay_ms must not be negative, not %d", delay_ms)));
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1);
+	values[2] = Int32GetDatum(delay_ms);
+
+	TaskqSwitchToOwner(&cxt);
+	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
+		TaskqRaiseJobNotFound(values[0]);
+	if (TaskqExecute(&release_plan, values, nulls, false, 0) == 0)
+		TaskqRaiseJobConflict(values[0], !nulls[1], values[1]);
+	waiting = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	queue = DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	TaskqNoteSlotsFreed(1);
+	TaskqHeadLowerReturned(1, 1, 2, 3, 4);
+	if (waiting)
+		TaskqNoteWakeup(queue);
+	else
+		TaskqNoteDelayed(queue);
+	TaskqSwitchBack(&cxt);
+	PG_RETURN_TEXT_P(cstring_to_text(waiting ? "waiting" : "delayed"));
+}
+
 /*
  * taskq.heartbeat(id uuid, lease uuid) RETURNS timestamptz
  *

@@ -4,7 +4,8 @@
  *		taskq worker: pull jobs from some queues and run a command for each.
  *
  * taskq worker --queue Q [--queue Q2 ...] [--concurrency N] [--batch K]
- *		[--handler ENGINE=COMMAND ...] [--shutdown-timeout SECONDS]
+ *		[--handler ENGINE=COMMAND ...] [--route QUEUE=ENGINE ...]
+ *		[--shutdown-timeout SECONDS]
  *		[--poll-interval SECONDS] -- COMMAND [ARGS...]
  *
  * Design: one process, one thread, one connection used synchronously (and,
@@ -95,6 +96,8 @@
 #define KILL_GRACE_MS		3000	/* SIGTERM → SIGKILL */
 #define RECONNECT_MIN_MS	500
 #define RECONNECT_MAX_MS	10000
+#define RELEASE_DELAY_MS	5000	/* a job no handler here can run waits
+									 * that long for another worker */
 #define WAIT_MAX_MS			30000	/* longest wait_ms of a waiting pull */
 
 #define PULL_COLUMNS "SELECT id, lease, queue, name, data::text, " \
@@ -143,7 +146,7 @@ typedef struct Job
 	bool		lease_lost;
 	bool		exited;
 	int			status;
-	char	   *fail_error;		/* set when the job must be failed w/o a run */
+	char	   *release_reason; /* set when the job is handed back unrun */
 } Job;
 
 typedef struct Handler
@@ -151,6 +154,12 @@ typedef struct Handler
 	char	   *engine;
 	char	  **argv;
 } Handler;
+
+typedef struct Route
+{
+	char	   *queue;
+	char	   *engine;
+} Route;
 
 /* configuration */
 static char **queues;
@@ -162,6 +171,13 @@ static int	poll_interval_ms = 5000;
 static char **default_argv;
 static Handler *handlers;
 static int	nhandlers;
+static Route *routes;			/* --route QUEUE=ENGINE */
+static int	nroutes;
+
+/* jobs handed back lately, so that each is logged once */
+#define RELEASED_KEPT	256
+static char *released[RELEASED_KEPT];
+static int	released_next;
 
 /* state */
 static Job *jobs;
@@ -354,7 +370,7 @@ clear_job(Job *job)
 	free(job->name);
 	free(job->out);
 	free(job->kill_reason);
-	free(job->fail_error);
+	free(job->release_reason);
 	close_fd(&job->out_fd);
 	close_fd(&job->err_fd);
 	close_fd(&job->prog_fd);
@@ -414,6 +430,10 @@ start_job(Job *job, PGresult *res, int row)
 	job->deadline = job->started + job->lease_ms;
 	job->next_heartbeat = job->started + job->lease_ms / 3;
 
+	/* the job's metadata.engine, else its queue's --route */
+	for (i = 0; i < nroutes && engine == NULL; i++)
+		if (strcmp(routes[i].queue, job->queue) == 0)
+			engine = routes[i].engine;
 	if (engine)
 		for (i = 0; i < nhandlers; i++)
 			if (strcmp(handlers[i].engine, engine) == 0)
@@ -430,8 +450,8 @@ start_job(Job *job, PGresult *res, int row)
 					 "no handler for engine \"%.1000s\" and no default command", engine);
 		else
 			snprintf(buf, sizeof(buf),
-					 "no default command for a job without metadata.engine");
-		job->fail_error = pg_strdup(buf);
+					 "no default command for a job without an engine");
+		job->release_reason = pg_strdup(buf);
 		job->state = SLOT_DONE;
 		return;
 	}
@@ -681,7 +701,7 @@ bundleable(Job *job)
 	JsonLexContext *lex;
 	bool		ok;
 
-	if (job->state != SLOT_DONE || job->lease_lost || job->fail_error ||
+	if (job->state != SLOT_DONE || job->lease_lost || job->release_reason ||
 		job->kill_reason || !WIFEXITED(job->status) ||
 		WEXITSTATUS(job->status) != 0 || job->out_truncated)
 		return false;
@@ -711,6 +731,54 @@ bundleable_slots(void)
 }
 
 /*
+ * release_job: hand a job that no handler here can run back to the queue
+ * (taskq.release: no attempt counted), for another worker, after
+ * RELEASE_DELAY_MS; logged the first time only.  False when the
+ * connection is down.
+ */
+static bool
+release_job(Job *job)
+{
+	const char *params[3];
+	PGresult   *res;
+	bool		seen = false;
+	char		delay[16];
+
+	snprintf(delay, sizeof(delay), "%d", RELEASE_DELAY_MS);
+	params[0] = job->id;
+	params[1] = job->lease;
+	params[2] = delay;
+	res = wexec("SELECT taskq.release($1::uuid, $2::uuid, $3::int)", 3, params);
+	if (res == NULL)
+		return false;
+	for (int i = 0; i < RELEASED_KEPT && !seen; i++)
+		seen = released[i] && strcmp(released[i], job->id) == 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		char		outcome[512];
+
+		snprintf(outcome, sizeof(outcome), "not-released (%s, SQLSTATE %s)",
+				 res_message(res), res_sqlstate(res));
+		log_job(job, outcome);
+	}
+	else if (!seen)
+	{
+		char		outcome[1400];
+
+		snprintf(outcome, sizeof(outcome),
+				 "released (%s; handed back for another worker, no attempt counted; logged once)",
+				 job->release_reason);
+		log_job(job, outcome);
+		free(released[released_next]);
+		released[released_next] = pg_strdup(job->id);
+		released_next = (released_next + 1) % RELEASED_KEPT;
+	}
+	PQclear(res);
+	clear_job(job);
+	return true;
+}
+
+/*
  * report_job: ack or fail a finished job; false when the connection is
  * down (the job stays SLOT_DONE and is reported after reconnecting).
  */
@@ -729,8 +797,10 @@ report_job(Job *job)
 		clear_job(job);
 		return true;
 	}
+	if (job->release_reason)
+		return release_job(job);
 
-	if (!job->fail_error && !job->kill_reason &&
+	if (!job->kill_reason &&
 		WIFEXITED(job->status) && WEXITSTATUS(job->status) == 0)
 	{
 		/* success: ack, stdout as the result */
@@ -783,9 +853,6 @@ report_job(Job *job)
 	}
 
 	/* failure: fail with the reason and the tail of stderr */
-	if (job->fail_error)
-		error = pg_strdup(job->fail_error);
-	else
 	{
 		char	   *tail = stderr_tail(job);
 		char		what[256];
@@ -818,14 +885,13 @@ report_job(Job *job)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		snprintf(outcome, sizeof(outcome), "%s (%.150s)",
 				 strcmp(PQgetvalue(res, 0, 0), "dlq") == 0 ? "dlq" : "retry",
-				 job->kill_reason ? job->kill_reason :
-				 job->fail_error ? job->fail_error : "handler failed");
+				 job->kill_reason ? job->kill_reason : "handler failed");
 	else
 		snprintf(outcome, sizeof(outcome), "%s (fail refused: %s, SQLSTATE %s)",
 				 strcmp(res_sqlstate(res), "55000") == 0 ? "lease-lost" : "error",
 				 res_message(res), res_sqlstate(res));
 	/* describe a plain exit better than "handler failed" */
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && !job->kill_reason && !job->fail_error)
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && !job->kill_reason)
 	{
 		char		tmp[256];
 		const char *kind = strcmp(PQgetvalue(res, 0, 0), "dlq") == 0 ? "dlq" : "retry";
@@ -1199,6 +1265,8 @@ worker_usage(void)
 		   "  -b, --batch=K               jobs pulled per query, at most the free slots (default 1)\n"
 		   "      --handler=ENGINE=COMMAND  run COMMAND (split on blanks, no shell) for jobs\n"
 		   "                              whose metadata.engine is ENGINE (repeatable)\n"
+		   "      --route=QUEUE=ENGINE    the engine of the jobs of QUEUE without\n"
+		   "                              metadata.engine (repeatable)\n"
 		   "      --shutdown-timeout=SECS on SIGTERM/SIGINT, wait this long for running jobs\n"
 		   "                              before failing them back to the queue (default 30)\n"
 		   "      --poll-interval=SECS    fallback poll when no wake-up comes (default 5);\n"
@@ -1220,6 +1288,7 @@ parse_worker_options(int argc, char **argv)
 		{"concurrency", required_argument, NULL, 'c'},
 		{"batch", required_argument, NULL, 'b'},
 		{"handler", required_argument, NULL, 'H'},
+		{"route", required_argument, NULL, 'R'},
 		{"shutdown-timeout", required_argument, NULL, 'S'},
 		{"poll-interval", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0}
@@ -1228,6 +1297,7 @@ parse_worker_options(int argc, char **argv)
 
 	queues = pg_malloc0(sizeof(char *) * argc);
 	handlers = pg_malloc0(sizeof(Handler) * argc);
+	routes = pg_malloc0(sizeof(Route) * argc);
 	while ((c = getopt_long(argc, argv, "+d:hq:c:b:", opts, NULL)) != -1)
 	{
 		if (common_option(c, optarg))
@@ -1266,6 +1336,17 @@ parse_worker_options(int argc, char **argv)
 						usage_error(argv[0], "empty command for engine \"%s\"",
 									handlers[nhandlers].engine);
 					nhandlers++;
+					break;
+				}
+			case 'R':
+				{
+					char	   *eq = strchr(optarg, '=');
+
+					if (eq == NULL || eq == optarg || eq[1] == '\0')
+						usage_error(argv[0], "--route takes QUEUE=ENGINE");
+					routes[nroutes].queue = pnstrdup(optarg, eq - optarg);
+					routes[nroutes].engine = pg_strdup(eq + 1);
+					nroutes++;
 					break;
 				}
 			default:

@@ -152,6 +152,14 @@ static const Route routes[] = {
 		.nparams = 2, .params = {P_PATH, P_BODY},
 	},
 	{
+		.method = "POST", .path = "/api/v1/jobs/{}/release", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', r)::text"
+		" FROM taskq._request_body($2, '{lease,delay_ms}') AS b,"
+		" LATERAL taskq.release($1::uuid, (b->>'lease')::uuid,"
+		" coalesce((b->>'delay_ms')::int, 0)) AS r",
+		.nparams = 2, .params = {P_PATH, P_BODY},
+	},
+	{
 		.method = "POST", .path = "/api/v1/jobs/{}/heartbeat", .ok_status = 200,
 		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'lease_expires_at', h)::text"
 		" FROM taskq._request_body($2, '{lease}') AS b,"

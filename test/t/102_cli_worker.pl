@@ -1,7 +1,8 @@
 # test/t/102_cli_worker.pl -- taskq worker: a worker with --concurrency 4
 # drains 200 jobs through test/cli/handler.sh, some failing (retries, DLQ),
 # one hanging (timeout, re-delivery), some reporting progress; the job's
-# environment; stdout as the result; routing by metadata.engine; a worker
+# environment; stdout as the result; routing by metadata.engine and
+# --route, jobs no handler can run handed back (taskq.release); a worker
 # of one queue waiting in pull (wait_ms), one of two woken through LISTEN.
 use strict;
 use warnings;
@@ -131,23 +132,50 @@ is($env->{parent_results}{$pid}{job}, $pid, 'TASKQ_PARENT_RESULTS: the parent\'s
 is($env->{progress_fd}, '3', 'TASKQ_PROGRESS_FD');
 like($env->{id}, qr/^[0-9a-f-]{36}$/, 'TASKQ_JOB_ID');
 
-# --- routing by metadata.engine ---
+# --- routing: metadata.engine, else the queue's --route; a job no handler
+# here can run is handed back (taskq.release, no attempt counted), logged
+# once, for another worker ---
 $node->safe_psql('postgres', q{
-	SELECT taskq.push('r', 'ok', '{}', '{"metadata": {"engine": "py"}, "max_attempts": 1}');
-	SELECT taskq.push('r', 'ok', '{}', '{"metadata": {"engine": "rb"}, "max_attempts": 1}');
-	SELECT taskq.push('r', 'ok', '{}', '{"max_attempts": 1}');
+	SELECT taskq.push('r', 'ok', '{"j": "r-py"}', '{"metadata": {"engine": "py"}, "max_attempts": 1}');
+	SELECT taskq.push('r', 'ok', '{"j": "r-rb"}', '{"metadata": {"engine": "rb"}, "max_attempts": 1}');
+	SELECT taskq.push('r', 'ok', '{"j": "r-none"}', '{"max_attempts": 1}');
+	SELECT taskq.push('r3', 'ok', '{"j": "r3-none"}', '{"max_attempts": 1}');
+	SELECT taskq.push('r3', 'ok', '{"j": "r3-rb"}', '{"metadata": {"engine": "rb"}, "max_attempts": 1}');
 });
-($w, $wlog) = start_worker($connstr, $tmp, 'w3', '--queue', 'r', '--handler', "py=$handler");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM taskq.jobs WHERE queue = 'r'"),
-	'routed jobs done') or diag(slurp($wlog));
+($w, $wlog) = start_worker($connstr, $tmp, 'w3', '--queue', 'r', '--queue', 'r3', '--poll-interval', '1',
+	'--handler', "py=$handler", '--route', 'r3=py');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) FILTER (WHERE state = 'completed') = 2
+	   AND count(*) FILTER (WHERE state = 'delayed' AND attempts = 0 AND error IS NULL) = 3
+	FROM taskq.all_jobs WHERE queue IN ('r', 'r3')}),
+	'routing: two jobs ran, three were handed back unrun') or diag(slurp($wlog));
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(data->>'j' || ' ' || state, ', ' ORDER BY data->>'j')
+	FROM taskq.all_jobs WHERE queue IN ('r', 'r3')}),
+	'r-none delayed, r-py completed, r-rb delayed, r3-none completed, r3-rb delayed',
+	'routing: metadata.engine first, then --route r3=py; the others handed back');
+# they come back to this worker after 5 s and are handed back again, quietly
+$node->safe_psql('postgres', q{UPDATE taskq.jobs SET run_at = now() WHERE queue IN ('r', 'r3')});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 3 FROM taskq.jobs WHERE queue IN ('r', 'r3') AND state = 'delayed'
+	AND run_at > now() + interval '1 second'}), 'handed back again') or diag(slurp($wlog));
+is(stop_worker($w), 0, 'worker stopped');
+my @released = slurp($wlog) =~ /outcome=released/g;
+is(scalar @released, 3, 'each job handed back is logged once');
+like(slurp($wlog), qr/outcome=released \(no handler for engine "rb" and no default command; handed back/,
+	'the log says why');
+like(slurp($wlog), qr/outcome=released \(no default command for a job without an engine;/,
+	'... also for a job without an engine');
+# another worker, with handlers for them, runs them: their first attempt
+($w, $wlog) = start_worker($connstr, $tmp, 'w3b', '--queue', 'r', '--queue', 'r3', '--poll-interval', '1',
+	'--handler', "rb=$handler", '--', $handler);
+$node->safe_psql('postgres', q{UPDATE taskq.jobs SET run_at = now() WHERE queue IN ('r', 'r3')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM taskq.jobs WHERE queue IN ('r', 'r3')}),
+	'another worker ran the jobs handed back') or diag(slurp($wlog));
 is(stop_worker($w), 0, 'worker stopped');
 is($node->safe_psql('postgres', q{
-	SELECT string_agg(coalesce(metadata->>'engine', '-') || ' ' || state || ' ' || coalesce(error, ''), ', '
-	                  ORDER BY metadata->>'engine' NULLS FIRST)
-	FROM taskq.all_jobs WHERE queue = 'r'}),
-	'- dlq no default command for a job without metadata.engine, '
-	. 'py completed , rb dlq no handler for engine "rb" and no default command',
-	'routing: the engine\'s handler, else a clear error');
+	SELECT count(*) FROM taskq.all_jobs WHERE queue IN ('r', 'r3') AND state = 'completed' AND attempts = 1}),
+	'5', 'every job completed in its first attempt: a release counts none');
 
 # with a default command, unknown engines go to it
 $node->safe_psql('postgres', q{

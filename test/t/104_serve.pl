@@ -693,6 +693,16 @@ is_deeply([ $r->{status}, map { "$_->{name}:$_->{state}" } @{ $r->{json} } ], [ 
 is(sql(q{SELECT count(*) FROM taskq.jobs WHERE queue = 'adm' AND state = 'active'}), 0, '... peek leases nothing');
 is_error(http('GET', "$api/queues/adm/peek?n=5", %auth), 400, '22023', undef, 'peek: an unknown argument');
 
+# release: an active job handed back, its attempt not counted
+sql(q{SELECT taskq.push('rel', 'r')});
+$r = http('GET', "$api/queues/rel/jobs", %auth);
+my ($rel_id, $rel_lease) = ($r->{json}[0]{id}, $r->{json}[0]{lease});
+$r = http('POST', "$api/jobs/$rel_id/release", %auth, body => qq({"lease": "$rel_lease", "delay_ms": 0}));
+is_deeply([ $r->{status}, $r->{json} ], [ 200, { id => $rel_id, state => 'waiting' } ], 'POST /jobs/{id}/release');
+is(sql(qq{SELECT state || ' ' || attempts FROM taskq.jobs WHERE id = '$rel_id'}), 'waiting 0', '... no attempt counted');
+is_error(http('POST', "$api/jobs/$rel_id/release", %auth, body => qq({"lease": "$rel_lease"})), 409, '55000', undef,
+	'POST /jobs/{id}/release: not active any more');
+
 # a dead job, redriven by id; a queue's dead jobs redriven together
 sql(q{SELECT taskq.create_queue('dead-end', '{"max_attempts": 1}');
 	SELECT taskq.push('dead-end', 'd' || i) FROM generate_series(1, 3) i;
