@@ -595,6 +595,8 @@ AS $$
         'created_at', j.created_at,
         'started_at', j.started_at,
         'finished_at', j.finished_at)
+        -- a job without metadata has no "metadata" key (never null)
+        - CASE WHEN j.metadata IS NULL THEN 'metadata' ELSE '' END
     FROM taskq.all_jobs j
     WHERE j.id = $1 AND taskq.has_queue_privilege(j.queue, 'any')
 $$;

@@ -69,7 +69,8 @@ SELECT taskq.ack_batch(jsonb_build_array(jsonb_build_object('id', :'lid')));
 SELECT state, metadata FROM taskq.finished_jobs WHERE id = :'lid';
 
 --
--- never given: null; a JSON null is the same as not given
+-- never given: null; a JSON null is the same as not given; in JSON (get,
+-- webhook bodies, HTTP) a job without metadata has no "metadata" key
 --
 SELECT taskq.push('m', 'plain') AS pid \gset
 SELECT taskq.push('m', 'jsonnull', '{}', '{"metadata": null}') AS nid \gset

@@ -71,6 +71,7 @@ static TaskqPlan outbox_plan = {
 	"   jsonb_build_object('job_id', j.id, 'queue', j.queue, 'name', j.name,"
 	"    'state', j.state, 'flow_id', j.flow_id, 'metadata', j.metadata,"
 	"    'attempts', j.attempts, 'progress', j.progress)"
+	"   - CASE WHEN j.metadata IS NULL THEN 'metadata' ELSE '' END"
 	"   || CASE WHEN $2 = 'job.completed' THEN jsonb_build_object('result', j.result)"
 	"      WHEN $2 IN ('job.failed', 'job.dlq') THEN jsonb_build_object('error', j.error)"
 	"      ELSE '{}'::jsonb END)::text"

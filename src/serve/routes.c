@@ -67,10 +67,15 @@ typedef struct Route
 #define P_BODY_BYTEA {SRC_BODY_BYTEA, NULL}
 #define P_HEADERS	{SRC_HEADERS, NULL}
 
+/* a job without metadata has no "metadata" key in JSON (never null) */
+#define NO_NULL_METADATA(alias) \
+	"- CASE WHEN " alias ".metadata IS NULL THEN 'metadata' ELSE '' END"
+
 /* a push: one job, or a batch when the body is a JSON array */
 /* a leased job as JSON: the columns of taskq.leased_job, group_key as "group" (as get) */
 #define LEASED_JOB_JSON \
-	"(to_jsonb(j) - 'ordinality' - 'group_key' || jsonb_build_object('group', j.group_key))"
+	"(to_jsonb(j) - 'ordinality' - 'group_key' " NO_NULL_METADATA("j") \
+	" || jsonb_build_object('group', j.group_key))"
 
 #define PUSH_SQL \
 	"SELECT jsonb_build_object('id', p.id)::text" \
@@ -202,7 +207,8 @@ static const Route routes[] = {
 	},
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/dlq", .ok_status = 200,
-		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' ORDER BY d.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' " NO_NULL_METADATA("d")
+		" ORDER BY d.ordinality), '[]')::text"
 		" FROM taskq.dlq($1, coalesce($2::int, 100)) WITH ORDINALITY AS d",
 		.nparams = 2, .params = {P_PATH, P_ARG("count")},
 		.args = {"count"},
@@ -305,7 +311,8 @@ static const Route routes[] = {
 	},
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/peek", .ok_status = 200,
-		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(p) - 'ordinality' ORDER BY p.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(p) - 'ordinality' " NO_NULL_METADATA("p")
+		" ORDER BY p.ordinality), '[]')::text"
 		" FROM taskq.peek($1, coalesce($2::int, 10)) WITH ORDINALITY AS p",
 		.nparams = 2, .params = {P_PATH, P_ARG("count")},
 		.args = {"count"},

@@ -195,10 +195,12 @@ for my $d (@main)
 	is($b->{type}, $d->{event}, 'body type is the event');
 	ok(defined $b->{timestamp}, 'body has a timestamp');
 	is($b->{data}{job_id}, $d->{job_id}, 'body data.job_id is the job');
-	for my $k (qw(job_id queue name state flow_id metadata attempts progress))
+	for my $k (qw(job_id queue name state flow_id attempts progress))
 	{
 		ok(exists $b->{data}{$k}, "body data has $k");
 	}
+	# a job without metadata: no "metadata" key, never null
+	ok(!exists $b->{data}{metadata} || defined $b->{data}{metadata}, 'body data: metadata omitted, not null');
 }
 
 # per event checks

@@ -372,8 +372,8 @@ is($r->{status}, 200, 'pull: 200');
 is(scalar @{ $r->{json} }, 2, 'pull ?count=2: two jobs');
 is_deeply([ map { $_->{name} } @{ $r->{json} } ], [ 'j6', 'j5' ], 'pull: in delivery order');
 is_deeply([ sort keys %{ $r->{json}[0] } ],
-	[ sort qw(id lease queue name data metadata priority attempt max_attempts lease_expires_at flow_id parent_results group) ],
-	'pull: the keys of taskq.leased_job');
+	[ sort qw(id lease queue name data priority attempt max_attempts lease_expires_at flow_id parent_results group) ],
+	'pull: the keys of taskq.leased_job, "metadata" omitted for a job without');
 is_deeply($r->{json}[0]{data}, { i => 6 }, 'pull: data');
 is($r->{json}[0]{attempt}, 1, 'pull: attempt');
 my ($j6, $j5) = @{ $r->{json} };
@@ -544,8 +544,8 @@ $r = http('GET', "$api/queues/d/dlq", %auth);
 is($r->{status}, 200, 'dlq: 200');
 is(scalar @{ $r->{json} }, 3, 'dlq: the dead jobs');
 is_deeply([ sort keys %{ $r->{json}[0] } ],
-	[ sort qw(id name data metadata attempts max_attempts error errors failed_at created_at) ],
-	'dlq: the columns of taskq.dlq');
+	[ sort qw(id name data attempts max_attempts error errors failed_at created_at) ],
+	'dlq: the columns of taskq.dlq, "metadata" omitted for a job without');
 is_deeply([ map { $_->{name} } @{ $r->{json} } ],
 	[ split /\n/, sql(q{SELECT name FROM taskq.dlq('d')}) ], 'dlq: in the order of taskq.dlq');
 is($r->{json}[0]{error}, "boom $r->{json}[0]{name}", 'dlq: the error');
