@@ -54,6 +54,7 @@ REGRESS = \
 	ack \
 	fail \
 	release \
+	command \
 	lease \
 	heartbeat_progress \
 	cancel \

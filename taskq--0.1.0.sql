@@ -1870,6 +1870,104 @@ $$;
 COMMENT ON FUNCTION taskq.receive_webhook(text, bytea, jsonb) IS 'push the job of a trigger for a request (its raw body and its headers, names in lower case), once its signature is checked; a delivery id seen in the last 7 days returns the job it pushed';
 
 
+--
+-- The commands of taskq serve's TCP protocol (newline-delimited JSON), as
+-- one function: each command object to the SQL function it names, with
+-- the JSON shapes of the HTTP API.  It runs as its caller (the token's
+-- role): every function it calls checks that role's privileges.
+--
+CREATE FUNCTION taskq.command(c jsonb, max_wait_ms integer DEFAULT 20000)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cmd text := c->>'cmd';
+    keys text[];
+    k text;
+    r jsonb;
+BEGIN
+    IF c IS NULL OR pg_catalog.jsonb_typeof(c) <> 'object' THEN
+        RAISE EXCEPTION 'a command must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    keys := CASE cmd
+        WHEN 'push' THEN '{cmd,queue,name,data,options}'
+        WHEN 'push_batch' THEN '{cmd,queue,jobs}'
+        WHEN 'pull' THEN '{cmd,queue,count,timeout_ms,wait_ms,acks}'
+        WHEN 'ack' THEN '{cmd,id,result,lease}'
+        WHEN 'ack_batch' THEN '{cmd,items}'
+        WHEN 'fail' THEN '{cmd,id,error,lease}'
+        WHEN 'cancel' THEN '{cmd,id}'
+        WHEN 'progress' THEN '{cmd,id,progress,message,lease}'
+        WHEN 'heartbeat' THEN '{cmd,id,lease}'
+        WHEN 'release' THEN '{cmd,id,lease,delay_ms}'
+        WHEN 'get' THEN '{cmd,id}'
+        END::text[];
+    IF keys IS NULL THEN
+        RAISE EXCEPTION 'unknown command %', COALESCE(pg_catalog.to_jsonb(cmd)::text, 'null')
+            USING ERRCODE = '22023',
+                  HINT = 'Commands: auth, push, push_batch, pull, ack, ack_batch, fail, cancel, progress, heartbeat, release, get.';
+    END IF;
+    FOR k IN SELECT pg_catalog.jsonb_object_keys(c) LOOP
+        IF NOT k = ANY (keys) THEN
+            RAISE EXCEPTION 'unrecognized key "%" in command "%"', k, cmd
+                USING ERRCODE = '22023',
+                      HINT = 'Valid keys are: ' || pg_catalog.array_to_string(keys, ', ') || '.';
+        END IF;
+    END LOOP;
+    CASE cmd
+    WHEN 'push' THEN
+        r := pg_catalog.jsonb_build_object('id', taskq.push(c->>'queue', c->>'name',
+                 COALESCE(c->'data', '{}'), COALESCE(c->'options', '{}')));
+    WHEN 'push_batch' THEN
+        r := pg_catalog.jsonb_build_object('ids', COALESCE((
+                 SELECT pg_catalog.jsonb_agg(p.id ORDER BY p.n)
+                   FROM taskq.push_batch(c->>'queue', c->'jobs') WITH ORDINALITY AS p(id, n)), '[]'));
+    WHEN 'pull' THEN
+        r := COALESCE((
+            SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(j) - 'ordinality' - 'group_key'
+                       - CASE WHEN j.metadata IS NULL THEN 'metadata' ELSE '' END
+                       || pg_catalog.jsonb_build_object('group', j.group_key)
+                       ORDER BY j.ordinality)
+              FROM taskq.pull(c->>'queue', COALESCE((c->>'count')::integer, 1),
+                              (c->>'timeout_ms')::integer, c->'acks',
+                              LEAST(COALESCE((c->>'wait_ms')::integer, 0), max_wait_ms))
+                   WITH ORDINALITY AS j), '[]');
+    WHEN 'ack' THEN
+        PERFORM taskq.ack((c->>'id')::uuid, c->'result', (c->>'lease')::uuid);
+        r := pg_catalog.jsonb_build_object('id', c->'id', 'state', 'completed');
+    WHEN 'ack_batch' THEN
+        r := pg_catalog.jsonb_build_object('acked', taskq.ack_batch(c->'items'));
+    WHEN 'fail' THEN
+        r := pg_catalog.jsonb_build_object('id', c->'id', 'state',
+                 taskq.fail((c->>'id')::uuid, c->>'error', (c->>'lease')::uuid));
+    WHEN 'cancel' THEN
+        IF NOT taskq.cancel((c->>'id')::uuid) THEN
+            RAISE EXCEPTION 'job "%" does not exist', c->>'id' USING ERRCODE = '42704';
+        END IF;
+        r := pg_catalog.jsonb_build_object('id', c->'id', 'state', 'cancelled');
+    WHEN 'progress' THEN
+        PERFORM taskq.progress((c->>'id')::uuid, (c->>'progress')::integer, c->>'message',
+                               (c->>'lease')::uuid);
+        r := pg_catalog.jsonb_build_object('id', c->'id');
+    WHEN 'heartbeat' THEN
+        r := pg_catalog.jsonb_build_object('id', c->'id', 'lease_expires_at',
+                 taskq.heartbeat((c->>'id')::uuid, (c->>'lease')::uuid));
+    WHEN 'release' THEN
+        r := pg_catalog.jsonb_build_object('id', c->'id', 'state',
+                 taskq.release((c->>'id')::uuid, (c->>'lease')::uuid,
+                               COALESCE((c->>'delay_ms')::integer, 0)));
+    WHEN 'get' THEN
+        r := taskq.get((c->>'id')::uuid);
+        IF r IS NULL THEN
+            RAISE EXCEPTION 'job "%" does not exist', c->>'id' USING ERRCODE = '42704';
+        END IF;
+    END CASE;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION taskq.command(jsonb, integer) IS 'run one command of the TCP protocol ({"cmd": "push" | "pull" | "ack" ...}) as the caller; the answer as the HTTP API gives it';
+
 -- Ordinary roles get no privileges on the tables: every function checks
 -- the caller's privileges on the queue, then works as the extension's
 -- owner (SECURITY DEFINER with search_path pinned for the SQL-language
@@ -1884,7 +1982,7 @@ GRANT EXECUTE ON FUNCTION
     taskq.queues(), taskq.stats(text), taskq.peek(text, integer),
     taskq.dlq(text, integer), taskq.webhooks(), taskq.deliveries(uuid, integer),
     taskq.add_webhook(text, text[], text[], text, integer, integer),
-    taskq.remove_webhook(uuid), taskq.redeliver(uuid)
+    taskq.remove_webhook(uuid), taskq.redeliver(uuid), taskq.command(jsonb, integer)
     TO taskq_producer, taskq_worker;
 GRANT EXECUTE ON FUNCTION
     taskq.push(text, text, jsonb, jsonb), taskq.push_batch(text, jsonb),

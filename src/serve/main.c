@@ -74,6 +74,8 @@ usage(void)
 		   "                              within this time (default 60)\n"
 		   "      --metrics-token=TOKEN   require this bearer token for /metrics (default:\n"
 		   "                              $TASKQ_METRICS_TOKEN; none: no token needed)\n"
+		   "      --tcp-listen=HOST:PORT  also serve the TCP protocol (newline-delimited JSON\n"
+		   "                              commands) there (default: none)\n"
 		   "      --quiet                 no log line per request\n"
 		   "  -d, --dbname=CONNSTR        database (conninfo string or URI; PG* variables apply)\n"
 		   "  -h, --help                  show this help\n"
@@ -104,6 +106,7 @@ parse_options(int argc, char **argv)
 		{"max-connections-per-ip", required_argument, NULL, 'I'},
 		{"request-deadline", required_argument, NULL, 'D'},
 		{"metrics-token", required_argument, NULL, 'm'},
+		{"tcp-listen", required_argument, NULL, 'L'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}
@@ -141,6 +144,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 'W':
 				config.max_wait_ms = parse_int_option(subcommand, "wait limit", optarg, 0, 3600 * 1000);
+				break;
+			case 'L':
+				config.tcp_listen_addr = optarg;
 				break;
 			case 'T':
 				config.connection_timeout_s = parse_int_option(subcommand, "timeout", optarg, 1, 86400);
@@ -285,6 +291,7 @@ shut_down(struct MHD_Daemon *daemon, const sigset_t *sigs, int sig)
 	bool		forced = false;
 
 	stop_taking_requests();
+	tcp_stop();
 	{
 		MHD_socket	fd = MHD_quiesce_daemon(daemon);
 
@@ -296,7 +303,7 @@ shut_down(struct MHD_Daemon *daemon, const sigset_t *sigs, int sig)
 				requests_in_flight());
 
 	deadline = now_ms() + (int64_t) config.shutdown_timeout_s * 1000;
-	while (requests_in_flight() > 0)
+	while (requests_in_flight() > 0 || tcp_connections() > 0)
 	{
 		struct timespec wait = {0, 50 * 1000 * 1000};
 		int64_t		now = now_ms();
@@ -345,6 +352,14 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	daemon = start_daemon(&ss, sslen, &sigs);
+	if (config.tcp_listen_addr)
+	{
+		struct sockaddr_storage tss;
+		socklen_t	tsslen;
+
+		resolve_listen(config.tcp_listen_addr, &tss, &tsslen);
+		tcp_start(&tss, tsslen);
+	}
 
 	while (sigwait(&sigs, &sig) != 0)
 		;

@@ -469,14 +469,6 @@ token_known(const char *token)
 	return known;
 }
 
-/* what a failed statement said */
-typedef struct SqlError
-{
-	char		code[6];
-	char	   *message;
-	char	   *detail;
-	char	   *hint;
-} SqlError;
 
 /*
  * The HTTP status for a SQLSTATE: the one table of the mapping (the README
@@ -554,7 +546,7 @@ take_error(PGresult *res, PGconn *conn, SqlError *e)
 	PQclear(res);
 }
 
-static void
+void
 free_error(SqlError *e)
 {
 	free(e->message);
@@ -596,27 +588,34 @@ queue_is_paused(PGconn *conn, const char *token, const char *queue)
 }
 
 /*
- * Run a route's statement for a request and queue the response: in a
- * transaction, as the token's role when token is not NULL.
+ * Run a statement in a transaction of its own, as the token's role when
+ * token is not NULL: its one text value (NULL for none) into *value, or
+ * its error into *err (err->message set).  A value over max_response
+ * (0: no limit) is rolled back and answered as 54000.  Returns the HTTP
+ * status of an error the gateway found itself (no connection, an unknown
+ * token), else 0: the caller maps err->code.  On error the transaction is
+ * rolled back, and *conn_out (when not NULL) keeps the connection for the
+ * caller's own look-ups, to be given back with pool_release.
  */
-static void
-run_route(Request *req, const Route *route, const char *sql,
-		  const char *const *params, const char *token)
+int
+run_as(const char *token, const char *sql, int nparams,
+	   const char *const *params, size_t max_response, char **value,
+	   SqlError *err, PoolConn **conn_out)
 {
 	PoolConn   *pc;
 	PGresult   *res;
-	SqlError	err = {{0}};
-	char	   *value = NULL;
-	int			status;
 	char	   *why;
 	const char *code;
 
+	*value = NULL;
+	if (conn_out)
+		*conn_out = NULL;
 	pc = pool_acquire(&code, &why);
 	if (pc == NULL)
 	{
-		respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, code, NULL, NULL, "%s", why);
-		free(why);
-		return;
+		strlcpy(err->code, code, sizeof(err->code));
+		err->message = why;
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
 	}
 
 	/*
@@ -631,22 +630,19 @@ run_route(Request *req, const Route *route, const char *sql,
 		if (!pool_reconnect(pc, &why))
 		{
 			log_message("could not connect to the database: %s", why);
-			respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "08006", NULL, NULL,
-						  "could not connect to the database: %s", why);
+			strlcpy(err->code, "08006", sizeof(err->code));
+			err->message = psprintf("could not connect to the database: %s", why);
 			free(why);
 			pool_release(pc);
-			return;
+			return MHD_HTTP_SERVICE_UNAVAILABLE;
 		}
 		res = PQexec(pc->conn, "BEGIN");
 	}
 	if (!result_ok(res))
 	{
-		take_error(res, pc->conn, &err);
-		respond_error(req, http_status(err.code), err.code, err.detail, err.hint,
-					  "%s", err.message);
-		free_error(&err);
+		take_error(res, pc->conn, err);
 		pool_release(pc);
-		return;
+		return 0;
 	}
 	PQclear(res);
 
@@ -658,64 +654,95 @@ run_route(Request *req, const Route *route, const char *sql,
 		if (!result_ok(res))
 		{
 			/* the gateway's own set-up, not the client's doing */
-			take_error(res, pc->conn, &err);
+			take_error(res, pc->conn, err);
 			log_message("could not look up an API token: %s (SQLSTATE %s)",
-					  err.message, err.code);
-			respond_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, err.code,
-						  err.detail, err.hint, "%s", err.message);
-			free_error(&err);
+						err->message, err->code);
+			PQclear(PQexec(pc->conn, "ROLLBACK"));
 			pool_release(pc);
-			return;
+			return MHD_HTTP_INTERNAL_SERVER_ERROR;
 		}
 		if (PQntuples(res) == 0)
 		{
 			PQclear(res);
-			respond_error(req, MHD_HTTP_UNAUTHORIZED, "28P01", NULL,
-						  "Create a token with taskq.create_api_token().",
-						  "unknown or revoked API token");
+			PQclear(PQexec(pc->conn, "ROLLBACK"));
+			strlcpy(err->code, "28P01", sizeof(err->code));
+			err->message = pg_strdup("unknown or revoked API token");
+			err->hint = pg_strdup("Create a token with taskq.create_api_token().");
 			pool_release(pc);
-			return;
+			return MHD_HTTP_UNAUTHORIZED;
 		}
 		PQclear(res);
 	}
 
-	res = PQexecParams(pc->conn, sql, route->nparams, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(pc->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	if (result_ok(res))
 	{
-		if (!route->metrics &&
+		if (max_response > 0 &&
 			PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0) &&
-			(size_t) PQgetlength(res, 0, 0) > config.max_response)
+			(size_t) PQgetlength(res, 0, 0) > max_response)
 		{
 			/* too large to send: undone (a pull leases nothing), and said */
-			strlcpy(err.code, "54000", sizeof(err.code));
-			err.message = psprintf("response is too large");
-			err.detail = psprintf("The response would be %d bytes; the limit is %zu bytes (--max-response).",
-								  PQgetlength(res, 0, 0), config.max_response);
-			err.hint = psprintf("Ask for fewer jobs at a time.");
+			strlcpy(err->code, "54000", sizeof(err->code));
+			err->message = psprintf("response is too large");
+			err->detail = psprintf("The response would be %d bytes; the limit is %zu bytes (--max-response).",
+								   PQgetlength(res, 0, 0), max_response);
+			err->hint = psprintf("Ask for fewer jobs at a time.");
 			PQclear(res);
 		}
 		else
 		{
 			if (PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0))
-				value = pg_strdup(PQgetvalue(res, 0, 0));
+				*value = pg_strdup(PQgetvalue(res, 0, 0));
 			PQclear(res);
 			res = PQexec(pc->conn, "COMMIT");
 			if (result_ok(res))
 				PQclear(res);
 			else
-				take_error(res, pc->conn, &err);
+				take_error(res, pc->conn, err);
 		}
 	}
 	else
-		take_error(res, pc->conn, &err);
+		take_error(res, pc->conn, err);
 
+	if (err->message)
+	{
+		free(*value);
+		*value = NULL;
+		PQclear(PQexec(pc->conn, "ROLLBACK"));
+		if (conn_out)
+		{
+			*conn_out = pc;
+			return 0;
+		}
+	}
+	pool_release(pc);
+	return 0;
+}
+
+/*
+ * Run a route's statement for a request and queue the response: in a
+ * transaction, as the token's role when token is not NULL.
+ */
+static void
+run_route(Request *req, const Route *route, const char *sql,
+		  const char *const *params, const char *token)
+{
+	PoolConn   *pc;
+	SqlError	err = {{0}};
+	char	   *value = NULL;
+	int			status;
+
+	status = run_as(token, sql, route->nparams, params,
+					route->metrics ? 0 : config.max_response, &value, &err, &pc);
 	if (err.message)
 	{
-		status = http_status(err.code);
-		PQclear(PQexec(pc->conn, "ROLLBACK"));
-		if (route->push && strcmp(err.code, "55000") == 0 &&
+		if (status == 0)
+			status = http_status(err.code);
+		if (pc && route->push && strcmp(err.code, "55000") == 0 &&
 			queue_is_paused(pc->conn, token, params[0]))
 			status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		if (pc)
+			pool_release(pc);
 		if (route->trigger && strcmp(err.code, "55000") == 0)
 			status = MHD_HTTP_BAD_REQUEST;
 		if (route->metrics && strcmp(err.code, "42883") == 0)
@@ -744,7 +771,6 @@ run_route(Request *req, const Route *route, const char *sql,
 	else
 		respond_json(req, route->ok_status, value);
 	free(value);
-	pool_release(pc);
 }
 
 /* ---- routing ---- */

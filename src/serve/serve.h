@@ -68,6 +68,7 @@
 #define TASKQ_SERVE_H
 
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <microhttpd.h>
 
 #include "fe.h"
@@ -93,6 +94,7 @@ typedef struct ServeConfig
 	int			max_connections_per_ip; /* --max-connections-per-ip */
 	int			request_deadline_s; /* --request-deadline */
 	const char *metrics_token;	/* --metrics-token, or NULL */
+	const char *tcp_listen_addr;	/* --tcp-listen, or NULL */
 	bool		quiet;			/* --quiet */
 } ServeConfig;
 
@@ -156,7 +158,26 @@ extern void stop_taking_requests(void);
 extern int	requests_in_flight(void);
 
 /* routes.c */
+/* what a failed statement said */
+typedef struct SqlError
+{
+	char		code[6];
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+} SqlError;
+
+extern int	run_as(const char *token, const char *sql, int nparams,
+				   const char *const *params, size_t max_response, char **value,
+				   SqlError *err, PoolConn **conn_out);
+extern void free_error(SqlError *e);
+
 extern void dispatch(Request *req);
+
+/* tcp.c */
+extern void tcp_start(const struct sockaddr_storage *ss, socklen_t sslen);
+extern void tcp_stop(void);
+extern int	tcp_connections(void);
 extern bool needs_token(const char *method, const char *path);
 extern bool token_known(const char *token);
 

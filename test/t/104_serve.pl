@@ -806,6 +806,102 @@ is_deeply([ $r->{status}, $r->{json} ], [ 200, { name => 'api-hook', dropped => 
 is_error(http('DELETE', "$api/triggers/api-hook", %auth), 404, '42704', undef, 'DELETE /triggers/{name}: again');
 
 # ---------------------------------------------------------------------------
+# the TCP protocol (--tcp-listen): newline-delimited JSON commands
+# ---------------------------------------------------------------------------
+{
+	my ($tserve, $tlog) = start_serve('tcp', '--tcp-listen', '127.0.0.1:0', '--max-body', '2000',
+		'--timeout', '3');
+	my ($tport) = slurp($tlog) =~ m{listening on tcp://127\.0\.0\.1:(\d+)};
+	ok($tport, 'tcp: listening') or diag(slurp($tlog));
+	my $connect = sub {
+		IO::Socket::INET->new(PeerAddr => "127.0.0.1:$tport", Proto => 'tcp') or die "connect: $!";
+	};
+	# read one line (undef at EOF)
+	my $readline = sub {
+		my $s = shift;
+		my $sel = IO::Select->new($s);
+		my $line = '';
+		while ($sel->can_read($timeout))
+		{
+			my $c;
+			my $n = sysread($s, $c, 1);
+			return undef unless $n;
+			return decode_json($line) if $c eq "\n";
+			$line .= $c;
+		}
+		return undef;
+	};
+	my $t = $connect->();
+	print $t qq({"cmd": "get", "id": "00000000-0000-0000-0000-000000000000"}\n);
+	is($readline->($t)->{error}{code}, '28000', 'tcp: a command before auth is refused (28000)');
+	print $t qq({"cmd": "auth", "token": "nope"}\n);
+	is($readline->($t)->{error}{code}, '28P01', 'tcp: an unknown token (28P01)');
+	print $t qq({"cmd": "auth", "token": "$token"}\n);
+	is_deeply($readline->($t), { ok => JSON::PP::true }, 'tcp: auth');
+	# pipelining: four commands in one write, four answers in order
+	print $t join('', map { "$_\n" }
+		  '{"cmd": "push", "queue": "tcpq", "name": "a", "data": {"n": 1}, "options": {"metadata": {"m": 1}}}',
+		  '{"cmd": "push_batch", "queue": "tcpq", "jobs": [{"name": "b"}, {"name": "c"}]}',
+		  '{"cmd": "pull", "queue": "tcpq", "count": 3}',
+		  '{"cmd": "nope"}');
+	my $push = $readline->($t);
+	like($push->{id}, $uuid_re, 'tcp: push answers {"id"}');
+	is(scalar @{ $readline->($t)->{ids} }, 2, 'tcp: push_batch answers {"ids"}');
+	my $jobs = $readline->($t);
+	is_deeply([ map { $_->{name} } @$jobs ], [qw(a b c)], 'tcp: pull, pipelined behind the pushes');
+	is_deeply($jobs->[0]{metadata}, { m => 1 }, 'tcp: the pulled job\'s metadata');
+	ok(!exists $jobs->[1]{metadata}, 'tcp: no metadata key for a job without');
+	my $err = $readline->($t)->{error};
+	is_deeply([ $err->{code}, $err->{message} ], [ '22023', 'unknown command "nope"' ], 'tcp: an unknown command');
+	my ($ja, $jb, $jc) = @$jobs;
+	print $t qq({"cmd": "ack", "id": "$ja->{id}", "lease": "$ja->{lease}", "result": {"ok": 1}}\n);
+	is_deeply($readline->($t), { id => $ja->{id}, state => 'completed' }, 'tcp: ack');
+	print $t qq({"cmd": "heartbeat", "id": "$jb->{id}", "lease": "$jb->{lease}"}\n);
+	ok($readline->($t)->{lease_expires_at}, 'tcp: heartbeat');
+	print $t qq({"cmd": "progress", "id": "$jb->{id}", "lease": "$jb->{lease}", "progress": 50, "message": "half"}\n);
+	is_deeply($readline->($t), { id => $jb->{id} }, 'tcp: progress');
+	print $t qq({"cmd": "fail", "id": "$jb->{id}", "lease": "$jb->{lease}", "error": "boom"}\n);
+	is_deeply($readline->($t), { id => $jb->{id}, state => 'delayed' }, 'tcp: fail');
+	print $t qq({"cmd": "release", "id": "$jc->{id}", "lease": "$jc->{lease}"}\n);
+	is_deeply($readline->($t), { id => $jc->{id}, state => 'waiting' }, 'tcp: release');
+	print $t qq({"cmd": "ack_batch", "items": []}\n);
+	is_deeply($readline->($t), { acked => 0 }, 'tcp: ack_batch');
+	print $t qq({"cmd": "get", "id": "$ja->{id}"}\n);
+	my $got = $readline->($t);
+	is_deeply([ $got->{state}, $got->{result} ], [ 'completed', { ok => 1 } ], 'tcp: get');
+	print $t qq({"cmd": "cancel", "id": "$jc->{id}"}\n);
+	is_deeply($readline->($t), { id => $jc->{id}, state => 'cancelled' }, 'tcp: cancel');
+	print $t qq({"cmd": "get", "id": "00000000-0000-0000-0000-000000000000"}\n);
+	is($readline->($t)->{error}{code}, '42704', 'tcp: get of an unknown job (42704)');
+	print $t qq({"cmd": "push", "queue": "tcpq"\n);
+	is($readline->($t)->{error}{code}, '22P02', 'tcp: a line that is not JSON (22P02)');
+	print $t qq({"cmd": "ack", "id": "$ja->{id}", "colour": 1}\n);
+	is($readline->($t)->{error}{code}, '22023', 'tcp: an unknown key (22023)');
+	# a pull that waits, woken by a push from elsewhere
+	print $t qq({"cmd": "pull", "queue": "tcpwait", "wait_ms": 15000}\n);
+	usleep(300_000);
+	sql(q{SELECT taskq.push('tcpwait', 'late')});
+	is_deeply([ map { $_->{name} } @{ $readline->($t) } ], ['late'], 'tcp: a pull with wait_ms gets the job pushed meanwhile');
+	# the token's role: a producer may not pull
+	my $p = $connect->();
+	print $p qq({"cmd": "auth", "token": "$producer_token"}\n);
+	$readline->($p);
+	print $p qq({"cmd": "pull", "queue": "emails"}\n);
+	is($readline->($p)->{error}{code}, '42501', 'tcp: the token\'s role and its grants (42501)');
+	# a line over --max-body: an error, then the connection is closed
+	print $p '{"cmd": "push", "queue": "tcpq", "name": "x", "data": {"s": "' . ('y' x 3000) . '"}}';
+	is($readline->($p)->{error}{code}, '54000', 'tcp: a line over --max-body (54000)');
+	is($readline->($p), undef, '... and the connection is closed');
+	# idle for --timeout (3 s): closed
+	my $idle = $connect->();
+	is($readline->($idle), undef, 'tcp: an idle connection is closed after --timeout');
+	# shutdown: the open connection is closed, the server exits 0
+	is(stop_serve($tserve), 0, 'tcp: the server stops with status 0');
+	is($readline->($t), undef, 'tcp: open connections are closed at shutdown');
+	like(slurp($tlog), qr/stopped/, 'tcp: stopped');
+}
+
+# ---------------------------------------------------------------------------
 # a second server: --metrics-token, a small --max-body, --timeout, --quiet
 # ---------------------------------------------------------------------------
 my ($serve2, $log2, $base2) = start_serve('small', '--metrics-token', 's3cret', '--max-body', '1000',
