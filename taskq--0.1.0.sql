@@ -1870,6 +1870,21 @@ $$;
 COMMENT ON FUNCTION taskq.receive_webhook(text, bytea, jsonb) IS 'push the job of a trigger for a request (its raw body and its headers, names in lower case), once its signature is checked; a delivery id seen in the last 7 days returns the job it pushed';
 
 
+-- a job row as the HTTP API and the TCP protocol show it: the row's JSON
+-- (to_jsonb) with "group_key" as "group", and no "metadata" key when the
+-- job has none (never "metadata": null)
+CREATE FUNCTION taskq._job_json(j jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN j ? 'group_key'
+                THEN (j - 'group_key') || pg_catalog.jsonb_build_object('group', j->'group_key')
+                ELSE j END
+           - CASE WHEN j->'metadata' = 'null' THEN 'metadata' ELSE '' END
+$$;
+COMMENT ON FUNCTION taskq._job_json(jsonb) IS 'internal: a job row as the HTTP API and the TCP protocol show it (group_key as group, no null metadata)';
+
 --
 -- The commands of taskq serve's TCP protocol (newline-delimited JSON), as
 -- one function: each command object to the SQL function it names, with
@@ -1925,10 +1940,8 @@ BEGIN
                    FROM taskq.push_batch(c->>'queue', c->'jobs') WITH ORDINALITY AS p(id, n)), '[]'));
     WHEN 'pull' THEN
         r := COALESCE((
-            SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(j) - 'ordinality' - 'group_key'
-                       - CASE WHEN j.metadata IS NULL THEN 'metadata' ELSE '' END
-                       || pg_catalog.jsonb_build_object('group', j.group_key)
-                       ORDER BY j.ordinality)
+            SELECT pg_catalog.jsonb_agg(taskq._job_json(pg_catalog.to_jsonb(j) - 'ordinality')
+                                        ORDER BY j.ordinality)
               FROM taskq.pull(c->>'queue', COALESCE((c->>'count')::integer, 1),
                               (c->>'timeout_ms')::integer, c->'acks',
                               LEAST(COALESCE((c->>'wait_ms')::integer, 0), max_wait_ms))
@@ -1982,7 +1995,8 @@ GRANT EXECUTE ON FUNCTION
     taskq.queues(), taskq.stats(text), taskq.peek(text, integer),
     taskq.dlq(text, integer), taskq.webhooks(), taskq.deliveries(uuid, integer),
     taskq.add_webhook(text, text[], text[], text, integer, integer),
-    taskq.remove_webhook(uuid), taskq.redeliver(uuid), taskq.command(jsonb, integer)
+    taskq.remove_webhook(uuid), taskq.redeliver(uuid), taskq.command(jsonb, integer),
+    taskq._job_json(jsonb)
     TO taskq_producer, taskq_worker;
 GRANT EXECUTE ON FUNCTION
     taskq.push(text, text, jsonb, jsonb), taskq.push_batch(text, jsonb),

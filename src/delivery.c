@@ -45,9 +45,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/base64.h"
-#include "common/hmac.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"

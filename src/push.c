@@ -299,24 +299,7 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 		TaskqNoteDelayed(DatumGetTextPP(queue));
 }
 
-/*
- * Look the queue up for a push, creating it on first use; a paused queue
- * refuses pushes, except those of taskq itself (follow-ups, replies): a
- * paused queue keeps what it is sent and delivers nothing.  Pushes from
- * callers need the push privilege on the queue (then it may be created).
- */
-static void push_queue_open(Datum queue, TaskqQueueInfo *qi, bool internal);
-
-static void
-push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
-{
-	TaskqCheckQueueName(DatumGetTextPP(queue));
-	if (!internal)
-		TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PUSH);
-	push_queue_open(queue, qi, internal);
-}
-
-/* push_queue once the caller may push there */
+/* push_queue, for a caller that may push there */
 static void
 push_queue_open(Datum queue, TaskqQueueInfo *qi, bool internal)
 {
@@ -327,6 +310,21 @@ push_queue_open(Datum queue, TaskqQueueInfo *qi, bool internal)
 				 errmsg("queue \"%s\" is paused", TextDatumGetCString(queue)),
 				 errdetail("A paused queue accepts no new jobs."),
 				 errhint("Resume it with taskq.resume().")));
+}
+
+/*
+ * Look the queue up for a push, creating it on first use; a paused queue
+ * refuses pushes, except those of taskq itself (follow-ups, replies): a
+ * paused queue keeps what it is sent and delivers nothing.  Pushes from
+ * callers need the push privilege on the queue (then it may be created).
+ */
+static void
+push_queue(Datum queue, TaskqQueueInfo *qi, bool internal)
+{
+	TaskqCheckQueueName(DatumGetTextPP(queue));
+	if (!internal)
+		TaskqRequireQueuePrivilege(TextDatumGetCString(queue), TASKQ_PRIV_PUSH);
+	push_queue_open(queue, qi, internal);
 }
 
 /*

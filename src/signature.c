@@ -29,8 +29,8 @@
  * The key of a secret: the decoded bytes of "whsec_<base64>" as the
  * Standard Webhooks specification says, else the secret's own bytes.
  */
-char *
-TaskqSigningKey(const char *secret, int *keylen)
+static char *
+signing_key(const char *secret, int *keylen)
 {
 	if (strncmp(secret, "whsec_", 6) == 0)
 	{
@@ -74,7 +74,7 @@ TaskqStandardSignature(const char *secret, const char *id,
 					   const char *timestamp, const char *body, size_t bodylen)
 {
 	int			keylen;
-	char	   *key = TaskqSigningKey(secret, &keylen);
+	char	   *key = signing_key(secret, &keylen);
 	const char *parts[5] = {id, ".", timestamp, ".", body};
 	size_t		lens[5] = {strlen(id), 1, strlen(timestamp), 1, bodylen};
 	uint8		mac[PG_SHA256_DIGEST_LENGTH];

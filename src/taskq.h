@@ -288,7 +288,6 @@ extern void TaskqNoteSlotsFreed(int n);
 extern bool TaskqRateLimitsAvailable(void);
 
 /* signature.c */
-extern char *TaskqSigningKey(const char *secret, int *keylen);
 extern void TaskqHmacSha256(const char *key, int keylen, const char *const *parts,
 							const size_t *lens, int n, uint8 *mac);
 extern char *TaskqStandardSignature(const char *secret, const char *id,

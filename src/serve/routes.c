@@ -67,16 +67,14 @@ typedef struct Route
 #define P_BODY_BYTEA {SRC_BODY_BYTEA, NULL}
 #define P_HEADERS	{SRC_HEADERS, NULL}
 
-/* a job without metadata has no "metadata" key in JSON (never null) */
-#define NO_NULL_METADATA(alias) \
-	"- CASE WHEN " alias ".metadata IS NULL THEN 'metadata' ELSE '' END"
+/*
+ * A job row (alias a, of a function called WITH ORDINALITY) as JSON:
+ * taskq._job_json, which the TCP protocol's taskq.command uses too
+ * ("group_key" as "group", no null "metadata").
+ */
+#define JOB_JSON(a) "taskq._job_json(to_jsonb(" a ") - 'ordinality')"
 
 /* a push: one job, or a batch when the body is a JSON array */
-/* a leased job as JSON: the columns of taskq.leased_job, group_key as "group" (as get) */
-#define LEASED_JOB_JSON \
-	"(to_jsonb(j) - 'ordinality' - 'group_key' " NO_NULL_METADATA("j") \
-	" || jsonb_build_object('group', j.group_key))"
-
 #define PUSH_SQL \
 	"SELECT jsonb_build_object('id', p.id)::text" \
 	" FROM taskq.push_batch($1, jsonb_build_array($2::jsonb)) AS p(id)"
@@ -106,7 +104,7 @@ static const Route routes[] = {
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/jobs", .ok_status = 200,
 		/* wait_ms: long polling, up to --max-wait */
-		.sql = "SELECT coalesce(jsonb_agg(" LEASED_JOB_JSON " ORDER BY j.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(" JOB_JSON("j") " ORDER BY j.ordinality), '[]')::text"
 		" FROM taskq.pull($1, coalesce($2::int, 1), $3::int, NULL,"
 		" least(coalesce($4::int, 0), $5::int)) WITH ORDINALITY AS j",
 		.nparams = 5, .params = {P_PATH, P_ARG("count"), P_ARG("timeout_ms"), P_ARG("wait_ms"), P_MAX_WAIT},
@@ -115,7 +113,7 @@ static const Route routes[] = {
 	{
 		/* a pull that first acks what the worker finished (bundled acking) */
 		.method = "POST", .path = "/api/v1/queues/{}/pull", .ok_status = 200,
-		.sql = "SELECT coalesce(jsonb_agg(" LEASED_JOB_JSON " ORDER BY j.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(" JOB_JSON("j") " ORDER BY j.ordinality), '[]')::text"
 		" FROM taskq._request_body($2, '{count,timeout_ms,acks,wait_ms}') AS b"
 		" CROSS JOIN LATERAL taskq.pull($1, coalesce((b->>'count')::int, 1),"
 		" (b->>'timeout_ms')::int, b->'acks',"
@@ -207,8 +205,7 @@ static const Route routes[] = {
 	},
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/dlq", .ok_status = 200,
-		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(d) - 'ordinality' " NO_NULL_METADATA("d")
-		" ORDER BY d.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(" JOB_JSON("d") " ORDER BY d.ordinality), '[]')::text"
 		" FROM taskq.dlq($1, coalesce($2::int, 100)) WITH ORDINALITY AS d",
 		.nparams = 2, .params = {P_PATH, P_ARG("count")},
 		.args = {"count"},
@@ -311,8 +308,7 @@ static const Route routes[] = {
 	},
 	{
 		.method = "GET", .path = "/api/v1/queues/{}/peek", .ok_status = 200,
-		.sql = "SELECT coalesce(jsonb_agg(to_jsonb(p) - 'ordinality' " NO_NULL_METADATA("p")
-		" ORDER BY p.ordinality), '[]')::text"
+		.sql = "SELECT coalesce(jsonb_agg(" JOB_JSON("p") " ORDER BY p.ordinality), '[]')::text"
 		" FROM taskq.peek($1, coalesce($2::int, 10)) WITH ORDINALITY AS p",
 		.nparams = 2, .params = {P_PATH, P_ARG("count")},
 		.args = {"count"},
