@@ -30,6 +30,7 @@ OBJS = \
 	src/dagfinish.o \
 	src/dagflow.o \
 	src/events.o \
+	src/eventring.o \
 	src/webhook.o \
 	src/delivery.o \
 	src/signature.o \
@@ -70,6 +71,7 @@ REGRESS = \
 	dag_followups \
 	webhooks \
 	triggers \
+	events \
 	security \
 	metrics \
 	schedules \

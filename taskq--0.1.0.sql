@@ -21,6 +21,7 @@
 --   Dead-letter queue     dlq, redrive, redrive_queue      lifecycle.c
 --   Webhooks              add_webhook, remove_webhook, ... webhook.c
 --                         (delivered by the worker)        delivery.c
+--   Live events           events_cursor, read_events       eventring.c
 --   Retention             cleanup                          (SQL; worker.c runs it)
 --   Metrics               metrics                          metricsscrape.c
 --   Schedules             schedule, unschedule, schedules  (SQL, pg_cron)
@@ -1024,6 +1025,25 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq.deliveries(uuid, integer) IS 'webhook deliveries, most recent first, with status, attempts, last HTTP status and error';
+
+--
+-- Live events
+--
+
+-- Every queue's events: EXECUTE only for taskq administrators (and the
+-- gateway, which filters them for each client's role; see src/serve)
+CREATE FUNCTION taskq.events_cursor()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'taskq_events_cursor'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.events_cursor() IS 'the sequence number of the last job event so far; the session reads events from now on';
+
+CREATE FUNCTION taskq.read_events(after bigint, wait_ms integer DEFAULT 0,
+                                  max_events integer DEFAULT 1000)
+RETURNS TABLE (seq bigint, event text, job_id uuid, queue text, "timestamp" timestamptz)
+AS 'MODULE_PATHNAME', 'taskq_read_events'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.read_events(bigint, integer, integer) IS 'the job events of every queue after a sequence number, oldest first, waiting up to wait_ms for one';
 
 --
 -- Retention

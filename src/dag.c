@@ -74,7 +74,7 @@ static TaskqPlan promote_plan = {
 	" state = CASE WHEN j.pending_parents > 1 THEN 'blocked'"
 	" WHEN j.run_at > now() THEN 'delayed' ELSE 'waiting' END::taskq.job_state"
 	" FROM e WHERE j.id = e.child AND j.state = 'blocked'"
-	" RETURNING j.queue, j.state = 'waiting', j.priority, j.id",
+	" RETURNING j.queue, j.state = 'waiting', j.priority, j.id, j.state <> 'blocked'",
 	1, {UUIDOID}
 };
 static TaskqPlan drop_edges_plan = {
@@ -207,18 +207,26 @@ void
 TaskqPromoteChildren(Datum id)
 {
 	int			n = TaskqExecute(&promote_plan, &id, NULL, false, 0);
+	pg_uuid_t  *promoted = NULL;
+	int			npromoted = 0;
 
 	TaskqHeadLowerReturned(n, 1, 3, 4, 2);
+	if (n > 0 && TaskqEventRingWanted())
+		promoted = palloc(sizeof(pg_uuid_t) * n);
 	for (int i = 0; i < n; i++)
 	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
-									   SPI_tuptable->tupdesc, 2, &isnull)))
-			TaskqNoteWakeup(DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc,
-														 1, &isnull)));
+		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
+			TaskqNoteWakeup(DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
+		if (promoted && DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+			promoted[npromoted++] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 4, &isnull));
 	}
+	/* for the live stream only: webhooks do not offer it */
+	if (npromoted > 0)
+		TaskqEventRingNote("job.promoted", TaskqUuidArray(promoted, npromoted));
 }
 
 /*

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * events.c
- *		Job events: the webhook outbox, the opt-in taskq_events stream, and
- *		the coalesced wake-ups, all tied to the committing transaction.
+ *		Job events: the webhook outbox, the opt-in taskq_events stream, the
+ *		live stream's ring (eventring.c, while somebody reads it), and the
+ *		coalesced wake-ups, all tied to the committing transaction.
  *
  * Outbox: an event (job.pushed, job.completed, ...) becomes one row of
  * taskq.webhook_deliveries per matching webhook, written by the statement
@@ -361,7 +362,8 @@ TaskqAckMayForget(void)
 {
 	if (webhooks_exist < 0 || streams_exist < 0 || no_history_exists < 0)
 		load_cache();
-	return no_history_exists && !webhooks_exist && !streams_exist;
+	return no_history_exists && !webhooks_exist && !streams_exist &&
+		!TaskqEventRingWanted();
 }
 
 /*
@@ -374,9 +376,11 @@ TaskqEmitEvent(const char *event, Datum ids)
 {
 	Datum		values[2];
 
+	bool		live = TaskqEventRingWanted();
+
 	if (webhooks_exist < 0 || streams_exist < 0)
 		load_cache();
-	if (!webhooks_exist && !streams_exist)
+	if (!webhooks_exist && !streams_exist && !live)
 		return;
 
 	values[0] = ids;
@@ -386,6 +390,8 @@ TaskqEmitEvent(const char *event, Datum ids)
 		TaskqNoteWorkerWake();
 	if (streams_exist)
 		TaskqExecute(&stream_plan, values, NULL, false, 0);
+	if (live)
+		TaskqEventRingNote(event, ids);
 }
 
 /*
@@ -394,7 +400,7 @@ TaskqEmitEvent(const char *event, Datum ids)
 void
 TaskqEmitEventOne(const char *event, Datum id)
 {
-	if (webhooks_exist == 0 && streams_exist == 0)
+	if (webhooks_exist == 0 && streams_exist == 0 && !TaskqEventRingWanted())
 		return;
 	TaskqEmitEvent(event, PointerGetDatum(construct_array(&id, 1, UUIDOID,
 														  UUID_LEN, false,

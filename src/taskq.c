@@ -47,5 +47,6 @@ _PG_init(void)
 	TaskqHeadInit(preloading);
 	TaskqPullWaitInit(preloading);
 	TaskqRateLimitInit(preloading);
+	TaskqEventRingInit(preloading);
 	MarkGUCPrefixReserved("taskq");
 }

@@ -411,6 +411,12 @@ extern void TaskqEmitEvent(const char *event, Datum ids);
 extern void TaskqEmitEventOne(const char *event, Datum id);
 extern bool TaskqAckMayForget(void);
 
+/* eventring.c */
+extern int	taskq_event_buffer;
+extern void TaskqEventRingInit(bool preloading);
+extern bool TaskqEventRingWanted(void);
+extern void TaskqEventRingNote(const char *event, Datum ids);
+
 /* metrics.c: counters, at commit; TASKQ_COUNT(m) bits make a mask */
 typedef enum TaskqMetric
 {

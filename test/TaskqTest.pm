@@ -15,6 +15,8 @@
 #   start_receiver,      the test webhook receiver (test/webhook-receiver,
 #   stop_receiver,       which verifies Standard Webhooks signatures) on
 #   log_entries          127.0.0.1, and the JSON lines of its log
+#   start_serve,         taskq serve on a free port of 127.0.0.1 (killed at
+#   stop_serve           exit if still running), and its SIGTERM
 #   TaskqTest::Session   a long-lived psql session reading from a pipe that
 #                        collects the notifications it is sent (LISTEN)
 #
@@ -50,7 +52,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT_OK = qw(new_node workers_sql worker_pid wait_worker
-  start_worker stop_worker slurp start_receiver stop_receiver log_entries
+  start_worker stop_worker start_serve stop_serve slurp start_receiver stop_receiver log_entries
   invariants_ok invariants_sql wait_crash_restart kill_all start_load
   stop_load read_load_logs drain);
 
@@ -131,6 +133,55 @@ sub start_worker
 
 # SIGTERM to a worker; waits for it to exit and returns its exit status
 sub stop_worker
+{
+	my $h = shift;
+	$h->signal('TERM');
+	$h->finish;
+	return $? >> 8;
+}
+
+# ---------------------------------------------------------------------------
+# The HTTP gateway
+# ---------------------------------------------------------------------------
+
+# servers still running when the test ends are killed
+my @servers;
+
+END
+{
+	my $status = $?;
+	$_->kill_kill for grep { $_->pumpable } @servers;
+	$? = $status;
+}
+
+# kill_at_exit(HARNESS): kill this program too if it runs when the test ends
+sub kill_at_exit { push @servers, shift }
+
+# start_serve(CONNSTR, DIR, NAME, ARGS...): `taskq serve -d CONNSTR ARGS` on
+# a free port of 127.0.0.1, its stderr in DIR/NAME.log; returns (harness,
+# log path, base URL)
+sub start_serve
+{
+	my ($connstr, $dir, $name, @args) = @_;
+	my $log = "$dir/$name.log";
+	my $h = IPC::Run::start(
+		[ 'taskq', 'serve', '-d', $connstr, '--listen', '127.0.0.1:0', @args ],
+		'<', \undef, '>', "$dir/$name.out", '2>', $log);
+	push @servers, $h;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	until (slurp($log) =~ m{listening on http://127\.0\.0\.1:(\d+)})
+	{
+		die "taskq serve $name exited: " . slurp($log) unless $h->pumpable;
+		die "taskq serve $name did not start: " . slurp($log) if time() > $deadline;
+		usleep(20_000);
+	}
+	slurp($log) =~ m{listening on http://127\.0\.0\.1:(\d+)};
+	note "taskq serve $name listening on port $1";
+	return ($h, $log, "http://127.0.0.1:$1");
+}
+
+# SIGTERM to a server; its exit status
+sub stop_serve
 {
 	my $h = shift;
 	$h->signal('TERM');

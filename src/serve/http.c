@@ -196,12 +196,26 @@ bearer_token(Request *req)
 												MHD_HTTP_HEADER_AUTHORIZATION);
 	const char *p;
 
-	if (h == NULL || pg_strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	if (*h == '\0')
+	if (h != NULL)
+	{
+		if (pg_strncasecmp(h, "Bearer ", 7) != 0)
+			return NULL;
+		h += 7;
+		while (*h == ' ')
+			h++;
+	}
+	else if (strcmp(req->method, "GET") == 0 &&
+			 strcmp(req->path, "/api/v1/events") == 0)
+	{
+		/*
+		 * A browser's EventSource and WebSocket cannot send headers: the
+		 * event stream also takes the token as ?access_token= (RFC 6750,
+		 * 2.3)
+		 */
+		h = MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND,
+										"access_token");
+	}
+	if (h == NULL || *h == '\0')
 		return NULL;
 	for (p = h; *p; p++)
 		if ((unsigned char) *p < 0x21 || (unsigned char) *p > 0x7e)

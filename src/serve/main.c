@@ -45,6 +45,7 @@ ServeConfig config = {
 	.max_connections_per_ip = 64,
 	.request_deadline_s = 60,
 	.metrics_token = NULL,
+	.event_buffer = DEFAULT_EVENT_BUFFER,
 	.quiet = false,
 };
 
@@ -76,6 +77,8 @@ usage(void)
 		   "                              $TASKQ_METRICS_TOKEN; none: no token needed)\n"
 		   "      --tcp-listen=HOST:PORT  also serve the TCP protocol (newline-delimited JSON\n"
 		   "                              commands) there (default: none)\n"
+		   "      --event-buffer=BYTES    unread events a client of /api/v1/events may\n"
+		   "                              have before it is cut off (default %d)\n"
 		   "      --quiet                 no log line per request\n"
 		   "  -d, --dbname=CONNSTR        database (conninfo string or URI; PG* variables apply)\n"
 		   "  -h, --help                  show this help\n"
@@ -84,7 +87,7 @@ usage(void)
 		   "taskq.create_api_token(role); they run as that role.  See the README,\n"
 		   "section \"HTTP API\", for the routes.\n",
 		   command_name, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_MAX_RESPONSE,
-		   subcommand ? "" : "  -V, --version               show the version\n");
+		   DEFAULT_EVENT_BUFFER, subcommand ? "" : "  -V, --version               show the version\n");
 }
 
 /* the options into config; usage errors exit */
@@ -107,6 +110,7 @@ parse_options(int argc, char **argv)
 		{"request-deadline", required_argument, NULL, 'D'},
 		{"metrics-token", required_argument, NULL, 'm'},
 		{"tcp-listen", required_argument, NULL, 'L'},
+		{"event-buffer", required_argument, NULL, 'E'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}
@@ -147,6 +151,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 'L':
 				config.tcp_listen_addr = optarg;
+				break;
+			case 'E':
+				config.event_buffer = parse_int_option(subcommand, "event buffer", optarg, 256 * 1024, 1024 * 1024 * 1024);
 				break;
 			case 'T':
 				config.connection_timeout_s = parse_int_option(subcommand, "timeout", optarg, 1, 86400);
@@ -251,7 +258,8 @@ start_daemon(const struct sockaddr_storage *ss, socklen_t sslen,
 	pthread_sigmask(SIG_BLOCK, sigs, NULL);
 	pqsignal(SIGPIPE, SIG_IGN);
 
-	flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE;
 	if (ss->ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle_request, NULL,
@@ -292,6 +300,7 @@ shut_down(struct MHD_Daemon *daemon, const sigset_t *sigs, int sig)
 
 	stop_taking_requests();
 	tcp_stop();
+	hub_stop();					/* event streams end now */
 	{
 		MHD_socket	fd = MHD_quiesce_daemon(daemon);
 
@@ -303,7 +312,8 @@ shut_down(struct MHD_Daemon *daemon, const sigset_t *sigs, int sig)
 				requests_in_flight());
 
 	deadline = now_ms() + (int64_t) config.shutdown_timeout_s * 1000;
-	while (requests_in_flight() > 0 || tcp_connections() > 0)
+	while (requests_in_flight() > 0 || tcp_connections() > 0 ||
+		   websocket_connections() > 0)
 	{
 		struct timespec wait = {0, 50 * 1000 * 1000};
 		int64_t		now = now_ms();
@@ -352,6 +362,7 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	daemon = start_daemon(&ss, sslen, &sigs);
+	hub_start();
 	if (config.tcp_listen_addr)
 	{
 		struct sockaddr_storage tss;

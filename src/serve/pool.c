@@ -18,8 +18,11 @@ static PoolConn *pool;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 
-/* a new connection for the pool, or NULL (the reason in *err, malloc'd) */
-static PGconn *
+/*
+ * A new connection for the pool (or the event stream's own), or NULL (the
+ * reason in *err, malloc'd)
+ */
+PGconn *
 pool_connect(char **err)
 {
 	/* UTF-8 whatever the environment says: responses are UTF-8 JSON */

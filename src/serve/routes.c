@@ -51,13 +51,14 @@ typedef struct Route
 	const char *sql_array;		/* instead, when the body is a JSON array */
 	int			nparams;
 	RouteParam	params[MAX_ROUTE_PARAMS];
-	const char *args[4];		/* query arguments it takes (NULL-ended) */
+	const char *args[5];		/* query arguments it takes (NULL-ended) */
 	const char *not_found;		/* 404 message (%s: the path parameter)
 								 * when the statement returns NULL */
 	bool		push;			/* 55000 is 503 when the queue is paused */
 	bool		metrics;		/* text/plain; no taskq.metrics() is 501 */
 	bool		trigger;		/* 55000 (a disabled trigger, a paused queue)
 								 * is 400 */
+	bool		events;			/* the live event stream (events.c) */
 } Route;
 
 #define P_PATH		{SRC_PATH, NULL}
@@ -90,6 +91,11 @@ typedef struct Route
  * for a batch.
  */
 static const Route routes[] = {
+	{
+		/* SSE, or a WebSocket upgrade; no statement: events.c */
+		.method = "GET", .path = "/api/v1/events", .ok_status = 200,
+		.args = {"queues", "events", "last_event_id", "access_token"}, .events = true,
+	},
 	{
 		.method = "POST", .path = "/api/v1/queues/{}/jobs", .ok_status = 201,
 		.sql = PUSH_SQL, .sql_array = PUSH_ARRAY_SQL,
@@ -471,7 +477,7 @@ token_known(const char *token)
  * shows it too).  The only exception, a push to a paused queue (55000 →
  * 503), is made by the caller.
  */
-static int
+int
 http_status(const char *code)
 {
 	/*
@@ -979,6 +985,12 @@ dispatch(Request *req)
 						  NULL, NULL, t ? "wrong metrics token" : "missing bearer token");
 			goto done;
 		}
+	}
+
+	if (route->events)
+	{
+		serve_events(req, token);
+		goto done;
 	}
 
 	/* the statement's parameters */

@@ -43,6 +43,12 @@
  *				put a function of its own in the way of another role's
  *				statements.
  *
+ *	events.c	the live event stream (GET /api/v1/events): one thread reads
+ *				the database's events and hands each client those its
+ *				role may see, as Server-Sent Events, or as WebSocket
+ *				messages (websocket.c: the handshake, then libwslay's
+ *				frames on a thread per connection).
+ *
  *	routes.c	the routes and what runs them.  Every route is one
  *				statement, always with $n parameters: request bodies go to
  *				the server as text and are parsed there (as jsonb), and the
@@ -77,6 +83,7 @@
 #define DEFAULT_MAX_BODY	(1024 * 1024 + 64 * 1024)	/* a 1 MB job and
 														 * its envelope */
 #define DEFAULT_MAX_RESPONSE	(64 * 1024 * 1024)	/* a pull of 64 jobs of 1 MB */
+#define DEFAULT_EVENT_BUFFER	(1024 * 1024)	/* unread events per client */
 
 /* the options (main.c) */
 typedef struct ServeConfig
@@ -95,6 +102,7 @@ typedef struct ServeConfig
 	int			request_deadline_s; /* --request-deadline */
 	const char *metrics_token;	/* --metrics-token, or NULL */
 	const char *tcp_listen_addr;	/* --tcp-listen, or NULL */
+	size_t		event_buffer;	/* --event-buffer */
 	bool		quiet;			/* --quiet */
 } ServeConfig;
 
@@ -122,6 +130,7 @@ typedef struct PoolConn
 } PoolConn;
 
 extern void pool_open(void);
+extern PGconn *pool_connect(char **err);
 extern PoolConn *pool_acquire(const char **code, char **err);
 extern bool pool_reconnect(PoolConn *pc, char **err);
 extern void pool_release(PoolConn *pc);
@@ -171,6 +180,7 @@ extern int	run_as(const char *token, const char *sql, int nparams,
 				   const char *const *params, size_t max_response, char **value,
 				   SqlError *err, PoolConn **conn_out);
 extern void free_error(SqlError *e);
+extern int	http_status(const char *code);
 
 extern void dispatch(Request *req);
 
@@ -180,5 +190,33 @@ extern void tcp_stop(void);
 extern int	tcp_connections(void);
 extern bool needs_token(const char *method, const char *path);
 extern bool token_known(const char *token);
+
+/* events.c: the live event stream */
+typedef enum SubscriberKind
+{
+	SUB_SSE,
+	SUB_WS
+} SubscriberKind;
+typedef struct Subscriber Subscriber;
+
+extern const char *const event_names[];
+extern uint32_t event_bit(const char *name);
+extern Subscriber *hub_subscribe(SubscriberKind kind, const char *token,
+								 char **queues, int nqueues, uint32_t events,
+								 int64_t cursor);
+extern bool hub_wait_ready(Subscriber *s);
+extern void hub_set_wake_fd(Subscriber *s, int fd);
+extern size_t hub_take(Subscriber *s, char *out, size_t max, bool *closed,
+					   int *code, const char **reason);
+extern void hub_unsubscribe(Subscriber *s);
+extern void hub_start(void);
+extern void hub_stop(void);
+extern void serve_sse(Request *req, Subscriber *s);
+extern void serve_events(Request *req, const char *token);
+
+/* websocket.c */
+extern bool websocket_requested(Request *req);
+extern void serve_websocket(Request *req, Subscriber *s);
+extern int	websocket_connections(void);
 
 #endif							/* TASKQ_SERVE_H */

@@ -24,7 +24,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-use TaskqTest qw(new_node slurp);
+use TaskqTest qw(new_node slurp stop_serve);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 # pg_cron too, for the schedule routes
@@ -63,46 +63,8 @@ my $gateway = $node->connstr('postgres') . ' user=taskq_gateway';
 # helpers
 # ---------------------------------------------------------------------------
 
-# servers still running when the test ends are killed
-my @servers;
-
-END
-{
-	my $status = $?;
-	$_->kill_kill for grep { $_->pumpable } @servers;
-	$? = $status;
-}
-
-# start_serve(NAME, ARGS...): taskq serve on a free port of 127.0.0.1, its
-# stderr in $tmp/NAME.log; returns (harness, log path, base URL)
-sub start_serve
-{
-	my ($name, @args) = @_;
-	my $log = "$tmp/$name.log";
-	my $h = IPC::Run::start(
-		[ 'taskq', 'serve', '-d', $gateway, '--listen', '127.0.0.1:0', @args ],
-		'<', \undef, '>', "$tmp/$name.out", '2>', $log);
-	push @servers, $h;
-	my $deadline = time() + $timeout;
-	until (slurp($log) =~ m{listening on http://127\.0\.0\.1:(\d+)})
-	{
-		die "taskq serve $name exited: " . slurp($log) unless $h->pumpable;
-		die "taskq serve $name did not start: " . slurp($log) if time() > $deadline;
-		usleep(20_000);
-	}
-	slurp($log) =~ m{listening on http://127\.0\.0\.1:(\d+)};
-	note "taskq serve $name listening on port $1";
-	return ($h, $log, "http://127.0.0.1:$1");
-}
-
-# SIGTERM to a server; its exit status
-sub stop_serve
-{
-	my $h = shift;
-	$h->signal('TERM');
-	$h->finish;
-	return $? >> 8;
-}
+# start_serve(NAME, ARGS...): taskq serve as the gateway (TaskqTest)
+sub start_serve { return TaskqTest::start_serve($gateway, $tmp, @_) }
 
 my $n = 0;
 
@@ -1036,7 +998,7 @@ $ENV{TASKQ_URL} = $base;
 my $werr = "$tmp/worker.err";
 my $worker = IPC::Run::start([ 'node', "$tmp/worker.mjs", 'mail' ], '<', \undef, '>', "$tmp/worker.out",
 	'2>', $werr);
-push @servers, $worker;
+TaskqTest::kill_at_exit($worker);
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 3 FROM taskq.finished_jobs WHERE queue = 'mail' AND state = 'completed'}),
 	'the README worker acked the three jobs with a recipient') or diag(slurp($werr));
