@@ -887,6 +887,202 @@ END
 $$;
 COMMENT ON FUNCTION taskq.peek(text, integer) IS 'the next jobs pull would deliver, in delivery order, changing nothing';
 
+-- A page of a queue's jobs in one state, for the dashboard and
+-- GET /api/v1/queues/{queue}/list: each state in the order of an index
+-- (waiting: delivery order; delayed: due time; active: lease expiry;
+-- blocked: age; completed, cancelled, dlq: newest first), paged by a
+-- cursor (keyset), so that a page costs the same at any depth of the
+-- finished jobs' history.  Filters only narrow what the index walk keeps.
+CREATE FUNCTION taskq.list_jobs(queue text, state text, options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    opts constant jsonb := COALESCE(options, '{}');
+    n integer;
+    tbl text;
+    sort_col text;
+    sort_type text;
+    sort_desc boolean;
+    id_desc boolean;
+    where_state text := '';
+    keyset text := 'true';
+    after_key text;
+    after_id uuid;
+    page jsonb;
+    total integer;
+    last jsonb;
+    bad text;
+BEGIN
+    PERFORM taskq._require_queue_privilege(list_jobs.queue, 'any');
+    PERFORM taskq._require_queue(list_jobs.queue);
+    IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
+        RAISE EXCEPTION 'list_jobs options must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT k INTO bad FROM pg_catalog.jsonb_object_keys(opts) k
+     WHERE k <> ALL (ARRAY['count', 'after', 'name', 'group', 'flow_id', 'search', 'since', 'until'])
+     LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown list_jobs option "%"', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The options are count, after, name, group, flow_id, search, since and until.';
+    END IF;
+    n := COALESCE((opts->>'count')::integer, 50);
+    IF n < 1 OR n > 500 THEN
+        RAISE EXCEPTION 'list_jobs count must be between 1 and 500'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    CASE list_jobs.state
+        WHEN 'waiting' THEN
+            tbl := 'jobs'; sort_col := 'priority'; sort_type := 'integer';
+            sort_desc := true; id_desc := false; where_state := $w$AND j.state = 'waiting'$w$;
+        WHEN 'delayed' THEN
+            tbl := 'jobs'; sort_col := 'run_at'; sort_type := 'timestamptz';
+            sort_desc := false; id_desc := false; where_state := $w$AND j.state = 'delayed'$w$;
+        WHEN 'active' THEN
+            tbl := 'jobs'; sort_col := 'lease_expires_at'; sort_type := 'timestamptz';
+            sort_desc := false; id_desc := false; where_state := $w$AND j.state = 'active'$w$;
+        WHEN 'blocked' THEN
+            tbl := 'jobs'; sort_col := 'created_at'; sort_type := 'timestamptz';
+            sort_desc := false; id_desc := false; where_state := $w$AND j.state = 'blocked'$w$;
+        WHEN 'completed', 'cancelled' THEN
+            tbl := 'finished_jobs'; sort_col := 'finished_at'; sort_type := 'timestamptz';
+            sort_desc := true; id_desc := true;
+            where_state := pg_catalog.format('AND j.state = %L', list_jobs.state);
+        WHEN 'dlq' THEN
+            tbl := 'dead_jobs'; sort_col := 'finished_at'; sort_type := 'timestamptz';
+            sort_desc := true; id_desc := true;
+        ELSE
+            RAISE EXCEPTION 'invalid job state "%"', list_jobs.state
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'The states are waiting, delayed, active, blocked, completed, cancelled and dlq.';
+    END CASE;
+    IF opts->>'after' IS NOT NULL THEN
+        BEGIN
+            after_key := pg_catalog.split_part(opts->>'after', '|', 1);
+            after_id := pg_catalog.split_part(opts->>'after', '|', 2)::uuid;
+            EXECUTE pg_catalog.format('SELECT %L::%s', after_key, sort_type);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'invalid list_jobs cursor "%"', opts->>'after'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the "next" of the previous page.';
+        END;
+        keyset := pg_catalog.format('j.%1$I %2$s $2::%3$s AND (j.%1$I %4$s $2::%3$s OR j.id %5$s $3)',
+                                    sort_col, CASE WHEN sort_desc THEN '<=' ELSE '>=' END,
+                                    sort_type, CASE WHEN sort_desc THEN '<' ELSE '>' END,
+                                    CASE WHEN id_desc THEN '<' ELSE '>' END);
+    END IF;
+    EXECUTE pg_catalog.format($q$
+        SELECT COALESCE(pg_catalog.jsonb_agg(x.r ORDER BY x.o), '[]'), pg_catalog.count(*)::integer
+          FROM (SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                   'id', j.id, 'name', j.name, 'state', j.state, 'priority', j.priority,
+                   'attempts', j.attempts, 'max_attempts', j.max_attempts, 'group', j.group_key,
+                   'flow_id', j.flow_id, 'progress', j.progress,
+                   'error', pg_catalog.left(j.error, 200), 'created_at', j.created_at,
+                   'run_at', j.run_at, 'lease_expires_at', j.lease_expires_at,
+                   'finished_at', j.finished_at,
+                   'cursor', j.%1$I::text || '|' || j.id)) AS r,
+                   pg_catalog.row_number() OVER () AS o
+                  FROM (SELECT * FROM taskq.%2$I j
+                         WHERE j.queue = $1 %3$s AND %4$s
+                           AND ($4::text IS NULL OR j.name = $4)
+                           AND ($5::text IS NULL OR j.group_key = $5)
+                           AND ($6::text IS NULL OR j.flow_id = $6)
+                           AND ($7::text IS NULL OR pg_catalog.strpos(pg_catalog.lower(
+                                  j.data::text || ' ' || COALESCE(j.metadata::text, '')),
+                                  pg_catalog.lower($7)) > 0)
+                           AND ($8::timestamptz IS NULL OR j.created_at >= $8)
+                           AND ($9::timestamptz IS NULL OR j.created_at < $9)
+                         ORDER BY j.%1$I %5$s, j.id %6$s
+                         LIMIT $10) j) x
+        $q$, sort_col, tbl, where_state, keyset,
+        CASE WHEN sort_desc THEN 'DESC' ELSE 'ASC' END,
+        CASE WHEN id_desc THEN 'DESC' ELSE 'ASC' END)
+      INTO page, total
+      USING list_jobs.queue, after_key, after_id, opts->>'name', opts->>'group',
+            opts->>'flow_id', opts->>'search', (opts->>'since')::timestamptz,
+            (opts->>'until')::timestamptz, n + 1;
+    IF total > n THEN
+        page := page - n;
+        last := page->(n - 1);
+    END IF;
+    RETURN pg_catalog.jsonb_build_object(
+        'jobs', (SELECT COALESCE(pg_catalog.jsonb_agg(a.e - 'cursor' ORDER BY a.o), '[]')
+                   FROM pg_catalog.jsonb_array_elements(page) WITH ORDINALITY AS a(e, o)),
+        'next', last->'cursor');
+END
+$$;
+COMMENT ON FUNCTION taskq.list_jobs(text, text, jsonb) IS 'a page of the jobs of a queue in one state, in index order, with filters; "next" is the cursor of the following page';
+
+-- What the calling role (after SET ROLE) may do, for the dashboard: its
+-- name, whether it administers every queue, and its privileges on each
+-- queue it may see (taskq.queues() lists those).
+CREATE FUNCTION taskq.whoami()
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'role', CURRENT_USER,
+        'admin', taskq.has_queue_privilege('*', 'admin'),
+        'queues', COALESCE((
+            SELECT pg_catalog.jsonb_object_agg(q.name, pg_catalog.to_jsonb(ARRAY(
+                       SELECT p FROM pg_catalog.unnest(ARRAY['push', 'pull', 'admin']) AS p
+                        WHERE taskq.has_queue_privilege(q.name, p))))
+              FROM taskq.queues() q), '{}'))
+$$;
+COMMENT ON FUNCTION taskq.whoami() IS 'the current role, whether it administers every queue, and its privileges on each queue it may see';
+
+-- Jobs finished per minute over the last minutes, per queue the role may
+-- see: completed (finished_jobs) and dead (dead_jobs), by the indexes on
+-- (queue, finished_at), so the cost follows the rate, not the history.
+-- A queue that keeps no completed jobs (retention 0) shows none.
+CREATE FUNCTION taskq.throughput(minutes integer DEFAULT 30)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    since timestamptz;
+    result jsonb := '{}';
+    q text;
+BEGIN
+    IF minutes IS NULL OR minutes < 1 OR minutes > 1440 THEN
+        RAISE EXCEPTION 'throughput minutes must be between 1 and 1440'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    since := pg_catalog.date_trunc('minute', pg_catalog.now())
+             - pg_catalog.make_interval(mins => minutes - 1);
+    FOR q IN SELECT qq.name FROM taskq.queues qq
+              WHERE taskq.has_queue_privilege(qq.name, 'any') ORDER BY qq.name LOOP
+        result := result || pg_catalog.jsonb_build_object(q, pg_catalog.jsonb_build_object(
+            'completed', (SELECT pg_catalog.jsonb_agg(COALESCE(c.n, 0) ORDER BY m.t)
+                            FROM pg_catalog.generate_series(since, since + pg_catalog.make_interval(mins => minutes - 1),
+                                                            '1 minute') AS m(t)
+                            LEFT JOIN (SELECT pg_catalog.date_trunc('minute', f.finished_at) AS t,
+                                              pg_catalog.count(*) AS n
+                                         FROM taskq.finished_jobs f
+                                        WHERE f.queue = q AND f.finished_at >= since
+                                          AND f.state = 'completed'
+                                        GROUP BY 1) c ON c.t = m.t),
+            'dlq', (SELECT pg_catalog.jsonb_agg(COALESCE(c.n, 0) ORDER BY m.t)
+                      FROM pg_catalog.generate_series(since, since + pg_catalog.make_interval(mins => minutes - 1),
+                                                      '1 minute') AS m(t)
+                      LEFT JOIN (SELECT pg_catalog.date_trunc('minute', d.finished_at) AS t,
+                                        pg_catalog.count(*) AS n
+                                   FROM taskq.dead_jobs d
+                                  WHERE d.queue = q AND d.finished_at >= since
+                                  GROUP BY 1) c ON c.t = m.t)));
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('since', since, 'minutes', minutes, 'queues', result);
+END
+$$;
+COMMENT ON FUNCTION taskq.throughput(integer) IS 'jobs completed and dead per minute over the last minutes, per queue the role may see';
+
 CREATE FUNCTION taskq.purge(queue text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -2013,6 +2209,7 @@ GRANT EXECUTE ON FUNCTION
     taskq.uuid7(), taskq.check_job(text, text, jsonb, jsonb),
     taskq.has_queue_privilege(text, text), taskq.get(uuid), taskq.flow(text),
     taskq.queues(), taskq.stats(text), taskq.peek(text, integer),
+    taskq.list_jobs(text, text, jsonb), taskq.whoami(), taskq.throughput(integer),
     taskq.dlq(text, integer), taskq.webhooks(), taskq.deliveries(uuid, integer),
     taskq.add_webhook(text, text[], text[], text, integer, integer),
     taskq.remove_webhook(uuid), taskq.redeliver(uuid), taskq.command(jsonb, integer),

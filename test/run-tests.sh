@@ -166,9 +166,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The TAP tests' webhook receiver (Node.js) needs its npm packages.
+# The TAP tests' Node.js programs (webhook receiver, event-stream client,
+# browser tests) need their npm packages.
 if compgen -G "$REPO/test/t/*.pl" >/dev/null && [ -x "$REPO/test/webhook-receiver/install.sh" ]; then
     "$REPO/test/webhook-receiver/install.sh"
+    "$REPO/test/webhook-receiver/install.sh" "$REPO/test/ui"
 fi
 
 for dir in sql expected test; do

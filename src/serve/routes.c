@@ -13,7 +13,7 @@
 
 #include "serve.h"
 
-#define MAX_ROUTE_PARAMS	5
+#define MAX_ROUTE_PARAMS	10
 
 /* ---- routes ---- */
 
@@ -51,7 +51,7 @@ typedef struct Route
 	const char *sql_array;		/* instead, when the body is a JSON array */
 	int			nparams;
 	RouteParam	params[MAX_ROUTE_PARAMS];
-	const char *args[5];		/* query arguments it takes (NULL-ended) */
+	const char *args[MAX_ROUTE_PARAMS];	/* query arguments it takes (NULL-ended) */
 	const char *not_found;		/* 404 message (%s: the path parameter)
 								 * when the statement returns NULL */
 	bool		push;			/* 55000 is 503 when the queue is paused */
@@ -91,6 +91,26 @@ typedef struct Route
  * for a batch.
  */
 static const Route routes[] = {
+	{
+		/* the dashboard's look-ups (src/serve/ui) */
+		.method = "GET", .path = "/api/v1/whoami", .ok_status = 200,
+		.sql = "SELECT taskq.whoami()::text",
+	},
+	{
+		.method = "GET", .path = "/api/v1/throughput", .ok_status = 200,
+		.sql = "SELECT taskq.throughput(coalesce($1::int, 30))::text",
+		.nparams = 1, .params = {P_ARG("minutes")}, .args = {"minutes"},
+	},
+	{
+		.method = "GET", .path = "/api/v1/queues/{}/list", .ok_status = 200,
+		.sql = "SELECT taskq.list_jobs($1, coalesce($2, 'waiting'), jsonb_strip_nulls(jsonb_build_object("
+		"'count', $3::int, 'after', $4::text, 'name', $5::text, 'group', $6::text,"
+		" 'flow_id', $7::text, 'search', $8::text, 'since', $9::text, 'until', $10::text)))::text",
+		.nparams = 10,
+		.params = {P_PATH, P_ARG("state"), P_ARG("count"), P_ARG("after"), P_ARG("name"),
+		P_ARG("group"), P_ARG("flow_id"), P_ARG("search"), P_ARG("since"), P_ARG("until")},
+		.args = {"state", "count", "after", "name", "group", "flow_id", "search", "since", "until"},
+	},
 	{
 		/* SSE, or a WebSocket upgrade; no statement: events.c */
 		.method = "GET", .path = "/api/v1/events", .ok_status = 200,
@@ -901,6 +921,8 @@ dispatch(Request *req)
 	ArgCheck	ac = {NULL, NULL};
 	int			i;
 
+	if (serve_ui(req))
+		return;
 	initPQExpBuffer(&allow);
 	for (r = routes; r->method; r++)
 	{

@@ -214,6 +214,18 @@ extern void hub_stop(void);
 extern void serve_sse(Request *req, Subscriber *s);
 extern void serve_events(Request *req, const char *token);
 
+/* ui.c: the dashboard, its files from ui_assets.c (embed.pl) */
+typedef struct UiAsset
+{
+	const char *path;
+	const char *type;
+	const unsigned char *data;
+	size_t		len;
+} UiAsset;
+
+extern const UiAsset ui_assets[];
+extern bool serve_ui(Request *req);
+
 /* websocket.c */
 extern bool websocket_requested(Request *req);
 extern void serve_websocket(Request *req, Subscriber *s);

@@ -513,6 +513,8 @@ sub gen_args
 		my $v;
 		if ($t eq 'jsonb') { $v = gen_jsonb($pname); }
 		elsif ($t eq 'uuid') { $v = gen_uuid(); }
+		# a wait (pull, read_events, command) must stay under statement_timeout
+		elsif ($pname =~ /wait_ms$/) { $v = pick(-1, 0, 1, 10, 100, undef); }
 		elsif ($t eq 'integer' || $t eq 'bigint') { $v = gen_int(); }
 		elsif ($t eq 'text[]') { $v = gen_text_array(); }
 		elsif ($t =~ /job_state\[\]$/) { $v = gen_state_array(); }

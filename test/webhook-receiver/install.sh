@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Install the test-only webhook receiver's npm dependencies (pinned by
-# package-lock.json) unless node_modules is already there and up to date.
+# Install the npm dependencies (pinned by package-lock.json) of a test-only
+# Node.js directory -- this one (the webhook receiver and the event-stream
+# client), or the one given (test/ui, the browser tests) -- unless its
+# node_modules is already there and up to date.  No package here downloads
+# a browser: the browser tests use Debian's chromium.
 set -euo pipefail
 
-dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+dir="${1:-$(dirname "${BASH_SOURCE[0]}")}"
 cd "$dir"
 
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules ]]; then
