@@ -603,6 +603,21 @@ AS $$
 $$;
 COMMENT ON FUNCTION taskq.get(uuid) IS 'the whole job as jsonb; NULL for an unknown id or a job of a queue the role may not see';
 
+-- The errors of a job's failed attempts, oldest first: [{"attempt",
+-- "error", "at"}...]; NULL for an unknown id or a job of a queue the role
+-- may not see.  For the dashboard's job view (GET /api/v1/jobs/{id}/errors).
+CREATE FUNCTION taskq.job_errors(id uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(j.errors, '[]'::jsonb)
+    FROM taskq.all_jobs j
+    WHERE j.id = $1 AND taskq.has_queue_privilege(j.queue, 'any')
+$$;
+COMMENT ON FUNCTION taskq.job_errors(uuid) IS 'the errors of a job''s failed attempts, oldest first; NULL for an unknown id or a job of a queue the role may not see';
+
 --
 -- Queues
 --
@@ -1138,6 +1153,12 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq.dlq(text, integer) IS 'dead jobs of a queue, most recent first, with their last error and error history';
+
+CREATE FUNCTION taskq.retry_now(id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'taskq_retry_now'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION taskq.retry_now(uuid) IS 'run a delayed job now (a retry waiting out its backoff, or a job pushed to run later); false when it is not delayed';
 
 CREATE FUNCTION taskq.redrive(id uuid)
 RETURNS boolean
@@ -2210,6 +2231,7 @@ GRANT EXECUTE ON FUNCTION
     taskq.has_queue_privilege(text, text), taskq.get(uuid), taskq.flow(text),
     taskq.queues(), taskq.stats(text), taskq.peek(text, integer),
     taskq.list_jobs(text, text, jsonb), taskq.whoami(), taskq.throughput(integer),
+    taskq.job_errors(uuid),
     taskq.dlq(text, integer), taskq.webhooks(), taskq.deliveries(uuid, integer),
     taskq.add_webhook(text, text[], text[], text, integer, integer),
     taskq.remove_webhook(uuid), taskq.redeliver(uuid), taskq.command(jsonb, integer),
@@ -2228,7 +2250,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     taskq.create_queue(text, jsonb), taskq.alter_queue(text, jsonb),
     taskq.drop_queue(text), taskq.pause(text), taskq.resume(text),
-    taskq.purge(text), taskq.redrive(uuid), taskq.redrive_queue(text),
+    taskq.purge(text), taskq.redrive(uuid), taskq.redrive_queue(text), taskq.retry_now(uuid),
     taskq.grant(text, name, text), taskq.revoke(text, name, text),
     taskq.create_trigger(text, text, text, jsonb), taskq.alter_trigger(text, jsonb),
     taskq.drop_trigger(text), taskq.triggers()

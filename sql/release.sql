@@ -39,5 +39,18 @@ SELECT taskq.grant('rel', 'rel_worker', 'pull');
 SET ROLE rel_worker;
 SELECT taskq.release(:'b2', :'lease3');
 RESET ROLE;
+-- retry_now: a delayed job runs now, its attempts as they are
+SELECT taskq.push('rel', 'later', '{}', '{"delay_ms": 3600000}') AS later \gset
+SELECT taskq.retry_now(:'later');
+SELECT state, attempts, run_at <= now() AS due FROM taskq.jobs WHERE id = :'later';
+SELECT taskq.retry_now(:'later') AS not_delayed_any_more;
+SELECT taskq.retry_now('00000000-0000-0000-0000-000000000000') AS unknown;
+SELECT taskq.retry_now(NULL);
+-- it takes admin on the queue: a worker that may see it is refused
+SELECT taskq.push('rel', 'later2', '{}', '{"delay_ms": 3600000}') AS later2 \gset
+SET ROLE rel_worker;
+SELECT taskq.retry_now(:'later2');
+RESET ROLE;
+SELECT state FROM taskq.jobs WHERE id = :'later2';
 DROP EXTENSION taskq;
 DROP ROLE rel_worker;

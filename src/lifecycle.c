@@ -90,6 +90,12 @@ static TaskqPlan state_plan = {
 	1, {UUIDOID}
 };
 static TaskqPlan redrive_plan = {NULL, 1, {UUIDOID}};
+static TaskqPlan retry_now_plan = {
+	"UPDATE taskq.jobs SET state = 'waiting', run_at = now()"
+	" WHERE id = $1 AND state = 'delayed'"
+	" RETURNING queue, priority, id",
+	1, {UUIDOID}
+};
 static TaskqPlan dead_ids_plan = {
 	"SELECT id FROM taskq.dead_jobs WHERE queue = $1 ORDER BY id",
 	1, {TEXTOID}
@@ -772,6 +778,39 @@ taskq_redrive(PG_FUNCTION_ARGS)
 				 errhint("Push the job again, with the parents it needs.")));
 	TaskqSwitchBack(&cxt);
 	PG_RETURN_BOOL(outcome == REDRIVEN);
+}
+
+/*
+ * taskq.retry_now(id uuid) RETURNS boolean
+ *
+ * A delayed job (a retry waiting out its backoff, or pushed to run later)
+ * becomes waiting now, its attempts as they are; false when the id is not
+ * a delayed job the caller administers.
+ */
+PG_FUNCTION_INFO_V1(taskq_retry_now);
+Datum
+taskq_retry_now(PG_FUNCTION_ARGS)
+{
+	Datum		id;
+	bool		done = false;
+	TaskqContext cxt;
+
+	TaskqRequireArg(fcinfo, 0, "job id");
+	id = PG_GETARG_DATUM(0);
+
+	TaskqSwitchToOwner(&cxt);
+	if (TaskqRequireJobPrivilege(id, TASKQ_PRIV_ADMIN) &&
+		TaskqExecute(&retry_now_plan, &id, NULL, false, 0) == 1)
+	{
+		bool		isnull;
+
+		TaskqHeadLowerReturned(1, 1, 2, 3, 0);
+		TaskqNoteWakeup(DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull)));
+		done = true;
+	}
+	TaskqSwitchBack(&cxt);
+	PG_RETURN_BOOL(done);
 }
 
 /*

@@ -144,9 +144,9 @@ SELECT taskq.create_queue('build', '{"max_attempts": 2, "backoff": {"type": "fix
 
 \echo
 \echo '==== Push three jobs with different priorities ==============================='
-SELECT taskq.push('build', 'compile', '{"repo":"acme/app"}', '{"priority":10, "metadata": {"workflow_id": "wf-1"}}');
-SELECT taskq.push('build', 'test', '{"repo":"acme/app", "suite":"unit"}', '{"priority":5, "metadata": {"workflow_id": "wf-1"}}');
-SELECT taskq.push('build', 'package', '{"repo":"acme/app", "format":"tar"}', '{"priority":1, "metadata": {"workflow_id": "wf-1"}}');
+SELECT taskq.push('build', 'compile', '{"repo":"acme/app"}', '{"priority":10, "flow_id": "wf-1", "metadata": {"workflow_id": "wf-1"}}');
+SELECT taskq.push('build', 'test', '{"repo":"acme/app", "suite":"unit"}', '{"priority":5, "flow_id": "wf-1", "metadata": {"workflow_id": "wf-1"}}');
+SELECT taskq.push('build', 'package', '{"repo":"acme/app", "format":"tar"}', '{"priority":1, "flow_id": "wf-1", "metadata": {"workflow_id": "wf-1"}}');
 
 \echo
 \echo '==== Queues and what is waiting in "build" ==================================='
@@ -345,7 +345,57 @@ if command -v promtool >/dev/null 2>&1; then
 fi
 
 # ---------------------------------------------------------------------------
-# 7. Leave the instance running and say how to use and stop it.
+# 7. The dashboard: taskq serve on 127.0.0.1, left running with the
+#    instance, and a token to sign in with.
+# ---------------------------------------------------------------------------
+SERVE_LOG=$DEMO_DIR/serve.log
+SERVE_PID=$DEMO_DIR/serve.pid
+if [ -f "$SERVE_PID" ]; then
+    kill "$(cat "$SERVE_PID")" 2>/dev/null || true
+    rm -f "$SERVE_PID"
+fi
+# something to find there: a deploy whose migration failed, and the restart
+# that waited on it (cascaded to the dead-letter queue too)
+as_demo_user "$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres >/dev/null <<'SQL'
+SELECT taskq.push_flow('{"flow_id": "release-2", "jobs": [
+    {"key": "migrate", "queue": "deploy", "name": "migrate", "data": {"version": 42},
+     "options": {"max_attempts": 1}},
+    {"key": "restart", "queue": "deploy", "name": "restart", "depends_on": ["migrate"]}]}');
+SELECT taskq.fail(id, 'migration 0042 failed: relation "orders" already exists', lease)
+  FROM taskq.pull('deploy', 1);
+SQL
+UI_TOKEN=$(as_demo_user "$BINDIR/psql" -X -At -h "$DEMO_DIR" -p "$PORT" -U postgres -d postgres \
+    -c "SELECT taskq.create_api_token('postgres', 'demo dashboard')")
+: > "$SERVE_LOG"
+setsid "$BINDIR/taskq-serve" --listen 127.0.0.1:0 --quiet -d "$CONN" >/dev/null 2>>"$SERVE_LOG" < /dev/null &
+echo $! > "$SERVE_PID"
+UI_URL=
+for _ in $(seq 1 50); do
+    UI_URL=$(sed -n 's|.*listening on \(http://[^ ]*\).*|\1/ui|p' "$SERVE_LOG" | head -n 1)
+    [ -n "$UI_URL" ] && break
+    sleep 0.1
+done
+echo
+echo "==== The dashboard ============================================================"
+if [ -n "$UI_URL" ]; then
+    echo "taskq serve is running (log: $SERVE_LOG). Open"
+    echo
+    echo "  $UI_URL"
+    echo
+    echo "and sign in with this token (it stands for the role postgres):"
+    echo
+    echo "  $UI_TOKEN"
+    echo
+    echo "The job \"migrate\" of queue deploy failed and is dead, and so is the"
+    echo "\"restart\" that waited on it: find them under \"Dead letters\", see the"
+    echo "error and their flow release-2, and redrive them."
+else
+    echo "demo: taskq serve did not start; end of $SERVE_LOG:" >&2
+    tail -n 5 "$SERVE_LOG" >&2 || true
+fi
+
+# ---------------------------------------------------------------------------
+# 8. Leave the instance running and say how to use and stop it.
 # ---------------------------------------------------------------------------
 cat <<EOF
 
@@ -355,6 +405,8 @@ Connect to it:
   ${RUN_AS}psql -h $DEMO_DIR -p $PORT -U postgres postgres
 
 EOF
+echo "Stop the dashboard:"
+echo "  kill \$(cat $SERVE_PID)"
 stop_hint
 if [ "$AS_ROOT" -eq 1 ]; then
     echo

@@ -97,6 +97,12 @@ static const Route routes[] = {
 		.sql = "SELECT taskq.whoami()::text",
 	},
 	{
+		.method = "GET", .path = "/api/v1/jobs/{}/errors", .ok_status = 200,
+		.sql = "SELECT taskq.job_errors($1::uuid)::text",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "job \"%s\" does not exist",
+	},
+	{
 		.method = "GET", .path = "/api/v1/throughput", .ok_status = 200,
 		.sql = "SELECT taskq.throughput(coalesce($1::int, 30))::text",
 		.nparams = 1, .params = {P_ARG("minutes")}, .args = {"minutes"},
@@ -290,6 +296,13 @@ static const Route routes[] = {
 		.method = "POST", .path = "/api/v1/flows", .ok_status = 201,
 		.sql = "SELECT taskq.push_flow($1::jsonb)::text",
 		.nparams = 1, .params = {P_BODY}, .push = true,
+	},
+	{
+		.method = "POST", .path = "/api/v1/jobs/{}/retry", .ok_status = 200,
+		.sql = "SELECT jsonb_build_object('id', $1::uuid, 'state', 'waiting')::text"
+		" FROM taskq.retry_now($1::uuid) AS r WHERE r",
+		.nparams = 1, .params = {P_PATH},
+		.not_found = "delayed job \"%s\" does not exist",
 	},
 	{
 		.method = "POST", .path = "/api/v1/jobs/{}/redrive", .ok_status = 200,

@@ -43,6 +43,8 @@ sql(q{
 	SELECT taskq.create_queue('build', '{"max_attempts": 1}');
 	SELECT taskq.create_queue('live');
 	SELECT taskq.create_queue('deploy');
+	SELECT taskq.create_queue('later');
+	SELECT taskq.push('later', 'wait', '{}', '{"delay_ms": 3600000}') FROM generate_series(1, 2);
 	SELECT taskq.grant('build', 'viewer', 'pull');
 	-- 60 completed, 5 dead, then 12 waiting (10 compile, 2 lint)
 	SELECT taskq.push('build', 'compile', jsonb_build_object('repo', 'acme/app', 'n', i)) FROM generate_series(1, 60) i;
@@ -128,6 +130,25 @@ is($st, 400, '... a bad cursor: 400');
 is($st, 403, '... a queue the role may not see: 403');
 ($st) = http('GET', '/api/v1/queues/nope/list', $admin_token);
 is($st, 404, '... an unknown queue: 404');
+
+my $dead = sql(q{SELECT id FROM taskq.dead_jobs WHERE queue = 'build' ORDER BY id LIMIT 1});
+($st, $head, $body) = http('GET', "/api/v1/jobs/$dead/errors", $viewer_token);
+is($st, 200, 'GET /api/v1/jobs/{id}/errors');
+my $errs = decode_json($body);
+is_deeply([ map { "$_->{attempt} $_->{error}" } @$errs ], ['1 boom: exit 1'], '... the failed attempts, with their errors');
+like($errs->[0]{at}, qr/^\d{4}-/, '... and when');
+($st) = http('GET', '/api/v1/jobs/00000000-0000-0000-0000-000000000000/errors', $viewer_token);
+is($st, 404, '... an unknown job: 404');
+
+my $later = sql(q{SELECT id FROM taskq.jobs WHERE queue = 'later' ORDER BY id LIMIT 1});
+($st) = http('POST', "/api/v1/jobs/$later/retry", $viewer_token);
+is($st, 404, 'POST /api/v1/jobs/{id}/retry: a role that does not administer the queue: 404');
+($st, $head, $body) = http('POST', "/api/v1/jobs/$later/retry", $admin_token);
+is($st, 200, '... an administrator: 200');
+is_deeply(decode_json($body), { id => $later, state => 'waiting' }, '... the job is waiting');
+is(sql(qq{SELECT state || ' ' || (run_at <= now()) FROM taskq.jobs WHERE id = '$later'}), 'waiting true', '... due now');
+($st) = http('POST', "/api/v1/jobs/$later/retry", $admin_token);
+is($st, 404, '... a job that is not delayed: 404');
 
 ($st, $head, $body) = http('GET', '/api/v1/throughput?minutes=5', $viewer_token);
 is($st, 200, 'GET /api/v1/throughput');

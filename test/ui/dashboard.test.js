@@ -141,6 +141,7 @@ const text = (page, sel) => page.$eval(sel, (e) => e.textContent).catch(() => nu
     ok((await text(page, '.error-box')).includes('boom: exit 1'), '... the error text');
     ok((await page.$$eval('pre.json', (p) => p.map((e) => e.textContent).join(' '))).includes('acme/app'), '... its data');
     ok(await page.$('#redrive') !== null, '... and a Redrive button for an admin');
+    ok(await page.$$eval('table[aria-label="Failed attempts"] tbody tr', (r) => r.length) === 1, '... its failed attempt listed');
     await shot(page, 'job');
 
     // ---- live: a pushed job appears, then completes, without a reload
@@ -156,6 +157,14 @@ const text = (page, sel) => page.$eval(sel, (e) => e.textContent).catch(() => nu
     await api(args['admin-token'], 'POST', `/api/v1/jobs/${pushed.data.id}/ack`, { lease: pulled.data[0].lease, result: { done: true } });
     ok(await until(page, () => /completed/.test(document.querySelector('h1')?.textContent || '') && /"done": true/.test(document.querySelector('main').textContent)),
       '... then completed, with its result, without a reload');
+
+    // ---- retry a delayed job now
+    const delayed = await api(args['admin-token'], 'GET', '/api/v1/queues/later/list?state=delayed');
+    await page.goto(`${base}/ui#/job/${delayed.data.jobs[0].id}`, { waitUntil: 'domcontentloaded' });
+    ok(await until(page, () => /delayed/.test(document.querySelector('h1')?.textContent || '') && document.querySelector('#retry')),
+      'a delayed job offers Retry now');
+    await click(page, '#retry');
+    ok(await until(page, () => /waiting/.test(document.querySelector('h1')?.textContent || '')), '... which makes it waiting');
 
     // ---- dead letters: redrive a selection
     await page.goto(`${base}/ui#/dlq`, { waitUntil: 'domcontentloaded' });
@@ -228,6 +237,13 @@ const text = (page, sel) => page.$eval(sel, (e) => e.textContent).catch(() => nu
     ok(refused === 403, 'a forbidden action sent anyway is refused (403)', `status ${refused}`);
     await shot(viewer, 'read-only');
     await ctx.close();
+
+    // ---- dead letters: redrive a whole group
+    await page.goto(`${base}/ui#/dlq`, { waitUntil: 'domcontentloaded' });
+    await page.waitForSelector('.redrive-group', { timeout: TIMEOUT });
+    ok((await text(page, '.redrive-group')) === 'Redrive these 4', 'a group offers to redrive all of its jobs');
+    await click(page, '.redrive-group');
+    ok(await until(page, () => /No dead jobs/.test(document.querySelector('main').textContent)), '... and then there are none');
 
     ok(errors.length === 0, 'no script errors in the pages', errors.join('\n'));
   } catch (e) {

@@ -364,6 +364,7 @@ async function viewJob(el, quiet, id) {
     if (e.status === 404) { el.innerHTML = `<div class="crumbs"><a href="#/">Queues</a> /</div><div class="panel empty">No job ${esc(id)} that you may see.</div>`; return; }
     throw e;
   }
+  const attempts = await api('GET', `/api/v1/jobs/${enc(id)}/errors`).catch(() => []);
   let children = [];
   if (job.flow_id) {
     const flow = await api('GET', `/api/v1/flows/${enc(job.flow_id)}`).catch(() => null);
@@ -371,6 +372,7 @@ async function viewJob(el, quiet, id) {
   }
   const canCancel = ['waiting', 'delayed', 'blocked'].includes(job.state) && may(job.queue, 'push');
   const canRedrive = job.state === 'dlq' && may(job.queue, 'admin');
+  const canRetry = job.state === 'delayed' && may(job.queue, 'admin');
   const fact = (k, v) => `<dt>${k}</dt><dd>${v}</dd>`;
   el.innerHTML = `
     <div class="crumbs"><a href="#/">Queues</a> / <a href="#/queue/${enc(job.queue)}/${enc(job.state)}">${esc(job.queue)}</a> /</div>
@@ -378,6 +380,7 @@ async function viewJob(el, quiet, id) {
     <div class="actions" aria-label="Job actions">
       ${canCancel ? '<button type="button" class="danger" id="cancel">Cancel</button>' : ''}
       ${canRedrive ? '<button type="button" id="redrive">Redrive</button>' : ''}
+      ${canRetry ? '<button type="button" id="retry">Retry now</button>' : ''}
       ${job.flow_id ? `<a class="button secondary" href="#/flow/${enc(job.flow_id)}">View flow</a>` : ''}
     </div>
     <div class="grid2">
@@ -400,6 +403,8 @@ async function viewJob(el, quiet, id) {
       </dl></div>
     </div>
     ${job.error ? `<h2>Error</h2><div class="error-box"><pre class="json" style="background:none;border:none;padding:0">${esc(job.error)}</pre></div>` : ''}
+    ${attempts.length ? `<h2>Failed attempts</h2><div class="table-wrap"><table aria-label="Failed attempts"><thead><tr><th class="num">Attempt</th><th>When</th><th>Error</th></tr></thead><tbody>
+      ${attempts.map((a) => `<tr><td class="num">${esc(a.attempt)}</td><td>${time(a.at)}</td><td class="wrap">${esc(a.error)}</td></tr>`).join('')}</tbody></table></div>` : ''}
     <div class="grid2">
       <div><h2>Data</h2>${json(job.data)}</div>
       <div><h2>Result</h2>${json(job.result)}</div>
@@ -413,6 +418,7 @@ async function viewJob(el, quiet, id) {
     </div>`;
   q('#cancel')?.addEventListener('click', () => act('Cancelled', () => api('POST', `/api/v1/jobs/${enc(id)}/cancel`), 'Cancel this job?'));
   q('#redrive')?.addEventListener('click', () => act('Redriven', () => api('POST', `/api/v1/jobs/${enc(id)}/redrive`)));
+  q('#retry')?.addEventListener('click', () => act('Waiting now', () => api('POST', `/api/v1/jobs/${enc(id)}/retry`)));
 }
 
 // layered layout: a job's layer is the longest path from a root
@@ -490,12 +496,14 @@ async function viewDlq(el) {
   const queues = (await api('GET', '/api/v1/queues')).filter((q) => q.dlq > 0);
   const dead = [];
   await Promise.all(queues.map(async (q) => {
-    const jobs = await api('GET', `/api/v1/queues/${enc(q.name)}/dlq?count=200`);
-    jobs.forEach((j) => dead.push({ ...j, queue: q.name, state: 'dlq' }));
+    const page = await api('GET', `/api/v1/queues/${enc(q.name)}/list?state=dlq&count=200`);
+    page.jobs.forEach((j) => dead.push({ ...j, queue: q.name }));
   }));
   const groups = new Map();
   dead.forEach((j) => {
-    const key = String(j.error || '(no error)').split('\n')[0].slice(0, 160);
+    // one group per kind of error: job ids and numbers left out
+    const key = String(j.error || '(no error)').split('\n')[0].slice(0, 160)
+      .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '…');
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(j);
   });
@@ -506,13 +514,20 @@ async function viewDlq(el) {
     <div class="actions"><button type="button" id="redrive-selected" disabled>Redrive selected</button></div>
     ${sorted.map(([err, jobs], i) => `<details class="group" ${i === 0 ? 'open' : ''}>
       <summary><span class="badge dlq">${jobs.length}</span> <span class="wrap">${esc(err)}</span>
-      <span class="muted">${[...new Set(jobs.map((j) => j.queue))].map(esc).join(', ')}</span></summary>
+      <span class="muted">${[...new Set(jobs.map((j) => j.queue))].map(esc).join(', ')}</span>
+      ${jobs.every((j) => may(j.queue, 'admin')) ? `<button type="button" class="secondary redrive-group" data-ids="${esc(jobs.map((j) => j.id).join(','))}">Redrive these ${jobs.length}</button>` : ''}</summary>
       <div class="table-wrap"><table aria-label="Dead jobs: ${esc(err)}">${JOB_HEAD({ select: true, queue: true })}<tbody>
       ${jobs.map((j) => jobRows([j], { select: may(j.queue, 'admin'), queue: j.queue }).replace('<tr>', `<tr data-queue="${esc(j.queue)}">`)).join('')}
       </tbody></table></div></details>`).join('')}`}`;
   const btn = q('#redrive-selected');
   if (!btn) return;
   el.addEventListener('change', () => { btn.disabled = !el.querySelector('.pick:checked'); });
+  el.querySelectorAll('.redrive-group').forEach((b) => b.addEventListener('click', (ev) => {
+    ev.preventDefault();
+    const ids = b.dataset.ids.split(',');
+    act(`${ids.length} job(s) redriven`, () => Promise.all(ids.map((id) => api('POST', `/api/v1/jobs/${enc(id)}/redrive`))),
+      `Redrive the ${ids.length} dead job(s) with this error?`);
+  }));
   btn.addEventListener('click', () => {
     const ids = [...el.querySelectorAll('.pick:checked')].map((c) => c.value);
     act(`${ids.length} job(s) redriven`, () => Promise.all(ids.map((id) => api('POST', `/api/v1/jobs/${enc(id)}/redrive`))));
