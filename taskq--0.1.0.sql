@@ -1074,24 +1074,21 @@ BEGIN
              - pg_catalog.make_interval(mins => minutes - 1);
     FOR q IN SELECT qq.name FROM taskq.queues qq
               WHERE taskq.has_queue_privilege(qq.name, 'any') ORDER BY qq.name LOOP
-        result := result || pg_catalog.jsonb_build_object(q, pg_catalog.jsonb_build_object(
-            'completed', (SELECT pg_catalog.jsonb_agg(COALESCE(c.n, 0) ORDER BY m.t)
-                            FROM pg_catalog.generate_series(since, since + pg_catalog.make_interval(mins => minutes - 1),
-                                                            '1 minute') AS m(t)
-                            LEFT JOIN (SELECT pg_catalog.date_trunc('minute', f.finished_at) AS t,
-                                              pg_catalog.count(*) AS n
-                                         FROM taskq.finished_jobs f
-                                        WHERE f.queue = q AND f.finished_at >= since
-                                          AND f.state = 'completed'
-                                        GROUP BY 1) c ON c.t = m.t),
-            'dlq', (SELECT pg_catalog.jsonb_agg(COALESCE(c.n, 0) ORDER BY m.t)
-                      FROM pg_catalog.generate_series(since, since + pg_catalog.make_interval(mins => minutes - 1),
-                                                      '1 minute') AS m(t)
-                      LEFT JOIN (SELECT pg_catalog.date_trunc('minute', d.finished_at) AS t,
-                                        pg_catalog.count(*) AS n
-                                   FROM taskq.dead_jobs d
-                                  WHERE d.queue = q AND d.finished_at >= since
-                                  GROUP BY 1) c ON c.t = m.t)));
+        result := result || pg_catalog.jsonb_build_object(q, (
+            SELECT pg_catalog.jsonb_build_object(
+                       'completed', pg_catalog.jsonb_agg(COALESCE(c.completed, 0) ORDER BY m.t),
+                       'dlq', pg_catalog.jsonb_agg(COALESCE(c.dlq, 0) ORDER BY m.t))
+              FROM pg_catalog.generate_series(since, since + pg_catalog.make_interval(mins => minutes - 1),
+                                              '1 minute') AS m(t)
+              LEFT JOIN (SELECT pg_catalog.date_trunc('minute', x.finished_at) AS t,
+                                pg_catalog.count(*) FILTER (WHERE NOT x.dead) AS completed,
+                                pg_catalog.count(*) FILTER (WHERE x.dead) AS dlq
+                           FROM (SELECT f.finished_at, false AS dead FROM taskq.finished_jobs f
+                                  WHERE f.queue = q AND f.finished_at >= since AND f.state = 'completed'
+                                 UNION ALL
+                                 SELECT d.finished_at, true FROM taskq.dead_jobs d
+                                  WHERE d.queue = q AND d.finished_at >= since) x
+                          GROUP BY 1) c ON c.t = m.t));
     END LOOP;
     RETURN pg_catalog.jsonb_build_object('since', since, 'minutes', minutes, 'queues', result);
 END

@@ -15,8 +15,9 @@
 #   start_receiver,      the test webhook receiver (test/webhook-receiver,
 #   stop_receiver,       which verifies Standard Webhooks signatures) on
 #   log_entries          127.0.0.1, and the JSON lines of its log
-#   start_serve,         taskq serve on a free port of 127.0.0.1 (killed at
-#   stop_serve           exit if still running), and its SIGTERM
+#   create_gateway,      the role taskq serve logs in as; taskq serve on a
+#   start_serve,         free port of 127.0.0.1 (killed at exit if still
+#   stop_serve           running), and its SIGTERM
 #   TaskqTest::Session   a long-lived psql session reading from a pipe that
 #                        collects the notifications it is sent (LISTEN)
 #
@@ -52,7 +53,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT_OK = qw(new_node workers_sql worker_pid wait_worker
-  start_worker stop_worker start_serve stop_serve slurp start_receiver stop_receiver log_entries
+  start_worker stop_worker create_gateway start_serve stop_serve slurp start_receiver stop_receiver log_entries
   invariants_ok invariants_sql wait_crash_restart kill_all start_load
   stop_load read_load_logs drain);
 
@@ -152,6 +153,23 @@ END
 	my $status = $?;
 	$_->kill_kill for grep { $_->pumpable } @servers;
 	$? = $status;
+}
+
+# create_gateway(NODE): the role taskq serve logs in as, with the grants of
+# src/serve/README.md (the token look-up and the event stream: NOINHERIT,
+# so it has no privileges of the token roles it is then made a member of);
+# returns the connection string to give `taskq serve -d`
+sub create_gateway
+{
+	my $node = shift;
+	$node->safe_psql('postgres', q{
+		CREATE ROLE taskq_gateway LOGIN NOINHERIT;
+		GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
+		GRANT EXECUTE ON FUNCTION taskq._api_token_role(text) TO taskq_gateway;
+		GRANT EXECUTE ON FUNCTION taskq.events_cursor(),
+		    taskq.read_events(bigint, integer, integer) TO taskq_gateway;
+	});
+	return $node->connstr('postgres') . ' user=taskq_gateway';
 }
 
 # kill_at_exit(HARNESS): kill this program too if it runs when the test ends

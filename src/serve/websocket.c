@@ -191,6 +191,20 @@ feed(WsConn *c, wslay_event_context_ptr ctx, int *code, char **reason)
 	return true;
 }
 
+/* the connection is over: the subscriber, the socket, the count */
+static void
+ws_end(WsConn *c)
+{
+	hub_unsubscribe(c->sub);	/* the pump frees it, and c->wake_fd */
+	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+	termPQExpBuffer(&c->partial);
+	free(c->extra);
+	free(c);
+	pthread_mutex_lock(&ws_lock);
+	nws--;
+	pthread_mutex_unlock(&ws_lock);
+}
+
 static void *
 ws_main(void *arg)
 {
@@ -275,14 +289,7 @@ ws_main(void *arg)
 	}
 	wslay_event_context_free(ctx);
 out:
-	hub_unsubscribe(c->sub);	/* frees it and c->wake_fd */
-	MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
-	termPQExpBuffer(&c->partial);
-	free(c->extra);
-	free(c);
-	pthread_mutex_lock(&ws_lock);
-	nws--;
-	pthread_mutex_unlock(&ws_lock);
+	ws_end(c);
 	return NULL;
 }
 
@@ -320,14 +327,7 @@ ws_upgraded(void *cls, struct MHD_Connection *connection, void *con_cls,
 	if (c->wake_fd < 0 || pthread_create(&thread, &attr, ws_main, c) != 0)
 	{
 		log_message("events: could not start a WebSocket thread");
-		hub_unsubscribe(c->sub);
-		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-		termPQExpBuffer(&c->partial);
-		free(c->extra);
-		free(c);
-		pthread_mutex_lock(&ws_lock);
-		nws--;
-		pthread_mutex_unlock(&ws_lock);
+		ws_end(c);
 	}
 	pthread_attr_destroy(&attr);
 }

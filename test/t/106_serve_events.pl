@@ -16,7 +16,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-use TaskqTest qw(new_node slurp start_serve stop_serve);
+use TaskqTest qw(new_node slurp create_gateway start_serve stop_serve);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 my $node = new_node('events', extension => 1);
@@ -24,16 +24,11 @@ my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $client_js = dirname(__FILE__) . '/../webhook-receiver/events-client.js';
 
 sub sql { return $node->safe_psql('postgres', shift) }
+my $gateway = create_gateway($node);
 
-# The gateway as the README sets it up, with the two event functions; app
-# administers every queue, w1 may pull q1 only, w2 may pull q1 (its grant
-# is revoked below), w3's token is revoked below.
+# The token roles: app administers every queue, w1 may pull q1 only, w2
+# may pull q1 (its grant is revoked below), w3's token is revoked below.
 sql(q{
-	CREATE ROLE taskq_gateway LOGIN NOINHERIT;
-	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
-	GRANT EXECUTE ON FUNCTION taskq._api_token_role(text) TO taskq_gateway;
-	GRANT EXECUTE ON FUNCTION taskq.events_cursor(),
-	    taskq.read_events(bigint, integer, integer) TO taskq_gateway;
 	CREATE ROLE app IN ROLE taskq_producer, taskq_worker;
 	SELECT taskq.grant('*', 'app', 'admin');
 	CREATE ROLE w1 IN ROLE taskq_worker;
@@ -48,7 +43,6 @@ my $token = sql(q{SELECT taskq.create_api_token('app')});
 my $w1_token = sql(q{SELECT taskq.create_api_token('w1')});
 my $w2_token = sql(q{SELECT taskq.create_api_token('w2')});
 my $w3_token = sql(q{SELECT taskq.create_api_token('w3')});
-my $gateway = $node->connstr('postgres') . ' user=taskq_gateway';
 
 my ($serve, $serve_log, $base) = start_serve($gateway, $tmp, 'serve');
 (my $ws_base = $base) =~ s/^http/ws/;

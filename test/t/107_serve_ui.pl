@@ -18,7 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-use TaskqTest qw(new_node slurp start_serve stop_serve);
+use TaskqTest qw(new_node slurp create_gateway start_serve stop_serve);
 
 my $chromium = '/usr/bin/chromium';
 my $ui_dir = dirname(__FILE__) . '/../ui';
@@ -30,13 +30,9 @@ plan skip_all => "puppeteer-core is not installed in $ui_dir (test/webhook-recei
 my $node = new_node('ui', extension => 1);
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 sub sql { return $node->safe_psql('postgres', shift) }
+my $gateway = create_gateway($node);
 
 sql(q{
-	CREATE ROLE taskq_gateway LOGIN NOINHERIT;
-	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
-	GRANT EXECUTE ON FUNCTION taskq._api_token_role(text) TO taskq_gateway;
-	GRANT EXECUTE ON FUNCTION taskq.events_cursor(),
-	    taskq.read_events(bigint, integer, integer) TO taskq_gateway;
 	CREATE ROLE ops IN ROLE taskq_admin;
 	CREATE ROLE viewer IN ROLE taskq_worker;
 	GRANT ops, viewer TO taskq_gateway;
@@ -61,7 +57,6 @@ sql(q{
 sql(q{SET ROLE ops; SELECT taskq.add_webhook('http://127.0.0.1:9/hook', ARRAY['job.dlq'])});
 my $admin_token = sql(q{SELECT taskq.create_api_token('ops', 'dashboard tests')});
 my $viewer_token = sql(q{SELECT taskq.create_api_token('viewer', 'read-only')});
-my $gateway = $node->connstr('postgres') . ' user=taskq_gateway';
 my ($serve, $serve_log, $base) = start_serve($gateway, $tmp, 'serve');
 
 # ---------------------------------------------------------------------------

@@ -491,14 +491,20 @@ async function viewFlow(el, quiet, id) {
     </tbody></table></div>`;
 }
 
+// the first 200 jobs in a state of every queue that has some
+async function acrossQueues(state) {
+  const queues = (await api('GET', '/api/v1/queues')).filter((q) => q[state] > 0);
+  const jobs = [];
+  await Promise.all(queues.map(async (q) => {
+    const page = await api('GET', `/api/v1/queues/${enc(q.name)}/list?state=${state}&count=200`);
+    page.jobs.forEach((j) => jobs.push({ ...j, queue: q.name }));
+  }));
+  return jobs;
+}
+
 async function viewDlq(el) {
   const q = (sel) => el.querySelector(sel);
-  const queues = (await api('GET', '/api/v1/queues')).filter((q) => q.dlq > 0);
-  const dead = [];
-  await Promise.all(queues.map(async (q) => {
-    const page = await api('GET', `/api/v1/queues/${enc(q.name)}/list?state=dlq&count=200`);
-    page.jobs.forEach((j) => dead.push({ ...j, queue: q.name }));
-  }));
+  const dead = await acrossQueues('dlq');
   const groups = new Map();
   dead.forEach((j) => {
     // one group per kind of error: job ids and numbers left out
@@ -536,12 +542,7 @@ async function viewDlq(el) {
 
 async function viewLeases(el) {
   const q = (sel) => el.querySelector(sel);
-  const queues = (await api('GET', '/api/v1/queues')).filter((q) => q.active > 0);
-  const rows = [];
-  await Promise.all(queues.map(async (q) => {
-    const page = await api('GET', `/api/v1/queues/${enc(q.name)}/list?state=active&count=200`);
-    page.jobs.forEach((j) => rows.push({ ...j, queue: q.name }));
-  }));
+  const rows = await acrossQueues('active');
   rows.sort((a, b) => String(a.lease_expires_at).localeCompare(String(b.lease_expires_at)));
   el.innerHTML = `
     <h1>Leases <span class="muted" style="font-size:14px">${rows.length} active</span></h1>
