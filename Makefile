@@ -8,7 +8,8 @@
 # Plain `make`, `make install` and `make installcheck` (against a running
 # server) behave as for any PGXS extension.
 
-EXTENSION = taskq
+# taskq, and taskq_router (PL/Proxy functions over taskq shards; SQL only)
+EXTENSION = taskq taskq_router
 EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" taskq.control)
 
 MODULE_big = taskq
@@ -43,7 +44,7 @@ OBJS = \
 
 # every install and upgrade script: ALTER EXTENSION UPDATE needs the old
 # ones (test/t/207_upgrade.pl updates from every version found here)
-DATA = $(wildcard taskq--*.sql)
+DATA = $(wildcard taskq--*.sql) $(wildcard taskq_router--*.sql)
 
 # pg_regress suites: one file per feature, in sql/ and expected/
 REGRESS = \

@@ -175,4 +175,11 @@ ROLLBACK;
 SELECT count(*) FROM taskq.all_jobs WHERE queue = 'rolled';
 SELECT count(*) FROM taskq.queues WHERE name = 'rolled';
 
+-- taskq.shard_id (for taskq_router): stamped into byte 9 of every id made
+SET taskq.shard_id = 7;
+SELECT get_byte(uuid_send(taskq.push('rolled', 'sharded')), 9) AS shard,
+       get_byte(uuid_send(taskq.uuid7()), 9) AS shard_too;
+SET taskq.shard_id = 256;
+RESET taskq.shard_id;
+
 DROP EXTENSION taskq;

@@ -36,6 +36,7 @@ _PG_init(void)
 
 	/* in this order: the callbacks of events run after those of metrics */
 	TaskqEventsInit();
+	TaskqUuidInit();
 	TaskqPullInit();
 	TaskqDagInit();
 	TaskqWorkerInit();

@@ -235,6 +235,8 @@ extern Datum TaskqRequireItemsPrivilege(Datum items, int need);
 extern void _PG_init(void);
 
 /* uuid7.c */
+extern int	taskq_shard_id;
+extern void TaskqUuidInit(void);
 extern void TaskqUuid7(pg_uuid_t *uuid);
 extern char *TaskqUuidText(Datum uuid);
 

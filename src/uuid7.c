@@ -10,6 +10,11 @@
  * advanced past the last one handed out.  So ids sort by creation time,
  * which is what makes "FIFO by id" a meaningful delivery order.
  *
+ * With taskq.shard_id set (a shard behind a taskq_router database), the
+ * first byte after the variant is that shard's number instead of random
+ * bits, so that the router finds a job's shard from its id alone (54
+ * random bits remain).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -18,12 +23,16 @@
 
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/uuid.h"
 
 #include "taskq.h"
 
 /* 60-bit timestamp (ms << 12 | sub-ms fraction) of the last id made here */
 static uint64 last_stamp = 0;
+
+/* taskq.shard_id: stamped into every job id (-1: none) */
+int			taskq_shard_id = -1;
 
 /*
  * Fill *uuid with a fresh, time-ordered version 7 UUID.
@@ -60,6 +69,27 @@ TaskqUuid7(pg_uuid_t *uuid)
 	uuid->data[6] = (unsigned char) (0x70 | (frac >> 8));
 	uuid->data[7] = (unsigned char) (frac & 0xFF);
 	uuid->data[8] = (unsigned char) (0x80 | (uuid->data[8] & 0x3F));
+	/* the shard that made it, for a router to send its calls back there */
+	if (taskq_shard_id >= 0)
+		uuid->data[9] = (unsigned char) taskq_shard_id;
+}
+
+/*
+ * Define taskq.shard_id; from _PG_init.
+ */
+void
+TaskqUuidInit(void)
+{
+	DefineCustomIntVariable("taskq.shard_id",
+							"Sets the shard number stamped into the ids this database makes (-1: none).",
+							"A taskq_router database sends the calls about a job to the shard its id names; set it per database, with ALTER DATABASE ... SET taskq.shard_id.",
+							&taskq_shard_id,
+							-1,
+							-1,
+							255,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 }
 
 /*

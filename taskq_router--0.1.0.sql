@@ -1,0 +1,519 @@
+/* taskq_router--0.1.0.sql: install script of taskq_router 0.1.0 */
+
+-- A router database for taskq shards: the taskq SQL API under the same
+-- names (schema taskq), each function a PL/Proxy function that runs the
+-- call on the shard that holds the queue or the job.  Each shard is an
+-- ordinary database with the taskq extension and its own taskq.shard_id,
+-- which taskq stamps into every job id (byte 9), so that calls about a job
+-- go to its shard without a look-up.
+--
+-- Placement: a queue lives on one shard.  taskq.place_queue(queue, shard)
+-- puts it somewhere by hand; otherwise the first push or create_queue
+-- through the router places it on the shard with the fewest queues, and it
+-- stays there (adding a shard takes new queues; moving one is the drain
+-- and switch of the README).  A flow's jobs must all be in queues of one
+-- shard, so that promotion stays one local transaction.
+--
+-- Each call through the router commits on its shard by itself: PL/Proxy
+-- does not join the caller's transaction.
+--
+-- Not here: the background worker, webhooks, the event stream, grants and
+-- API tokens, which work per shard (point taskq serve at a shard, or at the
+-- router for the job API).
+
+\echo Use "CREATE EXTENSION taskq_router" to load this file. \quit
+
+--
+-- The shard map
+--
+
+CREATE TABLE taskq.shards (
+    shard integer PRIMARY KEY CHECK (shard BETWEEN 0 AND 255),
+    connstr text NOT NULL
+);
+COMMENT ON TABLE taskq.shards IS 'the taskq shards behind this router: number (the taskq.shard_id of the shard) and libpq connection string';
+
+CREATE TABLE taskq.queue_shards (
+    queue text PRIMARY KEY,
+    shard integer NOT NULL REFERENCES taskq.shards ON DELETE RESTRICT,
+    placed_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE taskq.queue_shards IS 'which shard holds each queue';
+
+-- PL/Proxy reloads the cluster when this number grows
+CREATE SEQUENCE taskq.shards_version;
+
+CREATE FUNCTION taskq._shards_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.nextval('taskq.shards_version');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER shards_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.shards
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._shards_changed();
+
+SELECT pg_catalog.pg_extension_config_dump('taskq.shards', '');
+SELECT pg_catalog.pg_extension_config_dump('taskq.queue_shards', '');
+
+--
+-- PL/Proxy's cluster "taskq": partition k is shard k.  PL/Proxy wants a
+-- power of two of partitions: the ones past the last shard repeat shard 0
+-- and are never addressed (every call names its shard, and the calls to
+-- every shard loop over taskq.shards).
+--
+
+CREATE SCHEMA IF NOT EXISTS plproxy;
+
+CREATE FUNCTION plproxy.get_cluster_version(cluster_name text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cluster_name <> 'taskq' THEN
+        RAISE EXCEPTION 'unknown PL/Proxy cluster "%"', cluster_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM taskq.shards_version s);
+END
+$$;
+
+CREATE FUNCTION plproxy.get_cluster_partitions(cluster_name text)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    p integer := 1;
+    i integer;
+BEGIN
+    IF cluster_name <> 'taskq' THEN
+        RAISE EXCEPTION 'unknown PL/Proxy cluster "%"', cluster_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT pg_catalog.max(shard) + 1 INTO n FROM taskq.shards;
+    IF n IS NULL THEN
+        RAISE EXCEPTION 'taskq_router has no shards'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add them with taskq.add_shard(shard, connstr).';
+    END IF;
+    WHILE p < n LOOP
+        p := p * 2;
+    END LOOP;
+    FOR i IN 0 .. p - 1 LOOP
+        RETURN NEXT COALESCE((SELECT s.connstr FROM taskq.shards s WHERE s.shard = i),
+                             (SELECT s.connstr FROM taskq.shards s ORDER BY s.shard LIMIT 1));
+    END LOOP;
+END
+$$;
+
+-- no settings (a shard's connect_timeout goes in its connection string)
+CREATE FUNCTION plproxy.get_cluster_config(cluster_name text, OUT key text, OUT val text)
+RETURNS SETOF record
+LANGUAGE sql
+AS $$
+    SELECT NULL::text, NULL::text WHERE false
+$$;
+
+--
+-- Routing
+--
+
+CREATE FUNCTION taskq.add_shard(shard integer, connstr text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO taskq.shards (shard, connstr) VALUES ($1, $2)
+$$;
+COMMENT ON FUNCTION taskq.add_shard(integer, text) IS 'add a shard (its taskq.shard_id and connection string); new queues may be placed on it';
+
+CREATE FUNCTION taskq.place_queue(queue text, shard integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM taskq._require_shard($2);
+    INSERT INTO taskq.queue_shards (queue, shard) VALUES ($1, $2)
+        ON CONFLICT ON CONSTRAINT queue_shards_pkey
+        DO UPDATE SET shard = EXCLUDED.shard, placed_at = now();
+END
+$$;
+COMMENT ON FUNCTION taskq.place_queue(text, integer) IS 'put a queue on a shard (moving one: see the README''s drain and switch)';
+
+CREATE FUNCTION taskq._require_shard(shard integer)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM taskq.shards s WHERE s.shard = $1) THEN
+        RAISE EXCEPTION 'shard % does not exist', $1
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The shards are in taskq.shards; add one with taskq.add_shard().';
+    END IF;
+END
+$$;
+
+-- the shard of a queue; place: place a queue that has none (a push, a
+-- create_queue), on the shard with the fewest queues
+CREATE FUNCTION taskq.queue_shard(queue text, place boolean DEFAULT false)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    IF queue IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT q.shard INTO s FROM taskq.queue_shards q WHERE q.queue = queue_shard.queue;
+    IF s IS NOT NULL THEN
+        RETURN s;
+    END IF;
+    IF NOT place THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'No shard holds it: nothing was pushed to it through this router.';
+    END IF;
+    SELECT sh.shard INTO s
+      FROM taskq.shards sh
+      LEFT JOIN taskq.queue_shards q ON q.shard = sh.shard
+     GROUP BY sh.shard
+     ORDER BY pg_catalog.count(q.queue), sh.shard
+     LIMIT 1;
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'taskq_router has no shards'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add them with taskq.add_shard(shard, connstr).';
+    END IF;
+    INSERT INTO taskq.queue_shards (queue, shard) VALUES (queue_shard.queue, s)
+        ON CONFLICT DO NOTHING;
+    RETURN (SELECT q.shard FROM taskq.queue_shards q WHERE q.queue = queue_shard.queue);
+END
+$$;
+COMMENT ON FUNCTION taskq.queue_shard(text, boolean) IS 'the shard that holds a queue; with place, placing a new queue on the shard with the fewest';
+
+-- the shard of a job: the byte its shard stamped into its id
+CREATE FUNCTION taskq.job_shard(id uuid)
+RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'job id must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    s := pg_catalog.get_byte(pg_catalog.uuid_send(id), 9);
+    IF NOT EXISTS (SELECT FROM taskq.shards sh WHERE sh.shard = s) THEN
+        RAISE EXCEPTION 'job "%" is of no shard of this router', id
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = pg_catalog.format('Its id names shard %s, which is not in taskq.shards.', s);
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION taskq.job_shard(uuid) IS 'the shard that holds a job, from its id';
+
+-- the shard of a flow: that of its jobs' queues, which must be one
+CREATE FUNCTION taskq._flow_shard(flow jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shards integer[];
+BEGIN
+    IF pg_catalog.jsonb_typeof(flow->'jobs') <> 'array' THEN
+        RAISE EXCEPTION 'flow must have a "jobs" array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT taskq.queue_shard(j->>'queue', true))
+      INTO shards
+      FROM pg_catalog.jsonb_array_elements(flow->'jobs') AS j;
+    IF pg_catalog.cardinality(shards) > 1 THEN
+        RAISE EXCEPTION 'the jobs of a flow must be in queues of one shard'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = pg_catalog.format('Its queues are on shards %s.', shards),
+                  HINT = 'Place the queues of a flow on one shard with taskq.place_queue().';
+    END IF;
+    RETURN shards[1];
+END
+$$;
+
+--
+-- The job API, run on the shard of the queue or of the job
+--
+
+CREATE TYPE taskq.leased_job AS (
+    id uuid,
+    lease uuid,
+    queue text,
+    name text,
+    data jsonb,
+    metadata jsonb,
+    priority integer,
+    attempt integer,
+    max_attempts integer,
+    lease_expires_at timestamptz,
+    flow_id text,
+    parent_results jsonb,
+    group_key text
+);
+
+CREATE FUNCTION taskq.push(queue text, name text, data jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue, true);
+$$;
+
+CREATE FUNCTION taskq.push_batch(queue text, jobs jsonb)
+RETURNS SETOF uuid
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue, true);
+$$;
+
+CREATE FUNCTION taskq.push_flow(flow jsonb)
+RETURNS jsonb
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq._flow_shard(flow);
+$$;
+
+CREATE FUNCTION taskq.pull(queue text, count integer DEFAULT 1, timeout_ms integer DEFAULT NULL,
+                           acks jsonb DEFAULT NULL, wait_ms integer DEFAULT 0)
+RETURNS SETOF taskq.leased_job
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue, true);
+$$;
+
+CREATE FUNCTION taskq.ack(id uuid, result jsonb DEFAULT NULL, lease uuid DEFAULT NULL)
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq._ack_batch_on(shard integer, items jsonb)
+RETURNS integer
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON shard;
+    SELECT taskq.ack_batch(items);
+$$;
+
+-- the items of each shard to that shard
+CREATE FUNCTION taskq.ack_batch(items jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    IF items IS NULL OR pg_catalog.jsonb_typeof(items) <> 'array' THEN
+        RAISE EXCEPTION 'ack_batch items must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR r IN SELECT taskq.job_shard((i->>'id')::uuid) AS shard, pg_catalog.jsonb_agg(i ORDER BY o) AS part
+               FROM pg_catalog.jsonb_array_elements(items) WITH ORDINALITY AS a(i, o)
+              GROUP BY 1 ORDER BY 1 LOOP
+        n := n + taskq._ack_batch_on(r.shard, r.part);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION taskq.fail(id uuid, error text, lease uuid DEFAULT NULL)
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.release(id uuid, lease uuid DEFAULT NULL, delay_ms integer DEFAULT 0)
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.heartbeat(id uuid, lease uuid DEFAULT NULL)
+RETURNS timestamptz
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.progress(id uuid, progress integer, message text DEFAULT NULL, lease uuid DEFAULT NULL)
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.cancel(id uuid)
+RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.get(id uuid)
+RETURNS jsonb
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.redrive(id uuid)
+RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+CREATE FUNCTION taskq.retry_now(id uuid)
+RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.job_shard(id);
+$$;
+
+--
+-- Queues, on their shard
+--
+
+CREATE FUNCTION taskq.create_queue(queue text, options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue, true);
+$$;
+
+CREATE FUNCTION taskq.alter_queue(queue text, options jsonb)
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue);
+$$;
+
+CREATE FUNCTION taskq.pause(queue text)
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue);
+$$;
+
+CREATE FUNCTION taskq.resume(queue text)
+RETURNS void
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue);
+$$;
+
+CREATE FUNCTION taskq.stats(queue text)
+RETURNS jsonb
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue);
+$$;
+
+CREATE FUNCTION taskq.redrive_queue(queue text)
+RETURNS bigint
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue);
+$$;
+
+CREATE FUNCTION taskq.dlq(queue text, count integer DEFAULT 100)
+RETURNS TABLE (id uuid, name text, data jsonb, metadata jsonb, attempts integer,
+               max_attempts integer, error text, errors jsonb,
+               failed_at timestamptz, created_at timestamptz)
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON taskq.queue_shard(queue);
+$$;
+
+--
+-- Across shards
+--
+
+CREATE FUNCTION taskq._queues_on(shard integer)
+RETURNS TABLE (name text, paused boolean, waiting bigint, delayed bigint,
+               blocked bigint, active bigint, completed bigint, dlq bigint,
+               cancelled bigint, throttled bigint, limits jsonb)
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON shard;
+    SELECT * FROM taskq.queues();
+$$;
+
+-- every shard's queues, with the shard that holds each
+CREATE FUNCTION taskq.queues()
+RETURNS TABLE (name text, paused boolean, waiting bigint, delayed bigint,
+               blocked bigint, active bigint, completed bigint, dlq bigint,
+               cancelled bigint, throttled bigint, limits jsonb, shard integer)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    FOR s IN SELECT sh.shard FROM taskq.shards sh ORDER BY sh.shard LOOP
+        RETURN QUERY SELECT q.*, s FROM taskq._queues_on(s) q;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION taskq._flow_on(shard integer, flow_id text)
+RETURNS jsonb
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON shard;
+    SELECT taskq.flow(flow_id);
+$$;
+
+-- a flow lives on one shard: the first that knows it
+CREATE FUNCTION taskq.flow(flow_id text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+    f jsonb;
+BEGIN
+    FOR s IN SELECT sh.shard FROM taskq.shards sh ORDER BY sh.shard LOOP
+        f := taskq._flow_on(s, flow_id);
+        IF f IS NOT NULL THEN
+            RETURN f;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+--
+-- Privileges: the shards check every call, as the role of the connection
+-- string of taskq.shards (PL/Proxy connects as the calling role when the
+-- string names none).  On the router, the API is for the roles granted
+-- EXECUTE on it; the shard map is its owner's.
+--
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA taskq FROM PUBLIC;
+GRANT USAGE ON SCHEMA taskq TO PUBLIC;

@@ -1,0 +1,156 @@
+# test/t/301_router.pl -- taskq_router: the taskq SQL API on a router
+# database, run by PL/Proxy on two taskq shards (three local instances).
+# Placement of queues, job ids that name their shard, the lifecycle through
+# the router, batches across shards, flows on one shard (and refused
+# across two), queues() over every shard, errors for unknown queues, jobs
+# and shards, a shard down (its queues fail naming it, the other's work),
+# and the move of a queue between shards (switch, then drain).
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use TaskqTest qw(new_node);
+
+plan skip_all => 'PL/Proxy is not installed (Debian: postgresql-15-plproxy)'
+  unless -e '/usr/share/postgresql/15/extension/plproxy.control';
+
+my @shards;
+for my $i (0, 1)
+{
+	my $n = new_node("shard$i");
+	$n->safe_psql('postgres', "ALTER DATABASE postgres SET taskq.shard_id = $i");
+	$n->safe_psql('postgres', 'CREATE EXTENSION taskq');
+	push @shards, $n;
+}
+my $router = new_node('router', conf => "shared_preload_libraries = ''\n");
+$router->safe_psql('postgres', 'CREATE EXTENSION taskq_router CASCADE');
+for my $i (0, 1)
+{
+	my $connstr = $shards[$i]->connstr('postgres') . ' connect_timeout=5';
+	$router->safe_psql('postgres', qq{SELECT taskq.add_shard($i, \$\$$connstr\$\$)});
+}
+
+sub r { return $router->safe_psql('postgres', shift) }
+sub sh { my ($i, $sql) = @_; return $shards[$i]->safe_psql('postgres', $sql) }
+
+# the error of a statement on the router
+sub r_err
+{
+	my ($sql) = @_;
+	my ($rc, $out, $err) = $router->psql('postgres', $sql, on_error_stop => 1);
+	return $rc == 0 ? '' : $err;
+}
+
+# ---------------------------------------------------------------------------
+# placement and ids
+# ---------------------------------------------------------------------------
+
+r(q{SELECT taskq.place_queue('b', 1)});
+my $a1 = r(q{SELECT taskq.push('a', 'ja', '{"x": 1}')});
+my $b1 = r(q{SELECT taskq.push('b', 'jb', '{"x": 2}')});
+is(r(q{SELECT shard FROM taskq.queue_shards WHERE queue = 'a'}), '0', 'a new queue is placed on the shard with the fewest');
+is(r(qq{SELECT taskq.job_shard('$a1') || ' ' || taskq.job_shard('$b1')}), '0 1', 'each job id names its shard');
+is(sh(0, qq{SELECT name FROM taskq.jobs WHERE id = '$a1'}), 'ja', 'the job of a is on shard 0');
+is(sh(1, qq{SELECT name FROM taskq.jobs WHERE id = '$b1'}), 'jb', 'the job of b is on shard 1');
+is(sh(1, qq{SELECT count(*) FROM taskq.jobs WHERE id = '$a1'}), '0', '... and nowhere else');
+is(sh(0, q{SELECT get_byte(uuid_send(taskq.uuid7()), 9)}), '0', 'taskq.shard_id is stamped into taskq.uuid7()');
+
+# ---------------------------------------------------------------------------
+# the lifecycle through the router
+# ---------------------------------------------------------------------------
+
+my ($id, $lease) = split /\|/, r(q{SELECT id, lease FROM taskq.pull('b')});
+is($id, $b1, 'pull through the router leases from the queue\'s shard');
+ok(r(qq{SELECT taskq.heartbeat('$id', '$lease') > now()}) eq 't', 'heartbeat');
+r(qq{SELECT taskq.progress('$id', 50, 'half', '$lease')});
+r(qq{SELECT taskq.ack('$id', '{"ok": true}', '$lease')});
+is(r(qq{SELECT taskq.get('$id')->>'state' || ' ' || (taskq.get('$id')->>'progress')}), 'completed 50', 'progress, ack and get, routed by id');
+
+r(q{SELECT taskq.create_queue('c', '{"max_attempts": 1}')});
+is(r(q{SELECT shard FROM taskq.queue_shards WHERE queue = 'c'}), '0', 'create_queue places the queue too (a tie: the lower shard)');
+is(sh(0, q{SELECT max_attempts FROM taskq.queues WHERE name = 'c'}), '1', '... and creates it there with its options');
+my $c1 = r(q{SELECT taskq.push('c', 'jc')});
+($id, $lease) = split /\|/, r(q{SELECT id, lease FROM taskq.pull('c')});
+is(r(qq{SELECT taskq.fail('$id', 'broken', '$lease')}), 'dlq', 'fail to the dead-letter queue');
+is(r(q{SELECT string_agg(name || ':' || error, ',') FROM taskq.dlq('c')}), 'jc:broken', 'dlq() of the queue');
+is(r(qq{SELECT taskq.redrive('$c1')}), 't', 'redrive');
+is(r(q{SELECT taskq.stats('c')->'counts'->>'waiting'}), '1', 'stats() of the queue');
+is(r(qq{SELECT taskq.cancel('$c1')}), 't', 'cancel');
+
+# ---------------------------------------------------------------------------
+# batches across shards, queues() over every shard
+# ---------------------------------------------------------------------------
+
+is(r(q{SELECT count(*) FROM taskq.push_batch('a', '[{"name": "x"}, {"name": "y"}]')}), '2', 'push_batch');
+r(q{SELECT taskq.push('b', 'jb2')});
+is(r(q{
+	SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease)))
+	  FROM (SELECT * FROM taskq.pull('a', 10) UNION ALL SELECT * FROM taskq.pull('b', 10)) p}), '4',
+	'ack_batch of jobs of both shards acks all four');
+is(r(q{SELECT string_agg(name || ':' || shard || ':' || completed, ',' ORDER BY name) FROM taskq.queues()}),
+	'a:0:3,b:1:2,c:0:0', 'queues() lists every shard\'s queues, with their shard');
+
+# ---------------------------------------------------------------------------
+# flows
+# ---------------------------------------------------------------------------
+
+my $flow = r(q{SELECT taskq.push_flow('{"flow_id": "f1", "jobs": [
+	{"key": "p", "queue": "a", "name": "parent"},
+	{"key": "c", "queue": "a", "name": "child", "depends_on": ["p"]}]}')});
+like($flow, qr/"flow_id": "f1"/, 'a flow in queues of one shard');
+($id, $lease) = split /\|/, r(q{SELECT id, lease FROM taskq.pull('a') WHERE name = 'parent'});
+r(qq{SELECT taskq.ack('$id', NULL, '$lease')});
+is(r(q{SELECT taskq.flow('f1')->'counts'->>'completed' || ' ' || (taskq.flow('f1')->'counts'->>'waiting')}), '1 1',
+	'the parent\'s ack promoted the child on the shard; flow() finds it');
+my $err = r_err(q{SELECT taskq.push_flow('{"flow_id": "f2", "jobs": [
+	{"key": "p", "queue": "a", "name": "parent"},
+	{"key": "c", "queue": "b", "name": "child", "depends_on": ["p"]}]}')});
+like($err, qr/the jobs of a flow must be in queues of one shard/, 'a flow across two shards is refused');
+like($err, qr/Its queues are on shards \{0,1\}/, '... saying which');
+is(sh(0, q{SELECT count(*) FROM taskq.all_jobs WHERE flow_id = 'f2'}), '0', '... and nothing of it was pushed');
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+like(r_err(q{SELECT taskq.stats('nope')}), qr/queue "nope" does not exist/, 'an unknown queue');
+like(r_err(q{SELECT taskq.ack('01a23e69-cdc6-731d-86ea-14aca96d5511')}),
+	qr/job "01a23e69-cdc6-731d-86ea-14aca96d5511" is of no shard of this router.*shard 234/s, 'a job id of no shard');
+like(r_err(qq{SELECT taskq.fail('$a1', 'x')}), qr/REMOTE ERROR: job "$a1" is not active/, 'a shard\'s own error comes through');
+like(r_err(q{SELECT taskq.place_queue('z', 7)}), qr/shard 7 does not exist/, 'placing a queue on no shard');
+
+# ---------------------------------------------------------------------------
+# moving a queue: switch, then drain the old shard
+# ---------------------------------------------------------------------------
+
+r(q{SELECT taskq.push_batch('m', '[{"name": "m1"}, {"name": "m2"}, {"name": "m3"}]')});
+is(r(q{SELECT shard FROM taskq.queue_shards WHERE queue = 'm'}), '1', 'queue m starts on the shard with fewer queues');
+my ($inflight, $inflight_lease) = split /\|/, r(q{SELECT id, lease FROM taskq.pull('m')});
+r(q{SELECT taskq.place_queue('m', 0); SELECT taskq.create_queue('m')});
+my $m4 = r(q{SELECT taskq.push('m', 'm4')});
+is(r(qq{SELECT taskq.job_shard('$m4')}), '0', 'after the switch to shard 0, pushes go there');
+r(qq{SELECT taskq.ack('$inflight', NULL, '$inflight_lease')});
+is(sh(1, qq{SELECT state FROM taskq.finished_jobs WHERE id = '$inflight'}), 'completed',
+	'a job leased before the switch is acked on its old shard, by its id');
+is(r(q{SELECT string_agg(name, ',') FROM taskq.pull('m', 10)}), 'm4', 'pulls through the router see only the new shard');
+is(sh(1, q{SELECT count(*) FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('m', 10)) x}), '2',
+	'a worker on the old shard drains what is left there');
+is(sh(1, q{SELECT (taskq.stats('m')->'counts'->>'waiting')::int + (taskq.stats('m')->'counts'->>'active')::int}), '0',
+	'... until nothing is left');
+
+# ---------------------------------------------------------------------------
+# a shard down
+# ---------------------------------------------------------------------------
+
+$shards[1]->stop('immediate');
+$err = r_err(q{SELECT taskq.push('b', 'while down')});
+like($err, qr/taskq\.push/, 'with shard 1 down, a push to its queue fails');
+like($err, qr/PGSQL\.@{[ $shards[1]->port ]}/, '... with an error that names the shard\'s server');
+ok(r(q{SELECT taskq.push('a', 'still fine')}) =~ /^[0-9a-f-]{36}$/, 'the other shard\'s queues keep working');
+$shards[1]->start;
+ok(r(q{SELECT taskq.push('b', 'back')}) =~ /^[0-9a-f-]{36}$/, 'once it is back, so do its queues');
+
+done_testing();
