@@ -20,7 +20,7 @@
 set -euo pipefail
 
 # Every Debian package the project needs.  Add new ones here.
-PACKAGES="postgresql-15 postgresql-15-cron postgresql-15-plproxy postgresql-server-dev-15 postgresql-client-15 libipc-run-perl libdbd-pg-perl pgbouncer valgrind libcurl4-openssl-dev make gcc libpq-dev libmicrohttpd-dev libwslay-dev libssl-dev curl chromium"
+PACKAGES="postgresql-15 postgresql-15-cron postgresql-15-plproxy postgresql-15-auto-failover postgresql-server-dev-15 postgresql-client-15 libipc-run-perl libdbd-pg-perl pgbouncer valgrind libcurl4-openssl-dev make gcc libpq-dev libmicrohttpd-dev libwslay-dev libssl-dev curl chromium"
 # promtool, which checks taskq.metrics() in the TAP tests, comes with the
 # Prometheus server (on a machine with systemd its service is enabled too)
 PACKAGES="$PACKAGES prometheus"

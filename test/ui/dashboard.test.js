@@ -134,7 +134,8 @@ const text = (page, sel) => page.$eval(sel, (e) => e.textContent).catch(() => nu
 
     // ---- a job
     await page.goto(`${base}/ui#/queue/build/dlq`, { waitUntil: 'domcontentloaded' });
-    await until(page, () => document.querySelectorAll('#jobs tr a.mono').length > 0);
+    // the dead jobs' rows, not those of the page before
+    await until(page, () => document.querySelectorAll('#jobs tr .badge.dlq').length > 0);
     await click(page, '#jobs tr a.mono');
     ok(await until(page, () => /dlq/.test(document.querySelector('h1')?.textContent || '') && document.querySelector('.error-box')),
       'a dead job shows its state and error');
@@ -226,7 +227,7 @@ const text = (page, sel) => page.$eval(sel, (e) => e.textContent).catch(() => nu
     ok(await viewer.$('#pause') === null && await viewer.$('#purge') === null && await viewer.$('#redrive-all') === null,
       '... without the queue\'s action buttons');
     await viewer.goto(`${base}/ui#/queue/build/dlq`, { waitUntil: 'domcontentloaded' });
-    await until(viewer, () => document.querySelectorAll('#jobs tr a.mono').length > 0);
+    await until(viewer, () => document.querySelectorAll('#jobs tr .badge.dlq').length > 0);
     await click(viewer, '#jobs tr a.mono');
     await until(viewer, () => /dlq/.test(document.querySelector('h1')?.textContent || ''));
     ok(await viewer.$('#redrive') === null, '... nor a Redrive button on a dead job');
