@@ -114,6 +114,8 @@ shared_preload_libraries = 'taskq'
 fsync = on
 synchronous_commit = on
 taskq.launcher_interval = 1
+# the tests' webhook receiver listens on 127.0.0.1
+taskq.webhook_allow_private = on
 EOF
             run_bg "node$n"
             if [ "$n" -eq 1 ]; then

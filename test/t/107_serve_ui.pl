@@ -42,6 +42,10 @@ sql(q{
 	SELECT taskq.create_queue('later');
 	SELECT taskq.push('later', 'wait', '{}', '{"delay_ms": 3600000}') FROM generate_series(1, 2);
 	SELECT taskq.grant('build', 'viewer', 'pull');
+	-- a webhook whose receiver is not there: its deliveries fail (one attempt each)
+	SET ROLE ops;
+	SELECT taskq.add_webhook('http://127.0.0.1:9/hook', ARRAY['job.dlq'], ARRAY['build'], NULL, 1, 100);
+	RESET ROLE;
 	-- 60 completed, 5 dead, then 12 waiting (10 compile, 2 lint)
 	SELECT taskq.push('build', 'compile', jsonb_build_object('repo', 'acme/app', 'n', i)) FROM generate_series(1, 60) i;
 	SELECT taskq.ack(id, '{"ok": true}', lease) FROM taskq.pull('build', 60);
@@ -54,7 +58,6 @@ sql(q{
 	    {"key": "b", "queue": "deploy", "name": "stage", "depends_on": ["a"]},
 	    {"key": "c", "queue": "deploy", "name": "ship", "depends_on": ["b"]}]}');
 });
-sql(q{SET ROLE ops; SELECT taskq.add_webhook('http://127.0.0.1:9/hook', ARRAY['job.dlq'])});
 my $admin_token = sql(q{SELECT taskq.create_api_token('ops', 'dashboard tests')});
 my $viewer_token = sql(q{SELECT taskq.create_api_token('viewer', 'read-only')});
 my ($serve, $serve_log, $base) = start_serve($gateway, $tmp, 'serve');

@@ -7,7 +7,9 @@
 #      machine would be.  The monitor promotes the
 #      secondary; producers, workers and `taskq worker` reconnect to it by
 #      themselves; every push whose commit returned and every ack that
-#      returned is there; the background worker runs there and reaps a
+#      returned is there; every job.completed event of the queue is
+#      delivered to a webhook receiver at least once (those in flight at
+#      the failover by the new primary's worker); the background worker runs there and reaps a
 #      lease taken on the old primary; the queues drain; the old primary,
 #      started again, rejoins as the secondary.
 #   2. A switchover (pg_autoctl perform switchover) under load: nothing
@@ -27,7 +29,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 use TaskqTest qw(invariants_ok start_load stop_load read_load_logs drain
-  start_worker stop_worker slurp);
+  start_worker stop_worker slurp start_receiver stop_receiver log_entries);
 
 plan skip_all => 'pg_auto_failover is not installed (Debian: postgresql-15-auto-failover)'
   unless -x '/usr/bin/pg_autoctl';
@@ -201,6 +203,12 @@ sub confirmed_ok
 # 1. the primary is lost under load
 # ---------------------------------------------------------------------------
 
+# a webhook on the load queue's completions, delivered throughout
+my $secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+my $rport = start_receiver('hooks', secret => $secret, log => "$dir/hooks.jsonl");
+$p->safe_psql('postgres', qq{SELECT taskq.add_webhook('http://127.0.0.1:$rport/hooks',
+	ARRAY['job.completed'], ARRAY['load'], '$secret', 20, 200)});
+
 $p->safe_psql('postgres', q{SELECT taskq.push('held', 'leased before the failover')});
 my $held = $p->safe_psql('postgres', q{SELECT id FROM taskq.pull('held', 1, 4000)});
 
@@ -250,6 +258,18 @@ is(stop_worker($cw), 0, '... and exits 0 on SIGTERM');
 my $drained = drain($new, 'postgres', 'load');
 note "drained $drained jobs on the new primary";
 is($new->safe_psql('postgres', q{SELECT count(*) FROM taskq.jobs WHERE queue = 'load'}), '0', 'the load queue drains');
+
+# the webhook: every completion of the load queue delivered, at least once
+ok($new->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM taskq.webhook_deliveries WHERE status <> 'succeeded'}),
+	'the new primary\'s worker delivers every outstanding webhook');
+my %delivered = map { ($_->{body}{data}{job_id} // '') => 1 } grep { $_->{verified} } log_entries("$dir/hooks.jsonl");
+my @completed = split /\n/, $new->safe_psql('postgres',
+	q{SELECT id FROM taskq.finished_jobs WHERE queue = 'load' AND state = 'completed'});
+cmp_ok(scalar(@completed), '>', 100, 'many jobs of the load queue completed');
+is(scalar(grep { !$delivered{$_} } @completed), 0,
+	'each one\'s job.completed reached the receiver, signed, at least once');
+stop_receiver('hooks');
 
 # the old primary, started again, rejoins as the secondary
 cluster('start', $dir, $base);

@@ -205,6 +205,11 @@ const text = (page, sel) => page.$eval(sel, (e) => e.textContent).catch(() => nu
         `the ${name} view renders`);
       await shot(page, name);
     }
+    await page.goto(`${base}/ui#/webhooks`, { waitUntil: 'domcontentloaded' });
+    ok(await until(page, () => /failing/.test(document.querySelector('main').textContent) && document.querySelector('.redeliver')),
+      'a webhook whose deliveries failed shows them, failing first, with Redeliver');
+    await click(page, '.redeliver');
+    ok(await until(page, () => /Queued for redelivery/.test(document.querySelector('#toast').textContent)), '... which queues one again');
 
     // ---- a phone
     await page.setViewport({ width: 390, height: 844, isMobile: true });

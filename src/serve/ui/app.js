@@ -559,7 +559,9 @@ async function viewWebhooks(el) {
   const withDeliveries = await Promise.all(hooks.map(async (h) => ({
     ...h, deliveries: await api('GET', `/api/v1/webhooks/${enc(h.id)}/deliveries?count=20`).catch(() => [])
   })));
-  const failing = (h) => h.deliveries.filter((d) => d.status === 'failed' || d.status === 'dead' || (d.attempts > 0 && d.status !== 'delivered')).length;
+  // failed for good, or failed and waiting for another attempt
+  const failed = (d) => d.status === 'failed' || (d.status === 'pending' && d.attempts > 0);
+  const failing = (h) => h.deliveries.filter(failed).length;
   withDeliveries.sort((a, b) => failing(b) - failing(a));
   el.innerHTML = `
     <h1>Webhooks <span class="muted" style="font-size:14px">${hooks.length}</span></h1>
@@ -568,11 +570,11 @@ async function viewWebhooks(el) {
       <h2 style="margin-top:0">${esc(h.url)} ${failing(h) ? `<span class="badge bad">${failing(h)} failing</span>` : '<span class="badge completed">ok</span>'}</h2>
       <p class="muted">${esc((h.events || []).join(', '))}${h.queues ? ' · queues ' + esc(h.queues.join(', ')) : ' · every queue'}</p>
       ${h.deliveries.length ? `<div class="table-wrap"><table aria-label="Deliveries"><thead><tr><th>Event</th><th>Status</th><th class="num">HTTP</th><th class="num">Attempts</th><th>Created</th><th class="num">Latency</th><th>Last error</th><th></th></tr></thead><tbody>
-      ${h.deliveries.map((d) => `<tr><td>${esc(d.event)}</td><td>${badge(d.status === 'delivered' ? 'completed' : d.status === 'pending' ? 'waiting' : 'dlq').replace(/>[^<]*</, `>${esc(d.status)}<`)}</td>
+      ${h.deliveries.map((d) => `<tr><td>${esc(d.event)}</td><td>${badge(d.status === 'succeeded' ? 'completed' : d.status === 'failed' ? 'dlq' : d.status === 'delivering' ? 'active' : 'waiting').replace(/>[^<]*</, `>${esc(d.status)}<`)}</td>
         <td class="num">${d.last_status ?? ''}</td><td class="num">${d.attempts}</td><td>${time(d.created_at)}</td>
         <td class="num">${d.delivered_at ? `${Math.max(0, new Date(d.delivered_at) - new Date(d.created_at))} ms` : ''}</td>
         <td class="wrap">${esc(d.last_error || '')}</td>
-        <td>${d.status !== 'delivered' && d.status !== 'pending' ? `<button type="button" class="secondary redeliver" data-id="${esc(d.id)}">Redeliver</button>` : ''}</td></tr>`).join('')}
+        <td>${failed(d) ? `<button type="button" class="secondary redeliver" data-id="${esc(d.id)}">Redeliver</button>` : ''}</td></tr>`).join('')}
       </tbody></table></div>` : '<p class="muted">No deliveries yet.</p>'}
     </section>`).join('')}`;
   el.querySelectorAll('.redeliver').forEach((b) => b.addEventListener('click', () => act('Queued for redelivery', () => api('POST', `/api/v1/deliveries/${enc(b.dataset.id)}/redeliver`))));
