@@ -6,9 +6,9 @@
 #
 # Usage: test/bench/router.sh [--seconds S] [--clients N] [--rounds R]
 #
-# Five instances: four shards (taskq, taskq.shard_id 0..3) and a router
-# (plproxy, taskq_router), fsync and synchronous_commit on, on Unix sockets
-# only.  Each workload is a pgbench script over 8 queues (q0..q7): "push"
+# Five instances (test/router/cluster.sh): four shards (taskq,
+# taskq.shard_id 0..3) and a router (plproxy, taskq_router), fsync and
+# synchronous_commit on, on Unix sockets only.  Each workload is a pgbench script over 8 queues (q0..q7): "push"
 # (one push per transaction) and "cycle" (push, pull, ack: three calls).
 # Configurations, interleaved in each round: "direct" (pgbench against
 # shard 0 itself), "router1", "router2", "router4" (the router with its
@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
 done
 
 BIN=/usr/lib/postgresql/15/bin
+CLUSTER="$(dirname "${BASH_SOURCE[0]}")/../router/cluster.sh"
 WORK=$(mktemp -d /tmp/taskq-router-bench.XXXXXX)
 RUN_AS=()
 if [ "$(id -u)" -eq 0 ]; then
@@ -44,45 +45,20 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 as() { "${RUN_AS[@]}" "$@"; }
 unset PGHOST PGPORT PGDATABASE PGUSER
-
-BASE=$((20000 + RANDOM % 20000))
-names=(shard0 shard1 shard2 shard3 router)
 cleanup() {
-    for i in 0 1 2 3 4; do
-        as "$BIN/pg_ctl" -D "$WORK/${names[$i]}" -m immediate stop >/dev/null 2>&1 || true
-    done
+    "$CLUSTER" stop "$WORK" || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-for i in 0 1 2 3 4; do
-    d=$WORK/${names[$i]}
-    as "$BIN/initdb" -D "$d" -U postgres --auth trust >/dev/null
-    cat >> "$d/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-port = $((BASE + i))
-fsync = on
-synchronous_commit = on
-max_connections = 60
-shared_buffers = 128MB
-EOF
-    if [ "$i" -lt 4 ]; then
-        echo "shared_preload_libraries = 'taskq'" >> "$d/postgresql.conf"
-        echo "taskq.shard_id = $i" >> "$d/postgresql.conf"
-    fi
-    as "$BIN/pg_ctl" -D "$d" -l "$d.log" -w start >/dev/null
-done
+# four shards and the router (test/router/cluster.sh)
+BASE=$((20000 + RANDOM % 20000))
+"$CLUSTER" start "$WORK" 4 "$BASE" >/dev/null
 psql_on() { local port=$1; shift; as "$BIN/psql" -X -q -At -h "$WORK" -p "$port" -U postgres -d postgres "$@"; }
 for i in 0 1 2 3; do
-    psql_on $((BASE + i)) -c "CREATE EXTENSION taskq" \
-        -c "SELECT taskq.create_queue('q' || n) FROM generate_series(0, 7) n" >/dev/null
+    psql_on $((BASE + i)) -c "SELECT taskq.create_queue('q' || n) FROM generate_series(0, 7) n" >/dev/null
 done
 R=$((BASE + 4))
-psql_on "$R" -c "CREATE EXTENSION taskq_router CASCADE" >/dev/null
-for i in 0 1 2 3; do
-    psql_on "$R" -c "SELECT taskq.add_shard($i, 'host=$WORK port=$((BASE + i)) dbname=postgres user=postgres')" >/dev/null
-done
 
 # spread q0..q7 over the first K shards
 place() {

@@ -8,6 +8,7 @@
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -152,5 +153,26 @@ like($err, qr/PGSQL\.@{[ $shards[1]->port ]}/, '... with an error that names the
 ok(r(q{SELECT taskq.push('a', 'still fine')}) =~ /^[0-9a-f-]{36}$/, 'the other shard\'s queues keep working');
 $shards[1]->start;
 ok(r(q{SELECT taskq.push('b', 'back')}) =~ /^[0-9a-f-]{36}$/, 'once it is back, so do its queues');
+
+# ---------------------------------------------------------------------------
+# the one-command set-up of the README: test/router/cluster.sh
+# ---------------------------------------------------------------------------
+
+{
+	use File::Basename qw(dirname);
+	my $script = dirname(__FILE__) . '/../router/cluster.sh';
+	my $cdir = PostgreSQL::Test::Utils::tempdir . '/cluster';
+	my $cbase = PostgreSQL::Test::Cluster::get_free_port();
+	my ($out, $err) = ('', '');
+	my $okrun = IPC::Run::run([ 'bash', $script, 'start', $cdir, 2, $cbase ], '<', \undef, '>', \$out, '2>', \$err);
+	ok($okrun, 'test/router/cluster.sh starts two shards and a router') or diag($err);
+	chomp $out;
+	like($out, qr/^host=\S+ port=@{[ $cbase + 2 ]} dbname=postgres user=postgres$/, '... and prints the router\'s connection string');
+	my $id = '';
+	IPC::Run::run([ 'psql', '-XAtq', '-d', $out, '-c', q{SELECT taskq.push('hello', 'world')} ], '<', \undef, '>', \$id, '2>', \$err);
+	chomp $id;
+	like($id, qr/^[0-9a-f-]{36}$/, 'a push through its router works') or diag($err);
+	IPC::Run::run([ 'bash', $script, 'stop', $cdir ], '<', \undef, '>', \$out, '2>', \$err);
+}
 
 done_testing();
