@@ -291,4 +291,28 @@ is_deeply($fine[-2], { type => 'message', event => 'close', data => { code => 10
 	'... after a close event with the reason');
 
 is(stop_serve($serve), 0, 'the first server stops too');
+
+# ---------------------------------------------------------------------------
+# a gateway that may not read events: 503, saying why
+# ---------------------------------------------------------------------------
+
+sql(q{
+	CREATE ROLE taskq_gateway_noevents LOGIN NOINHERIT;
+	GRANT USAGE ON SCHEMA taskq TO taskq_gateway_noevents;
+	GRANT EXECUTE ON FUNCTION taskq._api_token_role(text) TO taskq_gateway_noevents;
+	GRANT app TO taskq_gateway_noevents;
+});
+my ($serve3, $serve3_log, $base3) = start_serve($node->connstr('postgres') . ' user=taskq_gateway_noevents',
+	$tmp, 'serve3');
+{
+	my @saved = ($base);
+	$base = $base3;
+	($st, $body) = http_get('/api/v1/events', $token);
+	$base = $saved[0];
+}
+is($st, 503, 'a gateway without EXECUTE on the event functions: 503');
+like($body, qr/the event stream is not available.*EXECUTE on taskq\.events_cursor\(\)/s, '... with a hint of the grant');
+like(slurp($serve3_log), qr/events: the gateway cannot read events: .*permission denied for function events_cursor/,
+	'... and its log says what the database said');
+is(stop_serve($serve3), 0, 'that server stops');
 done_testing();
