@@ -375,7 +375,6 @@ void
 TaskqEmitEvent(const char *event, Datum ids)
 {
 	Datum		values[2];
-
 	bool		live = TaskqEventRingWanted();
 
 	if (webhooks_exist < 0 || streams_exist < 0)

@@ -85,7 +85,6 @@ struct Subscriber
 	int			nqueues;
 	uint32_t	events;			/* the events= filter, bits; 0: all */
 	int64_t		cursor;			/* last seq given or skipped; -1: unset */
-	bool		resumed;		/* the cursor came from the client */
 
 	/* under hub_lock */
 	char	   *buf;			/* bytes not yet taken: buf[off..len) */
@@ -294,7 +293,6 @@ hub_subscribe(SubscriberKind kind, const char *token, char **queues,
 	s->nqueues = nqueues;
 	s->events = events;
 	s->cursor = cursor;
-	s->resumed = cursor >= 0;
 	s->wake_fd = -1;
 	s->last_put = now_ms();
 	if (kind == SUB_SSE)
@@ -513,7 +511,7 @@ refresh_visible(uint64_t id, const Event *ev, int nev)
 		return;
 	}
 	stale = now_ms() - s->visible_at > VISIBLE_TTL_MS;
-	asked = pg_malloc(sizeof(char *) * (nev + s->nvisible));
+	asked = pg_malloc(sizeof(char *) * Max(nev, 1));
 	initPQExpBuffer(&arr);
 	for (int i = 0; i < nev; i++)
 	{

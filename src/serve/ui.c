@@ -32,10 +32,12 @@ serve_ui(Request *req)
 		return false;
 	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
 	{
-		respond(req, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json",
-				"{\"error\": {\"code\": \"0A000\", \"message\": \"the dashboard's files are read with GET\"}}",
-				strlen("{\"error\": {\"code\": \"0A000\", \"message\": \"the dashboard's files are read with GET\"}}"),
+		char	   *body = error_body("0A000", "the dashboard's files are read with GET",
+									  NULL, NULL);
+
+		respond(req, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json", body, strlen(body),
 				MHD_HTTP_HEADER_ALLOW, "GET, HEAD", NULL);
+		free(body);
 		return true;
 	}
 	if (strcmp(path, "/ui") == 0 || strcmp(path, "/ui/") == 0)

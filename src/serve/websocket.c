@@ -380,11 +380,12 @@ serve_websocket(Request *req, Subscriber *s)
 	}
 	if (version == NULL || strcmp(version, "13") != 0)
 	{
+		char	   *body = error_body("08P01", "unsupported WebSocket version", NULL, NULL);
+
 		hub_unsubscribe(s);
-		respond(req, MHD_HTTP_UPGRADE_REQUIRED, "application/json",
-				"{\"error\": {\"code\": \"08P01\", \"message\": \"unsupported WebSocket version\"}}",
-				strlen("{\"error\": {\"code\": \"08P01\", \"message\": \"unsupported WebSocket version\"}}"),
+		respond(req, MHD_HTTP_UPGRADE_REQUIRED, "application/json", body, strlen(body),
 				"Sec-WebSocket-Version", "13", NULL);
+		free(body);
 		return;
 	}
 	if (!accept_key(key, accept, sizeof(accept)) ||

@@ -8,6 +8,7 @@
 use strict;
 use warnings;
 
+use File::Basename qw(dirname);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -159,7 +160,6 @@ ok(r(q{SELECT taskq.push('b', 'back')}) =~ /^[0-9a-f-]{36}$/, 'once it is back, 
 # ---------------------------------------------------------------------------
 
 {
-	use File::Basename qw(dirname);
 	my $script = dirname(__FILE__) . '/../router/cluster.sh';
 	my $cdir = PostgreSQL::Test::Utils::tempdir . '/cluster';
 	my $cbase = PostgreSQL::Test::Cluster::get_free_port();
