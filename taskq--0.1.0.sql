@@ -490,27 +490,6 @@ COMMENT ON FUNCTION taskq.cancel(uuid) IS 'cancel a waiting, delayed or blocked 
 -- DAG flows
 --
 
-CREATE FUNCTION taskq._job_finished()
-RETURNS trigger
-AS 'MODULE_PATHNAME', 'taskq_job_finished'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION taskq._job_finished() IS 'trigger: promote or cascade to the children of a finished job, push its follow-ups and reply';
-
--- Only jobs with children, unfinished parents, follow-ups or a reply_to
--- call the trigger.
-CREATE TRIGGER job_finished
-    AFTER INSERT ON taskq.finished_jobs
-    FOR EACH ROW
-    WHEN (NEW.has_children OR NEW.pending_parents > 0
-          OR NEW.metadata ? 'follow_ups' OR NEW.metadata ? 'reply_to')
-    EXECUTE FUNCTION taskq._job_finished();
-
-CREATE TRIGGER job_dead
-    AFTER INSERT ON taskq.dead_jobs
-    FOR EACH ROW
-    WHEN (NEW.has_children OR NEW.pending_parents > 0 OR NEW.metadata ? 'reply_to')
-    EXECUTE FUNCTION taskq._job_finished();
-
 CREATE FUNCTION taskq.push_flow(flow jsonb)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'taskq_push_flow'

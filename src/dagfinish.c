@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * dagfinish.c
- *		What happens when a job finishes: the trigger on finished_jobs and
- *		dead_jobs, which promotes or cascades to the job's children
- *		(dag.c), pushes its follow-ups and sends its reply.
+ *		What happens when a job finishes: its children are promoted or
+ *		cascaded to (dag.c), its follow-ups pushed and its reply sent.
  *
  * A job finishes by moving into taskq.finished_jobs (completed, cancelled)
- * or taskq.dead_jobs; an AFTER INSERT trigger on each runs
- * taskq_job_finished, with a WHEN clause so that jobs without children,
- * follow-ups or reply_to never call it.  Then, in the same transaction:
+ * or taskq.dead_jobs, always with a statement of TaskqMoveSql, whose last
+ * column names the moved jobs that have children, unfinished parents,
+ * follow-ups or a reply_to; TaskqExecute hands those to TaskqFinishMoved
+ * as soon as the statement ends.  Then, in the same transaction:
  *
  *	completed	children are promoted; metadata.follow_ups are pushed as
  *				children of the job; a result message goes to
@@ -17,17 +17,17 @@
  *				to metadata.reply_to;
  *	cancelled	blocked descendants are cancelled.
  *
- * The trigger acts only on rows that taskq's own statements move
- * (taskq_statement_depth), so a pg_restore of the tables neither promotes,
- * cascades nor pushes anything twice.
+ * Only rows that taskq's own statements move have these consequences, so
+ * a pg_restore of the tables neither promotes, cascades nor pushes
+ * anything twice.
  *
  *-------------------------------------------------------------------------
  */
 
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "commands/trigger.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -143,89 +143,122 @@ push_reply(Datum id, text *name, Jsonb *metadata, bool ok, Jsonb *result,
 				 NULL, 0, true, &reply_id);
 }
 
-/* a column of the trigger's new row */
-static Datum
-new_column(TriggerData *trig, const char *column, bool *isnull)
+/* the columns of finished_row_plan */
+enum
 {
-	TupleDesc	desc = RelationGetDescr(trig->tg_relation);
-	int			attnum = SPI_fnumber(desc, column);
+	FIN_NAME = 1, FIN_STATE, FIN_HAS_CHILDREN, FIN_METADATA, FIN_FLOW_ID,
+	FIN_RESULT, FIN_ERROR, FIN_PENDING_PARENTS
+};
 
-	if (attnum <= 0)
-		elog(ERROR, "taskq: column \"%s\" not found in %s", column,
-			 RelationGetRelationName(trig->tg_relation));
-	return heap_getattr(trig->tg_trigtuple, attnum, desc, isnull);
+/* a job that has just moved, from whichever table it moved to */
+static TaskqPlan finished_row_plan = {
+	"SELECT name, state::text, has_children, metadata, flow_id, result, error,"
+	" pending_parents FROM taskq.finished_jobs WHERE id = $1"
+	" UNION ALL SELECT name, state::text, has_children, metadata, flow_id,"
+	" result, error, pending_parents FROM taskq.dead_jobs WHERE id = $1",
+	1, {UUIDOID}
+};
+
+/* a column of the row finished_row_plan found */
+static Datum
+finished_column(int column, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, column,
+						 isnull);
 }
 
 /*
- * Trigger function taskq._job_finished(): AFTER INSERT FOR EACH ROW on
- * taskq.finished_jobs and taskq.dead_jobs.
+ * What follows the move of one job into finished_jobs or dead_jobs: its
+ * children, follow-ups and reply.  Runs inside SPI_connect.
  */
-PG_FUNCTION_INFO_V1(taskq_job_finished);
-Datum
-taskq_job_finished(PG_FUNCTION_ARGS)
+static void
+job_finished(Datum id)
 {
-	TriggerData *trig = (TriggerData *) fcinfo->context;
 	bool		isnull;
 	Datum		value;
-	Datum		id;
 	text	   *name;
 	char	   *state;
 	bool		has_children;
 	Jsonb	   *metadata;
 	text	   *flow_id;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_AFTER(trig->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trig->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trig->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("taskq._job_finished() must be an AFTER INSERT row trigger")));
-
-	/* rows restored by pg_restore or inserted by hand are left alone */
-	if (taskq_statement_depth == 0)
-		return PointerGetDatum(NULL);
-
-	id = new_column(trig, "id", &isnull);
-	name = DatumGetTextPP(new_column(trig, "name", &isnull));
-	state = DatumGetCString(DirectFunctionCall1(enum_out, new_column(trig, "state", &isnull)));
-	has_children = DatumGetBool(new_column(trig, "has_children", &isnull));
-	value = new_column(trig, "metadata", &isnull);
+	if (TaskqExecute(&finished_row_plan, &id, NULL, false, 1) == 0)
+		return;
+	name = DatumGetTextPP(finished_column(FIN_NAME, &isnull));
+	state = TextDatumGetCString(finished_column(FIN_STATE, &isnull));
+	has_children = DatumGetBool(finished_column(FIN_HAS_CHILDREN, &isnull));
+	value = finished_column(FIN_METADATA, &isnull);
 	metadata = isnull ? NULL : DatumGetJsonbP(value);
-	value = new_column(trig, "flow_id", &isnull);
+	value = finished_column(FIN_FLOW_ID, &isnull);
 	flow_id = isnull ? NULL : DatumGetTextPP(value);
 
-	SPI_connect();
 	if (strcmp(state, "completed") == 0)
 	{
+		value = finished_column(FIN_RESULT, &isnull);
 		if (has_children)
 			TaskqPromoteChildren(id);
 		if (metadata != NULL)
 		{
-			Datum		result = new_column(trig, "result", &isnull);
+			Jsonb	   *result = isnull ? NULL : DatumGetJsonbP(value);
 
 			push_follow_ups(DatumGetUUIDP(id), metadata, flow_id);
-			push_reply(id, name, metadata, true,
-					   isnull ? NULL : DatumGetJsonbP(result), NULL);
+			push_reply(id, name, metadata, true, result, NULL);
 		}
 	}
 	else
 	{
 		bool		dead = strcmp(state, "dlq") == 0;
+		text	   *error;
 
+		value = finished_column(FIN_ERROR, &isnull);
+		error = isnull ? NULL : DatumGetTextPP(value);
 		/* a blocked job that gave up waits for its parents no more */
-		if (DatumGetInt32(new_column(trig, "pending_parents", &isnull)) > 0)
+		if (DatumGetInt32(finished_column(FIN_PENDING_PARENTS, &isnull)) > 0)
 			TaskqDropChildEdges(id);
 		if (has_children)
 			TaskqCascade(id, name, dead);
 		if (dead && metadata != NULL)
-		{
-			Datum		error = new_column(trig, "error", &isnull);
-
-			push_reply(id, name, metadata, false, NULL,
-					   isnull ? NULL : DatumGetTextPP(error));
-		}
+			push_reply(id, name, metadata, false, NULL, error);
 	}
+}
+
+/*
+ * After a statement of TaskqMoveSql into finished_jobs or dead_jobs: the
+ * jobs whose move has consequences (their id in the statement's last
+ * column, TASKQ_FINISH_COLUMN; NULL for the others) get them now, in the
+ * order they moved, before the caller goes on.  This was an AFTER INSERT
+ * row trigger with a WHEN clause, which fired at the same point; but every
+ * statement that inserted into the tables parsed and set up the WHEN
+ * clause again, a fifth of the worker loop's time (test/bench/README.md).
+ * Rows that a restore or a hand-written INSERT puts into the tables have
+ * no consequences, as before.  SPI_tuptable and SPI_processed are the
+ * statement's again when this returns.
+ */
+void
+TaskqFinishMoved(void)
+{
+	SPITupleTable *moved = SPI_tuptable;
+	uint64		n = SPI_processed;
+	int			col = moved->tupdesc->natts;
+	Datum	   *ids = NULL;
+	int			nids = 0;
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		id = SPI_getbinval(moved->vals[i], moved->tupdesc, col, &isnull);
+
+		if (isnull)
+			continue;
+		if (ids == NULL)
+			ids = palloc(sizeof(Datum) * n);
+		ids[nids++] = id;
+	}
+	if (nids == 0)
+		return;
+
+	SPI_connect();
+	for (int i = 0; i < nids; i++)
+		job_finished(ids[i]);
 	SPI_finish();
-	return PointerGetDatum(NULL);
 }

@@ -332,6 +332,66 @@ TaskqCheckAckItems(Jsonb *items, const char *argname)
 }
 
 /*
+ * The one item of a checked array as ack's arguments: id, result (absent:
+ * SQL NULL, as "x.item -> 'result'" gives), lease (absent or null: NULL).
+ */
+static Datum
+item_uuid(const JsonbValue *v)
+{
+	return DirectFunctionCall1(uuid_in,
+							   CStringGetDatum(pnstrdup(v->val.string.val,
+														v->val.string.len)));
+}
+
+static void
+ack_item_values(Jsonb *items, Datum *values, bool *nulls)
+{
+	JsonbValue *item = getIthJsonbValueFromContainer(&items->root, 0);
+	JsonbValue *v;
+
+	Assert(item != NULL && item->type == jbvBinary);
+	v = getKeyJsonValueFromContainer(item->val.binary.data, "id", 2, NULL);
+	Assert(v != NULL && v->type == jbvString);
+	values[0] = item_uuid(v);
+	nulls[0] = false;
+	v = getKeyJsonValueFromContainer(item->val.binary.data, "result", 6, NULL);
+	nulls[1] = (v == NULL);
+	values[1] = v ? JsonbPGetDatum(JsonbValueToJsonb(v)) : (Datum) 0;
+	v = getKeyJsonValueFromContainer(item->val.binary.data, "lease", 5, NULL);
+	nulls[2] = (v == NULL || v->type != jbvString);
+	values[2] = nulls[2] ? (Datum) 0 : item_uuid(v);
+}
+
+/*
+ * An array of one item, the worker loop's usual case (pull with the ack of
+ * its previous job): the statements of ack, whose plans are smaller than
+ * the batch's join over the array's elements.  Same outcome as the batch:
+ * a job not active under the lease is skipped, not an error.
+ */
+static int
+ack_one_item(Jsonb *items)
+{
+	Datum		values[3];
+	bool		nulls[3];
+	int			n;
+
+	ack_item_values(items, values, nulls);
+	if (TaskqAckMayForget() &&
+		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
+	{
+		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(1);
+		return 1;
+	}
+	n = TaskqExecute(&ack_plan, values, nulls, false, 0);
+	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
+	TaskqNoteSlotsFreed(n);
+	if (n > 0)
+		TaskqEmitEventOne("job.completed", values[0]);
+	return n;
+}
+
+/*
  * Ack the jobs of checked items, each under its lease when it names one;
  * items whose job is not active under that lease are skipped.  Returns
  * how many were acked.  Runs inside TaskqSwitchToOwner.
@@ -345,6 +405,11 @@ TaskqAckItems(Jsonb *items)
 
 	values[0] = TaskqRequireItemsPrivilege(JsonbPGetDatum(items), TASKQ_PRIV_PULL);
 	init_move_plans();
+	items = DatumGetJsonbP(values[0]);
+	if (JB_ROOT_COUNT(items) == 0)
+		return 0;
+	if (JB_ROOT_COUNT(items) == 1)
+		return ack_one_item(items);
 	if (TaskqAckMayForget())
 	{
 		forgotten = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);

@@ -135,6 +135,20 @@ static TaskqPlan claim_levels_plan = {
 	7, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, INT4ARRAYOID, UUIDARRAYOID}, true
 };
 
+/*
+ * The same for a queue with one priority level in use, the usual case: a
+ * plan of fewer nodes, so less to set up at each pull.  $6 is the level,
+ * $7 its bound.
+ */
+static TaskqPlan claim_level_plan = {
+	CLAIM_SET
+	" WHERE j.ctid = ANY (ARRAY("
+	"  SELECT ctid FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	"  AND priority = $6 AND id >= $7 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))"
+	CLAIM_RETURNING,
+	7, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, INT4OID, UUIDOID}, true
+};
+
 /* of the jobs a limited pull chose (flowcontrol.c), those still waiting */
 static TaskqPlan claim_ctids_plan = {
 	CLAIM_SET
@@ -161,6 +175,13 @@ static TaskqPlan raise_plan = {
 	" FROM unnest($2::integer[], $3::uuid[]) WITH ORDINALITY AS u(p, b, o)"
 	" ORDER BY u.o",
 	3, {TEXTOID, INT4ARRAYOID, UUIDARRAYOID}, true
+};
+
+/* raise_plan for one level: $2 the level, $3 its bound */
+static TaskqPlan raise_level_plan = {
+	"SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	" AND priority = $2 AND id >= $3 ORDER BY id LIMIT 1",
+	3, {TEXTOID, INT4OID, UUIDOID}, true
 };
 
 /*
@@ -365,8 +386,17 @@ pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
 		int			n;
 
 		args[0] = queue;
-		head_arrays(&h, &args[1], &args[2]);
-		n = TaskqExecute(&raise_plan, args, NULL, false, 0);
+		if (h.nlevels == 1)
+		{
+			args[1] = Int32GetDatum(h.priority[0]);
+			args[2] = TaskqPrefixId(h.bound[0]);
+			n = TaskqExecute(&raise_level_plan, args, NULL, false, 1);
+		}
+		else
+		{
+			head_arrays(&h, &args[1], &args[2]);
+			n = TaskqExecute(&raise_plan, args, NULL, false, 0);
+		}
 		for (int i = 0; i < h.nlevels; i++)
 		{
 			bool		isnull = true;
@@ -418,7 +448,17 @@ pull_claim(void *arg, int32 count, Datum ctids)
 		return TaskqExecute(&claim_ctids_plan, a->values, a->nulls, false, 0);
 	}
 	if (a->bounded)
-		return TaskqExecute(&claim_levels_plan, a->values, a->nulls, false, 0);
+	{
+		ArrayType  *levels = DatumGetArrayTypeP(a->values[5]);
+		Datum		args[7];
+
+		if (ArrayGetNItems(ARR_NDIM(levels), ARR_DIMS(levels)) != 1)
+			return TaskqExecute(&claim_levels_plan, a->values, a->nulls, false, 0);
+		memcpy(args, a->values, sizeof(Datum) * 5);
+		args[5] = Int32GetDatum(((int32 *) ARR_DATA_PTR(levels))[0]);
+		args[6] = UUIDPGetDatum((pg_uuid_t *) ARR_DATA_PTR(DatumGetArrayTypeP(a->values[6])));
+		return TaskqExecute(&claim_level_plan, args, a->nulls, false, 0);
+	}
 	return TaskqExecute(&claim_plan, a->values, a->nulls, false, 0);
 }
 

@@ -339,6 +339,10 @@ extern void TaskqPromoteChildren(Datum id);
 extern void TaskqDropChildEdges(Datum id);
 extern void TaskqCascade(Datum id, text *name, bool dead);
 
+/* dagfinish.c: the last column of a move into finished_jobs or dead_jobs */
+#define TASKQ_FINISH_COLUMN "taskq_finish"
+extern void TaskqFinishMoved(void);
+
 /* pull.c */
 extern void TaskqPullInit(void);
 extern int	TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor,

@@ -70,9 +70,8 @@ TaskqGetPlan(TaskqPlan *plan)
 }
 
 /*
- * How many taskq statements are running in this backend: the DAG trigger
- * acts only on rows that taskq itself moves, never on rows that a restore
- * or a hand-written INSERT puts into the tables.
+ * How many taskq statements are running in this backend: writes to
+ * taskq.jobs outside them are foreign writes to pullhead.c.
  */
 int			taskq_statement_depth = 0;
 
@@ -136,6 +135,11 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 	if (rc < 0)
 		elog(ERROR, "taskq: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), plan->sql);
+	if (rc == SPI_OK_INSERT_RETURNING && SPI_processed > 0 &&
+		strcmp(NameStr(TupleDescAttr(SPI_tuptable->tupdesc,
+									 SPI_tuptable->tupdesc->natts - 1)->attname),
+			   TASKQ_FINISH_COLUMN) == 0)
+		TaskqFinishMoved();
 	return (int) SPI_processed;
 }
 
@@ -144,6 +148,8 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
  * step: DELETE ... RETURNING feeding INSERT ... SELECT.
  *
  * The deleted rows are visible as "m" (table alias "j" inside the DELETE);
+ * returning is what the statement returns; a move into finished_jobs or
+ * dead_jobs returns one more column, last, for TaskqFinishMoved.
  * sets replaces some columns by expressions over m.  using_clause may be
  * NULL; when given, its columns (alias "i") come out next to j.*, so sets
  * can use them through "m".  The text is made once per plan, in
@@ -183,7 +189,14 @@ TaskqMoveSql(const char *from_table, const char *to_table,
 			appendStringInfo(&buf, "m.%s", job_columns[i]);
 	}
 	appendStringInfoString(&buf, " FROM m");
-	if (returning)
+	if (strcmp(to_table, "finished_jobs") == 0 || strcmp(to_table, "dead_jobs") == 0)
+		appendStringInfo(&buf, " RETURNING %s%sCASE WHEN has_children"
+						 " OR pending_parents > 0 OR metadata ? 'reply_to'%s"
+						 " THEN id END AS " TASKQ_FINISH_COLUMN,
+						 returning ? returning : "", returning ? ", " : "",
+						 strcmp(to_table, "finished_jobs") == 0 ?
+						 " OR metadata ? 'follow_ups'" : "");
+	else if (returning)
 		appendStringInfo(&buf, " RETURNING %s", returning);
 	MemoryContextSwitchTo(old);
 	return buf.data;

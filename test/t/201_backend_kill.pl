@@ -68,13 +68,15 @@ BEGIN
     RETURN NULL;
 END
 \$\$;
--- named after taskq's own triggers (job_dead, job_finished): they run first
 CREATE TRIGGER zz_block AFTER INSERT OR UPDATE ON taskq.jobs
     FOR EACH ROW EXECUTE FUNCTION test_block();
-CREATE TRIGGER zz_block AFTER INSERT ON taskq.finished_jobs
-    FOR EACH ROW EXECUTE FUNCTION test_block();
-CREATE TRIGGER zz_block AFTER INSERT ON taskq.dead_jobs
-    FOR EACH ROW EXECUTE FUNCTION test_block();
+-- on the tables finished jobs move into: deferred, so they hold the
+-- transaction at its commit, after what the move set off (promotion,
+-- cascade, follow-ups, reply), which runs right after the move's statement
+CREATE CONSTRAINT TRIGGER zz_block AFTER INSERT ON taskq.finished_jobs
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_block();
+CREATE CONSTRAINT TRIGGER zz_block AFTER INSERT ON taskq.dead_jobs
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_block();
 CREATE TRIGGER zz_block AFTER INSERT ON taskq.job_edges
     FOR EACH ROW EXECUTE FUNCTION test_block_edge();
 -- every event, to a URL the SSRF guard refuses: the outbox fills, nothing is sent
