@@ -44,7 +44,23 @@ OBJS = \
 
 # every install and upgrade script: ALTER EXTENSION UPDATE needs the old
 # ones (test/t/207_upgrade.pl updates from every version found here)
-DATA = $(wildcard taskq--*.sql) $(wildcard taskq_router--*.sql)
+DATA = $(wildcard taskq--*.sql)
+
+# taskq_router's install script is built from src/router/taskq_router.sql:
+# the sections of taskq's install script between "-- @begin shared serve"
+# and "-- @end shared serve" replace its line "-- @shared serve" (what
+# taskq serve needs besides the API: tokens, request bodies, the TCP
+# commands), so that one code serves both
+ROUTER_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" taskq_router.control)
+DATA_built = taskq_router--$(ROUTER_VERSION).sql
+
+taskq_router--$(ROUTER_VERSION).sql: src/router/taskq_router.sql taskq--$(EXTVERSION).sql
+	awk 'FNR == NR { if ($$0 ~ /^-- @end shared serve/) keep = 0; \
+	                 if (keep) shared = shared $$0 "\n"; \
+	                 if ($$0 ~ /^-- @begin shared serve/) keep = 1; next } \
+	     /^-- @shared serve$$/ { if (shared == "") exit 1; printf "%s", shared; next } \
+	     { print }' taskq--$(EXTVERSION).sql src/router/taskq_router.sql > $@.tmp
+	mv $@.tmp $@
 
 # pg_regress suites: one file per feature, in sql/ and expected/
 REGRESS = \
@@ -76,7 +92,7 @@ REGRESS = \
 	security \
 	metrics \
 	schedules \
-	api_tokens
+	serve
 # `make installcheck` (PGXS) runs these on a temporary instance with the
 # project's configuration, never on whatever server is up (as pg_cron's);
 # pg_regress refuses to start one as root: run it as another user, or use

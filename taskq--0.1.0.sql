@@ -1476,6 +1476,7 @@ COMMENT ON FUNCTION taskq.schedules() IS 'the schedules: definition, and the pg_
 -- API tokens (taskq serve)
 --
 
+-- @begin shared serve: taskq_router--*.sql includes the sections so marked (Makefile)
 -- Bearer tokens of the HTTP gateway, `taskq serve`.  A token stands for a
 -- role: for each request the gateway looks the token up and becomes that
 -- role for the request's transaction (set_config('role', ..., true)), so
@@ -1669,6 +1670,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq._request_body(text, text[]) IS 'parse the JSON object body of a taskq serve request, refusing unknown keys';
+-- @end shared serve
 
 -- The gateway parses the bodies of ack, fail, progress and heartbeat as
 -- the token's role.  Like every taskq function, the others here are not
@@ -2083,6 +2085,7 @@ $$;
 COMMENT ON FUNCTION taskq.receive_webhook(text, bytea, jsonb) IS 'push the job of a trigger for a request (its raw body and its headers, names in lower case), once its signature is checked; a delivery id seen in the last 7 days returns the job it pushed';
 
 
+-- @begin shared serve
 -- a job row as the HTTP API and the TCP protocol show it: the row's JSON
 -- (to_jsonb) with "group_key" as "group", and no "metadata" key when the
 -- job has none (never "metadata": null)
@@ -2193,6 +2196,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq.command(jsonb, integer) IS 'run one command of the TCP protocol ({"cmd": "push" | "pull" | "ack" ...}) as the caller; the answer as the HTTP API gives it';
+-- @end shared serve
 
 -- Ordinary roles get no privileges on the tables: every function checks
 -- the caller's privileges on the queue, then works as the extension's

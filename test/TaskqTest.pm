@@ -53,7 +53,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT_OK = qw(new_node workers_sql worker_pid wait_worker
-  start_worker stop_worker create_gateway start_serve stop_serve slurp start_receiver stop_receiver log_entries
+  start_worker stop_worker create_gateway start_serve stop_serve http_request slurp start_receiver stop_receiver log_entries
   invariants_ok invariants_sql wait_crash_restart kill_all start_load
   stop_load read_load_logs drain);
 
@@ -205,6 +205,25 @@ sub stop_serve
 	$h->signal('TERM');
 	$h->finish;
 	return $? >> 8;
+}
+
+# http_request(METHOD, URL, TOKEN, BODY): a request with curl, with the
+# bearer TOKEN and the JSON BODY when defined; returns (status, headers,
+# body) of the response
+sub http_request
+{
+	my ($method, $url, $token, $body) = @_;
+	my ($out, $err) = ('', '');
+	my $in = $body // '';
+	IPC::Run::run(
+		[ 'curl', '-sS', '-i', '--max-time', '10', '-X', $method,
+			(defined $token ? ('-H', "Authorization: Bearer $token") : ()),
+			(defined $body ? ('-H', 'Content-Type: application/json', '--data-binary', '@-') : ()),
+			$url ],
+		'<', \$in, '>', \$out, '2>', \$err);
+	my ($head, $rest) = split /\r\n\r\n/, $out, 2;
+	my ($status) = ($head // '') =~ m{^HTTP/\S+ (\d+)};
+	return ($status // 0, $head // $err, $rest // '');
 }
 
 # a file's contents, '' if it cannot be read (yet)

@@ -786,6 +786,15 @@ run_route(Request *req, const Route *route, const char *sql,
 			respond_error(req, MHD_HTTP_NOT_IMPLEMENTED, err.code, NULL, NULL,
 						  "this database's taskq has no taskq.metrics()");
 		}
+		else if (strcmp(err.code, "42883") == 0)
+		{
+			/* e.g. a taskq_router database, which has the job API only */
+			respond_error(req, MHD_HTTP_NOT_IMPLEMENTED, err.code, NULL,
+						  "The database of this taskq serve lacks this part of the taskq API:"
+						  " a taskq_router database serves jobs, queues and metrics;"
+						  " point a taskq serve at a shard for the rest.",
+						  "%s", err.message);
+		}
 		else
 			respond_error(req, status, err.code, err.detail, err.hint, "%s",
 						  err.message);

@@ -18,7 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-use TaskqTest qw(new_node slurp create_gateway start_serve stop_serve);
+use TaskqTest qw(new_node slurp create_gateway start_serve stop_serve http_request);
 
 my $chromium = '/usr/bin/chromium';
 my $ui_dir = dirname(__FILE__) . '/../ui';
@@ -66,18 +66,8 @@ my ($serve, $serve_log, $base) = start_serve($gateway, $tmp, 'serve');
 # the files and the JSON endpoints over plain HTTP
 # ---------------------------------------------------------------------------
 
-# curl: (status, headers, body)
-sub http
-{
-	my ($method, $path, $tok) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'curl', '-sS', '-i', '--max-time', '10', '-X', $method,
-		(defined $tok ? ('-H', "Authorization: Bearer $tok") : ()), $base . $path ],
-		'<', \undef, '>', \$out, '2>', \$err);
-	my ($head, $body) = split /\r\n\r\n/, $out, 2;
-	my ($status) = ($head // '') =~ m{^HTTP/\S+ (\d+)};
-	return ($status // 0, $head // $err, $body // '');
-}
+# (status, headers, body) of a request to the gateway
+sub http { my ($method, $path, $tok) = @_; return http_request($method, $base . $path, $tok) }
 
 my ($st, $head, $body) = http('GET', '/ui');
 is($st, 200, 'GET /ui: the page, without a token');

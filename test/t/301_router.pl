@@ -4,7 +4,8 @@
 # the router, batches across shards, flows on one shard (and refused
 # across two), queues() over every shard, errors for unknown queues, jobs
 # and shards, a shard down (its queues fail naming it, the other's work),
-# and the move of a queue between shards (switch, then drain).
+# and the move of a queue between shards (switch, then drain); taskq serve
+# pointed at the router, and the metrics of every shard through it.
 use strict;
 use warnings;
 
@@ -14,7 +15,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-use TaskqTest qw(new_node);
+use JSON::PP qw(decode_json encode_json);
+
+use IO::Select;
+use IO::Socket::INET;
+use TaskqTest qw(new_node start_serve stop_serve http_request slurp);
 
 plan skip_all => 'PL/Proxy is not installed (Debian: postgresql-15-plproxy)'
   unless -e '/usr/share/postgresql/15/extension/plproxy.control';
@@ -142,6 +147,92 @@ is(sh(1, q{SELECT count(*) FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.pu
 	'a worker on the old shard drains what is left there');
 is(sh(1, q{SELECT (taskq.stats('m')->'counts'->>'waiting')::int + (taskq.stats('m')->'counts'->>'active')::int}), '0',
 	'... until nothing is left');
+
+# ---------------------------------------------------------------------------
+# taskq serve pointed at the router; the metrics of every shard
+# ---------------------------------------------------------------------------
+
+# PL/Proxy connects to the shards as the calling role (these connection
+# strings name no user), so the token's role and the gateway exist there
+for my $i (0, 1)
+{
+	sh($i, q{CREATE ROLE app LOGIN IN ROLE taskq_admin;
+		CREATE ROLE taskq_gateway LOGIN;
+		GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
+		GRANT EXECUTE ON FUNCTION taskq.metrics() TO taskq_gateway});
+}
+r(q{CREATE ROLE app;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA taskq TO app;
+	CREATE ROLE taskq_gateway LOGIN NOINHERIT IN ROLE app;
+	GRANT USAGE ON SCHEMA taskq TO taskq_gateway;
+	GRANT EXECUTE ON FUNCTION taskq._api_token_role(text), taskq.metrics() TO taskq_gateway});
+my $token = r(q{SELECT taskq.create_api_token('app', 'through the router')});
+like($token, qr/^tq_[0-9a-f]{64}$/, 'the router keeps API tokens of its own');
+like(r(q{SELECT taskq.uuid7()}), qr/^[0-9a-f]{8}-[0-9a-f]{4}-7/, '... with UUIDv7 ids');
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my ($serve, $serve_log, $base) =
+  start_serve($router->connstr('postgres') . ' user=taskq_gateway', $tmp, 'serve',
+	'--tcp-listen', '127.0.0.1:0');
+my ($st, $head, $body) = http_request('POST', "$base/api/v1/queues/b/jobs", $token, '{"name": "via-http", "data": {"n": 7}}');
+is($st, 201, 'serve at the router: a push') or diag($body);
+my $hid = eval { decode_json($body)->{id} } // '';
+is(r(qq{SELECT taskq.job_shard('$hid')}), '1', '... lands on the shard of its queue');
+is(sh(1, qq{SELECT data->>'n' FROM taskq.jobs WHERE id = '$hid'}), '7', '... with its data');
+($st, $head, $body) = http_request('GET', "$base/api/v1/queues/b/jobs?count=5", $token);
+is($st, 200, 'serve at the router: a pull') or diag($body);
+my $pulled_all = eval { decode_json($body) } // [];
+my ($pulled) = grep { $_->{id} eq $hid } @$pulled_all;
+ok($pulled && $pulled->{lease}, '... leases the job, with its lease');
+($st, $head, $body) = http_request('POST', "$base/api/v1/jobs/$hid/ack", $token,
+	encode_json({ lease => $pulled ? $pulled->{lease} : '', result => { ok => 1 } }));
+is($st, 200, 'serve at the router: an ack, routed by the job\'s id') or diag($body);
+is(sh(1, qq{SELECT state FROM taskq.finished_jobs WHERE id = '$hid'}), 'completed', '... completes it on its shard');
+($st, $head, $body) = http_request('GET', "$base/api/v1/jobs/$hid", $token);
+is($st . ' ' . (eval { decode_json($body)->{state} } // ''), '200 completed', 'serve at the router: get');
+($st, $head, $body) = http_request('GET', "$base/api/v1/queues/b/stats", $token);
+is($st, 200, 'serve at the router: stats of a queue') or diag($body);
+($st, $head, $body) = http_request('GET', "$base/api/v1/webhooks", $token);
+is($st, 501, 'serve at the router: what a router does not have answers 501') or diag($body);
+like($body, qr/taskq_router database serves jobs, queues and metrics/, '... saying what it serves');
+($st, $head, $body) = http_request('GET', "$base/metrics");
+is($st, 200, 'serve at the router: /metrics') or diag($body);
+like($body, qr/^taskq_jobs_pushed_total\{shard="1",queue="b"\} \d+$/m, '... every shard\'s samples, labelled with their shard');
+like($body, qr/^taskq_jobs_pushed_total\{shard="0",queue="a"\} \d+$/m, '... of both shards');
+my @help = $body =~ /^# HELP taskq_jobs_pushed_total /mg;
+is(scalar @help, 1, '... one HELP per metric family');
+my ($family) = $body =~ /(# TYPE taskq_jobs_pushed_total counter\n(?:taskq_jobs_pushed_total\{[^\n]*\n)+)/;
+like($family // '', qr/shard="0".*shard="1"/s, '... and its samples together after it, shard by shard');
+{
+	# the TCP protocol: one JSON command per line, one answer per line
+	my ($tport) = slurp($serve_log) =~ m{listening on tcp://127\.0\.0\.1:(\d+)};
+	my $t = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$tport", Proto => 'tcp')
+	  or die "connect: $!";
+	my $sel = IO::Select->new($t);
+	my $call = sub {
+		print $t encode_json(shift) . "\n";
+		my $line = '';
+		while ($sel->can_read($PostgreSQL::Test::Utils::timeout_default))
+		{
+			my $c;
+			last unless sysread($t, $c, 1);
+			return decode_json($line) if $c eq "\n";
+			$line .= $c;
+		}
+		return {};
+	};
+	is_deeply($call->({ cmd => 'auth', token => $token }), { ok => JSON::PP::true }, 'tcp at the router: auth');
+	my $tid = $call->({ cmd => 'push', queue => 'b', name => 'via-tcp' })->{id} // '';
+	is(r(qq{SELECT taskq.job_shard('$tid')}), '1', 'tcp at the router: a push, to the shard of its queue');
+	my $tjobs = $call->({ cmd => 'pull', queue => 'b', count => 5 });
+	my ($tjob) = grep { $_->{id} eq $tid } @{ ref $tjobs eq 'ARRAY' ? $tjobs : [] };
+	ok($tjob, 'tcp at the router: a pull');
+	is($call->({ cmd => 'ack', id => $tid, lease => $tjob ? $tjob->{lease} : undef })->{state}, 'completed',
+		'tcp at the router: an ack');
+	close $t;
+}
+is(stop_serve($serve), 0, 'taskq serve stops');
+is(r(q{SET ROLE app; SELECT string_agg(DISTINCT shard::text, ',') FROM taskq.queues()}), '0,1',
+	'a role with EXECUTE on the API (not the owner) lists the queues of every shard');
 
 # ---------------------------------------------------------------------------
 # a shard down

@@ -17,9 +17,11 @@
 -- Each call through the router commits on its shard by itself: PL/Proxy
 -- does not join the caller's transaction.
 --
--- Not here: the background worker, webhooks, the event stream, grants and
--- API tokens, which work per shard (point taskq serve at a shard, or at the
--- router for the job API).
+-- taskq serve can point at the router: the router keeps API tokens of its
+-- own (the same code as taskq's, included from taskq's install script by
+-- the Makefile) and serves the job and queue API; the background worker,
+-- webhooks, the event stream, grants and schedules work per shard (point a
+-- taskq serve at a shard for those).
 
 \echo Use "CREATE EXTENSION taskq_router" to load this file. \quit
 
@@ -71,6 +73,7 @@ CREATE SCHEMA IF NOT EXISTS plproxy;
 CREATE FUNCTION plproxy.get_cluster_version(cluster_name text)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -85,6 +88,7 @@ $$;
 CREATE FUNCTION plproxy.get_cluster_partitions(cluster_name text)
 RETURNS SETOF text
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -150,6 +154,7 @@ COMMENT ON FUNCTION taskq.place_queue(text, integer) IS 'put a queue on a shard 
 CREATE FUNCTION taskq._require_shard(shard integer)
 RETURNS void
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -166,6 +171,7 @@ $$;
 CREATE FUNCTION taskq.queue_shard(queue text, place boolean DEFAULT false)
 RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -206,6 +212,7 @@ COMMENT ON FUNCTION taskq.queue_shard(text, boolean) IS 'the shard that holds a 
 CREATE FUNCTION taskq.job_shard(id uuid)
 RETURNS integer
 LANGUAGE plpgsql STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -225,6 +232,16 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION taskq.job_shard(uuid) IS 'the shard that holds a job, from its id';
+
+-- the shards, in order, for the calls that visit each
+CREATE FUNCTION taskq._shard_list()
+RETURNS SETOF integer
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sh.shard FROM taskq.shards sh ORDER BY sh.shard
+$$;
 
 -- the shard of a flow: that of its jobs' queues, which must be one
 CREATE FUNCTION taskq._flow_shard(flow jsonb)
@@ -475,7 +492,7 @@ AS $$
 DECLARE
     s integer;
 BEGIN
-    FOR s IN SELECT sh.shard FROM taskq.shards sh ORDER BY sh.shard LOOP
+    FOR s IN SELECT l.shard FROM taskq._shard_list() AS l(shard) LOOP
         RETURN QUERY SELECT q.*, s FROM taskq._queues_on(s) q;
     END LOOP;
 END
@@ -499,7 +516,7 @@ DECLARE
     s integer;
     f jsonb;
 BEGIN
-    FOR s IN SELECT sh.shard FROM taskq.shards sh ORDER BY sh.shard LOOP
+    FOR s IN SELECT l.shard FROM taskq._shard_list() AS l(shard) LOOP
         f := taskq._flow_on(s, flow_id);
         IF f IS NOT NULL THEN
             RETURN f;
@@ -509,6 +526,80 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION taskq._metrics_on(shard integer)
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'taskq';
+    RUN ON shard;
+    SELECT taskq.metrics();
+$$;
+
+-- Every shard's metrics as one Prometheus text exposition: each sample
+-- gets a label shard="N", and the samples of a metric family stay
+-- together under one HELP and TYPE (those of the first shard that has the
+-- family), families in the order the lowest shard gives them.  A line
+-- belongs to the family of the HELP or TYPE line before it.
+CREATE FUNCTION taskq.metrics()
+RETURNS text
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH lines AS (
+    SELECT s.shard, x.n, x.line,
+           CASE WHEN x.line LIKE '# HELP %' OR x.line LIKE '# TYPE %'
+                THEN split_part(x.line, ' ', 3) END AS meta_of
+    FROM taskq._shard_list() AS s(shard),
+         LATERAL regexp_split_to_table(taskq._metrics_on(s.shard), E'\n')
+             WITH ORDINALITY AS x(line, n)
+    WHERE x.line <> ''
+), grouped AS (
+    SELECT *, count(meta_of) OVER (PARTITION BY shard ORDER BY n) AS grp
+    FROM lines
+), families AS (
+    SELECT shard, n, line, meta_of,
+           first_value(meta_of) OVER (PARTITION BY shard, grp ORDER BY n) AS family
+    FROM grouped
+), family_order AS (
+    SELECT family, min(ARRAY[shard::bigint, n]) AS first_at, min(shard) AS meta_shard
+    FROM families GROUP BY family
+)
+SELECT string_agg(
+           CASE WHEN f.meta_of IS NOT NULL THEN f.line
+                WHEN f.line ~ '^[^ {]+[{]'
+                THEN regexp_replace(f.line, '^([^ {]+)[{]', '\1{shard="' || f.shard || '",')
+                ELSE regexp_replace(f.line, '^([^ ]+) ', '\1{shard="' || f.shard || '"} ') END,
+           E'\n' ORDER BY o.first_at, f.meta_of IS NULL, f.shard, f.n) || E'\n'
+FROM families f JOIN family_order o ON o.family IS NOT DISTINCT FROM f.family
+WHERE f.meta_of IS NULL OR f.shard = o.meta_shard
+$$;
+COMMENT ON FUNCTION taskq.metrics() IS 'the metrics of every shard, in Prometheus text format, each sample labelled with its shard';
+
+--
+-- API tokens, for taskq serve pointed at the router
+--
+
+-- A UUIDv7 (RFC 9562: 48 bits of Unix time in milliseconds, then random
+-- bits), for the ids of the router's own rows; taskq's is in its C
+-- library, which a router does not load.
+CREATE FUNCTION taskq.uuid7()
+RETURNS uuid
+LANGUAGE sql VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.encode(
+        pg_catalog.set_byte(
+            overlay(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+                PLACING substring(pg_catalog.int8send(
+                    pg_catalog.floor(EXTRACT(epoch FROM pg_catalog.clock_timestamp()) * 1000)::bigint)
+                    FROM 3)
+                FROM 1 FOR 6),
+            6, (pg_catalog.random() * 15)::integer | 112),
+        'hex')::uuid
+$$;
+COMMENT ON FUNCTION taskq.uuid7() IS 'a new UUIDv7 (time-ordered)';
+
+-- @shared serve
+
 --
 -- Privileges: the shards check every call, as the role of the connection
 -- string of taskq.shards (PL/Proxy connects as the calling role when the
@@ -517,3 +608,15 @@ $$;
 --
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA taskq FROM PUBLIC;
 GRANT USAGE ON SCHEMA taskq TO PUBLIC;
+-- PL/Proxy reads the cluster as the calling role, through the plproxy
+-- functions (which read the shard map as its owner): any role of the
+-- router's database can read the shards' connection strings, so keep
+-- passwords out of them (a password file of the router's server)
+GRANT USAGE ON SCHEMA plproxy TO PUBLIC;
+-- the internal calls of the API functions: the list of shards, and the
+-- calls of one shard, which that shard checks as the calling role
+GRANT EXECUTE ON FUNCTION taskq._shard_list(), taskq._queues_on(integer),
+    taskq._flow_on(integer, text), taskq._metrics_on(integer),
+    taskq._ack_batch_on(integer, jsonb) TO PUBLIC;
+-- taskq serve parses request bodies and shapes jobs as the token's role
+GRANT EXECUTE ON FUNCTION taskq._request_body(text, text[]), taskq._job_json(jsonb) TO PUBLIC;
