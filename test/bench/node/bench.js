@@ -376,64 +376,34 @@ async function makeConsumer(system, workers, pollMs) {
 
 	if (system === 'taskq') {
 		/*
-		 * An idle worker: LISTEN taskq_wakeup, and on a wake-up for our
-		 * queue pull (up to 10) and ack until the queue is empty; a
-		 * fallback poll every 5 s, like the taskq CLI worker.
+		 * An idle worker as `taskq worker` runs one: a pull that waits in
+		 * the server (wait_ms, woken through shared memory by the commit
+		 * of a push), up to 10 jobs, each batch acked by the worker's next
+		 * pull (its acks; a pull with acks returns at once, so the one
+		 * after it waits again).
 		 */
-		const wakers = [];
 		return {
 			start: async (onJob) => {
 				for (const c of clients) {
-					let busy = false;
-					let again = false;
-					let wake;
-					const drainQueue = async () => {
-						if (busy) {
-							again = true;
-							return;
-						}
-						busy = true;
-						do {
-							again = false;
-							for (;;) {
-								const r = await c.query({ name: 'pull', text: 'SELECT id, lease, data FROM taskq.pull($1, 10)', values: [QUEUE] });
-								if (r.rows.length === 0)
-									break;
-								for (const row of r.rows) {
-									onJob(row.data);
-									await c.query({ name: 'ack', text: 'SELECT taskq.ack($1, NULL, $2)', values: [row.id, row.lease] });
-								}
-							}
-						} while (again && !stopping);
-						busy = false;
-					};
-					c.on('notification', (msg) => {
-						if (msg.payload === QUEUE || msg.payload === '') {
-							drainQueue().catch((e) => console.error(`taskq worker: ${e.message}`));
-							if (wake)
-								wake();
-						}
-					});
-					await c.query('LISTEN taskq_wakeup');
-					wakers.push(() => wake && wake());
 					loops.push((async () => {
+						let acks = null;
 						while (!stopping) {
-							await new Promise((r) => { wake = r; setTimeout(r, 5000); });
-							if (!stopping)
-								await drainQueue();
+							const r = await c.query({
+								name: 'pull',
+								text: 'SELECT id, lease, data FROM taskq.pull($1, 10, NULL, $2::jsonb, $3)',
+								values: [QUEUE, acks, 1000],
+							});
+							acks = r.rows.length === 0 ? null :
+								JSON.stringify(r.rows.map((row) => ({ id: row.id, lease: row.lease })));
+							for (const row of r.rows)
+								onJob(row.data);
 						}
-						while (busy)
-							await sleep(10);
+						if (acks)
+							await c.query('SELECT taskq.ack_batch($1::jsonb)', [acks]);
 					})());
 				}
 			},
-			stop: async () => {
-				stopping = true;
-				/* wake the loops so that they end */
-				for (const w of wakers)
-					w();
-				await closeAll();
-			},
+			stop: closeAll,
 		};
 	}
 	if (system === 'naive') {

@@ -105,7 +105,7 @@ const MAPPING = {
 	'3 taskq_webhook': 'diagnostic: the webhook and its receiver, no notify_events',
 };
 const WAITS = {
-	taskq: 'LISTEN taskq_wakeup (the background worker\'s coalesced NOTIFY), pull 10 + ack until empty; fallback poll 5 s',
+	taskq: 'pull 10 with wait_ms 1000 (the pull waits in the server, woken by the push\'s commit), each batch acked by the next pull (acks), as taskq worker does',
 	naive: `polls every ${meta.latency_poll_ms} ms (pull 10 + ack until empty)`,
 	pgmq: `pgmq.read_with_poll (polls in the server every ${meta.latency_poll_ms} ms, up to 1 s a call; pgmq 1.5.1 has no notification), 10 at a time, delete each`,
 	pgq: `pgqd ticker (every 1 s; PgQ's default queue settings tick after 3 s or 500 events), one consumer polling next_batch every ${meta.latency_poll_ms} ms`,
