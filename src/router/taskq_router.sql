@@ -11,7 +11,8 @@
 -- puts it somewhere by hand; otherwise the first push or create_queue
 -- through the router places it on the shard with the fewest queues, and it
 -- stays there (adding a shard takes new queues; moving one is the drain
--- and switch of the README).  A flow's jobs must all be in queues of one
+-- and switch of the README).  A hot queue can be spread over several
+-- shards (taskq.spread_queue): pushes and pulls take them in turn.  A flow's jobs must all be in queues of one
 -- shard, so that promotion stays one local transaction.
 --
 -- Each call through the router commits on its shard by itself: PL/Proxy
@@ -41,6 +42,19 @@ CREATE TABLE taskq.queue_shards (
     placed_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE taskq.queue_shards IS 'which shard holds each queue';
+
+-- a queue spread over several shards (taskq.spread_queue): pushes go to
+-- them in turn, pulls visit them in turn
+CREATE TABLE taskq.queue_spread (
+    queue text NOT NULL REFERENCES taskq.queue_shards ON DELETE CASCADE,
+    shard integer NOT NULL REFERENCES taskq.shards ON DELETE RESTRICT,
+    PRIMARY KEY (queue, shard)
+);
+COMMENT ON TABLE taskq.queue_spread IS 'the shards of a queue spread over several (taskq.spread_queue)';
+SELECT pg_catalog.pg_extension_config_dump('taskq.queue_spread', '');
+
+-- the turn of pushes and pulls over a spread queue's shards
+CREATE SEQUENCE taskq.spread_turn CYCLE;
 
 -- PL/Proxy reloads the cluster when this number grows
 CREATE SEQUENCE taskq.shards_version;
@@ -243,29 +257,119 @@ AS $$
     SELECT sh.shard FROM taskq.shards sh ORDER BY sh.shard
 $$;
 
--- the shard of a flow: that of its jobs' queues, which must be one
-CREATE FUNCTION taskq._flow_shard(flow jsonb)
-RETURNS integer
+-- Spread a queue over several shards: its pushes go to them in turn, its
+-- pulls visit them in turn, and the queue functions act on each.  Create
+-- the queue then (create_queue through the router creates it on each).
+CREATE FUNCTION taskq.spread_queue(queue text, shards integer[])
+RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    shards integer[];
+    s integer;
+BEGIN
+    IF queue IS NULL OR shards IS NULL THEN
+        RAISE EXCEPTION 'queue and shards must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF pg_catalog.cardinality(ARRAY(SELECT DISTINCT u FROM pg_catalog.unnest(shards) u)) < 2 THEN
+        RAISE EXCEPTION 'queue "%" must be spread over at least two shards', queue
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use taskq.place_queue() for one shard.';
+    END IF;
+    FOREACH s IN ARRAY shards LOOP
+        PERFORM taskq._require_shard(s);
+    END LOOP;
+    PERFORM taskq.place_queue(queue, (SELECT pg_catalog.min(u) FROM pg_catalog.unnest(shards) u));
+    DELETE FROM taskq.queue_spread q WHERE q.queue = spread_queue.queue;
+    INSERT INTO taskq.queue_spread (queue, shard)
+        SELECT DISTINCT spread_queue.queue, u FROM pg_catalog.unnest(shards) u;
+END
+$$;
+COMMENT ON FUNCTION taskq.spread_queue(text, integer[]) IS 'spread a queue over several shards: pushes and pulls take them in turn';
+
+-- the shards of a queue, in order: those it is spread over, else its one
+-- shard (place: placing a new queue, as queue_shard)
+CREATE FUNCTION taskq._queue_shard_list(queue text, place boolean DEFAULT false)
+RETURNS SETOF integer
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT q.shard FROM taskq.queue_spread q
+                  WHERE q.queue = _queue_shard_list.queue ORDER BY q.shard;
+    IF NOT FOUND THEN
+        RETURN NEXT taskq.queue_shard(queue, place);
+    END IF;
+END
+$$;
+
+-- the shard of a push: the queue's, or for a spread queue the shard of
+-- the job's first parent, else the next in turn
+CREATE FUNCTION taskq._push_shard(queue text, options jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shards integer[] := ARRAY(SELECT taskq._queue_shard_list(queue, true));
+    parent integer;
+BEGIN
+    IF pg_catalog.cardinality(shards) = 1 THEN
+        RETURN shards[1];
+    END IF;
+    IF pg_catalog.jsonb_typeof(options->'depends_on') = 'array'
+       AND pg_catalog.jsonb_array_length(options->'depends_on') > 0 THEN
+        parent := taskq.job_shard((options->'depends_on'->>0)::uuid);
+        IF NOT parent = ANY (shards) THEN
+            RAISE EXCEPTION 'queue "%" has no shard where the job''s parents are', queue
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = pg_catalog.format('The parents are on shard %s; the queue is on shards %s.', parent, shards);
+        END IF;
+        RETURN parent;
+    END IF;
+    RETURN shards[1 + pg_catalog.nextval('taskq.spread_turn') % pg_catalog.cardinality(shards)];
+END
+$$;
+
+-- the shard of a flow: one that all its jobs' queues have (a queue's one
+-- shard, or one of a spread queue's), the next in turn when several do
+CREATE FUNCTION taskq._flow_shard(flow jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    common integer[];
+    every integer[] := '{}';
+    qs integer[];
+    q text;
 BEGIN
     IF pg_catalog.jsonb_typeof(flow->'jobs') <> 'array' THEN
         RAISE EXCEPTION 'flow must have a "jobs" array'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT pg_catalog.array_agg(DISTINCT taskq.queue_shard(j->>'queue', true))
-      INTO shards
-      FROM pg_catalog.jsonb_array_elements(flow->'jobs') AS j;
-    IF pg_catalog.cardinality(shards) > 1 THEN
+    FOR q IN SELECT DISTINCT j->>'queue' FROM pg_catalog.jsonb_array_elements(flow->'jobs') AS j LOOP
+        qs := ARRAY(SELECT taskq._queue_shard_list(q, true));
+        every := every || qs;
+        common := CASE WHEN common IS NULL THEN qs
+                       ELSE ARRAY(SELECT pg_catalog.unnest(common) INTERSECT
+                                  SELECT pg_catalog.unnest(qs) ORDER BY 1) END;
+    END LOOP;
+    IF pg_catalog.cardinality(common) = 0 THEN
         RAISE EXCEPTION 'the jobs of a flow must be in queues of one shard'
             USING ERRCODE = 'feature_not_supported',
-                  DETAIL = pg_catalog.format('Its queues are on shards %s.', shards),
+                  DETAIL = pg_catalog.format('Its queues are on shards %s.',
+                                             ARRAY(SELECT DISTINCT pg_catalog.unnest(every) ORDER BY 1)),
                   HINT = 'Place the queues of a flow on one shard with taskq.place_queue().';
     END IF;
-    RETURN shards[1];
+    IF pg_catalog.cardinality(common) = 1 THEN
+        RETURN common[1];
+    END IF;
+    RETURN common[1 + pg_catalog.nextval('taskq.spread_turn') % pg_catalog.cardinality(common)];
 END
 $$;
 
@@ -293,14 +397,15 @@ CREATE FUNCTION taskq.push(queue text, name text, data jsonb DEFAULT '{}', optio
 RETURNS uuid
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue, true);
+    RUN ON taskq._push_shard(queue, options);
 $$;
 
+-- a batch goes to one shard (of a spread queue: the next in turn)
 CREATE FUNCTION taskq.push_batch(queue text, jobs jsonb)
 RETURNS SETOF uuid
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue, true);
+    RUN ON taskq._push_shard(queue, NULL);
 $$;
 
 CREATE FUNCTION taskq.push_flow(flow jsonb)
@@ -310,12 +415,65 @@ LANGUAGE plproxy AS $$
     RUN ON taskq._flow_shard(flow);
 $$;
 
-CREATE FUNCTION taskq.pull(queue text, count integer DEFAULT 1, timeout_ms integer DEFAULT NULL,
-                           acks jsonb DEFAULT NULL, wait_ms integer DEFAULT 0)
+CREATE FUNCTION taskq._pull_on(shard integer, queue text, count integer, timeout_ms integer,
+                               acks jsonb, wait_ms integer)
 RETURNS SETOF taskq.leased_job
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue, true);
+    RUN ON shard;
+    SELECT * FROM taskq.pull(queue, count, timeout_ms, acks, wait_ms);
+$$;
+
+-- the next turn over n shards (0 .. n-1)
+CREATE FUNCTION taskq._spread_turn(n integer)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (pg_catalog.nextval('taskq.spread_turn') % n)::integer
+$$;
+
+-- A queue on one shard: the pull runs there, its acks in the same
+-- transaction.  A spread queue: the acks first (ack_batch, by the shards
+-- of their jobs), then the shards in turn, starting at the next one, each
+-- asked for what the ones before did not give, until count jobs are
+-- leased; when none has any and wait_ms is given, the pull waits on the
+-- shard it started at.
+CREATE FUNCTION taskq.pull(queue text, count integer DEFAULT 1, timeout_ms integer DEFAULT NULL,
+                           acks jsonb DEFAULT NULL, wait_ms integer DEFAULT 0)
+RETURNS SETOF taskq.leased_job
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    shards integer[] := ARRAY(SELECT taskq._queue_shard_list(queue, true));
+    n integer := pg_catalog.cardinality(shards);
+    start integer;
+    got integer := 0;
+    r taskq.leased_job;
+BEGIN
+    IF n = 1 THEN
+        RETURN QUERY SELECT * FROM taskq._pull_on(shards[1], queue, count, timeout_ms, acks, wait_ms);
+        RETURN;
+    END IF;
+    IF acks IS NOT NULL AND pg_catalog.jsonb_typeof(acks) = 'array'
+       AND pg_catalog.jsonb_array_length(acks) > 0 THEN
+        PERFORM taskq.ack_batch(acks);
+    END IF;
+    start := taskq._spread_turn(n);
+    FOR i IN 0 .. n - 1 LOOP
+        FOR r IN SELECT * FROM taskq._pull_on(shards[1 + (start + i) % n], queue,
+                                              count - got, timeout_ms, NULL, 0) LOOP
+            got := got + 1;
+            RETURN NEXT r;
+        END LOOP;
+        EXIT WHEN got >= count;
+    END LOOP;
+    IF got = 0 AND COALESCE(wait_ms, 0) > 0 THEN
+        RETURN QUERY SELECT * FROM taskq._pull_on(shards[1 + start], queue, count, timeout_ms, NULL, wait_ms);
+    END IF;
+END
 $$;
 
 CREATE FUNCTION taskq.ack(id uuid, result jsonb DEFAULT NULL, lease uuid DEFAULT NULL)
@@ -416,55 +574,176 @@ $$;
 -- Queues, on their shard
 --
 
-CREATE FUNCTION taskq.create_queue(queue text, options jsonb DEFAULT '{}')
+CREATE FUNCTION taskq._create_queue_on(shard integer, queue text, options jsonb)
 RETURNS void
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue, true);
+    RUN ON shard;
+    SELECT taskq.create_queue(queue, options);
 $$;
 
-CREATE FUNCTION taskq.alter_queue(queue text, options jsonb)
+CREATE FUNCTION taskq._alter_queue_on(shard integer, queue text, options jsonb)
 RETURNS void
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue);
+    RUN ON shard;
+    SELECT taskq.alter_queue(queue, options);
 $$;
 
-CREATE FUNCTION taskq.pause(queue text)
+CREATE FUNCTION taskq._pause_on(shard integer, queue text)
 RETURNS void
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue);
+    RUN ON shard;
+    SELECT taskq.pause(queue);
 $$;
 
-CREATE FUNCTION taskq.resume(queue text)
+CREATE FUNCTION taskq._resume_on(shard integer, queue text)
 RETURNS void
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue);
+    RUN ON shard;
+    SELECT taskq.resume(queue);
 $$;
 
-CREATE FUNCTION taskq.stats(queue text)
+CREATE FUNCTION taskq._stats_on(shard integer, queue text)
 RETURNS jsonb
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue);
+    RUN ON shard;
+    SELECT taskq.stats(queue);
 $$;
 
-CREATE FUNCTION taskq.redrive_queue(queue text)
+CREATE FUNCTION taskq._redrive_queue_on(shard integer, queue text)
 RETURNS bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue);
+    RUN ON shard;
+    SELECT taskq.redrive_queue(queue);
 $$;
 
-CREATE FUNCTION taskq.dlq(queue text, count integer DEFAULT 100)
+CREATE FUNCTION taskq._dlq_on(shard integer, queue text, count integer)
 RETURNS TABLE (id uuid, name text, data jsonb, metadata jsonb, attempts integer,
                max_attempts integer, error text, errors jsonb,
                failed_at timestamptz, created_at timestamptz)
 LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
-    RUN ON taskq.queue_shard(queue);
+    RUN ON shard;
+    SELECT * FROM taskq.dlq(queue, count);
+$$;
+
+-- These act on each shard of the queue (one, unless it is spread), in
+-- shard order; each shard commits its part by itself.
+
+CREATE FUNCTION taskq.create_queue(queue text, options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    FOR s IN SELECT taskq._queue_shard_list(queue, true) LOOP
+        PERFORM taskq._create_queue_on(s, queue, options);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION taskq.alter_queue(queue text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
+        PERFORM taskq._alter_queue_on(s, queue, options);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION taskq.pause(queue text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
+        PERFORM taskq._pause_on(s, queue);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION taskq.resume(queue text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+BEGIN
+    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
+        PERFORM taskq._resume_on(s, queue);
+    END LOOP;
+END
+$$;
+
+-- a queue on one shard: its stats; a spread queue: the first shard's with
+-- "counts" summed over its shards, and each shard's under "shards"
+CREATE FUNCTION taskq.stats(queue text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    per jsonb := '{}';
+    base jsonb;
+    st jsonb;
+    s integer;
+BEGIN
+    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
+        st := taskq._stats_on(s, queue);
+        base := COALESCE(base, st);
+        per := per || pg_catalog.jsonb_build_object(s::text, st);
+    END LOOP;
+    IF (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(per)) = 1 THEN
+        RETURN base;
+    END IF;
+    RETURN base
+        || pg_catalog.jsonb_build_object('counts',
+               (SELECT pg_catalog.jsonb_object_agg(c.key, c.total)
+                  FROM (SELECT k.key, pg_catalog.sum(k.value::numeric) AS total
+                          FROM pg_catalog.jsonb_each(per) AS sh,
+                               LATERAL pg_catalog.jsonb_each_text(sh.value->'counts') AS k
+                         GROUP BY k.key) c),
+               'shards', per);
+END
+$$;
+
+CREATE FUNCTION taskq.redrive_queue(queue text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE(pg_catalog.sum(taskq._redrive_queue_on(s, queue)), 0)::bigint
+      FROM taskq._queue_shard_list(queue) AS s
+$$;
+
+-- the dead jobs of every shard of the queue, the latest failed first
+CREATE FUNCTION taskq.dlq(queue text, count integer DEFAULT 100)
+RETURNS TABLE (id uuid, name text, data jsonb, metadata jsonb, attempts integer,
+               max_attempts integer, error text, errors jsonb,
+               failed_at timestamptz, created_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.* FROM taskq._queue_shard_list(queue) AS s,
+                    LATERAL taskq._dlq_on(s, queue, count) AS d
+    ORDER BY d.failed_at DESC, d.id DESC
+    LIMIT count
 $$;
 
 --
@@ -617,6 +896,11 @@ GRANT USAGE ON SCHEMA plproxy TO PUBLIC;
 -- calls of one shard, which that shard checks as the calling role
 GRANT EXECUTE ON FUNCTION taskq._shard_list(), taskq._queues_on(integer),
     taskq._flow_on(integer, text), taskq._metrics_on(integer),
-    taskq._ack_batch_on(integer, jsonb) TO PUBLIC;
+    taskq._ack_batch_on(integer, jsonb),
+    taskq._pull_on(integer, text, integer, integer, jsonb, integer),
+    taskq._create_queue_on(integer, text, jsonb), taskq._alter_queue_on(integer, text, jsonb),
+    taskq._pause_on(integer, text), taskq._resume_on(integer, text),
+    taskq._stats_on(integer, text), taskq._redrive_queue_on(integer, text),
+    taskq._dlq_on(integer, text, integer) TO PUBLIC;
 -- taskq serve parses request bodies and shapes jobs as the token's role
 GRANT EXECUTE ON FUNCTION taskq._request_body(text, text[]), taskq._job_json(jsonb) TO PUBLIC;

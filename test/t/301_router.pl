@@ -149,6 +149,57 @@ is(sh(1, q{SELECT (taskq.stats('m')->'counts'->>'waiting')::int + (taskq.stats('
 	'... until nothing is left');
 
 # ---------------------------------------------------------------------------
+# a queue spread over both shards: pushes and pulls take them in turn
+# ---------------------------------------------------------------------------
+
+like(r_err(q{SELECT taskq.spread_queue('s', '{0}')}), qr/must be spread over at least two shards/,
+	'a queue is spread over two shards or more');
+r(q{SELECT taskq.spread_queue('s', '{0,1}')});
+r(q{SELECT taskq.create_queue('s', '{"max_attempts": 1}')});
+is(sh(0, q{SELECT max_attempts FROM taskq.queues WHERE name = 's'}) . ' '
+	  . sh(1, q{SELECT max_attempts FROM taskq.queues WHERE name = 's'}),
+	'1 1', 'create_queue of a spread queue creates it on each of its shards');
+r(q{SELECT count(taskq.push('s', 'j' || i)) FROM generate_series(1, 20) i});
+is(sh(0, q{SELECT count(*) FROM taskq.jobs WHERE queue = 's'}) . ' '
+	  . sh(1, q{SELECT count(*) FROM taskq.jobs WHERE queue = 's'}),
+	'10 10', 'its pushes go to the shards in turn');
+my %from;
+$from{ r(q{SELECT taskq.job_shard(id) FROM taskq.pull('s')}) }++ for 1 .. 10;
+is(($from{0} // 0) . ' ' . ($from{1} // 0), '5 5', 'pulls of one job visit the shards in turn');
+r(q{CREATE TABLE held AS SELECT id, lease FROM taskq.pull('s', 8)});
+is(r(q{SELECT count(*) || ' ' || count(DISTINCT taskq.job_shard(id)) FROM held}), '8 2',
+	'a pull of 8 with 5 waiting on each shard takes from both');
+is(r(q{SELECT count(*) FROM taskq.pull('s', 5, NULL,
+		(SELECT jsonb_agg(jsonb_build_object('id', id, 'lease', lease)) FROM held))}), '2',
+	'a pull with acks gets the last 2 ...');
+is(sh(0, q{SELECT count(*) FROM taskq.finished_jobs WHERE queue = 's'})
+	  + sh(1, q{SELECT count(*) FROM taskq.finished_jobs WHERE queue = 's'}), 8,
+	'... after acking its 8 jobs on their shards');
+is(r(q{SELECT count(*) FROM taskq.pull('s', 1, NULL, NULL, 100)}), '0',
+	'a waiting pull of an empty spread queue ends with nothing');
+my $st = decode_json(r(q{SELECT taskq.stats('s')}));
+is("$st->{counts}{active} $st->{counts}{completed}", '12 8', 'stats of a spread queue sum the counts of its shards');
+is(join(',', sort keys %{ $st->{shards} }), '0,1', '... and give each shard\'s');
+for my $i (0, 1)
+{
+	my ($fid, $flease) = split /\|/,
+	  sh($i, q{SELECT id, lease FROM taskq.jobs WHERE queue = 's' AND state = 'active' ORDER BY id LIMIT 1});
+	r(qq{SELECT taskq.fail('$fid', 'broken on $i', '$flease')});
+}
+is(r(q{SELECT string_agg(error, ',' ORDER BY error) FROM taskq.dlq('s')}), 'broken on 0,broken on 1',
+	'dlq of a spread queue lists the dead jobs of each shard');
+my $sp = r(q{SELECT taskq.push('s', 'parent')});
+my $sc = r(qq{SELECT taskq.push('s', 'child', '{}', '{"depends_on": ["$sp"]}')});
+is(r(qq{SELECT taskq.job_shard('$sc') = taskq.job_shard('$sp')}), 't',
+	'a job of a spread queue goes to the shard of its parent');
+r(q{SELECT taskq.pause('s')});
+is(sh(0, q{SELECT paused FROM taskq.queues WHERE name = 's'}) . ' '
+	  . sh(1, q{SELECT paused FROM taskq.queues WHERE name = 's'}), 't t', 'pause acts on each shard');
+r(q{SELECT taskq.resume('s')});
+is(sh(0, q{SELECT paused FROM taskq.queues WHERE name = 's'}) . ' '
+	  . sh(1, q{SELECT paused FROM taskq.queues WHERE name = 's'}), 'f f', '... and so does resume');
+
+# ---------------------------------------------------------------------------
 # taskq serve pointed at the router; the metrics of every shard
 # ---------------------------------------------------------------------------
 
