@@ -92,7 +92,7 @@ REGRESS = \
 	security \
 	metrics \
 	schedules \
-	serve
+	api_tokens
 # `make installcheck` (PGXS) runs these on a temporary instance with the
 # project's configuration, never on whatever server is up (as pg_cron's);
 # pg_regress refuses to start one as root: run it as another user, or use

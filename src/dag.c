@@ -226,7 +226,7 @@ TaskqPromoteChildren(Datum id)
 	}
 	/* for the live stream only: webhooks do not offer it */
 	if (npromoted > 0)
-		TaskqEventRingNote("job.promoted", TaskqUuidArray(promoted, npromoted));
+		TaskqEventRingNote("job.promoted", TaskqUuidArray(promoted, npromoted), false);
 }
 
 /*

@@ -83,6 +83,7 @@ typedef struct RingEntry
 	uint64		seq;
 	Oid			dbid;
 	uint8		event;
+	bool		stream;			/* for the NOTIFY stream (events.c) */
 	pg_uuid_t	job_id;
 	TimestampTz ts;
 	char		queue[TASKQ_MAX_QUEUE_NAME + 1];
@@ -119,6 +120,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 typedef struct PendingEvent
 {
 	uint8		event;
+	bool		stream;			/* for the NOTIFY stream (events.c) */
 	int			nest;			/* the subtransaction level that wrote it */
 	pg_uuid_t	job_id;
 	TimestampTz ts;
@@ -131,9 +133,16 @@ static int	npending = 0;
 static int	maxpending = 0;
 static uint64 pending_dropped = 0;	/* past the ring's size: only counted */
 
+/*
+ * the jobs' queues, and whether each queue's events go to taskq_events, in
+ * the order of the ids
+ */
 static TaskqPlan queues_plan = {
-	"SELECT id, queue FROM taskq.all_jobs WHERE id = ANY ($1)",
-	1, {UUIDARRAYOID}
+	"SELECT j.id, j.queue, coalesce(q.notify_events, false)"
+	" FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)"
+	" JOIN taskq.all_jobs j ON j.id = u.id"
+	" LEFT JOIN taskq.queues q ON q.name = j.queue ORDER BY u.n",
+	1, {UUIDARRAYOID}, true
 };
 
 static int
@@ -204,7 +213,7 @@ event_number(const char *event)
 }
 
 static void
-pending_add(int event, const pg_uuid_t *id, const char *queue, int len)
+pending_add(int event, bool stream, const pg_uuid_t *id, const char *queue, int len)
 {
 	PendingEvent *p;
 
@@ -235,6 +244,7 @@ pending_add(int event, const pg_uuid_t *id, const char *queue, int len)
 	}
 	p = &pending[npending++];
 	p->event = event;
+	p->stream = stream;
 	p->nest = GetCurrentTransactionNestLevel();
 	memcpy(&p->job_id, id, sizeof(pg_uuid_t));
 	p->ts = GetCurrentTransactionStartTimestamp();
@@ -245,11 +255,13 @@ pending_add(int event, const pg_uuid_t *id, const char *queue, int len)
 
 /*
  * An event happened to the jobs of ids (a uuid[]): keep it for the
- * stream, to be published at commit.  Runs inside SPI_connect, as the
- * owner; the caller checked TaskqEventRingWanted.
+ * stream, to be published at commit; with stream, marked for the NOTIFY
+ * stream of the database worker where the job's queue has notify_events
+ * (as of this transaction).  Runs inside SPI_connect, as the owner; the
+ * caller checked TaskqEventRingWanted.
  */
 void
-TaskqEventRingNote(const char *event, Datum ids)
+TaskqEventRingNote(const char *event, Datum ids, bool stream)
 {
 	int			e = event_number(event);
 	int			n;
@@ -264,7 +276,11 @@ TaskqEventRingNote(const char *event, Datum ids)
 		text	   *queue = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i],
 														 SPI_tuptable->tupdesc, 2, &isnull));
 
-		pending_add(e, DatumGetUUIDP(id), VARDATA_ANY(queue), VARSIZE_ANY_EXHDR(queue));
+		bool		notify = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 3, &isnull));
+
+		pending_add(e, stream && notify, DatumGetUUIDP(id), VARDATA_ANY(queue),
+					VARSIZE_ANY_EXHDR(queue));
 	}
 }
 
@@ -288,6 +304,7 @@ ring_put(const PendingEvent *p)
 	e->seq = ring->next_seq++;
 	e->dbid = MyDatabaseId;
 	e->event = p->event;
+	e->stream = p->stream;
 	e->job_id = p->job_id;
 	e->ts = p->ts;
 	strlcpy(e->queue, p->queue, sizeof(e->queue));
@@ -445,11 +462,13 @@ typedef struct ReadRow
 } ReadRow;
 
 /*
- * Copy the events of this database after "after" (at most max) into rows;
- * a first events.lost row when some are gone.  Returns how many.
+ * Copy the events of this database after "after" (at most max) into rows,
+ * only those marked for the NOTIFY stream when stream_only; a first
+ * events.lost row when some are gone.  Returns how many; *last is the
+ * number of the last event looked at.
  */
 static int
-ring_read(uint64 after, int max, ReadRow *rows)
+ring_read(uint64 after, int max, bool stream_only, ReadRow *rows, uint64 *last)
 {
 	int			n = 0;
 	uint64		oldest;
@@ -475,7 +494,7 @@ ring_read(uint64 after, int max, ReadRow *rows)
 	{
 		RingEntry  *e = &ring->entries[seq % ring->size];
 
-		if (e->seq != seq || e->dbid != MyDatabaseId)
+		if (e->seq != seq || e->dbid != MyDatabaseId || (stream_only && !e->stream))
 			continue;
 		rows[n].seq = seq;
 		rows[n].event = e->event;
@@ -484,6 +503,7 @@ ring_read(uint64 after, int max, ReadRow *rows)
 		rows[n].queue = pstrdup(e->queue);
 		n++;
 	}
+	*last = seq - 1;
 	LWLockRelease(ring->lock);
 	return n;
 }
@@ -540,7 +560,9 @@ taskq_read_events(PG_FUNCTION_ARGS)
 	{
 		TimestampTz now;
 
-		n = ring_read(after, max, rows);
+		uint64		last;
+
+		n = ring_read(after, max, false, rows, &last);
 		if (n > 0)
 			break;
 		now = GetCurrentTimestamp();
@@ -576,6 +598,46 @@ taskq_read_events(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * The database worker's reading, for the NOTIFY stream (events.c):
+ * TaskqEventRingFollow registers it as a reader and returns the number of
+ * the last event so far (0 without the ring); TaskqEventRingTake renews
+ * the registration and copies up to max events marked for the stream
+ * after *cursor into out (an events.lost one, event NULL, when some are
+ * gone), moving *cursor past what it looked at.  Returns how many.
+ */
+uint64
+TaskqEventRingFollow(void)
+{
+	if (ring == NULL)
+		return 0;
+	return reader_register(0) - 1;
+}
+
+int
+TaskqEventRingTake(uint64 *cursor, int max, TaskqStreamEvent *out)
+{
+	ReadRow    *rows;
+	uint64		last;
+	int			n;
+
+	if (ring == NULL)
+		return 0;
+	(void) reader_register(0);
+	rows = palloc(sizeof(ReadRow) * (max + 1));
+	n = ring_read(*cursor, max, true, rows, &last);
+	for (int i = 0; i < n; i++)
+	{
+		out[i].event = rows[i].event == 0 ? NULL : event_names[rows[i].event];
+		out[i].job_id = rows[i].job_id;
+		out[i].queue = rows[i].queue;
+		out[i].ts = rows[i].ts;
+	}
+	*cursor = Max(*cursor, last);
+	pfree(rows);
+	return n;
 }
 
 /*

@@ -14,7 +14,18 @@
  * Stream: queues created or altered with "notify_events": true also get a
  * NOTIFY on channel taskq_events per event, payload
  * {"event", "job_id", "queue", "timestamp"}.  NOTIFY takes a cluster-wide
- * lock at commit, hence opt-in.
+ * lock from the commit's start to its end, which serialises every
+ * committing transaction that notifies: so the database worker sends them.
+ * While it follows the stream (its slot says so), an event of such a
+ * queue goes into the event ring (eventring.c) marked for it, and the
+ * worker, woken by the commit, sends the marked events of many commits in
+ * one transaction of its own.  Whether an event is streamed is decided by
+ * the emitting transaction (its view of notify_events), as before.  The
+ * stream is at most once: events the worker had not sent when it died, or
+ * that the ring overwrote before it read them, are lost (the latter
+ * announced by an "events.lost" notification).  Without the worker
+ * (before it follows, or without shared_preload_libraries) the emitting
+ * transaction notifies itself, as it did before.
  *
  * Most databases have neither webhooks nor such queues: a backend caches
  * whether any exist, so an event then costs a flag test.  add_webhook,
@@ -65,6 +76,11 @@ static int	ndelayed = 0;
 static bool delayed_overflow = false;
 static char delayed_queues[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
 
+/*
+ * The statements per event are planned once (generic plans): each looks
+ * up its jobs one by one (LATERAL), so the plan cannot turn into a scan
+ * of the history however the tables grow.
+ */
 static TaskqPlan outbox_plan = {
 	"INSERT INTO taskq.webhook_deliveries (id, webhook_id, event, job_id, body)"
 	" SELECT taskq.uuid7(), w.id, $2, j.id,"
@@ -76,18 +92,19 @@ static TaskqPlan outbox_plan = {
 	"   || CASE WHEN $2 = 'job.completed' THEN jsonb_build_object('result', j.result)"
 	"      WHEN $2 IN ('job.failed', 'job.dlq') THEN jsonb_build_object('error', j.error)"
 	"      ELSE '{}'::jsonb END)::text"
-	" FROM taskq.all_jobs j"
+	" FROM unnest($1::uuid[]) AS u(id)"
+	" CROSS JOIN LATERAL (SELECT * FROM taskq.all_jobs a WHERE a.id = u.id) j"
 	" JOIN taskq.webhooks w ON $2 = ANY (w.events)"
-	"  AND (w.queues IS NULL OR j.queue = ANY (w.queues))"
-	" WHERE j.id = ANY ($1)",
-	2, {UUIDARRAYOID, TEXTOID}
+	"  AND (w.queues IS NULL OR j.queue = ANY (w.queues))",
+	2, {UUIDARRAYOID, TEXTOID}, true
 };
 static TaskqPlan stream_plan = {
 	"SELECT pg_notify('" TASKQ_EVENTS_CHANNEL "', jsonb_build_object('event', $2,"
 	" 'job_id', j.id, 'queue', j.queue, 'timestamp', now())::text)"
-	" FROM taskq.all_jobs j JOIN taskq.queues q ON q.name = j.queue"
-	" WHERE j.id = ANY ($1) AND q.notify_events",
-	2, {UUIDARRAYOID, TEXTOID}
+	" FROM unnest($1::uuid[]) AS u(id)"
+	" CROSS JOIN LATERAL (SELECT * FROM taskq.all_jobs a WHERE a.id = u.id) j"
+	" JOIN taskq.queues q ON q.name = j.queue AND q.notify_events",
+	2, {UUIDARRAYOID, TEXTOID}, true
 };
 static TaskqPlan webhooks_exist_plan = {
 	"SELECT EXISTS (SELECT FROM taskq.webhooks),"
@@ -103,6 +120,22 @@ events_relcache_callback(Datum arg, Oid relid)
 	webhooks_exist = -1;
 	streams_exist = -1;
 	no_history_exists = -1;
+}
+
+/* whether the database worker sends the taskq_events stream now */
+static bool
+worker_streams(void)
+{
+	TaskqDbSlot *slot;
+	bool		streaming;
+
+	if (taskq_shared == NULL)
+		return false;
+	LWLockAcquire(taskq_shared->lock, LW_SHARED);
+	slot = TaskqFindSlot(MyDatabaseId);
+	streaming = slot != NULL && slot->pid != 0 && slot->streaming;
+	LWLockRelease(taskq_shared->lock);
+	return streaming;
 }
 
 /* whether a worker's slot already holds a wake-up for the queue */
@@ -376,6 +409,7 @@ TaskqEmitEvent(const char *event, Datum ids)
 {
 	Datum		values[2];
 	bool		live = TaskqEventRingWanted();
+	bool		by_worker = false;
 
 	if (webhooks_exist < 0 || streams_exist < 0)
 		load_cache();
@@ -388,9 +422,71 @@ TaskqEmitEvent(const char *event, Datum ids)
 		TaskqExecute(&outbox_plan, values, NULL, false, 0) > 0)
 		TaskqNoteWorkerWake();
 	if (streams_exist)
-		TaskqExecute(&stream_plan, values, NULL, false, 0);
+	{
+		by_worker = live && worker_streams();
+		if (!by_worker)
+			TaskqExecute(&stream_plan, values, NULL, false, 0);
+	}
 	if (live)
-		TaskqEventRingNote(event, ids);
+		TaskqEventRingNote(event, ids, by_worker);
+}
+
+/*
+ * Whether some queue has notify_events (the cached answer).  Runs inside
+ * SPI_connect.
+ */
+bool
+TaskqStreamsExist(void)
+{
+	if (streams_exist < 0)
+		load_cache();
+	return streams_exist;
+}
+
+/*
+ * The database worker: send the stream's events, in their order (run
+ * inside SPI_connect; the notifications go at the commit of its
+ * transaction).
+ */
+void
+TaskqNotifyStream(const TaskqStreamEvent *events, int n)
+{
+	static TaskqPlan notify_plan = {
+		"SELECT pg_notify('" TASKQ_EVENTS_CHANNEL "', CASE WHEN u.event IS NULL"
+		" THEN jsonb_build_object('event', 'events.lost', 'timestamp', now())"
+		" ELSE jsonb_build_object('event', u.event, 'job_id', u.id,"
+		" 'queue', u.queue, 'timestamp', u.ts) END::text)"
+		" FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[])"
+		" WITH ORDINALITY AS u(event, id, queue, ts, n) ORDER BY u.n",
+		4, {TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+	};
+	Datum	   *ev = palloc(sizeof(Datum) * n);
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *queues = palloc(sizeof(Datum) * n);
+	Datum	   *ts = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Datum		values[4];
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = events[i].event == NULL;
+		ev[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(events[i].event);
+		ids[i] = UUIDPGetDatum(&events[i].job_id);
+		queues[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(events[i].queue);
+		ts[i] = TimestampTzGetDatum(events[i].ts);
+	}
+	values[0] = PointerGetDatum(construct_md_array(ev, nulls, 1, dims, lbs, TEXTOID,
+												   -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_md_array(ids, NULL, 1, dims, lbs, UUIDOID,
+												   UUID_LEN, false, TYPALIGN_CHAR));
+	values[2] = PointerGetDatum(construct_md_array(queues, nulls, 1, dims, lbs, TEXTOID,
+												   -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(ts, NULL, 1, dims, lbs, TIMESTAMPTZOID,
+												   sizeof(TimestampTz), FLOAT8PASSBYVAL,
+												   TYPALIGN_DOUBLE));
+	TaskqExecute(&notify_plan, values, NULL, false, 0);
 }
 
 /*

@@ -100,6 +100,7 @@ typedef struct TaskqDbSlot
 	int			nwake;			/* queues with new jobs, to NOTIFY */
 	bool		wake_overflow;	/* more than TASKQ_WAKE_RING of them */
 	bool		deliveries_pending; /* new outbox rows since the last round */
+	bool		streaming;		/* the worker sends the taskq_events stream */
 	char		wake[TASKQ_WAKE_RING][TASKQ_MAX_QUEUE_NAME + 1];
 } TaskqDbSlot;
 
@@ -421,7 +422,23 @@ extern bool TaskqAckMayForget(void);
 extern int	taskq_event_buffer;
 extern void TaskqEventRingInit(bool preloading);
 extern bool TaskqEventRingWanted(void);
-extern void TaskqEventRingNote(const char *event, Datum ids);
+extern void TaskqEventRingNote(const char *event, Datum ids, bool stream);
+
+/* an event of the NOTIFY stream, as the database worker takes it */
+typedef struct TaskqStreamEvent
+{
+	const char *event;			/* NULL: events.lost */
+	pg_uuid_t	job_id;
+	char	   *queue;
+	TimestampTz ts;
+} TaskqStreamEvent;
+
+extern uint64 TaskqEventRingFollow(void);
+extern int	TaskqEventRingTake(uint64 *cursor, int max, TaskqStreamEvent *out);
+
+/* events.c: the taskq_events stream, sent by the database worker */
+extern bool TaskqStreamsExist(void);
+extern void TaskqNotifyStream(const TaskqStreamEvent *events, int n);
 
 /* metrics.c: counters, at commit; TASKQ_COUNT(m) bits make a mask */
 typedef enum TaskqMetric

@@ -116,6 +116,13 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		(void) set_config_option("enable_sort", "off", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		/*
+		 * And no JIT: a scan that has no other way (a small table without a
+		 * usable index) keeps the cost that disables it, which would pass
+		 * jit_above_cost and compile the plan at every execution.
+		 */
+		(void) set_config_option("jit", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
 	taskq_statement_depth++;
 	PG_TRY();

@@ -65,6 +65,7 @@ worker_detach(int code, Datum arg)
 	{
 		my_slot->pid = 0;
 		my_slot->latch = NULL;
+		my_slot->streaming = false;
 	}
 	LWLockRelease(taskq_shared->lock);
 }
@@ -253,6 +254,79 @@ worker_wakeups(void)
 }
 
 /*
+ * The taskq_events stream (events.c): while some queue has notify_events,
+ * the worker reads the event ring and sends the events marked for the
+ * stream, a batch per transaction.  The slot says whether it does, so that
+ * committing backends leave their events to it; it says so only once the
+ * worker reads, and no longer once it stops (or exits: worker_detach).
+ * Returns whether there may be more to send now.
+ */
+#define STREAM_BATCH		1000
+#define STREAM_CHECK_MS		1000
+#define STREAM_ROUND_MS		5
+
+static uint64 stream_cursor = 0;	/* 0: not following */
+static TimestampTz next_stream_check = 0;
+static TimestampTz next_stream_send = 0;
+
+static void
+set_streaming(bool on)
+{
+	LWLockAcquire(taskq_shared->lock, LW_EXCLUSIVE);
+	my_slot->streaming = on;
+	LWLockRelease(taskq_shared->lock);
+}
+
+static bool
+worker_stream(TimestampTz now)
+{
+	TaskqStreamEvent *events;
+	int			n = 0;
+
+	/* whether to follow, at most every STREAM_CHECK_MS */
+	if (now >= next_stream_check)
+	{
+		bool		wanted;
+
+		if (!worker_begin("taskq: sending events"))
+			worker_no_extension();
+		wanted = TaskqStreamsExist();
+		worker_end();
+		next_stream_check = now + (TimestampTz) STREAM_CHECK_MS * 1000;
+		if (wanted && stream_cursor == 0)
+		{
+			stream_cursor = TaskqEventRingFollow();
+			if (stream_cursor != 0)
+				set_streaming(true);
+		}
+		else if (!wanted && stream_cursor != 0)
+		{
+			set_streaming(false);
+			stream_cursor = 0;
+		}
+	}
+	/*
+	 * A send at most every STREAM_ROUND_MS: under a stream of commits, one
+	 * transaction of the worker carries the events of many, and the worker
+	 * does not spend a core on notifying.
+	 */
+	if (stream_cursor == 0 || now < next_stream_send)
+		return false;
+
+	events = palloc(sizeof(TaskqStreamEvent) * (STREAM_BATCH + 1));
+	n = TaskqEventRingTake(&stream_cursor, STREAM_BATCH, events);
+	if (n > 0)
+	{
+		if (!worker_begin("taskq: sending events"))
+			worker_no_extension();
+		TaskqNotifyStream(events, n);
+		worker_end();
+		next_stream_send = GetCurrentTimestamp() + (TimestampTz) STREAM_ROUND_MS * 1000;
+	}
+	return n >= STREAM_BATCH;
+}
+
+/*
  * Database worker main loop.
  */
 void
@@ -322,6 +396,10 @@ taskq_worker_main(Datum arg)
 				next_wakeups = now + (TimestampTz) WAKEUP_ROUND_MS * 1000;
 		}
 
+		/* the events stream: until the ring has nothing more for it */
+		while (worker_stream(GetCurrentTimestamp()))
+			CHECK_FOR_INTERRUPTS();
+
 		now = GetCurrentTimestamp();
 		if (now >= next_reap)
 		{
@@ -360,6 +438,10 @@ taskq_worker_main(Datum arg)
 		timeout = Min(timeout, Max(0, (next_cleanup - now) / 1000));
 		if (now < next_wakeups)
 			timeout = Min(timeout, Max(0, (next_wakeups - now) / 1000));
+		/* the stream's check, and its reader registration kept alive */
+		timeout = Min(timeout, Max(0, (next_stream_check - now) / 1000));
+		if (stream_cursor != 0 && now < next_stream_send)
+			timeout = Min(timeout, Max(0, (next_stream_send - now) / 1000));
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(timeout, 1),

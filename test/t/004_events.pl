@@ -169,6 +169,23 @@ is_deeply([ map { [ $_->{event}, $_->{job_id}, $_->{queue} ] } @ev[ 3 .. $#ev ] 
 	[ [ 'job.pushed', $marker, 'ev' ] ],
 	'notify_events turned off again: nothing for noev');
 
+# the database worker sends the stream, once it follows it (it looks for
+# queues with notify_events every second): the events of a transaction,
+# in order, from the worker's process, in one transaction of its own
+sleep(2);
+$producer->run(q{SELECT count(taskq.push('ev', 'batch' || i)) FROM generate_series(1, 3) i;});
+ok($events->wait_for('taskq_events', undef, 7), 'the events of a push of 3');
+my @notes = grep { $_->{channel} eq 'taskq_events' } @{ $events->{notes} };
+is_deeply([ map { decode_json($_->{payload})->{event} } @notes[ 4 .. 6 ] ],
+	[ ('job.pushed') x 3 ], '... three job.pushed');
+is_deeply([ map { $_->{pid} } @notes[ 4 .. 6 ] ], [ ($worker_pid) x 3 ],
+	'... sent by the taskq worker, not by the committing session');
+psql(q{BEGIN; SELECT taskq.push('ev', 'rolled back'); ROLLBACK;});
+$marker = $producer->run(q{SELECT taskq.push('ev', 'marker 2');});
+ok($events->wait_for('taskq_events', undef, 8), 'marker event');
+@notes = grep { $_->{channel} eq 'taskq_events' } @{ $events->{notes} };
+is(decode_json($notes[7]{payload})->{job_id}, $marker, '... and nothing of a transaction rolled back');
+
 # the wake-up channel carries no events, the event channel no wake-ups
 is_deeply([ grep { $_->{channel} ne 'taskq_wakeup' } @{ $wake->{notes} } ], [],
 	'taskq_wakeup listener got only wake-ups');
