@@ -262,3 +262,10 @@ TaskqFinishMoved(void)
 		job_finished(ids[i]);
 	SPI_finish();
 }
+
+/* from _PG_init: TaskqExecute hands moves to TaskqFinishMoved */
+void
+TaskqDagFinishInit(void)
+{
+	taskq_moved_hook = TaskqFinishMoved;
+}

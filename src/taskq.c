@@ -39,6 +39,7 @@ _PG_init(void)
 	TaskqUuidInit();
 	TaskqPullInit();
 	TaskqDagInit();
+	TaskqDagFinishInit();
 	TaskqWorkerInit();
 	TaskqDeliveryInit();
 	if (preloading)

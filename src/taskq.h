@@ -343,6 +343,11 @@ extern void TaskqCascade(Datum id, text *name, bool dead);
 /* dagfinish.c: the last column of a move into finished_jobs or dead_jobs */
 #define TASKQ_FINISH_COLUMN "taskq_finish"
 extern void TaskqFinishMoved(void);
+extern void TaskqDagFinishInit(void);
+
+/* util.c: what TaskqExecute runs after such a move (TaskqFinishMoved) */
+typedef void (*TaskqMovedHook) (void);
+extern TaskqMovedHook taskq_moved_hook;
 
 /* pull.c */
 extern void TaskqPullInit(void);

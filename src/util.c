@@ -70,6 +70,13 @@ TaskqGetPlan(TaskqPlan *plan)
 }
 
 /*
+ * Run after a statement of TaskqMoveSql into finished_jobs or dead_jobs
+ * that moved jobs, while SPI_tuptable is its result: TaskqFinishMoved
+ * (dagfinish.c), set at load time.
+ */
+TaskqMovedHook taskq_moved_hook = NULL;
+
+/*
  * How many taskq statements are running in this backend: writes to
  * taskq.jobs outside them are foreign writes to pullhead.c.
  */
@@ -142,11 +149,11 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 	if (rc < 0)
 		elog(ERROR, "taskq: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), plan->sql);
-	if (rc == SPI_OK_INSERT_RETURNING && SPI_processed > 0 &&
+	if (rc == SPI_OK_INSERT_RETURNING && SPI_processed > 0 && taskq_moved_hook &&
 		strcmp(NameStr(TupleDescAttr(SPI_tuptable->tupdesc,
 									 SPI_tuptable->tupdesc->natts - 1)->attname),
 			   TASKQ_FINISH_COLUMN) == 0)
-		TaskqFinishMoved();
+		taskq_moved_hook();
 	return (int) SPI_processed;
 }
 

@@ -637,58 +637,34 @@ $$;
 
 CREATE FUNCTION taskq.create_queue(queue text, options jsonb DEFAULT '{}')
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    s integer;
-BEGIN
-    FOR s IN SELECT taskq._queue_shard_list(queue, true) LOOP
-        PERFORM taskq._create_queue_on(s, queue, options);
-    END LOOP;
-END
+    SELECT taskq._create_queue_on(s, queue, options) FROM taskq._queue_shard_list(queue, true) AS s
 $$;
 
 CREATE FUNCTION taskq.alter_queue(queue text, options jsonb)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    s integer;
-BEGIN
-    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
-        PERFORM taskq._alter_queue_on(s, queue, options);
-    END LOOP;
-END
+    SELECT taskq._alter_queue_on(s, queue, options) FROM taskq._queue_shard_list(queue) AS s
 $$;
 
 CREATE FUNCTION taskq.pause(queue text)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    s integer;
-BEGIN
-    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
-        PERFORM taskq._pause_on(s, queue);
-    END LOOP;
-END
+    SELECT taskq._pause_on(s, queue) FROM taskq._queue_shard_list(queue) AS s
 $$;
 
 CREATE FUNCTION taskq.resume(queue text)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    s integer;
-BEGIN
-    FOR s IN SELECT taskq._queue_shard_list(queue) LOOP
-        PERFORM taskq._resume_on(s, queue);
-    END LOOP;
-END
+    SELECT taskq._resume_on(s, queue) FROM taskq._queue_shard_list(queue) AS s
 $$;
 
 -- a queue on one shard: its stats; a spread queue: the first shard's with
