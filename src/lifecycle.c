@@ -225,6 +225,33 @@ init_move_plans(void)
 }
 
 /*
+ * Ack one job, the values of ack's arguments (id, result, lease): forget
+ * it when its queue keeps no completed jobs (and nothing needs the row),
+ * else move it to finished_jobs; count it, free its slot and tell of it.
+ * Returns 1, or 0 when the job is not active under the lease.  Runs
+ * inside TaskqSwitchToOwner, after init_move_plans.
+ */
+static int
+ack_job(Datum *values, bool *nulls)
+{
+	int			n;
+
+	if (TaskqAckMayForget() &&
+		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
+	{
+		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(1);
+		return 1;
+	}
+	n = TaskqExecute(&ack_plan, values, nulls, false, 0);
+	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
+	TaskqNoteSlotsFreed(n);
+	if (n > 0)
+		TaskqEmitEventOne("job.completed", values[0]);
+	return n;
+}
+
+/*
  * taskq.ack(id uuid, result jsonb, lease uuid) RETURNS void
  */
 PG_FUNCTION_INFO_V1(taskq_ack);
@@ -248,19 +275,8 @@ taskq_ack(PG_FUNCTION_ARGS)
 	if (!TaskqRequireJobPrivilege(values[0], TASKQ_PRIV_PULL))
 		TaskqRaiseJobNotFound(values[0]);
 	init_move_plans();
-	if (TaskqAckMayForget() &&
-		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
-	{
-		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-		TaskqNoteSlotsFreed(1);
-		TaskqSwitchBack(&cxt);
-		PG_RETURN_VOID();
-	}
-	if (TaskqExecute(&ack_plan, values, nulls, false, 0) == 0)
+	if (ack_job(values, nulls) == 0)
 		TaskqRaiseJobConflict(values[0], !nulls[2], values[2]);
-	TaskqMetricsCountReturned(1, TASKQ_COUNT_COMPLETED_KEPT);
-	TaskqNoteSlotsFreed(1);
-	TaskqEmitEventOne("job.completed", values[0]);
 	TaskqSwitchBack(&cxt);
 	PG_RETURN_VOID();
 }
@@ -331,10 +347,7 @@ TaskqCheckAckItems(Jsonb *items, const char *argname)
 
 }
 
-/*
- * The one item of a checked array as ack's arguments: id, result (absent:
- * SQL NULL, as "x.item -> 'result'" gives), lease (absent or null: NULL).
- */
+/* a string of a checked item as a uuid */
 static Datum
 item_uuid(const JsonbValue *v)
 {
@@ -343,6 +356,10 @@ item_uuid(const JsonbValue *v)
 														v->val.string.len)));
 }
 
+/*
+ * The one item of a checked array as ack's arguments: id, result (absent:
+ * SQL NULL, as "x.item -> 'result'" gives), lease (absent or null: NULL).
+ */
 static void
 ack_item_values(Jsonb *items, Datum *values, bool *nulls)
 {
@@ -373,22 +390,9 @@ ack_one_item(Jsonb *items)
 {
 	Datum		values[3];
 	bool		nulls[3];
-	int			n;
 
 	ack_item_values(items, values, nulls);
-	if (TaskqAckMayForget() &&
-		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
-	{
-		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-		TaskqNoteSlotsFreed(1);
-		return 1;
-	}
-	n = TaskqExecute(&ack_plan, values, nulls, false, 0);
-	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
-	TaskqNoteSlotsFreed(n);
-	if (n > 0)
-		TaskqEmitEventOne("job.completed", values[0]);
-	return n;
+	return ack_job(values, nulls);
 }
 
 /*

@@ -259,7 +259,6 @@ worker_wakeups(void)
  * stream, a batch per transaction.  The slot says whether it does, so that
  * committing backends leave their events to it; it says so only once the
  * worker reads, and no longer once it stops (or exits: worker_detach).
- * Returns whether there may be more to send now.
  */
 #define STREAM_BATCH		1000
 #define STREAM_CHECK_MS		1000
@@ -277,11 +276,11 @@ set_streaming(bool on)
 	LWLockRelease(taskq_shared->lock);
 }
 
-static bool
+static void
 worker_stream(TimestampTz now)
 {
 	TaskqStreamEvent *events;
-	int			n = 0;
+	int			n;
 
 	/* whether to follow, at most every STREAM_CHECK_MS */
 	if (now >= next_stream_check)
@@ -306,24 +305,27 @@ worker_stream(TimestampTz now)
 		}
 	}
 	/*
-	 * A send at most every STREAM_ROUND_MS: under a stream of commits, one
+	 * Sends at most every STREAM_ROUND_MS: under a stream of commits, one
 	 * transaction of the worker carries the events of many, and the worker
-	 * does not spend a core on notifying.
+	 * does not spend a core on notifying.  A round sends all the ring has
+	 * for it, STREAM_BATCH events per transaction.
 	 */
 	if (stream_cursor == 0 || now < next_stream_send)
-		return false;
+		return;
 
 	events = palloc(sizeof(TaskqStreamEvent) * (STREAM_BATCH + 1));
-	n = TaskqEventRingTake(&stream_cursor, STREAM_BATCH, events);
-	if (n > 0)
+	do
 	{
+		CHECK_FOR_INTERRUPTS();
+		n = TaskqEventRingTake(&stream_cursor, STREAM_BATCH, events);
+		if (n == 0)
+			break;
 		if (!worker_begin("taskq: sending events"))
 			worker_no_extension();
 		TaskqNotifyStream(events, n);
 		worker_end();
 		next_stream_send = GetCurrentTimestamp() + (TimestampTz) STREAM_ROUND_MS * 1000;
-	}
-	return n >= STREAM_BATCH;
+	} while (n >= STREAM_BATCH);
 }
 
 /*
@@ -396,9 +398,8 @@ taskq_worker_main(Datum arg)
 				next_wakeups = now + (TimestampTz) WAKEUP_ROUND_MS * 1000;
 		}
 
-		/* the events stream: until the ring has nothing more for it */
-		while (worker_stream(GetCurrentTimestamp()))
-			CHECK_FOR_INTERRUPTS();
+		/* the events stream */
+		worker_stream(GetCurrentTimestamp());
 
 		now = GetCurrentTimestamp();
 		if (now >= next_reap)

@@ -305,6 +305,16 @@ BEGIN
 END
 $$;
 
+-- the next turn over n shards (0 .. n-1)
+CREATE FUNCTION taskq._spread_turn(n integer)
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (pg_catalog.nextval('taskq.spread_turn') % n)::integer
+$$;
+
 -- the shard of a push: the queue's, or for a spread queue the shard of
 -- the job's first parent, else the next in turn
 CREATE FUNCTION taskq._push_shard(queue text, options jsonb)
@@ -330,7 +340,7 @@ BEGIN
         END IF;
         RETURN parent;
     END IF;
-    RETURN shards[1 + pg_catalog.nextval('taskq.spread_turn') % pg_catalog.cardinality(shards)];
+    RETURN shards[1 + taskq._spread_turn(pg_catalog.cardinality(shards))];
 END
 $$;
 
@@ -369,7 +379,7 @@ BEGIN
     IF pg_catalog.cardinality(common) = 1 THEN
         RETURN common[1];
     END IF;
-    RETURN common[1 + pg_catalog.nextval('taskq.spread_turn') % pg_catalog.cardinality(common)];
+    RETURN common[1 + taskq._spread_turn(pg_catalog.cardinality(common))];
 END
 $$;
 
@@ -422,16 +432,6 @@ LANGUAGE plproxy AS $$
     CLUSTER 'taskq';
     RUN ON shard;
     SELECT * FROM taskq.pull(queue, count, timeout_ms, acks, wait_ms);
-$$;
-
--- the next turn over n shards (0 .. n-1)
-CREATE FUNCTION taskq._spread_turn(n integer)
-RETURNS integer
-LANGUAGE sql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (pg_catalog.nextval('taskq.spread_turn') % n)::integer
 $$;
 
 -- A queue on one shard: the pull runs there, its acks in the same
