@@ -154,6 +154,8 @@ is(sh(1, q{SELECT (taskq.stats('m')->'counts'->>'waiting')::int + (taskq.stats('
 
 like(r_err(q{SELECT taskq.spread_queue('s', '{0}')}), qr/must be spread over at least two shards/,
 	'a queue is spread over two shards or more');
+like(r_err(q{SELECT taskq.spread_queue('s', '{0,7}')}), qr/shard 7 does not exist/,
+	'... over shards that exist');
 r(q{SELECT taskq.spread_queue('s', '{0,1}')});
 r(q{SELECT taskq.create_queue('s', '{"max_attempts": 1}')});
 is(sh(0, q{SELECT max_attempts FROM taskq.queues WHERE name = 's'}) . ' '
