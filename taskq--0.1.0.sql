@@ -166,7 +166,7 @@ CREATE TABLE taskq.jobs (
     attempts integer NOT NULL DEFAULT 0,
     max_attempts integer NOT NULL,
     timeout_ms integer,
-    backoff jsonb NOT NULL,
+    backoff jsonb,              -- NULL: the built-in policy
     unique_key text,
     flow_id text,
     depends_on uuid[],

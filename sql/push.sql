@@ -58,8 +58,14 @@ FROM taskq.queues WHERE name = 'fresh';
 -- a second push does not change it
 SELECT taskq.push('fresh', 'y') IS NOT NULL AS pushed;
 SELECT count(*) FROM taskq.queues WHERE name = 'fresh';
--- the job inherits the queue's max_attempts and backoff
+-- the job inherits the queue's max_attempts and backoff; the built-in
+-- backoff policy is stored as NULL, also when a job spells it out
 SELECT name, max_attempts, backoff FROM taskq.jobs WHERE queue = 'fresh' ORDER BY id;
+SELECT taskq.push('fresh', 'spelled', '{}',
+    '{"backoff": {"type": "exponential", "delay_ms": 1000, "jitter": false}}') IS NOT NULL AS pushed;
+SELECT taskq.push('fresh', 'other', '{}', '{"backoff": {"delay_ms": 999}}') IS NOT NULL AS pushed;
+SELECT name, backoff FROM taskq.jobs
+WHERE queue = 'fresh' AND name IN ('spelled', 'other') ORDER BY id;
 
 --
 -- delay_ms: delayed, run_at = now() + delay exactly
@@ -174,6 +180,38 @@ SELECT count(*) FROM taskq.jobs WHERE queue = 'rolled';
 ROLLBACK;
 SELECT count(*) FROM taskq.all_jobs WHERE queue = 'rolled';
 SELECT count(*) FROM taskq.queues WHERE name = 'rolled';
+
+--
+-- push_batch writes its jobs without an INSERT statement (the heap's
+-- multi-insert, as COPY): the rows are those the INSERT writes, which it
+-- still uses when taskq.jobs has a trigger; jobs of their own statement
+-- (parents, unique keys) keep their place among them
+--
+BEGIN;
+CREATE TEMP TABLE batch_jobs AS SELECT '[
+    {"name": "plain"},
+    {"name": "full", "data": {"k": [1, 2]}, "options": {"priority": 7,
+     "metadata": {"m": 1}, "max_attempts": 9, "timeout_ms": 1234,
+     "backoff": {"type": "fixed"}, "flow_id": "f1", "group": "g1"}},
+    {"name": "later", "options": {"delay_ms": 60000}},
+    {"name": "past", "options": {"run_at": "2000-01-01T00:00:00Z"}}]'::jsonb AS jobs;
+SELECT count(*) FROM taskq.push_batch('pb-direct', (SELECT jobs FROM batch_jobs));
+CREATE FUNCTION pg_temp.seen() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN RAISE NOTICE 'trigger saw %', NEW.name; RETURN NULL; END$$;
+CREATE TRIGGER seen AFTER INSERT ON taskq.jobs FOR EACH ROW EXECUTE FUNCTION pg_temp.seen();
+SELECT count(*) FROM taskq.push_batch('pb-sql', (SELECT jobs FROM batch_jobs));
+SELECT d.name, d.state, (to_jsonb(d) - 'id' - 'queue') = (to_jsonb(s) - 'id' - 'queue') AS same_row
+FROM taskq.jobs d JOIN taskq.jobs s ON s.queue = 'pb-sql' AND s.name = d.name
+WHERE d.queue = 'pb-direct' ORDER BY d.id;
+ROLLBACK;
+SELECT taskq.push('pb', 'first') AS first \gset
+CREATE TEMP TABLE pb_ids AS SELECT p.id, p.n
+FROM taskq.push_batch('pb', format('[{"name": "a"}, {"name": "b"},
+    {"name": "child", "options": {"depends_on": ["%s"]}}, {"name": "c"},
+    {"name": "u", "options": {"unique_key": "k"}}, {"name": "d"}]', :'first')::jsonb)
+    WITH ORDINALITY AS p(id, n);
+SELECT p.n, j.name, j.state, j.pending_parents, coalesce(j.id > lag(j.id) OVER (ORDER BY p.n), true) AS ordered
+FROM pb_ids p JOIN taskq.jobs j USING (id) ORDER BY p.n;
 
 -- taskq.shard_id (for taskq_router): stamped into byte 9 of every id made
 SET taskq.shard_id = 7;

@@ -469,6 +469,7 @@ taskq_fail(PG_FUNCTION_ARGS)
 	int32		attempts;
 	int32		max_attempts;
 	Jsonb	   *backoff;
+	Datum		d;
 	bool		isnull;
 	const char *outcome;
 	TaskqContext cxt;
@@ -492,8 +493,8 @@ taskq_fail(PG_FUNCTION_ARGS)
 										   SPI_tuptable->tupdesc, 1, &isnull));
 	max_attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 2, &isnull));
-	backoff = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 3, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	backoff = isnull ? NULL : DatumGetJsonbP(d);	/* NULL: the built-in policy */
 
 	if (attempts < max_attempts)
 	{

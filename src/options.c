@@ -583,20 +583,27 @@ backoff_key(Jsonb *backoff, const char *key, int64 dflt)
 }
 
 /*
- * The delay in ms before the retry that follows failed attempt number
- * attempt (1-based): fixed d, linear d * attempt, exponential
- * d * 2^(attempt - 1), capped at max_delay_ms; with jitter, a uniformly
- * random delay between half of that and all of it.
+ * The policy a stored backoff object describes; keys left out (or a NULL
+ * object: the column of a job with the built-in policy) take the built-in
+ * values.
  */
-int64
-TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
+static TaskqBackoffType
+backoff_policy(Jsonb *backoff, double *delay, double *cap, bool *jitter)
 {
-	JsonbValue *type = getKeyJsonValueFromContainer(&backoff->root, "type", 4, NULL);
-	JsonbValue *jitter = getKeyJsonValueFromContainer(&backoff->root, "jitter", 6, NULL);
-	double		d = (double) backoff_key(backoff, "delay_ms", DEFAULT_BACKOFF_DELAY_MS);
-	double		cap = (double) backoff_key(backoff, "max_delay_ms", DEFAULT_BACKOFF_MAX_MS);
+	JsonbValue *type;
+	JsonbValue *jit;
 	TaskqBackoffType kind = TASKQ_BACKOFF_EXPONENTIAL;
 
+	*delay = DEFAULT_BACKOFF_DELAY_MS;
+	*cap = DEFAULT_BACKOFF_MAX_MS;
+	*jitter = false;
+	if (backoff == NULL)
+		return kind;
+	type = getKeyJsonValueFromContainer(&backoff->root, "type", 4, NULL);
+	jit = getKeyJsonValueFromContainer(&backoff->root, "jitter", 6, NULL);
+	*delay = (double) backoff_key(backoff, "delay_ms", DEFAULT_BACKOFF_DELAY_MS);
+	*cap = (double) backoff_key(backoff, "max_delay_ms", DEFAULT_BACKOFF_MAX_MS);
+	*jitter = jit != NULL && jit->type == jbvBool && jit->val.boolean;
 	if (type != NULL && type->type == jbvString)
 	{
 		if (type->val.string.len == 5 &&
@@ -606,6 +613,37 @@ TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
 				 strncmp(type->val.string.val, "linear", 6) == 0)
 			kind = TASKQ_BACKOFF_LINEAR;
 	}
+	return kind;
+}
+
+/*
+ * Whether a backoff object is the built-in policy.  A job stores NULL for
+ * it rather than the same ~100 bytes in every row.
+ */
+bool
+TaskqBackoffIsDefault(Jsonb *backoff)
+{
+	double		delay;
+	double		cap;
+	bool		jitter;
+
+	return backoff_policy(backoff, &delay, &cap, &jitter) == TASKQ_BACKOFF_EXPONENTIAL &&
+		delay == DEFAULT_BACKOFF_DELAY_MS && cap == DEFAULT_BACKOFF_MAX_MS && !jitter;
+}
+
+/*
+ * The delay in ms before the retry that follows failed attempt number
+ * attempt (1-based): fixed d, linear d * attempt, exponential
+ * d * 2^(attempt - 1), capped at max_delay_ms; with jitter, a uniformly
+ * random delay between half of that and all of it.
+ */
+int64
+TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
+{
+	double		d;
+	double		cap;
+	bool		jitter;
+	TaskqBackoffType kind = backoff_policy(backoff, &d, &cap, &jitter);
 
 	if (attempt < 1)
 		attempt = 1;
@@ -615,7 +653,7 @@ TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
 		d *= pow(2.0, Min(attempt - 1, 1000));
 	if (d > cap)
 		d = cap;
-	if (jitter != NULL && jitter->type == jbvBool && jitter->val.boolean)
+	if (jitter)
 		d = d / 2.0 + pg_prng_double(&pg_global_prng_state) * (d / 2.0);
 	return (int64) d;
 }

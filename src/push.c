@@ -6,8 +6,8 @@
  * A push validates everything before it writes anything, creates the queue
  * on first use, and inserts the job with a kept plan.  push_batch
  * validates each job the same way but inserts those that need no
- * statement of their own (no unique_key, no parents) together, one INSERT
- * over arrays per 1000 jobs (batch_flush).  With a unique_key,
+ * statement of their own (no unique_key, no parents) together, up to 1000
+ * at a time, with the heap's multi-insert as COPY does (batch_flush).  With a unique_key,
  * the insert uses ON CONFLICT DO NOTHING against the partial unique index
  * on live jobs, so two concurrent pushes of the same key yield one job:
  * the second waits for the first to commit and then returns its id.
@@ -16,8 +16,13 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -25,6 +30,8 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "taskq.h"
@@ -98,18 +105,13 @@ static const Oid batch_types[BATCH_COLUMNS] = {
 };
 
 /*
- * Insert the jobs a batch holds, with one statement, and count them,
- * emit their events and wake their queue's workers as push_one does for
- * one.  Runs inside TaskqSwitchToOwner.
+ * Insert the jobs a batch holds with insert_batch_plan.
  */
 static void
-batch_flush(Datum queue, PushBatch *b)
+batch_insert_sql(Datum queue, PushBatch *b)
 {
 	Datum		args[1 + BATCH_COLUMNS];
 
-	if (b->n == 0)
-		return;
-	SPI_connect();
 	args[0] = queue;
 	for (int c = 0; c < BATCH_COLUMNS; c++)
 	{
@@ -125,6 +127,218 @@ batch_flush(Datum queue, PushBatch *b)
 														 typlen, typbyval, typalign));
 	}
 	TaskqExecute(&insert_batch_plan, args, NULL, false, 0);
+}
+
+/* the columns of taskq.jobs a batch job gets a value for (batch_insert) */
+typedef enum BatchColumn
+{
+	BC_ID, BC_QUEUE, BC_NAME, BC_STATE, BC_PRIORITY, BC_DATA, BC_METADATA,
+	BC_ATTEMPTS, BC_MAX_ATTEMPTS, BC_TIMEOUT_MS, BC_BACKOFF, BC_FLOW_ID,
+	BC_RUN_AT, BC_PROGRESS, BC_CREATED_AT, BC_PENDING_PARENTS,
+	BC_HAS_CHILDREN, BC_DAG_DEPTH, BC_GROUP_KEY, BC_NULL,	/* any other */
+	BC_COUNT = BC_NULL
+} BatchColumn;
+
+static const char *const batch_column_names[BC_COUNT] = {
+	"id", "queue", "name", "state", "priority", "data", "metadata",
+	"attempts", "max_attempts", "timeout_ms", "backoff", "flow_id",
+	"run_at", "progress", "created_at", "pending_parents",
+	"has_children", "dag_depth", "group_key"
+};
+
+/* the OID of a label of taskq.job_state */
+static Datum
+job_state(Oid type, const char *label)
+{
+	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(type),
+									  CStringGetDatum(label));
+	Oid			oid;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "taskq.job_state has no label \"%s\"", label);
+	oid = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return ObjectIdGetDatum(oid);
+}
+
+/*
+ * Insert the jobs of a batch into taskq.jobs as COPY does: the heap's
+ * multi-insert (one WAL record per page rather than per job), then each
+ * job's index entries.  No statement is planned or executed; the rows and
+ * index entries are those the INSERT of insert_batch_plan would write.
+ * Returns false, having written nothing, when the table has triggers or
+ * columns of its own: then the INSERT does it.
+ */
+static bool
+batch_insert(Relation rel, Datum queue, PushBatch *b)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	BatchColumn *map = palloc(sizeof(BatchColumn) * desc->natts);
+	bool		seen[BC_COUNT] = {0};
+	TupleTableSlot **slots;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	RangeTblEntry *rte;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		waiting = (Datum) 0;
+	Datum		delayed = (Datum) 0;
+
+	if (rel->trigdesc != NULL || rel->rd_rel->relrowsecurity)
+		return false;
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		map[a] = BC_NULL;
+		if (att->attisdropped)
+			continue;
+		for (int c = 0; c < BC_COUNT && map[a] == BC_NULL; c++)
+			if (strcmp(NameStr(att->attname), batch_column_names[c]) == 0)
+				map[a] = (BatchColumn) c;
+		if (map[a] == BC_NULL && (att->attnotnull || att->atthasdef))
+			return false;		/* a column added to taskq.jobs */
+		if (map[a] == BC_STATE)
+		{
+			waiting = job_state(att->atttypid, "waiting");
+			delayed = job_state(att->atttypid, "delayed");
+		}
+		if (map[a] != BC_NULL)
+			seen[map[a]] = true;
+	}
+	for (int c = 0; c < BC_COUNT; c++)
+		if (!seen[c])
+			return false;
+
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+
+	slots = palloc(sizeof(TupleTableSlot *) * b->n);
+	for (int i = 0; i < b->n; i++)
+	{
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		bool		has_run_at = !b->nulls[9][i];
+
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Datum		v = (Datum) 0;
+			bool		isnull = false;
+
+			switch (map[a])
+			{
+				case BC_ID:
+					v = b->values[0][i];
+					break;
+				case BC_QUEUE:
+					v = queue;
+					break;
+				case BC_NAME:
+					v = b->values[1][i];
+					break;
+				case BC_STATE:
+					v = has_run_at && DatumGetTimestampTz(b->values[9][i]) > now ?
+						delayed : waiting;
+					break;
+				case BC_PRIORITY:
+					v = b->values[2][i];
+					break;
+				case BC_DATA:
+					v = b->values[3][i];
+					break;
+				case BC_METADATA:
+					v = b->values[4][i];
+					isnull = b->nulls[4][i];
+					break;
+				case BC_MAX_ATTEMPTS:
+					v = b->values[5][i];
+					break;
+				case BC_TIMEOUT_MS:
+					v = b->values[6][i];
+					isnull = b->nulls[6][i];
+					break;
+				case BC_BACKOFF:
+					v = b->values[7][i];
+					isnull = b->nulls[7][i];
+					break;
+				case BC_FLOW_ID:
+					v = b->values[8][i];
+					isnull = b->nulls[8][i];
+					break;
+				case BC_RUN_AT:
+					v = has_run_at ? b->values[9][i] : TimestampTzGetDatum(now);
+					break;
+				case BC_CREATED_AT:
+					v = TimestampTzGetDatum(now);
+					break;
+				case BC_GROUP_KEY:
+					v = b->values[10][i];
+					isnull = b->nulls[10][i];
+					break;
+				case BC_ATTEMPTS:
+				case BC_PROGRESS:
+				case BC_PENDING_PARENTS:
+					v = Int32GetDatum(0);
+					break;
+				case BC_HAS_CHILDREN:
+					v = BoolGetDatum(false);
+					break;
+				case BC_DAG_DEPTH:
+					v = Int32GetDatum(1);
+					break;
+				case BC_NULL:
+					isnull = true;
+					break;
+			}
+			slot->tts_values[a] = v;
+			slot->tts_isnull[a] = isnull;
+		}
+		ExecStoreVirtualTuple(slot);
+		if (desc->constr != NULL)
+			ExecConstraints(rri, slot, estate);
+		slots[i] = slot;
+	}
+
+	table_multi_insert(rel, slots, b->n, GetCurrentCommandId(true), 0, NULL);
+	for (int i = 0; i < b->n; i++)
+	{
+		list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false,
+										NULL, NIL));
+		ResetPerTupleExprContext(estate);
+		ExecDropSingleTupleTableSlot(slots[i]);
+	}
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	/* later statements of the call (a job with parents) see them */
+	CommandCounterIncrement();
+	return true;
+}
+
+/*
+ * Insert the jobs a batch holds (batch_insert, or one INSERT over arrays
+ * when it cannot), and count them, emit their events and wake their
+ * queue's workers as push_one does for one.  Runs inside
+ * TaskqSwitchToOwner.
+ */
+static void
+batch_flush(Datum queue, PushBatch *b)
+{
+	Relation	rel;
+
+	if (b->n == 0)
+		return;
+	SPI_connect();
+	rel = table_open(get_relname_relid("jobs", get_namespace_oid("taskq", false)),
+					 RowExclusiveLock);
+	if (!batch_insert(rel, queue, b))
+		batch_insert_sql(queue, b);
+	table_close(rel, NoLock);
 	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PUSHED), b->n);
 	TaskqEmitEvent("job.pushed", TaskqUuidArray(b->ids, b->n));
 	if (b->wake)
@@ -223,6 +437,9 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	values[7] = Int32GetDatum(opts.timeout_ms);
 	nulls[7] = !opts.has_timeout;
 	values[8] = JsonbPGetDatum(TaskqMergeBackoff(qi->backoff, opts.backoff));
+	/* NULL: the built-in policy (most jobs), to keep rows narrow */
+	nulls[8] = opts.backoff == NULL ? qi->backoff_default :
+		TaskqBackoffIsDefault(DatumGetJsonbP(values[8]));
 	values[9] = PointerGetDatum(opts.unique_key);
 	nulls[9] = opts.unique_key == NULL;
 	values[10] = PointerGetDatum(opts.flow_id);

@@ -150,6 +150,7 @@ queue_load(const char *name, QueueEntry *tmp)
 														&e.info.timeout_null));
 		e.info.max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		e.info.backoff = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		e.info.backoff_default = TaskqBackoffIsDefault(e.info.backoff);
 	}
 	if (e.exists)
 	{

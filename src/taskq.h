@@ -199,6 +199,7 @@ typedef struct TaskqQueueInfo
 	int32		timeout_ms;
 	int32		max_attempts;
 	Jsonb	   *backoff;
+	bool		backoff_default;	/* backoff is the built-in policy */
 	int32		concurrency;	/* 0: no limit */
 	int32		group_concurrency;	/* 0: no limit */
 	int32		rate_limit;		/* 0: no limit */
@@ -276,6 +277,7 @@ extern JsonbIterator *TaskqJsonKeys(JsonbContainer *object);
 extern bool TaskqJsonKeyNext(JsonbIterator **it, char **key, JsonbValue *val);
 extern Jsonb *TaskqMergeBackoff(Jsonb *base, Jsonb *over);
 extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
+extern bool TaskqBackoffIsDefault(Jsonb *backoff);
 
 /* queuecache.c */
 extern bool TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi);

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/uuid.h"
@@ -30,6 +31,17 @@
 
 /* 60-bit timestamp (ms << 12 | sub-ms fraction) of the last id made here */
 static uint64 last_stamp = 0;
+
+/*
+ * Random bytes for the ids, drawn from pg_strong_random a few hundred at a
+ * time: each call costs a getpid() system call and the OpenSSL generator's
+ * set-up, which was a twentieth of a push_batch.  Refilled after a fork
+ * (a process never hands out bytes drawn by its parent).
+ */
+#define RANDOM_POOL		512
+static uint8 random_pool[RANDOM_POOL];
+static int	random_used = RANDOM_POOL;
+static int	random_pid = 0;
 
 /* taskq.shard_id: stamped into every job id (-1: none) */
 int			taskq_shard_id = -1;
@@ -53,10 +65,18 @@ TaskqUuid7(pg_uuid_t *uuid)
 		stamp = last_stamp + 1;
 	last_stamp = stamp;
 
-	if (!pg_strong_random(uuid->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values for a job id")));
+	/* bytes 8 to 15 are random; 0 to 7 are the time stamp and version */
+	if (random_used > RANDOM_POOL - 8 || random_pid != MyProcPid)
+	{
+		if (!pg_strong_random(random_pool, RANDOM_POOL))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values for a job id")));
+		random_used = 0;
+		random_pid = MyProcPid;
+	}
+	memcpy(uuid->data + 8, random_pool + random_used, 8);
+	random_used += 8;
 
 	ms = stamp >> 12;
 	frac = stamp & 0xFFF;
