@@ -90,6 +90,12 @@ AS 'MODULE_PATHNAME', 'taskq_uuid7'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION taskq.uuid7() IS 'a new UUID version 7 (time-ordered), as taskq uses for ids';
 
+CREATE FUNCTION taskq._random_uuid()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'taskq_random_uuid'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq._random_uuid() IS 'internal: a random (version 4) UUID, as gen_random_uuid() but from a pool of strong random bytes: lease tokens';
+
 --
 -- Types
 --

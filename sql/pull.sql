@@ -25,7 +25,10 @@ SELECT ordinality,
        lease IS NOT NULL AS has_lease,
        lease_expires_at = now() + interval '60 seconds' AS expiry_is_now_plus_60s
 FROM p1 ORDER BY ordinality;
-SELECT count(*) AS delivered, count(DISTINCT lease) AS distinct_leases FROM p1;
+SELECT count(*) AS delivered, count(DISTINCT lease) AS distinct_leases,
+       -- random tokens as gen_random_uuid() makes: version 4, RFC 4122 variant
+       bool_and(substr(lease::text, 15, 1) = '4' AND substr(lease::text, 20, 1) IN ('8', '9', 'a', 'b')) AS v4
+FROM p1;
 -- the table agrees: active, lease and expiry as handed out, attempts 1,
 -- started_at set
 SELECT j.name, j.state, j.attempts, j.lease = p.lease AS same_lease,

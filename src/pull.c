@@ -101,7 +101,7 @@ static TaskqPlan promote_plan = {
  */
 #define CLAIM_SET \
 	"UPDATE taskq.jobs j SET state = 'active', attempts = j.attempts + 1," \
-	" lease = gen_random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4)," \
+	" lease = taskq._random_uuid(), lease_ms = coalesce($3, j.timeout_ms, $4)," \
 	" lease_expires_at = $5 + coalesce($3, j.timeout_ms, $4) * interval '1 millisecond'," \
 	" started_at = $5"
 #define CLAIM_RETURNING \

@@ -33,15 +33,33 @@
 static uint64 last_stamp = 0;
 
 /*
- * Random bytes for the ids, drawn from pg_strong_random a few hundred at a
- * time: each call costs a getpid() system call and the OpenSSL generator's
- * set-up, which was a twentieth of a push_batch.  Refilled after a fork
+ * Random bytes for the ids and lease tokens, drawn from pg_strong_random a
+ * few hundred at a time: each call costs a getpid() system call and the
+ * OpenSSL generator's set-up, which was a twentieth of a push_batch (and
+ * gen_random_uuid() makes one call per lease).  Refilled after a fork
  * (a process never hands out bytes drawn by its parent).
  */
 #define RANDOM_POOL		512
 static uint8 random_pool[RANDOM_POOL];
 static int	random_used = RANDOM_POOL;
 static int	random_pid = 0;
+
+/* n (at most RANDOM_POOL) bytes from the pool */
+static void
+random_bytes(uint8 *dst, int n)
+{
+	if (random_used > RANDOM_POOL - n || random_pid != MyProcPid)
+	{
+		if (!pg_strong_random(random_pool, RANDOM_POOL))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		random_used = 0;
+		random_pid = MyProcPid;
+	}
+	memcpy(dst, random_pool + random_used, n);
+	random_used += n;
+}
 
 /* taskq.shard_id: stamped into every job id (-1: none) */
 int			taskq_shard_id = -1;
@@ -66,17 +84,7 @@ TaskqUuid7(pg_uuid_t *uuid)
 	last_stamp = stamp;
 
 	/* bytes 8 to 15 are random; 0 to 7 are the time stamp and version */
-	if (random_used > RANDOM_POOL - 8 || random_pid != MyProcPid)
-	{
-		if (!pg_strong_random(random_pool, RANDOM_POOL))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random values for a job id")));
-		random_used = 0;
-		random_pid = MyProcPid;
-	}
-	memcpy(uuid->data + 8, random_pool + random_used, 8);
-	random_used += 8;
+	random_bytes(uuid->data + 8, 8);
 
 	ms = stamp >> 12;
 	frac = stamp & 0xFFF;
@@ -132,5 +140,21 @@ taskq_uuid7(PG_FUNCTION_ARGS)
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
 	TaskqUuid7(uuid);
+	PG_RETURN_UUID_P(uuid);
+}
+
+/*
+ * taskq._random_uuid() RETURNS uuid: a version 4 UUID, as
+ * gen_random_uuid() makes, from the pool: the lease token of a claim.
+ */
+PG_FUNCTION_INFO_V1(taskq_random_uuid);
+Datum
+taskq_random_uuid(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+	random_bytes(uuid->data, UUID_LEN);
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;	/* version 4 */
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
 	PG_RETURN_UUID_P(uuid);
 }
