@@ -182,10 +182,10 @@ SELECT count(*) FROM taskq.all_jobs WHERE queue = 'rolled';
 SELECT count(*) FROM taskq.queues WHERE name = 'rolled';
 
 --
--- push_batch writes its jobs without an INSERT statement (the heap's
--- multi-insert, as COPY): the rows are those the INSERT writes, which it
--- still uses when taskq.jobs has a trigger; jobs of their own statement
--- (parents, unique keys) keep their place among them
+-- push and push_batch write jobs without an INSERT statement (into the
+-- heap, then the index entries, as COPY): the rows are those the INSERT
+-- writes, which they still use when taskq.jobs has a trigger; jobs of
+-- their own statement (parents, unique keys) keep their place among them
 --
 BEGIN;
 CREATE TEMP TABLE batch_jobs AS SELECT '[
@@ -196,10 +196,12 @@ CREATE TEMP TABLE batch_jobs AS SELECT '[
     {"name": "later", "options": {"delay_ms": 60000}},
     {"name": "past", "options": {"run_at": "2000-01-01T00:00:00Z"}}]'::jsonb AS jobs;
 SELECT count(*) FROM taskq.push_batch('pb-direct', (SELECT jobs FROM batch_jobs));
+SELECT taskq.push('pb-direct', 'single', '{"s": 1}', '{"priority": 3, "group": "g2", "delay_ms": 5000}') IS NOT NULL AS pushed;
 CREATE FUNCTION pg_temp.seen() RETURNS trigger LANGUAGE plpgsql AS
     $$BEGIN RAISE NOTICE 'trigger saw %', NEW.name; RETURN NULL; END$$;
 CREATE TRIGGER seen AFTER INSERT ON taskq.jobs FOR EACH ROW EXECUTE FUNCTION pg_temp.seen();
 SELECT count(*) FROM taskq.push_batch('pb-sql', (SELECT jobs FROM batch_jobs));
+SELECT taskq.push('pb-sql', 'single', '{"s": 1}', '{"priority": 3, "group": "g2", "delay_ms": 5000}') IS NOT NULL AS pushed;
 SELECT d.name, d.state, (to_jsonb(d) - 'id' - 'queue') = (to_jsonb(s) - 'id' - 'queue') AS same_row
 FROM taskq.jobs d JOIN taskq.jobs s ON s.queue = 'pb-sql' AND s.name = d.name
 WHERE d.queue = 'pb-direct' ORDER BY d.id;

@@ -4,10 +4,12 @@
  *		taskq.push and taskq.push_batch: enqueue jobs.
  *
  * A push validates everything before it writes anything, creates the queue
- * on first use, and inserts the job with a kept plan.  push_batch
- * validates each job the same way but inserts those that need no
- * statement of their own (no unique_key, no parents) together, up to 1000
- * at a time, with the heap's multi-insert as COPY does (batch_flush).  With a unique_key,
+ * on first use, and inserts the job.  A job that needs no statement of its
+ * own (no unique_key, no parents) is written without one, as COPY writes
+ * rows: into the heap, then its index entries (batch_insert); push_batch
+ * validates each job the same way and writes such jobs up to 1000 at a
+ * time with the heap's multi-insert (batch_flush).  The others, and all
+ * when taskq.jobs has triggers, go in with kept INSERT plans.  With a unique_key,
  * the insert uses ON CONFLICT DO NOTHING against the partial unique index
  * on live jobs, so two concurrent pushes of the same key yield one job:
  * the second waits for the first to commit and then returns its id.
@@ -129,6 +131,16 @@ batch_insert_sql(Datum queue, PushBatch *b)
 	TaskqExecute(&insert_batch_plan, args, NULL, false, 0);
 }
 
+/* which of push_one's values each batch column is */
+static const int batch_from[BATCH_COLUMNS] = {0, 2, 3, 4, 5, 6, 7, 8, 10, 11, 15};
+
+/* taskq.jobs */
+static Oid
+jobs_relid(void)
+{
+	return get_relname_relid("jobs", get_namespace_oid("taskq", false));
+}
+
 /* the columns of taskq.jobs a batch job gets a value for (batch_insert) */
 typedef enum BatchColumn
 {
@@ -167,10 +179,12 @@ job_state(Oid type, const char *label)
  * job's index entries.  No statement is planned or executed; the rows and
  * index entries are those the INSERT of insert_batch_plan would write.
  * Returns false, having written nothing, when the table has triggers or
- * columns of its own: then the INSERT does it.
+ * columns of its own: then the INSERT does it.  The value of column c
+ * (the batch's columns) of job i is values[c * stride + i].
  */
 static bool
-batch_insert(Relation rel, Datum queue, PushBatch *b)
+batch_insert(Relation rel, Datum queue, int n, const Datum *values,
+			 const bool *nulls, int stride)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	BatchColumn *map = palloc(sizeof(BatchColumn) * desc->natts);
@@ -220,11 +234,11 @@ batch_insert(Relation rel, Datum queue, PushBatch *b)
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 
-	slots = palloc(sizeof(TupleTableSlot *) * b->n);
-	for (int i = 0; i < b->n; i++)
+	slots = palloc(sizeof(TupleTableSlot *) * n);
+	for (int i = 0; i < n; i++)
 	{
 		TupleTableSlot *slot = table_slot_create(rel, NULL);
-		bool		has_run_at = !b->nulls[9][i];
+		bool		has_run_at = !nulls[9 * stride + i];
 
 		for (int a = 0; a < desc->natts; a++)
 		{
@@ -234,52 +248,52 @@ batch_insert(Relation rel, Datum queue, PushBatch *b)
 			switch (map[a])
 			{
 				case BC_ID:
-					v = b->values[0][i];
+					v = values[0 * stride + i];
 					break;
 				case BC_QUEUE:
 					v = queue;
 					break;
 				case BC_NAME:
-					v = b->values[1][i];
+					v = values[1 * stride + i];
 					break;
 				case BC_STATE:
-					v = has_run_at && DatumGetTimestampTz(b->values[9][i]) > now ?
+					v = has_run_at && DatumGetTimestampTz(values[9 * stride + i]) > now ?
 						delayed : waiting;
 					break;
 				case BC_PRIORITY:
-					v = b->values[2][i];
+					v = values[2 * stride + i];
 					break;
 				case BC_DATA:
-					v = b->values[3][i];
+					v = values[3 * stride + i];
 					break;
 				case BC_METADATA:
-					v = b->values[4][i];
-					isnull = b->nulls[4][i];
+					v = values[4 * stride + i];
+					isnull = nulls[4 * stride + i];
 					break;
 				case BC_MAX_ATTEMPTS:
-					v = b->values[5][i];
+					v = values[5 * stride + i];
 					break;
 				case BC_TIMEOUT_MS:
-					v = b->values[6][i];
-					isnull = b->nulls[6][i];
+					v = values[6 * stride + i];
+					isnull = nulls[6 * stride + i];
 					break;
 				case BC_BACKOFF:
-					v = b->values[7][i];
-					isnull = b->nulls[7][i];
+					v = values[7 * stride + i];
+					isnull = nulls[7 * stride + i];
 					break;
 				case BC_FLOW_ID:
-					v = b->values[8][i];
-					isnull = b->nulls[8][i];
+					v = values[8 * stride + i];
+					isnull = nulls[8 * stride + i];
 					break;
 				case BC_RUN_AT:
-					v = has_run_at ? b->values[9][i] : TimestampTzGetDatum(now);
+					v = has_run_at ? values[9 * stride + i] : TimestampTzGetDatum(now);
 					break;
 				case BC_CREATED_AT:
 					v = TimestampTzGetDatum(now);
 					break;
 				case BC_GROUP_KEY:
-					v = b->values[10][i];
-					isnull = b->nulls[10][i];
+					v = values[10 * stride + i];
+					isnull = nulls[10 * stride + i];
 					break;
 				case BC_ATTEMPTS:
 				case BC_PROGRESS:
@@ -305,8 +319,8 @@ batch_insert(Relation rel, Datum queue, PushBatch *b)
 		slots[i] = slot;
 	}
 
-	table_multi_insert(rel, slots, b->n, GetCurrentCommandId(true), 0, NULL);
-	for (int i = 0; i < b->n; i++)
+	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
+	for (int i = 0; i < n; i++)
 	{
 		list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false,
 										NULL, NIL));
@@ -334,9 +348,9 @@ batch_flush(Datum queue, PushBatch *b)
 	if (b->n == 0)
 		return;
 	SPI_connect();
-	rel = table_open(get_relname_relid("jobs", get_namespace_oid("taskq", false)),
-					 RowExclusiveLock);
-	if (!batch_insert(rel, queue, b))
+	rel = table_open(jobs_relid(), RowExclusiveLock);
+	if (!batch_insert(rel, queue, b->n, &b->values[0][0], &b->nulls[0][0],
+					  BATCH_FLUSH))
 		batch_insert_sql(queue, b);
 	table_close(rel, NoLock);
 	TaskqMetricsCount(DatumGetTextPP(queue), TASKQ_COUNT(TASKQ_METRIC_PUSHED), b->n);
@@ -350,6 +364,30 @@ batch_flush(Datum queue, PushBatch *b)
 	b->n = 0;
 	b->wake = false;
 	b->delayed = false;
+}
+
+/*
+ * Insert one job that needs no statement of its own (no unique_key, no
+ * parents) with batch_insert; false when it cannot.  values and nulls are
+ * push_one's.
+ */
+static bool
+insert_direct(Datum queue, const Datum *values, const bool *nulls)
+{
+	Datum		v[BATCH_COLUMNS];
+	bool		n[BATCH_COLUMNS];
+	Relation	rel;
+	bool		done;
+
+	for (int c = 0; c < BATCH_COLUMNS; c++)
+	{
+		v[c] = values[batch_from[c]];
+		n[c] = nulls[batch_from[c]];
+	}
+	rel = table_open(jobs_relid(), RowExclusiveLock);
+	done = batch_insert(rel, queue, 1, v, n, 1);
+	table_close(rel, NoLock);
+	return done;
 }
 
 /* keep a value for the batch, in its memory */
@@ -457,7 +495,6 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	if (batch != NULL && opts.unique_key == NULL && nparents == 0)
 	{
 		/* inserted with others by batch_flush */
-		static const int from[BATCH_COLUMNS] = {0, 2, 3, 4, 5, 6, 7, 8, 10, 11, 15};
 		MemoryContext old;
 
 		if (batch->n == BATCH_FLUSH)
@@ -465,7 +502,7 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 		old = MemoryContextSwitchTo(batch->cxt);
 		batch->ids[batch->n] = *id;
 		for (int c = 0; c < BATCH_COLUMNS; c++)
-			batch_put(batch, c, values[from[c]], nulls[from[c]]);
+			batch_put(batch, c, values[batch_from[c]], nulls[batch_from[c]]);
 		batch->values[0][batch->n] = UUIDPGetDatum(&batch->ids[batch->n]);
 		MemoryContextSwitchTo(old);
 		if (!opts.has_run_at || opts.run_at <= GetCurrentTransactionStartTimestamp())
@@ -479,7 +516,10 @@ push_one(Datum queue, const TaskqQueueInfo *qi, text *name, Jsonb *data,
 	if (batch != NULL)
 		batch_flush(queue, batch);
 
-	if (opts.unique_key == NULL)
+	if (opts.unique_key == NULL && nparents == 0 &&
+		insert_direct(queue, values, nulls))
+		 /* written */ ;
+	else if (opts.unique_key == NULL)
 		TaskqExecute(&insert_plan, values, nulls, false, 0);
 	else
 	{
