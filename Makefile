@@ -18,6 +18,7 @@ OBJS = \
 	src/uuid7.o \
 	src/util.o \
 	src/options.o \
+	src/backoff.o \
 	src/push.o \
 	src/pull.o \
 	src/pullhead.o \

@@ -3,7 +3,7 @@
 -- Contents: each section below, and the C files behind it (src/)
 --
 --   Roles                 the three group roles
---   Ids                   uuid7()                          uuid7.c
+--   Ids                   uuid7(), lease tokens            uuid7.c
 --   Types                 job_state, leased_job
 --   Tables                jobs, finished_jobs, dead_jobs, job_edges,
 --                         queues, queue_grants, webhooks, outbox;
@@ -11,8 +11,8 @@
 --                         the queue cache's trigger        queuecache.c
 --                         history counts, recount          metrics.c
 --   Producing             push, push_batch                 push.c, options.c
---   Consuming             pull, ack, ack_batch, fail,      pull.c, lifecycle.c
---                         heartbeat, progress, cancel
+--   Consuming             pull, ack, ack_batch, fail,      pull.c, lifecycle.c,
+--                         heartbeat, progress, cancel      backoff.c
 --   DAG flows             the finish trigger, push_flow,   dag.c, dagfinish.c,
 --                         flow                             dagflow.c
 --   Inspecting jobs       get, check_job                   (SQL)

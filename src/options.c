@@ -2,7 +2,7 @@
  *
  * options.c
  *		Parsing and validation of the jsonb options of taskq.push and
- *		taskq.create_queue / taskq.alter_queue, and backoff arithmetic.
+ *		taskq.create_queue / taskq.alter_queue.
  *
  * Options are strict: an unknown key is an error, so a typo never passes
  * unnoticed, and each value is checked for its JSON type and range.  All
@@ -13,10 +13,7 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/xact.h"
-#include "common/pg_prng.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 #include "utils/uuid.h"
@@ -25,10 +22,6 @@
 
 /* ten years: the longest delay or retention an option accepts, in ms */
 #define TASKQ_MAX_INTERVAL_MS	(INT64CONST(10) * 366 * 24 * 3600 * 1000)
-
-/* the built-in backoff policy, also the column default of taskq.queues */
-#define DEFAULT_BACKOFF_DELAY_MS	1000
-#define DEFAULT_BACKOFF_MAX_MS		3600000
 
 /*
  * The JSON type of a value, as named in error details.
@@ -554,108 +547,6 @@ TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts)
 						   "Valid queue options are: %s.",
 						   "timeout_ms, max_attempts, backoff, retention, notify_events, concurrency, group_concurrency, rate_limit, group_rate_limit, fairness, priority_aging_ms");
 	}
-}
-
-/*
- * A backoff policy with the keys of over replacing those of base.
- */
-Jsonb *
-TaskqMergeBackoff(Jsonb *base, Jsonb *over)
-{
-	if (over == NULL)
-		return base;
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
-											  JsonbPGetDatum(base),
-											  JsonbPGetDatum(over)));
-}
-
-/* an integer key of a stored backoff policy, or its default */
-static int64
-backoff_key(Jsonb *backoff, const char *key, int64 dflt)
-{
-	JsonbValue *v = getKeyJsonValueFromContainer(&backoff->root, key,
-												 strlen(key), NULL);
-
-	if (v == NULL || v->type != jbvNumeric)
-		return dflt;
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8,
-											 NumericGetDatum(v->val.numeric)));
-}
-
-/*
- * The policy a stored backoff object describes; keys left out (or a NULL
- * object: the column of a job with the built-in policy) take the built-in
- * values.
- */
-static TaskqBackoffType
-backoff_policy(Jsonb *backoff, double *delay, double *cap, bool *jitter)
-{
-	JsonbValue *type;
-	JsonbValue *jit;
-	TaskqBackoffType kind = TASKQ_BACKOFF_EXPONENTIAL;
-
-	*delay = DEFAULT_BACKOFF_DELAY_MS;
-	*cap = DEFAULT_BACKOFF_MAX_MS;
-	*jitter = false;
-	if (backoff == NULL)
-		return kind;
-	type = getKeyJsonValueFromContainer(&backoff->root, "type", 4, NULL);
-	jit = getKeyJsonValueFromContainer(&backoff->root, "jitter", 6, NULL);
-	*delay = (double) backoff_key(backoff, "delay_ms", DEFAULT_BACKOFF_DELAY_MS);
-	*cap = (double) backoff_key(backoff, "max_delay_ms", DEFAULT_BACKOFF_MAX_MS);
-	*jitter = jit != NULL && jit->type == jbvBool && jit->val.boolean;
-	if (type != NULL && type->type == jbvString)
-	{
-		if (type->val.string.len == 5 &&
-			strncmp(type->val.string.val, "fixed", 5) == 0)
-			kind = TASKQ_BACKOFF_FIXED;
-		else if (type->val.string.len == 6 &&
-				 strncmp(type->val.string.val, "linear", 6) == 0)
-			kind = TASKQ_BACKOFF_LINEAR;
-	}
-	return kind;
-}
-
-/*
- * Whether a backoff object is the built-in policy.  A job stores NULL for
- * it rather than the same ~100 bytes in every row.
- */
-bool
-TaskqBackoffIsDefault(Jsonb *backoff)
-{
-	double		delay;
-	double		cap;
-	bool		jitter;
-
-	return backoff_policy(backoff, &delay, &cap, &jitter) == TASKQ_BACKOFF_EXPONENTIAL &&
-		delay == DEFAULT_BACKOFF_DELAY_MS && cap == DEFAULT_BACKOFF_MAX_MS && !jitter;
-}
-
-/*
- * The delay in ms before the retry that follows failed attempt number
- * attempt (1-based): fixed d, linear d * attempt, exponential
- * d * 2^(attempt - 1), capped at max_delay_ms; with jitter, a uniformly
- * random delay between half of that and all of it.
- */
-int64
-TaskqBackoffDelay(Jsonb *backoff, int32 attempt)
-{
-	double		d;
-	double		cap;
-	bool		jitter;
-	TaskqBackoffType kind = backoff_policy(backoff, &d, &cap, &jitter);
-
-	if (attempt < 1)
-		attempt = 1;
-	if (kind == TASKQ_BACKOFF_LINEAR)
-		d *= attempt;
-	else if (kind == TASKQ_BACKOFF_EXPONENTIAL)
-		d *= pow(2.0, Min(attempt - 1, 1000));
-	if (d > cap)
-		d = cap;
-	if (jitter)
-		d = d / 2.0 + pg_prng_double(&pg_global_prng_state) * (d / 2.0);
-	return (int64) d;
 }
 
 /*

@@ -275,6 +275,8 @@ extern void TaskqParseQueueOptions(Jsonb *options, TaskqQueueOptions *opts);
 extern text *TaskqOptionText(const char *option, const JsonbValue *v, int maxbytes);
 extern JsonbIterator *TaskqJsonKeys(JsonbContainer *object);
 extern bool TaskqJsonKeyNext(JsonbIterator **it, char **key, JsonbValue *val);
+
+/* backoff.c */
 extern Jsonb *TaskqMergeBackoff(Jsonb *base, Jsonb *over);
 extern int64 TaskqBackoffDelay(Jsonb *backoff, int32 attempt);
 extern bool TaskqBackoffIsDefault(Jsonb *backoff);
