@@ -203,4 +203,31 @@ SELECT * FROM taskq.pull('bundle', 1, NULL, '[{"id": "x", "bogus": 1}]');
 SELECT count(*) FROM taskq.pull('bundle', 1, NULL, '[]');
 SELECT count(*) FROM taskq.pull('bundle', 1, NULL, NULL);
 
+--
+-- ack and ack_batch write the finished row without an INSERT (the DELETE
+-- returns it, and it goes into the heap and its index entries as COPY
+-- writes): the rows are those the INSERT writes, which they still use when
+-- finished_jobs has a trigger
+--
+BEGIN;
+SELECT count(*) FROM taskq.push_batch('mv', '[{"name": "j", "data": {"k": 1}, "options": {"metadata": {"m": 1}, "priority": 2}},
+    {"name": "j", "data": {"k": 1}, "options": {"metadata": {"m": 1}, "priority": 2}},
+    {"name": "j", "data": {"k": 1}, "options": {"metadata": {"m": 1}, "priority": 2}},
+    {"name": "j", "data": {"k": 1}, "options": {"metadata": {"m": 1}, "priority": 2}}]');
+CREATE TEMP TABLE mv AS SELECT p.id, p.lease, p.n FROM taskq.pull('mv', 4) WITH ORDINALITY AS p(id, lease, queue, name, data, metadata, priority, attempt, max_attempts, lease_expires_at, flow_id, parent_results, grp, n);
+SELECT taskq.ack(id, '{"r": 1}', lease) FROM mv WHERE n = 1;
+SELECT taskq.ack_batch(jsonb_build_array(jsonb_build_object('id', id, 'lease', lease, 'result', '{"r": 2}'::jsonb))) FROM mv WHERE n = 2;
+CREATE FUNCTION pg_temp.seen() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN RAISE NOTICE 'trigger saw % %', NEW.state, NEW.result; RETURN NULL; END$$;
+CREATE TRIGGER seen AFTER INSERT ON taskq.finished_jobs FOR EACH ROW EXECUTE FUNCTION pg_temp.seen();
+SELECT taskq.ack(id, '{"r": 1}', lease) FROM mv WHERE n = 3;
+SELECT taskq.ack_batch(jsonb_build_array(jsonb_build_object('id', id, 'lease', lease, 'result', '{"r": 2}'::jsonb))) FROM mv WHERE n = 4;
+SELECT a.n, b.n, f.state, f.result,
+       (to_jsonb(f) - 'id' - 'lease') = (to_jsonb(g) - 'id' - 'lease') AS same_row
+FROM mv a JOIN mv b ON b.n = a.n + 2
+JOIN taskq.finished_jobs f ON f.id = a.id JOIN taskq.finished_jobs g ON g.id = b.id
+ORDER BY a.n;
+SELECT count(*) AS live FROM taskq.jobs WHERE queue = 'mv';
+ROLLBACK;
+
 DROP EXTENSION taskq;

@@ -271,7 +271,7 @@ TaskqCascade(Datum id, text *name, bool dead)
 
 		plan->sql = TaskqMoveSql("jobs", dead ? "dead_jobs" : "finished_jobs",
 								 NULL, where, dead ? dead_sets : cancel_sets,
-								 "id, queue");
+								 "id, queue", false);
 	}
 
 	if (outermost)

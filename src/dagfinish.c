@@ -224,8 +224,8 @@ job_finished(Datum id)
 
 /*
  * After a statement of TaskqMoveSql into finished_jobs or dead_jobs: the
- * jobs whose move has consequences (their id in the statement's last
- * column, TASKQ_FINISH_COLUMN; NULL for the others) get them now, in the
+ * jobs whose move has consequences (their id in the statement's column
+ * TASKQ_FINISH_COLUMN; NULL for the others) get them now, in the
  * order they moved, before the caller goes on.  This was an AFTER INSERT
  * row trigger with a WHEN clause, which fired at the same point; but every
  * statement that inserted into the tables parsed and set up the WHEN
@@ -239,7 +239,7 @@ TaskqFinishMoved(void)
 {
 	SPITupleTable *moved = SPI_tuptable;
 	uint64		n = SPI_processed;
-	int			col = moved->tupdesc->natts;
+	int			col = SPI_fnumber(moved->tupdesc, TASKQ_FINISH_COLUMN);
 	Datum	   *ids = NULL;
 	int			nids = 0;
 

@@ -27,7 +27,14 @@
 #define ACTIVE_UNDER_LEASE(lease) \
 	"j.id = $1 AND j.state = 'active' AND (" lease " IS NULL OR j.lease = " lease ")"
 
+/*
+ * The acks move jobs into finished_jobs in two steps (TaskqExecuteMove):
+ * the _select_ plans delete them, and their rows are written without a
+ * statement; the others are the same moves as one statement, for when
+ * finished_jobs has triggers.
+ */
 static TaskqPlan ack_plan = {NULL, 3, {UUIDOID, JSONBOID, UUIDOID}};
+static TaskqPlan ack_select_plan = {NULL, 3, {UUIDOID, JSONBOID, UUIDOID}};
 
 /*
  * A queue that keeps no completed jobs (retention.completed_ms 0): an ack
@@ -56,6 +63,7 @@ static TaskqPlan forget_batch_plan = {
 	1, {JSONBOID}
 };
 static TaskqPlan ack_batch_plan = {NULL, 1, {JSONBOID}};
+static TaskqPlan ack_batch_select_plan = {NULL, 1, {JSONBOID}};
 static TaskqPlan fail_lock_plan = {
 	"SELECT j.attempts, j.max_attempts, j.backoff FROM taskq.jobs j"
 	" WHERE " ACTIVE_UNDER_LEASE("$2::uuid") " FOR UPDATE",
@@ -199,29 +207,34 @@ init_move_plans(void)
 
 	if (ack_plan.sql != NULL)
 		return;
-	ack_batch_plan.sql =
-		TaskqMoveSql("jobs", "finished_jobs",
-					 "(SELECT (x.item ->> 'id')::uuid AS item_id,"
-					 " x.item -> 'result' AS item_result,"
-					 " (x.item ->> 'lease')::uuid AS item_lease"
-					 " FROM jsonb_array_elements($1) AS x(item)) i",
-					 "j.id = i.item_id AND j.state = 'active'"
-					 " AND (i.item_lease IS NULL OR j.lease = i.item_lease)",
-					 ack_batch_sets, "id, queue");
+	for (int select = 0; select <= 1; select++)
+		(select ? &ack_batch_select_plan : &ack_batch_plan)->sql =
+			TaskqMoveSql("jobs", "finished_jobs",
+						 "(SELECT (x.item ->> 'id')::uuid AS item_id,"
+						 " x.item -> 'result' AS item_result,"
+						 " (x.item ->> 'lease')::uuid AS item_lease"
+						 " FROM jsonb_array_elements($1) AS x(item)) i",
+						 "j.id = i.item_id AND j.state = 'active'"
+						 " AND (i.item_lease IS NULL OR j.lease = i.item_lease)",
+						 ack_batch_sets, "id, queue", select);
 	fail_dead_plan.sql =
-		TaskqMoveSql("jobs", "dead_jobs", NULL, "j.id = $1", dead_sets, "queue");
+		TaskqMoveSql("jobs", "dead_jobs", NULL, "j.id = $1", dead_sets, "queue",
+					 false);
 	cancel_plan.sql =
 		TaskqMoveSql("jobs", "finished_jobs", NULL,
 					 "j.id = $1 AND j.state IN ('waiting', 'delayed', 'blocked')",
-					 cancel_sets, "queue");
+					 cancel_sets, "queue", false);
 	redrive_plan.sql =
 		TaskqMoveSql("dead_jobs", "jobs", NULL, "j.id = $1", redrive_sets,
-					 "depends_on, queue, priority, id");
+					 "depends_on, queue, priority, id", false);
+	ack_select_plan.sql =
+		TaskqMoveSql("jobs", "finished_jobs", NULL,
+					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, "queue", true);
 
 	/* last, so that its being set means all are */
 	ack_plan.sql =
 		TaskqMoveSql("jobs", "finished_jobs", NULL,
-					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, "queue");
+					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, "queue", false);
 }
 
 /*
@@ -243,7 +256,7 @@ ack_job(Datum *values, bool *nulls)
 		TaskqNoteSlotsFreed(1);
 		return 1;
 	}
-	n = TaskqExecute(&ack_plan, values, nulls, false, 0);
+	n = TaskqExecuteMove(&ack_select_plan, &ack_plan, "finished_jobs", values, nulls);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
 	TaskqNoteSlotsFreed(n);
 	if (n > 0)
@@ -420,7 +433,8 @@ TaskqAckItems(Jsonb *items)
 		TaskqMetricsCountReturned(forgotten, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
 		TaskqNoteSlotsFreed(forgotten);
 	}
-	n = TaskqExecute(&ack_batch_plan, values, NULL, false, 0);
+	n = TaskqExecuteMove(&ack_batch_select_plan, &ack_batch_plan, "finished_jobs",
+						 values, NULL);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
 	TaskqNoteSlotsFreed(n);
 	if (n > 0)

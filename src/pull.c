@@ -260,7 +260,7 @@ TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor, TimestampTz
 		reclaim_dead_plan.sql =
 			TaskqMoveSql("jobs", "dead_jobs", NULL,
 						 "j.id IN (" EXPIRED_JOBS("attempts >= max_attempts") ")",
-						 sets, "id, queue");
+						 sets, "id, queue", false);
 	}
 	dead = TaskqExecute(&reclaim_dead_plan, values, nulls, false, 0);
 	TaskqMetricsCountReturned(dead, TASKQ_COUNT_DEAD_KEPT | TASKQ_COUNT(TASKQ_METRIC_LEASE_EXPIRED));

@@ -24,7 +24,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
-#include "executor/executor.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -174,10 +174,9 @@ job_state(Oid type, const char *label)
 }
 
 /*
- * Insert the jobs of a batch into taskq.jobs as COPY does: the heap's
- * multi-insert (one WAL record per page rather than per job), then each
- * job's index entries.  No statement is planned or executed; the rows and
- * index entries are those the INSERT of insert_batch_plan would write.
+ * Insert the jobs of a batch into taskq.jobs as COPY does (rowinsert.c).
+ * The rows and index entries are those the INSERT of insert_batch_plan
+ * would write.
  * Returns false, having written nothing, when the table has triggers or
  * columns of its own: then the INSERT does it.  The value of column c
  * (the batch's columns) of job i is values[c * stride + i].
@@ -190,14 +189,11 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 	BatchColumn *map = palloc(sizeof(BatchColumn) * desc->natts);
 	bool		seen[BC_COUNT] = {0};
 	TupleTableSlot **slots;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	RangeTblEntry *rte;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		waiting = (Datum) 0;
 	Datum		delayed = (Datum) 0;
 
-	if (rel->trigdesc != NULL || rel->rd_rel->relrowsecurity)
+	if (!TaskqCanInsertRows(rel))
 		return false;
 	for (int a = 0; a < desc->natts; a++)
 	{
@@ -222,17 +218,6 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 	for (int c = 0; c < BC_COUNT; c++)
 		if (!seen[c])
 			return false;
-
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
 
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)
@@ -314,23 +299,11 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 			slot->tts_isnull[a] = isnull;
 		}
 		ExecStoreVirtualTuple(slot);
-		if (desc->constr != NULL)
-			ExecConstraints(rri, slot, estate);
 		slots[i] = slot;
 	}
-
-	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
+	TaskqInsertRows(rel, slots, n);
 	for (int i = 0; i < n; i++)
-	{
-		list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false,
-										NULL, NIL));
-		ResetPerTupleExprContext(estate);
 		ExecDropSingleTupleTableSlot(slots[i]);
-	}
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
-	/* later statements of the call (a job with parents) see them */
-	CommandCounterIncrement();
 	return true;
 }
 

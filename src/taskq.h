@@ -242,6 +242,10 @@ extern void TaskqUuidInit(void);
 extern void TaskqUuid7(pg_uuid_t *uuid);
 extern char *TaskqUuidText(Datum uuid);
 
+/* rowinsert.c */
+extern bool TaskqCanInsertRows(Relation rel);
+extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
+
 /* util.c */
 extern int	taskq_statement_depth;
 extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);
@@ -249,7 +253,11 @@ extern int	TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 						 bool read_only, long count);
 extern char *TaskqMoveSql(const char *from_table, const char *to_table,
 						  const char *using_clause, const char *where_clause,
-						  const TaskqColumnSet *sets, const char *returning);
+						  const TaskqColumnSet *sets, const char *returning,
+						  bool select);
+extern int	TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
+							 const char *to_table, Datum *values,
+							 const bool *isnull);
 extern void TaskqRaiseJobNotFound(Datum id) pg_attribute_noreturn();
 extern void TaskqRaiseJobConflict(Datum id, bool lease_given, Datum lease);
 extern text *TaskqClipText(text *t, int maxbytes);

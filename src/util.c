@@ -13,17 +13,22 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
-#include "miscadmin.h"
-#include "nodes/parsenodes.h"
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "taskq.h"
@@ -158,6 +163,49 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 }
 
 /*
+ * The row a move writes: the expression of each column of the target
+ * table, in table order, over "m" (the deleted row), sets replacing some.
+ * With cast, each set expression is cast to its column's type in
+ * to_table, for a SELECT list (which has no target column to coerce to).
+ */
+static void
+append_move_row(StringInfo buf, const TaskqColumnSet *sets, bool cast,
+				const char *to_table)
+{
+	Oid			relid = InvalidOid;
+
+	if (cast)
+		relid = get_relname_relid(to_table, get_namespace_oid("taskq", false));
+	for (int i = 0; i < lengthof(job_columns); i++)
+	{
+		const char *expr = NULL;
+
+		for (const TaskqColumnSet *s = sets; s->column != NULL; s++)
+			if (strcmp(s->column, job_columns[i]) == 0)
+				expr = s->expr;
+		if (i > 0)
+			appendStringInfoString(buf, ", ");
+		if (expr && cast)
+			appendStringInfo(buf, "CAST((%s) AS %s)", expr,
+							 format_type_be_qualified(get_atttype(relid, i + 1)));
+		else if (expr)
+			appendStringInfoString(buf, expr);
+		else
+			appendStringInfo(buf, "m.%s", job_columns[i]);
+	}
+}
+
+/* whether a move into to_table has consequences to act on (dagfinish.c) */
+static void
+append_move_finish(StringInfo buf, const char *to_table)
+{
+	appendStringInfo(buf, "CASE WHEN has_children OR pending_parents > 0"
+					 " OR metadata ? 'reply_to'%s THEN id END AS " TASKQ_FINISH_COLUMN,
+					 strcmp(to_table, "finished_jobs") == 0 ?
+					 " OR metadata ? 'follow_ups'" : "");
+}
+
+/*
  * Build the statement that moves jobs from one table to another in one
  * step: DELETE ... RETURNING feeding INSERT ... SELECT.
  *
@@ -168,15 +216,23 @@ TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
  * NULL; when given, its columns (alias "i") come out next to j.*, so sets
  * can use them through "m".  The text is made once per plan, in
  * TopMemoryContext.
+ *
+ * With select set (a move into finished_jobs or dead_jobs only), the
+ * statement deletes the same rows but only returns: returning, the
+ * column for TaskqFinishMoved, then the row to write, which
+ * TaskqExecuteMove writes without a statement.
  */
 char *
 TaskqMoveSql(const char *from_table, const char *to_table,
 			 const char *using_clause, const char *where_clause,
-			 const TaskqColumnSet *sets, const char *returning)
+			 const TaskqColumnSet *sets, const char *returning, bool select)
 {
 	StringInfoData buf;
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	bool		history = strcmp(to_table, "finished_jobs") == 0 ||
+		strcmp(to_table, "dead_jobs") == 0;
 
+	Assert(history || !select);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "WITH m AS (DELETE FROM taskq.%s j", from_table);
 	if (using_clause)
@@ -184,36 +240,96 @@ TaskqMoveSql(const char *from_table, const char *to_table,
 	appendStringInfo(&buf, " WHERE %s RETURNING j.*", where_clause);
 	if (using_clause)
 		appendStringInfoString(&buf, ", i.*");
-	appendStringInfo(&buf, ") INSERT INTO taskq.%s (", to_table);
+	appendStringInfoString(&buf, ") ");
+	if (select)
+	{
+		appendStringInfo(&buf, "SELECT %s%s", returning ? returning : "",
+						 returning ? ", " : "");
+		append_move_finish(&buf, to_table);
+		appendStringInfoString(&buf, ", ");
+		append_move_row(&buf, sets, true, to_table);
+		appendStringInfoString(&buf, " FROM m");
+		MemoryContextSwitchTo(old);
+		return buf.data;
+	}
+	appendStringInfo(&buf, "INSERT INTO taskq.%s (", to_table);
 	for (int i = 0; i < lengthof(job_columns); i++)
 		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", job_columns[i]);
 	appendStringInfoString(&buf, ") SELECT ");
-	for (int i = 0; i < lengthof(job_columns); i++)
-	{
-		const char *expr = NULL;
-
-		for (const TaskqColumnSet *s = sets; s->column != NULL; s++)
-			if (strcmp(s->column, job_columns[i]) == 0)
-				expr = s->expr;
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		if (expr)
-			appendStringInfoString(&buf, expr);
-		else
-			appendStringInfo(&buf, "m.%s", job_columns[i]);
-	}
+	append_move_row(&buf, sets, false, to_table);
 	appendStringInfoString(&buf, " FROM m");
-	if (strcmp(to_table, "finished_jobs") == 0 || strcmp(to_table, "dead_jobs") == 0)
-		appendStringInfo(&buf, " RETURNING %s%sCASE WHEN has_children"
-						 " OR pending_parents > 0 OR metadata ? 'reply_to'%s"
-						 " THEN id END AS " TASKQ_FINISH_COLUMN,
-						 returning ? returning : "", returning ? ", " : "",
-						 strcmp(to_table, "finished_jobs") == 0 ?
-						 " OR metadata ? 'follow_ups'" : "");
+	if (history)
+	{
+		appendStringInfo(&buf, " RETURNING %s%s", returning ? returning : "",
+						 returning ? ", " : "");
+		append_move_finish(&buf, to_table);
+	}
 	else if (returning)
 		appendStringInfo(&buf, " RETURNING %s", returning);
 	MemoryContextSwitchTo(old);
 	return buf.data;
+}
+
+/*
+ * Run a move into finished_jobs or dead_jobs: select_plan (TaskqMoveSql
+ * with select) deletes the rows, which are then written into to_table
+ * without a statement (rowinsert.c), as COPY writes; or, when to_table
+ * has triggers (or has been changed), insert_plan, the same move as one
+ * statement.  Either way SPI_tuptable is then the statement's, returning
+ * first and the column for TaskqFinishMoved among the others, whose hook
+ * has run.  Returns the number of jobs moved.
+ */
+int
+TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
+				 const char *to_table, Datum *values, const bool *isnull)
+{
+	Relation	rel = table_open(get_relname_relid(to_table,
+												   get_namespace_oid("taskq", false)),
+								 RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		direct = TaskqCanInsertRows(rel) &&
+		desc->natts == lengthof(job_columns);
+	int			n;
+
+	for (int a = 0; a < desc->natts && direct; a++)
+		direct = !TupleDescAttr(desc, a)->attisdropped &&
+			strcmp(NameStr(TupleDescAttr(desc, a)->attname), job_columns[a]) == 0;
+	if (!direct)
+	{
+		table_close(rel, NoLock);
+		return TaskqExecute(insert_plan, values, isnull, false, 0);
+	}
+
+	n = TaskqExecute(select_plan, values, isnull, false, 0);
+	if (n > 0)
+	{
+		SPITupleTable *tt = SPI_tuptable;
+		int			first = tt->tupdesc->natts - desc->natts;
+		TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
+
+		for (int a = 0; a < desc->natts; a++)
+			if (TupleDescAttr(tt->tupdesc, first + a)->atttypid !=
+				TupleDescAttr(desc, a)->atttypid)
+				elog(ERROR, "taskq: a move into taskq.%s returned column %d of type %u, not %u",
+					 to_table, a + 1, TupleDescAttr(tt->tupdesc, first + a)->atttypid,
+					 TupleDescAttr(desc, a)->atttypid);
+		for (int i = 0; i < n; i++)
+		{
+			slots[i] = table_slot_create(rel, NULL);
+			for (int a = 0; a < desc->natts; a++)
+				slots[i]->tts_values[a] = SPI_getbinval(tt->vals[i], tt->tupdesc,
+														first + a + 1,
+														&slots[i]->tts_isnull[a]);
+			ExecStoreVirtualTuple(slots[i]);
+		}
+		TaskqInsertRows(rel, slots, n);
+		for (int i = 0; i < n; i++)
+			ExecDropSingleTupleTableSlot(slots[i]);
+		if (taskq_moved_hook)
+			taskq_moved_hook();
+	}
+	table_close(rel, NoLock);
+	return n;
 }
 
 /*

@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * rowinsert.c
+ *		Writing rows into taskq's tables without a statement, as COPY
+ *		writes them: the heap's multi-insert, then each row's index
+ *		entries.
+ *
+ * No plan is made or executed, and the heap writes one WAL record per
+ * page rather than one per row.  The rows must be complete (every column
+ * given, as an INSERT would have filled it).  Constraints are checked as
+ * INSERT checks them.  A table with triggers or row-level security is
+ * not written this way (TaskqCanInsertRows): its callers run an INSERT
+ * instead, so that the triggers fire.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/rel.h"
+
+#include "taskq.h"
+
+/*
+ * Whether rows may go into rel with TaskqInsertRows.
+ */
+bool
+TaskqCanInsertRows(Relation rel)
+{
+	return rel->trigdesc == NULL && !rel->rd_rel->relrowsecurity;
+}
+
+/*
+ * Insert the n rows of slots (virtual or heap slots of rel) into rel,
+ * opened with RowExclusiveLock, with their index entries; then advance
+ * the command counter, so that the caller's next statements see them.
+ * The slots are left holding the rows as stored.
+ */
+void
+TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n)
+{
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	Assert(TaskqCanInsertRows(rel));
+	/* what the executor checks of an INSERT (a standby is read only) */
+	PreventCommandIfReadOnly("INSERT");
+	PreventCommandIfParallelMode("INSERT");
+	if (n <= 0)
+		return;
+	/* a range table, for the messages of ExecConstraints */
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+
+	if (RelationGetDescr(rel)->constr != NULL)
+		for (int i = 0; i < n; i++)
+			ExecConstraints(rri, slots[i], estate);
+	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false,
+										NULL, NIL));
+		ResetPerTupleExprContext(estate);
+	}
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	CommandCounterIncrement();
+}
