@@ -8,8 +8,8 @@
  * No plan is made or executed, and the heap writes one WAL record per
  * page rather than one per row.  The rows must be complete (every column
  * given, as an INSERT would have filled it).  Constraints are checked as
- * INSERT checks them.  A table with triggers or row-level security is
- * not written this way (TaskqCanInsertRows): its callers run an INSERT
+ * INSERT checks them.  A table with INSERT triggers or row-level security
+ * is not written this way (TaskqCanInsertRows): its callers run an INSERT
  * instead, so that the triggers fire.
  *
  *-------------------------------------------------------------------------
@@ -18,6 +18,7 @@
 
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -31,7 +32,15 @@
 bool
 TaskqCanInsertRows(Relation rel)
 {
-	return rel->trigdesc == NULL && !rel->rd_rel->relrowsecurity;
+	TriggerDesc *td = rel->trigdesc;
+
+	/* the history tables' triggers count deletes and updates: those may be */
+	if (td != NULL &&
+		(td->trig_insert_before_row || td->trig_insert_after_row ||
+		 td->trig_insert_instead_row || td->trig_insert_before_statement ||
+		 td->trig_insert_after_statement || td->trig_insert_new_table))
+		return false;
+	return !rel->rd_rel->relrowsecurity;
 }
 
 /*
