@@ -21,7 +21,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
@@ -134,28 +133,11 @@ batch_insert_sql(Datum queue, PushBatch *b)
 /* which of push_one's values each batch column is */
 static const int batch_from[BATCH_COLUMNS] = {0, 2, 3, 4, 5, 6, 7, 8, 10, 11, 15};
 
-/* taskq.jobs */
-static Oid
-jobs_relid(void)
-{
-	return get_relname_relid("jobs", get_namespace_oid("taskq", false));
-}
 
-/* the columns of taskq.jobs a batch job gets a value for (batch_insert) */
-typedef enum BatchColumn
-{
-	BC_ID, BC_QUEUE, BC_NAME, BC_STATE, BC_PRIORITY, BC_DATA, BC_METADATA,
-	BC_ATTEMPTS, BC_MAX_ATTEMPTS, BC_TIMEOUT_MS, BC_BACKOFF, BC_FLOW_ID,
-	BC_RUN_AT, BC_PROGRESS, BC_CREATED_AT, BC_PENDING_PARENTS,
-	BC_HAS_CHILDREN, BC_DAG_DEPTH, BC_GROUP_KEY, BC_NULL,	/* any other */
-	BC_COUNT = BC_NULL
-} BatchColumn;
-
-static const char *const batch_column_names[BC_COUNT] = {
-	"id", "queue", "name", "state", "priority", "data", "metadata",
-	"attempts", "max_attempts", "timeout_ms", "backoff", "flow_id",
-	"run_at", "progress", "created_at", "pending_parents",
-	"has_children", "dag_depth", "group_key"
+/* the column of taskq.jobs each batch column goes into */
+static const char *const batch_column_names[BATCH_COLUMNS] = {
+	"id", "name", "priority", "data", "metadata", "max_attempts",
+	"timeout_ms", "backoff", "flow_id", "run_at", "group_key"
 };
 
 /* the OID of a label of taskq.job_state */
@@ -176,128 +158,61 @@ job_state(Oid type, const char *label)
 /*
  * Insert the jobs of a batch into taskq.jobs as COPY does (rowinsert.c).
  * The rows and index entries are those the INSERT of insert_batch_plan
- * would write.
- * Returns false, having written nothing, when the table has triggers or
- * columns of its own: then the INSERT does it.  The value of column c
- * (the batch's columns) of job i is values[c * stride + i].
+ * would write: the batch's columns, the queue, the state, run_at (now
+ * when not given), created_at, and the defaults of the other NOT NULL
+ * columns.  Returns false, having written nothing, when the table has
+ * triggers or other columns than taskq's: then the INSERT does it.  The
+ * value of batch column c of job i is values[c * stride + i].
  */
 static bool
 batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 			 const bool *nulls, int stride)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	BatchColumn *map = palloc(sizeof(BatchColumn) * desc->natts);
-	bool		seen[BC_COUNT] = {0};
 	TupleTableSlot **slots;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	Datum		waiting = (Datum) 0;
-	Datum		delayed = (Datum) 0;
+	int			state;
+	int			run_at;
+	Datum		waiting;
+	Datum		delayed;
 
-	if (!TaskqCanInsertRows(rel))
+	if (!TaskqCanInsertRows(rel) || !TaskqIsJobTable(desc))
 		return false;
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-
-		map[a] = BC_NULL;
-		if (att->attisdropped)
-			continue;
-		for (int c = 0; c < BC_COUNT && map[a] == BC_NULL; c++)
-			if (strcmp(NameStr(att->attname), batch_column_names[c]) == 0)
-				map[a] = (BatchColumn) c;
-		if (map[a] == BC_NULL && (att->attnotnull || att->atthasdef))
-			return false;		/* a column added to taskq.jobs */
-		if (map[a] == BC_STATE)
-		{
-			waiting = job_state(att->atttypid, "waiting");
-			delayed = job_state(att->atttypid, "delayed");
-		}
-		if (map[a] != BC_NULL)
-			seen[map[a]] = true;
-	}
-	for (int c = 0; c < BC_COUNT; c++)
-		if (!seen[c])
-			return false;
+	state = TaskqJobColumn("state");
+	run_at = TaskqJobColumn("run_at");
+	waiting = job_state(TupleDescAttr(desc, state)->atttypid, "waiting");
+	delayed = job_state(TupleDescAttr(desc, state)->atttypid, "delayed");
 
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)
 	{
 		TupleTableSlot *slot = table_slot_create(rel, NULL);
-		bool		has_run_at = !nulls[9 * stride + i];
+		Datum	   *v = slot->tts_values;
+		bool	   *isnull = slot->tts_isnull;
 
-		for (int a = 0; a < desc->natts; a++)
+		memset(isnull, true, sizeof(bool) * desc->natts);
+		for (int c = 0; c < BATCH_COLUMNS; c++)
 		{
-			Datum		v = (Datum) 0;
-			bool		isnull = false;
+			int			a = TaskqJobColumn(batch_column_names[c]);
 
-			switch (map[a])
-			{
-				case BC_ID:
-					v = values[0 * stride + i];
-					break;
-				case BC_QUEUE:
-					v = queue;
-					break;
-				case BC_NAME:
-					v = values[1 * stride + i];
-					break;
-				case BC_STATE:
-					v = has_run_at && DatumGetTimestampTz(values[9 * stride + i]) > now ?
-						delayed : waiting;
-					break;
-				case BC_PRIORITY:
-					v = values[2 * stride + i];
-					break;
-				case BC_DATA:
-					v = values[3 * stride + i];
-					break;
-				case BC_METADATA:
-					v = values[4 * stride + i];
-					isnull = nulls[4 * stride + i];
-					break;
-				case BC_MAX_ATTEMPTS:
-					v = values[5 * stride + i];
-					break;
-				case BC_TIMEOUT_MS:
-					v = values[6 * stride + i];
-					isnull = nulls[6 * stride + i];
-					break;
-				case BC_BACKOFF:
-					v = values[7 * stride + i];
-					isnull = nulls[7 * stride + i];
-					break;
-				case BC_FLOW_ID:
-					v = values[8 * stride + i];
-					isnull = nulls[8 * stride + i];
-					break;
-				case BC_RUN_AT:
-					v = has_run_at ? values[9 * stride + i] : TimestampTzGetDatum(now);
-					break;
-				case BC_CREATED_AT:
-					v = TimestampTzGetDatum(now);
-					break;
-				case BC_GROUP_KEY:
-					v = values[10 * stride + i];
-					isnull = nulls[10 * stride + i];
-					break;
-				case BC_ATTEMPTS:
-				case BC_PROGRESS:
-				case BC_PENDING_PARENTS:
-					v = Int32GetDatum(0);
-					break;
-				case BC_HAS_CHILDREN:
-					v = BoolGetDatum(false);
-					break;
-				case BC_DAG_DEPTH:
-					v = Int32GetDatum(1);
-					break;
-				case BC_NULL:
-					isnull = true;
-					break;
-			}
-			slot->tts_values[a] = v;
-			slot->tts_isnull[a] = isnull;
+			v[a] = values[c * stride + i];
+			isnull[a] = nulls[c * stride + i];
 		}
+		if (isnull[run_at])
+			v[run_at] = TimestampTzGetDatum(now);
+		isnull[run_at] = false;
+		v[state] = DatumGetTimestampTz(v[run_at]) > now ? delayed : waiting;
+		isnull[state] = false;
+#define SET_COLUMN(name, value) \
+		(v[TaskqJobColumn(name)] = (value), isnull[TaskqJobColumn(name)] = false)
+		SET_COLUMN("queue", queue);
+		SET_COLUMN("created_at", TimestampTzGetDatum(now));
+		SET_COLUMN("attempts", Int32GetDatum(0));
+		SET_COLUMN("progress", Int32GetDatum(0));
+		SET_COLUMN("pending_parents", Int32GetDatum(0));
+		SET_COLUMN("has_children", BoolGetDatum(false));
+		SET_COLUMN("dag_depth", Int32GetDatum(1));
+#undef SET_COLUMN
 		ExecStoreVirtualTuple(slot);
 		slots[i] = slot;
 	}
@@ -321,7 +236,7 @@ batch_flush(Datum queue, PushBatch *b)
 	if (b->n == 0)
 		return;
 	SPI_connect();
-	rel = table_open(jobs_relid(), RowExclusiveLock);
+	rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
 	if (!batch_insert(rel, queue, b->n, &b->values[0][0], &b->nulls[0][0],
 					  BATCH_FLUSH))
 		batch_insert_sql(queue, b);
@@ -357,7 +272,7 @@ insert_direct(Datum queue, const Datum *values, const bool *nulls)
 		v[c] = values[batch_from[c]];
 		n[c] = nulls[batch_from[c]];
 	}
-	rel = table_open(jobs_relid(), RowExclusiveLock);
+	rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
 	done = batch_insert(rel, queue, 1, v, n, 1);
 	table_close(rel, NoLock);
 	return done;

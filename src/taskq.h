@@ -248,6 +248,9 @@ extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
 
 /* util.c */
 extern int	taskq_statement_depth;
+extern Oid	TaskqTableOid(const char *name);
+extern bool TaskqIsJobTable(TupleDesc desc);
+extern int	TaskqJobColumn(const char *name);
 extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);
 extern int	TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 						 bool read_only, long count);

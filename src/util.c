@@ -43,6 +43,41 @@ static const char *const job_columns[] = {
 	"has_children", "dag_depth", "group_key"
 };
 
+/* the OID of a table of taskq's schema */
+Oid
+TaskqTableOid(const char *name)
+{
+	return get_relname_relid(name, get_namespace_oid("taskq", false));
+}
+
+/*
+ * Whether a table has exactly the columns of taskq.jobs, in order (so
+ * does finished_jobs, unless someone changed it): what taskq writes into
+ * it without a statement expects them.
+ */
+bool
+TaskqIsJobTable(TupleDesc desc)
+{
+	if (desc->natts != lengthof(job_columns))
+		return false;
+	for (int a = 0; a < desc->natts; a++)
+		if (TupleDescAttr(desc, a)->attisdropped ||
+			strcmp(NameStr(TupleDescAttr(desc, a)->attname), job_columns[a]) != 0)
+			return false;
+	return true;
+}
+
+/* the attribute number of a column of taskq.jobs, less one */
+int
+TaskqJobColumn(const char *name)
+{
+	for (int i = 0; i < lengthof(job_columns); i++)
+		if (strcmp(job_columns[i], name) == 0)
+			return i;
+	elog(ERROR, "taskq: taskq.jobs has no column \"%s\"", name);
+	return -1;					/* keep the compiler quiet */
+}
+
 /*
  * Return the kept plan of a statement, preparing it on first use.
  * Must be called inside SPI_connect.
@@ -175,7 +210,7 @@ append_move_row(StringInfo buf, const TaskqColumnSet *sets, bool cast,
 	Oid			relid = InvalidOid;
 
 	if (cast)
-		relid = get_relname_relid(to_table, get_namespace_oid("taskq", false));
+		relid = TaskqTableOid(to_table);
 	for (int i = 0; i < lengthof(job_columns); i++)
 	{
 		const char *expr = NULL;
@@ -283,18 +318,11 @@ int
 TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
 				 const char *to_table, Datum *values, const bool *isnull)
 {
-	Relation	rel = table_open(get_relname_relid(to_table,
-												   get_namespace_oid("taskq", false)),
-								 RowExclusiveLock);
+	Relation	rel = table_open(TaskqTableOid(to_table), RowExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	bool		direct = TaskqCanInsertRows(rel) &&
-		desc->natts == lengthof(job_columns);
 	int			n;
 
-	for (int a = 0; a < desc->natts && direct; a++)
-		direct = !TupleDescAttr(desc, a)->attisdropped &&
-			strcmp(NameStr(TupleDescAttr(desc, a)->attname), job_columns[a]) == 0;
-	if (!direct)
+	if (!TaskqCanInsertRows(rel) || !TaskqIsJobTable(desc))
 	{
 		table_close(rel, NoLock);
 		return TaskqExecute(insert_plan, values, isnull, false, 0);
