@@ -173,6 +173,16 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			state;
 	int			run_at;
+	int			from[BATCH_COLUMNS];
+	static const char *const fixed_names[] = {
+		"queue", "created_at", "attempts", "progress", "pending_parents",
+		"has_children", "dag_depth"
+	};
+	Datum		fixed[] = {
+		queue, TimestampTzGetDatum(now), Int32GetDatum(0), Int32GetDatum(0),
+		Int32GetDatum(0), BoolGetDatum(false), Int32GetDatum(1)
+	};
+	int			fixed_at[lengthof(fixed_names)];
 	Datum		waiting;
 	Datum		delayed;
 
@@ -180,6 +190,10 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 		return false;
 	state = TaskqJobColumn("state");
 	run_at = TaskqJobColumn("run_at");
+	for (int c = 0; c < BATCH_COLUMNS; c++)
+		from[c] = TaskqJobColumn(batch_column_names[c]);
+	for (int k = 0; k < lengthof(fixed_names); k++)
+		fixed_at[k] = TaskqJobColumn(fixed_names[k]);
 	waiting = job_state(TupleDescAttr(desc, state)->atttypid, "waiting");
 	delayed = job_state(TupleDescAttr(desc, state)->atttypid, "delayed");
 
@@ -193,26 +207,19 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 		memset(isnull, true, sizeof(bool) * desc->natts);
 		for (int c = 0; c < BATCH_COLUMNS; c++)
 		{
-			int			a = TaskqJobColumn(batch_column_names[c]);
-
-			v[a] = values[c * stride + i];
-			isnull[a] = nulls[c * stride + i];
+			v[from[c]] = values[c * stride + i];
+			isnull[from[c]] = nulls[c * stride + i];
 		}
 		if (isnull[run_at])
 			v[run_at] = TimestampTzGetDatum(now);
 		isnull[run_at] = false;
 		v[state] = DatumGetTimestampTz(v[run_at]) > now ? delayed : waiting;
 		isnull[state] = false;
-#define SET_COLUMN(name, value) \
-		(v[TaskqJobColumn(name)] = (value), isnull[TaskqJobColumn(name)] = false)
-		SET_COLUMN("queue", queue);
-		SET_COLUMN("created_at", TimestampTzGetDatum(now));
-		SET_COLUMN("attempts", Int32GetDatum(0));
-		SET_COLUMN("progress", Int32GetDatum(0));
-		SET_COLUMN("pending_parents", Int32GetDatum(0));
-		SET_COLUMN("has_children", BoolGetDatum(false));
-		SET_COLUMN("dag_depth", Int32GetDatum(1));
-#undef SET_COLUMN
+		for (int k = 0; k < lengthof(fixed); k++)
+		{
+			v[fixed_at[k]] = fixed[k];
+			isnull[fixed_at[k]] = false;
+		}
 		ExecStoreVirtualTuple(slot);
 		slots[i] = slot;
 	}
