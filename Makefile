@@ -76,6 +76,7 @@ REGRESS = \
 	release \
 	command \
 	lease \
+	plans \
 	heartbeat_progress \
 	cancel \
 	queues \

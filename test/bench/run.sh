@@ -381,6 +381,10 @@ shared_preload_libraries = 'taskq'
 # the events-and-webhook variant delivers to a receiver on 127.0.0.1
 taskq.webhook_allow_private = on
 EOF
+# Diagnostics only (auto_explain, autovacuum logging ...): appended as given.
+if [ -n "${BENCH_SERVER_CONF:-}" ]; then
+    printf '%s\n' "$BENCH_SERVER_CONF" >>"$DATA/postgresql.conf"
+fi
 if ! as_server_user "$SCRATCH" "$BINDIR/pg_ctl" -D "$DATA" -l "$SERVER_LOG" -w start >/dev/null; then
     echo "bench: the server did not start; end of $SERVER_LOG:" >&2
     tail -n 20 "$SERVER_LOG" >&2 || true
