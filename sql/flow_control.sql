@@ -114,6 +114,21 @@ SELECT taskq.stats('grp') #> '{limits,throttled}' AS throttled,
 SELECT taskq.alter_queue('grp', '{"concurrency": null, "group_concurrency": 1}');
 SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs WHERE queue = 'grp' AND state = 'active';
 SELECT string_agg(name, ',' ORDER BY name) AS one_per_group FROM taskq.pull('grp', 10);
+-- a pull looks past the jobs of full groups, reading more of the queue
+-- each time (16, 64, 256, then 1000 jobs), but not past 1000: with 'deep'
+-- active, its 300 waiting jobs ahead of 'late-1' do not hide it, and 'far-1'
+-- behind 1000 more waits
+SELECT taskq.create_queue('deep', '{"group_concurrency": 1}');
+SELECT count(*) FROM taskq.push_batch('deep', (SELECT jsonb_agg(jsonb_build_object(
+  'name', 'deep-' || i, 'options', '{"group": "deep"}'::jsonb)) FROM generate_series(1, 301) i));
+SELECT taskq.push('deep', 'late-1', '{}', '{"group": "late"}') IS NOT NULL;
+SELECT count(*) FROM taskq.push_batch('deep', (SELECT jsonb_agg(jsonb_build_object(
+  'name', 'deep-' || i, 'options', '{"group": "deep"}'::jsonb)) FROM generate_series(302, 1001) i));
+SELECT taskq.push('deep', 'far-1', '{}', '{"group": "far"}') IS NOT NULL;
+SELECT string_agg(name, ',' ORDER BY name) AS deep_first FROM taskq.pull('deep', 1);
+SELECT string_agg(name, ',' ORDER BY name) AS late_only FROM taskq.pull('deep', 5);
+SELECT string_agg(name, ',' ORDER BY name) AS nothing FROM taskq.pull('deep', 5);
+SELECT taskq.drop_queue('deep');
 
 --
 -- rate_limit: at most N leases per fixed window of period_ms (a period of

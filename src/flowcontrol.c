@@ -417,7 +417,12 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 			SPI_freetuptable(tt);
 			if (rows < limit || limit == TASKQ_FLOW_SCAN_MAX)
 				break;
-			limit = TASKQ_FLOW_SCAN_MAX;
+			/*
+			 * Four times as many: the head holds the jobs of groups at their
+			 * limit (the others' jobs are taken first), so a read often
+			 * falls short by a few jobs, rarely by hundreds.
+			 */
+			limit = Min(limit * 4, TASKQ_FLOW_SCAN_MAX);
 		}
 		if (pick.nchosen > 0)
 		{
