@@ -230,6 +230,13 @@ SELECT count(*) AS nothing_left FROM taskq.pull('rr', 1);
 SELECT count(taskq.push('rr', name, '{}', jsonb_build_object('group', g)))
   FROM (VALUES ('x-1', 'x'), ('x-2', 'x'), ('x-3', 'x'), ('y-1', 'y'), ('z-1', 'z')) v(name, g);
 SELECT string_agg(name, ',' ORDER BY name) AS one_each_then_fill FROM taskq.pull('rr', 4);
+-- the same with big groups, whose first rows in key order are all of one
+-- group (the rotation reads the next rows, then skips from group to group)
+SELECT count(taskq.push('rr', g || '-' || i, '{}', jsonb_build_object('group', g)))
+  FROM (VALUES ('big1'), ('big2')) v(g), generate_series(1, 20) i;
+SELECT taskq.push('rr', 'small-1', '{}', '{"group": "small"}') IS NOT NULL;
+SELECT string_agg(name, ',' ORDER BY name) AS one_of_each_group FROM taskq.pull('rr', 3);
+SELECT count(*) AS left_waiting FROM taskq.jobs WHERE queue = 'rr' AND state = 'waiting';
 -- back to priority order
 SELECT taskq.alter_queue('rr', '{"fairness": "priority"}');
 SELECT fairness FROM taskq.queues WHERE name = 'rr';

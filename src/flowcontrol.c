@@ -284,6 +284,76 @@ typedef struct RotationCursor
 
 static HTAB *rotation_cursors = NULL;
 
+/*
+ * The waiting jobs of the groups after $2 in rotation order, best job of
+ * each group first: when the groups are small (many keys, a few jobs
+ * each), the first rows of one index scan already hold the next groups'
+ * best jobs, which is cheaper than the loose scan of rotation_plan.
+ */
+static TaskqPlan rotation_rows_plan = {
+	"SELECT ctid, group_key FROM taskq.jobs WHERE queue = $1 AND state = 'waiting'"
+	" AND group_key IS NOT NULL AND group_key > $2"
+	" ORDER BY group_key, priority DESC, id LIMIT $3",
+	3, {TEXTOID, TEXTOID, INT4OID}, true
+};
+
+/*
+ * Consider the best job of up to ngroups groups after the key from, in
+ * key order; returns how many groups it found (fewer: no more groups).
+ */
+static int
+rotation_read(FlowPick *pick, RotationCursor *rc, const char *from, int ngroups)
+{
+	Datum		args[3];
+	SPITupleTable *tt;
+	int			rows;
+	int			found = 0;
+	int32		nrows = Min(4 * ngroups, TASKQ_FLOW_SCAN_MAX);
+	char		last[TASKQ_MAX_GROUP_KEY + 1];
+
+	/* first the rows of one scan, keeping the first of each group */
+	args[0] = PointerGetDatum(pick->queue);
+	args[1] = CStringGetTextDatum(from);
+	args[2] = Int32GetDatum(nrows);
+	rows = TaskqExecute(&rotation_rows_plan, args, NULL, false, 0);
+	tt = SPI_tuptable;
+	last[0] = '\0';
+	for (int i = 0; i < rows && found < ngroups && pick->nchosen < pick->want; i++)
+	{
+		bool		isnull;
+		Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+		Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+		char	   *key = TextDatumGetCString(g);
+
+		if (found > 0 && strcmp(key, last) == 0)
+			continue;
+		strlcpy(last, key, sizeof(last));
+		found++;
+		if (consider(pick, ctid, g, false))
+			strlcpy(rc->last, key, sizeof(rc->last));
+	}
+	SPI_freetuptable(tt);
+	if (found == ngroups || rows < nrows || pick->nchosen >= pick->want)
+		return found;
+
+	/* big groups: the loose scan, from the last group the rows reached */
+	args[1] = CStringGetTextDatum(last);
+	args[2] = Int32GetDatum(ngroups - found);
+	rows = TaskqExecute(&rotation_plan, args, NULL, false, 0);
+	tt = SPI_tuptable;
+	for (int i = 0; i < rows && pick->nchosen < pick->want; i++)
+	{
+		bool		isnull;
+		Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+		Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+
+		if (consider(pick, ctid, g, false))
+			text_to_cstring_buffer(DatumGetTextPP(g), rc->last, sizeof(rc->last));
+	}
+	SPI_freetuptable(tt);
+	return found + rows;
+}
+
 static void
 rotate(FlowPick *pick)
 {
@@ -310,26 +380,10 @@ rotate(FlowPick *pick)
 	/* from the cursor to the last key, then once more from the first */
 	for (int pass = 0; pass < 2 && pick->nchosen < pick->want; pass++)
 	{
-		Datum		args[3];
-		SPITupleTable *tt;
-		int			rows;
+		char		from[TASKQ_MAX_GROUP_KEY + 1];
 
-		args[0] = PointerGetDatum(pick->queue);
-		args[1] = CStringGetTextDatum(pass == 0 ? rc->last : "");
-		args[2] = Int32GetDatum(limit);
-		rows = TaskqExecute(&rotation_plan, args, NULL, false, 0);
-		tt = SPI_tuptable;
-		for (int i = 0; i < rows && pick->nchosen < pick->want; i++)
-		{
-			bool		isnull;
-			Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-			Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
-
-			if (consider(pick, ctid, g, false))
-				text_to_cstring_buffer(DatumGetTextPP(g), rc->last, sizeof(rc->last));
-		}
-		SPI_freetuptable(tt);
-		if (pass == 0 && rows == limit)
+		strlcpy(from, pass == 0 ? rc->last : "", sizeof(from));
+		if (rotation_read(pick, rc, from, limit) == limit && pass == 0)
 			break;
 	}
 }
