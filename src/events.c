@@ -113,10 +113,12 @@ static TaskqPlan webhooks_exist_plan = {
 	0, {InvalidOid}
 };
 
-/* relcache callback: any invalidation may be ours, so forget the cache */
+/* relcache callback: forget the cache when webhooks or queues changed */
 static void
 events_relcache_callback(Datum arg, Oid relid)
 {
+	if (!TaskqCacheInvalidation(relid))
+		return;
 	webhooks_exist = -1;
 	streams_exist = -1;
 	no_history_exists = -1;
@@ -370,6 +372,7 @@ load_cache(void)
 	bool		isnull;
 	int			rc;
 
+	TaskqNoteCacheTables();
 	rc = SPI_execute_snapshot(TaskqGetPlan(&webhooks_exist_plan), NULL, NULL,
 							  GetLatestSnapshot(), InvalidSnapshot,
 							  true, false, 1);

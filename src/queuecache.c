@@ -75,10 +75,12 @@ queue_cache_reset(void)
 	}
 }
 
-/* relcache callback: any invalidation may be of our tables */
+/* relcache callback: forget the cache when queues or grants changed */
 static void
 queue_cache_callback(Datum arg, Oid relid)
 {
+	if (!TaskqCacheInvalidation(relid))
+		return;
 	queue_cache_invals++;
 	queue_cache_reset();
 }
@@ -132,6 +134,7 @@ queue_load(const char *name, QueueEntry *tmp)
 	if (queue_cache == NULL)
 		queue_cache_init();
 
+	TaskqNoteCacheTables();
 	values[0] = CStringGetTextDatum(name);
 	PushActiveSnapshot(GetLatestSnapshot());
 	TaskqExecute(&load_plan, values, NULL, true, 1);

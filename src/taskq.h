@@ -249,6 +249,8 @@ extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
 /* util.c */
 extern int	taskq_statement_depth;
 extern Oid	TaskqTableOid(const char *name);
+extern void TaskqNoteCacheTables(void);
+extern bool TaskqCacheInvalidation(Oid relid);
 extern bool TaskqIsJobTable(TupleDesc desc);
 extern int	TaskqJobColumn(const char *name);
 extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);

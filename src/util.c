@@ -51,6 +51,54 @@ TaskqTableOid(const char *name)
 }
 
 /*
+ * The tables whose changes taskq's per-backend caches follow: the queue
+ * cache (queues, queue_grants) and the subscriber flags of events.c
+ * (webhooks, queues).  Their changes invalidate their relcache entries
+ * (the trigger taskq._queues_changed, TaskqSubscribersChanged); a relcache
+ * callback sees every relation's invalidation, and most are of other
+ * tables: VACUUM and ANALYZE of taskq.jobs, a temporary table.
+ */
+static const char *const cache_tables[] = {"queues", "queue_grants", "webhooks"};
+static Oid	cache_table_oids[lengthof(cache_tables)];
+static bool cache_tables_known = false;
+
+/* look the tables up; call in a transaction, before filling a cache */
+void
+TaskqNoteCacheTables(void)
+{
+	Oid			nsp;
+
+	if (cache_tables_known)
+		return;
+	nsp = get_namespace_oid("taskq", true);
+	if (!OidIsValid(nsp))
+		return;
+	for (int i = 0; i < lengthof(cache_tables); i++)
+		cache_table_oids[i] = get_relname_relid(cache_tables[i], nsp);
+	cache_tables_known = true;
+}
+
+/*
+ * For a relcache callback: whether an invalidation of relid may concern
+ * the caches.  Every invalidation does until the tables were looked up;
+ * one of theirs (they may have been dropped and made again) also makes
+ * the next fill look them up again.
+ */
+bool
+TaskqCacheInvalidation(Oid relid)
+{
+	if (!OidIsValid(relid) || !cache_tables_known)
+		return true;
+	for (int i = 0; i < lengthof(cache_tables); i++)
+		if (relid == cache_table_oids[i])
+		{
+			cache_tables_known = false;
+			return true;
+		}
+	return false;
+}
+
+/*
  * Whether a table has exactly the columns of taskq.jobs, in order (so
  * does finished_jobs, unless someone changed it): what taskq writes into
  * it without a statement expects them.
