@@ -232,6 +232,9 @@ CREATE INDEX jobs_flow_idx ON taskq.jobs (flow_id) WHERE flow_id IS NOT NULL;
 -- Only active jobs have a lease; the predicate is on it rather than on the
 -- state so that no statement about active jobs ("state = 'active'") can
 -- choose to read this whole index instead of the one it is written for.
+-- A lease compared with a constant ("lease = '…'") implies the predicate
+-- too, so the statements that look a job up by id and lease have generic
+-- plans (lifecycle.c), where the lease is a parameter.
 CREATE INDEX jobs_active_idx ON taskq.jobs (queue, group_key)
     WHERE lease IS NOT NULL;
 -- waiting jobs by group: the rotation of fairness "round_robin" (only jobs

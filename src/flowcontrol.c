@@ -298,6 +298,38 @@ static TaskqPlan rotation_rows_plan = {
 };
 
 /*
+ * Consider the first job of each group among the rows of the last
+ * statement (group key in *last before the first row when groups > 0),
+ * until groups reaches ngroups; returns groups.  A row of the same group
+ * as the one before it is passed over: the rows of rotation_rows_plan
+ * hold every job of a group, those of rotation_plan one per group.
+ */
+static int
+rotation_consider(FlowPick *pick, RotationCursor *rc, int groups, int ngroups,
+				  char *last)
+{
+	SPITupleTable *tt = SPI_tuptable;
+
+	for (uint64 i = 0; i < SPI_processed && groups < ngroups &&
+		 pick->nchosen < pick->want; i++)
+	{
+		bool		isnull;
+		Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+		Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+		char	   *key = TextDatumGetCString(g);
+
+		if (groups > 0 && strcmp(key, last) == 0)
+			continue;
+		strlcpy(last, key, TASKQ_MAX_GROUP_KEY + 1);
+		groups++;
+		if (consider(pick, ctid, g, false))
+			strlcpy(rc->last, key, sizeof(rc->last));
+	}
+	SPI_freetuptable(tt);
+	return groups;
+}
+
+/*
  * Consider the best job of up to ngroups groups after the key from, in
  * key order; returns how many groups it found (fewer: no more groups).
  */
@@ -305,9 +337,8 @@ static int
 rotation_read(FlowPick *pick, RotationCursor *rc, const char *from, int ngroups)
 {
 	Datum		args[3];
-	SPITupleTable *tt;
 	int			rows;
-	int			found = 0;
+	int			found;
 	int32		nrows = Min(4 * ngroups, TASKQ_FLOW_SCAN_MAX);
 	char		last[TASKQ_MAX_GROUP_KEY + 1];
 
@@ -316,42 +347,15 @@ rotation_read(FlowPick *pick, RotationCursor *rc, const char *from, int ngroups)
 	args[1] = CStringGetTextDatum(from);
 	args[2] = Int32GetDatum(nrows);
 	rows = TaskqExecute(&rotation_rows_plan, args, NULL, false, 0);
-	tt = SPI_tuptable;
-	last[0] = '\0';
-	for (int i = 0; i < rows && found < ngroups && pick->nchosen < pick->want; i++)
-	{
-		bool		isnull;
-		Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-		Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
-		char	   *key = TextDatumGetCString(g);
-
-		if (found > 0 && strcmp(key, last) == 0)
-			continue;
-		strlcpy(last, key, sizeof(last));
-		found++;
-		if (consider(pick, ctid, g, false))
-			strlcpy(rc->last, key, sizeof(rc->last));
-	}
-	SPI_freetuptable(tt);
+	found = rotation_consider(pick, rc, 0, ngroups, last);
 	if (found == ngroups || rows < nrows || pick->nchosen >= pick->want)
 		return found;
 
 	/* big groups: the loose scan, from the last group the rows reached */
 	args[1] = CStringGetTextDatum(last);
 	args[2] = Int32GetDatum(ngroups - found);
-	rows = TaskqExecute(&rotation_plan, args, NULL, false, 0);
-	tt = SPI_tuptable;
-	for (int i = 0; i < rows && pick->nchosen < pick->want; i++)
-	{
-		bool		isnull;
-		Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-		Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
-
-		if (consider(pick, ctid, g, false))
-			text_to_cstring_buffer(DatumGetTextPP(g), rc->last, sizeof(rc->last));
-	}
-	SPI_freetuptable(tt);
-	return found + rows;
+	(void) TaskqExecute(&rotation_plan, args, NULL, false, 0);
+	return rotation_consider(pick, rc, found, ngroups, last);
 }
 
 static void
@@ -380,10 +384,8 @@ rotate(FlowPick *pick)
 	/* from the cursor to the last key, then once more from the first */
 	for (int pass = 0; pass < 2 && pick->nchosen < pick->want; pass++)
 	{
-		char		from[TASKQ_MAX_GROUP_KEY + 1];
-
-		strlcpy(from, pass == 0 ? rc->last : "", sizeof(from));
-		if (rotation_read(pick, rc, from, limit) == limit && pass == 0)
+		if (rotation_read(pick, rc, pass == 0 ? rc->last : "", limit) == limit &&
+			pass == 0)
 			break;
 	}
 }
