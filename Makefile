@@ -22,6 +22,7 @@ OBJS = \
 	src/backoff.o \
 	src/push.o \
 	src/pull.o \
+	src/claim.o \
 	src/pullhead.o \
 	src/pullwait.o \
 	src/flowcontrol.o \
@@ -71,6 +72,7 @@ REGRESS = \
 	limits \
 	flow_control \
 	pull \
+	claim \
 	ack \
 	fail \
 	release \

@@ -385,27 +385,37 @@ pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
 		uint64		first[TASKQ_HEAD_MAX_LEVELS];
 		int			n;
 
-		args[0] = queue;
-		if (h.nlevels == 1)
+		Datum		bounds[TASKQ_HEAD_MAX_LEVELS];
+		pg_uuid_t  *ids[TASKQ_HEAD_MAX_LEVELS];
+
+		for (int i = 0; i < h.nlevels; i++)
+			bounds[i] = TaskqPrefixId(h.bound[i]);
+		if (!TaskqFirstWaiting(queue, h.nlevels, h.priority, bounds, ids))
 		{
-			args[1] = Int32GetDatum(h.priority[0]);
-			args[2] = TaskqPrefixId(h.bound[0]);
-			n = TaskqExecute(&raise_level_plan, args, NULL, false, 1);
-		}
-		else
-		{
-			head_arrays(&h, &args[1], &args[2]);
-			n = TaskqExecute(&raise_plan, args, NULL, false, 0);
+			args[0] = queue;
+			if (h.nlevels == 1)
+			{
+				args[1] = Int32GetDatum(h.priority[0]);
+				args[2] = bounds[0];
+				n = TaskqExecute(&raise_level_plan, args, NULL, false, 1);
+			}
+			else
+			{
+				head_arrays(&h, &args[1], &args[2]);
+				n = TaskqExecute(&raise_plan, args, NULL, false, 0);
+			}
+			for (int i = 0; i < h.nlevels; i++)
+			{
+				bool		isnull = true;
+				Datum		id = (Datum) 0;
+
+				if (i < n)
+					id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+				ids[i] = isnull ? NULL : DatumGetUUIDP(id);
+			}
 		}
 		for (int i = 0; i < h.nlevels; i++)
-		{
-			bool		isnull = true;
-			Datum		id = (Datum) 0;
-
-			if (i < n)
-				id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-			first[i] = isnull ? PG_UINT64_MAX : TaskqIdPrefix(DatumGetUUIDP(id));
-		}
+			first[i] = ids[i] == NULL ? PG_UINT64_MAX : TaskqIdPrefix(ids[i]);
 		TaskqHeadRaised(name, &h, first);
 		/* this claim starts there, whether or not the entry took them */
 		for (int i = 0; i < h.nlevels; i++)
@@ -422,6 +432,8 @@ pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
 /* what one try of a pull needs (pull_once) */
 typedef struct PullArgs
 {
+	ClaimedJob *jobs;			/* what the claim leased */
+	int			njobs;
 	Datum		queue;
 	int32		count;
 	bool		timeout_null;
@@ -432,34 +444,117 @@ typedef struct PullArgs
 	bool		bounded;		/* values[5] and [6] hold the head's levels */
 } PullArgs;
 
+/* the columns of taskq.leased_job, as they are named in taskq.jobs */
+static const char *const claim_column_names[CLAIM_COLUMNS] = {
+	"id", "lease", "queue", "name", "data", "metadata", "priority",
+	"attempts", "max_attempts", "lease_expires_at", "flow_id", "depends_on",
+	"group_key"
+};
+
+/* a job TaskqClaimDirect leased, as a whole row of taskq.jobs */
+static void
+take_claimed(void *arg, int i, const Datum *values, const bool *nulls)
+{
+	PullArgs   *a = arg;
+	static int	columns[CLAIM_COLUMNS];
+	static bool known = false;
+
+	if (!known)
+	{
+		for (int c = 0; c < CLAIM_COLUMNS; c++)
+			columns[c] = TaskqJobColumn(claim_column_names[c]);
+		known = true;
+	}
+	for (int c = 0; c < CLAIM_COLUMNS; c++)
+	{
+		a->jobs[i].values[c] = values[columns[c]];
+		a->jobs[i].nulls[c] = nulls[columns[c]];
+	}
+}
+
+/*
+ * The claim without a statement (claim.c), from the head of the queue or
+ * from the bounds of its levels; -1 when the statement must do it.
+ */
+static int
+pull_claim_direct(PullArgs *a, int32 count)
+{
+	TaskqClaimRequest req;
+	int32		priority[TASKQ_HEAD_MAX_LEVELS];
+	Datum		bound[TASKQ_HEAD_MAX_LEVELS];
+
+	req.queue = a->queue;
+	req.count = count;
+	req.timeout_null = a->timeout_null;
+	req.timeout_ms = a->timeout_ms;
+	req.default_timeout_ms = DatumGetInt32(a->values[3]);
+	req.now = DatumGetTimestampTz(a->values[4]);
+	req.nlevels = 0;
+	req.priority = priority;
+	req.bound = bound;
+	if (a->bounded)
+	{
+		ArrayType  *levels = DatumGetArrayTypeP(a->values[5]);
+		ArrayType  *bounds = DatumGetArrayTypeP(a->values[6]);
+
+		req.nlevels = ArrayGetNItems(ARR_NDIM(levels), ARR_DIMS(levels));
+		/* no level has waiting jobs */
+		if (req.nlevels == 0)
+			return 0;
+		for (int i = 0; i < req.nlevels; i++)
+		{
+			priority[i] = ((int32 *) ARR_DATA_PTR(levels))[i];
+			bound[i] = PointerGetDatum(ARR_DATA_PTR(bounds) + i * UUID_LEN);
+		}
+	}
+	return TaskqClaimDirect(&req, take_claimed, a);
+}
+
 /*
  * The claim: at most count jobs from the head, or the jobs of the TID
  * array ctids that are still waiting (a limited pull, flowcontrol.c).
+ * What it leased goes to a->jobs.
  */
 static int
 pull_claim(void *arg, int32 count, Datum ctids)
 {
 	PullArgs   *a = arg;
+	int			n = -1;
 
 	a->values[1] = Int32GetDatum(count);
-	if (ctids != (Datum) 0)
+	a->jobs = palloc(sizeof(ClaimedJob) * count);
+	if (ctids == (Datum) 0)
+		n = pull_claim_direct(a, count);
+	if (n < 0)
 	{
-		a->values[5] = ctids;
-		return TaskqExecute(&claim_ctids_plan, a->values, a->nulls, false, 0);
-	}
-	if (a->bounded)
-	{
-		ArrayType  *levels = DatumGetArrayTypeP(a->values[5]);
-		Datum		args[7];
+		if (ctids != (Datum) 0)
+		{
+			a->values[5] = ctids;
+			n = TaskqExecute(&claim_ctids_plan, a->values, a->nulls, false, 0);
+		}
+		else if (a->bounded)
+		{
+			ArrayType  *levels = DatumGetArrayTypeP(a->values[5]);
+			Datum		args[7];
 
-		if (ArrayGetNItems(ARR_NDIM(levels), ARR_DIMS(levels)) != 1)
-			return TaskqExecute(&claim_levels_plan, a->values, a->nulls, false, 0);
-		memcpy(args, a->values, sizeof(Datum) * 5);
-		args[5] = Int32GetDatum(((int32 *) ARR_DATA_PTR(levels))[0]);
-		args[6] = UUIDPGetDatum((pg_uuid_t *) ARR_DATA_PTR(DatumGetArrayTypeP(a->values[6])));
-		return TaskqExecute(&claim_level_plan, args, a->nulls, false, 0);
+			if (ArrayGetNItems(ARR_NDIM(levels), ARR_DIMS(levels)) != 1)
+				n = TaskqExecute(&claim_levels_plan, a->values, a->nulls, false, 0);
+			else
+			{
+				memcpy(args, a->values, sizeof(Datum) * 5);
+				args[5] = Int32GetDatum(((int32 *) ARR_DATA_PTR(levels))[0]);
+				args[6] = UUIDPGetDatum((pg_uuid_t *) ARR_DATA_PTR(DatumGetArrayTypeP(a->values[6])));
+				n = TaskqExecute(&claim_level_plan, args, a->nulls, false, 0);
+			}
+		}
+		else
+			n = TaskqExecute(&claim_plan, a->values, a->nulls, false, 0);
+		for (int i = 0; i < n; i++)
+			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							  a->jobs[i].values, a->jobs[i].nulls);
 	}
-	return TaskqExecute(&claim_plan, a->values, a->nulls, false, 0);
+	a->njobs = n;
+	return n;
 }
 
 /*
@@ -482,25 +577,32 @@ pull_once(void *arg)
 	TimestampTz floor;
 	uint64		floor_gen;
 	bool		floor_check;
-	Datum		first_lease;
+	TimestampTz first_lease;
 
 	/* the first try as of now(), the later ones of a waiting pull by the clock */
 	now = a->waited ? GetCurrentTimestamp() : GetCurrentTransactionStartTimestamp();
 	a->waited = true;
+	a->njobs = 0;
 	if (!TaskqCachedQueue(TextDatumGetCString(a->queue), false, &qi) || qi.paused)
 		return 0;
 
 	values[0] = a->queue;
 	floor = TaskqLeaseFloor(&floor_gen, &floor_check);
-	values[1] = TimestampTzGetDatum(floor);
-	values[2] = TimestampTzGetDatum(now);
-	TaskqExecute(&check_plan, values, NULL, false, 1);
-	first_lease = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	TaskqLeaseFloorSeen(floor_gen, floor_check,
-						isnull ? DT_NOEND : DatumGetTimestampTz(first_lease), now);
-	expired = !isnull;
-	due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-									 SPI_tuptable->tupdesc, 2, &isnull));
+	if (!TaskqProbeHousekeeping(a->queue, floor, now, &first_lease, &due))
+	{
+		values[1] = TimestampTzGetDatum(floor);
+		values[2] = TimestampTzGetDatum(now);
+		TaskqExecute(&check_plan, values, NULL, false, 1);
+		first_lease = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 1,
+														&isnull));
+		if (isnull)
+			first_lease = DT_NOEND;
+		due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	TaskqLeaseFloorSeen(floor_gen, floor_check, first_lease, now);
+	expired = first_lease != DT_NOEND;
 	if (expired)
 		TaskqReclaimExpired(a->queue, false, floor, now);
 	if (due)
@@ -534,9 +636,7 @@ pull_once(void *arg)
 
 		for (int i = 0; i < n; i++)
 		{
-			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc, 1,
-														 &isnull));
+			pg_uuid_t  *id = DatumGetUUIDP(a->jobs[i].values[0]);
 
 			if (first == NULL || memcmp(id, first, UUID_LEN) < 0)
 				first = id;
@@ -592,7 +692,6 @@ taskq_pull(PG_FUNCTION_ARGS)
 	int32		wait_ms = 0;
 	int			n;
 	ClaimedJob *jobs;
-	SPITupleTable *claimed;
 	TaskqContext cxt;
 
 	if (PG_ARGISNULL(0))
@@ -647,11 +746,7 @@ taskq_pull(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	}
 
-	jobs = palloc(sizeof(ClaimedJob) * Max(n, 1));
-	claimed = SPI_tuptable;
-	for (int i = 0; i < n; i++)
-		heap_deform_tuple(claimed->vals[i], claimed->tupdesc,
-						  jobs[i].values, jobs[i].nulls);
+	jobs = a.jobs;
 	if (n > 1)
 		qsort(jobs, n, sizeof(ClaimedJob), claimed_cmp);
 	for (int i = 0; i < n; i++)

@@ -21,7 +21,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -32,7 +31,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "taskq.h"
@@ -140,21 +138,6 @@ static const char *const batch_column_names[BATCH_COLUMNS] = {
 	"timeout_ms", "backoff", "flow_id", "run_at", "group_key"
 };
 
-/* the OID of a label of taskq.job_state */
-static Datum
-job_state(Oid type, const char *label)
-{
-	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(type),
-									  CStringGetDatum(label));
-	Oid			oid;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "taskq.job_state has no label \"%s\"", label);
-	oid = ((Form_pg_enum) GETSTRUCT(tup))->oid;
-	ReleaseSysCache(tup);
-	return ObjectIdGetDatum(oid);
-}
-
 /*
  * Insert the jobs of a batch into taskq.jobs as COPY does (rowinsert.c).
  * The rows and index entries are those the INSERT of insert_batch_plan
@@ -194,8 +177,8 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 		from[c] = TaskqJobColumn(batch_column_names[c]);
 	for (int k = 0; k < lengthof(fixed_names); k++)
 		fixed_at[k] = TaskqJobColumn(fixed_names[k]);
-	waiting = job_state(TupleDescAttr(desc, state)->atttypid, "waiting");
-	delayed = job_state(TupleDescAttr(desc, state)->atttypid, "delayed");
+	waiting = TaskqJobState(TupleDescAttr(desc, state)->atttypid, "waiting");
+	delayed = TaskqJobState(TupleDescAttr(desc, state)->atttypid, "delayed");
 
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)

@@ -240,7 +240,28 @@ extern void _PG_init(void);
 extern int	taskq_shard_id;
 extern void TaskqUuidInit(void);
 extern void TaskqUuid7(pg_uuid_t *uuid);
+extern void TaskqRandomUuid(pg_uuid_t *uuid);
 extern char *TaskqUuidText(Datum uuid);
+
+/* claim.c: pull's reads and claim without a plan */
+typedef struct TaskqClaimRequest
+{
+	Datum		queue;
+	int32		count;
+	bool		timeout_null;	/* the call's timeout_ms */
+	int32		timeout_ms;
+	int32		default_timeout_ms; /* the queue's, or taskq.default_timeout */
+	TimestampTz now;
+	int			nlevels;		/* 0: from the head of the queue */
+	const int32 *priority;		/* the levels, in the order to take from */
+	const Datum *bound;			/* uuid: each level's first id */
+} TaskqClaimRequest;
+extern bool TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
+								   TimestampTz *first_lease, bool *due);
+extern bool TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
+							  const Datum *bound, pg_uuid_t **first);
+typedef void (*TaskqClaimTake) (void *arg, int i, const Datum *values, const bool *nulls);
+extern int	TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg);
 
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
@@ -253,6 +274,7 @@ extern void TaskqNoteCacheTables(void);
 extern bool TaskqCacheInvalidation(Oid relid);
 extern bool TaskqIsJobTable(TupleDesc desc);
 extern int	TaskqJobColumn(const char *name);
+extern Datum TaskqJobState(Oid type, const char *label);
 extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);
 extern int	TaskqExecute(TaskqPlan *plan, Datum *values, const bool *isnull,
 						 bool read_only, long count);

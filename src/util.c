@@ -16,6 +16,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
@@ -124,6 +125,21 @@ TaskqJobColumn(const char *name)
 			return i;
 	elog(ERROR, "taskq: taskq.jobs has no column \"%s\"", name);
 	return -1;					/* keep the compiler quiet */
+}
+
+/* the OID of a label of taskq.job_state (type: that type's OID) */
+Datum
+TaskqJobState(Oid type, const char *label)
+{
+	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(type),
+									  CStringGetDatum(label));
+	Oid			oid;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "taskq.job_state has no label \"%s\"", label);
+	oid = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return ObjectIdGetDatum(oid);
 }
 
 /*

@@ -153,8 +153,17 @@ taskq_random_uuid(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
+	TaskqRandomUuid(uuid);
+	PG_RETURN_UUID_P(uuid);
+}
+
+/*
+ * Fill *uuid with a version 4 UUID from the pool (a lease token).
+ */
+void
+TaskqRandomUuid(pg_uuid_t *uuid)
+{
 	random_bytes(uuid->data, UUID_LEN);
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;	/* version 4 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-	PG_RETURN_UUID_P(uuid);
 }

@@ -1,0 +1,98 @@
+-- the claim without a statement (claim.c): the rows and index entries it
+-- writes are those of the claim statement, which still runs when the
+-- direct path cannot act for it (UPDATE triggers, REPEATABLE READ)
+CREATE EXTENSION taskq;
+CREATE EXTENSION amcheck;
+SELECT taskq.create_queue('cl');
+
+-- jobs of three priorities, some with a unique key, a flow, a group, a
+-- timeout of their own
+SELECT count(*) AS pushed FROM taskq.push_batch('cl',
+  (SELECT jsonb_agg(jsonb_build_object('name', 'j' || i,
+     'options', jsonb_strip_nulls(jsonb_build_object(
+       'priority', i % 3,
+       'unique_key', CASE WHEN i % 4 = 0 THEN 'k' || i END,
+       'flow_id', CASE WHEN i % 5 = 0 THEN 'f' || i END,
+       'group', CASE WHEN i % 6 = 0 THEN 'g' || (i % 12) END,
+       'timeout_ms', CASE WHEN i % 7 = 0 THEN 7000 END)))) FROM generate_series(1, 300) i));
+
+-- one transaction: what pull returns is what the table holds, each job
+-- active once, with its attempt counted and its lease set as documented
+BEGIN;
+CREATE TEMP TABLE got ON COMMIT DROP AS
+  SELECT * FROM taskq.pull('cl', 250) WITH ORDINALITY;
+SELECT count(*) AS pulled, count(DISTINCT id) AS distinct_ids,
+       count(DISTINCT lease) AS distinct_leases FROM got;
+-- in delivery order: priority, highest first, then id
+SELECT array_agg(id ORDER BY ordinality) = array_agg(id ORDER BY priority DESC, id)
+  AS delivery_order FROM got;
+SELECT count(*) FILTER (WHERE j.state = 'active' AND j.lease = g.lease
+                         AND j.attempts = 1 AND g.attempt = 1
+                         AND j.started_at = now()
+                         AND j.lease_ms = coalesce(j.timeout_ms, 30000)
+                         AND j.lease_expires_at = now() + j.lease_ms * interval '1 ms'
+                         AND g.lease_expires_at = j.lease_expires_at
+                         AND j.data = g.data AND j.name = g.name
+                         AND j.group_key IS NOT DISTINCT FROM g.group_key
+                         AND j.flow_id IS NOT DISTINCT FROM g.flow_id) AS as_documented,
+       count(*) AS claimed
+  FROM got g JOIN taskq.jobs j USING (id);
+COMMIT;
+SELECT state, count(*) FROM taskq.jobs GROUP BY state ORDER BY state;
+
+-- every index of taskq.jobs has an entry for every row version that
+-- needs one (the claim writes the new versions' entries itself)
+SELECT i.indexrelid::regclass AS checked_index
+  FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
+  WHERE i.indrelid = 'taskq.jobs'::regclass ORDER BY i.indexrelid::regclass::text;
+-- and each finds the claimed jobs
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT (SELECT count(*) FROM taskq.jobs WHERE lease IS NOT NULL AND queue = 'cl') AS by_active_idx,
+       (SELECT count(*) FROM taskq.jobs WHERE lease_expires_at > now() - interval '1 h') AS by_lease_idx,
+       (SELECT count(*) FROM taskq.jobs WHERE queue = 'cl' AND unique_key IS NOT NULL AND state = 'active') AS by_unique_idx,
+       (SELECT count(*) FROM taskq.jobs WHERE flow_id IS NOT NULL AND state = 'active') AS by_flow_idx;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+-- a unique key stays taken while its job is active
+SELECT taskq.push('cl', 'again', '{}', '{"unique_key": "k4"}') = id AS same_job
+  FROM taskq.jobs WHERE unique_key = 'k4';
+SELECT count(*) AS acked FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs
+  WHERE queue = 'cl' AND state = 'active') a;
+
+-- a row this transaction has locked itself is not skipped
+BEGIN;
+SELECT name FROM taskq.jobs WHERE queue = 'cl' AND state = 'waiting'
+  ORDER BY priority DESC, id LIMIT 1 FOR UPDATE;
+SELECT name, attempt FROM taskq.pull('cl');
+ROLLBACK;
+
+-- REPEATABLE READ: the claim statement, with the same result
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT name, priority, attempt FROM taskq.pull('cl', 3);
+COMMIT;
+
+-- with an UPDATE trigger on taskq.jobs the claim is the statement, so
+-- the trigger fires for every claimed job (as taskq's owner, whose
+-- search_path is pinned: the function names its table's schema)
+CREATE TABLE claim_log (name text, old_state text, new_state text);
+CREATE FUNCTION log_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.claim_log VALUES (NEW.name, OLD.state::text, NEW.state::text);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER log_claim AFTER UPDATE ON taskq.jobs
+  FOR EACH ROW EXECUTE FUNCTION log_claim();
+SELECT name, priority, attempt FROM taskq.pull('cl', 2);
+SELECT * FROM claim_log ORDER BY name;
+DROP TRIGGER log_claim ON taskq.jobs;
+SELECT name, priority, attempt FROM taskq.pull('cl', 1);
+SELECT count(*) AS logged FROM claim_log;
+DROP TABLE claim_log;
+DROP FUNCTION log_claim();
+
+SELECT i.indexrelid::regclass AS checked_index
+  FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
+  WHERE i.indrelid = 'taskq.jobs'::regclass ORDER BY i.indexrelid::regclass::text;
+DROP EXTENSION amcheck;
+DROP EXTENSION taskq;

@@ -1,0 +1,509 @@
+/*-------------------------------------------------------------------------
+ *
+ * claim.c
+ *		pull's reads of taskq.jobs and its claim, by index and heap access
+ *		without a plan.
+ *
+ * A pull of a queue without limits runs, in the steady state, a probe
+ * for housekeeping (two index probes), at times a raise of its bounds (an
+ * index probe, pullhead.c) and the claim (an index scan, then an update
+ * of each job it takes).  As statements, each had a plan kept by the
+ * backend, and VACUUM and ANALYZE of taskq.jobs invalidate those: every
+ * worker's backend planned them again at its next pull, after each
+ * autovacuum (about 1 ms a pull, all workers at once: the worst windows
+ * of claim latency under steady load).  Setting up their executors was
+ * also a good part of each pull.  Here they are the same reads and writes
+ * done directly: the index is scanned with the statement's conditions as
+ * scan keys, under a fresh snapshot taken as a statement of READ
+ * COMMITTED takes it, and each job found is updated with heap_update,
+ * whose new version gets its index entries as UPDATE writes them
+ * (ExecInsertIndexTuples).
+ *
+ * Locking is the statement's FOR UPDATE SKIP LOCKED: a job that another
+ * transaction has locked or is changing is skipped, never waited for; a
+ * job changed by a transaction that committed after the snapshot was
+ * taken is skipped too (the statement locked its new version but did not
+ * claim it either).  The update is first tried without waiting, which is
+ * one WAL record instead of the statement's two (lock, then update); a
+ * job locked by someone is then locked as FOR UPDATE SKIP LOCKED locks
+ * (a lock held by this transaction itself lets it through).
+ *
+ * Each function returns false (or -1) without doing anything when it
+ * cannot act for the statement, and its caller runs the statement: when
+ * taskq.jobs has UPDATE triggers or row-level security, is not a heap or
+ * has other columns than taskq's, when an index is not the expected one,
+ * and in a transaction whose snapshot is the transaction's (REPEATABLE
+ * READ and SERIALIZABLE, where the statement raises a serialization
+ * failure instead of skipping a job changed since the snapshot).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/sysattr.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "taskq.h"
+
+/* the columns of the indexes read here, in index order */
+static const char *const pull_index_columns[] = {"queue", "priority", "id"};
+static const char *const delayed_index_columns[] = {"queue", "run_at"};
+static const char *const lease_index_columns[] = {"lease_expires_at"};
+
+/* the columns a claim sets */
+static const char *const claim_set_columns[] = {
+	"state", "attempts", "lease", "lease_ms", "lease_expires_at", "started_at"
+};
+
+/*
+ * Whether the statements on taskq.jobs can be done directly on rel: no
+ * UPDATE triggers (they fire only for a statement) nor row-level security,
+ * a heap with taskq's columns, and READ COMMITTED.
+ */
+static bool
+jobs_usable(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+
+	if (IsolationUsesXactSnapshot())
+		return false;
+	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || rel->rd_rel->relrowsecurity ||
+		!TaskqIsJobTable(RelationGetDescr(rel)))
+		return false;
+	return td == NULL ||
+		!(td->trig_update_before_row || td->trig_update_after_row ||
+		  td->trig_update_instead_row || td->trig_update_before_statement ||
+		  td->trig_update_after_statement || td->trig_update_old_table ||
+		  td->trig_update_new_table);
+}
+
+/*
+ * Open the index of taskq.jobs called name, when it is a btree over
+ * exactly the given columns; else NULL.
+ */
+static Relation
+open_index(const char *name, const char *const *columns, int ncolumns)
+{
+	Oid			oid = TaskqTableOid(name);
+	Relation	index;
+
+	if (!OidIsValid(oid))
+		return NULL;
+	index = index_open(oid, AccessShareLock);
+	if (index->rd_rel->relam == BTREE_AM_OID &&
+		index->rd_index->indrelid == TaskqTableOid("jobs") &&
+		index->rd_index->indnatts == ncolumns &&
+		index->rd_index->indnkeyatts == ncolumns)
+	{
+		int			i;
+
+		for (i = 0; i < ncolumns; i++)
+			if (index->rd_index->indkey.values[i] != TaskqJobColumn(columns[i]) + 1)
+				break;
+		if (i == ncolumns)
+			return index;
+	}
+	index_close(index, AccessShareLock);
+	return NULL;
+}
+
+/*
+ * The snapshot of a statement of READ COMMITTED, as SPI takes it for one
+ * that may write: after this transaction's earlier changes, a new one.
+ */
+static Snapshot
+statement_snapshot(void)
+{
+	CommandCounterIncrement();
+	return RegisterSnapshot(GetTransactionSnapshot());
+}
+
+/* a scan key on index column attno (1-based), with the index's collation */
+static void
+scan_key(ScanKey key, Relation index, int attno, StrategyNumber strategy,
+		 RegProcedure proc, Datum arg)
+{
+	ScanKeyEntryInitialize(key, 0, attno, strategy, InvalidOid,
+						   index->rd_indcollation[attno - 1], proc, arg);
+}
+
+/* the keys of the pull index: the queue, and a level and its bound */
+static int
+pull_keys(ScanKey keys, Relation index, Datum queue, bool level,
+		  int32 priority, Datum bound)
+{
+	scan_key(&keys[0], index, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
+	if (!level)
+		return 1;
+	scan_key(&keys[1], index, 2, BTEqualStrategyNumber, F_INT4EQ,
+			 Int32GetDatum(priority));
+	scan_key(&keys[2], index, 3, BTGreaterEqualStrategyNumber, F_UUID_GE, bound);
+	return 3;
+}
+
+/*
+ * The housekeeping probe of pull: the first lease of any queue that ran
+ * out in [floor, now) (*first_lease, DT_NOEND when none), and whether a
+ * delayed job of the queue is due at now (*due).  Returns false, having
+ * read nothing, when the statement must do it.
+ */
+bool
+TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
+					   TimestampTz *first_lease, bool *due)
+{
+	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
+	Relation	lease_index;
+	Relation	delayed_index;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	int			state = TaskqJobColumn("state") + 1;
+	int			expires = TaskqJobColumn("lease_expires_at") + 1;
+	Datum		active;
+
+	if (!jobs_usable(rel))
+	{
+		table_close(rel, AccessShareLock);
+		return false;
+	}
+	lease_index = open_index("jobs_lease_idx", lease_index_columns, 1);
+	delayed_index = open_index("jobs_delayed_idx", delayed_index_columns, 2);
+	if (lease_index == NULL || delayed_index == NULL)
+	{
+		if (lease_index)
+			index_close(lease_index, AccessShareLock);
+		if (delayed_index)
+			index_close(delayed_index, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return false;
+	}
+	active = TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state - 1)->atttypid,
+						   "active");
+	snapshot = statement_snapshot();
+	slot = table_slot_create(rel, NULL);
+
+	/* leases in [floor, now), by expiry: the first of an active job */
+	*first_lease = DT_NOEND;
+	scan_key(&keys[0], lease_index, 1, BTGreaterEqualStrategyNumber,
+			 F_TIMESTAMPTZ_GE, TimestampTzGetDatum(floor));
+	scan_key(&keys[1], lease_index, 1, BTLessStrategyNumber,
+			 F_TIMESTAMPTZ_LT, TimestampTzGetDatum(now));
+	scan = index_beginscan(rel, lease_index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		s = slot_getattr(slot, state, &isnull);
+
+		if (!isnull && DatumGetObjectId(s) == DatumGetObjectId(active))
+		{
+			Datum		e = slot_getattr(slot, expires, &isnull);
+
+			if (!isnull)
+			{
+				*first_lease = DatumGetTimestampTz(e);
+				break;
+			}
+		}
+	}
+	index_endscan(scan);
+
+	/* a delayed job of the queue due at now (the index holds only those) */
+	scan_key(&keys[0], delayed_index, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
+	scan_key(&keys[1], delayed_index, 2, BTLessEqualStrategyNumber,
+			 F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+	scan = index_beginscan(rel, delayed_index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	*due = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(delayed_index, AccessShareLock);
+	index_close(lease_index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return true;
+}
+
+/*
+ * A raise of the head's bounds (pullhead.c): of each of the nlevels
+ * levels, the first waiting job's id from its bound (first[i], or NULL
+ * when none).  Returns false, having read nothing, when the statement
+ * must do it.
+ */
+bool
+TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
+				  const Datum *bound, pg_uuid_t **first)
+{
+	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
+	Relation	index;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	int			id = TaskqJobColumn("id") + 1;
+
+	if (!jobs_usable(rel) ||
+		(index = open_index("jobs_pull_idx", pull_index_columns, 3)) == NULL)
+	{
+		table_close(rel, AccessShareLock);
+		return false;
+	}
+	snapshot = statement_snapshot();
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 3, 0);
+	for (int i = 0; i < nlevels; i++)
+	{
+		pull_keys(keys, index, queue, true, priority[i], bound[i]);
+		index_rescan(scan, keys, 3, NULL, 0);
+		first[i] = NULL;
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			first[i] = palloc(sizeof(pg_uuid_t));
+			memcpy(first[i], DatumGetUUIDP(slot_getattr(slot, id, &isnull)),
+				   sizeof(pg_uuid_t));
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return true;
+}
+
+/* what a claim keeps while it takes jobs */
+typedef struct ClaimState
+{
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	Snapshot	snapshot;
+	CommandId	cid;
+	TupleTableSlot *found;		/* the waiting job, from the index */
+	TupleTableSlot *locked;		/* for table_tuple_lock */
+	TupleTableSlot *updated;	/* the new version, for its index entries */
+	const TaskqClaimRequest *req;
+	Datum		waiting;
+	Datum		active;
+	int			col[lengthof(claim_set_columns)];
+	int			queue_col;
+	int			state_col;
+	int			timeout_col;
+	Datum	   *values;
+	bool	   *nulls;
+} ClaimState;
+
+/*
+ * Claim the job in cs->found, as the claim statement sets it.  Returns the
+ * new version (in the caller's memory), or NULL when the job was skipped:
+ * locked or changed by another transaction.
+ */
+static HeapTuple
+claim_one(ClaimState *cs, Datum queue)
+{
+	const TaskqClaimRequest *req = cs->req;
+	Datum	   *v = cs->values;
+	bool	   *isnull = cs->nulls;
+	HeapTuple	newtup;
+	TM_Result	r;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	int32		lease_ms;
+	TimestampTz expires;
+	pg_uuid_t  *lease;
+	ItemPointerData tid = cs->found->tts_tid;
+
+	slot_getallattrs(cs->found);
+	memcpy(v, cs->found->tts_values, sizeof(Datum) * cs->desc->natts);
+	memcpy(isnull, cs->found->tts_isnull, sizeof(bool) * cs->desc->natts);
+	/* what the index promises, checked as the statement's quals would be */
+	if (isnull[cs->state_col] || DatumGetObjectId(v[cs->state_col]) != DatumGetObjectId(cs->waiting) ||
+		isnull[cs->queue_col] || !DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
+																	   v[cs->queue_col], queue)))
+		return NULL;
+
+	/* lease_ms = coalesce(the call's timeout, the job's, the queue's) */
+	if (!req->timeout_null)
+		lease_ms = req->timeout_ms;
+	else if (!isnull[cs->timeout_col])
+		lease_ms = DatumGetInt32(v[cs->timeout_col]);
+	else
+		lease_ms = req->default_timeout_ms;
+	expires = req->now + (int64) lease_ms * INT64CONST(1000);
+	if (!IS_VALID_TIMESTAMP(expires))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	lease = palloc(sizeof(pg_uuid_t));
+	TaskqRandomUuid(lease);
+
+	v[cs->col[0]] = cs->active;
+	v[cs->col[1]] = Int32GetDatum(DatumGetInt32(v[cs->col[1]]) + 1);
+	v[cs->col[2]] = UUIDPGetDatum(lease);
+	v[cs->col[3]] = Int32GetDatum(lease_ms);
+	v[cs->col[4]] = TimestampTzGetDatum(expires);
+	v[cs->col[5]] = TimestampTzGetDatum(req->now);
+	for (int c = 0; c < lengthof(cs->col); c++)
+		isnull[cs->col[c]] = false;
+	newtup = heap_form_tuple(cs->desc, v, isnull);
+	pfree(lease);
+
+	r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot, false,
+					&tmfd, &lockmode);
+	if (r == TM_BeingModified)
+	{
+		/* locked (perhaps by this transaction): lock as SKIP LOCKED does */
+		r = table_tuple_lock(cs->rel, &tid, cs->snapshot, cs->locked, cs->cid,
+							 LockTupleExclusive, LockWaitSkip, 0, &tmfd);
+		ExecClearTuple(cs->locked);
+		if (r == TM_Ok)
+			r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot,
+							true, &tmfd, &lockmode);
+	}
+	if (r != TM_Ok)
+	{
+		heap_freetuple(newtup);
+		return NULL;
+	}
+	if (cs->desc->constr != NULL)
+	{
+		ExecStoreHeapTuple(newtup, cs->updated, false);
+		ExecConstraints(cs->rri, cs->updated, cs->estate);
+	}
+	/* a claim changes the state, which the indexes' predicates read */
+	if (!HeapTupleIsHeapOnly(newtup))
+	{
+		ExecStoreHeapTuple(newtup, cs->updated, false);
+		list_free(ExecInsertIndexTuples(cs->rri, cs->updated, cs->estate, true,
+										false, NULL, NIL));
+	}
+	ExecClearTuple(cs->updated);
+	ResetPerTupleExprContext(cs->estate);
+	return newtup;
+}
+
+/*
+ * The claim of a queue without limits: at most req->count waiting jobs,
+ * from the head of the queue's range of the pull index (req->nlevels 0),
+ * or from each of the given levels in turn, from its bound.  Each becomes
+ * active with a fresh lease, as the claim statement sets it, and is
+ * passed to take(arg, i, values, nulls) as the whole row of taskq.jobs
+ * (in the caller's memory), i counting from 0.  Returns the number
+ * claimed, or -1, having done nothing, when the statement must do it.
+ */
+int
+TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
+{
+	ClaimState	cs;
+	Relation	index;
+	RangeTblEntry *rte;
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	int			n = 0;
+
+	cs.rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
+	if (!jobs_usable(cs.rel) ||
+		(index = open_index("jobs_pull_idx", pull_index_columns, 3)) == NULL)
+	{
+		table_close(cs.rel, NoLock);
+		return -1;
+	}
+	/* what the executor checks of an UPDATE (a standby is read only) */
+	PreventCommandIfReadOnly("UPDATE");
+	PreventCommandIfParallelMode("UPDATE");
+
+	cs.req = req;
+	cs.desc = RelationGetDescr(cs.rel);
+	cs.queue_col = TaskqJobColumn("queue");
+	cs.state_col = TaskqJobColumn("state");
+	cs.waiting = TaskqJobState(TupleDescAttr(cs.desc, cs.state_col)->atttypid, "waiting");
+	cs.active = TaskqJobState(TupleDescAttr(cs.desc, cs.state_col)->atttypid, "active");
+	cs.timeout_col = TaskqJobColumn("timeout_ms");
+	cs.values = palloc(sizeof(Datum) * cs.desc->natts);
+	cs.nulls = palloc(sizeof(bool) * cs.desc->natts);
+
+	/*
+	 * A result relation for the new versions' index entries, whose range
+	 * table entry says which columns changed: an index over none of them
+	 * gets the hint that bottom-up deletion uses, as with UPDATE.
+	 */
+	cs.estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(cs.rel);
+	rte->relkind = cs.rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	for (int c = 0; c < lengthof(claim_set_columns); c++)
+	{
+		cs.col[c] = TaskqJobColumn(claim_set_columns[c]);
+		rte->updatedCols = bms_add_member(rte->updatedCols,
+										  cs.col[c] + 1 - FirstLowInvalidHeapAttributeNumber);
+	}
+	ExecInitRangeTable(cs.estate, list_make1(rte));
+	cs.rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(cs.rri, cs.rel, 1, NULL, 0);
+	ExecOpenIndices(cs.rri, false);
+
+	cs.snapshot = statement_snapshot();
+	cs.cid = GetCurrentCommandId(true);
+	cs.found = table_slot_create(cs.rel, NULL);
+	cs.locked = table_slot_create(cs.rel, NULL);
+	cs.updated = MakeSingleTupleTableSlot(cs.desc, &TTSOpsHeapTuple);
+
+	/* a scan has as many keys at each rescan as at its start */
+	scan = index_beginscan(cs.rel, index, cs.snapshot, req->nlevels > 0 ? 3 : 1, 0);
+	for (int l = 0; l < Max(req->nlevels, 1) && n < req->count; l++)
+	{
+		int			nkeys = pull_keys(keys, index, req->queue, req->nlevels > 0,
+									  req->nlevels > 0 ? req->priority[l] : 0,
+									  req->nlevels > 0 ? req->bound[l] : (Datum) 0);
+
+		Assert(nkeys == scan->numberOfKeys);
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		while (n < req->count &&
+			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
+		{
+			HeapTuple	claimed = claim_one(&cs, req->queue);
+
+			if (claimed != NULL)
+			{
+				/* values that point into the new version, which stays */
+				heap_deform_tuple(claimed, cs.desc, cs.values, cs.nulls);
+				take(arg, n++, cs.values, cs.nulls);
+			}
+		}
+	}
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(cs.found);
+	ExecDropSingleTupleTableSlot(cs.locked);
+	ExecDropSingleTupleTableSlot(cs.updated);
+	ExecCloseIndices(cs.rri);
+	FreeExecutorState(cs.estate);
+	UnregisterSnapshot(cs.snapshot);
+	index_close(index, AccessShareLock);
+	table_close(cs.rel, NoLock);
+	/* the caller's next statements see the claims */
+	CommandCounterIncrement();
+	return n;
+}
