@@ -22,7 +22,7 @@ OBJS = \
 	src/backoff.o \
 	src/push.o \
 	src/pull.o \
-	src/claim.o \
+	src/direct.o \
 	src/pullhead.o \
 	src/pullwait.o \
 	src/flowcontrol.o \
@@ -72,7 +72,7 @@ REGRESS = \
 	limits \
 	flow_control \
 	pull \
-	claim \
+	direct \
 	ack \
 	fail \
 	release \

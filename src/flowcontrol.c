@@ -550,13 +550,21 @@ TaskqNoteSlotsFreed(int n)
 			names[nnames++] = name;
 	}
 	for (int i = 0; i < nnames; i++)
-	{
-		TaskqQueueInfo qi;
-
-		if (TaskqCachedQueue(names[i], false, &qi) &&
-			(qi.concurrency > 0 || qi.group_concurrency > 0))
-			TaskqNoteWakeup(cstring_to_text(names[i]));
-	}
+		TaskqNoteQueueSlotsFreed(names[i]);
 	SPI_tuptable = tuptable;
 	SPI_processed = processed;
+}
+
+/*
+ * A lease of a job of queue ended: at commit, wake the pulls waiting on
+ * the queue if it has a concurrency limit (TaskqNoteSlotsFreed).
+ */
+void
+TaskqNoteQueueSlotsFreed(const char *queue)
+{
+	TaskqQueueInfo qi;
+
+	if (TaskqCachedQueue(queue, false, &qi) &&
+		(qi.concurrency > 0 || qi.group_concurrency > 0))
+		TaskqNoteWakeup(cstring_to_text(queue));
 }

@@ -257,13 +257,28 @@ static int
 ack_job(Datum *values, bool *nulls)
 {
 	int			n;
+	text	   *queue;
 
-	if (TaskqAckMayForget() &&
-		TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
+	if (TaskqAckMayForget())
 	{
-		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-		TaskqNoteSlotsFreed(1);
-		return 1;
+		if (TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
+		{
+			TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+			TaskqNoteSlotsFreed(1);
+			return 1;
+		}
+	}
+	else if ((n = TaskqAckDirect(values[0], values[1], nulls[1], values[2], nulls[2],
+								 &queue)) >= 0)
+	{
+		/* without a statement (direct.c): as below */
+		if (n > 0)
+		{
+			TaskqMetricsCount(queue, TASKQ_COUNT_COMPLETED_KEPT, 1);
+			TaskqNoteQueueSlotsFreed(text_to_cstring(queue));
+			TaskqEmitEventOne("job.completed", values[0]);
+		}
+		return n;
 	}
 	n = TaskqExecuteMove(&ack_select_plan, &ack_plan, "finished_jobs", values, nulls);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);

@@ -243,7 +243,7 @@ extern void TaskqUuid7(pg_uuid_t *uuid);
 extern void TaskqRandomUuid(pg_uuid_t *uuid);
 extern char *TaskqUuidText(Datum uuid);
 
-/* claim.c: pull's reads and claim without a plan */
+/* direct.c: the hot path's reads and writes of taskq.jobs without plans */
 typedef struct TaskqClaimRequest
 {
 	Datum		queue;
@@ -262,6 +262,8 @@ extern bool TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 							  const Datum *bound, pg_uuid_t **first);
 typedef void (*TaskqClaimTake) (void *arg, int i, const Datum *values, const bool *nulls);
 extern int	TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg);
+extern int	TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
+						   bool lease_null, text **queue);
 
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
@@ -325,6 +327,7 @@ typedef int (*TaskqClaimFn) (void *arg, int32 count, Datum ctids);
 extern int	TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 							  const Datum *levels, TaskqClaimFn claim, void *arg);
 extern void TaskqNoteSlotsFreed(int n);
+extern void TaskqNoteQueueSlotsFreed(const char *queue);
 
 /* ratelimit.c */
 extern bool TaskqRateLimitsAvailable(void);

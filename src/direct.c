@@ -1,40 +1,49 @@
 /*-------------------------------------------------------------------------
  *
- * claim.c
- *		pull's reads of taskq.jobs and its claim, by index and heap access
- *		without a plan.
+ * direct.c
+ *		The worker loop's reads and writes of taskq.jobs by index and heap
+ *		access, without a plan: pull's housekeeping probe, raise and claim,
+ *		and the ack of one job.
  *
  * A pull of a queue without limits runs, in the steady state, a probe
  * for housekeeping (two index probes), at times a raise of its bounds (an
  * index probe, pullhead.c) and the claim (an index scan, then an update
- * of each job it takes).  As statements, each had a plan kept by the
- * backend, and VACUUM and ANALYZE of taskq.jobs invalidate those: every
- * worker's backend planned them again at its next pull, after each
+ * of each job it takes); the ack of a job is a delete by id and lease
+ * and an insert into finished_jobs.  As statements, each had a plan kept
+ * by the backend, and VACUUM and ANALYZE of taskq.jobs invalidate those:
+ * every worker's backend planned them again at its next call, after each
  * autovacuum (about 1 ms a pull, all workers at once: the worst windows
  * of claim latency under steady load).  Setting up their executors was
- * also a good part of each pull.  Here they are the same reads and writes
+ * also a good part of each call.  Here they are the same reads and writes
  * done directly: the index is scanned with the statement's conditions as
  * scan keys, under a fresh snapshot taken as a statement of READ
- * COMMITTED takes it, and each job found is updated with heap_update,
- * whose new version gets its index entries as UPDATE writes them
- * (ExecInsertIndexTuples).
+ * COMMITTED takes it; a claimed job is updated with heap_update, whose
+ * new version gets its index entries as UPDATE writes them
+ * (ExecInsertIndexTuples); an acked job is deleted with heap_delete and
+ * its finished row written as the acks' statements write it
+ * (rowinsert.c).
  *
- * Locking is the statement's FOR UPDATE SKIP LOCKED: a job that another
- * transaction has locked or is changing is skipped, never waited for; a
- * job changed by a transaction that committed after the snapshot was
+ * Locking is the statements': the claim's FOR UPDATE SKIP LOCKED skips a
+ * job that another transaction has locked or is changing, never waiting;
+ * a job changed by a transaction that committed after the snapshot was
  * taken is skipped too (the statement locked its new version but did not
- * claim it either).  The update is first tried without waiting, which is
- * one WAL record instead of the statement's two (lock, then update); a
- * job locked by someone is then locked as FOR UPDATE SKIP LOCKED locks
- * (a lock held by this transaction itself lets it through).
+ * claim it either).  The claim's update is first tried without waiting,
+ * which is one WAL record instead of the statement's two (lock, then
+ * update); a job locked by someone is then locked as FOR UPDATE SKIP
+ * LOCKED locks (a lock held by this transaction itself lets it through).
+ * The ack's delete waits for a concurrent change of its job, as the
+ * statement does; when one committed, the ack leaves the job to the
+ * statement, which takes a new snapshot and reads the job again.
  *
  * Each function returns false (or -1) without doing anything when it
  * cannot act for the statement, and its caller runs the statement: when
- * taskq.jobs has UPDATE triggers or row-level security, is not a heap or
- * has other columns than taskq's, when an index is not the expected one,
- * and in a transaction whose snapshot is the transaction's (REPEATABLE
- * READ and SERIALIZABLE, where the statement raises a serialization
- * failure instead of skipping a job changed since the snapshot).
+ * taskq.jobs has triggers for the change or row-level security, is not a
+ * heap or has other columns than taskq's, when an index is not the
+ * expected one, and in a transaction whose snapshot is the transaction's
+ * (REPEATABLE READ and SERIALIZABLE, where the statements raise a
+ * serialization failure instead).  The ack also leaves to the statement a
+ * job whose completion has consequences (children, parents, follow-ups,
+ * reply_to: dagfinish.c) and the queues that keep no completed jobs.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +64,7 @@
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -72,11 +82,12 @@ static const char *const claim_set_columns[] = {
 
 /*
  * Whether the statements on taskq.jobs can be done directly on rel: no
- * UPDATE triggers (they fire only for a statement) nor row-level security,
- * a heap with taskq's columns, and READ COMMITTED.
+ * triggers for the change (UPDATE or DELETE: they fire only for a
+ * statement) nor row-level security, a heap with taskq's columns, and
+ * READ COMMITTED.
  */
 static bool
-jobs_usable(Relation rel)
+jobs_usable(Relation rel, CmdType change)
 {
 	TriggerDesc *td = rel->trigdesc;
 
@@ -85,11 +96,16 @@ jobs_usable(Relation rel)
 	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || rel->rd_rel->relrowsecurity ||
 		!TaskqIsJobTable(RelationGetDescr(rel)))
 		return false;
-	return td == NULL ||
-		!(td->trig_update_before_row || td->trig_update_after_row ||
-		  td->trig_update_instead_row || td->trig_update_before_statement ||
-		  td->trig_update_after_statement || td->trig_update_old_table ||
-		  td->trig_update_new_table);
+	if (td == NULL)
+		return true;
+	if (change == CMD_DELETE)
+		return !(td->trig_delete_before_row || td->trig_delete_after_row ||
+				 td->trig_delete_instead_row || td->trig_delete_before_statement ||
+				 td->trig_delete_after_statement || td->trig_delete_old_table);
+	return !(td->trig_update_before_row || td->trig_update_after_row ||
+			 td->trig_update_instead_row || td->trig_update_before_statement ||
+			 td->trig_update_after_statement || td->trig_update_old_table ||
+			 td->trig_update_new_table);
 }
 
 /*
@@ -177,7 +193,7 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	int			expires = TaskqJobColumn("lease_expires_at") + 1;
 	Datum		active;
 
-	if (!jobs_usable(rel))
+	if (!jobs_usable(rel, CMD_SELECT))
 	{
 		table_close(rel, AccessShareLock);
 		return false;
@@ -259,7 +275,7 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	ScanKeyData keys[3];
 	int			id = TaskqJobColumn("id") + 1;
 
-	if (!jobs_usable(rel) ||
+	if (!jobs_usable(rel, CMD_SELECT) ||
 		(index = open_index("jobs_pull_idx", pull_index_columns, 3)) == NULL)
 	{
 		table_close(rel, AccessShareLock);
@@ -422,7 +438,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 	int			n = 0;
 
 	cs.rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
-	if (!jobs_usable(cs.rel) ||
+	if (!jobs_usable(cs.rel, CMD_UPDATE) ||
 		(index = open_index("jobs_pull_idx", pull_index_columns, 3)) == NULL)
 	{
 		table_close(cs.rel, NoLock);
@@ -506,4 +522,137 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 	/* the caller's next statements see the claims */
 	CommandCounterIncrement();
 	return n;
+}
+
+/* whether a job's completion has consequences (dagfinish.c) */
+static bool
+has_consequences(const Datum *v, const bool *isnull)
+{
+	static int	children = -1;
+	static int	parents;
+	static int	metadata;
+	Jsonb	   *m;
+
+	if (children < 0)
+	{
+		children = TaskqJobColumn("has_children");
+		parents = TaskqJobColumn("pending_parents");
+		metadata = TaskqJobColumn("metadata");
+	}
+	if (DatumGetBool(v[children]) || DatumGetInt32(v[parents]) > 0)
+		return true;
+	if (isnull[metadata])
+		return false;
+	m = DatumGetJsonbP(v[metadata]);
+	/* metadata is an object; anything else is the statement's to judge */
+	return !JB_ROOT_IS_OBJECT(m) ||
+		getKeyJsonValueFromContainer(&m->root, "reply_to", 8, NULL) != NULL ||
+		getKeyJsonValueFromContainer(&m->root, "follow_ups", 10, NULL) != NULL;
+}
+
+/*
+ * The ack of one job: the job id, when it is active (under the lease,
+ * when one is given), is deleted from taskq.jobs and written into
+ * finished_jobs, completed with the result at now(), as ack's statements
+ * move it.  Returns 1, with the job's queue in *queue; 0 when no job is
+ * active under the lease (what the statement would have found); -1,
+ * having done nothing, when the statement must do it.
+ */
+int
+TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
+			   bool lease_null, text **queue)
+{
+	static const char *const id_column[] = {"id"};
+	Relation	rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
+	Relation	hist;
+	Relation	index;
+	TupleTableSlot *slot;
+	TupleTableSlot *row;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	int			rc = 0;
+	int			state_col = TaskqJobColumn("state");
+	int			lease_col = TaskqJobColumn("lease");
+
+	if (!jobs_usable(rel, CMD_DELETE))
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+	hist = table_open(TaskqTableOid("finished_jobs"), RowExclusiveLock);
+	if (!TaskqCanInsertRows(hist) || !TaskqIsJobTable(RelationGetDescr(hist)) ||
+		(index = open_index("jobs_pkey", id_column, 1)) == NULL)
+	{
+		table_close(hist, NoLock);
+		table_close(rel, NoLock);
+		return -1;
+	}
+	PreventCommandIfReadOnly("DELETE");
+	PreventCommandIfParallelMode("DELETE");
+
+	snapshot = statement_snapshot();
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
+	scan_key(&key, index, 1, BTEqualStrategyNumber, F_UUID_EQ, id);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		Datum	   *v;
+		bool	   *isnull;
+
+		slot_getallattrs(slot);
+		v = slot->tts_values;
+		isnull = slot->tts_isnull;
+		if (isnull[state_col] ||
+			DatumGetObjectId(v[state_col]) !=
+			DatumGetObjectId(TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state_col)->atttypid,
+										   "active")))
+			rc = 0;				/* not active */
+		else if (!lease_null &&
+				 (isnull[lease_col] ||
+				  memcmp(DatumGetUUIDP(v[lease_col]), DatumGetUUIDP(lease), UUID_LEN) != 0))
+			rc = 0;				/* not under this lease */
+		else if (has_consequences(v, isnull))
+			rc = -1;
+		else
+		{
+			ItemPointerData tid = slot->tts_tid;
+			TM_FailureData tmfd;
+
+			if (heap_delete(rel, &tid, GetCurrentCommandId(true), InvalidSnapshot,
+							true, &tmfd, false) != TM_Ok)
+				rc = -1;		/* changed meanwhile: the statement reads it again */
+			else
+			{
+				/* the finished row: the job's, with ack's changes */
+				TupleDesc	hdesc = RelationGetDescr(hist);
+
+				row = table_slot_create(hist, NULL);
+				memcpy(row->tts_values, v, sizeof(Datum) * hdesc->natts);
+				memcpy(row->tts_isnull, isnull, sizeof(bool) * hdesc->natts);
+				row->tts_values[state_col] =
+					TaskqJobState(TupleDescAttr(hdesc, state_col)->atttypid, "completed");
+				row->tts_values[TaskqJobColumn("result")] = result;
+				row->tts_isnull[TaskqJobColumn("result")] = result_null;
+				row->tts_isnull[TaskqJobColumn("lease_expires_at")] = true;
+				row->tts_values[TaskqJobColumn("finished_at")] =
+					TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+				row->tts_isnull[TaskqJobColumn("finished_at")] = false;
+				ExecStoreVirtualTuple(row);
+				/* a copy: the job's row stays in the buffer, still pinned */
+				*queue = DatumGetTextPCopy(v[TaskqJobColumn("queue")]);
+				TaskqInsertRows(hist, &row, 1);
+				ExecDropSingleTupleTableSlot(row);
+				rc = 1;
+			}
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	table_close(hist, NoLock);
+	table_close(rel, NoLock);
+	return rc;
 }

@@ -1,6 +1,7 @@
--- the claim without a statement (claim.c): the rows and index entries it
--- writes are those of the claim statement, which still runs when the
--- direct path cannot act for it (UPDATE triggers, REPEATABLE READ)
+-- the claim and the ack without statements (direct.c): the rows and index
+-- entries they write are those of the statements, which still run when
+-- the direct path cannot act for them (triggers, REPEATABLE READ, a job
+-- whose completion has consequences)
 CREATE EXTENSION taskq;
 CREATE EXTENSION amcheck;
 SELECT taskq.create_queue('cl');
@@ -57,8 +58,32 @@ RESET enable_bitmapscan;
 -- a unique key stays taken while its job is active
 SELECT taskq.push('cl', 'again', '{}', '{"unique_key": "k4"}') = id AS same_job
   FROM taskq.jobs WHERE unique_key = 'k4';
-SELECT count(*) AS acked FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs
-  WHERE queue = 'cl' AND state = 'active') a;
+-- the acks: each job moves to finished_jobs as documented, once
+BEGIN;
+CREATE TEMP TABLE acked ON COMMIT DROP AS
+  SELECT id, lease, jsonb_build_object('n', name) AS result FROM taskq.jobs
+  WHERE queue = 'cl' AND state = 'active';
+SELECT count(*) AS acked FROM (SELECT taskq.ack(id, result, lease) FROM acked) a;
+SELECT count(*) FILTER (WHERE f.state = 'completed' AND f.result = a.result
+                         AND f.lease = a.lease AND f.lease_expires_at IS NULL
+                         AND f.finished_at = now() AND f.attempts = 1) AS as_documented,
+       count(*) AS finished,
+       (SELECT count(*) FROM taskq.jobs j JOIN acked USING (id)) AS still_live
+  FROM acked a JOIN taskq.finished_jobs f USING (id);
+COMMIT;
+-- an ack under a lease that is not the job's: the lease conflict (the
+-- message names the job's id: only its SQLSTATE is shown)
+SELECT id AS w_id FROM taskq.pull('cl') \gset
+\set VERBOSITY sqlstate
+SELECT taskq.ack(:'w_id', NULL, '00000000-0000-4000-8000-000000000000');
+\set VERBOSITY default
+SELECT state FROM taskq.jobs WHERE id = :'w_id';
+-- pulled and acked in one transaction
+BEGIN;
+SELECT taskq.ack(id, '{"same": "transaction"}', lease) FROM taskq.pull('cl');
+COMMIT;
+SELECT count(*) AS done_in_one FROM taskq.finished_jobs WHERE result = '{"same": "transaction"}';
+SELECT taskq.ack(:'w_id');
 
 -- a row this transaction has locked itself is not skipped
 BEGIN;
@@ -88,11 +113,26 @@ SELECT * FROM claim_log ORDER BY name;
 DROP TRIGGER log_claim ON taskq.jobs;
 SELECT name, priority, attempt FROM taskq.pull('cl', 1);
 SELECT count(*) AS logged FROM claim_log;
+-- and a DELETE trigger fires for every ack
+TRUNCATE claim_log;
+CREATE FUNCTION log_ack() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.claim_log VALUES (OLD.name, OLD.state::text, NULL);
+  RETURN OLD;
+END $$;
+CREATE TRIGGER log_ack AFTER DELETE ON taskq.jobs
+  FOR EACH ROW EXECUTE FUNCTION log_ack();
+SELECT count(*) AS acked FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs
+  WHERE queue = 'cl' AND state = 'active') a;
+SELECT * FROM claim_log ORDER BY name;
+DROP TRIGGER log_ack ON taskq.jobs;
+DROP FUNCTION log_ack();
 DROP TABLE claim_log;
 DROP FUNCTION log_claim();
 
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
-  WHERE i.indrelid = 'taskq.jobs'::regclass ORDER BY i.indexrelid::regclass::text;
+  WHERE i.indrelid IN ('taskq.jobs'::regclass, 'taskq.finished_jobs'::regclass)
+  ORDER BY i.indexrelid::regclass::text;
 DROP EXTENSION amcheck;
 DROP EXTENSION taskq;
