@@ -27,21 +27,21 @@
  * job that another transaction has locked or is changing, never waiting;
  * a job changed by a transaction that committed after the snapshot was
  * taken is skipped too (the statement locked its new version but did not
- * claim it either).  The claim's update is first tried without waiting,
- * which is one WAL record instead of the statement's two (lock, then
- * update); a job locked by someone is then locked as FOR UPDATE SKIP
- * LOCKED locks (a lock held by this transaction itself lets it through).
- * The ack's delete waits for a concurrent change of its job, as the
- * statement does; when one committed, the ack leaves the job to the
- * statement, which takes a new snapshot and reads the job again.
+ * claim it either).  The claim locks each job as FOR UPDATE SKIP LOCKED
+ * locks it (a lock held by this transaction itself lets it through),
+ * then updates it.  The ack's delete waits for a concurrent change of its
+ * job, as the statement does; when one committed, the ack leaves the job
+ * to the statement, which takes a new snapshot and reads the job again.
+ * Locks on the table and its indexes are held to the end of the
+ * transaction, as a statement's are.
  *
  * Each function returns false (or -1) without doing anything when it
  * cannot act for the statement, and its caller runs the statement: when
- * taskq.jobs has triggers for the change or row-level security, is not a
- * heap or has other columns than taskq's, when an index is not the
- * expected one, and in a transaction whose snapshot is the transaction's
- * (REPEATABLE READ and SERIALIZABLE, where the statements raise a
- * serialization failure instead).  The ack also leaves to the statement a
+ * taskq.jobs has rules, triggers for the change or row-level security, is
+ * not a heap or has other columns than taskq's, when an index is not the
+ * install script's or not valid, and in a transaction whose snapshot is
+ * the transaction's (REPEATABLE READ and SERIALIZABLE, where the
+ * statements raise a serialization failure instead).  The ack also leaves to the statement a
  * job whose completion has consequences (children, parents, follow-ups,
  * reply_to: dagfinish.c) and the queues that keep no completed jobs.
  *
@@ -58,22 +58,49 @@
 #include "access/xact.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
+#include "commands/defrem.h"
+#include "common/int.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "taskq.h"
 
-/* the columns of the indexes read here, in index order */
-static const char *const pull_index_columns[] = {"queue", "priority", "id"};
-static const char *const delayed_index_columns[] = {"queue", "run_at"};
-static const char *const lease_index_columns[] = {"lease_expires_at"};
+/* an index of taskq.jobs read here, as the install script makes it */
+typedef struct DirectIndex
+{
+	const char *name;
+	int			ncolumns;
+	const char *columns[3];
+	int16		options[3];		/* indoption of each column */
+	bool		partial;
+} DirectIndex;
+
+static const DirectIndex pull_index = {
+	"jobs_pull_idx", 3, {"queue", "priority", "id"},
+	{0, INDOPTION_DESC | INDOPTION_NULLS_FIRST, 0}, true
+};
+static const DirectIndex delayed_index = {
+	"jobs_delayed_idx", 2, {"queue", "run_at"}, {0, 0}, true
+};
+static const DirectIndex lease_index = {
+	"jobs_lease_idx", 1, {"lease_expires_at"}, {0}, true
+};
+static const DirectIndex pkey_index = {
+	"jobs_pkey", 1, {"id"}, {0}, false
+};
+
+/* indexes found to be as expected (their definition cannot change) */
+static Oid	verified_indexes[8];
+static int	nverified = 0;
 
 /* the columns a claim sets */
 static const char *const claim_set_columns[] = {
@@ -82,8 +109,8 @@ static const char *const claim_set_columns[] = {
 
 /*
  * Whether the statements on taskq.jobs can be done directly on rel: no
- * triggers for the change (UPDATE or DELETE: they fire only for a
- * statement) nor row-level security, a heap with taskq's columns, and
+ * rules, no triggers for the change (UPDATE or DELETE: they fire only for
+ * a statement) nor row-level security, a heap with taskq's columns, and
  * READ COMMITTED.
  */
 static bool
@@ -94,9 +121,9 @@ jobs_usable(Relation rel, CmdType change)
 	if (IsolationUsesXactSnapshot())
 		return false;
 	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || rel->rd_rel->relrowsecurity ||
-		!TaskqIsJobTable(RelationGetDescr(rel)))
+		rel->rd_rules != NULL || !TaskqIsJobTable(RelationGetDescr(rel)))
 		return false;
-	if (td == NULL)
+	if (td == NULL || change == CMD_SELECT)
 		return true;
 	if (change == CMD_DELETE)
 		return !(td->trig_delete_before_row || td->trig_delete_after_row ||
@@ -108,33 +135,65 @@ jobs_usable(Relation rel, CmdType change)
 			 td->trig_update_new_table);
 }
 
+/* whether index is def: a btree over its columns, options and opclasses */
+static bool
+index_is(Relation index, const DirectIndex *def)
+{
+	Form_pg_index ix = index->rd_index;
+
+	if (index->rd_rel->relam != BTREE_AM_OID ||
+		ix->indrelid != TaskqTableOid("jobs") ||
+		ix->indnatts != def->ncolumns || ix->indnkeyatts != def->ncolumns ||
+		def->partial == heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL) ||
+		!heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, NULL))
+		return false;
+	for (int i = 0; i < def->ncolumns; i++)
+	{
+		int			col = TaskqJobColumn(def->columns[i]);
+		Oid			type = TupleDescAttr(RelationGetDescr(index), i)->atttypid;
+		Oid			opclass = GetDefaultOpClass(type, BTREE_AM_OID);
+
+		if (ix->indkey.values[i] != col + 1 ||
+			index->rd_indoption[i] != def->options[i] ||
+			!OidIsValid(opclass) ||
+			index->rd_opfamily[i] != get_opclass_family(opclass))
+			return false;
+	}
+	return true;
+}
+
 /*
- * Open the index of taskq.jobs called name, when it is a btree over
- * exactly the given columns; else NULL.
+ * Open the index def of taskq.jobs, when it is valid and as the install
+ * script makes it; else NULL (an index built again by hand, perhaps
+ * CONCURRENTLY and not yet valid, is the statements' to use).  The lock
+ * is held to the end of the transaction, as a statement holds it.
  */
 static Relation
-open_index(const char *name, const char *const *columns, int ncolumns)
+open_index(const DirectIndex *def)
 {
-	Oid			oid = TaskqTableOid(name);
+	Oid			oid = TaskqTableOid(def->name);
 	Relation	index;
+	bool		known = false;
 
 	if (!OidIsValid(oid))
 		return NULL;
 	index = index_open(oid, AccessShareLock);
-	if (index->rd_rel->relam == BTREE_AM_OID &&
-		index->rd_index->indrelid == TaskqTableOid("jobs") &&
-		index->rd_index->indnatts == ncolumns &&
-		index->rd_index->indnkeyatts == ncolumns)
+	if (index->rd_index->indisvalid && index->rd_index->indisready &&
+		index->rd_index->indislive)
 	{
-		int			i;
-
-		for (i = 0; i < ncolumns; i++)
-			if (index->rd_index->indkey.values[i] != TaskqJobColumn(columns[i]) + 1)
-				break;
-		if (i == ncolumns)
-			return index;
+		for (int i = 0; i < nverified && !known; i++)
+			known = verified_indexes[i] == oid;
+		if (!known && index_is(index, def))
+		{
+			if (nverified == lengthof(verified_indexes))
+				nverified = 0;
+			verified_indexes[nverified++] = oid;
+			known = true;
+		}
 	}
-	index_close(index, AccessShareLock);
+	if (known)
+		return index;
+	index_close(index, NoLock);
 	return NULL;
 }
 
@@ -183,8 +242,8 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 					   TimestampTz *first_lease, bool *due)
 {
 	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
-	Relation	lease_index;
-	Relation	delayed_index;
+	Relation	lease;
+	Relation	delayed;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
@@ -195,18 +254,18 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 
 	if (!jobs_usable(rel, CMD_SELECT))
 	{
-		table_close(rel, AccessShareLock);
+		table_close(rel, NoLock);
 		return false;
 	}
-	lease_index = open_index("jobs_lease_idx", lease_index_columns, 1);
-	delayed_index = open_index("jobs_delayed_idx", delayed_index_columns, 2);
-	if (lease_index == NULL || delayed_index == NULL)
+	lease = open_index(&lease_index);
+	delayed = open_index(&delayed_index);
+	if (lease == NULL || delayed == NULL)
 	{
-		if (lease_index)
-			index_close(lease_index, AccessShareLock);
-		if (delayed_index)
-			index_close(delayed_index, AccessShareLock);
-		table_close(rel, AccessShareLock);
+		if (lease)
+			index_close(lease, NoLock);
+		if (delayed)
+			index_close(delayed, NoLock);
+		table_close(rel, NoLock);
 		return false;
 	}
 	active = TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state - 1)->atttypid,
@@ -216,11 +275,11 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 
 	/* leases in [floor, now), by expiry: the first of an active job */
 	*first_lease = DT_NOEND;
-	scan_key(&keys[0], lease_index, 1, BTGreaterEqualStrategyNumber,
+	scan_key(&keys[0], lease, 1, BTGreaterEqualStrategyNumber,
 			 F_TIMESTAMPTZ_GE, TimestampTzGetDatum(floor));
-	scan_key(&keys[1], lease_index, 1, BTLessStrategyNumber,
+	scan_key(&keys[1], lease, 1, BTLessStrategyNumber,
 			 F_TIMESTAMPTZ_LT, TimestampTzGetDatum(now));
-	scan = index_beginscan(rel, lease_index, snapshot, 2, 0);
+	scan = index_beginscan(rel, lease, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
@@ -241,19 +300,19 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	index_endscan(scan);
 
 	/* a delayed job of the queue due at now (the index holds only those) */
-	scan_key(&keys[0], delayed_index, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
-	scan_key(&keys[1], delayed_index, 2, BTLessEqualStrategyNumber,
+	scan_key(&keys[0], delayed, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
+	scan_key(&keys[1], delayed, 2, BTLessEqualStrategyNumber,
 			 F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
-	scan = index_beginscan(rel, delayed_index, snapshot, 2, 0);
+	scan = index_beginscan(rel, delayed, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	*due = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	index_close(delayed_index, AccessShareLock);
-	index_close(lease_index, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	index_close(delayed, NoLock);
+	index_close(lease, NoLock);
+	table_close(rel, NoLock);
 	return true;
 }
 
@@ -276,9 +335,9 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	int			id = TaskqJobColumn("id") + 1;
 
 	if (!jobs_usable(rel, CMD_SELECT) ||
-		(index = open_index("jobs_pull_idx", pull_index_columns, 3)) == NULL)
+		(index = open_index(&pull_index)) == NULL)
 	{
-		table_close(rel, AccessShareLock);
+		table_close(rel, NoLock);
 		return false;
 	}
 	snapshot = statement_snapshot();
@@ -301,8 +360,8 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
 	return true;
 }
 
@@ -345,6 +404,7 @@ claim_one(ClaimState *cs, Datum queue)
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
 	int32		lease_ms;
+	int32		attempts;
 	TimestampTz expires;
 	pg_uuid_t  *lease;
 	ItemPointerData tid = cs->found->tts_tid;
@@ -373,8 +433,12 @@ claim_one(ClaimState *cs, Datum queue)
 	lease = palloc(sizeof(pg_uuid_t));
 	TaskqRandomUuid(lease);
 
+	if (pg_add_s32_overflow(DatumGetInt32(v[cs->col[1]]), 1, &attempts))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("integer out of range")));
 	v[cs->col[0]] = cs->active;
-	v[cs->col[1]] = Int32GetDatum(DatumGetInt32(v[cs->col[1]]) + 1);
+	v[cs->col[1]] = Int32GetDatum(attempts);
 	v[cs->col[2]] = UUIDPGetDatum(lease);
 	v[cs->col[3]] = Int32GetDatum(lease_ms);
 	v[cs->col[4]] = TimestampTzGetDatum(expires);
@@ -384,27 +448,30 @@ claim_one(ClaimState *cs, Datum queue)
 	newtup = heap_form_tuple(cs->desc, v, isnull);
 	pfree(lease);
 
-	r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot, false,
-					&tmfd, &lockmode);
-	if (r == TM_BeingModified)
-	{
-		/* locked (perhaps by this transaction): lock as SKIP LOCKED does */
-		r = table_tuple_lock(cs->rel, &tid, cs->snapshot, cs->locked, cs->cid,
-							 LockTupleExclusive, LockWaitSkip, 0, &tmfd);
-		ExecClearTuple(cs->locked);
-		if (r == TM_Ok)
-			r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot,
-							true, &tmfd, &lockmode);
-	}
-	if (r != TM_Ok)
-	{
-		heap_freetuple(newtup);
-		return NULL;
-	}
 	if (cs->desc->constr != NULL)
 	{
 		ExecStoreHeapTuple(newtup, cs->updated, false);
 		ExecConstraints(cs->rri, cs->updated, cs->estate);
+	}
+
+	/*
+	 * Lock, skipping a row someone else has locked or is changing, then
+	 * update: FOR UPDATE SKIP LOCKED, then UPDATE.  (heap_update cannot
+	 * be asked not to wait.)  A lock this transaction holds lets it
+	 * through; a row changed by a transaction that committed after the
+	 * snapshot is not claimed (TM_Updated, TM_Deleted).
+	 */
+	r = table_tuple_lock(cs->rel, &tid, cs->snapshot, cs->locked, cs->cid,
+						 LockTupleExclusive, LockWaitSkip, 0, &tmfd);
+	ExecClearTuple(cs->locked);
+	if (r == TM_Ok)
+		r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot, true,
+						&tmfd, &lockmode);
+	if (r != TM_Ok)
+	{
+		ExecClearTuple(cs->updated);
+		heap_freetuple(newtup);
+		return NULL;
 	}
 	/* a claim changes the state, which the indexes' predicates read */
 	if (!HeapTupleIsHeapOnly(newtup))
@@ -439,7 +506,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 
 	cs.rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
 	if (!jobs_usable(cs.rel, CMD_UPDATE) ||
-		(index = open_index("jobs_pull_idx", pull_index_columns, 3)) == NULL)
+		(index = open_index(&pull_index)) == NULL)
 	{
 		table_close(cs.rel, NoLock);
 		return -1;
@@ -517,7 +584,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 	ExecCloseIndices(cs.rri);
 	FreeExecutorState(cs.estate);
 	UnregisterSnapshot(cs.snapshot);
-	index_close(index, AccessShareLock);
+	index_close(index, NoLock);
 	table_close(cs.rel, NoLock);
 	/* the caller's next statements see the claims */
 	CommandCounterIncrement();
@@ -550,6 +617,18 @@ has_consequences(const Datum *v, const bool *isnull)
 		getKeyJsonValueFromContainer(&m->root, "follow_ups", 10, NULL) != NULL;
 }
 
+/* whether finished_jobs (b) has taskq.jobs' (a) columns and their types */
+static bool
+same_types(TupleDesc a, TupleDesc b)
+{
+	if (!TaskqIsJobTable(b))
+		return false;
+	for (int i = 0; i < a->natts; i++)
+		if (TupleDescAttr(a, i)->atttypid != TupleDescAttr(b, i)->atttypid)
+			return false;
+	return true;
+}
+
 /*
  * The ack of one job: the job id, when it is active (under the lease,
  * when one is given), is deleted from taskq.jobs and written into
@@ -562,7 +641,6 @@ int
 TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
 			   bool lease_null, text **queue)
 {
-	static const char *const id_column[] = {"id"};
 	Relation	rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
 	Relation	hist;
 	Relation	index;
@@ -581,8 +659,8 @@ TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
 		return -1;
 	}
 	hist = table_open(TaskqTableOid("finished_jobs"), RowExclusiveLock);
-	if (!TaskqCanInsertRows(hist) || !TaskqIsJobTable(RelationGetDescr(hist)) ||
-		(index = open_index("jobs_pkey", id_column, 1)) == NULL)
+	if (!TaskqCanInsertRows(hist) || !same_types(RelationGetDescr(rel), RelationGetDescr(hist)) ||
+		(index = open_index(&pkey_index)) == NULL)
 	{
 		table_close(hist, NoLock);
 		table_close(rel, NoLock);
@@ -651,7 +729,7 @@ TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	index_close(index, AccessShareLock);
+	index_close(index, NoLock);
 	table_close(hist, NoLock);
 	table_close(rel, NoLock);
 	return rc;
