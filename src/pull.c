@@ -433,7 +433,6 @@ pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
 typedef struct PullArgs
 {
 	ClaimedJob *jobs;			/* what the claim leased */
-	int			njobs;
 	Datum		queue;
 	int32		count;
 	bool		timeout_null;
@@ -553,7 +552,6 @@ pull_claim(void *arg, int32 count, Datum ctids)
 			heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 							  a->jobs[i].values, a->jobs[i].nulls);
 	}
-	a->njobs = n;
 	return n;
 }
 
@@ -582,7 +580,6 @@ pull_once(void *arg)
 	/* the first try as of now(), the later ones of a waiting pull by the clock */
 	now = a->waited ? GetCurrentTimestamp() : GetCurrentTransactionStartTimestamp();
 	a->waited = true;
-	a->njobs = 0;
 	if (!TaskqCachedQueue(TextDatumGetCString(a->queue), false, &qi) || qi.paused)
 		return 0;
 
