@@ -97,6 +97,30 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT name, priority, attempt FROM taskq.pull('cl', 3);
 COMMIT;
 
+-- a limited pull reads its candidates and claims the jobs it chose by
+-- TID without statements: with group_concurrency 1, one job of each
+-- group, the first of each in delivery order, and the index entries of
+-- the new versions written
+SELECT taskq.create_queue('lim', '{"group_concurrency": 1}');
+SELECT count(*) AS pushed FROM taskq.push_batch('lim',
+  (SELECT jsonb_agg(jsonb_build_object('name', 'l' || i,
+     'options', jsonb_build_object('group', 'g' || (i % 4), 'priority', i % 2)))
+   FROM generate_series(1, 20) i));
+SELECT name, group_key, priority, attempt FROM taskq.pull('lim', 10) ORDER BY group_key;
+-- every group is at its limit
+SELECT count(*) AS pulled FROM taskq.pull('lim', 10);
+SELECT i.indexrelid::regclass AS checked_index
+  FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
+  WHERE i.indrelid = 'taskq.jobs'::regclass AND i.indexrelid::regclass::text IN
+    ('taskq.jobs_pkey', 'taskq.jobs_active_idx', 'taskq.jobs_lease_idx')
+  ORDER BY i.indexrelid::regclass::text;
+-- in REPEATABLE READ the statements, with the same choice
+SELECT count(*) AS acked FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs
+  WHERE queue = 'lim' AND state = 'active') a;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT name, group_key, priority, attempt FROM taskq.pull('lim', 10) ORDER BY group_key;
+COMMIT;
+
 -- with an UPDATE trigger on taskq.jobs the claim is the statement, so
 -- the trigger fires for every claimed job (as taskq's owner, whose
 -- search_path is pinned: the function names its table's schema)
@@ -109,6 +133,12 @@ END $$;
 CREATE TRIGGER log_claim AFTER UPDATE ON taskq.jobs
   FOR EACH ROW EXECUTE FUNCTION log_claim();
 SELECT name, priority, attempt FROM taskq.pull('cl', 2);
+SELECT * FROM claim_log ORDER BY name;
+-- and for a limited pull's claim of the jobs it chose
+TRUNCATE claim_log;
+SELECT count(*) AS acked FROM (SELECT taskq.ack(id, NULL, lease) FROM taskq.jobs
+  WHERE queue = 'lim' AND state = 'active') a;
+SELECT name, group_key FROM taskq.pull('lim', 10) ORDER BY group_key;
 SELECT * FROM claim_log ORDER BY name;
 DROP TRIGGER log_claim ON taskq.jobs;
 SELECT name, priority, attempt FROM taskq.pull('cl', 1);

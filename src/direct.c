@@ -3,7 +3,7 @@
  * direct.c
  *		The worker loop's reads and writes of taskq.jobs by index and heap
  *		access, without a plan: pull's housekeeping probe, raise and claim,
- *		and the ack of one job.
+ *		the candidates of a limited pull, and the ack of one job.
  *
  * A pull of a queue without limits runs, in the steady state, a probe
  * for housekeeping (two index probes), at times a raise of its bounds (an
@@ -14,7 +14,8 @@
  * every worker's backend planned them again at its next call, after each
  * autovacuum (about 1 ms a pull, all workers at once: the worst windows
  * of claim latency under steady load).  Setting up their executors was
- * also a good part of each call.  Here they are the same reads and writes
+ * also a good part of each call.  A limited pull (flowcontrol.c) reads
+ * its candidates the same way, then claims the jobs it chose by TID.  Here they are the same reads and writes
  * done directly: the index is scanned with the statement's conditions as
  * scan keys, under a fresh snapshot taken as a statement of READ
  * COMMITTED takes it; a claimed job is updated with heap_update, whose
@@ -65,6 +66,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -486,72 +488,134 @@ claim_one(ClaimState *cs, Datum queue)
 }
 
 /*
- * The claim of a queue without limits: at most req->count waiting jobs,
- * from the head of the queue's range of the pull index (req->nlevels 0),
- * or from each of the given levels in turn, from its bound.  Each becomes
- * active with a fresh lease, as the claim statement sets it, and is
- * passed to take(arg, i, values, nulls) as the whole row of taskq.jobs
- * (in the caller's memory), i counting from 0.  Returns the number
- * claimed, or -1, having done nothing, when the statement must do it.
+ * Open taskq.jobs for claims and set up cs; false, having left nothing
+ * open, when the statement must claim.  With scan, *index is the pull
+ * index, opened.
  */
-int
-TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
+static bool
+claim_begin(ClaimState *cs, const TaskqClaimRequest *req, bool scan, Relation *index)
 {
-	ClaimState	cs;
-	Relation	index;
 	RangeTblEntry *rte;
-	IndexScanDesc scan;
-	ScanKeyData keys[3];
-	int			n = 0;
 
-	cs.rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
-	if (!jobs_usable(cs.rel, CMD_UPDATE) ||
-		(index = open_index(&pull_index)) == NULL)
+	cs->rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
+	*index = NULL;
+	if (!jobs_usable(cs->rel, CMD_UPDATE) ||
+		(scan && (*index = open_index(&pull_index)) == NULL))
 	{
-		table_close(cs.rel, NoLock);
-		return -1;
+		table_close(cs->rel, NoLock);
+		return false;
 	}
 	/* what the executor checks of an UPDATE (a standby is read only) */
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
 
-	cs.req = req;
-	cs.desc = RelationGetDescr(cs.rel);
-	cs.queue_col = TaskqJobColumn("queue");
-	cs.state_col = TaskqJobColumn("state");
-	cs.waiting = TaskqJobState(TupleDescAttr(cs.desc, cs.state_col)->atttypid, "waiting");
-	cs.active = TaskqJobState(TupleDescAttr(cs.desc, cs.state_col)->atttypid, "active");
-	cs.timeout_col = TaskqJobColumn("timeout_ms");
-	cs.values = palloc(sizeof(Datum) * cs.desc->natts);
-	cs.nulls = palloc(sizeof(bool) * cs.desc->natts);
+	cs->req = req;
+	cs->desc = RelationGetDescr(cs->rel);
+	cs->queue_col = TaskqJobColumn("queue");
+	cs->state_col = TaskqJobColumn("state");
+	cs->waiting = TaskqJobState(TupleDescAttr(cs->desc, cs->state_col)->atttypid, "waiting");
+	cs->active = TaskqJobState(TupleDescAttr(cs->desc, cs->state_col)->atttypid, "active");
+	cs->timeout_col = TaskqJobColumn("timeout_ms");
+	cs->values = palloc(sizeof(Datum) * cs->desc->natts);
+	cs->nulls = palloc(sizeof(bool) * cs->desc->natts);
 
 	/*
 	 * A result relation for the new versions' index entries, whose range
 	 * table entry says which columns changed: an index over none of them
 	 * gets the hint that bottom-up deletion uses, as with UPDATE.
 	 */
-	cs.estate = CreateExecutorState();
+	cs->estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(cs.rel);
-	rte->relkind = cs.rel->rd_rel->relkind;
+	rte->relid = RelationGetRelid(cs->rel);
+	rte->relkind = cs->rel->rd_rel->relkind;
 	rte->rellockmode = RowExclusiveLock;
 	for (int c = 0; c < lengthof(claim_set_columns); c++)
 	{
-		cs.col[c] = TaskqJobColumn(claim_set_columns[c]);
+		cs->col[c] = TaskqJobColumn(claim_set_columns[c]);
 		rte->updatedCols = bms_add_member(rte->updatedCols,
-										  cs.col[c] + 1 - FirstLowInvalidHeapAttributeNumber);
+										  cs->col[c] + 1 - FirstLowInvalidHeapAttributeNumber);
 	}
-	ExecInitRangeTable(cs.estate, list_make1(rte));
-	cs.rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(cs.rri, cs.rel, 1, NULL, 0);
-	ExecOpenIndices(cs.rri, false);
+	ExecInitRangeTable(cs->estate, list_make1(rte));
+	cs->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(cs->rri, cs->rel, 1, NULL, 0);
+	ExecOpenIndices(cs->rri, false);
 
-	cs.snapshot = statement_snapshot();
-	cs.cid = GetCurrentCommandId(true);
-	cs.found = table_slot_create(cs.rel, NULL);
-	cs.locked = table_slot_create(cs.rel, NULL);
-	cs.updated = MakeSingleTupleTableSlot(cs.desc, &TTSOpsHeapTuple);
+	cs->snapshot = statement_snapshot();
+	cs->cid = GetCurrentCommandId(true);
+	cs->found = table_slot_create(cs->rel, NULL);
+	cs->locked = table_slot_create(cs->rel, NULL);
+	cs->updated = MakeSingleTupleTableSlot(cs->desc, &TTSOpsHeapTuple);
+	return true;
+}
+
+/* claim the job in cs->found; when claimed, pass it to take */
+static bool
+claim_take(ClaimState *cs, TaskqClaimTake take, void *arg, int i)
+{
+	HeapTuple	claimed = claim_one(cs, cs->req->queue);
+
+	if (claimed == NULL)
+		return false;
+	/* values that point into the new version, which stays */
+	heap_deform_tuple(claimed, cs->desc, cs->values, cs->nulls);
+	take(arg, i, cs->values, cs->nulls);
+	return true;
+}
+
+/* the end of claim_begin's claims */
+static void
+claim_end(ClaimState *cs, Relation index)
+{
+	ExecDropSingleTupleTableSlot(cs->found);
+	ExecDropSingleTupleTableSlot(cs->locked);
+	ExecDropSingleTupleTableSlot(cs->updated);
+	ExecCloseIndices(cs->rri);
+	FreeExecutorState(cs->estate);
+	UnregisterSnapshot(cs->snapshot);
+	if (index != NULL)
+		index_close(index, NoLock);
+	table_close(cs->rel, NoLock);
+	/* the caller's next statements see the claims */
+	CommandCounterIncrement();
+}
+
+/*
+ * The claim: at most req->count waiting jobs, from the head of the
+ * queue's range of the pull index (req->nlevels 0), or from each of the
+ * given levels in turn, from its bound; or, with req->tids, those of the
+ * jobs at these TIDs that are still waiting (the choice of a limited
+ * pull, flowcontrol.c).  Each becomes active with a fresh lease, as the
+ * claim statement sets it, and is passed to take(arg, i, values, nulls)
+ * as the whole row of taskq.jobs (in the caller's memory), i counting
+ * from 0.  Returns the number claimed, or -1, having done nothing, when
+ * the statement must do it.
+ */
+int
+TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
+{
+	ClaimState	cs;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	int			n = 0;
+
+	if (!claim_begin(&cs, req, req->tids == NULL, &index))
+		return -1;
+
+	if (req->tids != NULL)
+	{
+		/* as a TID scan under the snapshot: a version of another is not followed */
+		for (int i = 0; i < req->ntids && n < req->count; i++)
+		{
+			if (table_tuple_fetch_row_version(cs.rel, (ItemPointer) &req->tids[i],
+											  cs.snapshot, cs.found) &&
+				claim_take(&cs, take, arg, n))
+				n++;
+		}
+		claim_end(&cs, NULL);
+		return n;
+	}
 
 	/* a scan has as many keys at each rescan as at its start */
 	scan = index_beginscan(cs.rel, index, cs.snapshot, req->nlevels > 0 ? 3 : 1, 0);
@@ -566,28 +630,89 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 		while (n < req->count &&
 			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
 		{
-			HeapTuple	claimed = claim_one(&cs, req->queue);
-
-			if (claimed != NULL)
-			{
-				/* values that point into the new version, which stays */
-				heap_deform_tuple(claimed, cs.desc, cs.values, cs.nulls);
-				take(arg, n++, cs.values, cs.nulls);
-			}
+			if (claim_take(&cs, take, arg, n))
+				n++;
 		}
 	}
 	index_endscan(scan);
+	claim_end(&cs, index);
+	return n;
+}
 
-	ExecDropSingleTupleTableSlot(cs.found);
-	ExecDropSingleTupleTableSlot(cs.locked);
-	ExecDropSingleTupleTableSlot(cs.updated);
-	ExecCloseIndices(cs.rri);
-	FreeExecutorState(cs.estate);
-	UnregisterSnapshot(cs.snapshot);
+/*
+ * The candidates of a limited pull (flowcontrol.c): at most limit waiting
+ * jobs of the queue in delivery order, from the head of its range of the
+ * pull index (nlevels 0) or from each level's bound in turn, as the
+ * candidates statement reads them without locking: their TIDs into tids
+ * and group keys into groups (copies, NULL for none).  Returns how many,
+ * or -1, having read nothing, when the statement must do it.
+ */
+int
+TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
+				   const Datum *bound, int32 limit, ItemPointerData *tids,
+				   text **groups)
+{
+	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
+	Relation	index;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	int			group = TaskqJobColumn("group_key") + 1;
+	int			n = 0;
+
+	if (!jobs_usable(rel, CMD_SELECT) ||
+		(index = open_index(&pull_index)) == NULL)
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+	snapshot = statement_snapshot();
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, nlevels > 0 ? 3 : 1, 0);
+	for (int l = 0; l < Max(nlevels, 1) && n < limit; l++)
+	{
+		int			nkeys = pull_keys(keys, index, queue, nlevels > 0,
+									  nlevels > 0 ? priority[l] : 0,
+									  nlevels > 0 ? bound[l] : (Datum) 0);
+
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		g = slot_getattr(slot, group, &isnull);
+
+			tids[n] = slot->tts_tid;
+			groups[n] = isnull ? NULL : DatumGetTextPCopy(g);
+			n++;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
 	index_close(index, NoLock);
-	table_close(cs.rel, NoLock);
-	/* the caller's next statements see the claims */
-	CommandCounterIncrement();
+	table_close(rel, NoLock);
+	return n;
+}
+
+/*
+ * The levels of the head (pullhead.c) as the claim plans take them, an
+ * integer[] of priorities and a uuid[] of bounds, unpacked into priority
+ * and bound (pointing into the array); returns how many.
+ */
+int
+TaskqLevelsUnpack(Datum levels, Datum bounds, int32 *priority, Datum *bound)
+{
+	ArrayType  *l = DatumGetArrayTypeP(levels);
+	ArrayType  *b = DatumGetArrayTypeP(bounds);
+	int			n = ArrayGetNItems(ARR_NDIM(l), ARR_DIMS(l));
+
+	Assert(n <= TASKQ_HEAD_MAX_LEVELS);
+	for (int i = 0; i < n; i++)
+	{
+		priority[i] = ((int32 *) ARR_DATA_PTR(l))[i];
+		bound[i] = PointerGetDatum(ARR_DATA_PTR(b) + i * UUID_LEN);
+	}
 	return n;
 }
 

@@ -190,25 +190,23 @@ typedef struct FlowPick
 } FlowPick;
 
 /*
- * Whether to take a waiting job (its ctid and group): not yet chosen, and
+ * Whether to take a waiting job (its TID and group, NULL for none): not yet chosen, and
  * its group (if any) has a free slot and a lease left in its window.  The
  * first time a pull meets a group it tries the group's lock and counts the
  * group's active jobs.  Chosen jobs go into pick->chosen.
  */
 static bool
-consider(FlowPick *pick, Datum ctid, Datum g, bool gnull)
+consider(FlowPick *pick, ItemPointer tid, text *gt)
 {
 	const TaskqQueueInfo *qi = pick->qi;
-	ItemPointer tid = (ItemPointer) DatumGetPointer(ctid);
 
 	if (pick->nchosen >= pick->want)
 		return false;
 	for (int i = 0; i < pick->nchosen; i++)
 		if (ItemPointerEquals(&pick->chosen[i], tid))
 			return false;
-	if (!gnull)
+	if (gt != NULL)
 	{
-		text	   *gt = DatumGetTextPP(g);
 		int			len = VARSIZE_ANY_EXHDR(gt);
 		char		key[TASKQ_MAX_GROUP_KEY + 1];
 		FlowGroup  *fg;
@@ -322,7 +320,7 @@ rotation_consider(FlowPick *pick, RotationCursor *rc, int groups, int ngroups,
 			continue;
 		strlcpy(last, key, TASKQ_MAX_GROUP_KEY + 1);
 		groups++;
-		if (consider(pick, ctid, g, false))
+		if (consider(pick, (ItemPointer) DatumGetPointer(ctid), DatumGetTextPP(g)))
 			strlcpy(rc->last, key, sizeof(rc->last));
 	}
 	SPI_freetuptable(tt);
@@ -432,6 +430,9 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		int			seen = 0;
 		int32		limit = Min(4 * want + 12, TASKQ_FLOW_SCAN_MAX);
 		Datum		args[4] = {queue, 0, levels ? levels[0] : 0, levels ? levels[1] : 0};
+		int			nlevels = 0;
+		int32		priority[TASKQ_HEAD_MAX_LEVELS];
+		Datum		bound[TASKQ_HEAD_MAX_LEVELS];
 
 		ctl.keysize = TASKQ_MAX_GROUP_KEY + 1;
 		ctl.entrysize = sizeof(FlowGroup);
@@ -449,28 +450,40 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		if (qi->round_robin)
 			rotate(&pick);
 
+		if (levels != NULL)
+			nlevels = TaskqLevelsUnpack(levels[0], levels[1], priority, bound);
+
 		/* in delivery order (after the rotation: what it could not fill) */
 		while (pick.nchosen < want)
 		{
-			SPITupleTable *tt;
+			ItemPointerData *tids = palloc(sizeof(ItemPointerData) * limit);
+			text	  **keys = palloc(sizeof(text *) * limit);
 			int			rows;
 
-			args[1] = Int32GetDatum(limit);
-			rows = TaskqExecute(levels ? &candidates_levels_plan : &candidates_plan,
-								args, NULL, false, 0);
-			tt = SPI_tuptable;
+			rows = TaskqWaitingDirect(queue, nlevels, priority, bound, limit, tids, keys);
+			if (rows < 0)
+			{
+				args[1] = Int32GetDatum(limit);
+				rows = TaskqExecute(levels ? &candidates_levels_plan : &candidates_plan,
+									args, NULL, false, 0);
+				for (int i = 0; i < rows; i++)
+				{
+					HeapTuple	t = SPI_tuptable->vals[i];
+					TupleDesc	d = SPI_tuptable->tupdesc;
+					bool		isnull;
+					Datum		g;
+
+					tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 1, &isnull));
+					g = SPI_getbinval(t, d, 2, &isnull);
+					keys[i] = isnull ? NULL : DatumGetTextPP(g);
+				}
+			}
 			/* a second read starts again from the head: skip what was seen */
 			for (int i = seen; i < rows && pick.nchosen < want; i++)
 			{
-				bool		isnull;
-				Datum		ctid = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
-				bool		gnull;
-				Datum		g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &gnull);
-
 				seen++;
-				(void) consider(&pick, ctid, g, gnull);
+				(void) consider(&pick, &tids[i], keys[i]);
 			}
-			SPI_freetuptable(tt);
 			if (rows < limit || limit == TASKQ_FLOW_SCAN_MAX)
 				break;
 			/*

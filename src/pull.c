@@ -472,11 +472,12 @@ take_claimed(void *arg, int i, const Datum *values, const bool *nulls)
 }
 
 /*
- * The claim without a statement (claim.c), from the head of the queue or
- * from the bounds of its levels; -1 when the statement must do it.
+ * The claim without a statement (direct.c), from the head of the queue,
+ * from the bounds of its levels, or of the jobs of the TID array ctids;
+ * -1 when the statement must do it.
  */
 static int
-pull_claim_direct(PullArgs *a, int32 count)
+pull_claim_direct(PullArgs *a, int32 count, Datum ctids)
 {
 	TaskqClaimRequest req;
 	int32		priority[TASKQ_HEAD_MAX_LEVELS];
@@ -491,20 +492,22 @@ pull_claim_direct(PullArgs *a, int32 count)
 	req.nlevels = 0;
 	req.priority = priority;
 	req.bound = bound;
-	if (a->bounded)
+	req.tids = NULL;
+	req.ntids = 0;
+	if (ctids != (Datum) 0)
 	{
-		ArrayType  *levels = DatumGetArrayTypeP(a->values[5]);
-		ArrayType  *bounds = DatumGetArrayTypeP(a->values[6]);
+		ArrayType  *t = DatumGetArrayTypeP(ctids);
 
-		req.nlevels = ArrayGetNItems(ARR_NDIM(levels), ARR_DIMS(levels));
+		/* TIDs are 6 bytes aligned on 2: stored one after another */
+		req.tids = (ItemPointerData *) ARR_DATA_PTR(t);
+		req.ntids = ArrayGetNItems(ARR_NDIM(t), ARR_DIMS(t));
+	}
+	else if (a->bounded)
+	{
+		req.nlevels = TaskqLevelsUnpack(a->values[5], a->values[6], priority, bound);
 		/* no level has waiting jobs */
 		if (req.nlevels == 0)
 			return 0;
-		for (int i = 0; i < req.nlevels; i++)
-		{
-			priority[i] = ((int32 *) ARR_DATA_PTR(levels))[i];
-			bound[i] = PointerGetDatum(ARR_DATA_PTR(bounds) + i * UUID_LEN);
-		}
 	}
 	return TaskqClaimDirect(&req, take_claimed, a);
 }
@@ -518,12 +521,11 @@ static int
 pull_claim(void *arg, int32 count, Datum ctids)
 {
 	PullArgs   *a = arg;
-	int			n = -1;
+	int			n;
 
 	a->values[1] = Int32GetDatum(count);
 	a->jobs = palloc(sizeof(ClaimedJob) * count);
-	if (ctids == (Datum) 0)
-		n = pull_claim_direct(a, count);
+	n = pull_claim_direct(a, count, ctids);
 	if (n < 0)
 	{
 		if (ctids != (Datum) 0)

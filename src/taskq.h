@@ -255,6 +255,8 @@ typedef struct TaskqClaimRequest
 	int			nlevels;		/* 0: from the head of the queue */
 	const int32 *priority;		/* the levels, in the order to take from */
 	const Datum *bound;			/* uuid: each level's first id */
+	const ItemPointerData *tids;	/* not NULL: claim these, not the head */
+	int			ntids;
 } TaskqClaimRequest;
 extern bool TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 								   TimestampTz *first_lease, bool *due);
@@ -262,6 +264,10 @@ extern bool TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 							  const Datum *bound, pg_uuid_t **first);
 typedef void (*TaskqClaimTake) (void *arg, int i, const Datum *values, const bool *nulls);
 extern int	TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg);
+extern int	TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
+							   const Datum *bound, int32 limit, ItemPointerData *tids,
+							   text **groups);
+extern int	TaskqLevelsUnpack(Datum levels, Datum bounds, int32 *priority, Datum *bound);
 extern int	TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
 						   bool lease_null, text **queue);
 
