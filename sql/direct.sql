@@ -83,6 +83,32 @@ BEGIN;
 SELECT taskq.ack(id, '{"same": "transaction"}', lease) FROM taskq.pull('cl');
 COMMIT;
 SELECT count(*) AS done_in_one FROM taskq.finished_jobs WHERE result = '{"same": "transaction"}';
+
+-- ack_batch: the jobs move as ack moves them, their finished rows written
+-- together; an item under a lease that is not its job's and an unknown id
+-- are skipped; an id given twice is acked once; a job with a follow-up
+-- goes to the statement, which pushes the follow-up
+SELECT taskq.push('cl', 'with-follow-up', '{}', '{"priority": 9,
+  "metadata": {"follow_ups": [{"queue": "cl-next", "name": "next"}]}}') AS fu \gset
+BEGIN;
+CREATE TEMP TABLE batch ON COMMIT DROP AS
+  SELECT id, lease, name FROM taskq.pull('cl', 6);
+SELECT name FROM batch ORDER BY name;
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease,
+         'result', jsonb_build_object('n', name)))
+       || jsonb_build_array(jsonb_build_object('id', min(id::text), 'lease', min(lease::text)),
+                            jsonb_build_object('id', :'w_id', 'lease', '00000000-0000-4000-8000-000000000000'),
+                            jsonb_build_object('id', '00000000-0000-7000-8000-000000000000')))
+       AS acked FROM batch;
+SELECT count(*) FILTER (WHERE f.state = 'completed' AND f.result = jsonb_build_object('n', b.name)
+                         AND f.lease = b.lease AND f.lease_expires_at IS NULL
+                         AND f.finished_at = now()) AS as_documented,
+       count(*) AS finished,
+       (SELECT count(*) FROM taskq.jobs j JOIN batch USING (id)) AS still_live
+  FROM batch b JOIN taskq.finished_jobs f USING (id);
+SELECT name, state FROM taskq.all_jobs WHERE queue = 'cl-next';
+COMMIT;
+SELECT state FROM taskq.jobs WHERE id = :'w_id';
 SELECT taskq.ack(:'w_id');
 
 -- a row this transaction has locked itself is not skipped

@@ -755,33 +755,45 @@ same_types(TupleDesc a, TupleDesc b)
 }
 
 /*
- * The ack of one job: the job id, when it is active (under the lease,
- * when one is given), is deleted from taskq.jobs and written into
- * finished_jobs, completed with the result at now(), as ack's statements
- * move it.  Returns 1, with the job's queue in *queue; 0 when no job is
- * active under the lease (what the statement would have found); -1,
- * having done nothing, when the statement must do it.
+ * The acks of n jobs, as ack's and ack_batch's statements move them: the
+ * job of each item, when it is active (under the item's lease, when one
+ * is given), is deleted from taskq.jobs, and the finished rows, completed
+ * with their results at now(), are written into finished_jobs together
+ * (one multi-insert).  Each item's outcome: 1 acked (its job's queue in
+ * queue), 0 no job active under the lease (what the statement would have
+ * found), -1 left for the statement: a job whose completion has
+ * consequences, or that another transaction changed meanwhile (the
+ * statement takes a new snapshot and reads it again), or an id given
+ * twice.  Returns false, having done nothing, when the statements must
+ * do all of them.
  */
-int
-TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
-			   bool lease_null, text **queue)
+bool
+TaskqAckDirect(TaskqAckItem *items, int n)
 {
 	Relation	rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
 	Relation	hist;
 	Relation	index;
 	TupleTableSlot *slot;
-	TupleTableSlot *row;
+	TupleTableSlot **rows;
+	TupleDesc	hdesc;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
 	ScanKeyData key;
-	int			rc = 0;
+	CommandId	cid;
+	int			nrows = 0;
 	int			state_col = TaskqJobColumn("state");
 	int			lease_col = TaskqJobColumn("lease");
+	int			queue_col = TaskqJobColumn("queue");
+	int			result_col = TaskqJobColumn("result");
+	int			expires_col = TaskqJobColumn("lease_expires_at");
+	int			finished_col = TaskqJobColumn("finished_at");
+	Datum		active;
+	Datum		completed;
 
 	if (!jobs_usable(rel, CMD_DELETE))
 	{
 		table_close(rel, NoLock);
-		return -1;
+		return false;
 	}
 	hist = table_open(TaskqTableOid("finished_jobs"), RowExclusiveLock);
 	if (!TaskqCanInsertRows(hist) || !same_types(RelationGetDescr(rel), RelationGetDescr(hist)) ||
@@ -789,73 +801,83 @@ TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
 	{
 		table_close(hist, NoLock);
 		table_close(rel, NoLock);
-		return -1;
+		return false;
 	}
 	PreventCommandIfReadOnly("DELETE");
 	PreventCommandIfParallelMode("DELETE");
 
+	hdesc = RelationGetDescr(hist);
+	active = TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state_col)->atttypid, "active");
+	completed = TaskqJobState(TupleDescAttr(hdesc, state_col)->atttypid, "completed");
 	snapshot = statement_snapshot();
+	cid = GetCurrentCommandId(true);
 	slot = table_slot_create(rel, NULL);
+	rows = palloc(sizeof(TupleTableSlot *) * n);
 	scan = index_beginscan(rel, index, snapshot, 1, 0);
-	scan_key(&key, index, 1, BTEqualStrategyNumber, F_UUID_EQ, id);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (int i = 0; i < n; i++)
 	{
+		TaskqAckItem *it = &items[i];
 		Datum	   *v;
 		bool	   *isnull;
+		ItemPointerData tid;
+		TM_FailureData tmfd;
+		TM_Result	r;
+		TupleTableSlot *row;
 
+		it->outcome = 0;
+		scan_key(&key, index, 1, BTEqualStrategyNumber, F_UUID_EQ, it->id);
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			continue;			/* no such job */
 		slot_getallattrs(slot);
 		v = slot->tts_values;
 		isnull = slot->tts_isnull;
-		if (isnull[state_col] ||
-			DatumGetObjectId(v[state_col]) !=
-			DatumGetObjectId(TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state_col)->atttypid,
-										   "active")))
-			rc = 0;				/* not active */
-		else if (!lease_null &&
-				 (isnull[lease_col] ||
-				  memcmp(DatumGetUUIDP(v[lease_col]), DatumGetUUIDP(lease), UUID_LEN) != 0))
-			rc = 0;				/* not under this lease */
-		else if (has_consequences(v, isnull))
-			rc = -1;
-		else
+		if (isnull[state_col] || DatumGetObjectId(v[state_col]) != DatumGetObjectId(active))
+			continue;			/* not active */
+		if (!it->lease_null &&
+			(isnull[lease_col] ||
+			 memcmp(DatumGetUUIDP(v[lease_col]), DatumGetUUIDP(it->lease), UUID_LEN) != 0))
+			continue;			/* not under this lease */
+		if (has_consequences(v, isnull))
 		{
-			ItemPointerData tid = slot->tts_tid;
-			TM_FailureData tmfd;
-
-			if (heap_delete(rel, &tid, GetCurrentCommandId(true), InvalidSnapshot,
-							true, &tmfd, false) != TM_Ok)
-				rc = -1;		/* changed meanwhile: the statement reads it again */
-			else
-			{
-				/* the finished row: the job's, with ack's changes */
-				TupleDesc	hdesc = RelationGetDescr(hist);
-
-				row = table_slot_create(hist, NULL);
-				memcpy(row->tts_values, v, sizeof(Datum) * hdesc->natts);
-				memcpy(row->tts_isnull, isnull, sizeof(bool) * hdesc->natts);
-				row->tts_values[state_col] =
-					TaskqJobState(TupleDescAttr(hdesc, state_col)->atttypid, "completed");
-				row->tts_values[TaskqJobColumn("result")] = result;
-				row->tts_isnull[TaskqJobColumn("result")] = result_null;
-				row->tts_isnull[TaskqJobColumn("lease_expires_at")] = true;
-				row->tts_values[TaskqJobColumn("finished_at")] =
-					TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-				row->tts_isnull[TaskqJobColumn("finished_at")] = false;
-				ExecStoreVirtualTuple(row);
-				/* a copy: the job's row stays in the buffer, still pinned */
-				*queue = DatumGetTextPCopy(v[TaskqJobColumn("queue")]);
-				TaskqInsertRows(hist, &row, 1);
-				ExecDropSingleTupleTableSlot(row);
-				rc = 1;
-			}
+			it->outcome = -1;
+			continue;
 		}
+		tid = slot->tts_tid;
+		r = heap_delete(rel, &tid, cid, InvalidSnapshot, true, &tmfd, false);
+		if (r != TM_Ok)
+		{
+			/* changed meanwhile, or by this very call (an id given twice) */
+			it->outcome = -1;
+			continue;
+		}
+
+		/* the finished row: the job's, with ack's changes, copied out of the buffer */
+		row = table_slot_create(hist, NULL);
+		memcpy(row->tts_values, v, sizeof(Datum) * hdesc->natts);
+		memcpy(row->tts_isnull, isnull, sizeof(bool) * hdesc->natts);
+		row->tts_values[state_col] = completed;
+		row->tts_values[result_col] = it->result;
+		row->tts_isnull[result_col] = it->result_null;
+		row->tts_isnull[expires_col] = true;
+		row->tts_values[finished_col] =
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		row->tts_isnull[finished_col] = false;
+		ExecStoreVirtualTuple(row);
+		ExecMaterializeSlot(row);
+		it->queue = DatumGetTextPCopy(row->tts_values[queue_col]);
+		it->outcome = 1;
+		rows[nrows++] = row;
 	}
 	index_endscan(scan);
+	if (nrows > 0)
+		TaskqInsertRows(hist, rows, nrows);
+	for (int i = 0; i < nrows; i++)
+		ExecDropSingleTupleTableSlot(rows[i]);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
 	index_close(index, NoLock);
 	table_close(hist, NoLock);
 	table_close(rel, NoLock);
-	return rc;
+	return true;
 }

@@ -247,6 +247,38 @@ init_move_plans(void)
 }
 
 /*
+ * What TaskqAckDirect acked: count each, free its slot and tell of it, as
+ * the statements' paths below do.  Returns how many.
+ */
+static int
+ack_direct_done(const TaskqAckItem *items, int n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	int			acked = 0;
+	text	   *last = NULL;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (items[i].outcome != 1)
+			continue;
+		TaskqMetricsCount(items[i].queue, TASKQ_COUNT_COMPLETED_KEPT, 1);
+		if (last == NULL || VARSIZE_ANY(last) != VARSIZE_ANY(items[i].queue) ||
+			memcmp(VARDATA_ANY(last), VARDATA_ANY(items[i].queue),
+				   VARSIZE_ANY_EXHDR(last)) != 0)
+			TaskqNoteQueueSlotsFreed(text_to_cstring(items[i].queue));
+		last = items[i].queue;
+		ids[acked++] = items[i].id;
+	}
+	if (acked == 1)
+		TaskqEmitEventOne("job.completed", ids[0]);
+	else if (acked > 1)
+		TaskqEmitEvent("job.completed",
+					   PointerGetDatum(construct_array(ids, acked, UUIDOID, UUID_LEN,
+													   false, TYPALIGN_CHAR)));
+	return acked;
+}
+
+/*
  * Ack one job, the values of ack's arguments (id, result, lease): forget
  * it when its queue keeps no completed jobs (and nothing needs the row),
  * else move it to finished_jobs; count it, free its slot and tell of it.
@@ -257,7 +289,6 @@ static int
 ack_job(Datum *values, bool *nulls)
 {
 	int			n;
-	text	   *queue;
 
 	if (TaskqAckMayForget())
 	{
@@ -268,17 +299,13 @@ ack_job(Datum *values, bool *nulls)
 			return 1;
 		}
 	}
-	else if ((n = TaskqAckDirect(values[0], values[1], nulls[1], values[2], nulls[2],
-								 &queue)) >= 0)
+	else
 	{
+		TaskqAckItem it = {values[0], values[1], nulls[1], values[2], nulls[2]};
+
 		/* without a statement (direct.c): as below */
-		if (n > 0)
-		{
-			TaskqMetricsCount(queue, TASKQ_COUNT_COMPLETED_KEPT, 1);
-			TaskqNoteQueueSlotsFreed(text_to_cstring(queue));
-			TaskqEmitEventOne("job.completed", values[0]);
-		}
-		return n;
+		if (TaskqAckDirect(&it, 1) && it.outcome >= 0)
+			return ack_direct_done(&it, 1);
 	}
 	n = TaskqExecuteMove(&ack_select_plan, &ack_plan, "finished_jobs", values, nulls);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
@@ -394,13 +421,13 @@ item_uuid(const JsonbValue *v)
 }
 
 /*
- * The one item of a checked array as ack's arguments: id, result (absent:
- * SQL NULL, as "x.item -> 'result'" gives), lease (absent or null: NULL).
+ * Item i of a checked array as ack's arguments: id, result (absent: SQL
+ * NULL, as "x.item -> 'result'" gives), lease (absent or null: NULL).
  */
 static void
-ack_item_values(Jsonb *items, Datum *values, bool *nulls)
+ack_item_values(Jsonb *items, int i, Datum *values, bool *nulls)
 {
-	JsonbValue *item = getIthJsonbValueFromContainer(&items->root, 0);
+	JsonbValue *item = getIthJsonbValueFromContainer(&items->root, i);
 	JsonbValue *v;
 
 	Assert(item != NULL && item->type == jbvBinary);
@@ -428,7 +455,7 @@ ack_one_item(Jsonb *items)
 	Datum		values[3];
 	bool		nulls[3];
 
-	ack_item_values(items, values, nulls);
+	ack_item_values(items, 0, values, nulls);
 	return ack_job(values, nulls);
 }
 
@@ -442,7 +469,7 @@ TaskqAckItems(Jsonb *items)
 {
 	Datum		values[1];
 	int			n;
-	int			forgotten = 0;
+	int			earlier = 0;	/* forgotten, or acked without a statement */
 
 	values[0] = TaskqRequireItemsPrivilege(JsonbPGetDatum(items), TASKQ_PRIV_PULL);
 	init_move_plans();
@@ -453,9 +480,41 @@ TaskqAckItems(Jsonb *items)
 		return ack_one_item(items);
 	if (TaskqAckMayForget())
 	{
-		forgotten = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);
-		TaskqMetricsCountReturned(forgotten, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-		TaskqNoteSlotsFreed(forgotten);
+		earlier = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);
+		TaskqMetricsCountReturned(earlier, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(earlier);
+	}
+	else
+	{
+		int			nitems = JB_ROOT_COUNT(items);
+		TaskqAckItem *its = palloc(sizeof(TaskqAckItem) * nitems);
+		bool		left = false;
+
+		/* without statements (direct.c) */
+		for (int i = 0; i < nitems; i++)
+		{
+			Datum		v[3];
+			bool		isnull[3];
+
+			ack_item_values(items, i, v, isnull);
+			its[i].id = v[0];
+			its[i].result = v[1];
+			its[i].result_null = isnull[1];
+			its[i].lease = v[2];
+			its[i].lease_null = isnull[2];
+		}
+		if (TaskqAckDirect(its, nitems))
+		{
+			earlier = ack_direct_done(its, nitems);
+			for (int i = 0; i < nitems && !left; i++)
+				left = its[i].outcome < 0;
+			/*
+			 * The statement for the items it left (rare): it does not find
+			 * again the jobs acked here, which are gone.
+			 */
+			if (!left)
+				return earlier;
+		}
 	}
 	n = TaskqExecuteMove(&ack_batch_select_plan, &ack_batch_plan, "finished_jobs",
 						 values, NULL);
@@ -463,7 +522,7 @@ TaskqAckItems(Jsonb *items)
 	TaskqNoteSlotsFreed(n);
 	if (n > 0)
 		TaskqEmitEvent("job.completed", TaskqReturnedIds(n));
-	return n + forgotten;
+	return n + earlier;
 }
 
 /*

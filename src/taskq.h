@@ -268,8 +268,17 @@ extern int	TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 							   const Datum *bound, int32 limit, ItemPointerData *tids,
 							   text **groups);
 extern int	TaskqLevelsUnpack(Datum levels, Datum bounds, int32 *priority, Datum *bound);
-extern int	TaskqAckDirect(Datum id, Datum result, bool result_null, Datum lease,
-						   bool lease_null, text **queue);
+typedef struct TaskqAckItem
+{
+	Datum		id;
+	Datum		result;
+	bool		result_null;
+	Datum		lease;
+	bool		lease_null;
+	int			outcome;		/* 1 acked, 0 not active under the lease, -1 the statement's */
+	text	   *queue;			/* when acked */
+} TaskqAckItem;
+extern bool TaskqAckDirect(TaskqAckItem *items, int n);
 
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
