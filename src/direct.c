@@ -3,7 +3,7 @@
  * direct.c
  *		The worker loop's reads and writes of taskq.jobs by index and heap
  *		access, without a plan: pull's housekeeping probe, raise and claim,
- *		the candidates of a limited pull, and the ack of one job.
+ *		the candidates of a limited pull, and the acks.
  *
  * A pull of a queue without limits runs, in the steady state, a probe
  * for housekeeping (two index probes), at times a raise of its bounds (an
@@ -42,9 +42,10 @@
  * not a heap or has other columns than taskq's, when an index is not the
  * install script's or not valid, and in a transaction whose snapshot is
  * the transaction's (REPEATABLE READ and SERIALIZABLE, where the
- * statements raise a serialization failure instead).  The ack also leaves to the statement a
- * job whose completion has consequences (children, parents, follow-ups,
- * reply_to: dagfinish.c) and the queues that keep no completed jobs.
+ * statements raise a serialization failure instead).  The acks also
+ * leave to the statement a job whose completion has consequences
+ * (children, parents, follow-ups, reply_to: dagfinish.c) and the queues
+ * that keep no completed jobs.
  *
  *-------------------------------------------------------------------------
  */
