@@ -86,17 +86,16 @@ SELECT count(*) AS done_in_one FROM taskq.finished_jobs WHERE result = '{"same":
 
 -- ack_batch: the jobs move as ack moves them, their finished rows written
 -- together; an item under a lease that is not its job's and an unknown id
--- are skipped; an id given twice is acked once; a job with a follow-up
--- goes to the statement, which pushes the follow-up
-SELECT taskq.push('cl', 'with-follow-up', '{}', '{"priority": 9,
-  "metadata": {"follow_ups": [{"queue": "cl-next", "name": "next"}]}}') AS fu \gset
+-- are skipped; an id given twice is acked once; a webhook gets one
+-- delivery per acked job
+SELECT taskq.add_webhook('https://hooks.example.com/cl', '{job.completed}', '{cl}') IS NOT NULL AS hook;
 BEGIN;
 CREATE TEMP TABLE batch ON COMMIT DROP AS
-  SELECT id, lease, name FROM taskq.pull('cl', 6);
-SELECT name FROM batch ORDER BY name;
+  SELECT id, lease, name FROM taskq.pull('cl', 5);
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease,
          'result', jsonb_build_object('n', name)))
-       || jsonb_build_array(jsonb_build_object('id', min(id::text), 'lease', min(lease::text)),
+       || jsonb_build_array(jsonb_build_object('id', (array_agg(id ORDER BY name))[1],
+                                               'lease', (array_agg(lease ORDER BY name))[1]),
                             jsonb_build_object('id', :'w_id', 'lease', '00000000-0000-4000-8000-000000000000'),
                             jsonb_build_object('id', '00000000-0000-7000-8000-000000000000')))
        AS acked FROM batch;
@@ -104,11 +103,28 @@ SELECT count(*) FILTER (WHERE f.state = 'completed' AND f.result = jsonb_build_o
                          AND f.lease = b.lease AND f.lease_expires_at IS NULL
                          AND f.finished_at = now()) AS as_documented,
        count(*) AS finished,
-       (SELECT count(*) FROM taskq.jobs j JOIN batch USING (id)) AS still_live
+       (SELECT count(*) FROM taskq.jobs j JOIN batch USING (id)) AS still_live,
+       (SELECT count(*) FROM taskq.webhook_deliveries d JOIN batch x ON x.id = d.job_id) AS deliveries
+  FROM batch b JOIN taskq.finished_jobs f USING (id);
+COMMIT;
+SELECT state FROM taskq.jobs WHERE id = :'w_id';
+-- a job with a follow-up in the batch: the statement acks it after the
+-- others (and pushes the follow-up), without acking them again
+SELECT taskq.push('cl', 'with-follow-up', '{}', '{"priority": 9,
+  "metadata": {"follow_ups": [{"queue": "cl-next", "name": "next"}]}}') AS fu \gset
+BEGIN;
+CREATE TEMP TABLE batch ON COMMIT DROP AS
+  SELECT id, lease, name FROM taskq.pull('cl', 4);
+SELECT name FROM batch WHERE name = 'with-follow-up';
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease,
+         'result', jsonb_build_object('n', name)))) AS acked FROM batch;
+SELECT count(*) FILTER (WHERE f.state = 'completed' AND f.result = jsonb_build_object('n', b.name)) AS as_documented,
+       (SELECT count(*) FROM taskq.webhook_deliveries d JOIN batch x ON x.id = d.job_id) AS deliveries
   FROM batch b JOIN taskq.finished_jobs f USING (id);
 SELECT name, state FROM taskq.all_jobs WHERE queue = 'cl-next';
 COMMIT;
-SELECT state FROM taskq.jobs WHERE id = :'w_id';
+SELECT count(taskq.remove_webhook(id)) AS removed FROM taskq.webhooks;
+DELETE FROM taskq.webhook_deliveries;
 SELECT taskq.ack(:'w_id');
 
 -- a row this transaction has locked itself is not skipped
@@ -130,8 +146,8 @@ COMMIT;
 SELECT taskq.create_queue('lim', '{"group_concurrency": 1}');
 SELECT count(*) AS pushed FROM taskq.push_batch('lim',
   (SELECT jsonb_agg(jsonb_build_object('name', 'l' || i,
-     'options', jsonb_build_object('group', 'g' || (i % 4), 'priority', i % 2)))
-   FROM generate_series(1, 20) i));
+     'options', jsonb_build_object('group', 'g' || (i % 4), 'priority', (i / 4) % 3)))
+   FROM generate_series(1, 80) i));
 SELECT name, group_key, priority, attempt FROM taskq.pull('lim', 10) ORDER BY group_key;
 -- every group is at its limit
 SELECT count(*) AS pulled FROM taskq.pull('lim', 10);

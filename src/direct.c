@@ -391,6 +391,20 @@ typedef struct ClaimState
 	bool	   *nulls;
 } ClaimState;
 
+/* whether the job in slot is of queue and in state (attribute numbers) */
+static bool
+job_is(TupleTableSlot *slot, int state_att, Datum state, int queue_att, Datum queue)
+{
+	bool		isnull;
+	Datum		v = slot_getattr(slot, state_att, &isnull);
+
+	if (isnull || DatumGetObjectId(v) != DatumGetObjectId(state))
+		return false;
+	v = slot_getattr(slot, queue_att, &isnull);
+	return !isnull && DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
+														   v, queue));
+}
+
 /*
  * Claim the job in cs->found, as the claim statement sets it.  Returns the
  * new version (in the caller's memory), or NULL when the job was skipped:
@@ -412,14 +426,12 @@ claim_one(ClaimState *cs, Datum queue)
 	pg_uuid_t  *lease;
 	ItemPointerData tid = cs->found->tts_tid;
 
+	/* what the index promises, checked as the statement's quals would be */
+	if (!job_is(cs->found, cs->state_col + 1, cs->waiting, cs->queue_col + 1, queue))
+		return NULL;
 	slot_getallattrs(cs->found);
 	memcpy(v, cs->found->tts_values, sizeof(Datum) * cs->desc->natts);
 	memcpy(isnull, cs->found->tts_isnull, sizeof(bool) * cs->desc->natts);
-	/* what the index promises, checked as the statement's quals would be */
-	if (isnull[cs->state_col] || DatumGetObjectId(v[cs->state_col]) != DatumGetObjectId(cs->waiting) ||
-		isnull[cs->queue_col] || !DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
-																	   v[cs->queue_col], queue)))
-		return NULL;
 
 	/* lease_ms = coalesce(the call's timeout, the job's, the queue's) */
 	if (!req->timeout_null)
@@ -609,6 +621,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 		/* as a TID scan under the snapshot: a version of another is not followed */
 		for (int i = 0; i < req->ntids && n < req->count; i++)
 		{
+			CHECK_FOR_INTERRUPTS();
 			if (table_tuple_fetch_row_version(cs.rel, (ItemPointer) &req->tids[i],
 											  cs.snapshot, cs.found) &&
 				claim_take(&cs, take, arg, n))
@@ -631,6 +644,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 		while (n < req->count &&
 			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
 		{
+			CHECK_FOR_INTERRUPTS();
 			if (claim_take(&cs, take, arg, n))
 				n++;
 		}
@@ -660,6 +674,9 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	IndexScanDesc scan;
 	ScanKeyData keys[3];
 	int			group = TaskqJobColumn("group_key") + 1;
+	int			state = TaskqJobColumn("state") + 1;
+	int			queue_col = TaskqJobColumn("queue") + 1;
+	Datum		waiting;
 	int			n = 0;
 
 	if (!jobs_usable(rel, CMD_SELECT) ||
@@ -668,6 +685,8 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 		table_close(rel, NoLock);
 		return -1;
 	}
+	waiting = TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state - 1)->atttypid,
+							"waiting");
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snapshot, nlevels > 0 ? 3 : 1, 0);
@@ -681,8 +700,13 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 		while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
-			Datum		g = slot_getattr(slot, group, &isnull);
+			Datum		g;
 
+			CHECK_FOR_INTERRUPTS();
+			/* what the index promises, checked as the statement's quals would be */
+			if (!job_is(slot, state, waiting, queue_col, queue))
+				continue;
+			g = slot_getattr(slot, group, &isnull);
 			tids[n] = slot->tts_tid;
 			groups[n] = isnull ? NULL : DatumGetTextPCopy(g);
 			n++;
@@ -764,8 +788,8 @@ same_types(TupleDesc a, TupleDesc b)
  * queue), 0 no job active under the lease (what the statement would have
  * found), -1 left for the statement: a job whose completion has
  * consequences, or that another transaction changed meanwhile (the
- * statement takes a new snapshot and reads it again), or an id given
- * twice.  Returns false, having done nothing, when the statements must
+ * statement takes a new snapshot and reads it again).  An id given twice
+ * is acked once (the second is 0).  Returns false, having done nothing, when the statements must
  * do all of them.
  */
 bool
@@ -846,14 +870,17 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 		}
 		tid = slot->tts_tid;
 		r = heap_delete(rel, &tid, cid, InvalidSnapshot, true, &tmfd, false);
+		if (r == TM_SelfModified)
+			continue;			/* acked by this very call: an id given twice */
 		if (r != TM_Ok)
 		{
-			/* changed meanwhile, or by this very call (an id given twice) */
-			it->outcome = -1;
+			it->outcome = -1;	/* changed meanwhile */
 			continue;
 		}
+		/* a copy: the job's row is in the buffer, which the next item unpins */
+		it->queue = DatumGetTextPCopy(v[queue_col]);
 
-		/* the finished row: the job's, with ack's changes, copied out of the buffer */
+		/* the finished row: the job's, with ack's changes, then its own copy */
 		row = table_slot_create(hist, NULL);
 		memcpy(row->tts_values, v, sizeof(Datum) * hdesc->natts);
 		memcpy(row->tts_isnull, isnull, sizeof(bool) * hdesc->natts);
@@ -866,7 +893,6 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 		row->tts_isnull[finished_col] = false;
 		ExecStoreVirtualTuple(row);
 		ExecMaterializeSlot(row);
-		it->queue = DatumGetTextPCopy(row->tts_values[queue_col]);
 		it->outcome = 1;
 		rows[nrows++] = row;
 	}

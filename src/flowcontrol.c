@@ -450,11 +450,12 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		if (qi->round_robin)
 			rotate(&pick);
 
+		/* the head knows of no waiting job: none to read */
 		if (levels != NULL)
 			nlevels = TaskqLevelsUnpack(levels[0], levels[1], priority, bound);
 
 		/* in delivery order (after the rotation: what it could not fill) */
-		while (pick.nchosen < want)
+		while (pick.nchosen < want && (levels == NULL || nlevels > 0))
 		{
 			ItemPointerData *tids = palloc(sizeof(ItemPointerData) * limit);
 			text	  **keys = palloc(sizeof(text *) * limit);
@@ -484,6 +485,10 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 				seen++;
 				(void) consider(&pick, &tids[i], keys[i]);
 			}
+			if (SPI_tuptable != NULL)
+				SPI_freetuptable(SPI_tuptable);
+			pfree(tids);
+			pfree(keys);
 			if (rows < limit || limit == TASKQ_FLOW_SCAN_MAX)
 				break;
 			/*

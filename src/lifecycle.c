@@ -505,15 +505,24 @@ TaskqAckItems(Jsonb *items)
 		}
 		if (TaskqAckDirect(its, nitems))
 		{
+			JsonbParseState *st = NULL;
+			JsonbValue *rest;
+
 			earlier = ack_direct_done(its, nitems);
-			for (int i = 0; i < nitems && !left; i++)
-				left = its[i].outcome < 0;
-			/*
-			 * The statement for the items it left (rare): it does not find
-			 * again the jobs acked here, which are gone.
-			 */
+			/* the statement for the items it left, when any (rare) */
+			pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+			for (int i = 0; i < nitems; i++)
+			{
+				if (its[i].outcome >= 0)
+					continue;
+				left = true;
+				pushJsonbValue(&st, WJB_ELEM,
+							   getIthJsonbValueFromContainer(&items->root, i));
+			}
+			rest = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
 			if (!left)
 				return earlier;
+			values[0] = JsonbPGetDatum(JsonbValueToJsonb(rest));
 		}
 	}
 	n = TaskqExecuteMove(&ack_batch_select_plan, &ack_batch_plan, "finished_jobs",
