@@ -114,7 +114,8 @@ ISOLATION = \
 	dag-push-vs-ack \
 	grant-revoke-cache \
 	pull-head \
-	flow-limits
+	flow-limits \
+	webhook-remove
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

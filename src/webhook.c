@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -355,6 +356,16 @@ taskq_remove_webhook(PG_FUNCTION_ARGS)
 	id = PG_GETARG_DATUM(0);
 	TaskqSwitchToOwner(&cxt);
 	require_owner(&webhook_owner_plan, id, "remove another role's webhook");
+
+	/*
+	 * Wait for the transactions writing deliveries to end, and keep new
+	 * ones out until this one ends: the background worker's round, which
+	 * changes many deliveries in its own order (deleting them here as
+	 * well could deadlock with it), and the commits whose events queued
+	 * deliveries for this webhook (they would be left behind, for a
+	 * webhook that no longer exists).
+	 */
+	LockRelationOid(TaskqTableOid("webhook_deliveries"), ShareRowExclusiveLock);
 	n = TaskqExecute(&remove_plan, &id, NULL, false, 0);
 	TaskqSwitchBack(&cxt);
 	TaskqSubscribersChanged();
