@@ -201,6 +201,26 @@ open_index(const DirectIndex *def)
 }
 
 /*
+ * Open taskq.jobs in mode and its index def, for a change (CMD_SELECT:
+ * a read) done directly; false, having left nothing open, when the
+ * statement must do it.
+ */
+static bool
+open_jobs(CmdType change, LOCKMODE mode, const DirectIndex *def,
+		  Relation *rel, Relation *index)
+{
+	*rel = table_open(TaskqTableOid("jobs"), mode);
+	*index = NULL;
+	if (!jobs_usable(*rel, change) ||
+		(def != NULL && (*index = open_index(def)) == NULL))
+	{
+		table_close(*rel, NoLock);
+		return false;
+	}
+	return true;
+}
+
+/*
  * The snapshot of a statement of READ COMMITTED, as SPI takes it for one
  * that may write: after this transaction's earlier changes, a new one.
  */
@@ -244,7 +264,7 @@ bool
 TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 					   TimestampTz *first_lease, bool *due)
 {
-	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
+	Relation	rel;
 	Relation	lease;
 	Relation	delayed;
 	TupleTableSlot *slot;
@@ -255,19 +275,12 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	int			expires = TaskqJobColumn("lease_expires_at") + 1;
 	Datum		active;
 
-	if (!jobs_usable(rel, CMD_SELECT))
-	{
-		table_close(rel, NoLock);
+	if (!open_jobs(CMD_SELECT, AccessShareLock, &lease_index, &rel, &lease))
 		return false;
-	}
-	lease = open_index(&lease_index);
 	delayed = open_index(&delayed_index);
-	if (lease == NULL || delayed == NULL)
+	if (delayed == NULL)
 	{
-		if (lease)
-			index_close(lease, NoLock);
-		if (delayed)
-			index_close(delayed, NoLock);
+		index_close(lease, NoLock);
 		table_close(rel, NoLock);
 		return false;
 	}
@@ -329,7 +342,7 @@ bool
 TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 				  const Datum *bound, pg_uuid_t **first)
 {
-	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
+	Relation	rel;
 	Relation	index;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
@@ -337,12 +350,8 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	ScanKeyData keys[3];
 	int			id = TaskqJobColumn("id") + 1;
 
-	if (!jobs_usable(rel, CMD_SELECT) ||
-		(index = open_index(&pull_index)) == NULL)
-	{
-		table_close(rel, NoLock);
+	if (!open_jobs(CMD_SELECT, AccessShareLock, &pull_index, &rel, &index))
 		return false;
-	}
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, index, snapshot, 3, 0);
@@ -510,14 +519,9 @@ claim_begin(ClaimState *cs, const TaskqClaimRequest *req, bool scan, Relation *i
 {
 	RangeTblEntry *rte;
 
-	cs->rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
-	*index = NULL;
-	if (!jobs_usable(cs->rel, CMD_UPDATE) ||
-		(scan && (*index = open_index(&pull_index)) == NULL))
-	{
-		table_close(cs->rel, NoLock);
+	if (!open_jobs(CMD_UPDATE, RowExclusiveLock, scan ? &pull_index : NULL,
+				   &cs->rel, index))
 		return false;
-	}
 	/* what the executor checks of an UPDATE (a standby is read only) */
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
@@ -667,7 +671,7 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 				   const Datum *bound, int32 limit, ItemPointerData *tids,
 				   text **groups)
 {
-	Relation	rel = table_open(TaskqTableOid("jobs"), AccessShareLock);
+	Relation	rel;
 	Relation	index;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
@@ -679,12 +683,8 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	Datum		waiting;
 	int			n = 0;
 
-	if (!jobs_usable(rel, CMD_SELECT) ||
-		(index = open_index(&pull_index)) == NULL)
-	{
-		table_close(rel, NoLock);
+	if (!open_jobs(CMD_SELECT, AccessShareLock, &pull_index, &rel, &index))
 		return -1;
-	}
 	waiting = TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state - 1)->atttypid,
 							"waiting");
 	snapshot = statement_snapshot();
@@ -795,7 +795,7 @@ same_types(TupleDesc a, TupleDesc b)
 bool
 TaskqAckDirect(TaskqAckItem *items, int n)
 {
-	Relation	rel = table_open(TaskqTableOid("jobs"), RowExclusiveLock);
+	Relation	rel;
 	Relation	hist;
 	Relation	index;
 	TupleTableSlot *slot;
@@ -815,16 +815,13 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 	Datum		active;
 	Datum		completed;
 
-	if (!jobs_usable(rel, CMD_DELETE))
-	{
-		table_close(rel, NoLock);
+	if (!open_jobs(CMD_DELETE, RowExclusiveLock, &pkey_index, &rel, &index))
 		return false;
-	}
 	hist = table_open(TaskqTableOid("finished_jobs"), RowExclusiveLock);
-	if (!TaskqCanInsertRows(hist) || !same_types(RelationGetDescr(rel), RelationGetDescr(hist)) ||
-		(index = open_index(&pkey_index)) == NULL)
+	if (!TaskqCanInsertRows(hist) || !same_types(RelationGetDescr(rel), RelationGetDescr(hist)))
 	{
 		table_close(hist, NoLock);
+		index_close(index, NoLock);
 		table_close(rel, NoLock);
 		return false;
 	}

@@ -461,7 +461,7 @@ TaskqNotifyStream(const TaskqStreamEvent *events, int n)
 		" 'queue', u.queue, 'timestamp', u.ts) END::text)"
 		" FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[])"
 		" WITH ORDINALITY AS u(event, id, queue, ts, n) ORDER BY u.n",
-		4, {TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}
+		4, {TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID}, true
 	};
 	Datum	   *ev = palloc(sizeof(Datum) * n);
 	Datum	   *ids = palloc(sizeof(Datum) * n);
