@@ -202,6 +202,33 @@ DROP FUNCTION log_ack();
 DROP TABLE claim_log;
 DROP FUNCTION log_claim();
 
+-- a rule on finished_jobs: the acks leave the rows to their statement
+-- rather than skip the rule; PostgreSQL refuses that statement (a rule
+-- on the target of a data-modifying WITH: 0A000), so nothing is acked
+CREATE TABLE finished_log (id uuid);
+CREATE RULE log_finished AS ON INSERT TO taskq.finished_jobs
+  DO ALSO INSERT INTO public.finished_log VALUES (NEW.id);
+\set VERBOSITY sqlstate
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.pull('cl', 2);
+\set VERBOSITY default
+SELECT count(*) AS logged FROM finished_log;
+DROP RULE log_finished ON taskq.finished_jobs;
+DROP TABLE finished_log;
+-- taskq.jobs published for updates and deletes without a replica
+-- identity: the claim and the ack fail as UPDATE and DELETE do
+ALTER TABLE taskq.jobs REPLICA IDENTITY NOTHING;
+SET client_min_messages = error;
+CREATE PUBLICATION jobs_pub FOR TABLE taskq.jobs WITH (publish = 'update');
+RESET client_min_messages;
+SELECT count(*) FROM taskq.pull('cl', 1);
+ALTER PUBLICATION jobs_pub SET (publish = 'delete');
+SELECT id AS rid, lease AS rlease FROM taskq.pull('cl', 1) \gset
+SELECT taskq.ack(:'rid', NULL, :'rlease');
+DROP PUBLICATION jobs_pub;
+ALTER TABLE taskq.jobs REPLICA IDENTITY DEFAULT;
+SELECT taskq.ack(:'rid', NULL, :'rlease');
+
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
   WHERE i.indrelid IN ('taskq.jobs'::regclass, 'taskq.finished_jobs'::regclass)

@@ -525,6 +525,7 @@ claim_begin(ClaimState *cs, const TaskqClaimRequest *req, bool scan, Relation *i
 	/* what the executor checks of an UPDATE (a standby is read only) */
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
+	CheckCmdReplicaIdentity(cs->rel, CMD_UPDATE);
 
 	cs->req = req;
 	cs->desc = RelationGetDescr(cs->rel);
@@ -827,6 +828,7 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 	}
 	PreventCommandIfReadOnly("DELETE");
 	PreventCommandIfParallelMode("DELETE");
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
 
 	hdesc = RelationGetDescr(hist);
 	active = TaskqJobState(TupleDescAttr(RelationGetDescr(rel), state_col)->atttypid, "active");

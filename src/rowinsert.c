@@ -18,6 +18,7 @@
 
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_am.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -27,12 +28,18 @@
 #include "taskq.h"
 
 /*
- * Whether rows may go into rel with TaskqInsertRows.
+ * Whether rows may go into rel with TaskqInsertRows: a heap without rules,
+ * triggers on insert or row-level security (the INSERT statement does
+ * what those ask for).
  */
 bool
 TaskqCanInsertRows(Relation rel)
 {
 	TriggerDesc *td = rel->trigdesc;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		rel->rd_rel->relam != HEAP_TABLE_AM_OID || rel->rd_rules != NULL)
+		return false;
 
 	/* the history tables' triggers count deletes and updates: those may be */
 	if (td != NULL &&
