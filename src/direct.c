@@ -15,8 +15,8 @@
  * autovacuum (about 1 ms a pull, all workers at once: the worst windows
  * of claim latency under steady load).  Setting up their executors was
  * also a good part of each call.  A limited pull (flowcontrol.c) reads
- * its candidates the same way, then claims the jobs it chose by TID.  Here they are the same reads and writes
- * done directly: the index is scanned with the statement's conditions as
+ * its candidates the same way, then claims the jobs it chose by TID.
+ * Here they are the same reads and writes done directly: the index is scanned with the statement's conditions as
  * scan keys, under a fresh snapshot taken as a statement of READ
  * COMMITTED takes it; a claimed job is updated with heap_update, whose
  * new version gets its index entries as UPDATE writes them
@@ -240,18 +240,40 @@ scan_key(ScanKey key, Relation index, int attno, StrategyNumber strategy,
 						   index->rd_indcollation[attno - 1], proc, arg);
 }
 
-/* the keys of the pull index: the queue, and a level and its bound */
-static int
-pull_keys(ScanKey keys, Relation index, Datum queue, bool level,
-		  int32 priority, Datum bound)
+/*
+ * A scan of the pull index under snapshot, over the queue's head (nlevels
+ * 0) or over levels: pull_rescan starts it at one of them.
+ */
+static IndexScanDesc
+pull_beginscan(Relation rel, Relation index, Snapshot snapshot, int nlevels)
 {
+	/* a scan has as many keys at each rescan as at its start */
+	return index_beginscan(rel, index, snapshot, nlevels > 0 ? 3 : 1, 0);
+}
+
+/*
+ * Start scan at the queue's head (nlevels 0), or at level l of the
+ * nlevels: its priority, from its bound.
+ */
+static void
+pull_rescan(IndexScanDesc scan, Datum queue, int nlevels,
+			const int32 *priority, const Datum *bound, int l)
+{
+	Relation	index = scan->indexRelation;
+	ScanKeyData keys[3];
+	int			nkeys = 1;
+
 	scan_key(&keys[0], index, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
-	if (!level)
-		return 1;
-	scan_key(&keys[1], index, 2, BTEqualStrategyNumber, F_INT4EQ,
-			 Int32GetDatum(priority));
-	scan_key(&keys[2], index, 3, BTGreaterEqualStrategyNumber, F_UUID_GE, bound);
-	return 3;
+	if (nlevels > 0)
+	{
+		scan_key(&keys[1], index, 2, BTEqualStrategyNumber, F_INT4EQ,
+				 Int32GetDatum(priority[l]));
+		scan_key(&keys[2], index, 3, BTGreaterEqualStrategyNumber, F_UUID_GE,
+				 bound[l]);
+		nkeys = 3;
+	}
+	Assert(nkeys == scan->numberOfKeys);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 }
 
 /*
@@ -347,18 +369,16 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
-	ScanKeyData keys[3];
 	int			id = TaskqJobColumn("id") + 1;
 
 	if (!open_jobs(CMD_SELECT, AccessShareLock, &pull_index, &rel, &index))
 		return false;
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, snapshot, 3, 0);
+	scan = pull_beginscan(rel, index, snapshot, nlevels);
 	for (int i = 0; i < nlevels; i++)
 	{
-		pull_keys(keys, index, queue, true, priority[i], bound[i]);
-		index_rescan(scan, keys, 3, NULL, 0);
+		pull_rescan(scan, queue, nlevels, priority, bound, i);
 		first[i] = NULL;
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
@@ -615,7 +635,6 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 	ClaimState	cs;
 	Relation	index;
 	IndexScanDesc scan;
-	ScanKeyData keys[3];
 	int			n = 0;
 
 	if (!claim_begin(&cs, req, req->tids == NULL, &index))
@@ -636,16 +655,10 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 		return n;
 	}
 
-	/* a scan has as many keys at each rescan as at its start */
-	scan = index_beginscan(cs.rel, index, cs.snapshot, req->nlevels > 0 ? 3 : 1, 0);
+	scan = pull_beginscan(cs.rel, index, cs.snapshot, req->nlevels);
 	for (int l = 0; l < Max(req->nlevels, 1) && n < req->count; l++)
 	{
-		int			nkeys = pull_keys(keys, index, req->queue, req->nlevels > 0,
-									  req->nlevels > 0 ? req->priority[l] : 0,
-									  req->nlevels > 0 ? req->bound[l] : (Datum) 0);
-
-		Assert(nkeys == scan->numberOfKeys);
-		index_rescan(scan, keys, nkeys, NULL, 0);
+		pull_rescan(scan, req->queue, req->nlevels, req->priority, req->bound, l);
 		while (n < req->count &&
 			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
 		{
@@ -677,7 +690,6 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
-	ScanKeyData keys[3];
 	int			group = TaskqJobColumn("group_key") + 1;
 	int			state = TaskqJobColumn("state") + 1;
 	int			queue_col = TaskqJobColumn("queue") + 1;
@@ -690,14 +702,10 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 							"waiting");
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, snapshot, nlevels > 0 ? 3 : 1, 0);
+	scan = pull_beginscan(rel, index, snapshot, nlevels);
 	for (int l = 0; l < Max(nlevels, 1) && n < limit; l++)
 	{
-		int			nkeys = pull_keys(keys, index, queue, nlevels > 0,
-									  nlevels > 0 ? priority[l] : 0,
-									  nlevels > 0 ? bound[l] : (Datum) 0);
-
-		index_rescan(scan, keys, nkeys, NULL, 0);
+		pull_rescan(scan, queue, nlevels, priority, bound, l);
 		while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
@@ -790,8 +798,8 @@ same_types(TupleDesc a, TupleDesc b)
  * found), -1 left for the statement: a job whose completion has
  * consequences, or that another transaction changed meanwhile (the
  * statement takes a new snapshot and reads it again).  An id given twice
- * is acked once (the second is 0).  Returns false, having done nothing, when the statements must
- * do all of them.
+ * is acked once (the second is 0).  Returns false, having done nothing,
+ * when the statements must do all of them.
  */
 bool
 TaskqAckDirect(TaskqAckItem *items, int n)

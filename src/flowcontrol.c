@@ -190,8 +190,9 @@ typedef struct FlowPick
 } FlowPick;
 
 /*
- * Whether to take a waiting job (its TID and group, NULL for none): not yet chosen, and
- * its group (if any) has a free slot and a lease left in its window.  The
+ * Whether to take a waiting job (its TID and group, NULL for none): not
+ * yet chosen, and its group (if any) has a free slot and a lease left in
+ * its window.  The
  * first time a pull meets a group it tries the group's lock and counts the
  * group's active jobs.  Chosen jobs go into pick->chosen.
  */
@@ -450,15 +451,18 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 		if (qi->round_robin)
 			rotate(&pick);
 
-		/* the head knows of no waiting job: none to read */
 		if (levels != NULL)
 			nlevels = TaskqLevelsUnpack(levels[0], levels[1], priority, bound);
 
-		/* in delivery order (after the rotation: what it could not fill) */
+		/*
+		 * In delivery order (after the rotation: what it could not fill);
+		 * nothing to read when the head knows of no waiting job.
+		 */
 		while (pick.nchosen < want && (levels == NULL || nlevels > 0))
 		{
 			ItemPointerData *tids = palloc(sizeof(ItemPointerData) * limit);
 			text	  **keys = palloc(sizeof(text *) * limit);
+			SPITupleTable *tt = NULL;
 			int			rows;
 
 			rows = TaskqWaitingDirect(queue, nlevels, priority, bound, limit, tids, keys);
@@ -467,15 +471,15 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 				args[1] = Int32GetDatum(limit);
 				rows = TaskqExecute(levels ? &candidates_levels_plan : &candidates_plan,
 									args, NULL, false, 0);
+				tt = SPI_tuptable;
 				for (int i = 0; i < rows; i++)
 				{
-					HeapTuple	t = SPI_tuptable->vals[i];
-					TupleDesc	d = SPI_tuptable->tupdesc;
 					bool		isnull;
 					Datum		g;
 
-					tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 1, &isnull));
-					g = SPI_getbinval(t, d, 2, &isnull);
+					tids[i] = *(ItemPointer) DatumGetPointer(SPI_getbinval(tt->vals[i], tt->tupdesc,
+																		   1, &isnull));
+					g = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
 					keys[i] = isnull ? NULL : DatumGetTextPP(g);
 				}
 			}
@@ -485,8 +489,9 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 				seen++;
 				(void) consider(&pick, &tids[i], keys[i]);
 			}
-			if (SPI_tuptable != NULL)
-				SPI_freetuptable(SPI_tuptable);
+			/* the group keys point into the statement's rows until here */
+			if (tt != NULL)
+				SPI_freetuptable(tt);
 			pfree(tids);
 			pfree(keys);
 			if (rows < limit || limit == TASKQ_FLOW_SCAN_MAX)

@@ -246,6 +246,15 @@ init_move_plans(void)
 					 ACTIVE_UNDER_LEASE("$3::uuid"), ack_sets, "queue", false);
 }
 
+/* ack's arguments (id, result, lease) as an item of TaskqAckDirect */
+static TaskqAckItem
+ack_item(const Datum *values, const bool *nulls)
+{
+	TaskqAckItem it = {values[0], values[1], nulls[1], values[2], nulls[2]};
+
+	return it;
+}
+
 /*
  * What TaskqAckDirect acked: count each, free its slot and tell of it, as
  * the statements' paths below do.  Returns how many.
@@ -255,18 +264,20 @@ ack_direct_done(const TaskqAckItem *items, int n)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * n);
 	int			acked = 0;
-	text	   *last = NULL;
+	char	   *last = NULL;
 
 	for (int i = 0; i < n; i++)
 	{
+		char	   *queue;
+
 		if (items[i].outcome != 1)
 			continue;
 		TaskqMetricsCount(items[i].queue, TASKQ_COUNT_COMPLETED_KEPT, 1);
-		if (last == NULL || VARSIZE_ANY(last) != VARSIZE_ANY(items[i].queue) ||
-			memcmp(VARDATA_ANY(last), VARDATA_ANY(items[i].queue),
-				   VARSIZE_ANY_EXHDR(last)) != 0)
-			TaskqNoteQueueSlotsFreed(text_to_cstring(items[i].queue));
-		last = items[i].queue;
+		/* once per run of one queue, as TaskqNoteSlotsFreed does */
+		queue = text_to_cstring(items[i].queue);
+		if (last == NULL || strcmp(last, queue) != 0)
+			TaskqNoteQueueSlotsFreed(queue);
+		last = queue;
 		ids[acked++] = items[i].id;
 	}
 	if (acked == 1)
@@ -301,7 +312,7 @@ ack_job(Datum *values, bool *nulls)
 	}
 	else
 	{
-		TaskqAckItem it = {values[0], values[1], nulls[1], values[2], nulls[2]};
+		TaskqAckItem it = ack_item(values, nulls);
 
 		/* without a statement (direct.c): as below */
 		if (TaskqAckDirect(&it, 1) && it.outcome >= 0)
@@ -497,11 +508,7 @@ TaskqAckItems(Jsonb *items)
 			bool		isnull[3];
 
 			ack_item_values(items, i, v, isnull);
-			its[i].id = v[0];
-			its[i].result = v[1];
-			its[i].result_null = isnull[1];
-			its[i].lease = v[2];
-			its[i].lease_null = isnull[2];
+			its[i] = ack_item(v, isnull);
 		}
 		if (TaskqAckDirect(its, nitems))
 		{
