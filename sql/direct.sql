@@ -229,6 +229,44 @@ DROP PUBLICATION jobs_pub;
 ALTER TABLE taskq.jobs REPLICA IDENTITY DEFAULT;
 SELECT taskq.ack(:'rid', NULL, :'rlease');
 
+-- the index sets a backend keeps for the writes without statements
+-- (rowinsert.c) follow the relcache: indexes made after this session's
+-- pushes, claims and acks get the entries of the next ones, and a
+-- dropped one is not opened again; with an index on an expression the
+-- writes open the indexes as the executor does
+SELECT taskq.create_queue('ix');
+CREATE INDEX jobs_active_name_idx ON taskq.jobs (name) WHERE state = 'active';
+CREATE INDEX finished_name_idx ON taskq.finished_jobs (name);
+SELECT count(*) AS pushed FROM taskq.push_batch('ix',
+  (SELECT jsonb_agg(jsonb_build_object('name', 'x' || i)) FROM generate_series(1, 6) i));
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.pull('ix', 2);
+SELECT count(*) AS pulled FROM taskq.pull('ix', 2);
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT (SELECT array_agg(name ORDER BY name) FROM taskq.jobs
+         WHERE state = 'active' AND name LIKE 'x%') AS active_by_name_idx,
+       (SELECT array_agg(name ORDER BY name) FROM taskq.finished_jobs
+         WHERE name >= 'x' AND name < 'y') AS finished_by_name_idx;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT i::regclass AS checked_index
+  FROM unnest(ARRAY['taskq.jobs_active_name_idx'::regclass, 'taskq.finished_name_idx'::regclass]) i,
+  LATERAL bt_index_parent_check(i, heapallindexed => true);
+DROP INDEX taskq.jobs_active_name_idx;
+DROP INDEX taskq.finished_name_idx;
+CREATE INDEX jobs_lower_name_idx ON taskq.jobs (lower(name));
+SELECT taskq.push('ix', 'x7', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.pull('ix', 10);
+SELECT 'taskq.jobs_lower_name_idx'::regclass AS checked_index
+  FROM bt_index_parent_check('taskq.jobs_lower_name_idx', heapallindexed => true);
+DROP INDEX taskq.jobs_lower_name_idx;
+SELECT taskq.push('ix', 'x8', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.pull('ix', 10);
+SELECT state, count(*) FROM taskq.all_jobs WHERE queue = 'ix' GROUP BY state ORDER BY state;
+
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
   WHERE i.indrelid IN ('taskq.jobs'::regclass, 'taskq.finished_jobs'::regclass)
