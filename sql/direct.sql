@@ -262,6 +262,16 @@ SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) 
 SELECT 'taskq.jobs_lower_name_idx'::regclass AS checked_index
   FROM bt_index_parent_check('taskq.jobs_lower_name_idx', heapallindexed => true);
 DROP INDEX taskq.jobs_lower_name_idx;
+-- a predicate over the whole row: its state is the call's own (the row's
+-- type, kept by the first evaluation, lives in the call's memory)
+CREATE INDEX jobs_whole_row_idx ON taskq.jobs (name) WHERE jobs IS DISTINCT FROM NULL;
+SELECT taskq.push('ix', 'x9', '{}') IS NOT NULL AS pushed;
+SELECT taskq.push('ix', 'x10', '{}') IS NOT NULL AS pushed;
+SELECT count(*) AS pulled FROM taskq.pull('ix', 1);
+SELECT count(*) AS pulled FROM taskq.pull('ix', 1);
+SELECT 'taskq.jobs_whole_row_idx'::regclass AS checked_index
+  FROM bt_index_parent_check('taskq.jobs_whole_row_idx', heapallindexed => true);
+DROP INDEX taskq.jobs_whole_row_idx;
 SELECT taskq.push('ix', 'x8', '{}') IS NOT NULL AS pushed;
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
   FROM taskq.pull('ix', 10);

@@ -577,7 +577,7 @@ claim_begin(ClaimState *cs, const TaskqClaimRequest *req, bool scan, Relation *i
 	ExecInitRangeTable(cs->estate, list_make1(rte));
 	cs->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(cs->rri, cs->rel, 1, NULL, 0);
-	TaskqOpenIndices(cs->rri);
+	ExecOpenIndices(cs->rri, false);
 
 	cs->snapshot = statement_snapshot();
 	cs->cid = GetCurrentCommandId(true);

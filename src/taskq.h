@@ -283,7 +283,6 @@ extern bool TaskqAckDirect(TaskqAckItem *items, int n);
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
 extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
-extern void TaskqOpenIndices(ResultRelInfo *rri);
 
 /* util.c */
 extern int	taskq_statement_depth;
