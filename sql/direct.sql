@@ -229,11 +229,11 @@ DROP PUBLICATION jobs_pub;
 ALTER TABLE taskq.jobs REPLICA IDENTITY DEFAULT;
 SELECT taskq.ack(:'rid', NULL, :'rlease');
 
--- the index sets a backend keeps for the writes without statements
--- (rowinsert.c) follow the relcache: indexes made after this session's
--- pushes, claims and acks get the entries of the next ones, and a
--- dropped one is not opened again; with an index on an expression the
--- writes open the indexes as the executor does
+-- indexes made on the tables after this session's first pushes, claims
+-- and acks without statements get the entries of the next ones, and a
+-- dropped one is not opened again: a partial index, an index on an
+-- expression, and one whose predicate reads the whole row (evaluated
+-- again in each call)
 SELECT taskq.create_queue('ix');
 CREATE INDEX jobs_active_name_idx ON taskq.jobs (name) WHERE state = 'active';
 CREATE INDEX finished_name_idx ON taskq.finished_jobs (name);
@@ -262,8 +262,7 @@ SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) 
 SELECT 'taskq.jobs_lower_name_idx'::regclass AS checked_index
   FROM bt_index_parent_check('taskq.jobs_lower_name_idx', heapallindexed => true);
 DROP INDEX taskq.jobs_lower_name_idx;
--- a predicate over the whole row: its state is the call's own (the row's
--- type, kept by the first evaluation, lives in the call's memory)
+-- a predicate over the whole row, evaluated in more than one call
 CREATE INDEX jobs_whole_row_idx ON taskq.jobs (name) WHERE jobs IS DISTINCT FROM NULL;
 SELECT taskq.push('ix', 'x9', '{}') IS NOT NULL AS pushed;
 SELECT taskq.push('ix', 'x10', '{}') IS NOT NULL AS pushed;

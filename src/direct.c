@@ -16,13 +16,13 @@
  * of claim latency under steady load).  Setting up their executors was
  * also a good part of each call.  A limited pull (flowcontrol.c) reads
  * its candidates the same way, then claims the jobs it chose by TID.
- * Here they are the same reads and writes done directly: the index is scanned with the statement's conditions as
- * scan keys, under a fresh snapshot taken as a statement of READ
- * COMMITTED takes it; a claimed job is updated with heap_update, whose
- * new version gets its index entries as UPDATE writes them
- * (ExecInsertIndexTuples); an acked job is deleted with heap_delete and
- * its finished row written as the acks' statements write it
- * (rowinsert.c).
+ * Here they are the same reads and writes done directly: the index is
+ * scanned with the statement's conditions as scan keys, under a fresh
+ * snapshot taken as a statement of READ COMMITTED takes it; a claimed job
+ * is updated with heap_update, whose new version gets its index entries
+ * as UPDATE writes them (ExecInsertIndexTuples); an acked job is deleted
+ * with heap_delete and its finished row written as the acks' statements
+ * write it (rowinsert.c).
  *
  * Locking is the statements': the claim's FOR UPDATE SKIP LOCKED skips a
  * job that another transaction has locked or is changing, never waiting;

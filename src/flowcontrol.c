@@ -192,9 +192,9 @@ typedef struct FlowPick
 /*
  * Whether to take a waiting job (its TID and group, NULL for none): not
  * yet chosen, and its group (if any) has a free slot and a lease left in
- * its window.  The
- * first time a pull meets a group it tries the group's lock and counts the
- * group's active jobs.  Chosen jobs go into pick->chosen.
+ * its window.  The first time a pull meets a group it tries the group's
+ * lock and counts the group's active jobs.  Chosen jobs go into
+ * pick->chosen.
  */
 static bool
 consider(FlowPick *pick, ItemPointer tid, text *gt)
