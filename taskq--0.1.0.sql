@@ -215,28 +215,31 @@ CREATE INDEX jobs_pull_idx ON taskq.jobs (queue, priority DESC, id)
 -- delayed jobs coming due
 CREATE INDEX jobs_delayed_idx ON taskq.jobs (queue, run_at)
     WHERE state = 'delayed';
--- leases coming to expiry, of all queues (the reaper) or of one (pull):
--- expired leases are few, so one index serves both.  Only active jobs have
--- a lease_expires_at; the predicate is on it rather than on the state so
--- that a statement looking up an active job by id ("id = $1 AND state =
--- 'active'") can only use the primary key: with statistics taken when few
--- jobs were active, the planner preferred reading this whole index.
-CREATE INDEX jobs_lease_idx ON taskq.jobs (lease_expires_at)
+-- leases coming to expiry, per queue: a pull reads its queue's expired
+-- leases here, the reaper each queue's in turn; and the active jobs of a
+-- queue, which pull counts against its "concurrency" (flowcontrol.c reads
+-- it directly).  Only active jobs have a lease_expires_at; the predicate
+-- is on it rather than on the state so that a statement looking up an
+-- active job by id ("id = $1 AND state = 'active'") can only use the
+-- primary key: with statistics taken when few jobs were active, the
+-- planner preferred reading this whole index.  One index for both, so that
+-- a claim writes two index entries (this one and the primary key's), as
+-- an UPDATE of the hand-written queue does.
+CREATE INDEX jobs_lease_idx ON taskq.jobs (queue, lease_expires_at)
     WHERE lease_expires_at IS NOT NULL;
 -- one unfinished job per queue and unique key
 CREATE UNIQUE INDEX jobs_unique_key_idx ON taskq.jobs (queue, unique_key)
     WHERE unique_key IS NOT NULL;
 CREATE INDEX jobs_flow_idx ON taskq.jobs (flow_id) WHERE flow_id IS NOT NULL;
 -- active jobs per queue and group: what pull counts against a queue's
--- concurrency and group_concurrency (flowcontrol.c reads it directly).
--- Only active jobs have a lease; the predicate is on it rather than on the
--- state so that no statement about active jobs ("state = 'active'") can
--- choose to read this whole index instead of the one it is written for.
--- A lease compared with a constant ("lease = '…'") implies the predicate
--- too, so the statements that look a job up by id and lease have generic
--- plans (lifecycle.c), where the lease is a parameter.
+-- group_concurrency (flowcontrol.c reads it directly).  Only jobs with a
+-- group have an entry, so that the claim of one without a group writes
+-- none.  Only active jobs have a lease; the predicate is on it rather than
+-- on the state so that no statement about active jobs ("state = 'active'")
+-- can choose to read this whole index instead of the one it is written
+-- for.
 CREATE INDEX jobs_active_idx ON taskq.jobs (queue, group_key)
-    WHERE lease IS NOT NULL;
+    WHERE lease IS NOT NULL AND group_key IS NOT NULL;
 -- waiting jobs by group: the rotation of fairness "round_robin" (only jobs
 -- with a group pay for it)
 CREATE INDEX jobs_rotation_idx ON taskq.jobs (queue, group_key, priority DESC, id)

@@ -49,8 +49,10 @@ SELECT i.indexrelid::regclass AS checked_index
 -- and each finds the claimed jobs
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
-SELECT (SELECT count(*) FROM taskq.jobs WHERE lease IS NOT NULL AND queue = 'cl') AS by_active_idx,
-       (SELECT count(*) FROM taskq.jobs WHERE lease_expires_at > now() - interval '1 h') AS by_lease_idx,
+SELECT (SELECT count(*) FROM taskq.jobs WHERE lease IS NOT NULL AND group_key IS NOT NULL
+          AND queue = 'cl') AS by_active_idx,
+       (SELECT count(*) FROM taskq.jobs WHERE queue = 'cl'
+          AND lease_expires_at > now() - interval '1 h') AS by_lease_idx,
        (SELECT count(*) FROM taskq.jobs WHERE queue = 'cl' AND unique_key IS NOT NULL AND state = 'active') AS by_unique_idx,
        (SELECT count(*) FROM taskq.jobs WHERE flow_id IS NOT NULL AND state = 'active') AS by_flow_idx;
 RESET enable_seqscan;

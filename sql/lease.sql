@@ -141,14 +141,32 @@ SELECT name, attempt FROM taskq.pull('q3', 2, 100) ORDER BY name;
 SELECT name, attempts, errors -> 0 ->> 'error' AS error FROM taskq.jobs WHERE queue = 'q3' ORDER BY name;
 
 --
+-- each queue has its own lease floor: pulls of one queue raise its floor
+-- past a lease of another queue that ran out meanwhile, and the other
+-- queue's pull still finds that lease
+--
+SELECT count(taskq.push(q, 'short-' || q)) AS pushed FROM unnest(ARRAY['q4a', 'q4b']) q;
+SELECT name FROM taskq.pull('q4a', 1, 100);
+SELECT name FROM taskq.pull('q4b', 1, 100);
+SELECT pg_sleep(0.2);
+SELECT name, attempt FROM taskq.pull('q4a', 1, 100);
+SELECT pg_sleep(0.2);
+SELECT name, attempt FROM taskq.pull('q4a', 1, 100);
+SELECT name, state FROM taskq.jobs WHERE queue = 'q4b';
+SELECT name, attempt FROM taskq.pull('q4b', 1);
+SELECT queue, name, attempts, errors -> 0 ->> 'error' AS error
+  FROM taskq.jobs WHERE queue IN ('q4a', 'q4b') ORDER BY queue;
+
+--
 -- the lease index holds the jobs that have a lease expiry (active ones)
--- and serves only statements about expiries: a statement looking up an
--- active job by id (ack, fail, heartbeat) cannot read it, whatever the
--- statistics say, and uses the primary key
+-- by queue, and serves only statements about expiries and a queue's active
+-- jobs: one queue's first expiry is read in order, without a sort; a
+-- statement looking up an active job by id (ack, fail, heartbeat) cannot
+-- read it, whatever the statistics say, and uses the primary key
 --
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
-EXPLAIN (COSTS OFF) SELECT id FROM taskq.jobs WHERE state = 'active'
+EXPLAIN (COSTS OFF) SELECT id FROM taskq.jobs WHERE queue = 'q3' AND state = 'active'
   AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT 1;
 EXPLAIN (COSTS OFF) SELECT id FROM taskq.jobs WHERE state = 'active'
   ORDER BY lease_expires_at LIMIT 1;

@@ -4,10 +4,12 @@ CREATE EXTENSION taskq;
 --
 -- with statistics taken when few jobs were active (ANALYZE of a queue with
 -- a backlog and one lease), a plan made for one job's id and lease as
--- constants reads jobs_active_idx ("lease = …" implies its predicate
--- "lease IS NOT NULL"): the trap, shown with EXPLAIN.  The statements of
--- ack, ack_batch, fail, release, heartbeat, progress and pull's acks use
--- generic plans, which only have the primary key: in one transaction
+-- constants read jobs_active_idx while its predicate was "lease IS NOT
+-- NULL" ("lease = …" implies it).  It now also asks for a group, which
+-- no constant lease implies: the plan, shown with EXPLAIN, reads the
+-- primary key.  The statements of ack, ack_batch, fail, release,
+-- heartbeat, progress and pull's acks use generic plans besides, which
+-- only have the primary key: in one transaction
 -- (pg_stat_get_xact_numscans counts this transaction's scans) they read
 -- jobs_active_idx never
 --

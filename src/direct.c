@@ -95,7 +95,7 @@ static const DirectIndex delayed_index = {
 	"jobs_delayed_idx", 2, {"queue", "run_at"}, {0, 0}, true
 };
 static const DirectIndex lease_index = {
-	"jobs_lease_idx", 1, {"lease_expires_at"}, {0}, true
+	"jobs_lease_idx", 2, {"queue", "lease_expires_at"}, {0, 0}, true
 };
 static const DirectIndex pkey_index = {
 	"jobs_pkey", 1, {"id"}, {0}, false
@@ -277,7 +277,7 @@ pull_rescan(IndexScanDesc scan, Datum queue, int nlevels,
 }
 
 /*
- * The housekeeping probe of pull: the first lease of any queue that ran
+ * The housekeeping probe of pull: the first lease of the queue that ran
  * out in [floor, now) (*first_lease, DT_NOEND when none), and whether a
  * delayed job of the queue is due at now (*due).  Returns false, having
  * read nothing, when the statement must do it.
@@ -292,7 +292,7 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
 	int			state = TaskqJobColumn("state") + 1;
 	int			expires = TaskqJobColumn("lease_expires_at") + 1;
 	Datum		active;
@@ -313,12 +313,13 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 
 	/* leases in [floor, now), by expiry: the first of an active job */
 	*first_lease = DT_NOEND;
-	scan_key(&keys[0], lease, 1, BTGreaterEqualStrategyNumber,
+	scan_key(&keys[0], lease, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
+	scan_key(&keys[1], lease, 2, BTGreaterEqualStrategyNumber,
 			 F_TIMESTAMPTZ_GE, TimestampTzGetDatum(floor));
-	scan_key(&keys[1], lease, 1, BTLessStrategyNumber,
+	scan_key(&keys[2], lease, 2, BTLessStrategyNumber,
 			 F_TIMESTAMPTZ_LT, TimestampTzGetDatum(now));
-	scan = index_beginscan(rel, lease, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	scan = index_beginscan(rel, lease, snapshot, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;

@@ -9,7 +9,8 @@
  * A limit is a count of active jobs, so a lease that ends in any way (ack,
  * fail, cancel, expiry reclaimed by a pull or the reaper, a bundled ack)
  * frees its slot when its transaction commits: nothing else is kept.  The
- * count is taken from jobs_active_idx with a dirty snapshot, which also
+ * count is taken with a dirty snapshot (a queue's from jobs_lease_idx, a
+ * group's from jobs_active_idx), which also
  * sees the leases of transactions still in progress (and an ack in
  * progress as still active), so two pulls that count one after the other
  * never both take the last slot, even before the first commits.
@@ -113,11 +114,16 @@ flow_locktag(LOCKTAG *tag, text *queue, const char *group, int len)
 						 group ? FLOW_LOCK_GROUP : FLOW_LOCK_QUEUE);
 }
 
-/* taskq.jobs and jobs_active_idx, opened once for the counts of one pull */
+/*
+ * taskq.jobs and the indexes of its active jobs, opened once for the
+ * counts of one pull: jobs_lease_idx (queue, lease_expires_at) has every
+ * active job, jobs_active_idx (queue, group_key) those with a group.
+ */
 typedef struct ActiveIndex
 {
 	Relation	heap;			/* NULL until the first count */
-	Relation	index;
+	Relation	queue_index;	/* jobs_lease_idx */
+	Relation	group_index;	/* jobs_active_idx */
 	TupleTableSlot *slot;
 } ActiveIndex;
 
@@ -127,7 +133,8 @@ active_close(ActiveIndex *ai)
 	if (ai->heap == NULL)
 		return;
 	ExecDropSingleTupleTableSlot(ai->slot);
-	index_close(ai->index, AccessShareLock);
+	index_close(ai->queue_index, AccessShareLock);
+	index_close(ai->group_index, AccessShareLock);
 	table_close(ai->heap, AccessShareLock);
 	ai->heap = NULL;
 }
@@ -151,10 +158,13 @@ count_active(ActiveIndex *ai, text *queue, const char *group, int len, int32 lim
 		Oid			nsp = get_namespace_oid("taskq", false);
 
 		ai->heap = table_open(get_relname_relid("jobs", nsp), AccessShareLock);
-		ai->index = index_open(get_relname_relid("jobs_active_idx", nsp), AccessShareLock);
+		ai->queue_index = index_open(get_relname_relid("jobs_lease_idx", nsp),
+									 AccessShareLock);
+		ai->group_index = index_open(get_relname_relid("jobs_active_idx", nsp),
+									 AccessShareLock);
 		ai->slot = table_slot_create(ai->heap, NULL);
 	}
-	index = ai->index;
+	index = group != NULL ? ai->group_index : ai->queue_index;
 	InitDirtySnapshot(dirty);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_TEXTEQ,

@@ -26,12 +26,13 @@
 /*
  * The fencing condition of a job alias j, id $1 and lease parameter.
  * Statements with it have generic plans: a custom plan sees the lease as a
- * constant, "j.lease = '…'" implies jobs_active_idx's "lease IS NOT NULL",
- * and made after ANALYZE saw few active jobs (a drained queue) beside a
- * bloated primary key, the plan read the whole of that index for one job:
- * 12,400 buffers and 50 ms an ack in scenario 7, a third of the rate for a
- * minute.  A generic plan cannot prove the predicate, so it has only the
- * primary key.
+ * constant, which may imply the predicate of a partial index ("j.lease =
+ * '…'" implied jobs_active_idx's when it was "lease IS NOT NULL"), and made
+ * after ANALYZE saw few active jobs (a drained queue) beside a bloated
+ * primary key, the plan read the whole of that index for one job: 12,400
+ * buffers and 50 ms an ack in scenario 7, a third of the rate for a
+ * minute.  A generic plan cannot prove a predicate from a parameter, so it
+ * has only the primary key.
  */
 #define ACTIVE_UNDER_LEASE(lease) \
 	"j.id = $1 AND j.state = 'active' AND (" lease " IS NULL OR j.lease = " lease ")"

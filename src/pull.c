@@ -44,8 +44,7 @@
 int			taskq_default_timeout = 30000;
 
 #define EXPIRED_JOBS(cond) \
-	"SELECT id FROM taskq.jobs WHERE ($1::text IS NULL OR queue = $1)" \
-	" AND state = 'active'" \
+	"SELECT id FROM taskq.jobs WHERE queue = $1 AND state = 'active'" \
 	" AND lease_expires_at >= $2 AND lease_expires_at < $3 AND " cond \
 	" ORDER BY lease_expires_at LIMIT " CppAsString2(TASKQ_RECLAIM_BATCH) \
 	" FOR UPDATE SKIP LOCKED"
@@ -63,14 +62,14 @@ static TaskqPlan reclaim_dead_plan = {NULL, 3, {TEXTOID, TIMESTAMPTZOID, TIMESTA
 
 /*
  * Whether housekeeping has anything to do, in two index probes: the first
- * expired lease of any queue, read from the lease floor ($2, pullhead.c),
+ * expired lease of the queue, read from its lease floor ($2, pullhead.c),
  * so only over the leases that ran out since the floor was raised;
  * whether a delayed job of the queue is due.  $3 is now(), or the clock
  * in a pull that has waited (pullwait.c).
  */
 static TaskqPlan check_plan = {
-	"SELECT (SELECT lease_expires_at FROM taskq.jobs WHERE state = 'active'"
-	"  AND lease_expires_at >= $2 AND lease_expires_at < $3"
+	"SELECT (SELECT lease_expires_at FROM taskq.jobs WHERE queue = $1"
+	"  AND state = 'active' AND lease_expires_at >= $2 AND lease_expires_at < $3"
 	"  ORDER BY lease_expires_at LIMIT 1),"
 	" EXISTS (SELECT FROM taskq.jobs WHERE queue = $1 AND state = 'delayed'"
 	"  AND run_at <= $3)",
@@ -234,15 +233,15 @@ claimed_cmp(const void *a, const void *b)
 }
 
 /*
- * Reclaim expired leases (step 1 above), of one queue or, for the reaper,
- * of all, from the lease floor (pullhead.c) to now; at most
- * TASKQ_RECLAIM_BATCH of each kind.  Returns how many it reclaimed.  Runs inside SPI_connect.
+ * Reclaim the queue's expired leases (step 1 above), from its lease floor
+ * (pullhead.c) to now; at most TASKQ_RECLAIM_BATCH of each kind.  Returns
+ * how many it reclaimed.  Runs inside SPI_connect.
  */
 int
-TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor, TimestampTz now)
+TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now)
 {
 	Datum		values[3] = {queue, TimestampTzGetDatum(floor), TimestampTzGetDatum(now)};
-	bool		nulls[3] = {all_queues, false, false};
+	bool		nulls[3] = {false, false, false};
 	int			dead;
 	int			retried;
 
@@ -578,15 +577,16 @@ pull_once(void *arg)
 	uint64		floor_gen;
 	bool		floor_check;
 	TimestampTz first_lease;
+	char	   *name = TextDatumGetCString(a->queue);
 
 	/* the first try as of now(), the later ones of a waiting pull by the clock */
 	now = a->waited ? GetCurrentTimestamp() : GetCurrentTransactionStartTimestamp();
 	a->waited = true;
-	if (!TaskqCachedQueue(TextDatumGetCString(a->queue), false, &qi) || qi.paused)
+	if (!TaskqCachedQueue(name, false, &qi) || qi.paused)
 		return 0;
 
 	values[0] = a->queue;
-	floor = TaskqLeaseFloor(&floor_gen, &floor_check);
+	floor = TaskqLeaseFloor(name, &floor_gen, &floor_check);
 	if (!TaskqProbeHousekeeping(a->queue, floor, now, &first_lease, &due))
 	{
 		values[1] = TimestampTzGetDatum(floor);
@@ -600,10 +600,10 @@ pull_once(void *arg)
 		due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 2, &isnull));
 	}
-	TaskqLeaseFloorSeen(floor_gen, floor_check, first_lease, now);
+	TaskqLeaseFloorSeen(name, floor_gen, floor_check, first_lease, now);
 	expired = first_lease != DT_NOEND;
 	if (expired)
-		TaskqReclaimExpired(a->queue, false, floor, now);
+		TaskqReclaimExpired(a->queue, floor, now);
 	if (due)
 	{
 		int			promoted;

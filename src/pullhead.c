@@ -70,9 +70,8 @@
  * claim always scans from the head.  Queues beyond taskq.metrics_max_queues
  * (the size of this table too) do the same.
  *
- * The entry of queue "" (which names no queue) is the database's: it keeps
- * the lease floor (TaskqLeaseFloor, below), which the housekeeping of pull
- * and the reaper read expired leases from.
+ * A queue's entry keeps its lease floor too (TaskqLeaseFloor, below),
+ * which the housekeeping of pull and the reaper read expired leases from.
  *
  * Locking: head_shared->lock guards the hash (shared to find an entry,
  * exclusive to add one); each entry's spinlock guards its fields.  Floors
@@ -130,7 +129,8 @@ typedef struct HeadEntry
 	TimestampTz checked_at;		/* when the last check read its cap */
 	TimestampTz check_until;	/* a backend is checking until then */
 
-	/* the database's entry (queue ""): the lease floor, see below */
+	/* the queue's lease floor, see below */
+	uint64		lease_gen;		/* bumped by each reset of the floor */
 	TimestampTz lease_floor;	/* DT_NOBEGIN: unknown */
 	TimestampTz lease_checked_at;
 	TimestampTz lease_check_until;
@@ -390,6 +390,7 @@ head_entry(const char *queue, bool create)
 		e->nlevels = 0;
 		e->checked_at = 0;
 		e->check_until = 0;
+		e->lease_gen = 1;
 		e->lease_floor = DT_NOBEGIN;
 		e->lease_checked_at = 0;
 		e->lease_check_until = 0;
@@ -673,15 +674,16 @@ TaskqHeadChecked(const char *queue, const TaskqHead *h, int n, const int32 *prio
 
 /*
  * The lease floor.  Pull looks for expired leases of its queue before it
- * claims, and the reaper for those of all queues, in jobs_lease_idx,
- * (lease_expires_at) WHERE state = 'active'.  Jobs acked before their
- * lease ran out leave dead entries there which, once their expiry has
- * passed, lie in the range "lease_expires_at < now()" that every probe
- * reads, and stay until VACUUM (for as long as a long transaction holds
- * them back, scenario 7: 825 buffers per pull after a minute).  So the
- * database's entry keeps a floor: no active lease expires before it, as
- * far as anyone can tell; the probes read from it to now(), and each
- * raises it to the first expired lease it sees, or else to now().
+ * claims, and the reaper for those of each queue in turn, in
+ * jobs_lease_idx, (queue, lease_expires_at) WHERE lease_expires_at IS NOT
+ * NULL.  Jobs acked before their lease ran out leave dead entries there
+ * which, once their expiry has passed, lie in the range "lease_expires_at
+ * < now()" that every probe reads, and stay until VACUUM (for as long as
+ * a long transaction holds them back, scenario 7: 825 buffers per pull
+ * after a minute).  So the queue's entry keeps a floor: no active lease of
+ * the queue expires before it, as far as anyone can tell; the probes read
+ * from it to now(), and each raises it to the first expired lease it sees,
+ * or else to now().
  *
  * No bookkeeping of writers is needed here as it is for the bounds: a
  * lease is set to now() plus its length, so a transaction can set one
@@ -693,11 +695,11 @@ TaskqHeadChecked(const char *queue, const TaskqHead *h, int n, const int32 *prio
  *
  * TaskqLeaseFloor returns where to read from (DT_NOBEGIN: the beginning,
  * when the floor is unknown or a check is due, then *check is set) and the
- * entry's generation, for TaskqLeaseFloorSeen.  With check NULL (the
+ * floor's generation, for TaskqLeaseFloorSeen.  With check NULL (the
  * reaper, which raises nothing) no check is taken on.
  */
 TimestampTz
-TaskqLeaseFloor(uint64 *gen, bool *check)
+TaskqLeaseFloor(const char *queue, uint64 *gen, bool *check)
 {
 	HeadEntry  *e;
 	TimestampTz floor = DT_NOBEGIN;
@@ -710,11 +712,11 @@ TaskqLeaseFloor(uint64 *gen, bool *check)
 		return DT_NOBEGIN;
 	now = GetCurrentTimestamp();
 	LWLockAcquire(head_shared->lock, LW_SHARED);
-	e = head_entry("", true);
+	e = head_entry(queue, true);
 	if (e != NULL)
 	{
 		SpinLockAcquire(&e->mutex);
-		*gen = e->gen;
+		*gen = e->lease_gen;
 		floor = e->lease_floor;
 		if (check != NULL && !IsolationUsesXactSnapshot() && e->lease_check_until < now &&
 			(floor == DT_NOBEGIN ||
@@ -737,7 +739,8 @@ TaskqLeaseFloor(uint64 *gen, bool *check)
  * the entry was reset meanwhile.
  */
 void
-TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first, TimestampTz upto)
+TaskqLeaseFloorSeen(const char *queue, uint64 gen, bool check, TimestampTz first,
+					TimestampTz upto)
 {
 	HeadEntry  *e;
 	TimestampTz now = GetCurrentTimestamp();
@@ -746,13 +749,13 @@ TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first, TimestampTz upto)
 	if (head_shared == NULL || IsolationUsesXactSnapshot())
 		return;
 	LWLockAcquire(head_shared->lock, LW_SHARED);
-	e = head_entry("", false);
+	e = head_entry(queue, false);
 	if (e != NULL)
 	{
 		SpinLockAcquire(&e->mutex);
 		if (check)
 			e->lease_check_until = 0;
-		if (e->gen == gen && (check || e->lease_floor != DT_NOBEGIN))
+		if (e->lease_gen == gen && (check || e->lease_floor != DT_NOBEGIN))
 		{
 			if (check)
 				e->lease_checked_at = now;
@@ -861,6 +864,7 @@ TaskqHeadBreak(void)
 		e->checked = false;
 		e->lease_floor = DT_NOBEGIN;
 		e->gen++;
+		e->lease_gen++;
 		SpinLockRelease(&e->mutex);
 	}
 	LWLockRelease(head_shared->lock);

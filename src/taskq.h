@@ -408,8 +408,7 @@ extern TaskqMovedHook taskq_moved_hook;
 
 /* pull.c */
 extern void TaskqPullInit(void);
-extern int	TaskqReclaimExpired(Datum queue, bool all_queues, TimestampTz floor,
-								TimestampTz now);
+extern int	TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now);
 
 /* pullhead.c: where the claim starts, per queue and priority */
 #define TASKQ_HEAD_MAX_LEVELS	16
@@ -438,9 +437,9 @@ extern bool TaskqHeadRead(const char *queue, TaskqHead *h, bool work);
 extern void TaskqHeadRaised(const char *queue, const TaskqHead *h, const uint64 *first);
 extern void TaskqHeadChecked(const char *queue, const TaskqHead *h, int n,
 							 const int32 *priority, const uint64 *first, bool more);
-extern TimestampTz TaskqLeaseFloor(uint64 *gen, bool *check);
-extern void TaskqLeaseFloorSeen(uint64 gen, bool check, TimestampTz first,
-								TimestampTz upto);
+extern TimestampTz TaskqLeaseFloor(const char *queue, uint64 *gen, bool *check);
+extern void TaskqLeaseFloorSeen(const char *queue, uint64 gen, bool check,
+								TimestampTz first, TimestampTz upto);
 extern void TaskqHeadBreak(void);
 extern void TaskqHeadForeignWrite(void);
 extern void TaskqHeadNoteCopy(Node *stmt);

@@ -35,6 +35,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -171,23 +172,54 @@ worker_no_extension(void)
 	proc_exit(0);
 }
 
-/* one round of the reaper: batches until the expired leases are gone */
+/*
+ * One round of the reaper: each queue's expired leases (they are indexed
+ * by queue), from its lease floor, in transactions of a batch per queue
+ * until they are gone.
+ */
 static void
 worker_reap(void)
 {
-	int			n;
-	uint64		gen;
+	static TaskqPlan queues_plan = {
+		"SELECT name FROM taskq.queues ORDER BY name", 0, {0}, true
+	};
+	bool		more;
 
 	do
 	{
+		int			nqueues;
+		Datum	   *queues;
+		TimestampTz now;
+
 		if (!worker_begin("taskq: reaping expired leases"))
 			worker_no_extension();
-		n = TaskqReclaimExpired((Datum) 0, true, TaskqLeaseFloor(&gen, NULL),
-								GetCurrentTransactionStartTimestamp());
-		TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, n < TASKQ_RECLAIM_BATCH ? 1 : 0);
+		now = GetCurrentTransactionStartTimestamp();
+		nqueues = TaskqExecute(&queues_plan, NULL, NULL, true, 0);
+		queues = palloc(sizeof(Datum) * Max(nqueues, 1));
+		for (int i = 0; i < nqueues; i++)
+		{
+			bool		isnull;
+
+			/* a copy: the statements below may free this result */
+			queues[i] = PointerGetDatum(DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[i],
+																		SPI_tuptable->tupdesc,
+																		1, &isnull)));
+		}
+		more = false;
+		for (int i = 0; i < nqueues; i++)
+		{
+			uint64		gen;
+			TimestampTz floor = TaskqLeaseFloor(TextDatumGetCString(queues[i]),
+												&gen, NULL);
+
+			if (TaskqReclaimExpired(queues[i], floor, now) >= TASKQ_RECLAIM_BATCH)
+				more = true;
+			CHECK_FOR_INTERRUPTS();
+		}
+		TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, more ? 0 : 1);
 		worker_end();
 		CHECK_FOR_INTERRUPTS();
-	} while (n >= TASKQ_RECLAIM_BATCH);
+	} while (more);
 }
 
 /* one round of retention: taskq.cleanup in bounded batches */

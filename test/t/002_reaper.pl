@@ -247,6 +247,26 @@ is( $node->safe_psql(
 $node->safe_psql('postgres', "SELECT taskq.drop_queue('bulk')");
 
 # ---------------------------------------------------------------------------
+# several queues: leases are indexed by queue and the reaper reads each
+# queue's in turn, from its floor
+# ---------------------------------------------------------------------------
+
+for my $q ('two-a', 'two-b', 'two-c')
+{
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FROM taskq.push_batch('$q', '[{\"name\": \"x\"}, {\"name\": \"y\"}]');"
+			  . " SELECT count(*) FROM taskq.pull('$q', 2, 1000)"),
+		"2\n2", "$q: 2 jobs pulled with a 1 s lease");
+}
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 6 FROM taskq.jobs WHERE queue LIKE 'two-%'"
+		  . " AND state = 'waiting' AND attempts = 1 AND error = 'lease expired'"),
+	'the reaper puts the jobs of the three queues back to waiting');
+$node->safe_psql('postgres', "SELECT taskq.drop_queue(q) FROM unnest(ARRAY['two-a', 'two-b', 'two-c']) q");
+
+# ---------------------------------------------------------------------------
 # retention: old finished and dead jobs go, young ones and live jobs stay
 # ---------------------------------------------------------------------------
 
