@@ -22,6 +22,7 @@ OBJS = \
 	src/backoff.o \
 	src/push.o \
 	src/pull.o \
+	src/mallocpad.o \
 	src/direct.o \
 	src/pullhead.o \
 	src/pullwait.o \
@@ -73,6 +74,7 @@ REGRESS = \
 	flow_control \
 	pull \
 	direct \
+	malloc_pad \
 	ack \
 	fail \
 	release \

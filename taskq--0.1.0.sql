@@ -420,6 +420,12 @@ AS 'MODULE_PATHNAME', 'taskq_pull_heads'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION taskq._pull_heads(text) IS 'internal: where pull''s claim starts in each priority of a queue (no waiting job has a lower id), from shared memory';
 
+CREATE FUNCTION taskq._malloc_padding()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'taskq_malloc_padding'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION taskq._malloc_padding() IS 'internal: the free memory this backend asked malloc to keep at the top of its heap (taskq.malloc_top_pad), in bytes; NULL when it asked for none';
+
 CREATE FUNCTION taskq.recount()
 RETURNS void
 AS 'MODULE_PATHNAME', 'taskq_recount'

@@ -38,6 +38,7 @@ _PG_init(void)
 	TaskqEventsInit();
 	TaskqUuidInit();
 	TaskqPullInit();
+	TaskqMallocInit();
 	TaskqDagInit();
 	TaskqDagFinishInit();
 	TaskqWorkerInit();

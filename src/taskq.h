@@ -408,6 +408,11 @@ extern TaskqMovedHook taskq_moved_hook;
 
 /* pull.c */
 extern void TaskqPullInit(void);
+
+/* mallocpad.c: the heap padding of backends that run taskq */
+extern int	taskq_malloc_top_pad;
+extern void TaskqTuneMalloc(void);
+extern void TaskqMallocInit(void);
 extern int	TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now);
 
 /* pullhead.c: where the claim starts, per queue and priority */

@@ -668,6 +668,7 @@ TaskqSwitchToOwner(TaskqContext *cxt)
 	owner = ((Form_pg_namespace) GETSTRUCT(tp))->nspowner;
 	ReleaseSysCache(tp);
 
+	TaskqTuneMalloc();
 	SPI_connect();
 	GetUserIdAndSecContext(&cxt->user, &cxt->sec_context);
 	SetUserIdAndSecContext(owner, cxt->sec_context | SECURITY_LOCAL_USERID_CHANGE);

@@ -378,6 +378,7 @@ taskq_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	TaskqTuneMalloc();
 	TaskqPinSearchPath();
 	pgstat_report_appname("taskq worker");
 	worker_attach(dbid);
