@@ -423,7 +423,7 @@ COMMENT ON FUNCTION taskq._pull_heads(text) IS 'internal: where pull''s claim st
 CREATE FUNCTION taskq._malloc_padding()
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'taskq_malloc_padding'
-LANGUAGE C VOLATILE PARALLEL SAFE;
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION taskq._malloc_padding() IS 'internal: the free memory this backend asked malloc to keep at the top of its heap (taskq.malloc_top_pad), in bytes; NULL when it asked for none';
 
 CREATE FUNCTION taskq.recount()
@@ -956,7 +956,10 @@ BEGIN
             sort_desc := false; id_desc := false; where_state := $w$AND j.state = 'delayed'$w$;
         WHEN 'active' THEN
             tbl := 'jobs'; sort_col := 'lease_expires_at'; sort_type := 'timestamptz';
-            sort_desc := false; id_desc := false; where_state := $w$AND j.state = 'active'$w$;
+            sort_desc := false; id_desc := false;
+            -- the lease index (queue, lease_expires_at) holds active jobs
+            -- only: say so, so that the first page reads it too
+            where_state := $w$AND j.state = 'active' AND j.lease_expires_at IS NOT NULL$w$;
         WHEN 'blocked' THEN
             tbl := 'jobs'; sort_col := 'created_at'; sort_type := 'timestamptz';
             sort_desc := false; id_desc := false; where_state := $w$AND j.state = 'blocked'$w$;

@@ -248,4 +248,26 @@ SELECT line FROM regexp_split_to_table(taskq.metrics(), E'\n') AS line
  WHERE line LIKE '%taskq_queue_limit%' OR line LIKE '%taskq_queue_throttled%'
  ORDER BY line COLLATE "C";
 
+--
+-- flow control counts active jobs by the leading columns of jobs_lease_idx
+-- (queue) and jobs_active_idx (queue, group_key): an index not as taskq
+-- makes it is a clear error, never a wrong count
+--
+SELECT taskq.create_queue('shape', '{"concurrency": 1, "group_concurrency": 1}');
+SELECT count(taskq.push('shape', 'j' || i, '{}', jsonb_build_object('group', 'g' || i)))
+  AS pushed FROM generate_series(1, 2) i;
+BEGIN;
+DROP INDEX taskq.jobs_lease_idx;
+CREATE INDEX jobs_lease_idx ON taskq.jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+SELECT count(*) FROM taskq.pull('shape', 1);
+ROLLBACK;
+BEGIN;
+DROP INDEX taskq.jobs_active_idx;
+CREATE INDEX jobs_active_idx ON taskq.jobs (group_key, queue) WHERE lease IS NOT NULL;
+SELECT count(*) FROM taskq.pull('shape', 1);
+ROLLBACK;
+-- as made, both count: one job, then the queue is at its limit
+SELECT count(*) AS pulled FROM taskq.pull('shape', 2);
+SELECT count(*) AS pulled FROM taskq.pull('shape', 2);
+
 DROP EXTENSION taskq;

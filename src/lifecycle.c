@@ -31,8 +31,8 @@
  * after ANALYZE saw few active jobs (a drained queue) beside a bloated
  * primary key, the plan read the whole of that index for one job: 12,400
  * buffers and 50 ms an ack in scenario 7, a third of the rate for a
- * minute.  A generic plan cannot prove a predicate from a parameter, so it
- * has only the primary key.
+ * minute.  A generic plan cannot fold "$2 IS NULL OR j.lease = $2" away,
+ * so it proves no such predicate and has only the primary key.
  */
 #define ACTIVE_UNDER_LEASE(lease) \
 	"j.id = $1 AND j.state = 'active' AND (" lease " IS NULL OR j.lease = " lease ")"

@@ -18,12 +18,15 @@
  * shrinks by at least that much, and a worker's loop stays within it.
  *
  * The cost is up to that much memory per backend that ran taskq's calls,
- * kept while it is idle.  0 leaves malloc's settings as they are.  Setting
- * the padding also stops glibc from adjusting its mmap threshold by
- * itself (mallopt(3)): allocations from 128 kB up are mapped and unmapped
- * one by one, as before any adjustment.  Without glibc the setting does
- * nothing.  Other backends (those that never call taskq) keep malloc's
- * defaults: the setting applies where taskq runs, not to the server.
+ * kept while it is idle.  0 at the first call asks nothing of malloc (a
+ * MALLOC_TOP_PAD_ of the server's environment then stays in force, which
+ * any other value overrides); 0 after a value was applied asks for
+ * glibc's own padding again.  Setting the padding also stops glibc from
+ * adjusting its mmap threshold by itself, for good (mallopt(3)):
+ * allocations from 128 kB up are then mapped and unmapped one by one, as
+ * before any adjustment.  Without glibc the setting does nothing.  Other
+ * backends (those that never call taskq) keep malloc's defaults: the
+ * setting applies where taskq runs, not to the server.
  *
  *-------------------------------------------------------------------------
  */

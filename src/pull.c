@@ -276,6 +276,33 @@ TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now)
 	return dead + retried;
 }
 
+/*
+ * The housekeeping probe (step 1 and 2 above): the first lease of the
+ * queue that ran out in [floor, now), DT_NOEND when none, and whether a
+ * delayed job of the queue is due at now (*due).  Directly when it can
+ * (direct.c), else by statement.  Runs inside SPI_connect.
+ */
+TimestampTz
+TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now, bool *due)
+{
+	TimestampTz first_lease;
+	Datum		values[3] = {queue, TimestampTzGetDatum(floor), TimestampTzGetDatum(now)};
+	bool		isnull;
+
+	if (TaskqProbeHousekeeping(queue, floor, now, &first_lease, due))
+		return first_lease;
+	TaskqExecute(&check_plan, values, NULL, false, 1);
+	first_lease = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1,
+													&isnull));
+	if (isnull)
+		first_lease = DT_NOEND;
+	*due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return first_lease;
+}
+
 /* the levels of a head as the arrays of claim_levels_plan and raise_plan */
 static void
 head_arrays(const TaskqHead *h, Datum *priorities, Datum *bounds)
@@ -568,7 +595,6 @@ pull_once(void *arg)
 	TaskqQueueInfo qi;
 	bool		expired;
 	bool		due;
-	bool		isnull;
 	Datum		values[7];
 	bool		nulls[7] = {0};
 	int			n;
@@ -586,20 +612,8 @@ pull_once(void *arg)
 		return 0;
 
 	values[0] = a->queue;
-	floor = TaskqLeaseFloor(name, &floor_gen, &floor_check);
-	if (!TaskqProbeHousekeeping(a->queue, floor, now, &first_lease, &due))
-	{
-		values[1] = TimestampTzGetDatum(floor);
-		values[2] = TimestampTzGetDatum(now);
-		TaskqExecute(&check_plan, values, NULL, false, 1);
-		first_lease = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, 1,
-														&isnull));
-		if (isnull)
-			first_lease = DT_NOEND;
-		due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 2, &isnull));
-	}
+	floor = TaskqLeaseFloor(name, true, &floor_gen, &floor_check);
+	first_lease = TaskqProbeExpired(a->queue, floor, now, &due);
 	TaskqLeaseFloorSeen(name, floor_gen, floor_check, first_lease, now);
 	expired = first_lease != DT_NOEND;
 	if (expired)

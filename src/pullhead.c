@@ -695,11 +695,13 @@ TaskqHeadChecked(const char *queue, const TaskqHead *h, int n, const int32 *prio
  *
  * TaskqLeaseFloor returns where to read from (DT_NOBEGIN: the beginning,
  * when the floor is unknown or a check is due, then *check is set) and the
- * floor's generation, for TaskqLeaseFloorSeen.  With check NULL (the
- * reaper, which raises nothing) no check is taken on.
+ * floor's generation, for TaskqLeaseFloorSeen; with check NULL no check
+ * is taken on.  The entry is made if need be when create is set (a pull);
+ * the reaper, which goes through every queue, makes none (the table is
+ * the pulls'), and reads a queue without one from the beginning.
  */
 TimestampTz
-TaskqLeaseFloor(const char *queue, uint64 *gen, bool *check)
+TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check)
 {
 	HeadEntry  *e;
 	TimestampTz floor = DT_NOBEGIN;
@@ -712,7 +714,7 @@ TaskqLeaseFloor(const char *queue, uint64 *gen, bool *check)
 		return DT_NOBEGIN;
 	now = GetCurrentTimestamp();
 	LWLockAcquire(head_shared->lock, LW_SHARED);
-	e = head_entry(queue, true);
+	e = head_entry(queue, create);
 	if (e != NULL)
 	{
 		SpinLockAcquire(&e->mutex);

@@ -408,12 +408,14 @@ extern TaskqMovedHook taskq_moved_hook;
 
 /* pull.c */
 extern void TaskqPullInit(void);
+extern int	TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now);
+extern TimestampTz TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now,
+									 bool *due);
 
 /* mallocpad.c: the heap padding of backends that run taskq */
 extern int	taskq_malloc_top_pad;
 extern void TaskqTuneMalloc(void);
 extern void TaskqMallocInit(void);
-extern int	TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now);
 
 /* pullhead.c: where the claim starts, per queue and priority */
 #define TASKQ_HEAD_MAX_LEVELS	16
@@ -442,7 +444,8 @@ extern bool TaskqHeadRead(const char *queue, TaskqHead *h, bool work);
 extern void TaskqHeadRaised(const char *queue, const TaskqHead *h, const uint64 *first);
 extern void TaskqHeadChecked(const char *queue, const TaskqHead *h, int n,
 							 const int32 *priority, const uint64 *first, bool more);
-extern TimestampTz TaskqLeaseFloor(const char *queue, uint64 *gen, bool *check);
+extern TimestampTz TaskqLeaseFloor(const char *queue, bool create, uint64 *gen,
+								   bool *check);
 extern void TaskqLeaseFloorSeen(const char *queue, uint64 gen, bool check,
 								TimestampTz first, TimestampTz upto);
 extern void TaskqHeadBreak(void);

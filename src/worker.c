@@ -173,53 +173,79 @@ worker_no_extension(void)
 }
 
 /*
- * One round of the reaper: each queue's expired leases (they are indexed
- * by queue), from its lease floor, in transactions of a batch per queue
- * until they are gone.
+ * One round of the reaper.  Expired leases are indexed by queue: first,
+ * in one transaction, one probe per queue of taskq.queues from its lease
+ * floor (pullhead.c; the reaper takes the floor's periodic check from the
+ * beginning when it is due, as a pull does, so that a queue nobody pulls
+ * is checked too); then, for each queue that has expired leases, batches
+ * of TASKQ_RECLAIM_BATCH, a transaction each, until they are gone.
+ * cxt outlives the transactions (the worker's loop context).
  */
 static void
-worker_reap(void)
+worker_reap(MemoryContext cxt)
 {
 	static TaskqPlan queues_plan = {
 		"SELECT name FROM taskq.queues ORDER BY name", 0, {0}, true
 	};
-	bool		more;
+	List	   *expired = NIL;
+	ListCell   *lc;
+	MemoryContext probe_cxt;
+	TimestampTz now;
+	int			nqueues;
 
-	do
+	if (!worker_begin("taskq: reaping expired leases"))
+		worker_no_extension();
+	now = GetCurrentTransactionStartTimestamp();
+	nqueues = TaskqExecute(&queues_plan, NULL, NULL, true, 0);
+	probe_cxt = AllocSetContextCreate(CurrentMemoryContext, "taskq reaper probe",
+									  ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < nqueues; i++)
 	{
-		int			nqueues;
-		Datum	   *queues;
-		TimestampTz now;
+		bool		isnull;
+		Datum		queue = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										  1, &isnull);
+		char	   *name = MemoryContextStrdup(cxt, TextDatumGetCString(queue));
+		MemoryContext old = MemoryContextSwitchTo(probe_cxt);
+		SPITupleTable *queues = SPI_tuptable;
+		uint64		gen;
+		bool		check;
+		bool		due;
+		TimestampTz floor = TaskqLeaseFloor(name, false, &gen, &check);
+		TimestampTz first = TaskqProbeExpired(queue, floor, now, &due);
 
-		if (!worker_begin("taskq: reaping expired leases"))
-			worker_no_extension();
-		now = GetCurrentTransactionStartTimestamp();
-		nqueues = TaskqExecute(&queues_plan, NULL, NULL, true, 0);
-		queues = palloc(sizeof(Datum) * Max(nqueues, 1));
-		for (int i = 0; i < nqueues; i++)
-		{
-			bool		isnull;
+		TaskqLeaseFloorSeen(name, gen, check, first, now);
+		SPI_tuptable = queues;
+		MemoryContextSwitchTo(cxt);
+		if (first != DT_NOEND)
+			expired = lappend(expired, name);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(probe_cxt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	/* counted at commit: one per round */
+	TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, 1);
+	worker_end();
+	MemoryContextSwitchTo(cxt);
 
-			/* a copy: the statements below may free this result */
-			queues[i] = PointerGetDatum(DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[i],
-																		SPI_tuptable->tupdesc,
-																		1, &isnull)));
-		}
-		more = false;
-		for (int i = 0; i < nqueues; i++)
+	foreach(lc, expired)
+	{
+		char	   *name = lfirst(lc);
+		int			n;
+
+		do
 		{
 			uint64		gen;
-			TimestampTz floor = TaskqLeaseFloor(TextDatumGetCString(queues[i]),
-												&gen, NULL);
 
-			if (TaskqReclaimExpired(queues[i], floor, now) >= TASKQ_RECLAIM_BATCH)
-				more = true;
+			if (!worker_begin("taskq: reaping expired leases"))
+				worker_no_extension();
+			n = TaskqReclaimExpired(CStringGetTextDatum(name),
+									TaskqLeaseFloor(name, false, &gen, NULL),
+									GetCurrentTransactionStartTimestamp());
+			worker_end();
+			MemoryContextSwitchTo(cxt);
 			CHECK_FOR_INTERRUPTS();
-		}
-		TaskqMetricsCountDb(TASKQ_METRIC_REAPER_RUNS, more ? 0 : 1);
-		worker_end();
-		CHECK_FOR_INTERRUPTS();
-	} while (more);
+		} while (n >= TASKQ_RECLAIM_BATCH);
+	}
 }
 
 /* one round of retention: taskq.cleanup in bounded batches */
@@ -437,7 +463,7 @@ taskq_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (now >= next_reap)
 		{
-			worker_reap();
+			worker_reap(loop_cxt);
 			next_reap = now + (TimestampTz) taskq_reaper_interval * 1000;
 		}
 		if (now >= next_cleanup)

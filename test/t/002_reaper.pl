@@ -31,6 +31,7 @@ my $node = new_node(
 taskq.launcher_interval = 1
 taskq.reaper_interval = 200ms
 taskq.retention_interval = 1s
+taskq.head_check_interval = 1s
 log_min_messages = debug1
 });
 
@@ -69,6 +70,31 @@ sub outbox
 # a killed job holder: its job goes back to waiting after its lease
 # ---------------------------------------------------------------------------
 
+# A psql session of its own, for what must happen in one backend: a hash
+# with the IPC::Run handle (h), its input and output (in, out) and timer.
+sub psql_session
+{
+	my %s = (in => '', out => '', err => '');
+	$s{timer} = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+	$s{h} = IPC::Run::start(
+		[
+			'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr('postgres')
+		],
+		'<', \$s{in}, '>', \$s{out}, '2>', \$s{err}, $s{timer});
+	return \%s;
+}
+
+# Send sql to session s, wait until its output matches re, and return
+# re's captures.
+sub session_query
+{
+	my ($s, $sql, $re) = @_;
+	$s->{in} .= "$sql\n";
+	$s->{h}->pump until $s->{out} =~ $re || $s->{timer}->is_expired;
+	return ($s->{out} =~ $re);
+}
+
 # A psql session pulls a job with a 1000 ms lease (autocommit: the pull is
 # committed) and is then killed ($how: 'kill psql' sends SIGKILL to psql,
 # the backend sees the connection go; 'terminate' ends the backend with
@@ -78,34 +104,24 @@ sub killed_holder
 	my ($queue, $how) = @_;
 	my $id = $node->safe_psql('postgres', "SELECT taskq.push('$queue', 'held')");
 
-	my ($in, $out, $err) = ('', '', '');
-	my $timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
-	my $h = IPC::Run::start(
-		[
-			'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1',
-			'-d', $node->connstr('postgres')
-		],
-		'<', \$in, '>', \$out, '2>', \$err, $timer);
-
-	$in .= "SELECT 'pid=' || pg_backend_pid();\n";
-	$h->pump until $out =~ /pid=(\d+)\n/ || $timer->is_expired;
-	my $backend = $1;
-	$in .= "SELECT 'job=' || id || '|' || attempt || '|' || lease_expires_at"
-	  . " FROM taskq.pull('$queue', 1, 1000);\n";
-	$h->pump until $out =~ /job=(\S+)\|(\d+)\|([^\n]+)\n/ || $timer->is_expired;
-	my ($pulled, $attempt, $expires) = ($1, $2, $3);
+	my $s = psql_session();
+	my ($backend) = session_query($s, "SELECT 'pid=' || pg_backend_pid();", qr/pid=(\d+)\n/);
+	my ($pulled, $attempt, $expires) = session_query($s,
+		"SELECT 'job=' || id || '|' || attempt || '|' || lease_expires_at"
+		  . " FROM taskq.pull('$queue', 1, 1000);",
+		qr/job=(\S+)\|(\d+)\|([^\n]+)\n/);
 	is("$pulled|$attempt", "$id|1", "$how: the holder pulled the job, attempt 1");
 
 	if ($how eq 'kill psql')
 	{
-		$h->signal('KILL');
+		$s->{h}->signal('KILL');
 	}
 	else
 	{
 		is( $node->safe_psql('postgres', "SELECT pg_terminate_backend($backend)"),
 			't', "$how: the holder's backend is terminated");
 	}
-	$h->finish;
+	$s->{h}->finish;
 	ok( $node->poll_query_until(
 			'postgres',
 			"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $backend"),
@@ -265,6 +281,45 @@ ok( $node->poll_query_until(
 		  . " AND state = 'waiting' AND attempts = 1 AND error = 'lease expired'"),
 	'the reaper puts the jobs of the three queues back to waiting');
 $node->safe_psql('postgres', "SELECT taskq.drop_queue(q) FROM unnest(ARRAY['two-a', 'two-b', 'two-c']) q");
+
+# ---------------------------------------------------------------------------
+# a lease below its queue's floor: a transaction that began before a pull
+# raised the queue's lease floor leases a job with a lease that has run
+# out by then (its now() is older than the floor); nobody pulls the queue
+# afterwards.  The reaper's probes read from the floor and do not see it,
+# but the reaper, like a pull, takes the floor's check from the beginning
+# every taskq.head_check_interval (1 s here), and reclaims it.
+# ---------------------------------------------------------------------------
+
+{
+	$node->safe_psql('postgres', "SELECT taskq.create_queue('floor')");
+	my $s = psql_session();
+
+	# the old transaction: its now() is fixed from here
+	my ($began) = session_query($s, "BEGIN; SELECT 'began=' || now();", qr/began=([^\n]+)\n/);
+	ok( $node->poll_query_until(
+			'postgres', "SELECT clock_timestamp() > '$began'::timestamptz + interval '1.5 s'"),
+		'below the floor: 1.5 s passed since the old transaction began');
+	# a pull of the empty queue raises its floor to its now()
+	is($node->safe_psql('postgres', "SELECT count(*) FROM taskq.pull('floor', 1)"),
+		'0', 'below the floor: a pull of the empty queue raised its floor');
+	my $id = $node->safe_psql('postgres', "SELECT taskq.push('floor', 'late')");
+	# the old transaction leases it for 1 s from its now(): already run out
+	my ($leased, $ran_out) = session_query($s,
+		"SELECT 'job=' || id || '|' || (lease_expires_at < clock_timestamp())"
+		  . " FROM taskq.pull('floor', 1, 1000); COMMIT;",
+		qr/job=(\S+)\|(\w+)\n/);
+	is("$leased|$ran_out", "$id|true",
+		'below the floor: the old transaction leased the job, its lease run out');
+	$s->{in} .= "\\q\n";
+	$s->{h}->finish;
+
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT state = 'waiting' AND error = 'lease expired' FROM taskq.jobs WHERE id = '$id'"),
+		'below the floor: the reaper reclaims it, nobody pulling');
+	$node->safe_psql('postgres', "SELECT taskq.drop_queue('floor')");
+}
 
 # ---------------------------------------------------------------------------
 # retention: old finished and dead jobs go, young ones and live jobs stay
