@@ -97,6 +97,9 @@ static const DirectIndex delayed_index = {
 static const DirectIndex lease_index = {
 	"jobs_lease_idx", 2, {"queue", "lease_expires_at"}, {0, 0}, true
 };
+static const DirectIndex active_index = {
+	"jobs_active_idx", 2, {"queue", "group_key"}, {0, 0}, true
+};
 static const DirectIndex pkey_index = {
 	"jobs_pkey", 1, {"id"}, {0}, false
 };
@@ -277,10 +280,40 @@ pull_rescan(IndexScanDesc scan, Datum queue, int nlevels,
 }
 
 /*
+ * The index flow control counts active jobs with (flowcontrol.c): a
+ * queue's in jobs_lease_idx, a group's in jobs_active_idx (by_group),
+ * checked as open_index checks the others.  There is no statement to fall
+ * back on: one that is missing or not as the install script makes it is
+ * an error.  The lock is held to the end of the transaction.
+ */
+Relation
+TaskqActiveIndexOpen(bool by_group)
+{
+	const DirectIndex *def = by_group ? &active_index : &lease_index;
+	Relation	index;
+
+	if (!OidIsValid(TaskqTableOid(def->name)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index \"taskq.%s\" does not exist", def->name),
+				 errhint("Flow control counts active jobs with it; create the extension again.")));
+	index = open_index(def);
+	if (index == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"taskq.%s\" is not as taskq makes it", def->name),
+				 errdetail("Flow control counts active jobs by its leading columns (%s).",
+						   by_group ? "queue, group_key" : "queue"),
+				 errhint("Create the extension again, or build the index as taskq's install script does.")));
+	return index;
+}
+
+/*
  * The housekeeping probe of pull: the first lease of the queue that ran
  * out in [floor, now) (*first_lease, DT_NOEND when none), and whether a
- * delayed job of the queue is due at now (*due).  Returns false, having
- * read nothing, when the statement must do it.
+ * delayed job of the queue is due at now (*due; not looked for when due
+ * is NULL, as by the reaper).  Returns false, having read nothing, when
+ * the statement must do it.
  */
 bool
 TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
@@ -339,13 +372,16 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	index_endscan(scan);
 
 	/* a delayed job of the queue due at now (the index holds only those) */
-	scan_key(&keys[0], delayed, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
-	scan_key(&keys[1], delayed, 2, BTLessEqualStrategyNumber,
-			 F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
-	scan = index_beginscan(rel, delayed, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	*due = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
+	if (due != NULL)
+	{
+		scan_key(&keys[0], delayed, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
+		scan_key(&keys[1], delayed, 2, BTLessEqualStrategyNumber,
+				 F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+		scan = index_beginscan(rel, delayed, snapshot, 2, 0);
+		index_rescan(scan, keys, 2, NULL, 0);
+		*due = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+	}
 
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);

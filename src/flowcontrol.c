@@ -48,7 +48,6 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
@@ -60,7 +59,6 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -122,7 +120,6 @@ flow_locktag(LOCKTAG *tag, text *queue, const char *group, int len)
 typedef struct ActiveIndex
 {
 	Relation	heap;			/* NULL until the first count */
-	Oid			nsp;			/* schema taskq */
 	Relation	queue_index;	/* jobs_lease_idx, NULL until needed */
 	Relation	group_index;	/* jobs_active_idx, NULL until needed */
 	TupleTableSlot *slot;
@@ -135,40 +132,11 @@ active_close(ActiveIndex *ai)
 		return;
 	ExecDropSingleTupleTableSlot(ai->slot);
 	if (ai->queue_index != NULL)
-		index_close(ai->queue_index, AccessShareLock);
+		index_close(ai->queue_index, NoLock);
 	if (ai->group_index != NULL)
-		index_close(ai->group_index, AccessShareLock);
+		index_close(ai->group_index, NoLock);
 	table_close(ai->heap, AccessShareLock);
 	ai->heap = NULL;
-}
-
-/*
- * Open one of the two indexes, checking that it begins with the columns
- * the count reads (queue, then the group key for jobs_active_idx), as
- * the install script makes them.
- */
-static Relation
-active_index_open(Oid nsp, const char *name, bool by_group)
-{
-	Oid			oid = get_relname_relid(name, nsp);
-	Relation	index;
-
-	if (!OidIsValid(oid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("index \"taskq.%s\" does not exist", name),
-				 errhint("Flow control counts active jobs with it; create the extension again.")));
-	index = index_open(oid, AccessShareLock);
-	if (index->rd_index->indnkeyatts < (by_group ? 2 : 1) ||
-		index->rd_index->indkey.values[0] != TaskqJobColumn("queue") + 1 ||
-		(by_group && index->rd_index->indkey.values[1] != TaskqJobColumn("group_key") + 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index \"taskq.%s\" is not as taskq makes it", name),
-				 errdetail("Flow control counts active jobs by its leading columns (%s).",
-						   by_group ? "queue, group_key" : "queue"),
-				 errhint("Create the extension again, or build the index as taskq's install script does.")));
-	return index;
 }
 
 /*
@@ -187,16 +155,15 @@ count_active(ActiveIndex *ai, text *queue, const char *group, int len, int32 lim
 
 	if (ai->heap == NULL)
 	{
-		ai->nsp = get_namespace_oid("taskq", false);
-		ai->heap = table_open(get_relname_relid("jobs", ai->nsp), AccessShareLock);
+		ai->heap = table_open(TaskqTableOid("jobs"), AccessShareLock);
 		ai->queue_index = NULL;
 		ai->group_index = NULL;
 		ai->slot = table_slot_create(ai->heap, NULL);
 	}
 	if (group == NULL && ai->queue_index == NULL)
-		ai->queue_index = active_index_open(ai->nsp, "jobs_lease_idx", false);
+		ai->queue_index = TaskqActiveIndexOpen(false);
 	if (group != NULL && ai->group_index == NULL)
-		ai->group_index = active_index_open(ai->nsp, "jobs_active_idx", true);
+		ai->group_index = TaskqActiveIndexOpen(true);
 	index = group != NULL ? ai->group_index : ai->queue_index;
 	InitDirtySnapshot(dirty);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,

@@ -112,7 +112,7 @@ TaskqMallocInit(void)
 {
 	DefineCustomIntVariable("taskq.malloc_top_pad",
 							"Sets the free memory a backend that runs taskq keeps at the top of its heap.",
-							"Applied at the backend's first taskq call (glibc's M_TOP_PAD); 0 leaves malloc as it is.",
+							"Applied at the backend's first taskq call and at each change after it (glibc's M_TOP_PAD); 0 at the first call leaves malloc as it is, 0 later restores glibc's own padding.",
 							&taskq_malloc_top_pad,
 							1024,
 							0,

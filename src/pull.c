@@ -279,8 +279,9 @@ TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now)
 /*
  * The housekeeping probe (step 1 and 2 above): the first lease of the
  * queue that ran out in [floor, now), DT_NOEND when none, and whether a
- * delayed job of the queue is due at now (*due).  Directly when it can
- * (direct.c), else by statement.  Runs inside SPI_connect.
+ * delayed job of the queue is due at now (*due; due NULL: the reaper,
+ * which only asks for the first).  Directly when it can (direct.c), else
+ * by statement.  Runs inside SPI_connect.
  */
 TimestampTz
 TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now, bool *due)
@@ -297,8 +298,9 @@ TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now, bool *due)
 													&isnull));
 	if (isnull)
 		first_lease = DT_NOEND;
-	*due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 2, &isnull));
+	if (due != NULL)
+		*due = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return first_lease;
 }

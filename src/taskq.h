@@ -260,6 +260,7 @@ typedef struct TaskqClaimRequest
 } TaskqClaimRequest;
 extern bool TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 								   TimestampTz *first_lease, bool *due);
+extern Relation TaskqActiveIndexOpen(bool by_group);
 extern bool TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 							  const Datum *bound, pg_uuid_t **first);
 typedef void (*TaskqClaimTake) (void *arg, int i, const Datum *values, const bool *nulls);

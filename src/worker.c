@@ -202,22 +202,23 @@ worker_reap(MemoryContext cxt)
 	for (int i = 0; i < nqueues; i++)
 	{
 		bool		isnull;
-		Datum		queue = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										  1, &isnull);
-		char	   *name = MemoryContextStrdup(cxt, TextDatumGetCString(queue));
-		MemoryContext old = MemoryContextSwitchTo(probe_cxt);
 		SPITupleTable *queues = SPI_tuptable;
+		Datum		queue = SPI_getbinval(queues->vals[i], queues->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(probe_cxt);
+		char	   *name = TextDatumGetCString(queue);
 		uint64		gen;
 		bool		check;
-		bool		due;
 		TimestampTz floor = TaskqLeaseFloor(name, false, &gen, &check);
-		TimestampTz first = TaskqProbeExpired(queue, floor, now, &due);
+		TimestampTz first = TaskqProbeExpired(queue, floor, now, NULL);
 
 		TaskqLeaseFloorSeen(name, gen, check, first, now);
 		SPI_tuptable = queues;
-		MemoryContextSwitchTo(cxt);
+		/* the queues to reclaim, kept past this transaction */
 		if (first != DT_NOEND)
-			expired = lappend(expired, name);
+		{
+			MemoryContextSwitchTo(cxt);
+			expired = lappend(expired, pstrdup(name));
+		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(probe_cxt);
 		CHECK_FOR_INTERRUPTS();
