@@ -46,7 +46,7 @@ SELECT id AS j, lease FROM taskq.pull('ev') WHERE name = 'a' \gset
 SELECT taskq.fail(:'j', 'second', :'lease');
 SELECT taskq.redrive(:'a');
 SELECT taskq.cancel(:'kept');
-SELECT seq - :c2 AS n, event, CASE job_id WHEN :'a' THEN 'a' WHEN :'kept' THEN 'kept'
+SELECT seq - :c2 AS n, event, queue, CASE job_id WHEN :'a' THEN 'a' WHEN :'kept' THEN 'kept'
                                          WHEN :'unseen' THEN 'unseen' END AS job
   FROM taskq.read_events(:c2);
 SELECT max(seq) AS c3 FROM taskq.read_events(:c2) \gset
@@ -55,9 +55,19 @@ SELECT taskq.push('ev2', 'parent') AS parent \gset
 SELECT taskq.push('ev2', 'child', '{}', jsonb_build_object('depends_on', jsonb_build_array(:'parent'))) AS child \gset
 SELECT id AS j, lease FROM taskq.pull('ev2', 10) WHERE name = 'parent' \gset
 SELECT taskq.ack(:'j', NULL, :'lease');
-SELECT seq - :c3 AS n, event, CASE job_id WHEN :'parent' THEN 'parent' WHEN :'child' THEN 'child' END AS job
+SELECT seq - :c3 AS n, event, queue, CASE job_id WHEN :'parent' THEN 'parent' WHEN :'child' THEN 'child' END AS job
   FROM taskq.read_events(:c3);
 SELECT max(seq) AS c4 FROM taskq.read_events(:c3) \gset
+-- ack_batch over two queues: a job.completed for each job, with its queue
+SELECT taskq.push('ev3', 'x3') AS x3 \gset
+SELECT taskq.push('ev4', 'x4') AS x4 \gset
+SELECT max(seq) AS c5 FROM taskq.read_events(:c4) \gset
+SELECT taskq.ack_batch((SELECT jsonb_agg(jsonb_build_object('id', id, 'lease', lease))
+                          FROM (SELECT * FROM taskq.pull('ev3')
+                                UNION ALL SELECT * FROM taskq.pull('ev4')) p)) AS acked;
+SELECT seq - :c5 AS n, event, queue, CASE job_id WHEN :'x3' THEN 'x3' WHEN :'x4' THEN 'x4' END AS job
+  FROM taskq.read_events(:c5);
+SELECT max(seq) AS c4 FROM taskq.read_events(:c5) \gset
 -- events no longer kept, or a cursor ahead of every event: a first row
 -- events.lost, then what is kept
 SELECT event, job_id IS NULL AS no_job, queue IS NULL AS no_queue, seq < :c AS before

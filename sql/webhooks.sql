@@ -287,11 +287,34 @@ SELECT name FROM taskq.pull('ev');
 SELECT taskq.progress(:'p1', 40, 'almost');
 SELECT * FROM pg_temp.outbox();
 SELECT taskq.ack(:'p1', '{"answer": 42}');
+-- the ack's row is written without a statement: its body is the very text
+-- the statement writes (keys, their order, the timestamp's format)
+SELECT d.body = jsonb_build_object('type', d.event, 'timestamp', d.created_at,
+         'data', jsonb_build_object('job_id', j.id, 'queue', j.queue, 'name', j.name,
+           'state', j.state, 'flow_id', j.flow_id, 'metadata', j.metadata,
+           'attempts', j.attempts, 'progress', j.progress, 'result', j.result))::text
+         AS same_text
+  FROM taskq.webhook_deliveries d JOIN taskq.finished_jobs j ON j.id = d.job_id
+ WHERE d.job_id = :'p1' AND d.event = 'job.completed';
 SELECT * FROM pg_temp.outbox();
 -- without a result: "result" is null
 SELECT taskq.push('ev', 'p-no-result') AS pn \gset
 SELECT name FROM taskq.pull('ev');
 SELECT taskq.ack(:'pn');
+SELECT * FROM pg_temp.outbox();
+-- an outbox that is not as taskq makes it (a column added): the statement
+-- writes the ack's row, with the column's default; once the column is
+-- dropped, the rows are written without a statement again
+ALTER TABLE taskq.webhook_deliveries ADD COLUMN note text DEFAULT 'by the statement';
+SELECT taskq.push('ev', 'p-note') AS pnote \gset
+SELECT name FROM taskq.pull('ev');
+SELECT taskq.ack(:'pnote');
+SELECT event, note FROM taskq.webhook_deliveries WHERE job_id = :'pnote' ORDER BY event;
+ALTER TABLE taskq.webhook_deliveries DROP COLUMN note;
+SELECT * FROM pg_temp.outbox();
+SELECT taskq.push('ev', 'p-dropped') AS pdrop \gset
+SELECT name FROM taskq.pull('ev');
+SELECT taskq.ack(:'pdrop', '"done"');
 SELECT * FROM pg_temp.outbox();
 
 -- job.failed (attempts left), then job.dlq (the last attempt), with the error

@@ -835,7 +835,8 @@ same_types(TupleDesc a, TupleDesc b)
  * found), -1 left for the statement: a job whose completion has
  * consequences, or that another transaction changed meanwhile (the
  * statement takes a new snapshot and reads it again).  An id given twice
- * is acked once (the second is 0).  Returns false, having done nothing,
+ * is acked once (the second is 0).  The acked jobs' job.completed events
+ * are emitted (TaskqEmitEventRows).  Returns false, having done nothing,
  * when the statements must do all of them.
  */
 bool
@@ -943,6 +944,8 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 	index_endscan(scan);
 	if (nrows > 0)
 		TaskqInsertRows(hist, rows, nrows);
+	/* their events, from the rows as written (no statement reads them) */
+	TaskqEmitEventRows("job.completed", rows, nrows);
 	for (int i = 0; i < nrows; i++)
 		ExecDropSingleTupleTableSlot(rows[i]);
 	ExecDropSingleTupleTableSlot(slot);

@@ -284,6 +284,36 @@ TaskqEventRingNote(const char *event, Datum ids, bool stream)
 	}
 }
 
+/*
+ * TaskqEventRingNote for jobs whose queues the caller has (an ack's
+ * finished rows): each queue's notify_events is the queue cache's, and no
+ * statement runs.  Runs inside TaskqSwitchToOwner.
+ */
+void
+TaskqEventRingNoteJobs(const char *event, const Datum *ids, text *const *queues,
+					   int n, bool stream)
+{
+	int			e = event_number(event);
+
+	if (e == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		const char *queue = VARDATA_ANY(queues[i]);
+		int			len = VARSIZE_ANY_EXHDR(queues[i]);
+		char		name[TASKQ_MAX_QUEUE_NAME + 1];
+		bool		notify = false;
+
+		if (stream && len <= TASKQ_MAX_QUEUE_NAME)
+		{
+			memcpy(name, queue, len);
+			name[len] = '\0';
+			notify = TaskqQueueNotifies(name);
+		}
+		pending_add(e, notify, DatumGetUUIDP(ids[i]), queue, len);
+	}
+}
+
 /* clear reader slot s; under the lock, exclusively */
 static void
 reader_clear(int s)

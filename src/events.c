@@ -9,7 +9,10 @@
  * taskq.webhook_deliveries per matching webhook, written by the statement
  * that follows the job's change, in the same transaction: a crash or a
  * dead receiver loses nothing.  The payload is built then, so it shows the
- * job as the event left it.
+ * job as the event left it.  An ack's job.completed runs no statement: the
+ * ack has the finished rows, and the outbox rows are built from them and
+ * written as COPY writes (TaskqEmitEventRows), the webhooks read from a
+ * per-backend cache kept with the flags below.
  *
  * Stream: queues created or altered with "notify_events": true also get a
  * NOTIFY on channel taskq_events per event, payload
@@ -44,16 +47,23 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "taskq.h"
@@ -63,6 +73,26 @@ static int	webhooks_exist = -1;
 static int	streams_exist = -1;
 /* -1: unknown, else whether a queue keeps no completed jobs */
 static int	no_history_exists = -1;
+
+/*
+ * The webhooks, as the outbox's rows for an ack's finished jobs are built
+ * without a statement (TaskqEmitEventRows): loaded with webhooks_exist's
+ * snapshot rule, forgotten with it.
+ */
+typedef struct CachedWebhook
+{
+	Datum		id;				/* uuid */
+	int			nevents;
+	char	  **events;
+	int			nqueues;		/* -1: every queue */
+	char	  **queues;
+} CachedWebhook;
+static MemoryContext webhooks_cxt = NULL;
+static CachedWebhook *webhooks = NULL;
+static int	nwebhooks = 0;			/* how many webhooks holds */
+static bool webhooks_valid = false;	/* loaded, and no invalidation since */
+/* counts invalidations, to tell whether one came while loading */
+static uint64 events_invals = 0;
 
 /* what to do at commit */
 static bool wake_launcher = false;
@@ -106,6 +136,10 @@ static TaskqPlan stream_plan = {
 	" JOIN taskq.queues q ON q.name = j.queue AND q.notify_events",
 	2, {UUIDARRAYOID, TEXTOID}, true
 };
+static TaskqPlan webhooks_plan = {
+	"SELECT id, events, queues FROM taskq.webhooks ORDER BY id",
+	0, {InvalidOid}, true
+};
 static TaskqPlan webhooks_exist_plan = {
 	"SELECT EXISTS (SELECT FROM taskq.webhooks),"
 	" EXISTS (SELECT FROM taskq.queues WHERE notify_events),"
@@ -122,6 +156,8 @@ events_relcache_callback(Datum arg, Oid relid)
 	webhooks_exist = -1;
 	streams_exist = -1;
 	no_history_exists = -1;
+	webhooks_valid = false;
+	events_invals++;
 }
 
 /* whether the database worker sends the taskq_events stream now */
@@ -403,25 +439,398 @@ TaskqAckMayForget(void)
 }
 
 /*
- * An event happened to the jobs of ids (a uuid[]): write the outbox rows
- * of the webhooks that want it, and notify the streams.  Runs inside
- * SPI_connect, after the jobs' change.
+ * Load the webhooks into the cache, with the latest snapshot (as
+ * load_cache).  Runs inside SPI_connect.
  */
-void
-TaskqEmitEvent(const char *event, Datum ids)
+static void
+load_webhooks(void)
+{
+	uint64		invals = events_invals;
+	MemoryContext old;
+	int			n;
+
+	TaskqNoteCacheTables();
+	PushActiveSnapshot(GetLatestSnapshot());
+	n = TaskqExecute(&webhooks_plan, NULL, NULL, true, 0);
+	PopActiveSnapshot();
+
+	if (webhooks_cxt == NULL)
+		webhooks_cxt = AllocSetContextCreate(CacheMemoryContext, "taskq webhooks",
+											 ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(webhooks_cxt);
+	old = MemoryContextSwitchTo(webhooks_cxt);
+	webhooks = palloc0(sizeof(CachedWebhook) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		CachedWebhook *w = &webhooks[i];
+		bool		isnull;
+		Datum	   *elems;
+		bool	   *enulls;
+		int			ne;
+		Datum		d;
+
+		w->id = PointerGetDatum(palloc(UUID_LEN));
+		memcpy(DatumGetPointer(w->id),
+			   DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), UUID_LEN);
+		for (int c = 2; c <= 3; c++)
+		{
+			char	  **names;
+			int			k = 0;
+
+			d = SPI_getbinval(tup, desc, c, &isnull);
+			if (isnull)
+			{
+				w->nqueues = -1;	/* queues: every queue */
+				continue;
+			}
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &enulls, &ne);
+			names = palloc(sizeof(char *) * Max(ne, 1));
+			for (int j = 0; j < ne; j++)
+				if (!enulls[j])
+					names[k++] = TextDatumGetCString(elems[j]);
+			if (c == 2)
+			{
+				w->events = names;
+				w->nevents = k;
+			}
+			else
+			{
+				w->queues = names;
+				w->nqueues = k;
+			}
+		}
+	}
+	MemoryContextSwitchTo(old);
+	nwebhooks = n;
+	/* an invalidation while loading: use them once, load them again next */
+	webhooks_valid = invals == events_invals;
+}
+
+/* whether webhook w wants event for a job of queue (len bytes) */
+static bool
+webhook_wants(const CachedWebhook *w, const char *event, const char *queue, int len)
+{
+	bool		wanted = false;
+
+	for (int i = 0; i < w->nevents && !wanted; i++)
+		wanted = strcmp(w->events[i], event) == 0;
+	if (!wanted || w->nqueues < 0)
+		return wanted;
+	for (int i = 0; i < w->nqueues; i++)
+		if ((int) strlen(w->queues[i]) == len && memcmp(w->queues[i], queue, len) == 0)
+			return true;
+	return false;
+}
+
+/* push a string value (or key) */
+static void
+push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = len;
+	pushJsonbValue(st, tok, &v);
+}
+
+static void
+push_key(JsonbParseState **st, const char *key)
+{
+	push_string(st, WJB_KEY, key, strlen(key));
+}
+
+/* push a value of a text column, or null */
+static void
+push_text(JsonbParseState **st, Datum d, bool isnull)
+{
+	JsonbValue	v;
+
+	if (isnull)
+	{
+		v.type = jbvNull;
+		pushJsonbValue(st, WJB_VALUE, &v);
+		return;
+	}
+	d = PointerGetDatum(PG_DETOAST_DATUM_PACKED(d));
+	push_string(st, WJB_VALUE, VARDATA_ANY(DatumGetPointer(d)),
+				VARSIZE_ANY_EXHDR(DatumGetPointer(d)));
+}
+
+/* push a value of a jsonb column, or null */
+static void
+push_jsonb(JsonbParseState **st, Datum d, bool isnull)
+{
+	JsonbValue	v;
+
+	if (isnull)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *j = DatumGetJsonbP(d);
+
+		v.type = jbvBinary;
+		v.val.binary.data = &j->root;
+		v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+	}
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static void
+push_int(JsonbParseState **st, int32 i)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(i);
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+/*
+ * The body of an event's delivery, from the job's row (slot_getallattrs
+ * done), as outbox_plan builds it: the same keys and values, so the same
+ * text (jsonb orders the keys).
+ */
+static Datum
+event_body(const char *event, TupleTableSlot *row, TimestampTz now)
+{
+	static int	cols[10] = {-1};
+	const Datum *v = row->tts_values;
+	const bool *n = row->tts_isnull;
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	Jsonb	   *body;
+	char	   *s;
+
+	if (cols[0] < 0)
+	{
+		const char *names[10] = {"id", "queue", "name", "state", "flow_id",
+		"metadata", "attempts", "progress", "result", "error"};
+
+		for (int i = 0; i < 10; i++)
+			cols[i] = TaskqJobColumn(names[i]);
+	}
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_key(&st, "type");
+	push_string(&st, WJB_VALUE, event, strlen(event));
+	push_key(&st, "timestamp");
+	s = JsonEncodeDateTime(NULL, TimestampTzGetDatum(now), TIMESTAMPTZOID, NULL);
+	push_string(&st, WJB_VALUE, s, strlen(s));
+	push_key(&st, "data");
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_key(&st, "job_id");
+	s = DatumGetCString(DirectFunctionCall1(uuid_out, v[cols[0]]));
+	push_string(&st, WJB_VALUE, s, strlen(s));
+	push_key(&st, "queue");
+	push_text(&st, v[cols[1]], n[cols[1]]);
+	push_key(&st, "name");
+	push_text(&st, v[cols[2]], n[cols[2]]);
+	push_key(&st, "state");
+	s = DatumGetCString(DirectFunctionCall1(enum_out, v[cols[3]]));
+	push_string(&st, WJB_VALUE, s, strlen(s));
+	push_key(&st, "flow_id");
+	push_text(&st, v[cols[4]], n[cols[4]]);
+	if (!n[cols[5]])
+	{
+		push_key(&st, "metadata");
+		push_jsonb(&st, v[cols[5]], false);
+	}
+	push_key(&st, "attempts");
+	push_int(&st, DatumGetInt32(v[cols[6]]));
+	push_key(&st, "progress");
+	push_int(&st, DatumGetInt32(v[cols[7]]));
+	if (strcmp(event, "job.completed") == 0)
+	{
+		push_key(&st, "result");
+		push_jsonb(&st, v[cols[8]], n[cols[8]]);
+	}
+	else if (strcmp(event, "job.failed") == 0 || strcmp(event, "job.dlq") == 0)
+	{
+		push_key(&st, "error");
+		push_text(&st, v[cols[9]], n[cols[9]]);
+	}
+	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	body = JsonbValueToJsonb(res);
+	return CStringGetTextDatum(JsonbToCString(NULL, &body->root, VARSIZE(body)));
+}
+
+/* the columns of a delivery, as TaskqEmitEventRows writes them */
+#define NUM_DELIVERY_COLUMNS 12
+static const char *const delivery_columns[NUM_DELIVERY_COLUMNS] = {
+	"id", "webhook_id", "event", "job_id", "body", "status", "attempts",
+	"next_attempt_at", "last_status", "last_error", "created_at", "delivered_at"
+};
+static const Oid delivery_types[NUM_DELIVERY_COLUMNS] = {
+	UUIDOID, UUIDOID, TEXTOID, UUIDOID, TEXTOID, TEXTOID, INT4OID,
+	TIMESTAMPTZOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
+/*
+ * Map the outbox's attributes to delivery_columns (at[i]: the column of
+ * attribute i, -1 for a dropped one); false when it has other columns or
+ * other types than these, or lacks one.
+ */
+static bool
+delivery_shape(TupleDesc desc, int *at)
+{
+	int			found = 0;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		at[i] = -1;
+		if (att->attisdropped)
+			continue;
+		for (int c = 0; c < NUM_DELIVERY_COLUMNS && at[i] < 0; c++)
+			if (strcmp(NameStr(att->attname), delivery_columns[c]) == 0)
+				at[i] = c;
+		if (at[i] < 0 || att->atttypid != delivery_types[at[i]])
+			return false;
+		found++;
+	}
+	return found == NUM_DELIVERY_COLUMNS;
+}
+
+/*
+ * The outbox rows of event for the jobs of rows, as outbox_plan writes
+ * them, written as COPY writes (rowinsert.c); false, having written
+ * nothing, when the outbox is not as taskq makes it (then the statement
+ * does it).  Returns through *written whether any row was written.
+ */
+static bool
+outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
+{
+	Relation	rel = table_open(TaskqTableOid("webhook_deliveries"), RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int		   *at = palloc(sizeof(int) * desc->natts);
+	TupleTableSlot **out = NULL;
+	int			nout = 0;
+	int			maxout = 0;
+	int			id_col = TaskqJobColumn("id");
+	int			queue_col = TaskqJobColumn("queue");
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	*written = false;
+	if (!TaskqCanInsertRows(rel) || !delivery_shape(desc, at))
+	{
+		table_close(rel, NoLock);
+		return false;
+	}
+	for (int r = 0; r < n; r++)
+	{
+		text	   *queue = DatumGetTextPP(rows[r]->tts_values[queue_col]);
+		Datum		body = (Datum) 0;
+
+		for (int w = 0; w < nwebhooks; w++)
+		{
+			TupleTableSlot *slot;
+			Datum		values[NUM_DELIVERY_COLUMNS];
+			bool		nulls[NUM_DELIVERY_COLUMNS] = {0};
+			pg_uuid_t  *id;
+
+			if (!webhook_wants(&webhooks[w], event, VARDATA_ANY(queue),
+							   VARSIZE_ANY_EXHDR(queue)))
+				continue;
+			if (body == (Datum) 0)
+				body = event_body(event, rows[r], now);
+			id = palloc(sizeof(pg_uuid_t));
+			TaskqUuid7(id);
+			values[0] = UUIDPGetDatum(id);
+			values[1] = webhooks[w].id;
+			values[2] = CStringGetTextDatum(event);
+			values[3] = rows[r]->tts_values[id_col];
+			values[4] = body;
+			values[5] = CStringGetTextDatum("pending");
+			values[6] = Int32GetDatum(0);
+			values[7] = TimestampTzGetDatum(now);
+			nulls[8] = nulls[9] = true;
+			values[10] = TimestampTzGetDatum(now);
+			nulls[11] = true;
+
+			slot = table_slot_create(rel, NULL);
+			for (int i = 0; i < desc->natts; i++)
+			{
+				slot->tts_isnull[i] = at[i] < 0 || nulls[at[i]];
+				slot->tts_values[i] = slot->tts_isnull[i] ? (Datum) 0 : values[at[i]];
+			}
+			ExecStoreVirtualTuple(slot);
+			if (nout == maxout)
+			{
+				maxout = Max(16, maxout * 2);
+				out = out == NULL ? palloc(sizeof(TupleTableSlot *) * maxout) :
+					repalloc(out, sizeof(TupleTableSlot *) * maxout);
+			}
+			out[nout++] = slot;
+		}
+	}
+	if (nout > 0)
+		TaskqInsertRows(rel, out, nout);
+	for (int i = 0; i < nout; i++)
+		ExecDropSingleTupleTableSlot(out[i]);
+	table_close(rel, NoLock);
+	*written = nout > 0;
+	return true;
+}
+
+/*
+ * An event happened to jobs: write the outbox rows of the webhooks that
+ * want it, notify the streams and keep it for the live stream.  The jobs
+ * are ids (a uuid[]), or, when rows is not NULL, the n rows of the jobs
+ * as they are now (then ids is made from them when a statement needs it,
+ * and the outbox rows and the live stream's entries are written without
+ * a statement).  Runs inside SPI_connect, after the jobs' change.
+ */
+static void
+emit_event(const char *event, Datum ids, TupleTableSlot **rows, int n)
 {
 	Datum		values[2];
 	bool		live = TaskqEventRingWanted();
 	bool		by_worker = false;
+	bool		outbox_done = false;
+	Datum	   *idv = NULL;
+	text	  **queues = NULL;
 
 	if (webhooks_exist < 0 || streams_exist < 0)
 		load_cache();
 	if (!webhooks_exist && !streams_exist && !live)
 		return;
 
+	if (rows != NULL)
+	{
+		int			id_col = TaskqJobColumn("id");
+		int			queue_col = TaskqJobColumn("queue");
+
+		idv = palloc(sizeof(Datum) * n);
+		queues = palloc(sizeof(text *) * n);
+		for (int i = 0; i < n; i++)
+		{
+			slot_getallattrs(rows[i]);
+			idv[i] = rows[i]->tts_values[id_col];
+			queues[i] = DatumGetTextPP(rows[i]->tts_values[queue_col]);
+		}
+		ids = PointerGetDatum(construct_array(idv, n, UUIDOID, UUID_LEN, false,
+											  TYPALIGN_CHAR));
+		if (webhooks_exist)
+		{
+			bool		written;
+
+			if (!webhooks_valid)
+				load_webhooks();
+			outbox_done = outbox_rows(event, rows, n, &written);
+			if (written)
+				TaskqNoteWorkerWake();
+		}
+	}
+
 	values[0] = ids;
 	values[1] = CStringGetTextDatum(event);
-	if (webhooks_exist &&
+	if (webhooks_exist && !outbox_done &&
 		TaskqExecute(&outbox_plan, values, NULL, false, 0) > 0)
 		TaskqNoteWorkerWake();
 	if (streams_exist)
@@ -430,8 +839,34 @@ TaskqEmitEvent(const char *event, Datum ids)
 		if (!by_worker)
 			TaskqExecute(&stream_plan, values, NULL, false, 0);
 	}
-	if (live)
+	if (live && rows != NULL)
+		TaskqEventRingNoteJobs(event, idv, queues, n, by_worker);
+	else if (live)
 		TaskqEventRingNote(event, ids, by_worker);
+}
+
+/*
+ * An event happened to the jobs of ids (a uuid[]): write the outbox rows
+ * of the webhooks that want it, and notify the streams.  Runs inside
+ * SPI_connect, after the jobs' change.
+ */
+void
+TaskqEmitEvent(const char *event, Datum ids)
+{
+	emit_event(event, ids, NULL, 0);
+}
+
+/*
+ * An event happened to the jobs whose rows (as they are now, with the
+ * columns of taskq.jobs) the caller has: TaskqEmitEvent without the
+ * statements that would read them again.  Runs inside SPI_connect, after
+ * the jobs' change.
+ */
+void
+TaskqEmitEventRows(const char *event, TupleTableSlot **rows, int n)
+{
+	if (n > 0)
+		emit_event(event, (Datum) 0, rows, n);
 }
 
 /*

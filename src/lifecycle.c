@@ -257,13 +257,13 @@ ack_item(const Datum *values, const bool *nulls)
 }
 
 /*
- * What TaskqAckDirect acked: count each, free its slot and tell of it, as
- * the statements' paths below do.  Returns how many.
+ * What TaskqAckDirect acked: count each and free its slot, as the
+ * statements' paths below do (TaskqAckDirect emitted the events).
+ * Returns how many.
  */
 static int
 ack_direct_done(const TaskqAckItem *items, int n)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * n);
 	int			acked = 0;
 	char	   *last = NULL;
 
@@ -279,14 +279,8 @@ ack_direct_done(const TaskqAckItem *items, int n)
 		if (last == NULL || strcmp(last, queue) != 0)
 			TaskqNoteQueueSlotsFreed(queue);
 		last = queue;
-		ids[acked++] = items[i].id;
+		acked++;
 	}
-	if (acked == 1)
-		TaskqEmitEventOne("job.completed", ids[0]);
-	else if (acked > 1)
-		TaskqEmitEvent("job.completed",
-					   PointerGetDatum(construct_array(ids, acked, UUIDOID, UUID_LEN,
-													   false, TYPALIGN_CHAR)));
 	return acked;
 }
 

@@ -54,7 +54,7 @@ static TaskqPlan load_plan = {
 	" coalesce(q.concurrency, 0), coalesce(q.group_concurrency, 0),"
 	" coalesce(q.rate_limit, 0), coalesce(q.rate_period_ms, 0),"
 	" coalesce(q.group_rate_limit, 0), coalesce(q.group_rate_period_ms, 0),"
-	" q.priority_aging_ms, q.fairness = 'round_robin',"
+	" q.priority_aging_ms, q.fairness = 'round_robin', q.notify_events,"
 	" ARRAY(SELECT g.grantee::oid FROM taskq.queue_grants g WHERE g.queue = $1"
 	"  ORDER BY g.grantee, g.privilege),"
 	" ARRAY(SELECT g.privilege FROM taskq.queue_grants g WHERE g.queue = $1"
@@ -166,8 +166,10 @@ queue_load(const char *name, QueueEntry *tmp)
 		e.info.priority_aging_ms = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
 		e.info.round_robin = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 	}
-	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 13, &isnull));
-	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 14, &isnull));
+	if (e.exists)
+		e.info.notify_events = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 14, &isnull));
+	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 15, &isnull));
 	deconstruct_array(grantees, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
 					  &gv, NULL, &ng);
 	deconstruct_array(privs, TEXTOID, -1, false, TYPALIGN_INT, &pv, NULL, &ng);
@@ -243,6 +245,19 @@ TaskqCachedQueue(const char *name, bool fresh, TaskqQueueInfo *qi)
 	qi->backoff = palloc(VARSIZE(entry->info.backoff));
 	memcpy(qi->backoff, entry->info.backoff, VARSIZE(entry->info.backoff));
 	return true;
+}
+
+/*
+ * Whether a queue has notify_events (false when it does not exist), from
+ * the cache.  Runs inside TaskqSwitchToOwner.
+ */
+bool
+TaskqQueueNotifies(const char *name)
+{
+	QueueEntry	tmp;
+	QueueEntry *entry = queue_get(name, &tmp);
+
+	return entry->exists && entry->info.notify_events;
 }
 
 /*

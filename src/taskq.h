@@ -208,6 +208,7 @@ typedef struct TaskqQueueInfo
 	int32		group_rate_period_ms;
 	int32		priority_aging_ms;	/* 0: off */
 	bool		round_robin;	/* fairness "round_robin" */
+	bool		notify_events;	/* its events go to the taskq_events stream */
 } TaskqQueueInfo;
 
 /* queue privileges (acl.c) */
@@ -364,6 +365,7 @@ extern void TaskqRateLimitInit(bool preloading);
 
 /* queue.c */
 extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
+extern bool TaskqQueueNotifies(const char *name);
 
 /* push.c */
 extern void TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,
@@ -486,6 +488,7 @@ extern void TaskqNoteLauncherWake(void);
 extern void TaskqSubscribersChanged(void);
 extern void TaskqEmitEvent(const char *event, Datum ids);
 extern void TaskqEmitEventOne(const char *event, Datum id);
+extern void TaskqEmitEventRows(const char *event, TupleTableSlot **rows, int n);
 extern bool TaskqAckMayForget(void);
 
 /* eventring.c */
@@ -493,6 +496,8 @@ extern int	taskq_event_buffer;
 extern void TaskqEventRingInit(bool preloading);
 extern bool TaskqEventRingWanted(void);
 extern void TaskqEventRingNote(const char *event, Datum ids, bool stream);
+extern void TaskqEventRingNoteJobs(const char *event, const Datum *ids,
+								   text *const *queues, int n, bool stream);
 
 /* an event of the NOTIFY stream, as the database worker takes it */
 typedef struct TaskqStreamEvent
