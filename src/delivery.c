@@ -78,6 +78,18 @@ typedef struct Delivery
 static CURLM *multi = NULL;
 static int	in_flight = 0;
 
+/*
+ * While transfers are in flight, a round (a transaction recording what
+ * finished and starting what is due) runs when one of them finished, and
+ * otherwise (new outbox rows, a retry coming due) at most this often.
+ * Under a backlog, every wake-up of the worker (each committing ack that
+ * wrote outbox rows sets its latch) was a round of three statements, and
+ * with the webhooks' slots taken the worker went round without pause,
+ * starting nothing.
+ */
+#define DELIVERY_ROUND_MS	5
+static TimestampTz last_round = 0;
+
 /* outcomes waiting to be recorded */
 typedef struct Outcome
 {
@@ -415,6 +427,20 @@ TaskqDeliveriesInFlight(void)
 }
 
 /*
+ * Wait until a transfer in flight can move on (curl's sockets) or
+ * timeout_ms passed, at most DELIVERY_ROUND_MS: the worker's latch is not
+ * watched meanwhile, so its other duties wait no longer than that.
+ */
+void
+TaskqDeliveriesWait(long timeout_ms)
+{
+	int			numfds;
+
+	curl_multi_wait(multi, NULL, 0, (int) Max(0, Min(timeout_ms, DELIVERY_ROUND_MS)),
+					&numfds);
+}
+
+/*
  * When a database worker starts: initialise libcurl, and put back the
  * deliveries a crash left in flight, in a transaction of the worker's
  * (begin, end); false when the extension is gone.
@@ -440,10 +466,21 @@ TaskqDeliveryStart(TaskqTxnBegin begin, TaskqTxnEnd end)
 long
 TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 {
-	List	   *outcomes = finished_deliveries();
+	List	   *outcomes;
 	ListCell   *lc;
 	long		sleep_ms = 1000;
 	bool		isnull;
+	TimestampTz now = GetCurrentTimestamp();
+	int			running;
+
+	outcomes = finished_deliveries();
+	/* busy, and no transfer finished: wait for one, or for the next round */
+	if (outcomes == NIL && in_flight > 0 &&
+		(now < last_round + DELIVERY_ROUND_MS * 1000 ||
+		 in_flight >= taskq_webhook_concurrency))
+		return Max(1, Min(DELIVERY_ROUND_MS,
+						  (last_round + DELIVERY_ROUND_MS * 1000 - now) / 1000));
+	last_round = now;
 
 	if (!begin("taskq: delivering webhooks"))
 		return -1;
@@ -522,17 +559,26 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 		}
 	}
 
-	/* sleep until the next due delivery, or poll the ones in flight */
+	/*
+	 * Sleep until the next due delivery, or poll the ones in flight: with
+	 * every slot taken, the next round is the poll's.
+	 */
 	/* not read-only: it must see the outcomes recorded just above */
-	TaskqExecute(&next_due_plan, NULL, NULL, false, 1);
+	if (in_flight < taskq_webhook_concurrency)
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		d;
+
+		TaskqExecute(&next_due_plan, NULL, NULL, false, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
 		{
 			double		ms = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
 
 			sleep_ms = ms <= 0 ? 0 : Min((long) ms + 1, 60000);
+			/* due, but not started (the slots are taken): a transfer's end starts it */
+			if (sleep_ms == 0 && in_flight > 0)
+				sleep_ms = DELIVERY_ROUND_MS;
 		}
 		else
 			sleep_ms = 60000;
@@ -541,10 +587,8 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 
 	if (in_flight > 0)
 	{
-		int			running;
-
 		curl_multi_perform(multi, &running);
-		sleep_ms = Min(sleep_ms, 20);
+		sleep_ms = Min(sleep_ms, DELIVERY_ROUND_MS);
 	}
 	return sleep_ms;
 }

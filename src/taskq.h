@@ -563,6 +563,7 @@ typedef void (*TaskqTxnEnd) (void);
 extern void TaskqDeliveryInit(void);
 extern bool TaskqDeliveryStart(TaskqTxnBegin begin, TaskqTxnEnd end);
 extern bool TaskqDeliveriesInFlight(void);
+extern void TaskqDeliveriesWait(long timeout_ms);
 extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end);
 
 #endif							/* TASKQ_H */

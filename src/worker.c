@@ -503,9 +503,19 @@ taskq_worker_main(Datum arg)
 		timeout = Min(timeout, Max(0, (next_stream_check - now) / 1000));
 		if (stream_cursor != 0 && now < next_stream_send)
 			timeout = Min(timeout, Max(0, (next_stream_send - now) / 1000));
+		/*
+		 * With transfers in flight, wait on their sockets first (briefly),
+		 * so that they move on as soon as they can rather than at the next
+		 * wake-up; then look at the latch.
+		 */
+		if (TaskqDeliveriesInFlight())
+		{
+			TaskqDeliveriesWait(Max(timeout, 1));
+			timeout = 0;
+		}
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(timeout, 1),
+						 TaskqDeliveriesInFlight() ? timeout : Max(timeout, 1),
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
