@@ -117,7 +117,8 @@ ISOLATION = \
 	grant-revoke-cache \
 	pull-head \
 	flow-limits \
-	webhook-remove
+	webhook-remove \
+	webhook-remove-ack
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

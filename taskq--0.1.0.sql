@@ -340,12 +340,16 @@ CREATE FUNCTION taskq._queues_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'taskq_queues_changed'
 LANGUAGE C;
-COMMENT ON FUNCTION taskq._queues_changed() IS 'trigger: queues or grants changed, so backends forget their queue cache';
+COMMENT ON FUNCTION taskq._queues_changed() IS 'trigger: queues, grants or webhooks changed, so backends forget what they cached of them';
 CREATE TRIGGER queues_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.queues
     FOR EACH STATEMENT EXECUTE FUNCTION taskq._queues_changed();
 CREATE TRIGGER queue_grants_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.queue_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION taskq._queues_changed();
+-- and the webhooks (the events' cache of them), also when changed by hand
+CREATE TRIGGER webhooks_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON taskq.webhooks
     FOR EACH STATEMENT EXECUTE FUNCTION taskq._queues_changed();
 
 CREATE FUNCTION taskq.grant(queue text, role name, privilege text)

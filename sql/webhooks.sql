@@ -302,10 +302,9 @@ SELECT taskq.push('ev', 'p-no-result') AS pn \gset
 SELECT name FROM taskq.pull('ev');
 SELECT taskq.ack(:'pn');
 SELECT * FROM pg_temp.outbox();
--- an outbox that is not as taskq makes it (a column added): the statement
--- writes the ack's row, with the column's default; once the column is
--- dropped, the rows are written without a statement again
-ALTER TABLE taskq.webhook_deliveries ADD COLUMN note text DEFAULT 'by the statement';
+-- an outbox with a column added: the ack's row gets the column's default,
+-- as the statement's INSERT gives it (and a dropped column is no trouble)
+ALTER TABLE taskq.webhook_deliveries ADD COLUMN note text DEFAULT 'the default';
 SELECT taskq.push('ev', 'p-note') AS pnote \gset
 SELECT name FROM taskq.pull('ev');
 SELECT taskq.ack(:'pnote');
@@ -316,6 +315,30 @@ SELECT taskq.push('ev', 'p-dropped') AS pdrop \gset
 SELECT name FROM taskq.pull('ev');
 SELECT taskq.ack(:'pdrop', '"done"');
 SELECT * FROM pg_temp.outbox();
+-- an outbox with an insert trigger: the statement writes the rows, so that
+-- the trigger fires
+CREATE FUNCTION pg_temp.outbox_trigger() RETURNS trigger LANGUAGE plpgsql AS $t$
+BEGIN
+    RAISE NOTICE 'outbox trigger: %', NEW.event;
+    RETURN NEW;
+END
+$t$;
+CREATE TRIGGER outbox_seen BEFORE INSERT ON taskq.webhook_deliveries
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.outbox_trigger();
+SELECT taskq.push('ev', 'p-trigger') AS ptrig \gset
+SELECT name FROM taskq.pull('ev');
+SELECT taskq.ack(:'ptrig');
+DROP TRIGGER outbox_seen ON taskq.webhook_deliveries;
+SELECT * FROM pg_temp.outbox();
+-- a webhook changed by hand: the next ack reads the webhooks again
+UPDATE taskq.webhooks SET events = '{job.pushed}' WHERE id = :'wall';
+SELECT taskq.push('ev', 'p-by-hand') AS phand \gset
+SELECT name FROM taskq.pull('ev');
+SELECT taskq.ack(:'phand');
+SELECT * FROM pg_temp.outbox();
+UPDATE taskq.webhooks
+   SET events = '{job.pushed,job.completed,job.failed,job.dlq,job.cancelled,job.progress,job.redriven}'
+ WHERE id = :'wall';
 
 -- job.failed (attempts left), then job.dlq (the last attempt), with the error
 SELECT taskq.push('ev', 'p-fails', '{}', '{"max_attempts": 2}') AS pf \gset

@@ -89,6 +89,10 @@ static int	in_flight = 0;
  */
 #define DELIVERY_ROUND_MS	5
 static TimestampTz last_round = 0;
+/* new deliveries were committed since the last round */
+static bool news_pending = false;
+/* when the next pending delivery comes due, as the last round saw it */
+static TimestampTz next_due = 0;
 
 /* outcomes waiting to be recorded */
 typedef struct Outcome
@@ -436,7 +440,8 @@ TaskqDeliveriesWait(long timeout_ms)
 {
 	int			numfds;
 
-	curl_multi_wait(multi, NULL, 0, (int) Max(0, Min(timeout_ms, DELIVERY_ROUND_MS)),
+	/* unlike curl_multi_wait, it waits so long when there is no socket */
+	curl_multi_poll(multi, NULL, 0, (int) Max(0, Min(timeout_ms, DELIVERY_ROUND_MS)),
 					&numfds);
 }
 
@@ -464,7 +469,7 @@ TaskqDeliveryStart(TaskqTxnBegin begin, TaskqTxnEnd end)
  * before the next round (ms), or -1 when the extension is gone.
  */
 long
-TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
+TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 {
 	List	   *outcomes;
 	ListCell   *lc;
@@ -473,14 +478,25 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 	TimestampTz now = GetCurrentTimestamp();
 	int			running;
 
+	news_pending |= news;
 	outcomes = finished_deliveries();
-	/* busy, and no transfer finished: wait for one, or for the next round */
+
+	/*
+	 * Busy, and no transfer finished: a round only for new deliveries or
+	 * one coming due, when a slot is free, and not sooner than
+	 * DELIVERY_ROUND_MS after the last; else wait for a transfer.
+	 */
 	if (outcomes == NIL && in_flight > 0 &&
 		(now < last_round + DELIVERY_ROUND_MS * 1000 ||
-		 in_flight >= taskq_webhook_concurrency))
-		return Max(1, Min(DELIVERY_ROUND_MS,
-						  (last_round + DELIVERY_ROUND_MS * 1000 - now) / 1000));
+		 in_flight >= taskq_webhook_concurrency ||
+		 (!news_pending && now < next_due)))
+	{
+		if (in_flight >= taskq_webhook_concurrency || (!news_pending && now < next_due))
+			return DELIVERY_ROUND_MS;
+		return Max(1, (last_round + DELIVERY_ROUND_MS * 1000 - now) / 1000);
+	}
 	last_round = now;
+	news_pending = false;
 
 	if (!begin("taskq: delivering webhooks"))
 		return -1;
@@ -561,8 +577,9 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 
 	/*
 	 * Sleep until the next due delivery, or poll the ones in flight: with
-	 * every slot taken, the next round is the poll's.
+	 * every slot taken, a transfer's end brings the next round.
 	 */
+	next_due = 0;
 	/* not read-only: it must see the outcomes recorded just above */
 	if (in_flight < taskq_webhook_concurrency)
 	{
@@ -576,12 +593,23 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end)
 			double		ms = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
 
 			sleep_ms = ms <= 0 ? 0 : Min((long) ms + 1, 60000);
-			/* due, but not started (the slots are taken): a transfer's end starts it */
+			/*
+			 * Due, but not started: the slots it may take are taken, and
+			 * only a transfer's end (or a new delivery) frees one.
+			 */
 			if (sleep_ms == 0 && in_flight > 0)
+			{
 				sleep_ms = DELIVERY_ROUND_MS;
+				next_due = now + (TimestampTz) 60000 * 1000;
+			}
+			else
+				next_due = now + (TimestampTz) sleep_ms * 1000;
 		}
 		else
+		{
 			sleep_ms = 60000;
+			next_due = now + (TimestampTz) sleep_ms * 1000;
+		}
 	}
 	end();
 

@@ -54,10 +54,14 @@
 #include "catalog/pg_enum.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/json.h"
@@ -659,27 +663,28 @@ event_body(const char *event, TupleTableSlot *row, TimestampTz now)
 	return CStringGetTextDatum(JsonbToCString(NULL, &body->root, VARSIZE(body)));
 }
 
-/* the columns of a delivery, as TaskqEmitEventRows writes them */
-#define NUM_DELIVERY_COLUMNS 12
+/* the columns of a delivery that TaskqEmitEventRows gives, as outbox_plan */
+#define NUM_DELIVERY_COLUMNS 5
 static const char *const delivery_columns[NUM_DELIVERY_COLUMNS] = {
-	"id", "webhook_id", "event", "job_id", "body", "status", "attempts",
-	"next_attempt_at", "last_status", "last_error", "created_at", "delivered_at"
+	"id", "webhook_id", "event", "job_id", "body"
 };
 static const Oid delivery_types[NUM_DELIVERY_COLUMNS] = {
-	UUIDOID, UUIDOID, TEXTOID, UUIDOID, TEXTOID, TEXTOID, INT4OID,
-	TIMESTAMPTZOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+	UUIDOID, UUIDOID, TEXTOID, UUIDOID, TEXTOID
 };
 
 /*
  * Map the outbox's attributes to delivery_columns (at[i]: the column of
- * attribute i, -1 for a dropped one); false when it has other columns or
- * other types than these, or lacks one.
+ * attribute i, -1 for one that gets its default, as in outbox_plan's
+ * INSERT, or is dropped); false when a column is missing or of another
+ * type, or a column is generated (then the statement writes the rows).
  */
 static bool
 delivery_shape(TupleDesc desc, int *at)
 {
 	int			found = 0;
 
+	if (desc->constr != NULL && desc->constr->has_generated_stored)
+		return false;
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -690,7 +695,9 @@ delivery_shape(TupleDesc desc, int *at)
 		for (int c = 0; c < NUM_DELIVERY_COLUMNS && at[i] < 0; c++)
 			if (strcmp(NameStr(att->attname), delivery_columns[c]) == 0)
 				at[i] = c;
-		if (at[i] < 0 || att->atttypid != delivery_types[at[i]])
+		if (at[i] < 0)
+			continue;
+		if (att->atttypid != delivery_types[at[i]])
 			return false;
 		found++;
 	}
@@ -699,9 +706,16 @@ delivery_shape(TupleDesc desc, int *at)
 
 /*
  * The outbox rows of event for the jobs of rows, as outbox_plan writes
- * them, written as COPY writes (rowinsert.c); false, having written
- * nothing, when the outbox is not as taskq makes it (then the statement
- * does it).  Returns through *written whether any row was written.
+ * them (its five values, every other column its default, evaluated per
+ * row as COPY does), written as COPY writes (rowinsert.c); false, having
+ * written nothing, when the outbox cannot be written so (triggers,
+ * row-level security, another shape: then the statement does it).
+ * Returns through *written whether any row was written.
+ *
+ * The outbox is locked first, and the webhooks read after: remove_webhook
+ * locks it against writers until it commits, so an ack that waited for it
+ * sees the invalidation and reads the webhooks again, and writes nothing
+ * for the removed one.
  */
 static bool
 outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
@@ -709,12 +723,16 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 	Relation	rel = table_open(TaskqTableOid("webhook_deliveries"), RowExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	int		   *at = palloc(sizeof(int) * desc->natts);
+	ExprState **defaults = palloc0(sizeof(ExprState *) * desc->natts);
+	ExprContext *econtext;
 	TupleTableSlot **out = NULL;
 	int			nout = 0;
 	int			maxout = 0;
 	int			id_col = TaskqJobColumn("id");
 	int			queue_col = TaskqJobColumn("queue");
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		event_text = CStringGetTextDatum(event);
+	MemoryContext body_cxt;
 
 	*written = false;
 	if (!TaskqCanInsertRows(rel) || !delivery_shape(desc, at))
@@ -722,6 +740,23 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 		table_close(rel, NoLock);
 		return false;
 	}
+	if (!webhooks_valid)
+		load_webhooks();
+
+	econtext = CreateStandaloneExprContext();
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Node	   *def;
+
+		if (at[i] >= 0 || TupleDescAttr(desc, i)->attisdropped)
+			continue;
+		def = build_column_default(rel, i + 1);
+		if (def != NULL)
+			defaults[i] = ExecInitExpr(expression_planner((Expr *) def), NULL);
+	}
+	/* each body is built here, and only its text kept */
+	body_cxt = AllocSetContextCreate(CurrentMemoryContext, "taskq event body",
+									 ALLOCSET_DEFAULT_SIZES);
 	for (int r = 0; r < n; r++)
 	{
 		text	   *queue = DatumGetTextPP(rows[r]->tts_values[queue_col]);
@@ -731,34 +766,50 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 		{
 			TupleTableSlot *slot;
 			Datum		values[NUM_DELIVERY_COLUMNS];
-			bool		nulls[NUM_DELIVERY_COLUMNS] = {0};
 			pg_uuid_t  *id;
 
 			if (!webhook_wants(&webhooks[w], event, VARDATA_ANY(queue),
 							   VARSIZE_ANY_EXHDR(queue)))
 				continue;
 			if (body == (Datum) 0)
-				body = event_body(event, rows[r], now);
+			{
+				MemoryContext old = MemoryContextSwitchTo(body_cxt);
+				Datum		b = event_body(event, rows[r], now);
+
+				MemoryContextSwitchTo(old);
+				body = PointerGetDatum(DatumGetTextPCopy(b));
+				MemoryContextReset(body_cxt);
+			}
 			id = palloc(sizeof(pg_uuid_t));
 			TaskqUuid7(id);
 			values[0] = UUIDPGetDatum(id);
 			values[1] = webhooks[w].id;
-			values[2] = CStringGetTextDatum(event);
+			values[2] = event_text;
 			values[3] = rows[r]->tts_values[id_col];
 			values[4] = body;
-			values[5] = CStringGetTextDatum("pending");
-			values[6] = Int32GetDatum(0);
-			values[7] = TimestampTzGetDatum(now);
-			nulls[8] = nulls[9] = true;
-			values[10] = TimestampTzGetDatum(now);
-			nulls[11] = true;
 
 			slot = table_slot_create(rel, NULL);
 			for (int i = 0; i < desc->natts; i++)
 			{
-				slot->tts_isnull[i] = at[i] < 0 || nulls[at[i]];
-				slot->tts_values[i] = slot->tts_isnull[i] ? (Datum) 0 : values[at[i]];
+				slot->tts_isnull[i] = true;
+				slot->tts_values[i] = (Datum) 0;
+				if (at[i] >= 0)
+				{
+					slot->tts_values[i] = values[at[i]];
+					slot->tts_isnull[i] = false;
+				}
+				else if (defaults[i] != NULL)
+				{
+					Form_pg_attribute att = TupleDescAttr(desc, i);
+					Datum		d = ExecEvalExpr(defaults[i], econtext,
+												 &slot->tts_isnull[i]);
+
+					/* a copy that lives as long as the slot */
+					slot->tts_values[i] = slot->tts_isnull[i] ? (Datum) 0 :
+						datumCopy(d, att->attbyval, att->attlen);
+				}
 			}
+			ResetExprContext(econtext);
 			ExecStoreVirtualTuple(slot);
 			if (nout == maxout)
 			{
@@ -773,6 +824,8 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 		TaskqInsertRows(rel, out, nout);
 	for (int i = 0; i < nout; i++)
 		ExecDropSingleTupleTableSlot(out[i]);
+	MemoryContextDelete(body_cxt);
+	FreeExprContext(econtext, true);
 	table_close(rel, NoLock);
 	*written = nout > 0;
 	return true;
@@ -820,8 +873,6 @@ emit_event(const char *event, Datum ids, TupleTableSlot **rows, int n)
 		{
 			bool		written;
 
-			if (!webhooks_valid)
-				load_webhooks();
 			outbox_done = outbox_rows(event, rows, n, &written);
 			if (written)
 				TaskqNoteWorkerWake();

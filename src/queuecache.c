@@ -261,8 +261,9 @@ TaskqQueueNotifies(const char *name)
 }
 
 /*
- * taskq._queues_changed() trigger: statement trigger on taskq.queues and
- * taskq.queue_grants; every backend forgets its queue cache at commit.
+ * taskq._queues_changed() trigger: statement trigger on taskq.queues,
+ * taskq.queue_grants and taskq.webhooks; every backend forgets its queue
+ * cache and what events.c cached of the webhooks at commit.
  */
 PG_FUNCTION_INFO_V1(taskq_queues_changed);
 Datum

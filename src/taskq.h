@@ -564,6 +564,6 @@ extern void TaskqDeliveryInit(void);
 extern bool TaskqDeliveryStart(TaskqTxnBegin begin, TaskqTxnEnd end);
 extern bool TaskqDeliveriesInFlight(void);
 extern void TaskqDeliveriesWait(long timeout_ms);
-extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end);
+extern long TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news);
 
 #endif							/* TASKQ_H */

@@ -486,7 +486,7 @@ taskq_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (deliveries || TaskqDeliveriesInFlight() || now >= next_delivery)
 		{
-			long		sleep_ms = TaskqDeliverWebhooks(worker_begin, worker_end);
+			long		sleep_ms = TaskqDeliverWebhooks(worker_begin, worker_end, deliveries);
 
 			if (sleep_ms < 0)
 				worker_no_extension();
