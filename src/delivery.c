@@ -486,14 +486,12 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 	 * one coming due, when a slot is free, and not sooner than
 	 * DELIVERY_ROUND_MS after the last; else wait for a transfer.
 	 */
-	if (outcomes == NIL && in_flight > 0 &&
-		(now < last_round + DELIVERY_ROUND_MS * 1000 ||
-		 in_flight >= taskq_webhook_concurrency ||
-		 (!news_pending && now < next_due)))
+	if (outcomes == NIL && in_flight > 0)
 	{
 		if (in_flight >= taskq_webhook_concurrency || (!news_pending && now < next_due))
 			return DELIVERY_ROUND_MS;
-		return Max(1, (last_round + DELIVERY_ROUND_MS * 1000 - now) / 1000);
+		if (now < last_round + DELIVERY_ROUND_MS * 1000)
+			return Max(1, (last_round + DELIVERY_ROUND_MS * 1000 - now) / 1000);
 	}
 	last_round = now;
 	news_pending = false;

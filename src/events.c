@@ -705,7 +705,8 @@ delivery_shape(TupleDesc desc, int *at)
 }
 
 /*
- * The outbox rows of event for the jobs of rows, as outbox_plan writes
+ * The outbox rows of event for the jobs of rows (their ids and queues
+ * given, as read from them), as outbox_plan writes
  * them (its five values, every other column its default, evaluated per
  * row as COPY does), written as COPY writes (rowinsert.c); false, having
  * written nothing, when the outbox cannot be written so (triggers,
@@ -718,7 +719,8 @@ delivery_shape(TupleDesc desc, int *at)
  * for the removed one.
  */
 static bool
-outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
+outbox_rows(const char *event, TupleTableSlot **rows, const Datum *ids,
+			text *const *queues, int n, bool *written)
 {
 	Relation	rel = table_open(TaskqTableOid("webhook_deliveries"), RowExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -728,8 +730,6 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 	TupleTableSlot **out = NULL;
 	int			nout = 0;
 	int			maxout = 0;
-	int			id_col = TaskqJobColumn("id");
-	int			queue_col = TaskqJobColumn("queue");
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		event_text = CStringGetTextDatum(event);
 	MemoryContext body_cxt;
@@ -759,7 +759,7 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 									 ALLOCSET_DEFAULT_SIZES);
 	for (int r = 0; r < n; r++)
 	{
-		text	   *queue = DatumGetTextPP(rows[r]->tts_values[queue_col]);
+		text	   *queue = queues[r];
 		Datum		body = (Datum) 0;
 
 		for (int w = 0; w < nwebhooks; w++)
@@ -785,7 +785,7 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
 			values[0] = UUIDPGetDatum(id);
 			values[1] = webhooks[w].id;
 			values[2] = event_text;
-			values[3] = rows[r]->tts_values[id_col];
+			values[3] = ids[r];
 			values[4] = body;
 
 			slot = table_slot_create(rel, NULL);
@@ -835,14 +835,13 @@ outbox_rows(const char *event, TupleTableSlot **rows, int n, bool *written)
  * An event happened to jobs: write the outbox rows of the webhooks that
  * want it, notify the streams and keep it for the live stream.  The jobs
  * are ids (a uuid[]), or, when rows is not NULL, the n rows of the jobs
- * as they are now (then ids is made from them when a statement needs it,
- * and the outbox rows and the live stream's entries are written without
- * a statement).  Runs inside SPI_connect, after the jobs' change.
+ * as they are now (then the outbox rows and the live stream's entries are
+ * written without a statement, and the uuid[] is made from them only for
+ * a statement that still runs).  Runs inside SPI_connect, after the jobs' change.
  */
 static void
 emit_event(const char *event, Datum ids, TupleTableSlot **rows, int n)
 {
-	Datum		values[2];
 	bool		live = TaskqEventRingWanted();
 	bool		by_worker = false;
 	bool		outbox_done = false;
@@ -867,27 +866,31 @@ emit_event(const char *event, Datum ids, TupleTableSlot **rows, int n)
 			idv[i] = rows[i]->tts_values[id_col];
 			queues[i] = DatumGetTextPP(rows[i]->tts_values[queue_col]);
 		}
-		ids = PointerGetDatum(construct_array(idv, n, UUIDOID, UUID_LEN, false,
-											  TYPALIGN_CHAR));
 		if (webhooks_exist)
 		{
 			bool		written;
 
-			outbox_done = outbox_rows(event, rows, n, &written);
+			outbox_done = outbox_rows(event, rows, idv, queues, n, &written);
 			if (written)
 				TaskqNoteWorkerWake();
 		}
 	}
-
-	values[0] = ids;
-	values[1] = CStringGetTextDatum(event);
-	if (webhooks_exist && !outbox_done &&
-		TaskqExecute(&outbox_plan, values, NULL, false, 0) > 0)
-		TaskqNoteWorkerWake();
 	if (streams_exist)
-	{
 		by_worker = live && worker_streams();
-		if (!by_worker)
+
+	/* the statements: the outbox's when not written above, the stream's */
+	if ((webhooks_exist && !outbox_done) || (streams_exist && !by_worker))
+	{
+		Datum		values[2];
+
+		values[0] = rows == NULL ? ids :
+			PointerGetDatum(construct_array(idv, n, UUIDOID, UUID_LEN, false,
+											TYPALIGN_CHAR));
+		values[1] = CStringGetTextDatum(event);
+		if (webhooks_exist && !outbox_done &&
+			TaskqExecute(&outbox_plan, values, NULL, false, 0) > 0)
+			TaskqNoteWorkerWake();
+		if (streams_exist && !by_worker)
 			TaskqExecute(&stream_plan, values, NULL, false, 0);
 	}
 	if (live && rows != NULL)
