@@ -16,7 +16,8 @@
 #
 #   --quick            smaller backlogs, shorter runs, one run each (<10 min)
 #   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
-#                      a 10M backlog, runs only when named)
+#                      scenarios 3 and 4 on a 10M backlog, runs only when
+#                      named)
 #   --systems LIST     which systems (default: all but the last two);
 #                      `taskq_groups10`, `taskq_groups10k` taskq on a queue with
 #                      group_concurrency 1, its backlog spread over 10 or
@@ -808,16 +809,43 @@ scenario_drain() {
 }
 
 # Scenario 8, only when named: the drain of scenario 3 (8 workers, pull 1
-# then ack 1) for S8_SECONDS on a backlog of S8_BACKLOG (10M), one run per
-# system, the systems driven by pgbench (loading 10M jobs through the
-# Node.js systems' APIs, or with a PgQ tick per event, would take hours).
+# then ack 1) for S8_SECONDS on a backlog of S8_BACKLOG (10M), then, on
+# what is left of it after a VACUUM (ANALYZE) and CHECKPOINT as before
+# scenario 4, the drain of scenario 4 (4 workers, pull 100 then ack 100)
+# for S8_SECONDS; one run per system, the systems driven by pgbench
+# (loading 10M jobs through the Node.js systems' APIs, or with a PgQ tick
+# per event, would take hours).
 scenario_depth() {
     local sys
-    log "=== scenario 8: a backlog of $S8_BACKLOG, 8 workers, pull 1 then ack 1, for ${S8_SECONDS}s"
+    log "=== scenario 8: a backlog of $S8_BACKLOG, 8 workers pull 1 then ack 1 for ${S8_SECONDS}s, then 4 workers pull 100 then ack 100 for ${S8_SECONDS}s"
     for sys in taskq taskq_nohist naive pgmq pgmq_archive; do
         has_system "$sys" || continue
         drain_run 8 "$sys" 1 8 1 "$S8_BACKLOG" "$S8_SECONDS"
+        depth_batch_run "$sys"
     done
+}
+
+# depth_batch_run SYSTEM: scenario 8's second drain, by 100, on the
+# backlog the first left (jobs/s as drain_run counts them)
+depth_batch_run() {
+    local sys=$1 db out before left ndone rate pull_ms
+    db=$(dbname "$sys")
+    out=$SCRATCH/s8-$sys-batch.out
+    settle "$db"
+    before=$(count_jobs "$sys")
+    if [ "$before" -eq 0 ]; then
+        warn "scenario 8 $sys: the first drain emptied the backlog; no drain by 100 (a larger --depth-backlog)"
+        return
+    fi
+    run_pgbench "$out" -c 4 -j 2 -T "$S8_SECONDS" -r -f "$(pull_script "$sys" 100)" "$db"
+    left=$(count_jobs "$sys")
+    ndone=$((before - left))
+    rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
+    pull_ms=$(awk '/^statement latencies/ { on = 1; next } on && $1 ~ /^[0-9.]+$/ { print $1; exit }' "$out")
+    record 8 "$sys" 1 batch_jobs_per_s "$rate"
+    record 8 "$sys" 1 batch_jobs_done "$ndone"
+    record 8 "$sys" 1 batch_pull_mean_ms "$pull_ms"
+    log "scenario 8 $sys, pull 100 + ack 100: $rate jobs/s ($ndone jobs of $before), pull ${pull_ms:-?} ms on average"
 }
 
 # ---------------------------------------------------------------------------

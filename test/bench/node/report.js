@@ -66,7 +66,7 @@ const SCENARIO = {
 	4: `drain ${meta.s4_backlog} backlog, 4 workers, pull 100 + ack 100`,
 	5: `latency at ${meta.latency_rate} jobs/s, ${meta.latency_workers} idle workers`,
 	6: `churn: ${meta.s6_backlog} backlog, 8 workers, 2 producers, ${meta.churn_seconds} s`,
-	8: `drain at depth: ${meta.s8_backlog} backlog, 8 workers, pull 1 + ack 1, ${meta.s8_seconds} s`,
+	8: `drain at depth: ${meta.s8_backlog} backlog, 8 workers, pull 1 + ack 1, ${meta.s8_seconds} s (then pull 100 + ack 100: below)`,
 	7: `held snapshot: ${meta.steady_rate} jobs/s, ${meta.s7_workers} workers pull 1 + ack 1, a REPEATABLE READ transaction open ${meta.xmin_seconds} s`,
 	9: `steady load: ${meta.steady_rate} jobs/s in batches every ${meta.steady_interval_ms} ms, ${meta.s9_workers} workers pull ${meta.s9_pull} + ack each, ${meta.steady_seconds} s`,
 };
@@ -323,24 +323,28 @@ if (ceiling !== null) {
 	}
 }
 
-/* Scenario 8: the sizes at depth and the pull's mean latency. */
+/* Scenario 8: scenarios 3 and 4 at depth, against them at 100k and 200k,
+ * the sizes at depth and the pulls' mean latency. */
 if (values['8']) {
+	const of = (v, base) => (v === null || base === null || !base ? 'n/a' : `${(100 * v / base).toFixed(1)}%`);
 	md.push(`### Scenario 8 at depth (${meta.s8_backlog} jobs)`);
 	md.push('');
-	md.push('| system | jobs/s | pull, mean (ms) | tables | indexes | bytes per job | load, VACUUM and CHECKPOINT (s) |');
-	md.push('|---|---:|---:|---:|---:|---:|---:|');
+	md.push(`| system | pull 1 + ack 1, jobs/s | of scenario 3 | pull, mean (ms) | pull 100 + ack 100, jobs/s | of scenario 4 | pull, mean (ms) | tables | indexes | bytes per job | load, VACUUM and CHECKPOINT (s) |`);
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 	for (const sys of SYSTEMS) {
 		if (!values['8'][sys])
 			continue;
 		const t = get('8', sys, 'table_bytes');
 		const i = get('8', sys, 'index_bytes');
-		md.push(`| ${LABEL[sys]} | ${fmt(get('8', sys, 'jobs_per_s'))} | ${fmt(get('8', sys, 'pull_mean_ms'), 2)} | ${bytes(t)} | ${bytes(i)} | ${t === null || i === null ? 'n/a' : fmt((t + i) / Number(meta.s8_backlog))} | ${fmt(get('8', sys, 'load_and_vacuum_s'))} |`);
-		for (const m of ['pull_mean_ms', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'])
+		const d1 = get('8', sys, 'jobs_per_s');
+		const d100 = get('8', sys, 'batch_jobs_per_s');
+		md.push(`| ${LABEL[sys]} | ${fmt(d1)} | ${of(d1, get('3', sys, 'jobs_per_s'))} | ${fmt(get('8', sys, 'pull_mean_ms'), 2)} | ${fmt(d100)} | ${of(d100, get('4', sys, 'jobs_per_s'))} | ${fmt(get('8', sys, 'batch_pull_mean_ms'), 2)} | ${bytes(t)} | ${bytes(i)} | ${t === null || i === null ? 'n/a' : fmt((t + i) / Number(meta.s8_backlog))} | ${fmt(get('8', sys, 'load_and_vacuum_s'))} |`);
+		for (const m of ['pull_mean_ms', 'batch_jobs_per_s', 'batch_jobs_done', 'batch_pull_mean_ms', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'])
 			if (get('8', sys, m) !== null)
 				csv.push(['8', sys, m, get('8', sys, m), 1, `"${get('8', sys, m)}"`, '', ''].join(','));
 	}
 	md.push('');
-	md.push('Sizes summed over the user tables of the system\'s database after the load, `VACUUM (ANALYZE)` and `CHECKPOINT`, before the drain; bytes per job = (tables + indexes) / backlog. The pull\'s mean latency is pgbench\'s (`-r`) for the script\'s first statement.');
+	md.push(`One run per system: ${meta.s8_seconds} s of scenario 3's loop on the loaded backlog, then \`VACUUM (ANALYZE)\`, \`CHECKPOINT\` and ${meta.s8_seconds} s of scenario 4's on what it left; "of scenario 3" and "of scenario 4": against the medians of those scenarios (100k and 200k backlogs) in this run, n/a when they did not run. Sizes summed over the user tables of the system's database after the load, \`VACUUM (ANALYZE)\` and \`CHECKPOINT\`, before the first drain; bytes per job = (tables + indexes) / backlog. The pulls' mean latency is pgbench's (\`-r\`) for the script's first statement.`);
 	md.push('');
 }
 
@@ -612,6 +616,14 @@ const targets = [];
 	if (tb !== null && pb !== null)
 		add('bytes per job (scenario 9): hot + history <= pgmq\'s queue + archive',
 			`${fmt(tb)} vs ${fmt(pb)} bytes`, tb <= pb);
+	const d1 = get('8', 'taskq', 'jobs_per_s');
+	if (d1 !== null && t3 !== null)
+		add(`8. backlog of ${fmt(Number(meta.s8_backlog))}: pull 1 + ack 1 >= 90% of the rate of scenario 3`,
+			`${fmt(d1)} vs ${fmt(t3)} jobs/s: ${pct(d1 / t3)}`, d1 / t3 >= 0.9);
+	const d100 = get('8', 'taskq', 'batch_jobs_per_s');
+	if (d100 !== null && t4 !== null)
+		add(`8. backlog of ${fmt(Number(meta.s8_backlog))}: pull 100 + ack 100 >= 90% of the rate of scenario 4`,
+			`${fmt(d100)} vs ${fmt(t4)} jobs/s: ${pct(d100 / t4)}`, d100 / t4 >= 0.9);
 	const e3 = get('3', 'taskq_events', 'jobs_per_s');
 	if (t3 !== null && e3 !== null)
 		add('events + webhook: cost <= 10% of scenario 3',
