@@ -340,12 +340,14 @@ META=$SCRATCH/meta.tsv
 : >"$META"
 PGQD_PID=""
 SINK_PID=""
+VACUUM_WATCH_PID=""
 STARTED=$(date +%s)
 
 cleanup() {
     local status=$?
     [ -z "$PGQD_PID" ] || kill "$PGQD_PID" 2>/dev/null || true
     [ -z "$SINK_PID" ] || kill "$SINK_PID" 2>/dev/null || true
+    [ -z "$VACUUM_WATCH_PID" ] || kill "$VACUUM_WATCH_PID" 2>/dev/null || true
     if [ -f "$DATA/postmaster.pid" ]; then
         as_server_user "$SCRATCH" "$BINDIR/pg_ctl" -D "$DATA" stop -m fast >/dev/null 2>&1 || true
     fi
@@ -592,6 +594,28 @@ db_stats() {
         FROM pg_stat_user_tables"
 }
 
+# vacuum_watch_start DB FILE: every second, the number of VACUUMs running
+# in DB (pg_stat_progress_vacuum: autovacuum's, during a drain) as a line
+# of FILE, until vacuum_watch_stop; vacuum_watch_stop FILE prints the
+# seconds in which one ran.
+vacuum_watch_start() {
+    local db=$1 file=$2
+    : >"$file"
+    (
+        while :; do
+            psql_db "$db" -c "SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = current_database()" >>"$file" 2>/dev/null || true
+            sleep 1
+        done
+    ) &
+    VACUUM_WATCH_PID=$!
+}
+vacuum_watch_stop() {
+    kill "$VACUUM_WATCH_PID" 2>/dev/null || true
+    wait "$VACUUM_WATCH_PID" 2>/dev/null || true
+    VACUUM_WATCH_PID=""
+    awk '$1 > 0 { n++ } END { print n + 0 }' "$1"
+}
+
 # ---------------------------------------------------------------------------
 # Scenarios 1 and 2: push
 # ---------------------------------------------------------------------------
@@ -716,9 +740,11 @@ drain_run() {
         pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
         *) script=$(pull_script "$sys" "$batch") ;;
         esac
+        [ "$scen" -ne 8 ] || vacuum_watch_start "$db" "$SCRATCH/s8-$sys.vacuum"
         run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$cap" \
             $([ "$scen" -ne 8 ] || echo -r) \
             $([ "$sys" != taskq_bundled ] || echo -D id=none -D lease=none) -f "$script" "$db"
+        [ "$scen" -ne 8 ] || record 8 "$sys" "$run" vacuum_s "$(vacuum_watch_stop "$SCRATCH/s8-$sys.vacuum")"
         if [ "$sys" = pgq ]; then
             # the events of the ticks the consumer has not finished
             left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
@@ -837,7 +863,9 @@ depth_batch_run() {
         warn "scenario 8 $sys: the first drain emptied the backlog; no drain by 100 (a larger --depth-backlog)"
         return
     fi
+    vacuum_watch_start "$db" "$SCRATCH/s8-$sys-batch.vacuum"
     run_pgbench "$out" -c 4 -j 2 -T "$S8_SECONDS" -r -f "$(pull_script "$sys" 100)" "$db"
+    record 8 "$sys" 1 batch_vacuum_s "$(vacuum_watch_stop "$SCRATCH/s8-$sys-batch.vacuum")"
     left=$(count_jobs "$sys")
     ndone=$((before - left))
     rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
