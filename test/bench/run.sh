@@ -521,6 +521,12 @@ run_pgbench() {
 }
 pgb_tps() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$1"; }
 pgb_txns() { sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1"; }
+# pgb_jobs_rate NDONE OUT: jobs/s over the clients' time (pgbench's
+# transactions over its rate)
+pgb_jobs_rate() { calc "$1 * $(pgb_tps "$2") / $(pgb_txns "$2")"; }
+# pgb_first_latency OUT: pgbench -r's mean latency of the script's first
+# statement (ms)
+pgb_first_latency() { awk '/^statement latencies/ { on = 1; next } on && $1 ~ /^[0-9.]+$/ { print $1; exit }' "$1"; }
 # calc EXPR: awk's value of EXPR, one decimal
 calc() { awk "BEGIN { printf \"%.1f\", ($1) }"; }
 # num1 VALUE: VALUE with one decimal, or empty when it is empty
@@ -753,14 +759,13 @@ drain_run() {
             left=$(count_jobs "$sys")
             ndone=$((backlog - left))
         fi
-        # the clients' time: pgbench's transactions over its rate
-        rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
+        rate=$(pgb_jobs_rate "$ndone" "$out")
         ;;
     esac
     if [ "$scen" -eq 8 ]; then
         # pgbench -r: the mean latency of the script's first statement, the pull
         local pull_ms
-        pull_ms=$(awk '/^statement latencies/ { on = 1; next } on && $1 ~ /^[0-9.]+$/ { print $1; exit }' "$out")
+        pull_ms=$(pgb_first_latency "$out")
         record 8 "$sys" "$run" pull_mean_ms "$pull_ms"
         log "scenario 8 $sys: pull ${pull_ms:-?} ms on average"
     elif [ "$ndone" -lt "$backlog" ]; then
@@ -868,8 +873,8 @@ depth_batch_run() {
     record 8 "$sys" 1 batch_vacuum_s "$(vacuum_watch_stop "$SCRATCH/s8-$sys-batch.vacuum")"
     left=$(count_jobs "$sys")
     ndone=$((before - left))
-    rate=$(calc "$ndone * $(pgb_tps "$out") / $(pgb_txns "$out")")
-    pull_ms=$(awk '/^statement latencies/ { on = 1; next } on && $1 ~ /^[0-9.]+$/ { print $1; exit }' "$out")
+    rate=$(pgb_jobs_rate "$ndone" "$out")
+    pull_ms=$(pgb_first_latency "$out")
     record 8 "$sys" 1 batch_jobs_per_s "$rate"
     record 8 "$sys" 1 batch_jobs_done "$ndone"
     record 8 "$sys" 1 batch_pull_mean_ms "$pull_ms"
