@@ -164,7 +164,7 @@ if [ $((S8_BACKLOG % 2000)) -ne 0 ]; then
     echo "bench: --depth-backlog must be a multiple of 2000 (it is loaded 1000 jobs at a time by 2 clients)" >&2
     exit 2
 fi
-S8_SECONDS=60             # scenario 8: the drain at depth lasts this long
+S8_SECONDS=20             # scenario 8: each drain at depth lasts this long
 S6_PRODUCERS=2
 S6_WORKERS=8
 LAT_RATE=100
@@ -420,8 +420,10 @@ record() {
 meta() {
     printf '%s\t%s\n' "$1" "$2" >>"$META"
 }
+# dbname SYSTEM: its database; DB_TAG, when set, names a second one
+# (scenario 8's reference drains)
 dbname() {
-    echo "bench_$(family "$1")"
+    echo "bench_$(family "$1")${DB_TAG:-}"
 }
 # family SYSTEM: the system a variant belongs to (taskq_nohist and the
 # events variants are taskq, pgmq_archive is pgmq)
@@ -707,30 +709,21 @@ measure_ceiling() {
 # ---------------------------------------------------------------------------
 # Scenarios 3 and 4: drain a backlog
 # ---------------------------------------------------------------------------
-# drain_run SCENARIO SYSTEM RUN WORKERS BATCH BACKLOG [CAP]: the drain
-# stops after CAP seconds (default DRAIN_CAP); scenario 8 (a drain of CAP
-# seconds at depth) also records the load time, the sizes at depth and
-# the pull's mean latency
+# drain_run SCENARIO SYSTEM RUN WORKERS BATCH BACKLOG [CAP [PREFIX]]: the
+# drain stops after CAP seconds (default DRAIN_CAP); its figures are
+# recorded under SCENARIO with PREFIX before their names (scenario 8's
+# reference drains, "ref_" and "batch_ref_")
 drain_run() {
-    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 cap=${7:-$DRAIN_CAP} db out rate ndone note="" t0
+    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 cap=${7:-$DRAIN_CAP} prefix=${8:-} db out rate ndone note=""
     db=$(dbname "$sys")
-    out=$SCRATCH/s$scen-$sys-$run.out
+    out=$SCRATCH/s$scen-$sys-$prefix$run.out
     fresh_db "$sys"
-    t0=$(date +%s)
     if [ "$sys" = pgq ]; then
         load_backlog pgq "$backlog" "$batch"
     else
         load_backlog "$sys" "$backlog"
     fi
     settle "$db"
-    if [ "$scen" -eq 8 ]; then
-        local stats
-        read -r -a stats <<<"$(db_stats "$sys")"
-        record 8 "$sys" "$run" load_and_vacuum_s "$(($(date +%s) - t0))"
-        record 8 "$sys" "$run" table_bytes "${stats[2]}"
-        record 8 "$sys" "$run" index_bytes "${stats[3]}"
-        log "scenario 8 $sys: $backlog jobs loaded, vacuumed and checkpointed in $(($(date +%s) - t0))s: tables ${stats[2]} bytes, indexes ${stats[3]} bytes"
-    fi
     ! is_events_variant "$sys" || start_sink "$sys" "$db"
     case "$sys" in
     graphile | pgboss)
@@ -746,11 +739,8 @@ drain_run() {
         pgq) script=$HERE/sql/pgq_pull.sql; workers=1 ;;
         *) script=$(pull_script "$sys" "$batch") ;;
         esac
-        [ "$scen" -ne 8 ] || vacuum_watch_start "$db" "$SCRATCH/s8-$sys.vacuum"
         run_pgbench "$out" -c "$workers" -j "$((workers < 2 ? 1 : 2))" -T "$cap" \
-            $([ "$scen" -ne 8 ] || echo -r) \
             $([ "$sys" != taskq_bundled ] || echo -D id=none -D lease=none) -f "$script" "$db"
-        [ "$scen" -ne 8 ] || record 8 "$sys" "$run" vacuum_s "$(vacuum_watch_stop "$SCRATCH/s8-$sys.vacuum")"
         if [ "$sys" = pgq ]; then
             # the events of the ticks the consumer has not finished
             left=$(psql_db "$db" -c "SELECT pending_events FROM pgq.get_consumer_info('bench', 'bench_consumer')")
@@ -762,18 +752,10 @@ drain_run() {
         rate=$(pgb_jobs_rate "$ndone" "$out")
         ;;
     esac
-    if [ "$scen" -eq 8 ]; then
-        # pgbench -r: the mean latency of the script's first statement, the pull
-        local pull_ms
-        pull_ms=$(pgb_first_latency "$out")
-        record 8 "$sys" "$run" pull_mean_ms "$pull_ms"
-        log "scenario 8 $sys: pull ${pull_ms:-?} ms on average"
-    elif [ "$ndone" -lt "$backlog" ]; then
-        note="stopped after ${cap}s: $ndone of $backlog jobs"
-    fi
-    record "$scen" "$sys" "$run" jobs_per_s "$rate"
-    record "$scen" "$sys" "$run" jobs_done "$ndone"
-    log "scenario $scen $sys run $run: $rate jobs/s ($ndone jobs${note:+; $note})"
+    [ "$ndone" -ge "$backlog" ] || note="stopped after ${cap}s: $ndone of $backlog jobs"
+    record "$scen" "$sys" "$run" "${prefix}jobs_per_s" "$rate"
+    record "$scen" "$sys" "$run" "${prefix}jobs_done" "$ndone"
+    log "scenario $scen $sys run $run${prefix:+ ($prefix)}: $rate jobs/s ($ndone jobs${note:+; $note})"
     ! is_events_variant "$sys" || finish_sink "$scen" "$sys" "$db" "$run" "$ndone"
 }
 
@@ -839,46 +821,79 @@ scenario_drain() {
     done
 }
 
-# Scenario 8, only when named: the drain of scenario 3 (8 workers, pull 1
-# then ack 1) for S8_SECONDS on a backlog of S8_BACKLOG (10M), then, on
-# what is left of it after a VACUUM (ANALYZE) and CHECKPOINT as before
-# scenario 4, the drain of scenario 4 (4 workers, pull 100 then ack 100)
-# for S8_SECONDS; one run per system, the systems driven by pgbench
+# Scenario 8, only when named: scenarios 3 and 4 on a backlog of
+# S8_BACKLOG (10M) against the same drains on their own backlogs (100k,
+# 200k), interleaved in one run.  Per system: load the backlog at depth
+# once, then RUNS times a drain of scenario 3's loop (8 workers, pull 1
+# then ack 1) at depth for S8_SECONDS and scenario 3's drain of a fresh
+# 100k backlog in a second database; then RUNS times the same with
+# scenario 4's loop (4 workers, pull 100 then ack 100) and 200k.  Each
+# drain follows a VACUUM (ANALYZE) and a CHECKPOINT, as in scenarios 3
+# and 4; each ratio is of two medians taken alternately, so that the
+# instance's state (its dirty buffers, its WAL, the other load on the
+# machine) weighs on both sides alike.  The systems driven by pgbench only
 # (loading 10M jobs through the Node.js systems' APIs, or with a PgQ tick
 # per event, would take hours).
 scenario_depth() {
-    local sys
-    log "=== scenario 8: a backlog of $S8_BACKLOG, 8 workers pull 1 then ack 1 for ${S8_SECONDS}s, then 4 workers pull 100 then ack 100 for ${S8_SECONDS}s"
+    local sys run
+    log "=== scenario 8: a backlog of $S8_BACKLOG; $RUNS x ${S8_SECONDS}s of scenario 3's loop at depth, each followed by scenario 3 on $S3_BACKLOG; then the same with scenario 4's loop and $S4_BACKLOG"
     for sys in taskq taskq_nohist naive pgmq pgmq_archive; do
         has_system "$sys" || continue
-        drain_run 8 "$sys" 1 8 1 "$S8_BACKLOG" "$S8_SECONDS"
-        depth_batch_run "$sys"
+        depth_load "$sys"
+        for run in $(seq "$RUNS"); do
+            depth_drain "$sys" "$run" 8 1 "" || break
+            DB_TAG=_ref drain_run 8 "$sys" "$run" 8 1 "$S3_BACKLOG" "$DRAIN_CAP" ref_
+        done
+        for run in $(seq "$RUNS"); do
+            depth_drain "$sys" "$run" 4 100 batch_ || break
+            DB_TAG=_ref drain_run 8 "$sys" "$run" 4 100 "$S4_BACKLOG" "$DRAIN_CAP" batch_ref_
+        done
+        psql_db postgres -c "DROP DATABASE IF EXISTS $(DB_TAG=_ref dbname "$sys") WITH (FORCE)" \
+            -c "DROP DATABASE IF EXISTS $(dbname "$sys") WITH (FORCE)" >/dev/null
     done
 }
 
-# depth_batch_run SYSTEM: scenario 8's second drain, by 100, on the
-# backlog the first left (jobs/s as drain_run counts them)
-depth_batch_run() {
-    local sys=$1 db out before left ndone rate pull_ms
+# depth_load SYSTEM: scenario 8's backlog, its load time and its sizes
+depth_load() {
+    local sys=$1 db t0 stats
     db=$(dbname "$sys")
-    out=$SCRATCH/s8-$sys-batch.out
+    fresh_db "$sys"
+    t0=$(date +%s)
+    load_backlog "$sys" "$S8_BACKLOG"
+    settle "$db"
+    read -r -a stats <<<"$(db_stats "$sys")"
+    record 8 "$sys" 1 load_and_vacuum_s "$(($(date +%s) - t0))"
+    record 8 "$sys" 1 table_bytes "${stats[2]}"
+    record 8 "$sys" 1 index_bytes "${stats[3]}"
+    log "scenario 8 $sys: $S8_BACKLOG jobs loaded, vacuumed and checkpointed in $(($(date +%s) - t0))s: tables ${stats[2]} bytes, indexes ${stats[3]} bytes"
+}
+
+# depth_drain SYSTEM RUN WORKERS BATCH PREFIX: WORKERS pull BATCH then ack
+# them for S8_SECONDS on what is left at depth (jobs/s as drain_run counts
+# them), with pgbench -r's mean pull latency and the seconds in which a
+# VACUUM ran, recorded with PREFIX before their names; fails when the
+# backlog is gone
+depth_drain() {
+    local sys=$1 run=$2 workers=$3 batch=$4 prefix=$5 db out before left ndone rate pull_ms
+    db=$(dbname "$sys")
+    out=$SCRATCH/s8-$sys-${prefix}depth-$run.out
     settle "$db"
     before=$(count_jobs "$sys")
     if [ "$before" -eq 0 ]; then
-        warn "scenario 8 $sys: the first drain emptied the backlog; no drain by 100 (a larger --depth-backlog)"
-        return
+        warn "scenario 8 $sys: the backlog at depth is gone; no more drains (a larger --depth-backlog)"
+        return 1
     fi
-    vacuum_watch_start "$db" "$SCRATCH/s8-$sys-batch.vacuum"
-    run_pgbench "$out" -c 4 -j 2 -T "$S8_SECONDS" -r -f "$(pull_script "$sys" 100)" "$db"
-    record 8 "$sys" 1 batch_vacuum_s "$(vacuum_watch_stop "$SCRATCH/s8-$sys-batch.vacuum")"
+    vacuum_watch_start "$db" "$out.vacuum"
+    run_pgbench "$out" -c "$workers" -j 2 -T "$S8_SECONDS" -r -f "$(pull_script "$sys" "$batch")" "$db"
+    record 8 "$sys" "$run" "${prefix}vacuum_s" "$(vacuum_watch_stop "$out.vacuum")"
     left=$(count_jobs "$sys")
     ndone=$((before - left))
     rate=$(pgb_jobs_rate "$ndone" "$out")
     pull_ms=$(pgb_first_latency "$out")
-    record 8 "$sys" 1 batch_jobs_per_s "$rate"
-    record 8 "$sys" 1 batch_jobs_done "$ndone"
-    record 8 "$sys" 1 batch_pull_mean_ms "$pull_ms"
-    log "scenario 8 $sys, pull 100 + ack 100: $rate jobs/s ($ndone jobs of $before), pull ${pull_ms:-?} ms on average"
+    record 8 "$sys" "$run" "${prefix}jobs_per_s" "$rate"
+    record 8 "$sys" "$run" "${prefix}jobs_done" "$ndone"
+    record 8 "$sys" "$run" "${prefix}pull_mean_ms" "$pull_ms"
+    log "scenario 8 $sys run $run, pull $batch + ack $batch at depth: $rate jobs/s ($ndone jobs of $before), pull ${pull_ms:-?} ms on average"
 }
 
 # ---------------------------------------------------------------------------

@@ -323,28 +323,31 @@ if (ceiling !== null) {
 	}
 }
 
-/* Scenario 8: scenarios 3 and 4 at depth, against them at 100k and 200k,
- * the sizes at depth and the pulls' mean latency. */
+/* Scenario 8: scenarios 3 and 4 at depth, against the same drains on
+ * 100k and 200k interleaved with them, the sizes at depth and the pulls'
+ * mean latency. */
 if (values['8']) {
 	const of = (v, base) => (v === null || base === null || !base ? 'n/a' : `${(100 * v / base).toFixed(1)}%`);
-	md.push(`### Scenario 8 at depth (${meta.s8_backlog} jobs)`);
+	md.push(`### Scenario 8 at depth (${fmt(Number(meta.s8_backlog))} jobs)`);
 	md.push('');
-	md.push(`| system | pull 1 + ack 1, jobs/s | of scenario 3 | pull, mean (ms) | VACUUM running (s) | pull 100 + ack 100, jobs/s | of scenario 4 | pull, mean (ms) | VACUUM running (s) | tables | indexes | bytes per job | load, VACUUM and CHECKPOINT (s) |`);
-	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	md.push(`| system | pull 1 + ack 1 at depth, jobs/s | at ${fmt(Number(meta.s3_backlog))} | of it | pull at depth, mean (ms) | VACUUM running (s) | pull 100 + ack 100 at depth, jobs/s | at ${fmt(Number(meta.s4_backlog))} | of it | pull at depth, mean (ms) | VACUUM running (s) | tables | indexes | bytes per job | load, VACUUM and CHECKPOINT (s) |`);
+	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+	const METRICS = ['ref_jobs_per_s', 'pull_mean_ms', 'vacuum_s', 'batch_jobs_per_s', 'batch_ref_jobs_per_s', 'batch_pull_mean_ms', 'batch_vacuum_s', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'];
 	for (const sys of SYSTEMS) {
 		if (!values['8'][sys])
 			continue;
-		const t = get('8', sys, 'table_bytes');
-		const i = get('8', sys, 'index_bytes');
-		const d1 = get('8', sys, 'jobs_per_s');
-		const d100 = get('8', sys, 'batch_jobs_per_s');
-		md.push(`| ${LABEL[sys]} | ${fmt(d1)} | ${of(d1, get('3', sys, 'jobs_per_s'))} | ${fmt(get('8', sys, 'pull_mean_ms'), 2)} | ${fmt(get('8', sys, 'vacuum_s'))} | ${fmt(d100)} | ${of(d100, get('4', sys, 'jobs_per_s'))} | ${fmt(get('8', sys, 'batch_pull_mean_ms'), 2)} | ${fmt(get('8', sys, 'batch_vacuum_s'))} | ${bytes(t)} | ${bytes(i)} | ${t === null || i === null ? 'n/a' : fmt((t + i) / Number(meta.s8_backlog))} | ${fmt(get('8', sys, 'load_and_vacuum_s'))} |`);
-		for (const m of ['pull_mean_ms', 'vacuum_s', 'batch_jobs_per_s', 'batch_jobs_done', 'batch_pull_mean_ms', 'batch_vacuum_s', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'])
-			if (get('8', sys, m) !== null)
-				csv.push(['8', sys, m, get('8', sys, m), 1, `"${get('8', sys, m)}"`, '', ''].join(','));
+		const g = (m) => get('8', sys, m);
+		const t = g('table_bytes');
+		const i = g('index_bytes');
+		md.push(`| ${LABEL[sys]} | ${fmt(g('jobs_per_s'))} | ${fmt(g('ref_jobs_per_s'))} | ${of(g('jobs_per_s'), g('ref_jobs_per_s'))} | ${fmt(g('pull_mean_ms'), 2)} | ${fmt(g('vacuum_s'))} | ${fmt(g('batch_jobs_per_s'))} | ${fmt(g('batch_ref_jobs_per_s'))} | ${of(g('batch_jobs_per_s'), g('batch_ref_jobs_per_s'))} | ${fmt(g('batch_pull_mean_ms'), 2)} | ${fmt(g('batch_vacuum_s'))} | ${bytes(t)} | ${bytes(i)} | ${t === null || i === null ? 'n/a' : fmt((t + i) / Number(meta.s8_backlog))} | ${fmt(g('load_and_vacuum_s'))} |`);
+		for (const m of METRICS) {
+			const list = values['8'][sys][m];
+			if (list)
+				csv.push(['8', sys, m, +median(list).toFixed(3), list.length, `"${list.join(' ')}"`, '', ''].join(','));
+		}
 	}
 	md.push('');
-	md.push(`One run per system: ${meta.s8_seconds} s of scenario 3's loop on the loaded backlog, then \`VACUUM (ANALYZE)\`, \`CHECKPOINT\` and ${meta.s8_seconds} s of scenario 4's on what it left; "of scenario 3" and "of scenario 4": against the medians of those scenarios (100k and 200k backlogs) in this run, n/a when they did not run. Sizes summed over the user tables of the system's database after the load, \`VACUUM (ANALYZE)\` and \`CHECKPOINT\`, before the first drain; bytes per job = (tables + indexes) / backlog. The pulls' mean latency is pgbench's (\`-r\`) for the script's first statement. VACUUM running: the seconds of the drain in which a VACUUM (autovacuum's) ran in the system's database, sampled every second.`);
+	md.push(`Medians of ${meta.runs} runs per system, taken alternately: ${meta.s8_seconds} s of scenario 3's loop on what is left at depth, then scenario 3's drain of a fresh backlog of ${fmt(Number(meta.s3_backlog))} in a second database, ${meta.runs} times; then the same with scenario 4's loop and ${fmt(Number(meta.s4_backlog))}. Each drain follows \`VACUUM (ANALYZE)\` and \`CHECKPOINT\`. Sizes summed over the user tables of the system's database after the load, \`VACUUM (ANALYZE)\` and \`CHECKPOINT\`, before the first drain; bytes per job = (tables + indexes) / backlog. The pulls' mean latency is pgbench's (\`-r\`) for the script's first statement. VACUUM running: the seconds of a drain at depth in which a VACUUM (autovacuum's) ran in the system's database, sampled every second.`);
 	md.push('');
 }
 
@@ -616,14 +619,13 @@ const targets = [];
 	if (tb !== null && pb !== null)
 		add('bytes per job (scenario 9): hot + history <= pgmq\'s queue + archive',
 			`${fmt(tb)} vs ${fmt(pb)} bytes`, tb <= pb);
-	const d1 = get('8', 'taskq', 'jobs_per_s');
-	if (d1 !== null && t3 !== null)
-		add(`8. backlog of ${fmt(Number(meta.s8_backlog))}: pull 1 + ack 1 >= 90% of the rate of scenario 3`,
-			`${fmt(d1)} vs ${fmt(t3)} jobs/s: ${pct(d1 / t3)}`, d1 / t3 >= 0.9);
-	const d100 = get('8', 'taskq', 'batch_jobs_per_s');
-	if (d100 !== null && t4 !== null)
-		add(`8. backlog of ${fmt(Number(meta.s8_backlog))}: pull 100 + ack 100 >= 90% of the rate of scenario 4`,
-			`${fmt(d100)} vs ${fmt(t4)} jobs/s: ${pct(d100 / t4)}`, d100 / t4 >= 0.9);
+	for (const [prefix, what, scen] of [['', 'pull 1 + ack 1', 3], ['batch_', 'pull 100 + ack 100', 4]]) {
+		const d = get('8', 'taskq', `${prefix}jobs_per_s`);
+		const r = get('8', 'taskq', `${prefix}ref_jobs_per_s`);
+		if (d !== null && r !== null)
+			add(`8. backlog of ${fmt(Number(meta.s8_backlog))}: ${what} >= 90% of its rate on scenario ${scen}'s backlog`,
+				`${fmt(d)} vs ${fmt(r)} jobs/s: ${pct(d / r)}`, d / r >= 0.9);
+	}
 	const e3 = get('3', 'taskq_events', 'jobs_per_s');
 	if (t3 !== null && e3 !== null)
 		add('events + webhook: cost <= 10% of scenario 3',
