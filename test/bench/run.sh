@@ -15,9 +15,9 @@
 #                     [--depth-backlog N] [--keep]
 #
 #   --quick            smaller backlogs, shorter runs, one run each (<10 min)
-#   --scenarios LIST   which scenarios (default: 1 to 7 and 9; scenario 8,
-#                      scenarios 3 and 4 on a 10M backlog, runs only when
-#                      named)
+#   --scenarios LIST   which scenarios (default: 1 to 9; with --quick 1 to 7
+#                      and 9: scenario 8, scenarios 3 and 4 on a 10M
+#                      backlog, runs there only when named)
 #   --systems LIST     which systems (default: all but the last two);
 #                      `taskq_groups10`, `taskq_groups10k` taskq on a queue with
 #                      group_concurrency 1, its backlog spread over 10 or
@@ -76,7 +76,7 @@ usage() {
 DEFAULT_SYSTEMS="taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k taskq_rate naive pgmq pgmq_archive pgq graphile pgboss insert taskq_events"
 # and two diagnostic variants of taskq_events, only when asked for
 ALL_SYSTEMS="$DEFAULT_SYSTEMS taskq_notify taskq_webhook"
-SCENARIOS="1 2 3 4 5 6 7 9"
+SCENARIOS=""              # default: below, after --quick is known
 SYSTEMS=$DEFAULT_SYSTEMS
 SYSTEMS_GIVEN=0
 QUICK=0
@@ -85,7 +85,7 @@ CHURN_SECONDS=""
 XMIN_SECONDS=""
 STEADY_SECONDS=""
 STEADY_RATE=""
-S8_BACKLOG=10000000       # scenario 8, only when named
+S8_BACKLOG=10000000       # scenario 8 (full runs, or when named)
 KEEP=0
 need_value() {
     [ "$2" -ge 2 ] || { echo "bench: $1 needs a value" >&2; exit 2; }
@@ -106,6 +106,9 @@ while [ $# -gt 0 ]; do
     *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
+if [ -z "$SCENARIOS" ]; then
+    if [ "$QUICK" -eq 1 ]; then SCENARIOS="1 2 3 4 5 6 7 9"; else SCENARIOS="1 2 3 4 5 6 7 8 9"; fi
+fi
 for s in $SCENARIOS; do
     case "$s" in
     [1-9]) ;;
@@ -821,9 +824,9 @@ scenario_drain() {
     done
 }
 
-# Scenario 8, only when named: scenarios 3 and 4 on a backlog of
-# S8_BACKLOG (10M) against the same drains on their own backlogs (100k,
-# 200k), interleaved in one run.  Per system: load the backlog at depth
+# Scenario 8 (full runs; with --quick only when named): scenarios 3 and
+# 4 on a backlog of S8_BACKLOG (10M) against the same drains on their own
+# backlogs (100k, 200k), interleaved in one run.  Per system: load the backlog at depth
 # once, then RUNS times a drain of scenario 3's loop (8 workers, pull 1
 # then ack 1) at depth for S8_SECONDS and scenario 3's drain of a fresh
 # 100k backlog in a second database; then RUNS times the same with
