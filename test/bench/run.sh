@@ -826,17 +826,17 @@ scenario_drain() {
 
 # Scenario 8 (full runs; with --quick only when named): scenarios 3 and
 # 4 on a backlog of S8_BACKLOG (10M) against the same drains on their own
-# backlogs (100k, 200k), interleaved in one run.  Per system: load the backlog at depth
-# once, then RUNS times a drain of scenario 3's loop (8 workers, pull 1
-# then ack 1) at depth for S8_SECONDS and scenario 3's drain of a fresh
-# 100k backlog in a second database; then RUNS times the same with
-# scenario 4's loop (4 workers, pull 100 then ack 100) and 200k.  Each
-# drain follows a VACUUM (ANALYZE) and a CHECKPOINT, as in scenarios 3
-# and 4; each ratio is of two medians taken alternately, so that the
-# instance's state (its dirty buffers, its WAL, the other load on the
-# machine) weighs on both sides alike.  The systems driven by pgbench only
-# (loading 10M jobs through the Node.js systems' APIs, or with a PgQ tick
-# per event, would take hours).
+# backlogs (100k, 200k), interleaved in one run.  Per system: load the
+# backlog at depth once, then RUNS times a drain of scenario 3's loop (8
+# workers, pull 1 then ack 1) at depth for S8_SECONDS and scenario 3's
+# drain of a fresh 100k backlog in a second database; then RUNS times the
+# same with scenario 4's loop (4 workers, pull 100 then ack 100) and
+# 200k.  Each drain follows a VACUUM (ANALYZE) and a CHECKPOINT, as in
+# scenarios 3 and 4; each ratio is of two medians taken alternately, so
+# that the instance's state (its dirty buffers, its WAL, the other load
+# on the machine) weighs on both sides alike.  The systems driven by
+# pgbench only (loading 10M jobs through the Node.js systems' APIs, or
+# with a PgQ tick per event, would take hours).
 scenario_depth() {
     local sys run
     log "=== scenario 8: a backlog of $S8_BACKLOG; $RUNS x ${S8_SECONDS}s of scenario 3's loop at depth, each followed by scenario 3 on $S3_BACKLOG; then the same with scenario 4's loop and $S4_BACKLOG"

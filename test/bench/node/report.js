@@ -332,7 +332,7 @@ if (values['8']) {
 	md.push('');
 	md.push(`| system | pull 1 + ack 1 at depth, jobs/s | at ${fmt(Number(meta.s3_backlog))} | of it | pull at depth, mean (ms) | VACUUM running (s) | pull 100 + ack 100 at depth, jobs/s | at ${fmt(Number(meta.s4_backlog))} | of it | pull at depth, mean (ms) | VACUUM running (s) | tables | indexes | bytes per job | load, VACUUM and CHECKPOINT (s) |`);
 	md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-	const METRICS = ['ref_jobs_per_s', 'pull_mean_ms', 'vacuum_s', 'batch_jobs_per_s', 'batch_ref_jobs_per_s', 'batch_pull_mean_ms', 'batch_vacuum_s', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'];
+	const METRICS = ['ref_jobs_per_s', 'pull_mean_ms', 'vacuum_s', 'batch_jobs_per_s', 'batch_jobs_done', 'batch_ref_jobs_per_s', 'batch_pull_mean_ms', 'batch_vacuum_s', 'table_bytes', 'index_bytes', 'load_and_vacuum_s'];
 	for (const sys of SYSTEMS) {
 		if (!values['8'][sys])
 			continue;
