@@ -162,37 +162,43 @@ COMMENT ON TABLE taskq.queues IS 'taskq queues and their defaults';
 -- pull index stays clean; finished jobs move to finished_jobs, dead ones to
 -- dead_jobs.  The three tables have the same columns in the same order.
 CREATE TABLE taskq.jobs (
+    -- What a job is, set when it is pushed, first; what changes as it runs
+    -- after "data".  A claim, a heartbeat or a retry writes a new version
+    -- of the row, and when that lands on the same page the WAL record
+    -- carries only the bytes between the unchanged prefix and suffix: with
+    -- the payload ahead of the changing columns, the change of a claim
+    -- (state to lease) rather than the whole row.
     id uuid NOT NULL,
     queue text NOT NULL,
     name text NOT NULL,
-    state taskq.job_state NOT NULL,
     priority integer NOT NULL DEFAULT 0,
-    data jsonb NOT NULL,
-    metadata jsonb,
-    attempts integer NOT NULL DEFAULT 0,
     max_attempts integer NOT NULL,
+    dag_depth integer NOT NULL DEFAULT 1,
+    created_at timestamptz NOT NULL,
     timeout_ms integer,
-    backoff jsonb,              -- NULL: the built-in policy
+    has_children boolean NOT NULL DEFAULT false,
     unique_key text,
     flow_id text,
+    -- push option "group": the key that group limits apply to
+    group_key text,
     depends_on uuid[],
+    backoff jsonb,              -- NULL: the built-in policy
+    metadata jsonb,
+    data jsonb NOT NULL,
     run_at timestamptz NOT NULL,
-    lease uuid,
+    pending_parents integer NOT NULL DEFAULT 0,
+    state taskq.job_state NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
     lease_ms integer,
     lease_expires_at timestamptz,
+    started_at timestamptz,
+    lease uuid,
     progress integer NOT NULL DEFAULT 0,
-    logs jsonb,
+    finished_at timestamptz,
     result jsonb,
     error text,
     errors jsonb,
-    created_at timestamptz NOT NULL,
-    started_at timestamptz,
-    finished_at timestamptz,
-    pending_parents integer NOT NULL DEFAULT 0,
-    has_children boolean NOT NULL DEFAULT false,
-    dag_depth integer NOT NULL DEFAULT 1,
-    -- push option "group": the key that group limits apply to
-    group_key text,
+    logs jsonb,
     PRIMARY KEY (id)
     -- No CHECK on state here nor in finished_jobs: taskq's statements set
     -- the state of every row they write, and a CHECK is parsed and set up

@@ -36,12 +36,12 @@
 
 /* the columns of taskq.jobs, finished_jobs and dead_jobs, in table order */
 static const char *const job_columns[] = {
-	"id", "queue", "name", "state", "priority", "data", "metadata",
-	"attempts", "max_attempts", "timeout_ms", "backoff", "unique_key",
-	"flow_id", "depends_on", "run_at", "lease", "lease_ms",
-	"lease_expires_at", "progress", "logs", "result", "error", "errors",
-	"created_at", "started_at", "finished_at", "pending_parents",
-	"has_children", "dag_depth", "group_key"
+	"id", "queue", "name", "priority", "max_attempts", "dag_depth",
+	"created_at", "timeout_ms", "has_children", "unique_key", "flow_id",
+	"group_key", "depends_on", "backoff", "metadata", "data", "run_at",
+	"pending_parents", "state", "attempts", "lease_ms", "lease_expires_at",
+	"started_at", "lease", "progress", "finished_at", "result", "error",
+	"errors", "logs"
 };
 
 /* the OID of a table of taskq's schema */
