@@ -17,6 +17,7 @@ OBJS = \
 	src/taskq.o \
 	src/uuid7.o \
 	src/util.o \
+	src/resultrel.o \
 	src/rowinsert.o \
 	src/options.o \
 	src/backoff.o \

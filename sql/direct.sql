@@ -278,6 +278,111 @@ SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) 
   FROM taskq.pull('ix', 10);
 SELECT state, count(*) FROM taskq.all_jobs WHERE queue = 'ix' GROUP BY state ORDER BY state;
 
+-- an index made and rolled back in the transaction of a push is neither
+-- written nor opened again after the rollback
+BEGIN;
+CREATE INDEX jobs_rolled_back_idx ON taskq.jobs (name);
+SELECT taskq.push('ix', 'x11', '{}') IS NOT NULL AS pushed;
+ROLLBACK;
+SELECT taskq.push('ix', 'x12', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.pull('ix', 10);
+
+-- CHECK constraints added after this session's first writes without
+-- statements are checked by the next push, claim and ack (which keep
+-- what they prepared for a table until it changes), and a dropped one
+-- no longer
+ALTER TABLE taskq.jobs ADD CONSTRAINT jobs_no_forbidden CHECK (name <> 'forbidden') NOT VALID;
+ALTER TABLE taskq.jobs ADD CONSTRAINT jobs_no_claim CHECK (attempts = 0 OR name <> 'noclaim') NOT VALID;
+ALTER TABLE taskq.finished_jobs ADD CONSTRAINT finished_no_finish CHECK (name <> 'nofinish') NOT VALID;
+\set VERBOSITY terse
+SELECT taskq.push('ix', 'forbidden', '{}');
+SELECT count(*) AS pushed FROM taskq.push_batch('ix', '[{"name": "ok"}, {"name": "forbidden"}]');
+SELECT taskq.create_queue('ck');
+SELECT taskq.push('ck', 'noclaim', '{}') IS NOT NULL AS pushed;
+SELECT count(*) AS pulled FROM taskq.pull('ck', 1);
+SELECT taskq.push('ix', 'x13', '{}') IS NOT NULL AS pushed;
+SELECT count(*) AS pulled FROM taskq.pull('ix', 1);
+SELECT taskq.push('ix', 'nofinish', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('ix', 1);
+\set VERBOSITY default
+ALTER TABLE taskq.jobs DROP CONSTRAINT jobs_no_forbidden;
+ALTER TABLE taskq.jobs DROP CONSTRAINT jobs_no_claim;
+ALTER TABLE taskq.finished_jobs DROP CONSTRAINT finished_no_finish;
+SELECT taskq.push('ix', 'forbidden', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.pull('ix', 10);
+SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('ck', 1);
+SELECT name, state FROM taskq.all_jobs WHERE queue IN ('ix', 'ck') AND name IN ('forbidden', 'noclaim', 'nofinish', 'x13')
+  ORDER BY name, state;
+
+-- the outbox's column defaults, as an INSERT evaluates them, also after
+-- one changed in this session
+SELECT taskq.add_webhook('https://hooks.example.com/ix', ARRAY['job.completed'], ARRAY['ix']) IS NOT NULL AS added;
+SELECT taskq.push('ix', 'x14', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('ix', 1);
+ALTER TABLE taskq.webhook_deliveries ALTER COLUMN last_error SET DEFAULT 'set by default';
+SELECT taskq.push('ix', 'x15', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('ix', 1);
+ALTER TABLE taskq.webhook_deliveries ALTER COLUMN last_error DROP DEFAULT;
+SELECT j.name, d.status, d.attempts, d.last_error,
+       d.created_at = d.next_attempt_at AND d.created_at > now() - interval '1 h' AS timed_now
+  FROM taskq.webhook_deliveries d JOIN taskq.finished_jobs j ON j.id = d.job_id
+  ORDER BY j.name;
+SELECT taskq.remove_webhook(id) FROM taskq.webhooks;
+
+-- the claim raises the bounds of the levels it scanned (pullhead.c) to
+-- the first waiting job it met there, claimed or not, and beyond every job
+-- (the cap) when it met none; a level it did not reach keeps its bound.
+-- The first pull checks the queue from the head instead.
+CREATE FUNCTION hd_bounds() RETURNS TABLE (priority integer, bound_at text)
+LANGUAGE sql AS $$
+  SELECT h.priority,
+         coalesce((SELECT j.name FROM taskq.all_jobs j
+                    WHERE j.queue = 'hd' AND left(j.id::text, 18) = left(h.bound::text, 18)),
+                  CASE WHEN h.bound > ALL (SELECT id FROM taskq.all_jobs WHERE queue = 'hd')
+                       THEN 'beyond every job' ELSE 'elsewhere' END)
+    FROM taskq._pull_heads('hd') h ORDER BY h.priority DESC
+$$;
+SELECT taskq.create_queue('hd');
+SELECT count(*) AS pushed FROM taskq.push_batch('hd',
+  (SELECT jsonb_agg(jsonb_build_object('name', 'h' || i,
+     'options', jsonb_build_object('priority', CASE WHEN i <= 3 THEN 5 ELSE 0 END)))
+   FROM generate_series(1, 6) i));
+-- ids made within one millisecond may run ahead of the clock, and no
+-- bound goes past the clock as a pull reads it (the cap)
+SELECT pg_sleep(0.02);
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
+SELECT * FROM hd_bounds();
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
+SELECT * FROM hd_bounds();
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 2);
+SELECT * FROM hd_bounds();
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
+SELECT * FROM hd_bounds();
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.jobs WHERE queue = 'hd';
+-- the same for a pull that picks among the candidates of group limits:
+-- the read of the candidates meets the first waiting job of each level
+SELECT taskq.alter_queue('hd', '{"group_concurrency": 1}');
+SELECT count(*) AS pushed FROM taskq.push_batch('hd',
+  (SELECT jsonb_agg(jsonb_build_object('name', 'g' || i,
+     'options', jsonb_build_object('group', 'k' || (i % 2),
+                                   'priority', CASE WHEN i <= 3 THEN 5 ELSE 0 END)))
+   FROM generate_series(1, 6) i));
+SELECT pg_sleep(0.02);
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
+SELECT * FROM hd_bounds();
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
+SELECT * FROM hd_bounds();
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.jobs WHERE queue = 'hd' AND state = 'active';
+SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 2);
+SELECT * FROM hd_bounds();
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.jobs WHERE queue = 'hd' AND state = 'active';
+DROP FUNCTION hd_bounds();
+
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
   WHERE i.indrelid IN ('taskq.jobs'::regclass, 'taskq.finished_jobs'::regclass)

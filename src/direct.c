@@ -450,6 +450,7 @@ typedef struct ClaimState
 	Datum		waiting;
 	Datum		active;
 	int			col[lengthof(claim_set_columns)];
+	int			id_col;
 	int			queue_col;
 	int			state_col;
 	int			timeout_col;
@@ -588,6 +589,7 @@ claim_begin(ClaimState *cs, const TaskqClaimRequest *req, bool scan, Relation *i
 	cs->desc = RelationGetDescr(cs->rel);
 	cs->queue_col = TaskqJobColumn("queue");
 	cs->state_col = TaskqJobColumn("state");
+	cs->id_col = TaskqJobColumn("id");
 	cs->waiting = TaskqJobState(TupleDescAttr(cs->desc, cs->state_col)->atttypid, "waiting");
 	cs->active = TaskqJobState(TupleDescAttr(cs->desc, cs->state_col)->atttypid, "active");
 	cs->timeout_col = TaskqJobColumn("timeout_ms");
@@ -614,7 +616,7 @@ claim_begin(ClaimState *cs, const TaskqClaimRequest *req, bool scan, Relation *i
 	ExecInitRangeTable(cs->estate, list_make1(rte));
 	cs->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(cs->rri, cs->rel, 1, NULL, 0);
-	ExecOpenIndices(cs->rri, false);
+	TaskqOpenResultRel(cs->rri, cs->estate);
 
 	cs->snapshot = statement_snapshot();
 	cs->cid = GetCurrentCommandId(true);
@@ -692,14 +694,31 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 		return n;
 	}
 
+	if (req->first != NULL)
+		for (int l = 0; l < req->nlevels; l++)
+			req->first[l] = 0;
 	scan = pull_beginscan(cs.rel, index, cs.snapshot, req->nlevels);
 	for (int l = 0; l < Max(req->nlevels, 1) && n < req->count; l++)
 	{
+		bool		met = req->first == NULL || req->nlevels == 0;
+
 		pull_rescan(scan, req->queue, req->nlevels, req->priority, req->bound, l);
+		if (!met)
+			req->first[l] = PG_UINT64_MAX;
 		while (n < req->count &&
 			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
 		{
 			CHECK_FOR_INTERRUPTS();
+			/* the level's first waiting job, claimed or not */
+			if (!met)
+			{
+				bool		isnull;
+
+				req->first[l] = TaskqIdPrefix(DatumGetUUIDP(slot_getattr(cs.found,
+																		 cs.id_col + 1,
+																		 &isnull)));
+				met = true;
+			}
 			if (claim_take(&cs, take, arg, n))
 				n++;
 		}
@@ -720,7 +739,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 int
 TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 				   const Datum *bound, int32 limit, ItemPointerData *tids,
-				   text **groups)
+				   text **groups, uint64 *first)
 {
 	Relation	rel;
 	Relation	index;
@@ -730,6 +749,7 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	int			group = TaskqJobColumn("group_key") + 1;
 	int			state = TaskqJobColumn("state") + 1;
 	int			queue_col = TaskqJobColumn("queue") + 1;
+	int			id_col = TaskqJobColumn("id") + 1;
 	Datum		waiting;
 	int			n = 0;
 
@@ -739,16 +759,28 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 							"waiting");
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
+	if (first != NULL)
+		for (int l = 0; l < nlevels; l++)
+			first[l] = 0;
 	scan = pull_beginscan(rel, index, snapshot, nlevels);
 	for (int l = 0; l < Max(nlevels, 1) && n < limit; l++)
 	{
+		bool		met = first == NULL || nlevels == 0;
+
 		pull_rescan(scan, queue, nlevels, priority, bound, l);
+		if (!met)
+			first[l] = PG_UINT64_MAX;
 		while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
 			Datum		g;
 
 			CHECK_FOR_INTERRUPTS();
+			if (!met)
+			{
+				first[l] = TaskqIdPrefix(DatumGetUUIDP(slot_getattr(slot, id_col, &isnull)));
+				met = true;
+			}
 			/* what the index promises, checked as the statement's quals would be */
 			if (!job_is(slot, state, waiting, queue_col, queue))
 				continue;

@@ -57,8 +57,6 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
-#include "optimizer/optimizer.h"
-#include "rewrite/rewriteHandler.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -726,6 +724,7 @@ outbox_rows(const char *event, TupleTableSlot **rows, const Datum *ids,
 	TupleDesc	desc = RelationGetDescr(rel);
 	int		   *at = palloc(sizeof(int) * desc->natts);
 	ExprState **defaults = palloc0(sizeof(ExprState *) * desc->natts);
+	Expr	  **planned;
 	ExprContext *econtext;
 	TupleTableSlot **out = NULL;
 	int			nout = 0;
@@ -744,16 +743,10 @@ outbox_rows(const char *event, TupleTableSlot **rows, const Datum *ids,
 		load_webhooks();
 
 	econtext = CreateStandaloneExprContext();
+	planned = TaskqColumnDefaults(rel);
 	for (int i = 0; i < desc->natts; i++)
-	{
-		Node	   *def;
-
-		if (at[i] >= 0 || TupleDescAttr(desc, i)->attisdropped)
-			continue;
-		def = build_column_default(rel, i + 1);
-		if (def != NULL)
-			defaults[i] = ExecInitExpr(expression_planner((Expr *) def), NULL);
-	}
+		if (at[i] < 0 && planned[i] != NULL)
+			defaults[i] = ExecInitExpr(planned[i], NULL);
 	/* each body is built here, and only its text kept */
 	body_cxt = AllocSetContextCreate(CurrentMemoryContext, "taskq event body",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -406,11 +406,14 @@ rotate(FlowPick *pick)
  * returns how many it leased.  levels, when not NULL, are the head's
  * priorities and bounds (pullhead.c), where the waiting jobs start.
  * Returns what claim returned, or 0 when the queue is at its limit.  Runs
- * inside TaskqSwitchToOwner and SPI.
+ * inside TaskqSwitchToOwner and SPI.  When it read the candidates from the
+ * levels without a statement, *first_known is set and first holds, per
+ * level, what TaskqWaitingDirect met first there.
  */
 int
 TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
-				  const Datum *levels, TaskqClaimFn claim, void *arg)
+				  const Datum *levels, TaskqClaimFn claim, void *arg,
+				  uint64 *first, bool *first_known)
 {
 	text	   *q = DatumGetTextPP(queue);
 	LOCKTAG		queue_tag;
@@ -475,7 +478,11 @@ TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
 			SPITupleTable *tt = NULL;
 			int			rows;
 
-			rows = TaskqWaitingDirect(queue, nlevels, priority, bound, limit, tids, keys);
+			/* the levels' first waiting jobs: from the first read only */
+			rows = TaskqWaitingDirect(queue, nlevels, priority, bound, limit, tids, keys,
+									  seen == 0 && nlevels > 0 ? first : NULL);
+			if (rows >= 0 && seen == 0 && nlevels > 0)
+				*first_known = true;
 			if (rows < 0)
 			{
 				args[1] = Int32GetDatum(limit);

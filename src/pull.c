@@ -375,19 +375,67 @@ age_levels(Datum queue, const TaskqHead *h, Datum *values, int32 aging_ms, Times
 }
 
 /*
+ * Raise the bounds of the queue's entry h (read by pull_head) to the first
+ * waiting job of each level, found by a probe of its own: when the claim
+ * did not scan the levels itself (it ran as a statement, or took the
+ * candidates of a limited pull).
+ */
+static void
+raise_by_probe(Datum queue, const char *name, const TaskqHead *h)
+{
+	Datum		args[3];
+	uint64		first[TASKQ_HEAD_MAX_LEVELS];
+	int			n;
+	Datum		bounds[TASKQ_HEAD_MAX_LEVELS];
+	pg_uuid_t  *ids[TASKQ_HEAD_MAX_LEVELS];
+
+	for (int i = 0; i < h->nlevels; i++)
+		bounds[i] = TaskqPrefixId(h->bound[i]);
+	if (!TaskqFirstWaiting(queue, h->nlevels, h->priority, bounds, ids))
+	{
+		args[0] = queue;
+		if (h->nlevels == 1)
+		{
+			args[1] = Int32GetDatum(h->priority[0]);
+			args[2] = bounds[0];
+			n = TaskqExecute(&raise_level_plan, args, NULL, false, 1);
+		}
+		else
+		{
+			head_arrays(h, &args[1], &args[2]);
+			n = TaskqExecute(&raise_plan, args, NULL, false, 0);
+		}
+		for (int i = 0; i < h->nlevels; i++)
+		{
+			bool		isnull = true;
+			Datum		id = (Datum) 0;
+
+			if (i < n)
+				id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			ids[i] = isnull ? NULL : DatumGetUUIDP(id);
+		}
+	}
+	for (int i = 0; i < h->nlevels; i++)
+		first[i] = ids[i] == NULL ? PG_UINT64_MAX : TaskqIdPrefix(ids[i]);
+	TaskqHeadRaised(name, h, first);
+}
+
+/*
  * Where the claim starts (pullhead.c): check the queue's entry from the
- * head if it is due, else raise its bounds to the first waiting jobs.
- * Returns whether the claim starts from the bounds, which it then puts in
- * values[5] and values[6] for claim_levels_plan.
+ * head if it is due.  Returns whether the claim starts from the bounds,
+ * which it then puts in values[5] and values[6] for claim_levels_plan.
+ * *raise: the bounds may be raised, after the claim (pull_raise), with the
+ * entry as read here in *h.
  */
 static bool
-pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
+pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now,
+		  TaskqHead *h, bool *raise)
 {
 	char	   *name = TextDatumGetCString(queue);
-	TaskqHead	h;
-	bool		usable = TaskqHeadRead(name, &h, true);
+	bool		usable = TaskqHeadRead(name, h, true);
 
-	if (h.check)
+	*raise = false;
+	if (h->check)
 	{
 		int			n = TaskqExecute(&head_check_plan, &queue, NULL, false, 0);
 		int32		priority[TASKQ_HEAD_MAX_LEVELS];
@@ -403,57 +451,17 @@ pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now)
 																 SPI_tuptable->tupdesc,
 																 2, &isnull)));
 		}
-		TaskqHeadChecked(name, &h, Min(n, TASKQ_HEAD_MAX_LEVELS), priority, first,
+		TaskqHeadChecked(name, h, Min(n, TASKQ_HEAD_MAX_LEVELS), priority, first,
 						 n > TASKQ_HEAD_MAX_LEVELS);
-		usable = TaskqHeadRead(name, &h, false);
+		usable = TaskqHeadRead(name, h, false);
 	}
-	else if (h.raise && h.nlevels > 0)
-	{
-		Datum		args[3];
-		uint64		first[TASKQ_HEAD_MAX_LEVELS];
-		int			n;
-
-		Datum		bounds[TASKQ_HEAD_MAX_LEVELS];
-		pg_uuid_t  *ids[TASKQ_HEAD_MAX_LEVELS];
-
-		for (int i = 0; i < h.nlevels; i++)
-			bounds[i] = TaskqPrefixId(h.bound[i]);
-		if (!TaskqFirstWaiting(queue, h.nlevels, h.priority, bounds, ids))
-		{
-			args[0] = queue;
-			if (h.nlevels == 1)
-			{
-				args[1] = Int32GetDatum(h.priority[0]);
-				args[2] = bounds[0];
-				n = TaskqExecute(&raise_level_plan, args, NULL, false, 1);
-			}
-			else
-			{
-				head_arrays(&h, &args[1], &args[2]);
-				n = TaskqExecute(&raise_plan, args, NULL, false, 0);
-			}
-			for (int i = 0; i < h.nlevels; i++)
-			{
-				bool		isnull = true;
-				Datum		id = (Datum) 0;
-
-				if (i < n)
-					id = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-				ids[i] = isnull ? NULL : DatumGetUUIDP(id);
-			}
-		}
-		for (int i = 0; i < h.nlevels; i++)
-			first[i] = ids[i] == NULL ? PG_UINT64_MAX : TaskqIdPrefix(ids[i]);
-		TaskqHeadRaised(name, &h, first);
-		/* this claim starts there, whether or not the entry took them */
-		for (int i = 0; i < h.nlevels; i++)
-			h.bound[i] = Max(h.bound[i], Min(first[i], h.cap));
-	}
+	else if (h->raise && h->nlevels > 0)
+		*raise = true;
 	if (!usable)
 		return false;
-	head_arrays(&h, &values[5], &values[6]);
-	if (aging_ms > 0 && h.nlevels > 1)
-		age_levels(queue, &h, values, aging_ms, now);
+	head_arrays(h, &values[5], &values[6]);
+	if (aging_ms > 0 && h->nlevels > 1)
+		age_levels(queue, h, values, aging_ms, now);
 	return true;
 }
 
@@ -469,6 +477,11 @@ typedef struct PullArgs
 	Datum	   *values;			/* of the claim plans, while claiming */
 	bool	   *nulls;
 	bool		bounded;		/* values[5] and [6] hold the head's levels */
+	/* the direct claim scanned the levels: their first waiting jobs */
+	bool		first_known;
+	int			nfirst;
+	int32		first_priority[TASKQ_HEAD_MAX_LEVELS];
+	uint64		first[TASKQ_HEAD_MAX_LEVELS];
 } PullArgs;
 
 /* the columns of taskq.leased_job, as they are named in taskq.jobs */
@@ -510,6 +523,7 @@ pull_claim_direct(PullArgs *a, int32 count, Datum ctids)
 	TaskqClaimRequest req;
 	int32		priority[TASKQ_HEAD_MAX_LEVELS];
 	Datum		bound[TASKQ_HEAD_MAX_LEVELS];
+	int			n;
 
 	req.queue = a->queue;
 	req.count = count;
@@ -522,6 +536,7 @@ pull_claim_direct(PullArgs *a, int32 count, Datum ctids)
 	req.bound = bound;
 	req.tids = NULL;
 	req.ntids = 0;
+	req.first = NULL;
 	if (ctids != (Datum) 0)
 	{
 		ArrayType  *t = DatumGetArrayTypeP(ctids);
@@ -536,8 +551,45 @@ pull_claim_direct(PullArgs *a, int32 count, Datum ctids)
 		/* no level has waiting jobs */
 		if (req.nlevels == 0)
 			return 0;
+		req.first = a->first;
 	}
-	return TaskqClaimDirect(&req, take_claimed, a);
+	n = TaskqClaimDirect(&req, take_claimed, a);
+	if (n >= 0 && req.first != NULL)
+	{
+		a->first_known = true;
+		a->nfirst = req.nlevels;
+		memcpy(a->first_priority, priority, sizeof(int32) * req.nlevels);
+	}
+	return n;
+}
+
+/*
+ * Raise the bounds of the queue's entry h after the claim: to the first
+ * waiting jobs the direct claim met in the levels it scanned (each level
+ * by its priority: aging may have reordered them; a level it did not reach
+ * keeps its bound), else to those of a probe.  The entry's generation and
+ * cap were read before the claim's snapshot, as the probe's protocol asks
+ * (pullhead.c).
+ */
+static void
+pull_raise(PullArgs *a, const TaskqHead *h)
+{
+	char	   *name = TextDatumGetCString(a->queue);
+	uint64		first[TASKQ_HEAD_MAX_LEVELS];
+
+	if (!a->first_known)
+	{
+		raise_by_probe(a->queue, name, h);
+		return;
+	}
+	for (int i = 0; i < h->nlevels; i++)
+	{
+		first[i] = 0;
+		for (int l = 0; l < a->nfirst; l++)
+			if (a->first_priority[l] == h->priority[i])
+				first[i] = a->first[l];
+	}
+	TaskqHeadRaised(name, h, first);
 }
 
 /*
@@ -606,6 +658,8 @@ pull_once(void *arg)
 	bool		floor_check;
 	TimestampTz first_lease;
 	char	   *name = TextDatumGetCString(a->queue);
+	TaskqHead	head;
+	bool		raise;
 
 	/* the first try as of now(), the later ones of a waiting pull by the clock */
 	now = a->waited ? GetCurrentTimestamp() : GetCurrentTransactionStartTimestamp();
@@ -637,13 +691,28 @@ pull_once(void *arg)
 	values[4] = TimestampTzGetDatum(now);
 	a->values = values;
 	a->nulls = nulls;
-	a->bounded = pull_head(a->queue, values, qi.priority_aging_ms, now);
+	a->bounded = pull_head(a->queue, values, qi.priority_aging_ms, now, &head, &raise);
+	a->first_known = false;
 	if (qi.concurrency > 0 || qi.group_concurrency > 0 ||
 		qi.rate_limit > 0 || qi.group_rate_limit > 0 || qi.round_robin)
+	{
+		bool		candidates_met = false;
+
 		n = TaskqClaimLimited(a->queue, &qi, a->count,
-							  a->bounded ? &values[5] : NULL, pull_claim, a);
+							  a->bounded ? &values[5] : NULL, pull_claim, a,
+							  a->first, &candidates_met);
+		/* the levels the candidates were read from, in this order */
+		if (candidates_met && !a->first_known)
+		{
+			a->first_known = true;
+			a->nfirst = TaskqLevelsUnpack(values[5], values[6], a->first_priority,
+										  (Datum[TASKQ_HEAD_MAX_LEVELS]) {0});
+		}
+	}
 	else
 		n = pull_claim(a, a->count, (Datum) 0);
+	if (raise)
+		pull_raise(a, &head);
 	TaskqMetricsCount(DatumGetTextPP(a->queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 	if (n > 0)
 	{

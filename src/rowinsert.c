@@ -76,7 +76,7 @@ TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n)
 	rte->rellockmode = RowExclusiveLock;
 	ExecInitRangeTable(estate, list_make1(rte));
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+	TaskqOpenResultRel(rri, estate);
 
 	if (RelationGetDescr(rel)->constr != NULL)
 		for (int i = 0; i < n; i++)

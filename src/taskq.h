@@ -258,6 +258,13 @@ typedef struct TaskqClaimRequest
 	const Datum *bound;			/* uuid: each level's first id */
 	const ItemPointerData *tids;	/* not NULL: claim these, not the head */
 	int			ntids;
+
+	/*
+	 * Not NULL: set for each level to the id prefix of the first job the
+	 * scan met there (a plain read, before locking: what TaskqFirstWaiting
+	 * finds), PG_UINT64_MAX when it met none, 0 when it did not scan it
+	 */
+	uint64	   *first;
 } TaskqClaimRequest;
 extern bool TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 								   TimestampTz *first_lease, bool *due);
@@ -268,7 +275,7 @@ typedef void (*TaskqClaimTake) (void *arg, int i, const Datum *values, const boo
 extern int	TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg);
 extern int	TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 							   const Datum *bound, int32 limit, ItemPointerData *tids,
-							   text **groups);
+							   text **groups, uint64 *first);
 extern int	TaskqLevelsUnpack(Datum levels, Datum bounds, int32 *priority, Datum *bound);
 typedef struct TaskqAckItem
 {
@@ -285,6 +292,10 @@ extern bool TaskqAckDirect(TaskqAckItem *items, int n);
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
 extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
+
+/* resultrel.c */
+extern void TaskqOpenResultRel(ResultRelInfo *rri, EState *estate);
+extern Expr **TaskqColumnDefaults(Relation rel);
 
 /* util.c */
 extern int	taskq_statement_depth;
@@ -342,7 +353,8 @@ extern bool TaskqQueueGrantsAllow(const char *queue, Oid role, int need);
 /* flowcontrol.c */
 typedef int (*TaskqClaimFn) (void *arg, int32 count, Datum ctids);
 extern int	TaskqClaimLimited(Datum queue, const TaskqQueueInfo *qi, int32 count,
-							  const Datum *levels, TaskqClaimFn claim, void *arg);
+							  const Datum *levels, TaskqClaimFn claim, void *arg,
+							  uint64 *first, bool *first_known);
 extern void TaskqNoteSlotsFreed(int n);
 extern void TaskqNoteQueueSlotsFreed(const char *queue);
 

@@ -116,13 +116,31 @@ TaskqIsJobTable(TupleDesc desc)
 	return true;
 }
 
-/* the attribute number of a column of taskq.jobs, less one */
+/*
+ * the attribute number of a column of taskq.jobs, less one.  The hot paths
+ * ask for the same few names (string constants) on every call: where a
+ * name was found last is kept by its address, and checked with one strcmp
+ * instead of a search.
+ */
 int
 TaskqJobColumn(const char *name)
 {
+	static struct
+	{
+		const char *name;
+		int			col;
+	}			seen[64];
+	int			h = (int) (((uintptr_t) name >> 3) % lengthof(seen));
+
+	if (seen[h].name == name && strcmp(job_columns[seen[h].col], name) == 0)
+		return seen[h].col;
 	for (int i = 0; i < lengthof(job_columns); i++)
 		if (strcmp(job_columns[i], name) == 0)
+		{
+			seen[h].name = name;
+			seen[h].col = i;
 			return i;
+		}
 	elog(ERROR, "taskq: taskq.jobs has no column \"%s\"", name);
 	return -1;					/* keep the compiler quiet */
 }
