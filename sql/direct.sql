@@ -335,14 +335,21 @@ SELECT taskq.remove_webhook(id) FROM taskq.webhooks;
 -- the first waiting job it met there, claimed or not, and beyond every job
 -- (the cap) when it met none; a level it did not reach keeps its bound.
 -- The first pull checks the queue from the head instead.
-CREATE FUNCTION hd_bounds() RETURNS TABLE (priority integer, bound_at text)
-LANGUAGE sql AS $$
-  SELECT h.priority,
+-- hd_pull(n): pulls n jobs of queue hd, then shows each level's bound
+-- by the job whose id it is (the first 8 bytes of one)
+CREATE FUNCTION hd_pull(n integer)
+RETURNS TABLE (pulled text, priority integer, bound_at text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  pulled := (SELECT string_agg(p.name, ',' ORDER BY p.name) FROM taskq.pull('hd', n) p);
+  RETURN QUERY
+  SELECT pulled, h.priority,
          coalesce((SELECT j.name FROM taskq.all_jobs j
                     WHERE j.queue = 'hd' AND left(j.id::text, 18) = left(h.bound::text, 18)),
                   CASE WHEN h.bound > ALL (SELECT id FROM taskq.all_jobs WHERE queue = 'hd')
                        THEN 'beyond every job' ELSE 'elsewhere' END)
-    FROM taskq._pull_heads('hd') h ORDER BY h.priority DESC
+    FROM taskq._pull_heads('hd') h ORDER BY h.priority DESC;
+END
 $$;
 SELECT taskq.create_queue('hd');
 SELECT count(*) AS pushed FROM taskq.push_batch('hd',
@@ -352,14 +359,10 @@ SELECT count(*) AS pushed FROM taskq.push_batch('hd',
 -- ids made within one millisecond may run ahead of the clock, and no
 -- bound goes past the clock as a pull reads it (the cap)
 SELECT pg_sleep(0.02);
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
-SELECT * FROM hd_bounds();
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
-SELECT * FROM hd_bounds();
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 2);
-SELECT * FROM hd_bounds();
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
-SELECT * FROM hd_bounds();
+SELECT * FROM hd_pull(1);
+SELECT * FROM hd_pull(1);
+SELECT * FROM hd_pull(2);
+SELECT * FROM hd_pull(1);
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
   FROM taskq.jobs WHERE queue = 'hd';
 -- the same for a pull that picks among the candidates of group limits:
@@ -371,17 +374,14 @@ SELECT count(*) AS pushed FROM taskq.push_batch('hd',
                                    'priority', CASE WHEN i <= 3 THEN 5 ELSE 0 END)))
    FROM generate_series(1, 6) i));
 SELECT pg_sleep(0.02);
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
-SELECT * FROM hd_bounds();
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 1);
-SELECT * FROM hd_bounds();
+SELECT * FROM hd_pull(1);
+SELECT * FROM hd_pull(1);
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
   FROM taskq.jobs WHERE queue = 'hd' AND state = 'active';
-SELECT string_agg(name, ',' ORDER BY name) AS pulled FROM taskq.pull('hd', 2);
-SELECT * FROM hd_bounds();
+SELECT * FROM hd_pull(2);
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
   FROM taskq.jobs WHERE queue = 'hd' AND state = 'active';
-DROP FUNCTION hd_bounds();
+DROP FUNCTION hd_pull(integer);
 
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
