@@ -305,6 +305,17 @@ SELECT taskq.push('ix', 'x13', '{}') IS NOT NULL AS pushed;
 SELECT count(*) AS pulled FROM taskq.pull('ix', 1);
 SELECT taskq.push('ix', 'nofinish', '{}') IS NOT NULL AS pushed;
 SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('ix', 1);
+-- a constraint that calls a function (which the planner inlines) follows
+-- the function when it is replaced
+CREATE FUNCTION name_ok(n text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT n <> 'bad1' $$;
+ALTER TABLE taskq.jobs ADD CONSTRAINT jobs_name_ok CHECK (name_ok(name)) NOT VALID;
+SELECT taskq.create_queue('cf');
+SELECT taskq.push('cf', 'bad1', '{}');
+CREATE OR REPLACE FUNCTION name_ok(n text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT n <> 'bad2' $$;
+SELECT taskq.push('cf', 'bad2', '{}');
+SELECT taskq.push('cf', 'bad1', '{}') IS NOT NULL AS pushed;
+ALTER TABLE taskq.jobs DROP CONSTRAINT jobs_name_ok;
+DROP FUNCTION name_ok(text);
 \set VERBOSITY default
 ALTER TABLE taskq.jobs DROP CONSTRAINT jobs_no_forbidden;
 ALTER TABLE taskq.jobs DROP CONSTRAINT jobs_no_claim;
@@ -382,6 +393,33 @@ SELECT * FROM hd_pull(2);
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
   FROM taskq.jobs WHERE queue = 'hd' AND state = 'active';
 DROP FUNCTION hd_pull(integer);
+-- with an UPDATE trigger the claim is the statement, and a probe raises
+-- the bounds after it: never past the jobs this pull claimed, which its
+-- transaction may still give back (s2 again after the rollback), and a
+-- limited pull of many jobs keeps its levels for the raise (none of the
+-- 60 jobs is passed over)
+CREATE FUNCTION hd_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER hd_noop AFTER UPDATE ON taskq.jobs FOR EACH ROW EXECUTE FUNCTION hd_noop();
+SELECT taskq.create_queue('hs');
+SELECT count(*) AS pushed FROM taskq.push_batch('hs',
+  (SELECT jsonb_agg(jsonb_build_object('name', 's' || i)) FROM generate_series(1, 3) i));
+SELECT taskq.create_queue('hl', '{"group_concurrency": 1}');
+SELECT count(*) AS pushed FROM taskq.push_batch('hl',
+  (SELECT jsonb_agg(jsonb_build_object('name', 'l' || i, 'options', jsonb_build_object('group', 'k' || i)))
+   FROM generate_series(1, 60) i));
+SELECT pg_sleep(0.02);
+SELECT string_agg(name, ',') AS pulled FROM taskq.pull('hs', 1);
+BEGIN;
+SELECT string_agg(name, ',') AS pulled FROM taskq.pull('hs', 1);
+ROLLBACK;
+SELECT string_agg(name, ',') AS pulled FROM taskq.pull('hs', 1);
+SELECT count(*) AS pulled FROM taskq.pull('hl', 1);
+SELECT count(*) AS pulled FROM taskq.pull('hl', 50);
+SELECT count(*) AS pulled FROM taskq.pull('hl', 20);
+DROP TRIGGER hd_noop ON taskq.jobs;
+DROP FUNCTION hd_noop();
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
+  FROM taskq.jobs WHERE queue IN ('hs', 'hl') AND state = 'active';
 
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)

@@ -378,10 +378,11 @@ age_levels(Datum queue, const TaskqHead *h, Datum *values, int32 aging_ms, Times
  * Raise the bounds of the queue's entry h (read by pull_head) to the first
  * waiting job of each level, found by a probe of its own: when the claim
  * did not scan the levels itself (it ran as a statement, or took the
- * candidates of a limited pull).
+ * candidates of a limited pull read by a statement), after it; claimed is
+ * the id prefix of the first job it claimed (PG_UINT64_MAX: none).
  */
 static void
-raise_by_probe(Datum queue, const char *name, const TaskqHead *h)
+raise_by_probe(Datum queue, const char *name, const TaskqHead *h, uint64 claimed)
 {
 	Datum		args[3];
 	uint64		first[TASKQ_HEAD_MAX_LEVELS];
@@ -415,8 +416,12 @@ raise_by_probe(Datum queue, const char *name, const TaskqHead *h)
 			ids[i] = isnull ? NULL : DatumGetUUIDP(id);
 		}
 	}
+	/*
+	 * The probe sees the jobs this pull claimed as active; this transaction
+	 * may still give them back, so no bound goes past them
+	 */
 	for (int i = 0; i < h->nlevels; i++)
-		first[i] = ids[i] == NULL ? PG_UINT64_MAX : TaskqIdPrefix(ids[i]);
+		first[i] = Min(ids[i] == NULL ? PG_UINT64_MAX : TaskqIdPrefix(ids[i]), claimed);
 	TaskqHeadRaised(name, h, first);
 }
 
@@ -572,14 +577,15 @@ pull_claim_direct(PullArgs *a, int32 count, Datum ctids)
  * (pullhead.c).
  */
 static void
-pull_raise(PullArgs *a, const TaskqHead *h)
+pull_raise(PullArgs *a, const TaskqHead *h, const pg_uuid_t *claimed)
 {
 	char	   *name = TextDatumGetCString(a->queue);
 	uint64		first[TASKQ_HEAD_MAX_LEVELS];
 
 	if (!a->first_known)
 	{
-		raise_by_probe(a->queue, name, h);
+		raise_by_probe(a->queue, name, h,
+					   claimed != NULL ? TaskqIdPrefix(claimed) : PG_UINT64_MAX);
 		return;
 	}
 	for (int i = 0; i < h->nlevels; i++)
@@ -610,8 +616,12 @@ pull_claim(void *arg, int32 count, Datum ctids)
 	{
 		if (ctids != (Datum) 0)
 		{
-			a->values[5] = ctids;
-			n = TaskqExecute(&claim_ctids_plan, a->values, a->nulls, false, 0);
+			/* the levels stay in a->values[5] for the raise (pull_raise) */
+			Datum		args[6];
+
+			memcpy(args, a->values, sizeof(Datum) * 5);
+			args[5] = ctids;
+			n = TaskqExecute(&claim_ctids_plan, args, a->nulls, false, 0);
 		}
 		else if (a->bounded)
 		{
@@ -638,9 +648,9 @@ pull_claim(void *arg, int32 count, Datum ctids)
 }
 
 /*
- * One try: the housekeeping, then the claim.  Returns how many jobs it
- * leased, which SPI_tuptable holds.  A paused or unknown queue leases
- * nothing.  Runs inside TaskqSwitchToOwner.
+ * One try: the housekeeping, then the claim, then the raise of the queue's
+ * bounds.  Returns how many jobs it leased, which a->jobs holds.  A paused
+ * or unknown queue leases nothing.  Runs inside TaskqSwitchToOwner.
  */
 static int
 pull_once(void *arg)
@@ -660,6 +670,7 @@ pull_once(void *arg)
 	char	   *name = TextDatumGetCString(a->queue);
 	TaskqHead	head;
 	bool		raise;
+	pg_uuid_t  *first = NULL;	/* the lowest id this pull claimed */
 
 	/* the first try as of now(), the later ones of a waiting pull by the clock */
 	now = a->waited ? GetCurrentTimestamp() : GetCurrentTransactionStartTimestamp();
@@ -697,27 +708,28 @@ pull_once(void *arg)
 		qi.rate_limit > 0 || qi.group_rate_limit > 0 || qi.round_robin)
 	{
 		bool		candidates_met = false;
+		int32		priority[TASKQ_HEAD_MAX_LEVELS];
+		Datum		bound[TASKQ_HEAD_MAX_LEVELS];
+		int			nlevels = 0;
 
+		/* the levels the candidates are read from, in this order */
+		if (a->bounded)
+			nlevels = TaskqLevelsUnpack(values[5], values[6], priority, bound);
 		n = TaskqClaimLimited(a->queue, &qi, a->count,
 							  a->bounded ? &values[5] : NULL, pull_claim, a,
 							  a->first, &candidates_met);
-		/* the levels the candidates were read from, in this order */
 		if (candidates_met && !a->first_known)
 		{
 			a->first_known = true;
-			a->nfirst = TaskqLevelsUnpack(values[5], values[6], a->first_priority,
-										  (Datum[TASKQ_HEAD_MAX_LEVELS]) {0});
+			a->nfirst = nlevels;
+			memcpy(a->first_priority, priority, sizeof(int32) * nlevels);
 		}
 	}
 	else
 		n = pull_claim(a, a->count, (Datum) 0);
-	if (raise)
-		pull_raise(a, &head);
 	TaskqMetricsCount(DatumGetTextPP(a->queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 	if (n > 0)
 	{
-		pg_uuid_t  *first = NULL;
-
 		for (int i = 0; i < n; i++)
 		{
 			pg_uuid_t  *id = DatumGetUUIDP(a->jobs[i].values[0]);
@@ -727,6 +739,8 @@ pull_once(void *arg)
 		}
 		TaskqHeadClaimed(first);
 	}
+	if (raise)
+		pull_raise(a, &head, first);
 	return n;
 }
 

@@ -20,11 +20,14 @@
  * its indexes.  Every change to what an entry holds sends one: CREATE and
  * DROP INDEX, ALTER TABLE's constraints and defaults invalidate the
  * table, CREATE INDEX CONCURRENTLY's step that makes the index ready for
- * inserts invalidates the index.  The callers have locked the table, which
- * processed the invalidations sent before; an invalidation that arrives
- * while an entry is in use (opening an index accepts invalidations) marks
- * it stale, and the next call builds it again, as ExecOpenIndices, which
- * reads the index list before it opens the indexes, would see it.  A stale
+ * inserts invalidates the index; an entry that planned a user-defined
+ * function (which the planner may have inlined) or a domain's default is
+ * dropped as well when any function or type changes.  The callers have
+ * locked the table, which processed the invalidations sent before; an
+ * invalidation that arrives while an entry is in use (opening an index
+ * accepts invalidations) marks it stale, and the next call builds it
+ * again, as ExecOpenIndices, which reads the index list before it opens
+ * the indexes, would see it.  A stale
  * entry's memory is freed in a later transaction, never while this one
  * may still hold expression states or index infos that point into it.
  *
@@ -34,6 +37,7 @@
 
 #include "access/genam.h"
 #include "catalog/index.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
@@ -41,9 +45,11 @@
 #include "rewrite/rewriteHandler.h"
 #include "storage/proc.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/syscache.h"
 
 #include "taskq.h"
 
@@ -61,6 +67,7 @@ typedef struct ResultRelEntry
 	int			nchecks;
 	Expr	  **checks;			/* the CHECK constraints, planned */
 	int			natts;
+	bool		depends;		/* on functions or domains (syscache) */
 	bool		defaults_made;
 	Expr	  **defaults;		/* column defaults, planned, or NULL */
 } ResultRelEntry;
@@ -72,6 +79,33 @@ static bool callback_registered = false;
 /* an entry is being built; an invalidation meanwhile makes it stale */
 static bool building = false;
 static bool invalidated_while_building = false;
+
+/*
+ * A function or a type changed: what was planned with a user-defined
+ * function (inlined, perhaps) or a domain's default may have changed
+ */
+static void
+resultrel_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (building)
+		invalidated_while_building = true;
+	for (ResultRelEntry *e = entries; e != NULL; e = e->next)
+		if (e->depends)
+			e->stale = true;
+}
+
+/* plan expr, noting in e whether it depends on user-defined functions */
+static Expr *
+plan_noting(ResultRelEntry *e, Expr *expr)
+{
+	List	   *relations = NIL;
+	List	   *items = NIL;
+	Expr	   *planned = expression_planner_with_deps(expr, &relations, &items);
+
+	if (items != NIL)
+		e->depends = true;
+	return planned;
+}
 
 static void
 resultrel_callback(Datum arg, Oid relid)
@@ -145,6 +179,8 @@ entry_for(Relation rel)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(resultrel_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, resultrel_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, resultrel_syscache_callback, (Datum) 0);
 		callback_registered = true;
 	}
 	drop_stale();
@@ -180,7 +216,7 @@ entry_for(Relation rel)
 			e->indexoids[i] = indexoid;
 			e->infos[i] = BuildIndexInfo(index);
 			if (e->infos[i]->ii_Predicate != NIL)
-				e->predicates[i] = (List *) expression_planner((Expr *) e->infos[i]->ii_Predicate);
+				e->predicates[i] = (List *) plan_noting(e, (Expr *) e->infos[i]->ii_Predicate);
 			index_close(index, NoLock);
 			i++;
 		}
@@ -188,7 +224,7 @@ entry_for(Relation rel)
 		e->nchecks = constr != NULL ? constr->num_check : 0;
 		e->checks = palloc(sizeof(Expr *) * Max(1, e->nchecks));
 		for (i = 0; i < e->nchecks; i++)
-			e->checks[i] = expression_planner(stringToNode(constr->check[i].ccbin));
+			e->checks[i] = plan_noting(e, stringToNode(constr->check[i].ccbin));
 		e->natts = RelationGetDescr(rel)->natts;
 	}
 	PG_CATCH();
@@ -282,13 +318,17 @@ TaskqColumnDefaults(Relation rel)
 
 		for (int i = 0; i < e->natts; i++)
 		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
 			Node	   *def;
 
-			if (TupleDescAttr(RelationGetDescr(rel), i)->attisdropped)
+			if (att->attisdropped)
 				continue;
+			/* a column without a default of its own takes its domain's */
+			if (get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
+				e->depends = true;
 			def = build_column_default(rel, i + 1);
 			if (def != NULL)
-				defaults[i] = expression_planner((Expr *) def);
+				defaults[i] = plan_noting(e, (Expr *) def);
 		}
 		MemoryContextSwitchTo(old);
 		e->defaults = defaults;
