@@ -280,6 +280,25 @@ pull_rescan(IndexScanDesc scan, Datum queue, int nlevels,
 }
 
 /*
+ * The first job a scan of levels met in level l (TaskqClaimRequest.first),
+ * noted in first[l] when first is not NULL: with slot NULL as pull_rescan
+ * starts the level (none met yet: PG_UINT64_MAX), then with each job the
+ * scan returns there (the first one stays).
+ */
+static void
+note_first(uint64 *first, int nlevels, int l, TupleTableSlot *slot, int id_att)
+{
+	bool		isnull;
+
+	if (first == NULL || nlevels == 0)
+		return;
+	if (slot == NULL)
+		first[l] = PG_UINT64_MAX;
+	else if (first[l] == PG_UINT64_MAX)
+		first[l] = TaskqIdPrefix(DatumGetUUIDP(slot_getattr(slot, id_att, &isnull)));
+}
+
+/*
  * The index flow control counts active jobs with (flowcontrol.c): a
  * queue's in jobs_lease_idx, a group's in jobs_active_idx (by_group),
  * checked as open_index checks the others.  There is no statement to fall
@@ -694,31 +713,20 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 		return n;
 	}
 
+	/* levels the claim does not reach: 0 */
 	if (req->first != NULL)
-		for (int l = 0; l < req->nlevels; l++)
-			req->first[l] = 0;
+		memset(req->first, 0, sizeof(uint64) * req->nlevels);
 	scan = pull_beginscan(cs.rel, index, cs.snapshot, req->nlevels);
 	for (int l = 0; l < Max(req->nlevels, 1) && n < req->count; l++)
 	{
-		bool		met = req->first == NULL || req->nlevels == 0;
-
 		pull_rescan(scan, req->queue, req->nlevels, req->priority, req->bound, l);
-		if (!met)
-			req->first[l] = PG_UINT64_MAX;
+		note_first(req->first, req->nlevels, l, NULL, 0);
 		while (n < req->count &&
 			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
 		{
 			CHECK_FOR_INTERRUPTS();
 			/* the level's first waiting job, claimed or not */
-			if (!met)
-			{
-				bool		isnull;
-
-				req->first[l] = TaskqIdPrefix(DatumGetUUIDP(slot_getattr(cs.found,
-																		 cs.id_col + 1,
-																		 &isnull)));
-				met = true;
-			}
+			note_first(req->first, req->nlevels, l, cs.found, cs.id_col + 1);
 			if (claim_take(&cs, take, arg, n))
 				n++;
 		}
@@ -759,28 +767,21 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 							"waiting");
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
+	/* levels the read does not reach: 0 */
 	if (first != NULL)
-		for (int l = 0; l < nlevels; l++)
-			first[l] = 0;
+		memset(first, 0, sizeof(uint64) * nlevels);
 	scan = pull_beginscan(rel, index, snapshot, nlevels);
 	for (int l = 0; l < Max(nlevels, 1) && n < limit; l++)
 	{
-		bool		met = first == NULL || nlevels == 0;
-
 		pull_rescan(scan, queue, nlevels, priority, bound, l);
-		if (!met)
-			first[l] = PG_UINT64_MAX;
+		note_first(first, nlevels, l, NULL, 0);
 		while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
 			Datum		g;
 
 			CHECK_FOR_INTERRUPTS();
-			if (!met)
-			{
-				first[l] = TaskqIdPrefix(DatumGetUUIDP(slot_getattr(slot, id_col, &isnull)));
-				met = true;
-			}
+			note_first(first, nlevels, l, slot, id_col);
 			/* what the index promises, checked as the statement's quals would be */
 			if (!job_is(slot, state, waiting, queue_col, queue))
 				continue;

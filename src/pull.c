@@ -433,10 +433,9 @@ raise_by_probe(Datum queue, const char *name, const TaskqHead *h, uint64 claimed
  * entry as read here in *h.
  */
 static bool
-pull_head(Datum queue, Datum *values, int32 aging_ms, TimestampTz now,
-		  TaskqHead *h, bool *raise)
+pull_head(Datum queue, const char *name, Datum *values, int32 aging_ms,
+		  TimestampTz now, TaskqHead *h, bool *raise)
 {
-	char	   *name = TextDatumGetCString(queue);
 	bool		usable = TaskqHeadRead(name, h, true);
 
 	*raise = false;
@@ -577,9 +576,8 @@ pull_claim_direct(PullArgs *a, int32 count, Datum ctids)
  * (pullhead.c).
  */
 static void
-pull_raise(PullArgs *a, const TaskqHead *h, const pg_uuid_t *claimed)
+pull_raise(PullArgs *a, const char *name, const TaskqHead *h, const pg_uuid_t *claimed)
 {
-	char	   *name = TextDatumGetCString(a->queue);
 	uint64		first[TASKQ_HEAD_MAX_LEVELS];
 
 	if (!a->first_known)
@@ -702,7 +700,7 @@ pull_once(void *arg)
 	values[4] = TimestampTzGetDatum(now);
 	a->values = values;
 	a->nulls = nulls;
-	a->bounded = pull_head(a->queue, values, qi.priority_aging_ms, now, &head, &raise);
+	a->bounded = pull_head(a->queue, name, values, qi.priority_aging_ms, now, &head, &raise);
 	a->first_known = false;
 	if (qi.concurrency > 0 || qi.group_concurrency > 0 ||
 		qi.rate_limit > 0 || qi.group_rate_limit > 0 || qi.round_robin)
@@ -713,7 +711,7 @@ pull_once(void *arg)
 		int			nlevels = 0;
 
 		/* the levels the candidates are read from, in this order */
-		if (a->bounded)
+		if (raise && a->bounded)
 			nlevels = TaskqLevelsUnpack(values[5], values[6], priority, bound);
 		n = TaskqClaimLimited(a->queue, &qi, a->count,
 							  a->bounded ? &values[5] : NULL, pull_claim, a,
@@ -740,7 +738,7 @@ pull_once(void *arg)
 		TaskqHeadClaimed(first);
 	}
 	if (raise)
-		pull_raise(a, &head, first);
+		pull_raise(a, name, &head, first);
 	return n;
 }
 

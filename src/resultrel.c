@@ -27,9 +27,9 @@
  * invalidation that arrives while an entry is in use (opening an index
  * accepts invalidations) marks it stale, and the next call builds it
  * again, as ExecOpenIndices, which reads the index list before it opens
- * the indexes, would see it.  A stale
- * entry's memory is freed in a later transaction, never while this one
- * may still hold expression states or index infos that point into it.
+ * the indexes, would see it.  A stale entry's memory is freed in a later
+ * transaction, never while this one may still hold expression states or
+ * index infos that point into it.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,7 +40,6 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
-#include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/proc.h"
