@@ -319,10 +319,9 @@ CREATE TABLE taskq.webhook_deliveries (
     delivered_at timestamptz
 );
 COMMENT ON TABLE taskq.webhook_deliveries IS 'the webhook outbox: deliveries, pending, in flight, succeeded or failed';
-CREATE INDEX webhook_deliveries_due_idx ON taskq.webhook_deliveries (next_attempt_at)
-    WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_webhook_idx ON taskq.webhook_deliveries (webhook_id, created_at);
--- the delivery claim's per-webhook probes: due and in-flight deliveries
+-- the delivery claim's per-webhook probes: due deliveries (and when the
+-- next comes due), and those marked delivering (put back after a crash)
 CREATE INDEX webhook_deliveries_pending_idx ON taskq.webhook_deliveries (webhook_id, next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_delivering_idx ON taskq.webhook_deliveries (webhook_id)

@@ -529,7 +529,7 @@ SELECT count(*) FROM taskq.deliveries(count => NULL);
 
 --
 -- redeliver: a failed delivery is pending again, attempts reset, due now;
--- false for an unknown id and for a delivery in flight
+-- false for an unknown id and for a delivery marked delivering (in flight)
 --
 SELECT id AS dv FROM taskq.webhook_deliveries WHERE job_id = :'d1' AND webhook_id = :'three' \gset
 SELECT id AS dv2 FROM taskq.webhook_deliveries WHERE job_id = :'d2' AND webhook_id = :'three' \gset

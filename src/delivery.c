@@ -5,18 +5,26 @@
  *		inside a database's background worker.
  *
  * Each round the worker (1) collects the transfers that finished and
- * records their outcome, then (2) claims due deliveries (pending, with
- * next_attempt_at passed) up to taskq.webhook_concurrency in flight,
- * marking them delivering and counting the attempt, and starts them.  Both
- * steps are short transactions; no transaction is open while transfers
- * run, and the worker polls them between its other duties, so a slow or
- * dead receiver delays neither the reaper nor other receivers.
+ * records their outcome, counting the attempt, then (2) reads due
+ * deliveries (pending, with next_attempt_at passed, not in flight) up to
+ * taskq.webhook_concurrency in flight, and starts them.  The worker keeps
+ * what it has in flight in its own memory: the outbox row is written
+ * once more when its outcome is known, not also when it starts (that
+ * update, with its new index entries, was a third of the outbox's writes
+ * on the drain's hot pages).  A transfer still running after
+ * taskq.webhook_mark_after is marked delivering in the table, its
+ * attempt counted, so that a slow receiver shows.  There is one worker per database (its
+ * slot in shared memory), so no other process starts the same delivery.
+ * The round is a short transaction; none is open while transfers run,
+ * and the worker polls them between its other duties, so a slow or dead
+ * receiver delays neither the reaper nor other receivers.
  *
  * A delivery that ends in a 2xx status succeeded.  Anything else (another
  * status, a timeout, a refused address) is retried after
  * base_delay_ms * 2^(attempts - 1) until the webhook's max_attempts, then
- * marked failed and kept.  A crash while delivering leaves rows in state
- * delivering: the worker puts them back to pending when it starts.
+ * marked failed and kept.  A crash while delivering leaves rows pending
+ * (or delivering, when marked): the worker puts them back to pending when
+ * it starts, and sends them again (at least once).
  *
  * Format: Standard Webhooks.  webhook-id is the delivery's id, so it is
  * the same on every retry; webhook-timestamp is the send time in seconds;
@@ -46,8 +54,10 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -62,11 +72,22 @@
 bool		taskq_webhook_allow_private = false;
 int			taskq_webhook_timeout = 10000;
 int			taskq_webhook_concurrency = 16;
+/*
+ * taskq.webhook_mark_after: a transfer running this long is marked
+ * delivering in the table (its attempt counted), so that a slow or silent
+ * receiver shows there.
+ */
+int			taskq_webhook_mark_after = 1000;
 
 /* one transfer in flight */
 typedef struct Delivery
 {
+	dlist_node	node;			/* in flight */
 	char		id[37];			/* the delivery's uuid, as text */
+	char		webhook[37];	/* its webhook's, as text */
+	Oid			owner;			/* the webhook's owner */
+	TimestampTz started;
+	bool		marked;			/* marked delivering in the table */
 	MemoryContext cxt;			/* everything of this delivery but headers */
 	CURL	   *curl;
 	struct curl_slist *headers;
@@ -77,6 +98,12 @@ typedef struct Delivery
 
 static CURLM *multi = NULL;
 static int	in_flight = 0;
+static dlist_head flight = DLIST_STATIC_INIT(flight);
+/* when the first transfer in flight and not marked reaches the mark */
+static TimestampTz next_mark = DT_NOEND;
+/* taskq.webhook_mark_after as next_mark was reckoned with */
+static int	mark_after_seen = -1;
+
 
 /*
  * While transfers are in flight, a round (a transaction recording what
@@ -111,44 +138,53 @@ static TaskqPlan reset_plan = {
 /*
  * The next deliveries to start, at most $1, fairly: each webhook has at
  * most $2 in flight and each owner at most $3, counting those in flight
- * already, and the free slots go round the owners (each owner's first
- * due delivery, then each one's second, ...), oldest due first within a
+ * already (the worker's own list: their webhooks $4, owners $5, ids $6),
+ * and the free slots go round the owners (each owner's first due
+ * delivery, then each one's second, ...), oldest due first within a
  * round.  So receivers that never answer hold at most their webhooks'
  * and owner's share of the slots, never another owner's.  The cost is
  * bounded by the number of webhooks with due deliveries times $2 (index
  * probes per webhook), not by the backlog: the chosen ids are an array
- * (= ANY), so that the update finds them by primary key whatever the
+ * (= ANY), so that the outer read finds them by primary key whatever the
  * generic plan guesses of their number (as IN, it was a hash join over
  * every due delivery: 5 ms and 5,000 buffers a round with 20,000 due).
+ * A read: the row is written when the outcome is known (above).
  */
 static TaskqPlan claim_plan = {
-	"UPDATE taskq.webhook_deliveries d SET status = 'delivering',"
-	" attempts = d.attempts + 1"
-	" FROM taskq.webhooks w"
+	"SELECT d.id::text, d.body, w.url, w.secret, w.owner::oid,"
+	" d.body::jsonb #>> '{data,queue}', w.id::text"
+	" FROM taskq.webhook_deliveries d JOIN taskq.webhooks w ON w.id = d.webhook_id"
 	" WHERE d.id = ANY (ARRAY("
 	"  SELECT c.id FROM ("
 	"   SELECT p.id, p.next_attempt_at, p.wrank,"
 	"    row_number() OVER (PARTITION BY hw.owner"
-	"     ORDER BY p.wrank, p.next_attempt_at, p.id) + oc.n AS orank"
-	"   FROM taskq.webhooks hw CROSS JOIN LATERAL ("
-	"    SELECT count(*) AS n FROM taskq.webhook_deliveries b"
-	"     JOIN taskq.webhooks bw ON bw.id = b.webhook_id"
-	"     WHERE b.status = 'delivering' AND bw.owner = hw.owner) oc"
+	"     ORDER BY p.wrank, p.next_attempt_at, p.id)"
+	"    + (SELECT count(*) FROM unnest($5::oid[]) AS f(o) WHERE f.o = hw.owner::oid) AS orank"
+	"   FROM taskq.webhooks hw"
 	"   CROSS JOIN LATERAL ("
 	"    SELECT x.id, x.next_attempt_at,"
 	"     row_number() OVER (ORDER BY x.next_attempt_at, x.id)"
-	"     + (SELECT count(*) FROM taskq.webhook_deliveries y"
-	"        WHERE y.webhook_id = hw.id AND y.status = 'delivering') AS wrank"
+	"     + (SELECT count(*) FROM unnest($4::uuid[]) AS f(w) WHERE f.w = hw.id) AS wrank"
 	"    FROM (SELECT id, next_attempt_at FROM taskq.webhook_deliveries"
 	"     WHERE webhook_id = hw.id AND status = 'pending' AND next_attempt_at <= now()"
+	"      AND id <> ALL ($6::uuid[])"
 	"     ORDER BY next_attempt_at LIMIT $2) x) p"
 	"   WHERE p.wrank <= $2) c"
 	"  WHERE c.orank <= $3"
 	"  ORDER BY c.orank, c.next_attempt_at, c.id LIMIT $1))"
-	" AND w.id = d.webhook_id AND d.status = 'pending'"
-	" RETURNING d.id::text, d.body, w.url, w.secret, w.owner::oid,"
-	" d.body::jsonb #>> '{data,queue}'",
-	3, {INT4OID, INT4OID, INT4OID}, true
+	" AND d.status = 'pending'",
+	6, {INT4OID, INT4OID, INT4OID, UUIDARRAYOID, OIDARRAYOID, UUIDARRAYOID}, true
+};
+
+/*
+ * Transfers running for taskq.webhook_mark_after, $1: marked
+ * delivering, their attempt counted.
+ */
+static TaskqPlan mark_plan = {
+	"UPDATE taskq.webhook_deliveries SET status = 'delivering',"
+	" attempts = attempts + 1"
+	" WHERE id = ANY ($1::uuid[]) AND status = 'pending'",
+	1, {UUIDARRAYOID}, true
 };
 
 /*
@@ -156,31 +192,44 @@ static TaskqPlan claim_plan = {
  * revoke, or the owner was dropped): failed for good, without a request.
  */
 static TaskqPlan refuse_plan = {
-	"UPDATE taskq.webhook_deliveries SET status = 'failed', last_error = $2"
-	" WHERE id = $1::uuid AND status = 'delivering' RETURNING status",
+	"UPDATE taskq.webhook_deliveries SET status = 'failed',"
+	" attempts = attempts + 1, last_error = $2"
+	" WHERE id = $1::uuid AND status = 'pending' RETURNING status",
 	2, {TEXTOID, TEXTOID}, true
 };
+/*
+ * When the next pending delivery not in flight ($1) comes due, per
+ * webhook by the pending index's order.
+ */
 static TaskqPlan next_due_plan = {
-	"SELECT extract(epoch FROM min(next_attempt_at) - now()) * 1000"
-	" FROM taskq.webhook_deliveries WHERE status = 'pending'",
-	0, {InvalidOid}, true
+	"SELECT extract(epoch FROM min(n.t) - now()) * 1000"
+	" FROM taskq.webhooks w CROSS JOIN LATERAL ("
+	"  SELECT next_attempt_at AS t FROM taskq.webhook_deliveries"
+	"  WHERE webhook_id = w.id AND status = 'pending' AND id <> ALL ($1::uuid[])"
+	"  ORDER BY next_attempt_at LIMIT 1) n",
+	1, {UUIDARRAYOID}, true
 };
 /*
  * The outcomes of a round's finished transfers, one statement for all:
  * arrays of delivery ids, success, HTTP status (NULL: none) and error.
+ * The attempt is counted here, unless the mark counted it (delivering).
+ * A row that is neither pending nor delivering any more (removed with
+ * its webhook) is left alone.
  */
+#define ATTEMPTS "(d.attempts + CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END)"
 static TaskqPlan record_plan = {
 	"UPDATE taskq.webhook_deliveries d SET"
 	" status = CASE WHEN o.ok THEN 'succeeded'"
-	"  WHEN d.attempts >= w.max_attempts THEN 'failed' ELSE 'pending' END,"
+	"  WHEN " ATTEMPTS " >= w.max_attempts THEN 'failed' ELSE 'pending' END,"
+	" attempts = " ATTEMPTS ","
 	" last_status = o.http_status, last_error = o.error,"
 	" delivered_at = CASE WHEN o.ok THEN now() END,"
-	" next_attempt_at = CASE WHEN o.ok OR d.attempts >= w.max_attempts"
+	" next_attempt_at = CASE WHEN o.ok OR " ATTEMPTS " >= w.max_attempts"
 	"  THEN d.next_attempt_at"
-	"  ELSE now() + w.base_delay_ms * power(2, d.attempts - 1) * interval '1 millisecond' END"
+	"  ELSE now() + w.base_delay_ms * power(2, " ATTEMPTS " - 1) * interval '1 millisecond' END"
 	" FROM unnest($1::uuid[], $2::boolean[], $3::integer[], $4::text[])"
 	"  AS o(id, ok, http_status, error), taskq.webhooks w"
-	" WHERE d.id = o.id AND w.id = d.webhook_id AND d.status = 'delivering'"
+	" WHERE d.id = o.id AND w.id = d.webhook_id AND d.status IN ('pending', 'delivering')"
 	" RETURNING d.status",
 	4, {UUIDARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID}, true
 };
@@ -330,7 +379,7 @@ signature(const char *secret, const char *id, const char *timestamp,
 /* start one transfer */
 static void
 start_delivery(const char *id, const char *body, const char *url,
-			   const char *secret)
+			   const char *secret, const char *webhook, Oid owner)
 {
 	/*
 	 * A context of its own holds the delivery, its body and the header
@@ -345,6 +394,9 @@ start_delivery(const char *id, const char *body, const char *url,
 
 	d->cxt = cxt;
 	strlcpy(d->id, id, sizeof(d->id));
+	strlcpy(d->webhook, webhook, sizeof(d->webhook));
+	d->owner = owner;
+	d->started = GetCurrentTimestamp();
 	d->body = pstrdup(body);
 	snprintf(ts, sizeof(ts), INT64_FORMAT, (int64) time(NULL));
 
@@ -377,7 +429,10 @@ start_delivery(const char *id, const char *body, const char *url,
 	curl_easy_setopt(d->curl, CURLOPT_ERRORBUFFER, d->curl_error);
 	curl_easy_setopt(d->curl, CURLOPT_PRIVATE, d);
 	curl_multi_add_handle(multi, d->curl);
+	dlist_push_tail(&flight, &d->node);
 	in_flight++;
+	next_mark = Min(next_mark,
+					TimestampTzPlusMilliseconds(d->started, taskq_webhook_mark_after));
 	MemoryContextSwitchTo(old);
 }
 
@@ -412,6 +467,7 @@ finished_deliveries(void)
 		o->ok = o->error == NULL;
 		outcomes = lappend(outcomes, o);
 
+		dlist_delete(&d->node);
 		curl_multi_remove_handle(multi, d->curl);
 		curl_easy_cleanup(d->curl);
 		curl_slist_free_all(d->headers);
@@ -419,6 +475,86 @@ finished_deliveries(void)
 		in_flight--;
 	}
 	return outcomes;
+}
+
+/* a uuid Datum from its text */
+static Datum
+uuid_datum(const char *text)
+{
+	return DirectFunctionCall1(uuid_in, CStringGetDatum(text));
+}
+
+/* an array of n uuids */
+static Datum
+uuid_array(Datum *uuids, int n)
+{
+	return PointerGetDatum(construct_array(uuids, n, UUIDOID, UUID_LEN, false,
+										   TYPALIGN_CHAR));
+}
+
+/*
+ * What is in flight, as the statements' parameters: the deliveries'
+ * webhooks, their owners and their ids, one element per transfer.
+ */
+static void
+flight_arrays(Datum *webhooks, Datum *owners, Datum *ids)
+{
+	Datum	   *w = palloc(sizeof(Datum) * Max(in_flight, 1));
+	Datum	   *o = palloc(sizeof(Datum) * Max(in_flight, 1));
+	Datum	   *d = palloc(sizeof(Datum) * Max(in_flight, 1));
+	int			n = 0;
+	dlist_iter	it;
+
+	dlist_foreach(it, &flight)
+	{
+		Delivery   *x = dlist_container(Delivery, node, it.cur);
+
+		w[n] = uuid_datum(x->webhook);
+		o[n] = ObjectIdGetDatum(x->owner);
+		d[n] = uuid_datum(x->id);
+		n++;
+	}
+	if (webhooks != NULL)
+		*webhooks = uuid_array(w, n);
+	if (owners != NULL)
+		*owners = PointerGetDatum(construct_array(o, n, OIDOID, sizeof(Oid), true,
+												  TYPALIGN_INT));
+	*ids = uuid_array(d, n);
+}
+
+/*
+ * Mark the transfers that have run for taskq.webhook_mark_after
+ * delivering (their attempt counted), and note when the next one will.
+ */
+static void
+mark_slow(TimestampTz now)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(in_flight, 1));
+	int			n = 0;
+	dlist_iter	it;
+
+	next_mark = DT_NOEND;
+	dlist_foreach(it, &flight)
+	{
+		Delivery   *d = dlist_container(Delivery, node, it.cur);
+		TimestampTz due = TimestampTzPlusMilliseconds(d->started, taskq_webhook_mark_after);
+
+		if (d->marked)
+			continue;
+		if (due <= now)
+		{
+			ids[n++] = uuid_datum(d->id);
+			d->marked = true;
+		}
+		else
+			next_mark = Min(next_mark, due);
+	}
+	if (n > 0)
+	{
+		Datum		arg = uuid_array(ids, n);
+
+		TaskqExecute(&mark_plan, &arg, NULL, false, 0);
+	}
 }
 
 /*
@@ -480,13 +616,20 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 
 	news_pending |= news;
 	outcomes = finished_deliveries();
+	/* a reload changed the mark's delay: reckon the next mark again */
+	if (mark_after_seen != taskq_webhook_mark_after)
+	{
+		mark_after_seen = taskq_webhook_mark_after;
+		next_mark = 0;
+	}
 
 	/*
 	 * Busy, and no transfer finished: a round only for new deliveries or
 	 * one coming due, when a slot is free, and not sooner than
-	 * DELIVERY_ROUND_MS after the last; else wait for a transfer.
+	 * DELIVERY_ROUND_MS after the last, or to mark a transfer running
+	 * long; else wait for a transfer.
 	 */
-	if (outcomes == NIL && in_flight > 0)
+	if (outcomes == NIL && in_flight > 0 && now < next_mark)
 	{
 		if (in_flight >= taskq_webhook_concurrency || (!news_pending && now < next_due))
 			return DELIVERY_ROUND_MS;
@@ -498,6 +641,13 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 
 	if (!begin("taskq: delivering webhooks"))
 		return -1;
+
+	/*
+	 * The lock the round's writes take, taken before its read: a
+	 * remove_webhook in progress (which locks the table against writers)
+	 * is waited for, so its deliveries are not started behind its back.
+	 */
+	LockRelationOid(TaskqTableOid("webhook_deliveries"), RowExclusiveLock);
 
 	if (outcomes != NIL)
 	{
@@ -517,7 +667,7 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 		{
 			Outcome    *o = lfirst(lc);
 
-			ids[i] = DirectFunctionCall1(uuid_in, CStringGetDatum(o->id));
+			ids[i] = uuid_datum(o->id);
 			oks[i] = BoolGetDatum(o->ok);
 			statuses[i] = Int32GetDatum((int32) o->status);
 			status_nulls[i] = o->status == 0;
@@ -525,8 +675,7 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 			error_nulls[i] = o->error == NULL;
 			i++;
 		}
-		values[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false,
-													TYPALIGN_CHAR));
+		values[0] = uuid_array(ids, n);
 		values[1] = PointerGetDatum(construct_array(oks, n, BOOLOID, 1, true,
 													TYPALIGN_CHAR));
 		values[2] = PointerGetDatum(construct_md_array(statuses, status_nulls, 1, dims, lbs,
@@ -536,17 +685,22 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 		TaskqMetricsCountDeliveries(TaskqExecute(&record_plan, values, NULL, false, 0));
 	}
 
+	/* transfers running long: marked delivering */
+	if (now >= next_mark)
+		mark_slow(now);
+
 	if (in_flight < taskq_webhook_concurrency)
 	{
-		Datum		limits[3];
+		Datum		args[6];
 		int			n;
 		SPITupleTable *claimed;
 
-		limits[0] = Int32GetDatum(taskq_webhook_concurrency - in_flight);
-		limits[1] = Int32GetDatum(TASKQ_WEBHOOK_IN_FLIGHT);
+		args[0] = Int32GetDatum(taskq_webhook_concurrency - in_flight);
+		args[1] = Int32GetDatum(TASKQ_WEBHOOK_IN_FLIGHT);
 		/* an owner may take half the slots, so another always finds one */
-		limits[2] = Int32GetDatum(Max(1, taskq_webhook_concurrency / 2));
-		n = TaskqExecute(&claim_plan, limits, NULL, false, 0);
+		args[2] = Int32GetDatum(Max(1, taskq_webhook_concurrency / 2));
+		flight_arrays(&args[3], &args[4], &args[5]);
+		n = TaskqExecute(&claim_plan, args, NULL, false, 0);
 		claimed = SPI_tuptable;
 
 		for (int i = 0; i < n; i++)
@@ -569,7 +723,8 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 				continue;
 			}
 			start_delivery(SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2),
-						   SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4));
+						   SPI_getvalue(tup, desc, 3), SPI_getvalue(tup, desc, 4),
+						   SPI_getvalue(tup, desc, 7), owner);
 		}
 	}
 
@@ -582,8 +737,10 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 	if (in_flight < taskq_webhook_concurrency)
 	{
 		Datum		d;
+		Datum		ids;
 
-		TaskqExecute(&next_due_plan, NULL, NULL, false, 1);
+		flight_arrays(NULL, NULL, &ids);
+		TaskqExecute(&next_due_plan, &ids, NULL, false, 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
@@ -640,6 +797,17 @@ TaskqDeliveryInit(void)
 							&taskq_webhook_timeout,
 							10000,
 							100,
+							300 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("taskq.webhook_mark_after",
+							"Sets how long a webhook delivery runs before it is marked delivering.",
+							"Until then a delivery in flight stays pending in taskq.webhook_deliveries; its row is written when the outcome is known.",
+							&taskq_webhook_mark_after,
+							1000,
+							0,
 							300 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,

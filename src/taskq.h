@@ -80,6 +80,7 @@ extern int	taskq_retention_interval;
 extern bool taskq_webhook_allow_private;
 extern int	taskq_webhook_timeout;
 extern int	taskq_webhook_concurrency;
+extern int	taskq_webhook_mark_after;
 extern int	taskq_metrics_max_queues;
 extern int	taskq_metrics_refresh_interval;
 

@@ -376,7 +376,10 @@ taskq_remove_webhook(PG_FUNCTION_ARGS)
  * taskq.redeliver(delivery_id uuid) RETURNS boolean
  *
  * Sends a delivery again from scratch (attempts reset); false for an
- * unknown id or one being delivered right now.
+ * unknown id or one marked delivering (in flight for longer than
+ * taskq.webhook_mark_after).  One whose attempt is in flight and not yet
+ * marked reads pending and is reset: that attempt's outcome then counts
+ * as its first.
  */
 PG_FUNCTION_INFO_V1(taskq_redeliver);
 Datum

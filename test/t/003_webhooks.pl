@@ -418,7 +418,8 @@ for my $d (@restart_d)
 # ---------------------------------------------------------------------------
 
 stop_receiver('r1');
-start_receiver('r1', port => $port1, secret => $secret, log => $log1, args => [ '--delay-ms', '3000' ]);
+# slow enough that the kill lands while the transfers are marked delivering
+start_receiver('r1', port => $port1, secret => $secret, log => $log1, args => [ '--delay-ms', '10000' ]);
 my @crash_jobs = map { psql("SELECT taskq.push('crash', 'c$_')") } 1 .. 3;
 my $crash_in = "ARRAY['" . join("','", @crash_jobs) . "']::uuid[]";
 ok( $node->poll_query_until(

@@ -6,7 +6,8 @@
 # and a redirect status is a failed attempt.
 #
 # Nothing here is timed: the checks are about order (what has happened
-# while the slow delivery is still in flight).
+# while the slow delivery is still in flight).  One assumption: a prompt
+# delivery ends within taskq.webhook_mark_after, set to 3 s here.
 
 use strict;
 use warnings;
@@ -21,7 +22,9 @@ my $node = new_node(
 	'slow',
 	conf => "taskq.webhook_allow_private = on\n"
 	  . "taskq.reaper_interval = 200\n"
-	  . "taskq.webhook_timeout = 60000\n",
+	  . "taskq.webhook_timeout = 60000\n"
+	  # the prompt deliveries end long before a mark
+	  . "taskq.webhook_mark_after = 3000\n",
 	extension => 1);
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
@@ -31,6 +34,32 @@ my $slow_port = start_receiver('slow', secret => $secret,
 	log => "$tmp/slow.log", args => [ '--delay-ms', '30000' ]);
 my $fast_port = start_receiver('fast', secret => $secret,
 	log => "$tmp/fast.log");
+
+# every update of an outbox row, as the worker writes it
+$node->safe_psql('postgres', q{
+	CREATE TABLE public.delivery_log (n bigserial, id uuid, status text, attempts integer);
+	CREATE FUNCTION public.log_delivery() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog AS $$
+	BEGIN
+		INSERT INTO public.delivery_log (id, status, attempts)
+		VALUES (NEW.id, NEW.status, NEW.attempts);
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER log_delivery AFTER UPDATE ON taskq.webhook_deliveries
+		FOR EACH ROW EXECUTE FUNCTION public.log_delivery();
+});
+# the writes of the deliveries of a queue's jobs, in order, as
+# "status/attempts" joined by spaces, one line per delivery
+sub writes_of
+{
+	my ($queue) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT string_agg(l.status || '/' || l.attempts, ' ' ORDER BY l.n)
+		FROM public.delivery_log l
+		JOIN taskq.webhook_deliveries d ON d.id = l.id
+		JOIN taskq.all_jobs j ON j.id = d.job_id
+		WHERE j.queue = '$queue' GROUP BY l.id ORDER BY 1});
+}
 
 $node->safe_psql('postgres', qq{
 	SELECT taskq.add_webhook('http://127.0.0.1:$slow_port/slow', '{job.pushed}', '{slow}', '$secret');
@@ -64,6 +93,10 @@ is( $node->safe_psql('postgres',
 		"SELECT d.status FROM taskq.webhook_deliveries d JOIN taskq.all_jobs j ON j.id = d.job_id WHERE j.queue = 'slow'"),
 	'delivering',
 	'the slow delivery is still in flight after all that');
+is(writes_of('slow'), 'delivering/1',
+	'the slow delivery was written once: marked delivering, its attempt counted');
+is(writes_of('fast'), join("\n", ('succeeded/1') x 5),
+	'each prompt delivery was written once, with its outcome');
 stop_receiver('slow');
 
 # a redirect status is an unsuccessful attempt, recorded with its status
@@ -80,6 +113,8 @@ ok( $node->poll_query_until('postgres',
 	'a 302 answer is a failed attempt; after max_attempts the delivery is failed');
 is(scalar(log_entries("$tmp/redirect.log")), 2,
 	'the receiver saw exactly the two attempts');
+is(writes_of('moved'), 'pending/1 failed/2',
+	'each attempt of the redirected delivery was written once');
 stop_receiver('redirect');
 stop_receiver('fast');
 
