@@ -678,16 +678,20 @@ push_run() {
 scenario_push() {
     local scen=$1 clients=$2 batch=$3 sys run
     log "=== scenario $scen: push, $batch job(s) per transaction, $clients clients, ${PUSH_SECONDS}s x $RUNS run(s)"
+    local systems=()
+    for sys in ceiling taskq naive pgmq pgq graphile pgboss insert; do
+        if [ "$sys" = ceiling ]; then
+            [ "$scen" -eq 1 ] || continue
+        else
+            has_system "$sys" || continue
+        fi
+        [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
+        systems+=("$sys")
+    done
     # runs outermost, so that a change in the machine's load hits every
-    # system alike
+    # system alike, each starting its turn at another system (turn_order)
     for run in $(seq "$RUNS"); do
-        for sys in ceiling taskq naive pgmq pgq graphile pgboss insert; do
-            if [ "$sys" = ceiling ]; then
-                [ "$scen" -eq 1 ] || continue
-            else
-                has_system "$sys" || continue
-            fi
-            [ "$sys" != insert ] || [ "$batch" -eq 1 ] || continue
+        for sys in $(turn_order "$run" "${systems[@]}"); do
             push_run "$scen" "$sys" "$run" "$clients" "$batch"
         done
     done
@@ -811,13 +815,26 @@ finish_sink() {
     log "scenario $scen $sys run $run: $ndone jobs acked, $pending deliveries pending at the end (outbox empty ${waited}s later), receiver got $(json_field "$res" webhooks_received) webhooks, listener $(json_field "$res" events_received) events"
 }
 
-# The systems of a drain scenario take turns, and each run starts the
-# turn at another system: where a system's drain comes in the turn
-# counts (2026-12-05: a rate-limited queue drained at 0.89x plain taskq
-# when run three places after it, at 0.99x when run before it), so that
-# no system is always first, run r starts (r - 1) * n / RUNS systems in.
+# The systems of a scenario take turns, and each run starts the turn at
+# another system: where a system comes in the turn counts (2026-12-05: a
+# rate-limited queue drained at 0.89x plain taskq when run three places
+# after it, at 0.99x when run before it), so that no system is always
+# first, run r starts (r - 1) * n / RUNS systems in.  Prints the n
+# systems given after RUN in run RUN's order.
+turn_order() {
+    local run=$1 n i start
+    shift
+    n=$#
+    [ "$n" -gt 0 ] || return 0
+    start=$(( (run - 1) * n / RUNS ))
+    local systems=("$@")
+    for i in $(seq 0 $((n - 1))); do
+        echo "${systems[$(( (start + i) % n ))]}"
+    done
+}
+
 scenario_drain() {
-    local scen=$1 workers=$2 batch=$3 backlog=$4 sys run systems=() n i start
+    local scen=$1 workers=$2 batch=$3 backlog=$4 sys run systems=()
     log "=== scenario $scen: drain a backlog of $backlog, $workers workers, pull $batch then ack $batch, at most ${DRAIN_CAP}s x $RUNS run(s)"
     for sys in taskq taskq_nohist taskq_bundled taskq_groups10 taskq_groups10k taskq_rr10k taskq_rate naive pgmq pgmq_archive pgq graphile pgboss taskq_events taskq_notify taskq_webhook; do
         has_system "$sys" || continue
@@ -825,12 +842,9 @@ scenario_drain() {
         case "$sys" in taskq_bundled | taskq_groups* | taskq_rr* | taskq_rate) [ "$scen" -eq 3 ] || continue ;; esac
         systems+=("$sys")
     done
-    n=${#systems[@]}
-    [ "$n" -gt 0 ] || return 0
     for run in $(seq "$RUNS"); do
-        start=$(( (run - 1) * n / RUNS ))
-        for i in $(seq 0 $((n - 1))); do
-            drain_run "$scen" "${systems[$(( (start + i) % n ))]}" "$run" "$workers" "$batch" "$backlog"
+        for sys in $(turn_order "$run" "${systems[@]}"); do
+            drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
         done
     done
 }
