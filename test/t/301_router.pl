@@ -179,9 +179,9 @@ is(sh(0, q{SELECT count(*) FROM taskq.finished_jobs WHERE queue = 's'})
 	'... after acking its 8 jobs on their shards');
 is(r(q{SELECT count(*) FROM taskq.pull('s', 1, NULL, NULL, 100)}), '0',
 	'a waiting pull of an empty spread queue ends with nothing');
-my $st = decode_json(r(q{SELECT taskq.stats('s')}));
-is("$st->{counts}{active} $st->{counts}{completed}", '12 8', 'stats of a spread queue sum the counts of its shards');
-is(join(',', sort keys %{ $st->{shards} }), '0,1', '... and give each shard\'s');
+my $stats = decode_json(r(q{SELECT taskq.stats('s')}));
+is("$stats->{counts}{active} $stats->{counts}{completed}", '12 8', 'stats of a spread queue sum the counts of its shards');
+is(join(',', sort keys %{ $stats->{shards} }), '0,1', '... and give each shard\'s');
 for my $i (0, 1)
 {
 	my ($fid, $flease) = split /\|/,
