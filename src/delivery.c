@@ -13,8 +13,9 @@
  * update, with its new index entries, was a third of the outbox's writes
  * on the drain's hot pages).  A transfer still running after
  * taskq.webhook_mark_after is marked delivering in the table, its
- * attempt counted, so that a slow receiver shows.  There is one worker per database (its
- * slot in shared memory), so no other process starts the same delivery.
+ * attempt counted, so that a slow receiver shows.  There is one worker
+ * per database (its slot in shared memory), so no other process starts
+ * the same delivery.
  * The round is a short transaction; none is open while transfers run,
  * and the worker polls them between its other duties, so a slow or dead
  * receiver delays neither the reaper nor other receivers.
@@ -98,12 +99,8 @@ typedef struct Delivery
 
 static CURLM *multi = NULL;
 static int	in_flight = 0;
+/* the transfers in flight, oldest first */
 static dlist_head flight = DLIST_STATIC_INIT(flight);
-/* when the first transfer in flight and not marked reaches the mark */
-static TimestampTz next_mark = DT_NOEND;
-/* taskq.webhook_mark_after as next_mark was reckoned with */
-static int	mark_after_seen = -1;
-
 
 /*
  * While transfers are in flight, a round (a transaction recording what
@@ -431,8 +428,6 @@ start_delivery(const char *id, const char *body, const char *url,
 	curl_multi_add_handle(multi, d->curl);
 	dlist_push_tail(&flight, &d->node);
 	in_flight++;
-	next_mark = Min(next_mark,
-					TimestampTzPlusMilliseconds(d->started, taskq_webhook_mark_after));
 	MemoryContextSwitchTo(old);
 }
 
@@ -522,9 +517,36 @@ flight_arrays(Datum *webhooks, Datum *owners, Datum *ids)
 	*ids = uuid_array(d, n);
 }
 
+/* whether a transfer in flight has run for taskq.webhook_mark_after */
+static bool
+is_slow(const Delivery *d, TimestampTz now)
+{
+	return !d->marked &&
+		TimestampDifferenceExceeds(d->started, now, taskq_webhook_mark_after);
+}
+
+/*
+ * Whether a transfer is due to be marked: the oldest one not marked yet
+ * (the list is in start order, and marks go oldest first).
+ */
+static bool
+mark_due(TimestampTz now)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &flight)
+	{
+		Delivery   *d = dlist_container(Delivery, node, it.cur);
+
+		if (!d->marked)
+			return is_slow(d, now);
+	}
+	return false;
+}
+
 /*
  * Mark the transfers that have run for taskq.webhook_mark_after
- * delivering (their attempt counted), and note when the next one will.
+ * delivering (their attempt counted).
  */
 static void
 mark_slow(TimestampTz now)
@@ -533,21 +555,15 @@ mark_slow(TimestampTz now)
 	int			n = 0;
 	dlist_iter	it;
 
-	next_mark = DT_NOEND;
 	dlist_foreach(it, &flight)
 	{
 		Delivery   *d = dlist_container(Delivery, node, it.cur);
-		TimestampTz due = TimestampTzPlusMilliseconds(d->started, taskq_webhook_mark_after);
 
-		if (d->marked)
-			continue;
-		if (due <= now)
+		if (is_slow(d, now))
 		{
 			ids[n++] = uuid_datum(d->id);
 			d->marked = true;
 		}
-		else
-			next_mark = Min(next_mark, due);
 	}
 	if (n > 0)
 	{
@@ -616,12 +632,6 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 
 	news_pending |= news;
 	outcomes = finished_deliveries();
-	/* a reload changed the mark's delay: reckon the next mark again */
-	if (mark_after_seen != taskq_webhook_mark_after)
-	{
-		mark_after_seen = taskq_webhook_mark_after;
-		next_mark = 0;
-	}
 
 	/*
 	 * Busy, and no transfer finished: a round only for new deliveries or
@@ -629,7 +639,7 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 	 * DELIVERY_ROUND_MS after the last, or to mark a transfer running
 	 * long; else wait for a transfer.
 	 */
-	if (outcomes == NIL && in_flight > 0 && now < next_mark)
+	if (outcomes == NIL && in_flight > 0 && !mark_due(now))
 	{
 		if (in_flight >= taskq_webhook_concurrency || (!news_pending && now < next_due))
 			return DELIVERY_ROUND_MS;
@@ -686,8 +696,7 @@ TaskqDeliverWebhooks(TaskqTxnBegin begin, TaskqTxnEnd end, bool news)
 	}
 
 	/* transfers running long: marked delivering */
-	if (now >= next_mark)
-		mark_slow(now);
+	mark_slow(now);
 
 	if (in_flight < taskq_webhook_concurrency)
 	{
