@@ -5,12 +5,17 @@
 # benchmark's job (one statement, one transaction each), then N times
 # "pull 1 and ack it" (one statement, one transaction each: pull's
 # acks are not used, so the ack is the ack function's), on a plain queue
-# and on a queue with group_concurrency 1 over 10 groups.  The counts are
+# and on a queue with group_concurrency 1 over 10 groups; then scenarios
+# 1 and 2 as pgbench -M prepared runs them (a statement prepared once,
+# executed once per transaction): push one job, and its baselines, the
+# plain INSERT of push's row into a table shaped like taskq.jobs and the
+# naive queue's INSERT; push_batch of 100 jobs and the naive queue's
+# INSERT of 100.  The counts are
 # the same from run to run (unlike the times of this shared machine), so
 # a before/after of a change needs no interleaving: run it on each build.
 # The program's start and end (a run of one "SELECT 1") are subtracted.
 #
-# Usage: N=2000 test/bench/instructions.sh [OUT_DIR]
+# Usage: N=2000 test/bench/instructions.sh [OUT_DIR]   (N a multiple of 100)
 #   OUT_DIR keeps the callgrind files (callgrind_annotate --inclusive=yes
 #   OUT_DIR/drain.out shows where the instructions go).
 #
@@ -34,6 +39,22 @@ for i in $(seq "$N"); do
     echo "SELECT taskq.push('bench', 'send_email', '$PAYLOAD', '{\"group\": \"k$((i % 10))\"}');"
 done >"$DIR/gpush.sql"
 for i in $(seq "$N"); do echo "SELECT taskq.ack(id, NULL, lease) FROM taskq.pull('bench', 1);"; done >"$DIR/drain.sql"
+# scenario 1 as pgbench -M prepared runs it: each statement prepared once,
+# then executed N times (a transaction each), for push and for its
+# baselines, the plain INSERT of push's row into a table shaped like
+# taskq.jobs (test/bench/sql/insert_setup.sql) and the naive queue's
+# INSERT (naive_setup.sql)
+prepared() { # NAME STATEMENT [EXECUTIONS, default N]
+    { echo "PREPARE s AS $2;"; for i in $(seq "${3:-$N}"); do echo "EXECUTE s;"; done; } >"$DIR/$1.sql"
+}
+prepared ppush "SELECT taskq.push('bench', 'send_email', '$PAYLOAD')"
+prepared pinsert "INSERT INTO plain_jobs (id, queue, name, state, data, max_attempts, run_at, created_at) VALUES (taskq.uuid7(), 'bench', 'send_email', 'waiting', '$PAYLOAD', 3, now(), now())"
+prepared pnaive "INSERT INTO naive_jobs (name, data) VALUES ('send_email', '$PAYLOAD')"
+# scenario 2: 100 jobs a transaction, N in all, as test/bench/sql/taskq_push100.sql
+# and naive_push100.sql push them
+JOBS100="[$(for i in $(seq 100); do printf '%s{"name": "send_email", "data": %s}' "$([ "$i" -gt 1 ] && echo ', ')" "$PAYLOAD"; done)]"
+prepared pbatch "SELECT count(*) FROM taskq.push_batch('bench', '$JOBS100')" $((N / 100))
+prepared pnbatch "INSERT INTO naive_jobs (name, data) SELECT name, data FROM jsonb_to_recordset('$JOBS100') AS j(name text, data jsonb)" $((N / 100))
 echo "SELECT 1;" >"$DIR/empty.sql"
 chmod a+r "$DIR"/*.sql
 
@@ -60,15 +81,33 @@ per_job() { # INSTRUCTIONS: per job, less the program's own
 
 fresh plain '{}'
 fresh groups '{"group_concurrency": 1}'
+# the baselines' tables (one line each: single-user mode runs a line as a
+# statement)
+grep -v -e '^--' -e 'CREATE EXTENSION' "$(dirname "${BASH_SOURCE[0]}")/sql/insert_setup.sql" | tr '\n' ' ' | sed 's/;/;\n/g' >"$DIR/baseline.sql"
+grep -v '^--' "$(dirname "${BASH_SOURCE[0]}")/sql/naive_setup.sql" | tr '\n' ' ' | sed 's/;/;\n/g' >>"$DIR/baseline.sql"
+chmod a+r "$DIR/baseline.sql"
+single "$DIR/plain" "$DIR/baseline.sql"
 base=$(single "$DIR/plain" "$DIR/empty.sql" "$OUT/empty.out")
 push=$(single "$DIR/plain" "$DIR/push.sql" "$OUT/push.out")
 drain=$(single "$DIR/plain" "$DIR/drain.sql" "$OUT/drain.out")
-single "$DIR/groups" "$DIR/gpush.sql"
-gdrain=$(single "$DIR/groups" "$DIR/drain.sql" "$OUT/gdrain.out")
 left=$(echo "SELECT count(*) FROM taskq.jobs;" | as_user "$BIN/postgres" --single -D "$DIR/plain" postgres 2>/dev/null |
     sed -n 's/.*count = "\([0-9]*\)".*/\1/p')
+ppush=$(single "$DIR/plain" "$DIR/ppush.sql" "$OUT/ppush.out")
+pinsert=$(single "$DIR/plain" "$DIR/pinsert.sql" "$OUT/pinsert.out")
+pnaive=$(single "$DIR/plain" "$DIR/pnaive.sql" "$OUT/pnaive.out")
+pbatch=$(single "$DIR/plain" "$DIR/pbatch.sql" "$OUT/pbatch.out")
+pnbatch=$(single "$DIR/plain" "$DIR/pnbatch.sql" "$OUT/pnbatch.out")
+single "$DIR/groups" "$DIR/gpush.sql"
+gdrain=$(single "$DIR/groups" "$DIR/drain.sql" "$OUT/gdrain.out")
 echo "instructions per job ($N jobs; the program's start and end, $base, not counted):"
 echo "  push, one per transaction:                 $(per_job "$push")"
+echo "  the same prepared once (pgbench -M prepared):"
+echo "    push:                                    $(per_job "$ppush")"
+echo "    the plain INSERT of push's row:          $(per_job "$pinsert")"
+echo "    the naive queue's INSERT:                $(per_job "$pnaive")"
+echo "  push 100 per transaction, prepared, per job:"
+echo "    push_batch:                              $(per_job "$pbatch")"
+echo "    the naive queue's INSERT of 100:         $(per_job "$pnbatch")"
 echo "  pull 1 + ack, one transaction:             $(per_job "$drain")"
 echo "  the same, group_concurrency 1, 10 groups:  $(per_job "$gdrain")"
 echo "  (jobs left in the plain queue: ${left:-?})"

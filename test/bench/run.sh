@@ -485,6 +485,20 @@ wait_taskq_worker() {
     exit 1
 }
 
+# retire SYSTEM: after a run of scenarios 1 to 4, drop the system's
+# database, so that autovacuum has nothing of it left to do during the
+# next system's run, then wait (at most 60 s) until no VACUUM runs in the
+# instance.  The next run of the system makes its database again
+# (fresh_db).
+retire() {
+    local i
+    psql_db postgres -c "DROP DATABASE IF EXISTS $(dbname "$1") WITH (FORCE)" >/dev/null
+    for i in $(seq 120); do
+        [ "$(psql_db postgres -c "SELECT count(*) FROM pg_stat_progress_vacuum")" -ne 0 ] || return 0
+        sleep 0.5
+    done
+}
+
 # settle DB: the same starting point for every measurement.
 settle() {
     psql_db "$1" -c "VACUUM (ANALYZE)" >/dev/null
@@ -605,16 +619,18 @@ db_stats() {
         FROM pg_stat_user_tables"
 }
 
-# vacuum_watch_start DB FILE: every second, the number of VACUUMs running
-# in DB (pg_stat_progress_vacuum: autovacuum's, during a drain) as a line
-# of FILE, until vacuum_watch_stop; vacuum_watch_stop FILE prints the
-# seconds in which one ran.
+# vacuum_watch_start DB FILE [all]: every second, the number of VACUUMs
+# running in DB (pg_stat_progress_vacuum: autovacuum's, during a drain),
+# or with "all" in any database of the instance, as a line of FILE, until
+# vacuum_watch_stop; vacuum_watch_stop FILE prints the seconds in which
+# one ran.
 vacuum_watch_start() {
-    local db=$1 file=$2
+    local db=$1 file=$2 where="WHERE datname = current_database()"
+    [ "${3:-}" != all ] || where=""
     : >"$file"
     (
         while :; do
-            psql_db "$db" -c "SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = current_database()" >>"$file" 2>/dev/null || true
+            psql_db "$db" -c "SELECT count(*) FROM pg_stat_progress_vacuum $where" >>"$file" 2>/dev/null || true
             sleep 1
         done
     ) &
@@ -633,12 +649,13 @@ vacuum_watch_stop() {
 # push_run SCENARIO SYSTEM RUN CLIENTS BATCH (SYSTEM ceiling: the commit
 # ceiling, recorded as scenario 0)
 push_run() {
-    local scen=$1 sys=$2 run=$3 clients=$4 batch=$5 db out rate before after n
+    local scen=$1 sys=$2 run=$3 clients=$4 batch=$5 db out rate before after n vacuum_s
     db=$(dbname "$sys")
     out=$SCRATCH/s$scen-$sys-$run.out
     fresh_db "$sys"
     settle "$db"
     before=$(count_jobs "$sys")
+    vacuum_watch_start "$db" "$out.vacuum" all
     case "$sys" in
     graphile | pgboss)
         local res
@@ -658,6 +675,7 @@ push_run() {
         n=$(($(pgb_txns "$out") * batch))
         ;;
     esac
+    vacuum_s=$(vacuum_watch_stop "$out.vacuum")
     after=$(count_jobs "$sys")
     if [ $((after - before)) -ne "$n" ]; then
         echo "bench: scenario $scen, $sys: the client pushed $n jobs but $((after - before)) arrived" >&2
@@ -665,11 +683,13 @@ push_run() {
     fi
     if [ "$sys" = ceiling ]; then
         record 0 ceiling "$run" commits_per_s "$(calc "$rate")"
-        log "commit ceiling run $run: $(calc "$rate") commits/s ($clients clients, one single-row INSERT per transaction)"
+        record 0 ceiling "$run" vacuum_s "$vacuum_s"
+        log "commit ceiling run $run: $(calc "$rate") commits/s ($clients clients, one single-row INSERT per transaction; VACUUM running in $vacuum_s s of it)"
         return
     fi
     record "$scen" "$sys" "$run" jobs_per_s "$(calc "$rate")"
-    log "scenario $scen $sys run $run: $(calc "$rate") jobs/s"
+    record "$scen" "$sys" "$run" vacuum_s "$vacuum_s"
+    log "scenario $scen $sys run $run: $(calc "$rate") jobs/s (VACUUM running in $vacuum_s s of it)"
 }
 
 # Pushing is the same whatever a queue does at ack time: taskq_nohist and
@@ -693,6 +713,7 @@ scenario_push() {
     for run in $(seq "$RUNS"); do
         for sys in $(turn_order "$run" "${systems[@]}"); do
             push_run "$scen" "$sys" "$run" "$clients" "$batch"
+            retire "$sys"
         done
     done
     CEILING_DONE=1
@@ -709,6 +730,7 @@ measure_ceiling() {
     log "=== commit ceiling: $CEIL_CLIENTS clients, one single-row INSERT per transaction, ${PUSH_SECONDS}s x $RUNS run(s)"
     for run in $(seq "$RUNS"); do
         push_run 0 ceiling "$run" "$CEIL_CLIENTS" 1
+        retire ceiling
     done
     CEILING_DONE=1
 }
@@ -721,7 +743,7 @@ measure_ceiling() {
 # recorded under SCENARIO with PREFIX before their names (scenario 8's
 # reference drains, "ref_" and "batch_ref_")
 drain_run() {
-    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 cap=${7:-$DRAIN_CAP} prefix=${8:-} db out rate ndone note=""
+    local scen=$1 sys=$2 run=$3 workers=$4 batch=$5 backlog=$6 cap=${7:-$DRAIN_CAP} prefix=${8:-} db out rate ndone note="" vacuum_s
     db=$(dbname "$sys")
     out=$SCRATCH/s$scen-$sys-$prefix$run.out
     fresh_db "$sys"
@@ -732,6 +754,7 @@ drain_run() {
     fi
     settle "$db"
     ! is_events_variant "$sys" || start_sink "$sys" "$db"
+    vacuum_watch_start "$db" "$out.vacuum" all
     case "$sys" in
     graphile | pgboss)
         local res
@@ -759,10 +782,12 @@ drain_run() {
         rate=$(pgb_jobs_rate "$ndone" "$out")
         ;;
     esac
+    vacuum_s=$(vacuum_watch_stop "$out.vacuum")
     [ "$ndone" -ge "$backlog" ] || note="stopped after ${cap}s: $ndone of $backlog jobs"
     record "$scen" "$sys" "$run" "${prefix}jobs_per_s" "$rate"
     record "$scen" "$sys" "$run" "${prefix}jobs_done" "$ndone"
-    log "scenario $scen $sys run $run${prefix:+ ($prefix)}: $rate jobs/s ($ndone jobs${note:+; $note})"
+    record "$scen" "$sys" "$run" "${prefix}vacuum_s" "$vacuum_s"
+    log "scenario $scen $sys run $run${prefix:+ ($prefix)}: $rate jobs/s ($ndone jobs${note:+; $note}; VACUUM running in $vacuum_s s of it)"
     ! is_events_variant "$sys" || finish_sink "$scen" "$sys" "$db" "$run" "$ndone"
 }
 
@@ -815,22 +840,43 @@ finish_sink() {
     log "scenario $scen $sys run $run: $ndone jobs acked, $pending deliveries pending at the end (outbox empty ${waited}s later), receiver got $(json_field "$res" webhooks_received) webhooks, listener $(json_field "$res" events_received) events"
 }
 
-# The systems of a scenario take turns, and each run starts the turn at
-# another system: where a system comes in the turn counts (2026-12-05: a
+# The systems of a scenario take turns, and each run orders them
+# differently: where a system comes in the turn counts (2026-12-05: a
 # rate-limited queue drained at 0.89x plain taskq when run three places
-# after it, at 0.99x when run before it), so that no system is always
-# first, run r starts (r - 1) * n / RUNS systems in.  Prints the n
-# systems given after RUN in run RUN's order.
+# after it, at 0.99x when run before it), and so does which system comes
+# just before it (2026-12-06: taskq's push, right after the commit
+# ceiling's run in every run, read 0.75x the naive queue). Run r starts
+# (r - 1) * n / RUNS systems in and goes through the list by the r-th
+# step coprime with n (1, 3, 5, ... for 8 systems), so that no system is
+# always first nor always after the same one.  Prints the n systems
+# given after RUN in run RUN's order.
 turn_order() {
-    local run=$1 n i start
+    local run=$1 n i start step
     shift
     n=$#
     [ "$n" -gt 0 ] || return 0
     start=$(( (run - 1) * n / RUNS ))
+    step=$(coprime_step "$n" "$run")
     local systems=("$@")
     for i in $(seq 0 $((n - 1))); do
-        echo "${systems[$(( (start + i) % n ))]}"
+        echo "${systems[$(( (start + i * step) % n ))]}"
     done
+}
+# coprime_step N K: the K-th of the integers 1 .. N-1 coprime with N,
+# counting round again when K is larger than how many there are (1 when N
+# is 1 or 2)
+coprime_step() {
+    local n=$1 k=$2 s steps=()
+    for s in $(seq 1 $((n - 1))); do
+        [ "$(gcd "$s" "$n")" -ne 1 ] || steps+=("$s")
+    done
+    [ ${#steps[@]} -gt 0 ] || { echo 1; return; }
+    echo "${steps[$(( (k - 1) % ${#steps[@]} ))]}"
+}
+gcd() {
+    local a=$1 b=$2 t
+    while [ "$b" -ne 0 ]; do t=$((a % b)); a=$b; b=$t; done
+    echo "$a"
 }
 
 scenario_drain() {
@@ -845,6 +891,7 @@ scenario_drain() {
     for run in $(seq "$RUNS"); do
         for sys in $(turn_order "$run" "${systems[@]}"); do
             drain_run "$scen" "$sys" "$run" "$workers" "$batch" "$backlog"
+            retire "$sys"
         done
     done
 }

@@ -228,6 +228,25 @@ if (mappingLines.length || capLines.length) {
 	md.push('');
 }
 
+/*
+ * Each run of scenarios 1 to 4 in the order taken, with the seconds of it
+ * in which a VACUUM ran anywhere in the instance (run.sh's retire leaves
+ * none of an earlier system's to do): what a median hides.
+ */
+const runLines = [];
+for (const [scen, sys, metric] of [['0', 'ceiling', 'commits_per_s'],
+	...['1', '2', '3', '4'].flatMap((sc) => SYSTEMS.map((sy) => [sc, sy, 'jobs_per_s']))]) {
+	const r = values[scen]?.[sys]?.[metric];
+	const v = values[scen]?.[sys]?.vacuum_s;
+	if (!r || !v)
+		continue;
+	runLines.push(`| ${scen === '0' ? 'ceiling' : scen} | ${scen === '0' ? 'commit ceiling' : LABEL[sys]} | ${r.map((x, i) => `${fmt(x)} (${v[i] ?? '?'} s)`).join(', ')} |`);
+}
+if (runLines.length) {
+	md.push('<details>', '<summary>Each run (jobs/s, commits/s for the ceiling; in brackets: seconds of it in which a VACUUM ran in the instance)</summary>', '');
+	md.push('| scenario | system | runs, in order |', '|---|---|---|', ...runLines, '', '</details>', '');
+}
+
 /* The commit ceiling and the one-job-per-transaction scenarios against it. */
 const ceiling = get('0', 'ceiling', 'commits_per_s');
 if (ceiling !== null) {
