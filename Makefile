@@ -119,7 +119,8 @@ ISOLATION = \
 	pull-head \
 	flow-limits \
 	webhook-remove \
-	webhook-remove-ack
+	webhook-remove-ack \
+	write-index-locks
 ISOLATION_OPTS = \
 	--inputdir=$(srcdir)/test/isolation \
 	--outputdir=test/isolation/output_iso \

@@ -578,6 +578,7 @@ claim_one(ClaimState *cs, Datum queue)
 	if (!HeapTupleIsHeapOnly(newtup))
 	{
 		ExecStoreHeapTuple(newtup, cs->updated, false);
+		TaskqOpenIndexesFor(cs->rri, cs->updated, cs->estate);
 		list_free(ExecInsertIndexTuples(cs->rri, cs->updated, cs->estate, true,
 										false, NULL, NIL));
 	}

@@ -613,7 +613,11 @@ taskq_push_batch(PG_FUNCTION_ARGS)
 				 errhint("Pass an array of objects with keys \"name\", \"data\" and \"options\".")));
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	batch = palloc0(sizeof(PushBatch));
+	/* not zeroed: 115 kB, of which a batch of n jobs reads the first n */
+	batch = palloc(sizeof(PushBatch));
+	batch->n = 0;
+	batch->wake = false;
+	batch->delayed = false;
 	batch->cxt = AllocSetContextCreate(CurrentMemoryContext, "taskq push_batch",
 									   ALLOCSET_DEFAULT_SIZES);
 

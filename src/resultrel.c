@@ -10,11 +10,25 @@
  * outbox in events.c) used ExecOpenIndices and ExecConstraints, which
  * build all of this again on every call: BuildIndexInfo for each index,
  * expression_planner for each partial index's predicate (taskq.jobs has
- * six) and each CHECK constraint, after reading it back from its text
+ * seven) and each CHECK constraint, after reading it back from its text
  * (stringToNode).  In a drain of one job at a time that was about 4 % of
  * the CPU (test/bench/README.md, "fifteenth").  An executor state is
- * still made per call, and the expression states in it (ExecInitQual,
- * ExecInitExpr: no catalog access, no planning).
+ * still made per call.  The expression states of the predicates and CHECK
+ * constraints are made once too, in the entry, when they are of the
+ * simple kinds whose states keep nothing of a call (state_not_keepable)
+ * and call no user-defined function; others per call, as the executor
+ * makes them.
+ *
+ * Indexes are opened when a row needs one (TaskqOpenIndexesFor), not all
+ * of them at the start as ExecOpenIndices does: a partial index whose
+ * predicate no row of the call satisfies is neither opened nor locked
+ * (taskq.jobs has eight indexes, seven of them partial; a push writes into
+ * two).  Whatever could change an index's part in the call waits for the
+ * table's lock, which the callers hold: DROP INDEX locks the table; DROP
+ * INDEX CONCURRENTLY, CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY
+ * wait for every transaction holding a lock on the table; and a change
+ * to the index list invalidates the table's relcache entry, processed
+ * when the table was locked.
  *
  * An entry lasts until a relcache invalidation of its table or of one of
  * its indexes.  Every change to what an entry holds sends one: CREATE and
@@ -40,6 +54,7 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/proc.h"
@@ -69,7 +84,21 @@ typedef struct ResultRelEntry
 	bool		depends;		/* on functions or domains (syscache) */
 	bool		defaults_made;
 	Expr	  **defaults;		/* column defaults, planned, or NULL */
+	bool		states_made;	/* the two below (never when depends) */
+	ExprState **predstates;		/* each predicate's state, or NULL */
+	ExprState **checkstates;	/* each CHECK constraint's state */
 } ResultRelEntry;
+
+/*
+ * The IndexInfo that TaskqOpenResultRel gives the executor for an index,
+ * with what TaskqOpenIndexesFor needs to open it (the executor reads the
+ * IndexInfo, its first member, only)
+ */
+typedef struct LazyIndexInfo
+{
+	IndexInfo	info;
+	Oid			indexoid;
+} LazyIndexInfo;
 
 static ResultRelEntry *entries = NULL;
 /* stale entries unlinked, freed once their transaction is over */
@@ -243,30 +272,117 @@ entry_for(Relation rel)
 }
 
 /*
+ * Whether the state of a planned expression may be kept from one call to
+ * the next: it is made only of column references (not a whole row),
+ * constants, and built-in operators and functions (the entry does not
+ * depend on user-defined ones) that return no set, combined by AND, OR,
+ * NOT, NULL tests of scalars, boolean tests, relabelings, IS DISTINCT
+ * FROM, NULLIF, COALESCE and "= ANY" of an array unhashed.  Their steps
+ * keep nothing of one evaluation for the next, but what functions cache
+ * for their own flinfo, which lives as long; others keep, from their
+ * first evaluation, memory of the call's executor state (a whole row's
+ * descriptor, a hashed array's table, a row type's cache).
+ */
+static bool
+state_not_keepable(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+			return ((Var *) node)->varattno <= 0;
+		case T_Const:
+			return false;
+		case T_FuncExpr:
+			if (((FuncExpr *) node)->funcretset)
+				return true;
+			break;
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+			if (((OpExpr *) node)->opretset)
+				return true;
+			break;
+		case T_ScalarArrayOpExpr:
+			if (OidIsValid(((ScalarArrayOpExpr *) node)->hashfuncid))
+				return true;
+			break;
+		case T_NullTest:
+			if (((NullTest *) node)->argisrow)
+				return true;
+			break;
+		case T_BoolExpr:
+		case T_BooleanTest:
+		case T_RelabelType:
+		case T_CoalesceExpr:
+		case T_List:
+			break;
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, state_not_keepable, context);
+}
+
+/*
+ * The expression states of e's predicates and CHECK constraints that may
+ * be kept (state_not_keepable), made once in e's memory; the others stay
+ * NULL and are made per call.  Built when nothing in e is user-defined.
+ * They are evaluated one after the other, never in one another.
+ */
+static void
+make_states(ResultRelEntry *e)
+{
+	MemoryContext old;
+	ExprState **predstates;
+	ExprState **checkstates;
+
+	if (e->states_made || e->depends)
+		return;
+	old = MemoryContextSwitchTo(e->cxt);
+	predstates = palloc0(sizeof(ExprState *) * Max(1, e->nindexes));
+	for (int i = 0; i < e->nindexes; i++)
+		if (e->predicates[i] != NIL &&
+			!state_not_keepable((Node *) e->predicates[i], NULL))
+			predstates[i] = ExecInitQual(e->predicates[i], NULL);
+	checkstates = palloc0(sizeof(ExprState *) * Max(1, e->nchecks));
+	for (int i = 0; i < e->nchecks; i++)
+		if (!state_not_keepable((Node *) e->checks[i], NULL))
+			checkstates[i] = ExecInitExpr(e->checks[i], NULL);
+	MemoryContextSwitchTo(old);
+	e->predstates = predstates;
+	e->checkstates = checkstates;
+	e->states_made = true;
+}
+
+/*
  * What ExecOpenIndices does for rri (made by InitResultRelInfo, its table
- * locked by the caller), from the backend's entry of the table: each index
- * opened with RowExclusiveLock, a copy of its IndexInfo, the state of its
- * predicate; and the states of the table's CHECK constraints, which
+ * locked by the caller), from the backend's entry of the table: a copy of
+ * each index's IndexInfo with the state of its predicate, the index
+ * itself left unopened (TaskqOpenIndexesFor opens it when a row needs
+ * it); and the states of the table's CHECK constraints, which
  * ExecConstraints would otherwise plan.  All in estate's query context;
- * ExecCloseIndices closes the indexes.
+ * ExecCloseIndices closes the indexes opened.
  */
 void
 TaskqOpenResultRel(ResultRelInfo *rri, EState *estate)
 {
 	Relation	rel = rri->ri_RelationDesc;
 	ResultRelEntry *e = entry_for(rel);
-	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	MemoryContext old;
 
+	make_states(e);
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	rri->ri_NumIndices = e->nindexes;
 	if (e->nindexes > 0)
 	{
-		rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * e->nindexes);
+		rri->ri_IndexRelationDescs = palloc0(sizeof(Relation) * e->nindexes);
 		rri->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * e->nindexes);
 	}
 	for (int i = 0; i < e->nindexes; i++)
 	{
-		Relation	index = index_open(e->indexoids[i], RowExclusiveLock);
-		IndexInfo  *ii = palloc(sizeof(IndexInfo));
+		LazyIndexInfo *lazy = palloc(sizeof(LazyIndexInfo));
+		IndexInfo  *ii = &lazy->info;
 
 		/*
 		 * A copy whose lists stay the entry's (the executor only reads
@@ -274,15 +390,19 @@ TaskqOpenResultRel(ResultRelInfo *rri, EState *estate)
 		 * call's.
 		 */
 		memcpy(ii, e->infos[i], sizeof(IndexInfo));
-		ii->ii_ReadyForInserts = index->rd_index->indisready;
-		ii->ii_PredicateState = e->predicates[i] != NIL ?
-			ExecInitQual(e->predicates[i], NULL) : NULL;
+		lazy->indexoid = e->indexoids[i];
+		ii->ii_ReadyForInserts = false; /* until opened */
+		if (e->predicates[i] == NIL)
+			ii->ii_PredicateState = NULL;
+		else if (e->states_made && e->predstates[i] != NULL)
+			ii->ii_PredicateState = e->predstates[i];
+		else
+			ii->ii_PredicateState = ExecInitQual(e->predicates[i], NULL);
 		ii->ii_ExpressionsState = NIL;
 		ii->ii_CheckedUnchanged = false;
 		ii->ii_IndexUnchanged = false;
 		ii->ii_AmCache = NULL;
 		ii->ii_Context = CurrentMemoryContext;
-		rri->ri_IndexRelationDescs[i] = index;
 		rri->ri_IndexRelationInfo[i] = ii;
 	}
 
@@ -295,9 +415,42 @@ TaskqOpenResultRel(ResultRelInfo *rri, EState *estate)
 	{
 		rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * e->nchecks);
 		for (int i = 0; i < e->nchecks; i++)
-			rri->ri_ConstraintExprs[i] = ExecInitExpr(e->checks[i], NULL);
+			rri->ri_ConstraintExprs[i] = e->states_made && e->checkstates[i] != NULL ?
+				e->checkstates[i] : ExecInitExpr(e->checks[i], NULL);
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Open, with RowExclusiveLock as ExecOpenIndices does, the indexes of rri
+ * (set up by TaskqOpenResultRel) that the row in slot goes into and that
+ * are not open yet: those without a predicate, and those whose predicate
+ * the row satisfies.  Call it before ExecInsertIndexTuples, which passes
+ * over the indexes left unopened.
+ */
+void
+TaskqOpenIndexesFor(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		LazyIndexInfo *lazy = (LazyIndexInfo *) rri->ri_IndexRelationInfo[i];
+		MemoryContext old;
+		Relation	index;
+
+		if (rri->ri_IndexRelationDescs[i] != NULL)
+			continue;
+		if (lazy->info.ii_PredicateState != NULL &&
+			!ExecQual(lazy->info.ii_PredicateState, econtext))
+			continue;
+		old = MemoryContextSwitchTo(estate->es_query_cxt);
+		index = index_open(lazy->indexoid, RowExclusiveLock);
+		MemoryContextSwitchTo(old);
+		lazy->info.ii_ReadyForInserts = index->rd_index->indisready;
+		rri->ri_IndexRelationDescs[i] = index;
+	}
 }
 
 /*

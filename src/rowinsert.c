@@ -84,6 +84,7 @@ TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n)
 	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
 	for (int i = 0; i < n; i++)
 	{
+		TaskqOpenIndexesFor(rri, slots[i], estate);
 		list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false,
 										NULL, NIL));
 		ResetPerTupleExprContext(estate);

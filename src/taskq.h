@@ -296,6 +296,8 @@ extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
 
 /* resultrel.c */
 extern void TaskqOpenResultRel(ResultRelInfo *rri, EState *estate);
+extern void TaskqOpenIndexesFor(ResultRelInfo *rri, TupleTableSlot *slot,
+								EState *estate);
 extern Expr **TaskqColumnDefaults(Relation rel);
 
 /* util.c */
