@@ -549,11 +549,11 @@ claim_one(ClaimState *cs, Datum queue)
 	newtup = heap_form_tuple(cs->desc, v, isnull);
 	pfree(lease);
 
+	ExecStoreHeapTuple(newtup, cs->updated, false);
 	if (cs->desc->constr != NULL)
-	{
-		ExecStoreHeapTuple(newtup, cs->updated, false);
 		ExecConstraints(cs->rri, cs->updated, cs->estate);
-	}
+	/* the indexes the new version goes into, before the job is locked */
+	TaskqOpenIndexesFor(cs->rri, cs->updated, cs->estate);
 
 	/*
 	 * Lock, skipping a row someone else has locked or is changing, then
@@ -578,7 +578,6 @@ claim_one(ClaimState *cs, Datum queue)
 	if (!HeapTupleIsHeapOnly(newtup))
 	{
 		ExecStoreHeapTuple(newtup, cs->updated, false);
-		TaskqOpenIndexesFor(cs->rri, cs->updated, cs->estate);
 		list_free(ExecInsertIndexTuples(cs->rri, cs->updated, cs->estate, true,
 										false, NULL, NIL));
 	}

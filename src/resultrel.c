@@ -19,16 +19,22 @@
  * and call no user-defined function; others per call, as the executor
  * makes them.
  *
- * Indexes are opened when a row needs one (TaskqOpenIndexesFor), not all
- * of them at the start as ExecOpenIndices does: a partial index whose
- * predicate no row of the call satisfies is neither opened nor locked
- * (taskq.jobs has eight indexes, seven of them partial; a push writes into
- * two).  Whatever could change an index's part in the call waits for the
- * table's lock, which the callers hold: DROP INDEX locks the table; DROP
- * INDEX CONCURRENTLY, CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY
- * wait for every transaction holding a lock on the table; and a change
- * to the index list invalidates the table's relcache entry, processed
- * when the table was locked.
+ * Indexes are opened when a row needs one (TaskqOpenIndexesFor, called
+ * for each row before anything is written, so that a wait for an index's
+ * lock never holds a row), not all of them at the start as
+ * ExecOpenIndices does: a partial index whose predicate no row of the
+ * call satisfies is neither opened nor locked (taskq.jobs has eight
+ * indexes, seven of them partial; a push writes into two).  That holds
+ * while the backend's entry of the table is current: building one opens
+ * every index (after any relcache invalidation of the table or its
+ * indexes, which includes the statistics VACUUM and ANALYZE write).
+ * Whatever could change an index's part in the call waits for the
+ * table's lock, which the callers hold to the end of their transaction:
+ * DROP INDEX, CREATE INDEX and REINDEX lock the table; their CONCURRENTLY
+ * forms wait for the transactions holding a lock on it before an index
+ * becomes ready, valid or dead; and a change to the index list
+ * invalidates the table's relcache entry, processed when the table was
+ * locked.
  *
  * An entry lasts until a relcache invalidation of its table or of one of
  * its indexes.  Every change to what an entry holds sends one: CREATE and
@@ -84,7 +90,7 @@ typedef struct ResultRelEntry
 	bool		depends;		/* on functions or domains (syscache) */
 	bool		defaults_made;
 	Expr	  **defaults;		/* column defaults, planned, or NULL */
-	bool		states_made;	/* the two below (never when depends) */
+	bool		states_made;	/* the two below (not if depends when made) */
 	ExprState **predstates;		/* each predicate's state, or NULL */
 	ExprState **checkstates;	/* each CHECK constraint's state */
 } ResultRelEntry;
@@ -328,7 +334,10 @@ state_not_keepable(Node *node, void *context)
  * The expression states of e's predicates and CHECK constraints that may
  * be kept (state_not_keepable), made once in e's memory; the others stay
  * NULL and are made per call.  Built when nothing in e is user-defined.
- * They are evaluated one after the other, never in one another.
+ * They are evaluated one after the other, never in one another.  Making
+ * a state checks the EXECUTE privilege of its functions (built-in ones,
+ * which PUBLIC may execute unless revoked): a kept state is checked once
+ * per backend, as the extension's owner, whom the callers run as.
  */
 static void
 make_states(ResultRelEntry *e)
@@ -425,8 +434,9 @@ TaskqOpenResultRel(ResultRelInfo *rri, EState *estate)
  * Open, with RowExclusiveLock as ExecOpenIndices does, the indexes of rri
  * (set up by TaskqOpenResultRel) that the row in slot goes into and that
  * are not open yet: those without a predicate, and those whose predicate
- * the row satisfies.  Call it before ExecInsertIndexTuples, which passes
- * over the indexes left unopened.
+ * the row satisfies.  Call it for each row before writing the rows (then
+ * ExecInsertIndexTuples passes over the indexes left unopened).  Uses
+ * estate's per-tuple memory.
  */
 void
 TaskqOpenIndexesFor(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)

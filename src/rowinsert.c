@@ -78,13 +78,17 @@ TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n)
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	TaskqOpenResultRel(rri, estate);
 
-	if (RelationGetDescr(rel)->constr != NULL)
-		for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++)
+	{
+		if (RelationGetDescr(rel)->constr != NULL)
 			ExecConstraints(rri, slots[i], estate);
+		/* the indexes the rows go into, opened before anything is written */
+		TaskqOpenIndexesFor(rri, slots[i], estate);
+		ResetPerTupleExprContext(estate);
+	}
 	table_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
 	for (int i = 0; i < n; i++)
 	{
-		TaskqOpenIndexesFor(rri, slots[i], estate);
 		list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false,
 										NULL, NIL));
 		ResetPerTupleExprContext(estate);
