@@ -281,9 +281,10 @@ entry_for(Relation rel)
  * Whether the state of a planned expression may be kept from one call to
  * the next: it is made only of column references (not a whole row),
  * constants, and built-in operators and functions (the entry does not
- * depend on user-defined ones) that return no set, combined by AND, OR,
- * NOT, NULL tests of scalars, boolean tests, relabelings, IS DISTINCT
- * FROM, NULLIF, COALESCE and "= ANY" of an array unhashed.  Their steps
+ * depend on user-defined ones; none returning a set, which state_keepable
+ * asks expression_returns_set), combined by AND, OR, NOT, NULL tests of
+ * scalars, boolean tests, relabelings, IS DISTINCT FROM, NULLIF, COALESCE
+ * and "= ANY" of an array unhashed.  Their steps
  * keep nothing of one evaluation for the next, but what functions cache
  * for their own flinfo, which lives as long; others keep, from their
  * first evaluation, memory of the call's executor state (a whole row's
@@ -300,16 +301,6 @@ state_not_keepable(Node *node, void *context)
 			return ((Var *) node)->varattno <= 0;
 		case T_Const:
 			return false;
-		case T_FuncExpr:
-			if (((FuncExpr *) node)->funcretset)
-				return true;
-			break;
-		case T_OpExpr:
-		case T_DistinctExpr:
-		case T_NullIfExpr:
-			if (((OpExpr *) node)->opretset)
-				return true;
-			break;
 		case T_ScalarArrayOpExpr:
 			if (OidIsValid(((ScalarArrayOpExpr *) node)->hashfuncid))
 				return true;
@@ -318,6 +309,10 @@ state_not_keepable(Node *node, void *context)
 			if (((NullTest *) node)->argisrow)
 				return true;
 			break;
+		case T_FuncExpr:
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:		/* none returning a set (state_keepable) */
 		case T_BoolExpr:
 		case T_BooleanTest:
 		case T_RelabelType:
@@ -330,9 +325,16 @@ state_not_keepable(Node *node, void *context)
 	return expression_tree_walker(node, state_not_keepable, context);
 }
 
+/* whether expr's state may be kept (state_not_keepable) */
+static bool
+state_keepable(Node *expr)
+{
+	return !expression_returns_set(expr) && !state_not_keepable(expr, NULL);
+}
+
 /*
  * The expression states of e's predicates and CHECK constraints that may
- * be kept (state_not_keepable), made once in e's memory; the others stay
+ * be kept (state_keepable), made once in e's memory; the others stay
  * NULL and are made per call.  Built when nothing in e is user-defined.
  * They are evaluated one after the other, never in one another.  Making
  * a state checks the EXECUTE privilege of its functions (built-in ones,
@@ -351,12 +353,11 @@ make_states(ResultRelEntry *e)
 	old = MemoryContextSwitchTo(e->cxt);
 	predstates = palloc0(sizeof(ExprState *) * Max(1, e->nindexes));
 	for (int i = 0; i < e->nindexes; i++)
-		if (e->predicates[i] != NIL &&
-			!state_not_keepable((Node *) e->predicates[i], NULL))
+		if (e->predicates[i] != NIL && state_keepable((Node *) e->predicates[i]))
 			predstates[i] = ExecInitQual(e->predicates[i], NULL);
 	checkstates = palloc0(sizeof(ExprState *) * Max(1, e->nchecks));
 	for (int i = 0; i < e->nchecks; i++)
-		if (!state_not_keepable((Node *) e->checks[i], NULL))
+		if (state_keepable((Node *) e->checks[i]))
 			checkstates[i] = ExecInitExpr(e->checks[i], NULL);
 	MemoryContextSwitchTo(old);
 	e->predstates = predstates;
