@@ -30,7 +30,7 @@ scratch_instance instructions 55982
 OUT=${1:-$DIR/out}
 mkdir -p "$OUT"
 [ "$AS_ROOT" -eq 0 ] || chown "$SERVER_USER" "$OUT" "$DIR"
-PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
+. "$(dirname "${BASH_SOURCE[0]}")/job.sh"
 
 # the statements, one per line: single-user mode runs each line as a
 # statement of its own transaction
@@ -52,7 +52,6 @@ prepared pinsert "INSERT INTO plain_jobs (id, queue, name, state, data, max_atte
 prepared pnaive "INSERT INTO naive_jobs (name, data) VALUES ('send_email', '$PAYLOAD')"
 # scenario 2: 100 jobs a transaction, N in all, as test/bench/sql/taskq_push100.sql
 # and naive_push100.sql push them
-JOBS100="[$(for i in $(seq 100); do printf '%s{"name": "send_email", "data": %s}' "$([ "$i" -gt 1 ] && echo ', ')" "$PAYLOAD"; done)]"
 prepared pbatch "SELECT count(*) FROM taskq.push_batch('bench', '$JOBS100')" $((N / 100))
 prepared pnbatch "INSERT INTO naive_jobs (name, data) SELECT name, data FROM jsonb_to_recordset('$JOBS100') AS j(name text, data jsonb)" $((N / 100))
 echo "SELECT 1;" >"$DIR/empty.sql"

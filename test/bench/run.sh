@@ -185,10 +185,10 @@ STEADY_PRODUCERS=4        # connections the batches go out on
 STEADY_POLL_MS=10         # a worker's sleep after an empty pull
 STEADY_DEFAULT_RATE=1000  # without scenario 3 to take half of
 
-# The job: ~100 bytes of JSON data, the same for every system.
-PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
-# 100 jobs for scenario 2, as one JSON array of {name, data}.
-JOBS100="[$(for i in $(seq 100); do printf '%s{"name": "send_email", "data": %s}' "$([ "$i" -gt 1 ] && echo ', ')" "$PAYLOAD"; done)]"
+# The job (PAYLOAD) and scenario 2's 100 of them (JOBS100), the same for
+# every system.
+# shellcheck source=test/bench/job.sh
+. "$HERE/job.sh"
 
 has_system() {
     case " $SYSTEMS " in *" $1 "*) return 0 ;; *) return 1 ;; esac

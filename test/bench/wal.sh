@@ -35,7 +35,7 @@ clear_pg_env
 
 N=${N:-10000}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PAYLOAD='{"user_id": 123456, "email": "user123456@example.com", "template": "welcome", "locale": "en-GB", "ref": 42}'
+. "$HERE/job.sh"
 SYSTEMS=${1:-"ceiling insert taskq taskq_nohist taskq_bundled taskq_webhook naive pgmq pgmq_archive"}
 [ $((N % 1000)) -eq 0 ] && [ "$N" -gt 0 ] || { echo "wal: N must be a multiple of 1000" >&2; exit 2; }
 
