@@ -998,9 +998,11 @@ scenario_latency() {
         p99=$(num1 "$(json_field "$res" p99_ms)")
         record 5 "$sys" 1 p50_ms "$p50"
         record 5 "$sys" 1 p99_ms "$p99"
+        record 5 "$sys" 1 push_p50_ms "$(num1 "$(json_field "$res" push_p50_ms)")"
+        record 5 "$sys" 1 push_p99_ms "$(num1 "$(json_field "$res" push_p99_ms)")"
         record 5 "$sys" 1 received "$(json_field "$res" received)"
         record 5 "$sys" 1 pushed "$(json_field "$res" pushed)"
-        log "scenario 5 $sys: p50 ${p50:-n/a} ms, p99 ${p99:-n/a} ms ($(json_field "$res" received)/$(json_field "$res" pushed) jobs)"
+        log "scenario 5 $sys: p50 ${p50:-n/a} ms, p99 ${p99:-n/a} ms ($(json_field "$res" received)/$(json_field "$res" pushed) jobs; the push's own round trip p50 $(num1 "$(json_field "$res" push_p50_ms)") ms, p99 $(num1 "$(json_field "$res" push_p99_ms)") ms)"
     done
 }
 
