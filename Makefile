@@ -25,6 +25,7 @@ OBJS = \
 	src/pull.o \
 	src/mallocpad.o \
 	src/direct.o \
+	src/leafpeek.o \
 	src/pullhead.o \
 	src/pullwait.o \
 	src/flowcontrol.o \

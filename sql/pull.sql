@@ -171,4 +171,44 @@ SELECT state, attempts FROM taskq.jobs WHERE id = :'p1';
 SELECT taskq.resume('pq');
 SELECT name, attempt FROM taskq.pull('pq', 10);
 
+--
+-- one job at a time over several leaf pages of the pull index: a claim
+-- of a few jobs reads the page where it starts directly (leafpeek.c) and
+-- goes on with an index scan when the page ends first; every job exactly
+-- once, highest priority first, each priority in push order, also with
+-- jobs whose entries were marked dead on the way (acked jobs)
+--
+SELECT count(*) AS pushed FROM (
+  SELECT taskq.push('pages', format('j%s', to_char(i, 'FM0000')), '{}',
+                    jsonb_build_object('priority', i % 3))
+  FROM generate_series(1, 900) i) p;
+SELECT pg_relation_size('taskq.jobs_pull_idx') > 3 * 8192 AS several_pages;
+CREATE TEMP TABLE got (n serial, name text, priority int);
+-- a transaction per pull, as workers pull: the acked jobs' entries are
+-- dead to every transaction by the next pull
+CREATE PROCEDURE pull_all() LANGUAGE plpgsql AS $$
+DECLARE
+  j record;
+BEGIN
+  LOOP
+    SELECT * INTO j FROM taskq.pull('pages', 1);
+    EXIT WHEN j.id IS NULL;
+    INSERT INTO got (name, priority) VALUES (j.name, j.priority);
+    IF j.name < 'j0450' THEN
+      PERFORM taskq.ack(j.id, NULL, j.lease);
+    END IF;
+    COMMIT;
+  END LOOP;
+END
+$$;
+CALL pull_all();
+SELECT count(*) AS pulled, count(DISTINCT name) AS distinct_jobs FROM got;
+-- in delivery order: no job after one of a lower priority, nor after a
+-- later one of its own priority
+SELECT count(*) AS out_of_order
+FROM got a JOIN got b ON b.n = a.n + 1
+WHERE b.priority > a.priority OR (b.priority = a.priority AND b.name < a.name);
+SELECT count(*) AS still_waiting FROM taskq.jobs WHERE queue = 'pages' AND state = 'waiting';
+DROP PROCEDURE pull_all();
+
 DROP EXTENSION taskq;

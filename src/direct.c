@@ -8,8 +8,10 @@
  * A pull of a queue without limits runs, in the steady state, a probe
  * for housekeeping (two index probes), at times a raise of its bounds (an
  * index probe, pullhead.c) and the claim (an index scan, then an update
- * of each job it takes); the ack of a job is a delete by id and lease
- * and an insert into finished_jobs.  As statements, each had a plan kept
+ * of each job it takes; a claim of a few jobs reads the entries it needs
+ * from the index's leaf page directly, leafpeek.c, and goes on with a
+ * scan only when those are not enough); the ack of a job is a delete by
+ * id and lease and an insert into finished_jobs.  As statements, each had a plan kept
  * by the backend, and VACUUM and ANALYZE of taskq.jobs invalidate those:
  * every worker's backend planned them again at its next call, after each
  * autovacuum (about 1 ms a pull, all workers at once: the worst windows
@@ -58,6 +60,7 @@
 #include "access/sysattr.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
@@ -67,6 +70,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -255,12 +259,12 @@ pull_beginscan(Relation rel, Relation index, Snapshot snapshot, int nlevels)
 }
 
 /*
- * Start scan at the queue's head (nlevels 0), or at level l of the
- * nlevels: its priority, from its bound.
+ * Start scan at the queue's head (nlevels 0), or at a level of the
+ * nlevels: its priority, from bound.
  */
 static void
-pull_rescan(IndexScanDesc scan, Datum queue, int nlevels,
-			const int32 *priority, const Datum *bound, int l)
+pull_rescan(IndexScanDesc scan, Datum queue, int nlevels, int32 priority,
+			Datum bound)
 {
 	Relation	index = scan->indexRelation;
 	ScanKeyData keys[3];
@@ -270,9 +274,9 @@ pull_rescan(IndexScanDesc scan, Datum queue, int nlevels,
 	if (nlevels > 0)
 	{
 		scan_key(&keys[1], index, 2, BTEqualStrategyNumber, F_INT4EQ,
-				 Int32GetDatum(priority[l]));
+				 Int32GetDatum(priority));
 		scan_key(&keys[2], index, 3, BTGreaterEqualStrategyNumber, F_UUID_GE,
-				 bound[l]);
+				 bound);
 		nkeys = 3;
 	}
 	Assert(nkeys == scan->numberOfKeys);
@@ -296,6 +300,194 @@ note_first(uint64 *first, int nlevels, int l, TupleTableSlot *slot, int id_att)
 		first[l] = PG_UINT64_MAX;
 	else if (first[l] == PG_UINT64_MAX)
 		first[l] = TaskqIdPrefix(DatumGetUUIDP(slot_getattr(slot, id_att, &isnull)));
+}
+
+/*
+ * A read of one level of the pull index at a time (of the queue's head
+ * when nlevels is 0), in delivery order, of the versions of its entries'
+ * jobs that the snapshot sees.  A read that needs a few jobs takes their
+ * entries, and PEEK_SLACK more (for jobs other workers are claiming or
+ * have just claimed), from the leaf page where the level starts, read
+ * directly (leafpeek.c): an index scan would read the rest of the page.
+ * When those are not enough and the level has more, it goes on with an
+ * index scan from the last entry read (from the head, without levels),
+ * passing over the entries the peek returned: each job is returned once
+ * (a limited pull's second read counts on it, flowcontrol.c).
+ */
+#define PEEK_SLACK		16
+
+typedef enum LevelReadMode
+{
+	LEVEL_PEEK,					/* from the peek's entries */
+	LEVEL_SCAN,					/* from the index scan */
+	LEVEL_DONE					/* the level has no more entries */
+} LevelReadMode;
+
+typedef struct LevelRead
+{
+	Relation	rel;
+	Relation	index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;		/* the job read */
+	Datum		queue;
+	int			nlevels;
+	int32		priority;		/* the level's */
+	Datum		bound;			/* the level's, uuid */
+	LevelReadMode mode;
+	TaskqLeafPeek peek;
+	int			next;			/* the peek's next entry */
+	/* the heap TIDs of the entries the peek returned, for the scan to skip */
+	int			npeeked;
+	ItemPointerData peeked[TASKQ_PEEK_MAX];
+	IndexFetchTableData *fetch; /* for the peek's entries */
+	IndexScanDesc scan;			/* NULL until a level needs one */
+} LevelRead;
+
+static void
+level_read_init(LevelRead *r, Relation rel, Relation index, Snapshot snapshot,
+				TupleTableSlot *slot, Datum queue, int nlevels)
+{
+	r->rel = rel;
+	r->index = index;
+	r->snapshot = snapshot;
+	r->slot = slot;
+	r->queue = queue;
+	r->nlevels = nlevels;
+	r->mode = LEVEL_DONE;
+	r->npeeked = 0;
+	r->fetch = NULL;
+	r->scan = NULL;
+}
+
+/* the scan of the level, from its bound */
+static void
+level_read_scan(LevelRead *r)
+{
+	if (r->scan == NULL)
+		r->scan = pull_beginscan(r->rel, r->index, r->snapshot, r->nlevels);
+	pull_rescan(r->scan, r->queue, r->nlevels, r->priority, r->bound);
+	r->mode = LEVEL_SCAN;
+}
+
+/* the end of the level's peek: its dead entries marked, its page let go */
+static void
+level_read_unpeek(LevelRead *r)
+{
+	if (r->mode == LEVEL_PEEK)
+		TaskqLeafPeekEnd(&r->peek);
+	r->mode = LEVEL_DONE;
+}
+
+/*
+ * Start reading the level of priority from bound (both ignored without
+ * levels), where the caller expects to need about need jobs.
+ */
+static void
+level_read_start(LevelRead *r, int32 priority, Datum bound, int need)
+{
+	level_read_unpeek(r);
+	r->priority = priority;
+	r->bound = bound;
+	r->npeeked = 0;
+	/* (a standby neither skips nor marks entries marked dead on the primary) */
+	if (need + PEEK_SLACK > TASKQ_PEEK_MAX || RecoveryInProgress())
+	{
+		level_read_scan(r);
+		return;
+	}
+	{
+		Datum		key[3] = {r->queue, Int32GetDatum(priority), bound};
+		bool		levels = r->nlevels > 0;
+
+		TaskqLeafPeekRead(&r->peek, r->index, r->snapshot, key, levels ? 3 : 1,
+						  levels ? 2 : 1, need + PEEK_SLACK);
+	}
+	if (r->fetch == NULL)
+		r->fetch = table_index_fetch_begin(r->rel);
+	r->next = 0;
+	r->mode = LEVEL_PEEK;
+}
+
+/* the level's next job the snapshot sees, into r->slot; false at its end */
+static bool
+level_read_next(LevelRead *r)
+{
+	CHECK_FOR_INTERRUPTS();
+	while (r->mode == LEVEL_PEEK)
+	{
+		TaskqLeafPeek *peek = &r->peek;
+
+		if (r->next < peek->n)
+		{
+			int			i = r->next++;
+			ItemPointerData tid = peek->tids[i];	/* the fetch moves it along a HOT chain */
+			bool		call_again = false;
+			bool		all_dead = false;
+
+			/* as the index scan reads the heap (index_fetch_heap) */
+			if (table_index_fetch_tuple(r->fetch, &tid, r->snapshot,
+										r->slot, &call_again, &all_dead))
+			{
+				pgstat_count_heap_fetch(r->index);
+				return true;
+			}
+			if (all_dead)
+			{
+				peek->dead[i] = true;
+				peek->ndead++;
+			}
+			continue;
+		}
+		/* the peek is read: the level ends with it, or a scan goes on */
+		if (peek->complete)
+		{
+			level_read_unpeek(r);
+			return false;
+		}
+		if (r->nlevels > 0 && peek->last != NULL)
+		{
+			bool		isnull;
+			Datum		id = index_getattr(peek->last, 3, RelationGetDescr(r->index),
+										   &isnull);
+
+			Assert(!isnull);
+			r->bound = UUIDPGetDatum(palloc(sizeof(pg_uuid_t)));
+			memcpy(DatumGetUUIDP(r->bound), DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		}
+		memcpy(r->peeked, peek->tids, sizeof(ItemPointerData) * peek->n);
+		r->npeeked = peek->n;
+		level_read_unpeek(r);
+		level_read_scan(r);
+	}
+	if (r->mode == LEVEL_DONE)
+		return false;
+	/* index_getnext_slot, but each job once: not those the peek returned */
+	for (;;)
+	{
+		ItemPointer tid = index_getnext_tid(r->scan, ForwardScanDirection);
+		bool		peeked = false;
+
+		if (tid == NULL)
+			break;
+		for (int i = 0; i < r->npeeked && !peeked; i++)
+			peeked = ItemPointerEquals(tid, &r->peeked[i]);
+		if (!peeked && index_fetch_heap(r->scan, r->slot))
+			return true;
+		CHECK_FOR_INTERRUPTS();
+	}
+	r->mode = LEVEL_DONE;
+	return false;
+}
+
+static void
+level_read_end(LevelRead *r)
+{
+	level_read_unpeek(r);
+	ExecClearTuple(r->slot);
+	if (r->fetch != NULL)
+		table_index_fetch_end(r->fetch);
+	if (r->scan != NULL)
+		index_endscan(r->scan);
 }
 
 /*
@@ -424,19 +616,19 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	Relation	index;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
-	IndexScanDesc scan;
+	LevelRead	r;
 	int			id = TaskqJobColumn("id") + 1;
 
 	if (!open_jobs(CMD_SELECT, AccessShareLock, &pull_index, &rel, &index))
 		return false;
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
-	scan = pull_beginscan(rel, index, snapshot, nlevels);
+	level_read_init(&r, rel, index, snapshot, slot, queue, nlevels);
 	for (int i = 0; i < nlevels; i++)
 	{
-		pull_rescan(scan, queue, nlevels, priority, bound, i);
+		level_read_start(&r, priority[i], bound[i], 1);
 		first[i] = NULL;
-		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		if (level_read_next(&r))
 		{
 			bool		isnull;
 
@@ -445,7 +637,7 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 				   sizeof(pg_uuid_t));
 		}
 	}
-	index_endscan(scan);
+	level_read_end(&r);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
 	index_close(index, NoLock);
@@ -692,7 +884,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 {
 	ClaimState	cs;
 	Relation	index;
-	IndexScanDesc scan;
+	LevelRead	r;
 	int			n = 0;
 
 	if (!claim_begin(&cs, req, req->tids == NULL, &index))
@@ -716,22 +908,22 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 	/* levels the claim does not reach: 0 */
 	if (req->first != NULL)
 		memset(req->first, 0, sizeof(uint64) * req->nlevels);
-	scan = pull_beginscan(cs.rel, index, cs.snapshot, req->nlevels);
+	level_read_init(&r, cs.rel, index, cs.snapshot, cs.found, req->queue, req->nlevels);
 	for (int l = 0; l < Max(req->nlevels, 1) && n < req->count; l++)
 	{
-		pull_rescan(scan, req->queue, req->nlevels, req->priority, req->bound, l);
+		level_read_start(&r, req->nlevels > 0 ? req->priority[l] : 0,
+						 req->nlevels > 0 ? req->bound[l] : (Datum) 0,
+						 req->count - n);
 		note_first(req->first, req->nlevels, l, NULL, 0);
-		while (n < req->count &&
-			   index_getnext_slot(scan, ForwardScanDirection, cs.found))
+		while (n < req->count && level_read_next(&r))
 		{
-			CHECK_FOR_INTERRUPTS();
 			/* the level's first waiting job, claimed or not */
 			note_first(req->first, req->nlevels, l, cs.found, cs.id_col + 1);
 			if (claim_take(&cs, take, arg, n))
 				n++;
 		}
 	}
-	index_endscan(scan);
+	level_read_end(&r);
 	claim_end(&cs, index);
 	return n;
 }
@@ -753,7 +945,7 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	Relation	index;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
-	IndexScanDesc scan;
+	LevelRead	r;
 	int			group = TaskqJobColumn("group_key") + 1;
 	int			state = TaskqJobColumn("state") + 1;
 	int			queue_col = TaskqJobColumn("queue") + 1;
@@ -770,17 +962,17 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	/* levels the read does not reach: 0 */
 	if (first != NULL)
 		memset(first, 0, sizeof(uint64) * nlevels);
-	scan = pull_beginscan(rel, index, snapshot, nlevels);
+	level_read_init(&r, rel, index, snapshot, slot, queue, nlevels);
 	for (int l = 0; l < Max(nlevels, 1) && n < limit; l++)
 	{
-		pull_rescan(scan, queue, nlevels, priority, bound, l);
+		level_read_start(&r, nlevels > 0 ? priority[l] : 0,
+						 nlevels > 0 ? bound[l] : (Datum) 0, limit - n);
 		note_first(first, nlevels, l, NULL, 0);
-		while (n < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+		while (n < limit && level_read_next(&r))
 		{
 			bool		isnull;
 			Datum		g;
 
-			CHECK_FOR_INTERRUPTS();
 			note_first(first, nlevels, l, slot, id_col);
 			/* what the index promises, checked as the statement's quals would be */
 			if (!job_is(slot, state, waiting, queue_col, queue))
@@ -791,7 +983,7 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 			n++;
 		}
 	}
-	index_endscan(scan);
+	level_read_end(&r);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
 	index_close(index, NoLock);

@@ -21,8 +21,10 @@
 #ifndef TASKQ_H
 #define TASKQ_H
 
+#include "access/itup.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/buf.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
@@ -289,6 +291,25 @@ typedef struct TaskqAckItem
 	text	   *queue;			/* when acked */
 } TaskqAckItem;
 extern bool TaskqAckDirect(TaskqAckItem *items, int n);
+
+/* leafpeek.c: the first entries of a B-tree range, from its leaf page */
+#define TASKQ_PEEK_MAX	64
+typedef struct TaskqLeafPeek
+{
+	Relation	index;
+	Buffer		buf;			/* the leaf, pinned until TaskqLeafPeekEnd */
+	int			n;
+	ItemPointerData tids[TASKQ_PEEK_MAX];	/* in the index's order */
+	OffsetNumber offsets[TASKQ_PEEK_MAX];
+	bool		posting[TASKQ_PEEK_MAX];	/* of a posting list */
+	bool		dead[TASKQ_PEEK_MAX];	/* the caller's: dead to everyone */
+	int			ndead;			/* the caller's: how many it noted */
+	bool		complete;		/* no entries of the range beyond these */
+	IndexTuple	last;			/* a copy of the last entry read, or NULL */
+} TaskqLeafPeek;
+extern void TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
+							  const Datum *values, int nkeys, int nrange, int max);
+extern void TaskqLeafPeekEnd(TaskqLeafPeek *peek);
 
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
