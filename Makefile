@@ -118,6 +118,7 @@ ISOLATION = \
 	dag-push-vs-ack \
 	grant-revoke-cache \
 	pull-head \
+	pull-peek \
 	flow-limits \
 	webhook-remove \
 	webhook-remove-ack \
