@@ -379,15 +379,16 @@ level_read_unpeek(LevelRead *r)
 }
 
 /*
- * Start reading the level of priority from bound (both ignored without
- * levels), where the caller expects to need about need jobs.
+ * Start reading level l of the levels priority and bound (the queue's
+ * head without levels), where the caller expects to need about need jobs.
  */
 static void
-level_read_start(LevelRead *r, int32 priority, Datum bound, int need)
+level_read_start(LevelRead *r, const int32 *priority, const Datum *bound,
+				 int l, int need)
 {
 	level_read_unpeek(r);
-	r->priority = priority;
-	r->bound = bound;
+	r->priority = r->nlevels > 0 ? priority[l] : 0;
+	r->bound = r->nlevels > 0 ? bound[l] : (Datum) 0;
 	r->npeeked = 0;
 	/* (a standby neither skips nor marks entries marked dead on the primary) */
 	if (need + PEEK_SLACK > TASKQ_PEEK_MAX || RecoveryInProgress())
@@ -396,7 +397,7 @@ level_read_start(LevelRead *r, int32 priority, Datum bound, int need)
 		return;
 	}
 	{
-		Datum		key[3] = {r->queue, Int32GetDatum(priority), bound};
+		Datum		key[3] = {r->queue, Int32GetDatum(r->priority), r->bound};
 		bool		levels = r->nlevels > 0;
 
 		TaskqLeafPeekRead(&r->peek, r->index, r->snapshot, key, levels ? 3 : 1,
@@ -626,7 +627,7 @@ TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 	level_read_init(&r, rel, index, snapshot, slot, queue, nlevels);
 	for (int i = 0; i < nlevels; i++)
 	{
-		level_read_start(&r, priority[i], bound[i], 1);
+		level_read_start(&r, priority, bound, i, 1);
 		first[i] = NULL;
 		if (level_read_next(&r))
 		{
@@ -911,9 +912,7 @@ TaskqClaimDirect(const TaskqClaimRequest *req, TaskqClaimTake take, void *arg)
 	level_read_init(&r, cs.rel, index, cs.snapshot, cs.found, req->queue, req->nlevels);
 	for (int l = 0; l < Max(req->nlevels, 1) && n < req->count; l++)
 	{
-		level_read_start(&r, req->nlevels > 0 ? req->priority[l] : 0,
-						 req->nlevels > 0 ? req->bound[l] : (Datum) 0,
-						 req->count - n);
+		level_read_start(&r, req->priority, req->bound, l, req->count - n);
 		note_first(req->first, req->nlevels, l, NULL, 0);
 		while (n < req->count && level_read_next(&r))
 		{
@@ -965,8 +964,7 @@ TaskqWaitingDirect(Datum queue, int nlevels, const int32 *priority,
 	level_read_init(&r, rel, index, snapshot, slot, queue, nlevels);
 	for (int l = 0; l < Max(nlevels, 1) && n < limit; l++)
 	{
-		level_read_start(&r, nlevels > 0 ? priority[l] : 0,
-						 nlevels > 0 ? bound[l] : (Datum) 0, limit - n);
+		level_read_start(&r, priority, bound, l, limit - n);
 		note_first(first, nlevels, l, NULL, 0);
 		while (n < limit && level_read_next(&r))
 		{

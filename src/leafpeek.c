@@ -81,6 +81,7 @@ TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 	OffsetNumber low;
 	OffsetNumber high;
 	OffsetNumber maxoff;
+	OffsetNumber lastoff = InvalidOffsetNumber;
 
 	Assert(index->rd_rel->relam == BTREE_AM_OID);
 	Assert(nrange >= 1 && nrange <= nkeys &&
@@ -159,9 +160,7 @@ TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 		else
 			peek_add(peek, &itup->t_tid, off, false);
 		pgstat_count_index_tuples(index, 1);
-		if (peek->last != NULL)
-			pfree(peek->last);
-		peek->last = CopyIndexTuple(itup);
+		lastoff = off;
 	}
 	/*
 	 * Read to the page's end: the range goes on only if the page is not
@@ -172,6 +171,9 @@ TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 		(P_RIGHTMOST(opaque) || _bt_compare(index, key, page, P_HIKEY) < 0))
 		peek->complete = true;
 
+	/* the last entry read, for a caller that goes on from it */
+	if (!peek->complete && OffsetNumberIsValid(lastoff))
+		peek->last = CopyIndexTuple((IndexTuple) PageGetItem(page, PageGetItemId(page, lastoff)));
 	_bt_unlockbuf(index, buf);
 	peek->buf = buf;
 	pfree(key);

@@ -305,7 +305,7 @@ typedef struct TaskqLeafPeek
 	bool		dead[TASKQ_PEEK_MAX];	/* the caller's: dead to everyone */
 	int			ndead;			/* the caller's: how many it noted */
 	bool		complete;		/* no entries of the range beyond these */
-	IndexTuple	last;			/* a copy of the last entry read, or NULL */
+	IndexTuple	last;			/* when not complete: a copy of the last entry read */
 } TaskqLeafPeek;
 extern void TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 							  const Datum *values, int nkeys, int nrange, int max);
