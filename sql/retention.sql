@@ -147,4 +147,22 @@ SELECT taskq.push('keeps', 'kept') AS nhk \gset
 SELECT taskq.ack(id) FROM taskq.pull('keeps');
 SELECT state FROM taskq.all_jobs WHERE id = :'nhk';
 
+-- one ack_batch over both kinds of queue, with a parent among the jobs:
+-- the plain job of nohist is forgotten, the parent and the job of keeps
+-- are kept, and what queues() counts as completed is what the table holds
+SELECT taskq.push('nohist', 'mixed-plain') AS mx1 \gset
+SELECT taskq.push('keeps', 'mixed-kept') AS mx2 \gset
+SELECT taskq.push('nohist', 'mixed-parent') AS mx3 \gset
+SELECT taskq.push('nohist', 'mixed-child', '{}', jsonb_build_object('depends_on', jsonb_build_array(:'mx3'))) AS mx4 \gset
+CREATE TEMP TABLE mixed AS
+    SELECT id, lease FROM taskq.pull('nohist', 10)
+    UNION ALL SELECT id, lease FROM taskq.pull('keeps', 10);
+SELECT count(*) AS pulled FROM mixed;
+SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease) ORDER BY id)) AS acked
+FROM mixed;
+SELECT name, state FROM taskq.all_jobs WHERE name LIKE 'mixed%' ORDER BY name;
+SELECT q.name, q.completed,
+       (SELECT count(*) FROM taskq.all_jobs a WHERE a.queue = q.name AND a.state = 'completed') AS held
+FROM taskq.queues() q WHERE q.name IN ('nohist', 'keeps') ORDER BY q.name;
+
 DROP EXTENSION taskq;

@@ -1058,12 +1058,15 @@ same_types(TupleDesc a, TupleDesc b)
  * found), -1 left for the statement: a job whose completion has
  * consequences, or that another transaction changed meanwhile (the
  * statement takes a new snapshot and reads it again).  An id given twice
- * is acked once (the second is 0).  The acked jobs' job.completed events
- * are emitted (TaskqEmitEventRows).  Returns false, having done nothing,
- * when the statements must do all of them.
+ * is acked once (the second is 0).  With forget (TaskqAckMayForget: no
+ * one is told of completions), a job of a queue that keeps no completed
+ * jobs and whose completion has no consequences is only deleted, as the
+ * ack's forget statement does (outcome 2).  The job.completed events of
+ * the rows written are emitted (TaskqEmitEventRows).  Returns false,
+ * having done nothing, when the statements must do all of them.
  */
 bool
-TaskqAckDirect(TaskqAckItem *items, int n)
+TaskqAckDirect(TaskqAckItem *items, int n, bool forget)
 {
 	Relation	rel;
 	Relation	hist;
@@ -1084,6 +1087,8 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 	int			finished_col = TaskqJobColumn("finished_at");
 	Datum		active;
 	Datum		completed;
+	char	   *last_queue = NULL;	/* the queue looked up last, and */
+	bool		last_forgets = false;	/* whether it keeps no completed jobs */
 
 	if (!open_jobs(CMD_DELETE, RowExclusiveLock, &pkey_index, &rel, &index))
 		return false;
@@ -1147,6 +1152,21 @@ TaskqAckDirect(TaskqAckItem *items, int n)
 		}
 		/* a copy: the job's row is in the buffer, which the next item unpins */
 		it->queue = DatumGetTextPCopy(v[queue_col]);
+		if (forget)
+		{
+			char	   *queue = text_to_cstring(it->queue);
+
+			if (last_queue == NULL || strcmp(last_queue, queue) != 0)
+			{
+				last_forgets = TaskqQueueForgetsCompleted(queue);
+				last_queue = queue;
+			}
+			if (last_forgets)
+			{
+				it->outcome = 2;
+				continue;
+			}
+		}
 
 		/* the finished row: the job's, with ack's changes, then its own copy */
 		row = table_slot_create(hist, NULL);

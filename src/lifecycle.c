@@ -52,7 +52,8 @@ static TaskqPlan ack_select_plan = {NULL, 3, {UUIDOID, JSONBOID, UUIDOID}, true}
  * needs the completed row: no children to promote, no follow-ups or
  * reply_to in its metadata (the trigger on finished_jobs acts on those),
  * and no webhook or stream subscriber (TaskqAckMayForget).  Otherwise the
- * job is moved as usual and retention removes it.
+ * job is moved as usual and retention removes it.  TaskqAckDirect forgets
+ * such jobs without a statement; these statements are for what it leaves.
  */
 #define FORGETTABLE(j) \
 	"NOT " j ".has_children AND (" j ".metadata IS NULL OR NOT (" j ".metadata ? 'follow_ups'" \
@@ -271,9 +272,12 @@ ack_direct_done(const TaskqAckItem *items, int n)
 	{
 		char	   *queue;
 
-		if (items[i].outcome != 1)
+		if (items[i].outcome != 1 && items[i].outcome != 2)
 			continue;
-		TaskqMetricsCount(items[i].queue, TASKQ_COUNT_COMPLETED_KEPT, 1);
+		/* kept in finished_jobs (1), or forgotten (2) */
+		TaskqMetricsCount(items[i].queue, items[i].outcome == 1 ?
+						  TASKQ_COUNT_COMPLETED_KEPT :
+						  TASKQ_COUNT(TASKQ_METRIC_COMPLETED), 1);
 		/* once per run of one queue, as TaskqNoteSlotsFreed does */
 		queue = text_to_cstring(items[i].queue);
 		if (last == NULL || strcmp(last, queue) != 0)
@@ -295,23 +299,17 @@ static int
 ack_job(Datum *values, bool *nulls)
 {
 	int			n;
+	bool		forget = TaskqAckMayForget();
+	TaskqAckItem it = ack_item(values, nulls);
 
-	if (TaskqAckMayForget())
+	/* without a statement (direct.c): as below */
+	if (TaskqAckDirect(&it, 1, forget) && it.outcome >= 0)
+		return ack_direct_done(&it, 1);
+	if (forget && TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
 	{
-		if (TaskqExecute(&forget_plan, values, nulls, false, 0) == 1)
-		{
-			TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-			TaskqNoteSlotsFreed(1);
-			return 1;
-		}
-	}
-	else
-	{
-		TaskqAckItem it = ack_item(values, nulls);
-
-		/* without a statement (direct.c): as below */
-		if (TaskqAckDirect(&it, 1) && it.outcome >= 0)
-			return ack_direct_done(&it, 1);
+		TaskqMetricsCountReturned(1, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(1);
+		return 1;
 	}
 	n = TaskqExecuteMove(&ack_select_plan, &ack_plan, "finished_jobs", values, nulls);
 	TaskqMetricsCountReturned(n, TASKQ_COUNT_COMPLETED_KEPT);
@@ -475,7 +473,10 @@ TaskqAckItems(Jsonb *items)
 {
 	Datum		values[1];
 	int			n;
-	int			earlier = 0;	/* forgotten, or acked without a statement */
+	int			earlier = 0;	/* acked without a statement, or forgotten */
+	int			nitems;
+	TaskqAckItem *its;
+	bool		forget;
 
 	values[0] = TaskqRequireItemsPrivilege(JsonbPGetDatum(items), TASKQ_PRIV_PULL);
 	init_move_plans();
@@ -484,48 +485,47 @@ TaskqAckItems(Jsonb *items)
 		return 0;
 	if (JB_ROOT_COUNT(items) == 1)
 		return ack_one_item(items);
-	if (TaskqAckMayForget())
+	forget = TaskqAckMayForget();
+	nitems = JB_ROOT_COUNT(items);
+	its = palloc(sizeof(TaskqAckItem) * nitems);
+	/* without statements (direct.c) */
+	for (int i = 0; i < nitems; i++)
 	{
-		earlier = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);
-		TaskqMetricsCountReturned(earlier, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
-		TaskqNoteSlotsFreed(earlier);
+		Datum		v[3];
+		bool		isnull[3];
+
+		ack_item_values(items, i, v, isnull);
+		its[i] = ack_item(v, isnull);
 	}
-	else
+	if (TaskqAckDirect(its, nitems, forget))
 	{
-		int			nitems = JB_ROOT_COUNT(items);
-		TaskqAckItem *its = palloc(sizeof(TaskqAckItem) * nitems);
+		JsonbParseState *st = NULL;
+		JsonbValue *rest;
 		bool		left = false;
 
-		/* without statements (direct.c) */
+		earlier = ack_direct_done(its, nitems);
+		/* the statements for the items it left, when any (rare) */
+		pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
 		for (int i = 0; i < nitems; i++)
 		{
-			Datum		v[3];
-			bool		isnull[3];
-
-			ack_item_values(items, i, v, isnull);
-			its[i] = ack_item(v, isnull);
+			if (its[i].outcome >= 0)
+				continue;
+			left = true;
+			pushJsonbValue(&st, WJB_ELEM,
+						   getIthJsonbValueFromContainer(&items->root, i));
 		}
-		if (TaskqAckDirect(its, nitems))
-		{
-			JsonbParseState *st = NULL;
-			JsonbValue *rest;
+		rest = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+		if (!left)
+			return earlier;
+		values[0] = JsonbPGetDatum(JsonbValueToJsonb(rest));
+	}
+	if (forget)
+	{
+		int			forgotten = TaskqExecute(&forget_batch_plan, values, NULL, false, 0);
 
-			earlier = ack_direct_done(its, nitems);
-			/* the statement for the items it left, when any (rare) */
-			pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
-			for (int i = 0; i < nitems; i++)
-			{
-				if (its[i].outcome >= 0)
-					continue;
-				left = true;
-				pushJsonbValue(&st, WJB_ELEM,
-							   getIthJsonbValueFromContainer(&items->root, i));
-			}
-			rest = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
-			if (!left)
-				return earlier;
-			values[0] = JsonbPGetDatum(JsonbValueToJsonb(rest));
-		}
+		TaskqMetricsCountReturned(forgotten, TASKQ_COUNT(TASKQ_METRIC_COMPLETED));
+		TaskqNoteSlotsFreed(forgotten);
+		earlier += forgotten;
 	}
 	n = TaskqExecuteMove(&ack_batch_select_plan, &ack_batch_plan, "finished_jobs",
 						 values, NULL);

@@ -58,7 +58,8 @@ static TaskqPlan load_plan = {
 	" ARRAY(SELECT g.grantee::oid FROM taskq.queue_grants g WHERE g.queue = $1"
 	"  ORDER BY g.grantee, g.privilege),"
 	" ARRAY(SELECT g.privilege FROM taskq.queue_grants g WHERE g.queue = $1"
-	"  ORDER BY g.grantee, g.privilege)"
+	"  ORDER BY g.grantee, g.privilege),"
+	" q.completed_retention_ms = 0"
 	" FROM (VALUES (1)) v LEFT JOIN taskq.queues q ON q.name = $1",
 	1, {TEXTOID}, true
 };
@@ -167,7 +168,10 @@ queue_load(const char *name, QueueEntry *tmp)
 		e.info.round_robin = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 	}
 	if (e.exists)
+	{
 		e.info.notify_events = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+		e.info.forgets_completed = DatumGetBool(SPI_getbinval(tup, desc, 16, &isnull));
+	}
 	grantees = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 14, &isnull));
 	privs = DatumGetArrayTypePCopy(SPI_getbinval(tup, desc, 15, &isnull));
 	deconstruct_array(grantees, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
@@ -258,6 +262,20 @@ TaskqQueueNotifies(const char *name)
 	QueueEntry *entry = queue_get(name, &tmp);
 
 	return entry->exists && entry->info.notify_events;
+}
+
+/*
+ * Whether a queue keeps no completed jobs (retention.completed_ms 0; false
+ * when it does not exist), from the cache.  Runs inside
+ * TaskqSwitchToOwner.
+ */
+bool
+TaskqQueueForgetsCompleted(const char *name)
+{
+	QueueEntry	tmp;
+	QueueEntry *entry = queue_get(name, &tmp);
+
+	return entry->exists && entry->info.forgets_completed;
 }
 
 /*

@@ -212,6 +212,7 @@ typedef struct TaskqQueueInfo
 	int32		priority_aging_ms;	/* 0: off */
 	bool		round_robin;	/* fairness "round_robin" */
 	bool		notify_events;	/* its events go to the taskq_events stream */
+	bool		forgets_completed;	/* retention.completed_ms 0: keeps none */
 } TaskqQueueInfo;
 
 /* queue privileges (acl.c) */
@@ -287,10 +288,11 @@ typedef struct TaskqAckItem
 	bool		result_null;
 	Datum		lease;
 	bool		lease_null;
-	int			outcome;		/* 1 acked, 0 not active under the lease, -1 the statement's */
+	int			outcome;		/* 1 acked, 2 acked and forgotten, 0 not active
+								 * under the lease, -1 the statement's */
 	text	   *queue;			/* when acked */
 } TaskqAckItem;
-extern bool TaskqAckDirect(TaskqAckItem *items, int n);
+extern bool TaskqAckDirect(TaskqAckItem *items, int n, bool forget);
 
 /* leafpeek.c: the first entries of a B-tree range, from its leaf page */
 #define TASKQ_PEEK_MAX	64
@@ -402,6 +404,7 @@ extern void TaskqRateLimitInit(bool preloading);
 /* queue.c */
 extern bool TaskqLookupQueue(Datum queue, bool create, TaskqQueueInfo *qi);
 extern bool TaskqQueueNotifies(const char *name);
+extern bool TaskqQueueForgetsCompleted(const char *name);
 
 /* push.c */
 extern void TaskqPushJob(Datum queue, text *name, Jsonb *data, Jsonb *options,

@@ -10,7 +10,10 @@
 # executed once per transaction): push one job, and its baselines, the
 # plain INSERT of push's row into a table shaped like taskq.jobs and the
 # naive queue's INSERT; push_batch of 100 jobs and the naive queue's
-# INSERT of 100.  The counts are
+# INSERT of 100; pull 1 + ack on a queue that keeps no completed jobs;
+# scenario 4 with one transaction per batch (pull of 100 and ack_batch,
+# with and without history; the naive queue's UPDATE of 100, then its
+# DELETE of them, as two transactions).  The counts are
 # the same from run to run (unlike the times of this shared machine), so
 # a before/after of a change needs no interleaving: run it on each build.
 # The program's start and end (a run of one "SELECT 1") are subtracted.
@@ -54,6 +57,15 @@ prepared pnaive "INSERT INTO naive_jobs (name, data) VALUES ('send_email', '$PAY
 # and naive_push100.sql push them
 prepared pbatch "SELECT count(*) FROM taskq.push_batch('bench', '$JOBS100')" $((N / 100))
 prepared pnbatch "INSERT INTO naive_jobs (name, data) SELECT name, data FROM jsonb_to_recordset('$JOBS100') AS j(name text, data jsonb)" $((N / 100))
+# scenario 4 in one transaction per batch: pull 100 and ack them with
+# ack_batch; the naive queue's UPDATE of 100 then its DELETE of them
+for i in $(seq $((N / 100))); do
+    echo "SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) FROM taskq.pull('bench', 100);"
+done >"$DIR/drain100.sql"
+for i in $(seq $((N / 100))); do
+    echo "UPDATE naive_jobs SET status = 'running', attempts = attempts + 1, locked_at = now() WHERE id IN (SELECT id FROM naive_jobs WHERE status = 'waiting' ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED);"
+    echo "DELETE FROM naive_jobs WHERE status = 'running';"
+done >"$DIR/ndrain100.sql"
 echo "SELECT 1;" >"$DIR/empty.sql"
 chmod a+r "$DIR"/*.sql
 
@@ -80,6 +92,7 @@ per_job() { # INSTRUCTIONS: per job, less the program's own
 
 fresh plain '{}'
 fresh groups '{"group_concurrency": 1}'
+fresh nohist '{"retention": {"completed_ms": 0}}'
 # the baselines' tables (one line each: single-user mode runs a line as a
 # statement)
 grep -v -e '^--' -e 'CREATE EXTENSION' "$(dirname "${BASH_SOURCE[0]}")/sql/insert_setup.sql" | tr '\n' ' ' | sed 's/;/;\n/g' >"$DIR/baseline.sql"
@@ -98,6 +111,14 @@ pbatch=$(single "$DIR/plain" "$DIR/pbatch.sql" "$OUT/pbatch.out")
 pnbatch=$(single "$DIR/plain" "$DIR/pnbatch.sql" "$OUT/pnbatch.out")
 single "$DIR/groups" "$DIR/gpush.sql"
 gdrain=$(single "$DIR/groups" "$DIR/drain.sql" "$OUT/gdrain.out")
+single "$DIR/nohist" "$DIR/push.sql"
+hdrain=$(single "$DIR/nohist" "$DIR/drain.sql" "$OUT/hdrain.out")
+# scenario 4: the queues again, and the naive queue's rows pushed above
+single "$DIR/plain" "$DIR/push.sql"
+single "$DIR/nohist" "$DIR/push.sql"
+drain100=$(single "$DIR/plain" "$DIR/drain100.sql" "$OUT/drain100.out")
+hdrain100=$(single "$DIR/nohist" "$DIR/drain100.sql" "$OUT/hdrain100.out")
+ndrain100=$(single "$DIR/plain" "$DIR/ndrain100.sql" "$OUT/ndrain100.out")
 echo "instructions per job ($N jobs; the program's start and end, $base, not counted):"
 echo "  push, one per transaction:                 $(per_job "$push")"
 echo "  the same prepared once (pgbench -M prepared):"
@@ -109,5 +130,10 @@ echo "    push_batch:                              $(per_job "$pbatch")"
 echo "    the naive queue's INSERT of 100:         $(per_job "$pnbatch")"
 echo "  pull 1 + ack, one transaction:             $(per_job "$drain")"
 echo "  the same, group_concurrency 1, 10 groups:  $(per_job "$gdrain")"
+echo "  the same, no history (completed_ms 0):     $(per_job "$hdrain")"
+echo "  pull 100 + ack_batch, one transaction, per job:"
+echo "    taskq:                                   $(per_job "$drain100")"
+echo "    taskq, no history:                       $(per_job "$hdrain100")"
+echo "    the naive queue's UPDATE, then DELETE:   $(per_job "$ndrain100")"
 echo "  (jobs left in the plain queue: ${left:-?})"
 [ $# -eq 0 ] || echo "callgrind files: $OUT"
