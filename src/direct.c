@@ -30,9 +30,10 @@
  * job that another transaction has locked or is changing, never waiting;
  * a job changed by a transaction that committed after the snapshot was
  * taken is skipped too (the statement locked its new version but did not
- * claim it either).  The claim locks each job as FOR UPDATE SKIP LOCKED
- * locks it (a lock held by this transaction itself lets it through),
- * then updates it.  The ack's delete waits for a concurrent change of its
+ * claim it either).  The claim updates each job without waiting, which
+ * skips the same jobs, and takes the statement's way (lock as FOR UPDATE
+ * SKIP LOCKED locks, then update) only for a job being modified, so that
+ * a lock held by this transaction itself lets it through.  The ack's delete waits for a concurrent change of its
  * job, as the statement does; when one committed, the ack leaves the job
  * to the statement, which takes a new snapshot and reads the job again.
  * Locks on the table and its indexes are held to the end of the
@@ -749,18 +750,28 @@ claim_one(ClaimState *cs, Datum queue)
 	TaskqOpenIndexesFor(cs->rri, cs->updated, cs->estate);
 
 	/*
-	 * Lock, skipping a row someone else has locked or is changing, then
-	 * update: FOR UPDATE SKIP LOCKED, then UPDATE.  (heap_update cannot
-	 * be asked not to wait.)  A lock this transaction holds lets it
-	 * through; a row changed by a transaction that committed after the
-	 * snapshot is not claimed (TM_Updated, TM_Deleted).
+	 * Update without waiting: a row someone else has locked or is
+	 * changing is reported as being modified and skipped, as FOR UPDATE
+	 * SKIP LOCKED skips it, and a row changed by a transaction that
+	 * committed after the snapshot is not claimed (TM_Updated,
+	 * TM_Deleted).  One record in the WAL and one visit of the page,
+	 * where locking first (FOR UPDATE SKIP LOCKED, then UPDATE) wrote a
+	 * lock record too.  A row being modified takes that way: it skips a
+	 * row another transaction holds, and lets through one that only this
+	 * transaction has locked, which the update without waiting also
+	 * reports as being modified.
 	 */
-	r = table_tuple_lock(cs->rel, &tid, cs->snapshot, cs->locked, cs->cid,
-						 LockTupleExclusive, LockWaitSkip, 0, &tmfd);
-	ExecClearTuple(cs->locked);
-	if (r == TM_Ok)
-		r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot, true,
-						&tmfd, &lockmode);
+	r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot, false,
+					&tmfd, &lockmode);
+	if (r == TM_BeingModified)
+	{
+		r = table_tuple_lock(cs->rel, &tid, cs->snapshot, cs->locked, cs->cid,
+							 LockTupleExclusive, LockWaitSkip, 0, &tmfd);
+		ExecClearTuple(cs->locked);
+		if (r == TM_Ok)
+			r = heap_update(cs->rel, &tid, newtup, cs->cid, InvalidSnapshot, true,
+							&tmfd, &lockmode);
+	}
 	if (r != TM_Ok)
 	{
 		ExecClearTuple(cs->updated);
