@@ -167,6 +167,9 @@ typedef struct KnownLevel
 } KnownLevel;
 
 static HTAB *known_levels = NULL;
+/* the level registered or found last, which the next push likely has */
+static KnownLevel last_level;
+static bool last_level_known = false;
 
 static uint32
 head_key_hash(const void *key, Size keysize)
@@ -466,9 +469,16 @@ TaskqHeadNoteLevel(text *queue, int32 p, const pg_uuid_t *id)
 	memset(&key, 0, sizeof(key));
 	memcpy(key.queue, VARDATA_ANY(queue), len);
 	key.priority = p;
+	/* a run of pushes to one level (a batch) looks it up once */
+	if (last_level_known && memcmp(&key, &last_level, sizeof(key)) == 0)
+		return;
 	hash_search(known_levels, &key, HASH_FIND, &found);
 	if (found)
+	{
+		last_level = key;
+		last_level_known = true;
 		return;
+	}
 
 	LWLockAcquire(head_shared->lock, LW_SHARED);
 	e = head_entry(key.queue, true);
@@ -481,7 +491,11 @@ TaskqHeadNoteLevel(text *queue, int32 p, const pg_uuid_t *id)
 	LWLockRelease(head_shared->lock);
 	/* a full table is full for good: remember that as well */
 	if (hash_get_num_entries(known_levels) < 10000)
+	{
 		hash_search(known_levels, &key, HASH_ENTER, NULL);
+		last_level = key;
+		last_level_known = true;
+	}
 }
 
 /*

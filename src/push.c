@@ -272,10 +272,20 @@ insert_direct(Datum queue, const Datum *values, const bool *nulls)
 static void
 batch_put(PushBatch *b, int column, Datum value, bool isnull)
 {
+	/* the built-in types' length and passing, looked up once */
+	static int16 typlen[BATCH_COLUMNS];
+	static bool typbyval[BATCH_COLUMNS];
+	static bool known = false;
+
+	if (!known)
+	{
+		for (int c = 0; c < BATCH_COLUMNS; c++)
+			get_typlenbyval(batch_types[c], &typlen[c], &typbyval[c]);
+		known = true;
+	}
 	b->nulls[column][b->n] = isnull;
 	b->values[column][b->n] = isnull ? (Datum) 0 :
-		datumCopy(value, get_typbyval(batch_types[column]),
-				  get_typlen(batch_types[column]));
+		datumCopy(value, typbyval[column], typlen[column]);
 }
 
 /*
