@@ -5,19 +5,19 @@
  *		access, without a plan: pull's housekeeping probe, raise and claim,
  *		the candidates of a limited pull, and the acks.
  *
- * A pull of a queue without limits runs, in the steady state, a probe
- * for housekeeping (two index probes), at times a raise of its bounds (an
- * index probe, pullhead.c) and the claim (an index scan, then an update
- * of each job it takes; a claim of a few jobs reads the entries it needs
- * from the index's leaf page directly, leafpeek.c, and goes on with a
- * scan only when those are not enough); the ack of a job is a delete by
- * id and lease and an insert into finished_jobs.  As statements, each had a plan kept
- * by the backend, and VACUUM and ANALYZE of taskq.jobs invalidate those:
+ * A pull of a queue without limits runs, in the steady state, a probe for
+ * housekeeping (two index probes), at times a raise of its bounds (an
+ * index probe, pullhead.c) and the claim (an index scan, then an update of
+ * each job it takes; a claim of a few jobs reads the entries it needs from
+ * the index's leaf page directly, leafpeek.c, and goes on with a scan only
+ * when those are not enough); the ack of a job is a delete by id and lease
+ * and an insert into finished_jobs.  As statements, each had a plan kept by
+ * the backend, and VACUUM and ANALYZE of taskq.jobs invalidate those:
  * every worker's backend planned them again at its next call, after each
- * autovacuum (about 1 ms a pull, all workers at once: the worst windows
- * of claim latency under steady load).  Setting up their executors was
- * also a good part of each call.  A limited pull (flowcontrol.c) reads
- * its candidates the same way, then claims the jobs it chose by TID.
+ * autovacuum (about 1 ms a pull, all workers at once: the worst windows of
+ * claim latency under steady load).  Setting up their executors was also a
+ * good part of each call.  A limited pull (flowcontrol.c) reads its
+ * candidates the same way, then claims the jobs it chose by TID.
  * Here they are the same reads and writes done directly: the index is
  * scanned with the statement's conditions as scan keys, under a fresh
  * snapshot taken as a statement of READ COMMITTED takes it; a claimed job
@@ -27,17 +27,17 @@
  * write it (rowinsert.c).
  *
  * Locking is the statements': the claim's FOR UPDATE SKIP LOCKED skips a
- * job that another transaction has locked or is changing, never waiting;
- * a job changed by a transaction that committed after the snapshot was
- * taken is skipped too (the statement locked its new version but did not
- * claim it either).  The claim updates each job without waiting, which
- * skips the same jobs, and takes the statement's way (lock as FOR UPDATE
- * SKIP LOCKED locks, then update) only for a job being modified, so that
- * a lock held by this transaction itself lets it through.  The ack's delete waits for a concurrent change of its
- * job, as the statement does; when one committed, the ack leaves the job
- * to the statement, which takes a new snapshot and reads the job again.
- * Locks on the table and its indexes are held to the end of the
- * transaction, as a statement's are.
+ * job that another transaction has locked or is changing, never waiting; a
+ * job changed by a transaction that committed after the snapshot was taken
+ * is skipped too (the statement locked its new version but did not claim
+ * it either).  The claim updates each job without waiting, which skips the
+ * same jobs, and takes the statement's way (lock as FOR UPDATE SKIP LOCKED
+ * locks, then update) only for a job being modified, so that a lock held
+ * by this transaction itself lets it through.  The ack's delete waits for a
+ * concurrent change of its job, as the statement does; when one committed,
+ * the ack leaves the job to the statement, which takes a new snapshot and
+ * reads the job again.  Locks on the table and its indexes are held to the
+ * end of the transaction, as a statement's are.
  *
  * Each function returns false (or -1) without doing anything when it
  * cannot act for the statement, and its caller runs the statement: when

@@ -103,6 +103,23 @@ static const Oid batch_types[BATCH_COLUMNS] = {
 	JSONBOID, TEXTOID, TIMESTAMPTZOID, TEXTOID
 };
 
+/* their length, passing and alignment (built-in types), looked up once */
+static int16 batch_typlen[BATCH_COLUMNS];
+static bool batch_typbyval[BATCH_COLUMNS];
+static char batch_typalign[BATCH_COLUMNS];
+static bool batch_types_known = false;
+
+static void
+batch_types_look_up(void)
+{
+	if (batch_types_known)
+		return;
+	for (int c = 0; c < BATCH_COLUMNS; c++)
+		get_typlenbyvalalign(batch_types[c], &batch_typlen[c],
+							 &batch_typbyval[c], &batch_typalign[c]);
+	batch_types_known = true;
+}
+
 /*
  * Insert the jobs a batch holds with insert_batch_plan.
  */
@@ -111,19 +128,18 @@ batch_insert_sql(Datum queue, PushBatch *b)
 {
 	Datum		args[1 + BATCH_COLUMNS];
 
+	batch_types_look_up();
 	args[0] = queue;
 	for (int c = 0; c < BATCH_COLUMNS; c++)
 	{
 		int			dims[1] = {b->n};
 		int			lbs[1] = {1};
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
 
-		get_typlenbyvalalign(batch_types[c], &typlen, &typbyval, &typalign);
 		args[1 + c] = PointerGetDatum(construct_md_array(b->values[c], b->nulls[c],
 														 1, dims, lbs, batch_types[c],
-														 typlen, typbyval, typalign));
+														 batch_typlen[c],
+														 batch_typbyval[c],
+														 batch_typalign[c]));
 	}
 	TaskqExecute(&insert_batch_plan, args, NULL, false, 0);
 }
@@ -272,20 +288,10 @@ insert_direct(Datum queue, const Datum *values, const bool *nulls)
 static void
 batch_put(PushBatch *b, int column, Datum value, bool isnull)
 {
-	/* the built-in types' length and passing, looked up once */
-	static int16 typlen[BATCH_COLUMNS];
-	static bool typbyval[BATCH_COLUMNS];
-	static bool known = false;
-
-	if (!known)
-	{
-		for (int c = 0; c < BATCH_COLUMNS; c++)
-			get_typlenbyval(batch_types[c], &typlen[c], &typbyval[c]);
-		known = true;
-	}
+	batch_types_look_up();
 	b->nulls[column][b->n] = isnull;
 	b->values[column][b->n] = isnull ? (Datum) 0 :
-		datumCopy(value, typbyval[column], typlen[column]);
+		datumCopy(value, batch_typbyval[column], batch_typlen[column]);
 }
 
 /*
