@@ -421,6 +421,22 @@ DROP FUNCTION hd_noop();
 SELECT taskq.ack_batch(jsonb_agg(jsonb_build_object('id', id, 'lease', lease))) AS acked
   FROM taskq.jobs WHERE queue IN ('hs', 'hl') AND state = 'active';
 
+
+-- the OIDs of taskq's tables are kept per backend and forgotten when the
+-- catalog changes: a history table put in the place of another in this
+-- session receives the next finished job
+SELECT taskq.create_queue('swap');
+SELECT taskq.push('swap', 'before', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack(id, NULL, lease) AS acked FROM taskq.pull('swap', 1);
+ALTER TABLE taskq.finished_jobs RENAME TO finished_jobs_old;
+CREATE TABLE taskq.finished_jobs (LIKE taskq.finished_jobs_old INCLUDING ALL);
+SELECT taskq.push('swap', 'after', '{}') IS NOT NULL AS pushed;
+SELECT taskq.ack(id, NULL, lease) AS acked FROM taskq.pull('swap', 1);
+SELECT 'new' AS history, name FROM taskq.finished_jobs WHERE queue = 'swap'
+UNION ALL
+SELECT 'old', name FROM taskq.finished_jobs_old WHERE queue = 'swap';
+DROP TABLE taskq.finished_jobs;
+ALTER TABLE taskq.finished_jobs_old RENAME TO finished_jobs;
 SELECT i.indexrelid::regclass AS checked_index
   FROM pg_index i, LATERAL bt_index_parent_check(i.indexrelid, heapallindexed => true)
   WHERE i.indrelid IN ('taskq.jobs'::regclass, 'taskq.finished_jobs'::regclass)

@@ -132,7 +132,7 @@ jobs_usable(Relation rel, CmdType change)
 	if (IsolationUsesXactSnapshot())
 		return false;
 	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || rel->rd_rel->relrowsecurity ||
-		rel->rd_rules != NULL || !TaskqIsJobTable(RelationGetDescr(rel)))
+		rel->rd_rules != NULL || !TaskqIsJobTable(rel))
 		return false;
 	if (td == NULL || change == CMD_SELECT)
 		return true;
@@ -1047,11 +1047,13 @@ has_consequences(const Datum *v, const bool *isnull)
 		getKeyJsonValueFromContainer(&m->root, "follow_ups", 10, NULL) != NULL;
 }
 
-/* whether finished_jobs (b) has taskq.jobs' (a) columns and their types */
+/* whether finished_jobs (hist) has taskq.jobs' (a) columns and their types */
 static bool
-same_types(TupleDesc a, TupleDesc b)
+same_types(TupleDesc a, Relation hist)
 {
-	if (!TaskqIsJobTable(b))
+	TupleDesc	b = RelationGetDescr(hist);
+
+	if (!TaskqIsJobTable(hist))
 		return false;
 	for (int i = 0; i < a->natts; i++)
 		if (TupleDescAttr(a, i)->atttypid != TupleDescAttr(b, i)->atttypid)
@@ -1104,7 +1106,7 @@ TaskqAckDirect(TaskqAckItem *items, int n, bool forget)
 	if (!open_jobs(CMD_DELETE, RowExclusiveLock, &pkey_index, &rel, &index))
 		return false;
 	hist = table_open(TaskqTableOid("finished_jobs"), RowExclusiveLock);
-	if (!TaskqCanInsertRows(hist) || !same_types(RelationGetDescr(rel), RelationGetDescr(hist)))
+	if (!TaskqCanInsertRows(hist) || !same_types(RelationGetDescr(rel), hist))
 	{
 		table_close(hist, NoLock);
 		index_close(index, NoLock);

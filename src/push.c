@@ -185,7 +185,7 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 	Datum		waiting;
 	Datum		delayed;
 
-	if (!TaskqCanInsertRows(rel) || !TaskqIsJobTable(desc))
+	if (!TaskqCanInsertRows(rel) || !TaskqIsJobTable(rel))
 		return false;
 	state = TaskqJobColumn("state");
 	run_at = TaskqJobColumn("run_at");

@@ -328,7 +328,7 @@ extern int	taskq_statement_depth;
 extern Oid	TaskqTableOid(const char *name);
 extern void TaskqNoteCacheTables(void);
 extern bool TaskqCacheInvalidation(Oid relid);
-extern bool TaskqIsJobTable(TupleDesc desc);
+extern bool TaskqIsJobTable(Relation rel);
 extern int	TaskqJobColumn(const char *name);
 extern Datum TaskqJobState(Oid type, const char *label);
 extern SPIPlanPtr TaskqGetPlan(TaskqPlan *plan);

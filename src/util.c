@@ -27,6 +27,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -44,11 +45,69 @@ static const char *const job_columns[] = {
 	"errors", "logs"
 };
 
+/*
+ * The OIDs of taskq's tables, which the paths that work without a
+ * statement look up on every call (a lookup of the schema and one of the
+ * table, about 1,000 instructions together, several times per job), and
+ * whether each has the columns of taskq.jobs (TaskqIsJobTable: thirty
+ * string comparisons).  What is kept is what the catalog caches would
+ * answer: it is forgotten on every invalidation that could change that
+ * answer, of any row of pg_namespace, pg_class or pg_attribute (a
+ * syscache callback for each; they come with the same processing of
+ * invalidations that updates the catalog caches, so the answer is never
+ * older than theirs).  Tables not found are not kept.
+ */
+typedef struct TableOidEntry
+{
+	const char *name;			/* a constant string of the callers */
+	Oid			oid;
+	int8		job_table;		/* -1 not known yet, else a bool */
+} TableOidEntry;
+
+static TableOidEntry table_oids[16];
+static int	ntable_oids = 0;
+static bool table_oid_callbacks = false;
+
+static void
+table_oids_forget(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ntable_oids = 0;
+}
+
+static TableOidEntry *
+table_oid_entry(Oid oid)
+{
+	for (int i = 0; i < ntable_oids; i++)
+		if (table_oids[i].oid == oid)
+			return &table_oids[i];
+	return NULL;
+}
+
 /* the OID of a table of taskq's schema */
 Oid
 TaskqTableOid(const char *name)
 {
-	return get_relname_relid(name, get_namespace_oid("taskq", false));
+	Oid			oid;
+
+	for (int i = 0; i < ntable_oids; i++)
+		if (table_oids[i].name == name || strcmp(table_oids[i].name, name) == 0)
+			return table_oids[i].oid;
+	if (!table_oid_callbacks)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, table_oids_forget, (Datum) 0);
+		CacheRegisterSyscacheCallback(RELOID, table_oids_forget, (Datum) 0);
+		CacheRegisterSyscacheCallback(ATTNUM, table_oids_forget, (Datum) 0);
+		table_oid_callbacks = true;
+	}
+	oid = get_relname_relid(name, get_namespace_oid("taskq", false));
+	if (OidIsValid(oid) && ntable_oids < lengthof(table_oids))
+	{
+		table_oids[ntable_oids].name = name;
+		table_oids[ntable_oids].oid = oid;
+		table_oids[ntable_oids].job_table = -1;
+		ntable_oids++;
+	}
+	return oid;
 }
 
 /*
@@ -102,18 +161,25 @@ TaskqCacheInvalidation(Oid relid)
 /*
  * Whether a table has exactly the columns of taskq.jobs, in order (so
  * does finished_jobs, unless someone changed it): what taskq writes into
- * it without a statement expects them.
+ * it without a statement expects them.  The answer for one of taskq's
+ * tables is kept with its OID (above).
  */
 bool
-TaskqIsJobTable(TupleDesc desc)
+TaskqIsJobTable(Relation rel)
 {
-	if (desc->natts != lengthof(job_columns))
-		return false;
-	for (int a = 0; a < desc->natts; a++)
+	TupleDesc	desc = RelationGetDescr(rel);
+	TableOidEntry *e = table_oid_entry(RelationGetRelid(rel));
+	bool		is = desc->natts == lengthof(job_columns);
+
+	if (e != NULL && e->job_table >= 0)
+		return e->job_table;
+	for (int a = 0; a < desc->natts && is; a++)
 		if (TupleDescAttr(desc, a)->attisdropped ||
 			strcmp(NameStr(TupleDescAttr(desc, a)->attname), job_columns[a]) != 0)
-			return false;
-	return true;
+			is = false;
+	if (e != NULL)
+		e->job_table = is;
+	return is;
 }
 
 /*
@@ -404,7 +470,7 @@ TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			n;
 
-	if (!TaskqCanInsertRows(rel) || !TaskqIsJobTable(desc))
+	if (!TaskqCanInsertRows(rel) || !TaskqIsJobTable(rel))
 	{
 		table_close(rel, NoLock);
 		return TaskqExecute(insert_plan, values, isnull, false, 0);
