@@ -119,6 +119,7 @@ ISOLATION = \
 	grant-revoke-cache \
 	pull-head \
 	pull-peek \
+	pull-quiet \
 	flow-limits \
 	webhook-remove \
 	webhook-remove-ack \

@@ -221,6 +221,8 @@ TaskqPromoteChildren(Datum id)
 
 		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
 			TaskqNoteWakeup(DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
+		else if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+			TaskqNoteDelayed(DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
 		if (promoted && DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
 			promoted[npromoted++] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 4, &isnull));
 	}

@@ -525,12 +525,15 @@ TaskqActiveIndexOpen(bool by_group)
  * The housekeeping probe of pull: the first lease of the queue that ran
  * out in [floor, now) (*first_lease, DT_NOEND when none), and whether a
  * delayed job of the queue is due at now (*due; not looked for when due
- * is NULL, as by the reaper).  Returns false, having read nothing, when
- * the statement must do it.
+ * is NULL, as by the reaper).  With quiet (a pull), both reads go on up to
+ * now plus the quiet window: when nothing is due, *quiet is the first
+ * active lease or delayed job there, or else the window's end (pullhead.c,
+ * "quiet"); when something is, DT_NOBEGIN.  Returns false, having read
+ * nothing, when the statement must do it.
  */
 bool
 TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
-					   TimestampTz *first_lease, bool *due)
+					   TimestampTz *first_lease, bool *due, TimestampTz *quiet)
 {
 	Relation	rel;
 	Relation	lease;
@@ -541,7 +544,10 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	ScanKeyData keys[3];
 	int			state = TaskqJobColumn("state") + 1;
 	int			expires = TaskqJobColumn("lease_expires_at") + 1;
+	int			run_at = TaskqJobColumn("run_at") + 1;
 	Datum		active;
+	TimestampTz upto = now;
+	TimestampTz next = DT_NOEND;
 
 	if (!open_jobs(CMD_SELECT, AccessShareLock, &lease_index, &rel, &lease))
 		return false;
@@ -557,13 +563,18 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 	snapshot = statement_snapshot();
 	slot = table_slot_create(rel, NULL);
 
-	/* leases in [floor, now), by expiry: the first of an active job */
+	/*
+	 * leases in [floor, upto), by expiry: the first of an active job, which
+	 * ran out if it is before now
+	 */
+	if (quiet != NULL)
+		upto = next = TimestampTzPlusMilliseconds(now, TASKQ_QUIET_WINDOW_MS);
 	*first_lease = DT_NOEND;
 	scan_key(&keys[0], lease, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
 	scan_key(&keys[1], lease, 2, BTGreaterEqualStrategyNumber,
 			 F_TIMESTAMPTZ_GE, TimestampTzGetDatum(floor));
 	scan_key(&keys[2], lease, 2, BTLessStrategyNumber,
-			 F_TIMESTAMPTZ_LT, TimestampTzGetDatum(now));
+			 F_TIMESTAMPTZ_LT, TimestampTzGetDatum(upto));
 	scan = index_beginscan(rel, lease, snapshot, 3, 0);
 	index_rescan(scan, keys, 3, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
@@ -577,24 +588,47 @@ TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
 
 			if (!isnull)
 			{
-				*first_lease = DatumGetTimestampTz(e);
+				if (DatumGetTimestampTz(e) < now)
+					*first_lease = DatumGetTimestampTz(e);
+				else
+					next = DatumGetTimestampTz(e);
 				break;
 			}
 		}
 	}
 	index_endscan(scan);
 
-	/* a delayed job of the queue due at now (the index holds only those) */
+	/*
+	 * the first delayed job of the queue (the index holds only those), due
+	 * if it is at now or before; up to now, or with quiet up to upto
+	 */
 	if (due != NULL)
 	{
 		scan_key(&keys[0], delayed, 1, BTEqualStrategyNumber, F_TEXTEQ, queue);
-		scan_key(&keys[1], delayed, 2, BTLessEqualStrategyNumber,
-				 F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
+		if (quiet != NULL)
+			scan_key(&keys[1], delayed, 2, BTLessStrategyNumber,
+					 F_TIMESTAMPTZ_LT, TimestampTzGetDatum(upto));
+		else
+			scan_key(&keys[1], delayed, 2, BTLessEqualStrategyNumber,
+					 F_TIMESTAMPTZ_LE, TimestampTzGetDatum(now));
 		scan = index_beginscan(rel, delayed, snapshot, 2, 0);
 		index_rescan(scan, keys, 2, NULL, 0);
-		*due = index_getnext_slot(scan, ForwardScanDirection, slot);
+		*due = false;
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		r = slot_getattr(slot, run_at, &isnull);
+
+			/* a NULL run_at (not taskq's) counts as due, as before */
+			if (quiet == NULL || isnull || DatumGetTimestampTz(r) <= now)
+				*due = true;
+			else if (DatumGetTimestampTz(r) < next)
+				next = DatumGetTimestampTz(r);
+		}
 		index_endscan(scan);
 	}
+	if (quiet != NULL)
+		*quiet = (*first_lease != DT_NOEND || (due != NULL && *due)) ? DT_NOBEGIN : next;
 
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);

@@ -338,14 +338,17 @@ TaskqNoteWakeup(text *queue)
 
 /*
  * A delayed job was pushed to queue (or a failed job will be retried
- * later): no job is runnable yet, so no worker is woken, but the pulls
- * waiting on the queue are, after commit, to sleep until its run_at
- * rather than for their whole step (pullwait.c).
+ * later, or a DAG child was promoted to delayed): no job is runnable yet,
+ * so no worker is woken, but the pulls waiting on the queue are, after
+ * commit, to sleep until its run_at rather than for their whole step
+ * (pullwait.c).
  */
 void
 TaskqNoteDelayed(text *queue)
 {
 	note_queue(queue, delayed_queues, &ndelayed, &delayed_overflow);
+	/* and its pulls probe for due jobs again (pullhead.c, "quiet") */
+	TaskqQuietNote(text_to_cstring(queue), DT_NOBEGIN);
 }
 
 /*

@@ -210,6 +210,7 @@ static TaskqPlan parent_results_plan = {
 #define CLAIM_PRIORITY		6
 #define CLAIM_DEPENDS_ON	11
 #define CLAIM_COLUMNS		13
+#define CLAIM_LEASE_END		9		/* lease_expires_at among them */
 
 typedef struct ClaimedJob
 {
@@ -280,17 +281,22 @@ TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now)
  * The housekeeping probe (step 1 and 2 above): the first lease of the
  * queue that ran out in [floor, now), DT_NOEND when none, and whether a
  * delayed job of the queue is due at now (*due; due NULL: the reaper,
- * which only asks for the first).  Directly when it can (direct.c), else
- * by statement.  Runs inside SPI_connect.
+ * which only asks for the first); and with quiet, until when the next
+ * pulls need not probe (pullhead.c; DT_NOBEGIN: not known).  Directly
+ * when it can (direct.c), else by statement.  Runs inside SPI_connect.
  */
 TimestampTz
-TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now, bool *due)
+TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now, bool *due,
+				  TimestampTz *quiet)
 {
 	TimestampTz first_lease;
 	Datum		values[3] = {queue, TimestampTzGetDatum(floor), TimestampTzGetDatum(now)};
 	bool		isnull;
 
-	if (TaskqProbeHousekeeping(queue, floor, now, &first_lease, due))
+	if (quiet != NULL)
+		*quiet = DT_NOBEGIN;
+	if (TaskqProbeHousekeeping(queue, floor, now, &first_lease, due,
+							   due != NULL ? quiet : NULL))
 		return first_lease;
 	TaskqExecute(&check_plan, values, NULL, false, 1);
 	first_lease = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
@@ -664,6 +670,7 @@ pull_once(void *arg)
 	TimestampTz floor;
 	uint64		floor_gen;
 	bool		floor_check;
+	TaskqQuiet	quiet;
 	TimestampTz first_lease;
 	char	   *name = TextDatumGetCString(a->queue);
 	TaskqHead	head;
@@ -677,9 +684,18 @@ pull_once(void *arg)
 		return 0;
 
 	values[0] = a->queue;
-	floor = TaskqLeaseFloor(name, true, &floor_gen, &floor_check);
-	first_lease = TaskqProbeExpired(a->queue, floor, now, &due);
-	TaskqLeaseFloorSeen(name, floor_gen, floor_check, first_lease, now);
+	floor = TaskqLeaseFloor(name, true, &floor_gen, &floor_check, &quiet);
+	if (!floor_check && now < quiet.until)
+	{
+		/* nothing can be due before the queue's quiet ends */
+		first_lease = DT_NOEND;
+		due = false;
+	}
+	else
+	{
+		first_lease = TaskqProbeExpired(a->queue, floor, now, &due, &quiet.until);
+		TaskqLeaseFloorSeen(name, floor_gen, floor_check, first_lease, now, &quiet);
+	}
 	expired = first_lease != DT_NOEND;
 	if (expired)
 		TaskqReclaimExpired(a->queue, floor, now);
@@ -728,14 +744,21 @@ pull_once(void *arg)
 	TaskqMetricsCount(DatumGetTextPP(a->queue), TASKQ_COUNT(TASKQ_METRIC_PULLED), n);
 	if (n > 0)
 	{
+		TimestampTz lease_end = DT_NOEND;
+
 		for (int i = 0; i < n; i++)
 		{
 			pg_uuid_t  *id = DatumGetUUIDP(a->jobs[i].values[0]);
 
 			if (first == NULL || memcmp(id, first, UUID_LEN) < 0)
 				first = id;
+			if (!a->jobs[i].nulls[CLAIM_LEASE_END] &&
+				DatumGetTimestampTz(a->jobs[i].values[CLAIM_LEASE_END]) < lease_end)
+				lease_end = DatumGetTimestampTz(a->jobs[i].values[CLAIM_LEASE_END]);
 		}
 		TaskqHeadClaimed(first);
+		/* the leases made: the queue's quiet ends by the first, after commit */
+		TaskqQuietNote(name, lease_end);
 	}
 	if (raise)
 		pull_raise(a, name, &head, first);

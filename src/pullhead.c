@@ -134,6 +134,10 @@ typedef struct HeadEntry
 	TimestampTz lease_floor;	/* DT_NOBEGIN: unknown */
 	TimestampTz lease_checked_at;
 	TimestampTz lease_check_until;
+
+	/* until when housekeeping has nothing to do, see TaskqLeaseFloor */
+	uint64		quiet_gen;		/* bumped by each lowering and reset */
+	TimestampTz quiet_until;	/* DT_NOBEGIN: unknown */
 } HeadEntry;
 
 typedef struct HeadShared
@@ -158,6 +162,22 @@ static uint64 my_floor = NO_FLOOR;
 
 /* this transaction wrote taskq.jobs by itself: break the entries at commit */
 static bool break_at_commit = false;
+
+/*
+ * The deadlines this transaction made, by queue, to lower the queues'
+ * quiet with after its commit (TaskqQuietNote)
+ */
+#define QUIET_PENDING	8
+static struct
+{
+	char		queue[TASKQ_MAX_QUEUE_NAME + 1];
+	TimestampTz at;
+}			quiet_pending[QUIET_PENDING];
+static int	nquiet_pending = 0;
+static bool quiet_pending_overflow = false;
+
+static void quiet_apply(void);
+static bool quiet_mine(const char *queue, TimestampTz now);
 
 /* the levels this backend's pushes registered: (queue, priority) */
 typedef struct KnownLevel
@@ -261,7 +281,12 @@ head_xact_callback(XactEvent event, void *arg)
 	{
 		if (break_at_commit && event == XACT_EVENT_COMMIT)
 			TaskqHeadBreak();
+		else if (event == XACT_EVENT_COMMIT &&
+				 (nquiet_pending > 0 || quiet_pending_overflow))
+			quiet_apply();
 		break_at_commit = false;
+		nquiet_pending = 0;
+		quiet_pending_overflow = false;
 		if (my_floor != NO_FLOOR)
 		{
 			pg_atomic_write_u64(&head_shared->floors[MyProc->pgprocno], NO_FLOOR);
@@ -397,6 +422,8 @@ head_entry(const char *queue, bool create)
 		e->lease_floor = DT_NOBEGIN;
 		e->lease_checked_at = 0;
 		e->lease_check_until = 0;
+		e->quiet_gen = 1;
+		e->quiet_until = DT_NOBEGIN;
 		head_shared->nentries++;
 	}
 	return e;
@@ -707,15 +734,33 @@ TaskqHeadChecked(const char *queue, const TaskqHead *h, int n, const int32 *prio
  * PREPARED that reset the floor).  A lease reclaimed late is the worst
  * case, never a lost job.
  *
+ * The quiet.  Most probes find nothing to do: leases run out after tens
+ * of seconds, most queues have no delayed jobs.  So a probe also reads a
+ * window (TASKQ_QUIET_WINDOW_MS) past its now(): the first active lease
+ * from the floor and the first delayed job, up to now() plus the window;
+ * when neither is due, the entry keeps the earliest of them (or the end
+ * of the window) as the queue's quiet, and pulls before that time make no
+ * probe.  A transaction that makes an earlier deadline (a claim with a
+ * short lease, a delayed job pushed, a failed job retried after its
+ * backoff, a job released with a delay, a DAG child promoted to delayed)
+ * lowers the quiet after its commit (TaskqQuietNote), bumping its
+ * generation; a probe sets its quiet only if the generation it read
+ * before its snapshot did not move, as a raise of the bounds does.  The
+ * check from the beginning, foreign writes and COMMIT PREPARED end the
+ * quiet as they reset the floor.  A lease set below the floor by an old
+ * transaction is found by the next check, as before.
+ *
  * TaskqLeaseFloor returns where to read from (DT_NOBEGIN: the beginning,
  * when the floor is unknown or a check is due, then *check is set) and the
  * floor's generation, for TaskqLeaseFloorSeen; with check NULL no check
- * is taken on.  The entry is made if need be when create is set (a pull);
+ * is taken on; and the queue's quiet with its generation, for the same
+ * (quiet NULL: not wanted).  The entry is made if need be when create is set (a pull);
  * the reaper, which goes through every queue, makes none (the table is
  * the pulls'), and reads a queue without one from the beginning.
  */
 TimestampTz
-TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check)
+TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check,
+				TaskqQuiet *quiet)
 {
 	HeadEntry  *e;
 	TimestampTz floor = DT_NOBEGIN;
@@ -724,6 +769,11 @@ TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check)
 	*gen = 0;
 	if (check != NULL)
 		*check = false;
+	if (quiet != NULL)
+	{
+		quiet->gen = 0;
+		quiet->until = DT_NOBEGIN;
+	}
 	if (head_shared == NULL)
 		return DT_NOBEGIN;
 	now = GetCurrentTimestamp();
@@ -734,6 +784,11 @@ TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check)
 		SpinLockAcquire(&e->mutex);
 		*gen = e->lease_gen;
 		floor = e->lease_floor;
+		if (quiet != NULL)
+		{
+			quiet->gen = e->quiet_gen;
+			quiet->until = quiet_mine(queue, now) ? DT_NOBEGIN : e->quiet_until;
+		}
 		if (check != NULL && !IsolationUsesXactSnapshot() && e->lease_check_until < now &&
 			(floor == DT_NOBEGIN ||
 			 TimestampDifferenceExceeds(e->lease_checked_at, now, taskq_head_check_interval)))
@@ -752,11 +807,12 @@ TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check)
  * A probe read the leases from the floor (or the beginning, for a check)
  * to upto (its now()) under a fresh snapshot and saw first as the first
  * that expired (DT_NOEND: none): raise the floor there, or to upto, unless
- * the entry was reset meanwhile.
+ * the entry was reset meanwhile.  And set the quiet it found (quiet
+ * NULL: none), unless it was lowered or reset since it was read.
  */
 void
 TaskqLeaseFloorSeen(const char *queue, uint64 gen, bool check, TimestampTz first,
-					TimestampTz upto)
+					TimestampTz upto, const TaskqQuiet *quiet)
 {
 	HeadEntry  *e;
 	TimestampTz now = GetCurrentTimestamp();
@@ -778,8 +834,103 @@ TaskqLeaseFloorSeen(const char *queue, uint64 gen, bool check, TimestampTz first
 			if (check || floor > e->lease_floor)
 				e->lease_floor = floor;
 		}
+		if (quiet != NULL && e->quiet_gen == quiet->gen)
+			e->quiet_until = quiet->until;
 		SpinLockRelease(&e->mutex);
 	}
+	LWLockRelease(head_shared->lock);
+}
+
+/*
+ * This transaction made a deadline of queue at "at": a lease that runs
+ * out then, or a delayed job due then (DT_NOBEGIN: a time not known).
+ * After its commit, the queue's quiet is lowered to it, and its
+ * generation bumped, so that a probe that missed the deadline (its
+ * snapshot taken before the commit) does not set a later quiet.  A
+ * deadline a window or more after the commit needs neither: such a probe
+ * read before the commit, up to its now() plus the window at most.  So
+ * a claim of the usual lease length touches nothing.
+ */
+void
+TaskqQuietNote(const char *queue, TimestampTz at)
+{
+	if (head_shared == NULL)
+		return;
+	for (int i = 0; i < nquiet_pending; i++)
+		if (strcmp(quiet_pending[i].queue, queue) == 0)
+		{
+			if (at < quiet_pending[i].at)
+				quiet_pending[i].at = at;
+			return;
+		}
+	if (nquiet_pending == QUIET_PENDING)
+	{
+		quiet_pending_overflow = true;
+		return;
+	}
+	strlcpy(quiet_pending[nquiet_pending].queue, queue, TASKQ_MAX_QUEUE_NAME + 1);
+	quiet_pending[nquiet_pending].at = at;
+	nquiet_pending++;
+}
+
+/*
+ * Whether this transaction itself made a deadline of queue within the
+ * window from now, or wrote taskq.jobs by other means: its own changes,
+ * which its probes see, are in no quiet until it commits.
+ */
+static bool
+quiet_mine(const char *queue, TimestampTz now)
+{
+	TimestampTz limit = TimestampTzPlusMilliseconds(now, TASKQ_QUIET_WINDOW_MS);
+
+	if (break_at_commit || quiet_pending_overflow)
+		return true;
+	for (int i = 0; i < nquiet_pending; i++)
+		if (quiet_pending[i].at < limit && strcmp(quiet_pending[i].queue, queue) == 0)
+			return true;
+	return false;
+}
+
+/* after commit: lower the quiet of the queues this transaction noted */
+static void
+quiet_apply(void)
+{
+	TimestampTz limit = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													TASKQ_QUIET_WINDOW_MS);
+
+	LWLockAcquire(head_shared->lock, LW_SHARED);
+	if (quiet_pending_overflow)
+	{
+		HASH_SEQ_STATUS scan;
+		HeadEntry  *e;
+
+		hash_seq_init(&scan, head_hash);
+		while ((e = hash_seq_search(&scan)) != NULL)
+		{
+			if (e->key.dbid != MyDatabaseId)
+				continue;
+			SpinLockAcquire(&e->mutex);
+			e->quiet_gen++;
+			e->quiet_until = DT_NOBEGIN;
+			SpinLockRelease(&e->mutex);
+		}
+	}
+	else
+		for (int i = 0; i < nquiet_pending; i++)
+		{
+			HeadEntry  *e;
+
+			if (quiet_pending[i].at >= limit)
+				continue;
+			e = head_entry(quiet_pending[i].queue, false);
+			if (e == NULL)
+				continue;
+			SpinLockAcquire(&e->mutex);
+			e->quiet_gen++;
+			if (quiet_pending[i].at < e->quiet_until)
+				e->quiet_until = quiet_pending[i].at;
+			SpinLockRelease(&e->mutex);
+		}
 	LWLockRelease(head_shared->lock);
 }
 
@@ -881,6 +1032,8 @@ TaskqHeadBreak(void)
 		e->lease_floor = DT_NOBEGIN;
 		e->gen++;
 		e->lease_gen++;
+		e->quiet_gen++;
+		e->quiet_until = DT_NOBEGIN;
 		SpinLockRelease(&e->mutex);
 	}
 	LWLockRelease(head_shared->lock);

@@ -271,7 +271,8 @@ typedef struct TaskqClaimRequest
 	uint64	   *first;
 } TaskqClaimRequest;
 extern bool TaskqProbeHousekeeping(Datum queue, TimestampTz floor, TimestampTz now,
-								   TimestampTz *first_lease, bool *due);
+								   TimestampTz *first_lease, bool *due,
+								   TimestampTz *quiet);
 extern Relation TaskqActiveIndexOpen(bool by_group);
 extern bool TaskqFirstWaiting(Datum queue, int nlevels, const int32 *priority,
 							  const Datum *bound, pg_uuid_t **first);
@@ -452,7 +453,7 @@ extern TaskqMovedHook taskq_moved_hook;
 extern void TaskqPullInit(void);
 extern int	TaskqReclaimExpired(Datum queue, TimestampTz floor, TimestampTz now);
 extern TimestampTz TaskqProbeExpired(Datum queue, TimestampTz floor, TimestampTz now,
-									 bool *due);
+									 bool *due, TimestampTz *quiet);
 
 /* mallocpad.c: the heap padding of backends that run taskq */
 extern int	taskq_malloc_top_pad;
@@ -486,10 +487,23 @@ extern bool TaskqHeadRead(const char *queue, TaskqHead *h, bool work);
 extern void TaskqHeadRaised(const char *queue, const TaskqHead *h, const uint64 *first);
 extern void TaskqHeadChecked(const char *queue, const TaskqHead *h, int n,
 							 const int32 *priority, const uint64 *first, bool more);
+/*
+ * How far past its now() a probe of housekeeping reads the leases and
+ * delayed jobs of its queue, to learn until when the next pulls need not
+ * probe (pullhead.c, "quiet")
+ */
+#define TASKQ_QUIET_WINDOW_MS	1000
+typedef struct TaskqQuiet
+{
+	uint64		gen;
+	TimestampTz until;			/* DT_NOBEGIN: unknown */
+} TaskqQuiet;
 extern TimestampTz TaskqLeaseFloor(const char *queue, bool create, uint64 *gen,
-								   bool *check);
+								   bool *check, TaskqQuiet *quiet);
 extern void TaskqLeaseFloorSeen(const char *queue, uint64 gen, bool check,
-								TimestampTz first, TimestampTz upto);
+								TimestampTz first, TimestampTz upto,
+								const TaskqQuiet *quiet);
+extern void TaskqQuietNote(const char *queue, TimestampTz at);
 extern void TaskqHeadBreak(void);
 extern void TaskqHeadForeignWrite(void);
 extern void TaskqHeadNoteCopy(Node *stmt);

@@ -208,10 +208,10 @@ worker_reap(MemoryContext cxt)
 		char	   *name = TextDatumGetCString(queue);
 		uint64		gen;
 		bool		check;
-		TimestampTz floor = TaskqLeaseFloor(name, false, &gen, &check);
-		TimestampTz first = TaskqProbeExpired(queue, floor, now, NULL);
+		TimestampTz floor = TaskqLeaseFloor(name, false, &gen, &check, NULL);
+		TimestampTz first = TaskqProbeExpired(queue, floor, now, NULL, NULL);
 
-		TaskqLeaseFloorSeen(name, gen, check, first, now);
+		TaskqLeaseFloorSeen(name, gen, check, first, now, NULL);
 		SPI_tuptable = queues;
 		/* the queues to reclaim, kept past this transaction */
 		if (first != DT_NOEND)
@@ -240,7 +240,7 @@ worker_reap(MemoryContext cxt)
 			if (!worker_begin("taskq: reaping expired leases"))
 				worker_no_extension();
 			n = TaskqReclaimExpired(CStringGetTextDatum(name),
-									TaskqLeaseFloor(name, false, &gen, NULL),
+									TaskqLeaseFloor(name, false, &gen, NULL, NULL),
 									GetCurrentTransactionStartTimestamp());
 			worker_end();
 			MemoryContextSwitchTo(cxt);
