@@ -185,26 +185,41 @@ TaskqIsJobTable(Relation rel)
 /*
  * the attribute number of a column of taskq.jobs, less one.  The hot paths
  * ask for the same few names (string constants) on every call: where a
- * name was found last is kept by its address, and checked with one strcmp
- * instead of a search.
+ * name was found is kept by its address, in an open-addressing table of
+ * the addresses seen (a few dozen), and checked with one strcmp instead
+ * of a search.
  */
 int
 TaskqJobColumn(const char *name)
 {
+#define SEEN_SLOTS	128
+#define SEEN_PROBES	8
 	static struct
 	{
 		const char *name;
 		int			col;
-	}			seen[64];
-	int			h = (int) (((uintptr_t) name >> 3) % lengthof(seen));
+	}			seen[SEEN_SLOTS];
+	/* Fibonacci hashing of the address: constants lie a few bytes apart */
+	int			h = (int) (((uint64) (uintptr_t) name * UINT64CONST(0x9E3779B97F4A7C15)) >> 57);
+	int			slot = h;
 
-	if (seen[h].name == name && strcmp(job_columns[seen[h].col], name) == 0)
-		return seen[h].col;
+	for (int k = 0; k < SEEN_PROBES; k++)
+	{
+		int			s = (h + k) % SEEN_SLOTS;
+
+		if (seen[s].name == name && strcmp(job_columns[seen[s].col], name) == 0)
+			return seen[s].col;
+		if (seen[s].name == NULL)
+		{
+			slot = s;
+			break;
+		}
+	}
 	for (int i = 0; i < lengthof(job_columns); i++)
 		if (strcmp(job_columns[i], name) == 0)
 		{
-			seen[h].name = name;
-			seen[h].col = i;
+			seen[slot].name = name;
+			seen[slot].col = i;
 			return i;
 		}
 	elog(ERROR, "taskq: taskq.jobs has no column \"%s\"", name);
