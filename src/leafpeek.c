@@ -80,6 +80,8 @@ TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 	BTPageOpaque opaque;
 	OffsetNumber low;
 	OffsetNumber high;
+	OffsetNumber first;
+	OffsetNumber end;
 	OffsetNumber maxoff;
 	OffsetNumber lastoff = InvalidOffsetNumber;
 
@@ -135,20 +137,39 @@ TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 			high = mid;
 	}
 
-	/* from it, the entries in the range */
+	/*
+	 * Where the range ends on the page (end, exclusive): past the page's
+	 * last entry when that one is in the range (the common case: one
+	 * comparison, where comparing each entry read cost one each), else at
+	 * the first entry above the range, found by a binary search.  Entries
+	 * marked dead keep their keys.
+	 */
+	first = low;
+	end = maxoff + 1;
 	key->keysz = nrange;
-	for (OffsetNumber off = low; off <= maxoff && peek->n < max; off++)
+	if (first <= maxoff && _bt_compare(index, key, page, maxoff) != 0)
+	{
+		high = maxoff;
+		while (low < high)
+		{
+			OffsetNumber mid = low + (high - low) / 2;
+
+			if (_bt_compare(index, key, page, mid) == 0)
+				low = mid + 1;
+			else
+				high = mid;
+		}
+		end = low;
+	}
+
+	/* from the first entry, those in the range */
+	for (OffsetNumber off = first; off < end && peek->n < max; off++)
 	{
 		ItemId		iid = PageGetItemId(page, off);
 		IndexTuple	itup;
 
 		if (ItemIdIsDead(iid))
 			continue;
-		if (_bt_compare(index, key, page, off) != 0)
-		{
-			peek->complete = true;
-			break;
-		}
 		itup = (IndexTuple) PageGetItem(page, iid);
 		if (BTreeTupleIsPosting(itup))
 		{
@@ -163,12 +184,13 @@ TaskqLeafPeekRead(TaskqLeafPeek *peek, Relation index, Snapshot snapshot,
 		lastoff = off;
 	}
 	/*
-	 * Read to the page's end: the range goes on only if the page is not
-	 * the last and its high key (the lower bound of the pages to its
-	 * right) is not above the range.
+	 * Read to the range's end: it ended on the page, or at the page's end
+	 * it goes on only if the page is not the last and its high key (the
+	 * lower bound of the pages to its right) is not above the range.
 	 */
-	if (!peek->complete && peek->n < max &&
-		(P_RIGHTMOST(opaque) || _bt_compare(index, key, page, P_HIKEY) < 0))
+	if (peek->n < max &&
+		(end <= maxoff || P_RIGHTMOST(opaque) ||
+		 _bt_compare(index, key, page, P_HIKEY) < 0))
 		peek->complete = true;
 
 	/* the last entry read, for a caller that goes on from it */
