@@ -214,44 +214,45 @@ DROP PROCEDURE pull_all();
 -- The quiet of a queue (pullhead.c): a pull that found no lease run out
 -- and no delayed job due skips those probes until the first deadline it
 -- read, within a window of a second from its now().  Each deadline made
--- since ends the quiet at commit (each step here is a transaction).
+-- since ends the quiet at commit (each step here is a transaction).  In
+-- each case below a pull makes the queue quiet, something makes a
+-- deadline 400 ms on, and a pull half a second later must find it: inside
+-- the quiet, which would otherwise hide it (on a machine slow enough to
+-- take a second over it the quiet is over and the test shows nothing).
 SELECT taskq.create_queue('quiet');
 CREATE FUNCTION quiet_job() RETURNS TABLE (id uuid, lease uuid)
 LANGUAGE sql AS $$ SELECT id, lease FROM taskq.jobs WHERE queue = 'quiet' AND state = 'active' $$;
--- a delayed job pushed after a pull found the queue quiet
+-- a delayed job pushed
 SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
-SELECT taskq.push('quiet', 'delayed', '{}', '{"delay_ms": 150}') IS NOT NULL AS pushed;
-SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
-SELECT pg_sleep(0.2);
+SELECT taskq.push('quiet', 'delayed', '{}', '{"delay_ms": 400}') IS NOT NULL AS pushed;
+SELECT pg_sleep(0.5);
 SELECT name, attempt FROM taskq.pull('quiet', 1);
 SELECT taskq.ack(id, NULL, lease) FROM quiet_job();
--- a lease shorter than the window, made by the pull that made it quiet
+-- a short lease, made by the pull whose probe made the queue quiet
 SELECT taskq.push('quiet', 'short', '{}',
-                  '{"backoff": {"type": "fixed", "delay_ms": 150}}') IS NOT NULL AS pushed;
-SELECT name, attempt FROM taskq.pull('quiet', 1, 150);
-SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
-SELECT pg_sleep(0.2);
+                  '{"backoff": {"type": "fixed", "delay_ms": 400}}') IS NOT NULL AS pushed;
+SELECT name, attempt FROM taskq.pull('quiet', 1, 400);
+SELECT pg_sleep(0.5);
 SELECT name, attempt FROM taskq.pull('quiet', 1);
--- a retry after a backoff shorter than the window
-SELECT taskq.fail(id, 'again', lease) FROM quiet_job();
+-- a retry after its backoff (the job's only lease runs for 30 s)
 SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
-SELECT pg_sleep(0.2);
+SELECT taskq.fail(id, 'again', lease) FROM quiet_job();
+SELECT pg_sleep(0.5);
 SELECT name, attempt FROM taskq.pull('quiet', 1);
 -- a release with a delay
-SELECT taskq.release(id, lease, 150) FROM quiet_job();
 SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
-SELECT pg_sleep(0.2);
+SELECT taskq.release(id, lease, 400) FROM quiet_job();
+SELECT pg_sleep(0.5);
 SELECT name, attempt FROM taskq.pull('quiet', 1);
 SELECT taskq.ack(id, NULL, lease) FROM quiet_job();
--- a DAG child promoted to delayed when its parent completes
+-- a DAG child promoted to delayed (or, if its run_at has passed by then,
+-- to waiting) when its parent completes
 SELECT taskq.push('quiet', 'parent', '{}') AS parent \gset
 SELECT taskq.push('quiet', 'child', '{}',
-                  jsonb_build_object('depends_on', jsonb_build_array(:'parent'), 'delay_ms', 150)) IS NOT NULL AS pushed;
+                  jsonb_build_object('depends_on', jsonb_build_array(:'parent'), 'delay_ms', 400)) IS NOT NULL AS pushed;
 SELECT name FROM taskq.pull('quiet', 1);
 SELECT taskq.ack(id, NULL, lease) FROM quiet_job();
-SELECT name, state FROM taskq.jobs WHERE queue = 'quiet';
-SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
-SELECT pg_sleep(0.2);
+SELECT pg_sleep(0.5);
 SELECT name, attempt FROM taskq.pull('quiet', 1);
 DROP FUNCTION quiet_job();
 
