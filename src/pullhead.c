@@ -765,6 +765,7 @@ TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check,
 	HeadEntry  *e;
 	TimestampTz floor = DT_NOBEGIN;
 	TimestampTz now;
+	bool		mine;
 
 	*gen = 0;
 	if (check != NULL)
@@ -777,6 +778,7 @@ TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check,
 	if (head_shared == NULL)
 		return DT_NOBEGIN;
 	now = GetCurrentTimestamp();
+	mine = quiet != NULL && quiet_mine(queue, now);
 	LWLockAcquire(head_shared->lock, LW_SHARED);
 	e = head_entry(queue, create);
 	if (e != NULL)
@@ -787,7 +789,7 @@ TaskqLeaseFloor(const char *queue, bool create, uint64 *gen, bool *check,
 		if (quiet != NULL)
 		{
 			quiet->gen = e->quiet_gen;
-			quiet->until = quiet_mine(queue, now) ? DT_NOBEGIN : e->quiet_until;
+			quiet->until = mine ? DT_NOBEGIN : e->quiet_until;
 		}
 		if (check != NULL && !IsolationUsesXactSnapshot() && e->lease_check_until < now &&
 			(floor == DT_NOBEGIN ||
