@@ -254,6 +254,20 @@ SELECT name FROM taskq.pull('quiet', 1);
 SELECT taskq.ack(id, NULL, lease) FROM quiet_job();
 SELECT pg_sleep(0.5);
 SELECT name, attempt FROM taskq.pull('quiet', 1);
+-- a transaction that made deadlines in more queues than it keeps apart
+-- (8) ends the quiet of every queue of the database
+SELECT count(*) AS pulled FROM taskq.pull('quiet', 1);
+DO $$
+BEGIN
+    FOR i IN 1..8 LOOP
+        PERFORM taskq.create_queue('quiet' || i);
+        PERFORM taskq.push('quiet' || i, 'other', '{}', '{"delay_ms": 60000}');
+    END LOOP;
+    PERFORM taskq.push('quiet', 'many', '{}', '{"delay_ms": 400}');
+END
+$$;
+SELECT pg_sleep(0.5);
+SELECT name, attempt FROM taskq.pull('quiet', 1);
 DROP FUNCTION quiet_job();
 
 DROP EXTENSION taskq;

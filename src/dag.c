@@ -218,12 +218,14 @@ TaskqPromoteChildren(Datum id)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
+		/* promoted: no longer blocked (waiting, or delayed) */
+		bool		unblocked = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 
 		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
 			TaskqNoteWakeup(DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
-		else if (DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+		else if (unblocked)
 			TaskqNoteDelayed(DatumGetTextPP(SPI_getbinval(tup, desc, 1, &isnull)));
-		if (promoted && DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)))
+		if (promoted && unblocked)
 			promoted[npromoted++] = *DatumGetUUIDP(SPI_getbinval(tup, desc, 4, &isnull));
 	}
 	/* for the live stream only: webhooks do not offer it */

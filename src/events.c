@@ -394,8 +394,7 @@ TaskqNoteWorkerWake(void)
 void
 TaskqSubscribersChanged(void)
 {
-	Oid			nsp = get_namespace_oid("taskq", false);
-	Oid			relid = get_relname_relid("webhooks", nsp);
+	Oid			relid = TaskqTableOid("webhooks");
 
 	if (OidIsValid(relid))
 		CacheInvalidateRelcacheByRelid(relid);

@@ -178,6 +178,7 @@ static bool quiet_pending_overflow = false;
 
 static void quiet_apply(void);
 static bool quiet_mine(const char *queue, TimestampTz now);
+static void break_entries(bool bounds);
 
 /* the levels this backend's pushes registered: (queue, priority) */
 typedef struct KnownLevel
@@ -893,30 +894,25 @@ quiet_mine(const char *queue, TimestampTz now)
 	return false;
 }
 
-/* after commit: lower the quiet of the queues this transaction noted */
+/*
+ * After commit: lower the quiet of the queues this transaction noted, of
+ * those whose deadline is within the window from now (none, for a claim
+ * of the usual lease: then the lock is not taken).
+ */
 static void
 quiet_apply(void)
 {
 	TimestampTz limit = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													TASKQ_QUIET_WINDOW_MS);
+	bool		any = quiet_pending_overflow;
 
+	for (int i = 0; i < nquiet_pending && !any; i++)
+		any = quiet_pending[i].at < limit;
+	if (!any)
+		return;
 	LWLockAcquire(head_shared->lock, LW_SHARED);
 	if (quiet_pending_overflow)
-	{
-		HASH_SEQ_STATUS scan;
-		HeadEntry  *e;
-
-		hash_seq_init(&scan, head_hash);
-		while ((e = hash_seq_search(&scan)) != NULL)
-		{
-			if (e->key.dbid != MyDatabaseId)
-				continue;
-			SpinLockAcquire(&e->mutex);
-			e->quiet_gen++;
-			e->quiet_until = DT_NOBEGIN;
-			SpinLockRelease(&e->mutex);
-		}
-	}
+		break_entries(false);
 	else
 		for (int i = 0; i < nquiet_pending; i++)
 		{
@@ -1018,27 +1014,41 @@ TaskqHeadNoteCopy(Node *stmt)
 void
 TaskqHeadBreak(void)
 {
-	HASH_SEQ_STATUS scan;
-	HeadEntry  *e;
-
 	if (head_shared == NULL)
 		return;
 	LWLockAcquire(head_shared->lock, LW_SHARED);
+	break_entries(true);
+	LWLockRelease(head_shared->lock);
+}
+
+/*
+ * End the quiet of every entry of this database, and with bounds also
+ * their bounds and lease floors (TaskqHeadBreak).  Caller holds
+ * head_shared->lock.
+ */
+static void
+break_entries(bool bounds)
+{
+	HASH_SEQ_STATUS scan;
+	HeadEntry  *e;
+
 	hash_seq_init(&scan, head_hash);
 	while ((e = hash_seq_search(&scan)) != NULL)
 	{
 		if (e->key.dbid != MyDatabaseId)
 			continue;
 		SpinLockAcquire(&e->mutex);
-		e->checked = false;
-		e->lease_floor = DT_NOBEGIN;
-		e->gen++;
-		e->lease_gen++;
+		if (bounds)
+		{
+			e->checked = false;
+			e->lease_floor = DT_NOBEGIN;
+			e->gen++;
+			e->lease_gen++;
+		}
 		e->quiet_gen++;
 		e->quiet_until = DT_NOBEGIN;
 		SpinLockRelease(&e->mutex);
 	}
-	LWLockRelease(head_shared->lock);
 }
 
 /*
