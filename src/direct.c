@@ -1126,6 +1126,7 @@ TaskqAckDirect(TaskqAckItem *items, int n, bool forget)
 	Relation	index;
 	TupleTableSlot *slot;
 	TupleTableSlot **rows;
+	TupleDesc	copy = NULL;
 	TupleDesc	hdesc;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
@@ -1222,7 +1223,7 @@ TaskqAckDirect(TaskqAckItem *items, int n, bool forget)
 		}
 
 		/* the finished row: the job's, with ack's changes, then its own copy */
-		row = table_slot_create(hist, NULL);
+		row = TaskqRowSlot(hist, n, &copy);
 		memcpy(row->tts_values, v, sizeof(Datum) * hdesc->natts);
 		memcpy(row->tts_isnull, isnull, sizeof(bool) * hdesc->natts);
 		row->tts_values[state_col] = completed;
@@ -1242,8 +1243,7 @@ TaskqAckDirect(TaskqAckItem *items, int n, bool forget)
 		TaskqInsertRows(hist, rows, nrows);
 	/* their events, from the rows as written (no statement reads them) */
 	TaskqEmitEventRows("job.completed", rows, nrows);
-	for (int i = 0; i < nrows; i++)
-		ExecDropSingleTupleTableSlot(rows[i]);
+	TaskqDropRowSlots(rows, nrows, copy);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
 	index_close(index, NoLock);

@@ -729,6 +729,7 @@ outbox_rows(const char *event, TupleTableSlot **rows, const Datum *ids,
 	Expr	  **planned;
 	ExprContext *econtext;
 	TupleTableSlot **out = NULL;
+	TupleDesc	copy = NULL;
 	int			nout = 0;
 	int			maxout = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -783,7 +784,7 @@ outbox_rows(const char *event, TupleTableSlot **rows, const Datum *ids,
 			values[3] = ids[r];
 			values[4] = body;
 
-			slot = table_slot_create(rel, NULL);
+			slot = TaskqRowSlot(rel, n * nwebhooks, &copy);
 			for (int i = 0; i < desc->natts; i++)
 			{
 				slot->tts_isnull[i] = true;
@@ -817,8 +818,7 @@ outbox_rows(const char *event, TupleTableSlot **rows, const Datum *ids,
 	}
 	if (nout > 0)
 		TaskqInsertRows(rel, out, nout);
-	for (int i = 0; i < nout; i++)
-		ExecDropSingleTupleTableSlot(out[i]);
+	TaskqDropRowSlots(out, nout, copy);
 	MemoryContextDelete(body_cxt);
 	FreeExprContext(econtext, true);
 	table_close(rel, NoLock);

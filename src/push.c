@@ -168,6 +168,7 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 			 const bool *nulls, int stride)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	TupleDesc	copy = NULL;
 	TupleTableSlot **slots;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			state;
@@ -199,7 +200,7 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)
 	{
-		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		TupleTableSlot *slot = TaskqRowSlot(rel, n, &copy);
 		Datum	   *v = slot->tts_values;
 		bool	   *isnull = slot->tts_isnull;
 
@@ -223,8 +224,7 @@ batch_insert(Relation rel, Datum queue, int n, const Datum *values,
 		slots[i] = slot;
 	}
 	TaskqInsertRows(rel, slots, n);
-	for (int i = 0; i < n; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
+	TaskqDropRowSlots(slots, n, copy);
 	return true;
 }
 

@@ -317,6 +317,8 @@ extern void TaskqLeafPeekEnd(TaskqLeafPeek *peek);
 /* rowinsert.c */
 extern bool TaskqCanInsertRows(Relation rel);
 extern void TaskqInsertRows(Relation rel, TupleTableSlot **slots, int n);
+extern TupleTableSlot *TaskqRowSlot(Relation rel, int nrows, TupleDesc *copy);
+extern void TaskqDropRowSlots(TupleTableSlot **slots, int n, TupleDesc copy);
 
 /* resultrel.c */
 extern void TaskqOpenResultRel(ResultRelInfo *rri, EState *estate);

@@ -497,6 +497,7 @@ TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
 		SPITupleTable *tt = SPI_tuptable;
 		int			first = tt->tupdesc->natts - desc->natts;
 		TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
+		TupleDesc	copy = NULL;
 
 		for (int a = 0; a < desc->natts; a++)
 			if (TupleDescAttr(tt->tupdesc, first + a)->atttypid !=
@@ -506,7 +507,7 @@ TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
 					 TupleDescAttr(desc, a)->atttypid);
 		for (int i = 0; i < n; i++)
 		{
-			slots[i] = table_slot_create(rel, NULL);
+			slots[i] = TaskqRowSlot(rel, n, &copy);
 			for (int a = 0; a < desc->natts; a++)
 				slots[i]->tts_values[a] = SPI_getbinval(tt->vals[i], tt->tupdesc,
 														first + a + 1,
@@ -514,8 +515,7 @@ TaskqExecuteMove(TaskqPlan *select_plan, TaskqPlan *insert_plan,
 			ExecStoreVirtualTuple(slots[i]);
 		}
 		TaskqInsertRows(rel, slots, n);
-		for (int i = 0; i < n; i++)
-			ExecDropSingleTupleTableSlot(slots[i]);
+		TaskqDropRowSlots(slots, n, copy);
 		if (taskq_moved_hook)
 			taskq_moved_hook();
 	}
