@@ -272,7 +272,7 @@ wexec(const char *sql, int nparams, const char *const *params)
 
 	if (conn == NULL)
 		return NULL;
-	res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	res = exec_prepared(conn, sql, nparams, params);
 	if (PQstatus(conn) == CONNECTION_BAD)
 	{
 		PQclear(res);
@@ -1101,9 +1101,9 @@ start_waiting_pull(void)
 	params[0] = queues[0];
 	params[1] = count;
 	params[2] = wait;
-	if (!PQsendQueryParams(wconn, PULL_COLUMNS
-						   "FROM taskq.pull($1, $2::int, NULL, NULL, $3::int)",
-						   3, NULL, params, NULL, NULL, 0))
+	if (!send_prepared(wconn, PULL_COLUMNS
+					   "FROM taskq.pull($1, $2::int, NULL, NULL, $3::int)",
+					   3, params))
 	{
 		wait_conn_lost();
 		return;
@@ -1126,6 +1126,12 @@ waiting_pull_done(PGresult *res)
 	int			slot = 0;
 
 	release_waiting_slots();
+	if (prepared_missing(wconn, res))
+	{
+		/* nothing ran (a pooler's other server connection): send it again */
+		need_pull = true;
+		return;
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		if (strcmp(res_sqlstate(res), "42883") == 0)

@@ -7,8 +7,9 @@
  * Each program compiles these files into itself (fe.mk): messages.c
  * (errors, usage errors and log lines, prefixed with the program's name),
  * connect.c (the options every program takes and the libpq connection),
- * options.c (integer option values), json.c (JSON strings and UTF-8) and
- * clock.c (a monotonic clock).
+ * options.c (integer option values), json.c (JSON strings and UTF-8),
+ * clock.c (a monotonic clock) and prepared.c (statements prepared once
+ * per connection).
  *
  * A program defines progname, the name its messages start with.
  * TASKQ_VERSION, the extension's version, comes from fe.mk.
@@ -78,6 +79,13 @@ extern int	parse_int_option(const char *cmd, const char *what, const char *arg,
 /* json.c */
 extern int	utf8_char_length(const unsigned char *s, size_t avail);
 extern void append_json_string(PQExpBuffer buf, const char *s);
+
+/* prepared.c */
+extern PGresult *exec_prepared(PGconn *conn, const char *sql, int nparams,
+							   const char *const *params);
+extern int	send_prepared(PGconn *conn, const char *sql, int nparams,
+						  const char *const *params);
+extern bool prepared_missing(PGconn *conn, const PGresult *res);
 
 /* clock.c */
 extern int64_t now_ms(void);

@@ -18,7 +18,7 @@
 # headers cannot be built with, as in the extension's own Makefile.
 
 FE_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
-OBJS += messages.o connect.o options.o json.o clock.o
+OBJS += messages.o connect.o options.o json.o clock.o prepared.o
 vpath %.c $(FE_DIR)
 
 # the extension's version (taskq.control), which -V prints

@@ -92,6 +92,13 @@ is($node->safe_psql('postgres', q{
 	cmp_ok($bundled, '>=', 20, 'most successful jobs were acked with a pull') or diag("$bundled pulls with acks");
 	cmp_ok($single, '<=', 10, 'only the jobs with a non-JSON stdout were acked on their own')
 		or diag("$single taskq.ack statements");
+
+	# prepared once per connection, under a name made from the text, then
+	# run by name: never parsed and planned again as an unnamed statement
+	my $named = () = $log =~ /execute taskq_[0-9a-f]{16}: SELECT id, lease[^\n]*taskq\.pull\(/g;
+	my $unnamed = () = $log =~ /execute <unnamed>: SELECT id, lease[^\n]*taskq\.pull\(/g;
+	cmp_ok($named, '>=', 20, 'the pulls ran as a prepared statement') or diag("$named named pulls");
+	is($unnamed, 0, 'no pull ran as an unnamed statement');
 }
 
 # each job ran once per attempt: no job ran twice at the same attempt
