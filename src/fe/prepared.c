@@ -115,13 +115,17 @@ has_sqlstate(const PGresult *res, const char *sqlstate)
 static const char *
 prepared_name(PGconn *conn, const char *sql, int nparams, char *name)
 {
-	Prepared   *p = prepared_of(conn);
-	uint64_t	h = text_hash(sql);
+	Prepared   *p;
+	uint64_t	h;
 	PGresult   *res;
 	bool		ok;
 
-	if (p == NULL || p->unnamed || PQtransactionStatus(conn) != PQTRANS_IDLE)
+	if (PQtransactionStatus(conn) != PQTRANS_IDLE)
 		return NULL;
+	p = prepared_of(conn);
+	if (p == NULL || p->unnamed)
+		return NULL;
+	h = text_hash(sql);
 	snprintf(name, 32, "taskq_%016" PRIx64, h);
 	for (int i = 0; i < p->n; i++)
 		if (p->hashes[i] == h)
