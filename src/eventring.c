@@ -16,6 +16,10 @@
  * too (they cannot be kept for its COMMIT PREPARED, which may run in
  * another session).  The committing backend sets the latches of the
  * readers of its database, which sleep in taskq.read_events meanwhile.
+ * The database worker, which reads for the NOTIFY stream in rounds, asks
+ * for that only when its last read found nothing: while events come, it
+ * comes back after each round by itself, and a drain's commits do not
+ * wake it once each.
  *
  * A registration lasts while its backend reads: each call of read_events
  * renews it until READER_LEASE_MS after the call returns, and a committing
@@ -93,6 +97,7 @@ typedef struct ReaderSlot
 {
 	Oid			dbid;			/* InvalidOid: not reading */
 	TimestampTz until;			/* registered until then */
+	bool		wake;			/* a commit with events sets its latch */
 } ReaderSlot;
 
 typedef struct RingShared
@@ -361,7 +366,7 @@ ring_publish(void)
 			continue;
 		if (ring->readers[s].until < now)
 			reader_clear(s);
-		else if (ring->readers[s].dbid == MyDatabaseId)
+		else if (ring->readers[s].dbid == MyDatabaseId && ring->readers[s].wake)
 			SetLatch(&ProcGlobal->allProcs[s].procLatch);
 	}
 	LWLockRelease(ring->lock);
@@ -452,6 +457,7 @@ reader_register(int32 wait_ms)
 	if (slot->dbid == InvalidOid)
 		pg_atomic_fetch_add_u32(&ring->nreaders, 1);
 	slot->dbid = MyDatabaseId;
+	slot->wake = true;
 	slot->until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											  wait_ms + READER_LEASE_MS);
 	next = ring->next_seq;
@@ -495,7 +501,9 @@ typedef struct ReadRow
  * Copy the events of this database after "after" (at most max) into rows,
  * only those marked for the NOTIFY stream when stream_only; a first
  * events.lost row when some are gone.  Returns how many; *last is the
- * number of the last event looked at.
+ * number of the last event looked at.  With stream_only (the database
+ * worker, which comes back by itself after a batch), the reader asks for
+ * its latch to be set by the next commit only when it found nothing.
  */
 static int
 ring_read(uint64 after, int max, bool stream_only, ReadRow *rows, uint64 *last)
@@ -534,6 +542,14 @@ ring_read(uint64 after, int max, bool stream_only, ReadRow *rows, uint64 *last)
 		n++;
 	}
 	*last = seq - 1;
+
+	/*
+	 * The slot is only written by its backend, and read by committing
+	 * backends under the lock held exclusively: a commit after this sees
+	 * the new value.
+	 */
+	if (stream_only)
+		ring->readers[MyProc->pgprocno].wake = n == 0;
 	LWLockRelease(ring->lock);
 	return n;
 }

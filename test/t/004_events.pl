@@ -16,6 +16,7 @@ use strict;
 use warnings;
 
 use JSON::PP;
+use Time::HiRes ();
 
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -191,6 +192,65 @@ is_deeply([ grep { $_->{channel} ne 'taskq_wakeup' } @{ $wake->{notes} } ], [],
 	'taskq_wakeup listener got only wake-ups');
 is_deeply([ grep { $_->{channel} ne 'taskq_events' } @{ $events->{notes} } ], [],
 	'taskq_events listener got only events');
+
+# ---------------------------------------------------------------------------
+# Under a stream of commits the worker is not woken by each of them: it
+# asks committing backends to set its latch only when its last read of the
+# event ring found nothing, and otherwise comes back after its round (5 ms)
+# by itself.  2,000 acks, each its own transaction, from one session; the
+# worker's voluntary context switches meanwhile (each wake-up from a sleep
+# is one) against the commits: about one per commit when every commit woke
+# it.  The worker makes at most one round per 5 ms, so this holds only when
+# the commits come faster than that (fsync is off on the test node): when
+# the acks took longer than 2.5 ms each, the comparison is skipped.
+# ---------------------------------------------------------------------------
+my $nacks = 2000;
+my $streamed = scalar(stream());
+psql(qq{SELECT count(taskq.push('ev', 'many')) FROM generate_series(1, $nacks)});
+ok($events->wait_for('taskq_events', undef, $streamed + $nacks),
+	"the $nacks pushes' events are streamed");
+$streamed += $nacks;
+psql(q{CREATE TABLE leased AS SELECT id, lease FROM taskq.pull('ev', 1000)
+       UNION ALL SELECT id, lease FROM taskq.pull('ev', 1000)});
+is(psql(q{SELECT count(*) FROM leased}), $nacks, "$nacks jobs leased");
+
+sub voluntary_switches
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/status") or return undef;
+	my ($n) = map { /^voluntary_ctxt_switches:\s+(\d+)/ ? ($1) : () } <$fh>;
+	close($fh);
+	return $n;
+}
+my $switches = voluntary_switches($worker_pid);
+my $t0 = Time::HiRes::time();
+psql(q{DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT id, lease FROM leased LOOP
+        PERFORM taskq.ack(r.id, NULL, r.lease);
+        COMMIT;
+    END LOOP;
+END $$});
+my $elapsed_ms = (Time::HiRes::time() - $t0) * 1000;
+$switches = voluntary_switches($worker_pid) - $switches if defined $switches;
+ok($events->wait_for('taskq_events', undef, $streamed + $nacks),
+	"the $nacks acks' events are streamed");
+@ev = (stream())[ $streamed .. $streamed + $nacks - 1 ];
+is(scalar(grep { $_->{event} eq 'job.completed' } @ev), $nacks, '... all job.completed');
+is(psql(q{SELECT count(DISTINCT id) FROM leased l
+          WHERE l.id::text = ANY (ARRAY[} . join(',', map { "'$_->{job_id}'" } @ev) . q{])}),
+	$nacks, '... one for each acked job');
+SKIP:
+{
+	skip 'no /proc/PID/status here', 1 unless defined $switches;
+	skip sprintf('the acks took %.0f ms, slower than the rounds', $elapsed_ms), 1
+	  if $elapsed_ms > 2.5 * $nacks;
+	note("the worker's voluntary context switches: $switches");
+	cmp_ok($switches, '<', $nacks / 2,
+		sprintf('the worker woke far less often than the %d commits (%.0f ms)',
+			$nacks, $elapsed_ms));
+}
 
 # ---------------------------------------------------------------------------
 # A prepared transaction's wake-ups are dropped: never sent at the
