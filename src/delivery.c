@@ -141,46 +141,58 @@ static TaskqPlan reset_plan = {
  * round.  So receivers that never answer hold at most their webhooks'
  * and owner's share of the slots, never another owner's.  The cost is
  * bounded by the number of webhooks with due deliveries times $2 (index
- * probes per webhook), not by the backlog: the chosen ids are an array
- * (= ANY), so that the outer read finds them by primary key whatever the
- * generic plan guesses of their number (as IN, it was a hash join over
- * every due delivery: 5 ms and 5,000 buffers a round with 20,000 due).
+ * probes per webhook), not by the backlog.
+ *
+ * The deliveries' columns come out of the per-webhook read itself, with
+ * no second read by id: the generic plan is made at the worker's first
+ * round, in a fresh database on an empty outbox, and for such a read
+ * ("id = ANY (ids) AND status = 'pending'") the planner preferred the
+ * whole pending index, filtered, or a BitmapAnd with it, to the primary
+ * key; kept as the outbox grew, the claim read every pending delivery at
+ * each round (10,600 buffers a round with 40,000 pending, the worker a
+ * core busy and 100 deliveries a second).  The per-webhook read has one
+ * index that gives its order, so the plan cannot change with the size.
  * A read: the row is written when the outcome is known (above).
  */
 static TaskqPlan claim_plan = {
-	"SELECT d.id::text, d.body, w.url, w.secret, w.owner::oid,"
-	" d.body::jsonb #>> '{data,queue}', w.id::text"
-	" FROM taskq.webhook_deliveries d JOIN taskq.webhooks w ON w.id = d.webhook_id"
-	" WHERE d.id = ANY (ARRAY("
-	"  SELECT c.id FROM ("
-	"   SELECT p.id, p.next_attempt_at, p.wrank,"
-	"    row_number() OVER (PARTITION BY hw.owner"
-	"     ORDER BY p.wrank, p.next_attempt_at, p.id)"
-	"    + (SELECT count(*) FROM unnest($5::oid[]) AS f(o) WHERE f.o = hw.owner::oid) AS orank"
-	"   FROM taskq.webhooks hw"
-	"   CROSS JOIN LATERAL ("
-	"    SELECT x.id, x.next_attempt_at,"
-	"     row_number() OVER (ORDER BY x.next_attempt_at, x.id)"
-	"     + (SELECT count(*) FROM unnest($4::uuid[]) AS f(w) WHERE f.w = hw.id) AS wrank"
-	"    FROM (SELECT id, next_attempt_at FROM taskq.webhook_deliveries"
-	"     WHERE webhook_id = hw.id AND status = 'pending' AND next_attempt_at <= now()"
-	"      AND id <> ALL ($6::uuid[])"
-	"     ORDER BY next_attempt_at LIMIT $2) x) p"
-	"   WHERE p.wrank <= $2) c"
-	"  WHERE c.orank <= $3"
-	"  ORDER BY c.orank, c.next_attempt_at, c.id LIMIT $1))"
-	" AND d.status = 'pending'",
+	"SELECT c.id::text, c.body, c.url, c.secret, c.owner::oid,"
+	" c.body::jsonb #>> '{data,queue}', c.webhook_id::text"
+	" FROM ("
+	"  SELECT p.id, p.body, p.next_attempt_at, hw.url, hw.secret, hw.owner,"
+	"   hw.id AS webhook_id,"
+	"   row_number() OVER (PARTITION BY hw.owner"
+	"    ORDER BY p.wrank, p.next_attempt_at, p.id)"
+	"   + (SELECT count(*) FROM unnest($5::oid[]) AS f(o) WHERE f.o = hw.owner::oid) AS orank"
+	"  FROM taskq.webhooks hw"
+	"  CROSS JOIN LATERAL ("
+	"   SELECT x.id, x.body, x.next_attempt_at,"
+	"    row_number() OVER (ORDER BY x.next_attempt_at, x.id)"
+	"    + (SELECT count(*) FROM unnest($4::uuid[]) AS f(w) WHERE f.w = hw.id) AS wrank"
+	"   FROM (SELECT id, body, next_attempt_at FROM taskq.webhook_deliveries"
+	"    WHERE webhook_id = hw.id AND status = 'pending' AND next_attempt_at <= now()"
+	"     AND id <> ALL ($6::uuid[])"
+	"    ORDER BY next_attempt_at LIMIT $2) x) p"
+	"  WHERE p.wrank <= $2) c"
+	" WHERE c.orank <= $3"
+	" ORDER BY c.orank, c.next_attempt_at, c.id LIMIT $1",
 	6, {INT4OID, INT4OID, INT4OID, UUIDARRAYOID, OIDARRAYOID, UUIDARRAYOID}, true
 };
 
 /*
- * Transfers running for taskq.webhook_mark_after, $1: marked
- * delivering, their attempt counted.
+ * The statements below that write deliveries by id name no status that
+ * implies a partial index's predicate ("status = 'pending'" would let the
+ * planner, on the empty outbox of a fresh database, choose the whole
+ * pending index with the ids as a filter, and keep that plan as the
+ * outbox grows), and join no other table (the webhook's settings are read
+ * by a subquery): the primary key is the only index with a condition on
+ * them, whatever the statistics.
  */
+
 static TaskqPlan mark_plan = {
 	"UPDATE taskq.webhook_deliveries SET status = 'delivering',"
 	" attempts = attempts + 1"
-	" WHERE id = ANY ($1::uuid[]) AND status = 'pending'",
+	" WHERE id = ANY ($1::uuid[])"
+	"  AND status NOT IN ('delivering', 'succeeded', 'failed')",
 	1, {UUIDARRAYOID}, true
 };
 
@@ -191,7 +203,8 @@ static TaskqPlan mark_plan = {
 static TaskqPlan refuse_plan = {
 	"UPDATE taskq.webhook_deliveries SET status = 'failed',"
 	" attempts = attempts + 1, last_error = $2"
-	" WHERE id = $1::uuid AND status = 'pending' RETURNING status",
+	" WHERE id = $1::uuid AND status NOT IN ('delivering', 'succeeded', 'failed')"
+	" RETURNING status",
 	2, {TEXTOID, TEXTOID}, true
 };
 /*
@@ -210,23 +223,29 @@ static TaskqPlan next_due_plan = {
  * The outcomes of a round's finished transfers, one statement for all:
  * arrays of delivery ids, success, HTTP status (NULL: none) and error.
  * The attempt is counted here, unless the mark counted it (delivering).
- * A row that is neither pending nor delivering any more (removed with
- * its webhook) is left alone.
+ * A row that is neither pending nor delivering any more, or whose
+ * webhook is gone (removed by hand: remove_webhook removes its
+ * deliveries), is left alone.
  */
 #define ATTEMPTS "(d.attempts + CASE WHEN d.status = 'pending' THEN 1 ELSE 0 END)"
+#define WEBHOOK(col) "(SELECT w." col " FROM taskq.webhooks w WHERE w.id = d.webhook_id)"
 static TaskqPlan record_plan = {
 	"UPDATE taskq.webhook_deliveries d SET"
 	" status = CASE WHEN o.ok THEN 'succeeded'"
-	"  WHEN " ATTEMPTS " >= w.max_attempts THEN 'failed' ELSE 'pending' END,"
+	"  WHEN " ATTEMPTS " >= " WEBHOOK("max_attempts") " THEN 'failed' ELSE 'pending' END,"
 	" attempts = " ATTEMPTS ","
 	" last_status = o.http_status, last_error = o.error,"
 	" delivered_at = CASE WHEN o.ok THEN now() END,"
-	" next_attempt_at = CASE WHEN o.ok OR " ATTEMPTS " >= w.max_attempts"
+	" next_attempt_at = CASE WHEN o.ok OR " ATTEMPTS " >= " WEBHOOK("max_attempts")
 	"  THEN d.next_attempt_at"
-	"  ELSE now() + w.base_delay_ms * power(2, " ATTEMPTS " - 1) * interval '1 millisecond' END"
+	"  ELSE now() + " WEBHOOK("base_delay_ms")
+	"   * power(2, " ATTEMPTS " - 1) * interval '1 millisecond' END"
 	" FROM unnest($1::uuid[], $2::boolean[], $3::integer[], $4::text[])"
-	"  AS o(id, ok, http_status, error), taskq.webhooks w"
-	" WHERE d.id = o.id AND w.id = d.webhook_id AND d.status IN ('pending', 'delivering')"
+	"  AS o(id, ok, http_status, error)"
+	" WHERE d.id = ANY ($1::uuid[]) AND d.id = o.id"
+	"  AND d.status IN ('pending', 'delivering')"
+	/* a scalar subquery, which stays a filter: as EXISTS, a join */
+	"  AND (SELECT true FROM taskq.webhooks w WHERE w.id = d.webhook_id)"
 	" RETURNING d.status",
 	4, {UUIDARRAYOID, BOOLARRAYOID, INT4ARRAYOID, TEXTARRAYOID}, true
 };
