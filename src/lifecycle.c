@@ -111,7 +111,8 @@ static TaskqPlan state_plan = {
 static TaskqPlan redrive_plan = {NULL, 1, {UUIDOID}};
 static TaskqPlan retry_now_plan = {
 	"UPDATE taskq.jobs SET state = 'waiting', run_at = now()"
-	" WHERE id = $1 AND state = 'delayed'"
+	/* as text: "state = 'delayed'" would make the delayed index a candidate */
+	" WHERE id = $1 AND state::text = 'delayed'"
 	" RETURNING queue, priority, id",
 	1, {UUIDOID}, true
 };

@@ -148,11 +148,16 @@ static TaskqPlan claim_level_plan = {
 	7, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, INT4OID, UUIDOID}, true
 };
 
-/* of the jobs a limited pull chose (flowcontrol.c), those still waiting */
+/*
+ * Of the jobs a limited pull chose (flowcontrol.c), those still waiting.
+ * The state is compared as text: "state = 'waiting'" implies the pull
+ * index's predicate, and the generic plan made on a table of a page read
+ * that whole index, the TIDs as a filter, and kept doing so as it grew.
+ */
 static TaskqPlan claim_ctids_plan = {
 	CLAIM_SET
 	" WHERE j.ctid = ANY (ARRAY("
-	"  SELECT ctid FROM taskq.jobs WHERE ctid = ANY ($6::tid[]) AND state = 'waiting'"
+	"  SELECT ctid FROM taskq.jobs WHERE ctid = ANY ($6::tid[]) AND state::text = 'waiting'"
 	"  FOR UPDATE SKIP LOCKED))"
 	CLAIM_RETURNING,
 	6, {TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, TIDARRAYOID}, true
