@@ -283,14 +283,6 @@ wexec(const char *sql, int nparams, const char *const *params)
 }
 
 static const char *
-res_sqlstate(const PGresult *res)
-{
-	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-	return s ? s : "";
-}
-
-static const char *
 res_message(const PGresult *res)
 {
 	const char *s = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);

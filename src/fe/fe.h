@@ -47,6 +47,7 @@ extern void usage_error(const char *cmd, const char *fmt,...)
 extern void fatal(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
 extern void log_message(const char *fmt,...) pg_attribute_printf(1, 2);
 extern char *connection_error(PGconn *conn);
+extern const char *res_sqlstate(const PGresult *res);
 extern void report_result_error(const PGresult *res, PGconn *conn);
 
 /* connect.c: options every subcommand accepts */

@@ -92,6 +92,15 @@ connection_error(PGconn *conn)
  * report_result_error: print a failed query's message, SQLSTATE, detail
  * and hint to stderr.
  */
+/* the SQLSTATE of res, "" when it has none */
+const char *
+res_sqlstate(const PGresult *res)
+{
+	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return s ? s : "";
+}
+
 void
 report_result_error(const PGresult *res, PGconn *conn)
 {

@@ -97,14 +97,6 @@ text_hash(const char *s)
 	return h;
 }
 
-static bool
-has_sqlstate(const PGresult *res, const char *sqlstate)
-{
-	const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-	return s != NULL && strcmp(s, sqlstate) == 0;
-}
-
 /*
  * The name (in name, 32 bytes) under which sql is prepared on conn,
  * prepared now if need be; NULL when it is to run unnamed: in a
@@ -134,7 +126,8 @@ prepared_name(PGconn *conn, const char *sql, int nparams, char *name)
 		return NULL;
 	res = PQprepare(conn, name, sql, nparams, NULL);
 	/* 42P05: this name, so this statement, is prepared there already */
-	ok = PQresultStatus(res) == PGRES_COMMAND_OK || has_sqlstate(res, "42P05");
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK ||
+		strcmp(res_sqlstate(res), "42P05") == 0;
 	PQclear(res);
 	if (!ok)
 		return NULL;
@@ -190,7 +183,8 @@ prepared_missing(PGconn *conn, const PGresult *res)
 {
 	Prepared   *p;
 
-	if (PQresultStatus(res) != PGRES_FATAL_ERROR || !has_sqlstate(res, "26000"))
+	if (PQresultStatus(res) != PGRES_FATAL_ERROR ||
+		strcmp(res_sqlstate(res), "26000") != 0)
 		return false;
 	p = PQinstanceData(conn, prepared_event);
 	if (p == NULL || p->unnamed)
