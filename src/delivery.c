@@ -185,14 +185,19 @@ static TaskqPlan claim_plan = {
  * pending index with the ids as a filter, and keep that plan as the
  * outbox grows), and join no other table (the webhook's settings are read
  * by a subquery): the primary key is the only index with a condition on
- * them, whatever the statistics.
+ * them, whatever the statistics.  STILL_PENDING is "status = 'pending'"
+ * so written (the CHECK on status allows four values).
  */
+#define STILL_PENDING "status NOT IN ('delivering', 'succeeded', 'failed')"
 
+/*
+ * Transfers running for taskq.webhook_mark_after, $1: marked
+ * delivering, their attempt counted.
+ */
 static TaskqPlan mark_plan = {
 	"UPDATE taskq.webhook_deliveries SET status = 'delivering',"
 	" attempts = attempts + 1"
-	" WHERE id = ANY ($1::uuid[])"
-	"  AND status NOT IN ('delivering', 'succeeded', 'failed')",
+	" WHERE id = ANY ($1::uuid[]) AND " STILL_PENDING,
 	1, {UUIDARRAYOID}, true
 };
 
@@ -203,8 +208,7 @@ static TaskqPlan mark_plan = {
 static TaskqPlan refuse_plan = {
 	"UPDATE taskq.webhook_deliveries SET status = 'failed',"
 	" attempts = attempts + 1, last_error = $2"
-	" WHERE id = $1::uuid AND status NOT IN ('delivering', 'succeeded', 'failed')"
-	" RETURNING status",
+	" WHERE id = $1::uuid AND " STILL_PENDING " RETURNING status",
 	2, {TEXTOID, TEXTOID}, true
 };
 /*

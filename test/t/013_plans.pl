@@ -24,16 +24,12 @@
 use strict;
 use warnings;
 
-use Time::HiRes qw(usleep);
-
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 use TaskqTest qw(new_node start_receiver stop_receiver);
 
-my $stmt_sql = q{SELECT sum(calls), round(sum(shared_blks_hit + shared_blks_read)::numeric / sum(calls), 1)
-	FROM pg_stat_statements WHERE };
 
 my $node = new_node(
 	'plans',
@@ -50,6 +46,18 @@ sub psql
 {
 	my ($sql) = @_;
 	return $node->safe_psql('postgres', $sql);
+}
+
+# the calls of the statements that meet $where (a condition on
+# pg_stat_statements), and the shared buffers they read per call
+sub per_call
+{
+	my ($what, $where) = @_;
+	my ($calls, $per_call) = split /\|/, psql(
+		q{SELECT sum(calls), round(sum(shared_blks_hit + shared_blks_read)::numeric / sum(calls), 1)
+		  FROM pg_stat_statements WHERE } . $where);
+	note("$what: $calls calls, $per_call buffers a call");
+	return ($calls, $per_call);
 }
 
 psql(qq{
@@ -98,9 +106,7 @@ my %stmt = (
 );
 for my $what (sort keys %stmt)
 {
-	my ($calls, $per_call) =
-	  split /\|/, psql($stmt_sql . "strpos(query, '$stmt{$what}') > 0");
-	note("$what: $calls calls, $per_call buffers a call");
+	my ($calls, $per_call) = per_call($what, "strpos(query, '$stmt{$what}') > 0");
 	cmp_ok($calls, '>=', 10, "$what ran at least 10 times");
 	cmp_ok($per_call, '<', 50, "$what read fewer than 50 buffers a call");
 }
@@ -118,8 +124,7 @@ psql('VACUUM ANALYZE taskq.jobs');
 my $s = TaskqTest::Session->new($node, 'postgres');
 
 # a pull limited by group_concurrency in REPEATABLE READ, which claims
-# the jobs it chose by statement, and
-# retry_now of a delayed job
+# the jobs it chose by statement, and retry_now of a delayed job
 my $rr_pull = q{BEGIN ISOLATION LEVEL REPEATABLE READ;
 	SELECT count(*) FROM taskq.pull('lim', 1); COMMIT;};
 psql(q{SELECT taskq.push('lim', 'a', NULL, '{"group": "g"}')});
@@ -143,8 +148,7 @@ my %session = (
 );
 for my $what (sort keys %session)
 {
-	my ($calls, $per_call) = split /\|/, psql($stmt_sql . $session{$what});
-	note("$what: $calls calls, $per_call buffers a call");
+	my ($calls, $per_call) = per_call($what, $session{$what});
 	is($calls, 1, "$what ran once");
 	cmp_ok($per_call, '<', 40, "$what read fewer than 40 buffers");
 }
