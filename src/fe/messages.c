@@ -89,10 +89,8 @@ connection_error(PGconn *conn)
 }
 
 /*
- * report_result_error: print a failed query's message, SQLSTATE, detail
- * and hint to stderr.
+ * res_sqlstate: the SQLSTATE of res, "" when it has none.
  */
-/* the SQLSTATE of res, "" when it has none */
 const char *
 res_sqlstate(const PGresult *res)
 {
@@ -101,6 +99,10 @@ res_sqlstate(const PGresult *res)
 	return s ? s : "";
 }
 
+/*
+ * report_result_error: print a failed query's message, SQLSTATE, detail
+ * and hint to stderr.
+ */
 void
 report_result_error(const PGresult *res, PGconn *conn)
 {
